@@ -1,1 +1,15 @@
+//! socwire: Azure Functions custom handlers for security operations and GPU ML work.
+//!
+//! Layers: [`protocol`] (the host's wire format), [`functions`] (one module per function),
+//! [`ports`] with [`local`] and [`azure`] adapters, and [`serve`] (the HTTP server the host
+//! starts). The local Functions host lives in the `socwire-host` crate.
 
+pub mod azure;
+pub mod context;
+pub mod functions;
+pub mod local;
+pub mod ports;
+pub mod protocol;
+pub mod sentinel;
+pub mod serve;
+pub mod settings;

@@ -1,1 +1,93 @@
-fn main() {}
+//! The `socwire` command: the custom handler (`serve`), the local Functions host (`up`), and
+//! tools for its brokers and the alert graph engine.
+
+use clap::{Args, Parser, Subcommand};
+use socwire::{cli, serve, settings::Settings};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "socwire", version, about = "Security operations and GPU ML functions for Azure, and a local host to run them")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the custom handler (what host.json starts; listens on FUNCTIONS_CUSTOMHANDLER_PORT).
+    Serve,
+    /// Run the function set locally: the handler under an embedded host with durable brokers.
+    Up(cli::UpArgs),
+    /// Send a message or event to a local queue, Service Bus entity, hub or Event Grid topic.
+    Send(cli::SendArgs),
+    /// Show message counts per queue, subscription, hub and topic.
+    Status {
+        #[command(flatten)]
+        data: DataDir,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and replay poison queues, dead-letter queues and Event Grid dead letters.
+    Dlq {
+        #[command(flatten)]
+        data: DataDir,
+        #[command(subcommand)]
+        action: cli::DlqAction,
+    },
+    /// Alert graph engine tools: generate labelled IT/OT alerts, prioritise a file of alerts.
+    Alerts {
+        #[command(subcommand)]
+        action: cli::AlertsAction,
+    },
+}
+
+#[derive(Args)]
+struct DataDir {
+    /// Where the local host keeps its state.
+    #[arg(long, default_value = ".socwire", env = "SOCWIRE_DATA_DIR")]
+    data_dir: PathBuf,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SOCWIRE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => {
+                let settings = Settings::from_env().map_err(anyhow::Error::msg)?;
+                serve::run_from_settings(settings).await
+            }
+            Command::Up(args) => cli::up(args).await,
+            Command::Send(args) => cli::send(args),
+            Command::Status { data, json } => cli::status(&data.data_dir, json),
+            Command::Dlq { data, action } => cli::dlq(&data.data_dir, action),
+            Command::Alerts { action } => cli::alerts(action),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,16 @@
+//! The local stand-in for the Azure Functions host (`socwire up`): reads host.json and
+//! function.json files, starts the custom handler as the real host does, and feeds it from
+//! embedded, durable SQLite brokers with the host's delivery rules.
 
+pub mod broker;
+pub mod config;
+pub mod envelope;
+mod http;
+pub mod runtime;
+pub mod stats;
+mod timer;
+pub mod worker;
+
+pub use runtime::{Host, UpOptions};
+pub use stats::Summary;
+pub use timer::parse_schedule;

@@ -1,0 +1,283 @@
+//! The command-line tools around the handler: `up`, `send`, `status`, `dlq`, `alerts`.
+
+use crate::local::SqliteIncidentStore;
+use clap::{Args, Subcommand};
+use socwire_host::broker::{Brokers, DeadLetterKind, SbMessage, SystemClock};
+use socwire_host::{Host, UpOptions};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `socwire up` options.
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Seed demo incidents and fire their incident-created events.
+    #[arg(long)]
+    pub demo: bool,
+    /// How many demo incidents to seed.
+    #[arg(long, default_value_t = 5, requires = "demo")]
+    pub incidents: usize,
+    /// Exit when every broker is idle, printing a summary (for scripts and CI).
+    #[arg(long)]
+    pub exit_when_idle: bool,
+    /// The app root (where host.json and function-defs/ are).
+    #[arg(long, default_value = ".")]
+    pub app_root: PathBuf,
+    /// Where state is kept (brokers, local Sentinel, ledger, reports).
+    #[arg(long, default_value = ".socwire", env = "SOCWIRE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Port for HTTP triggers and reports.
+    #[arg(long, default_value_t = 7071)]
+    pub port: u16,
+    /// Seconds a delivered message stays locked before it can be delivered again (also how
+    /// soon a killed run's deliveries come back if they were not released at restart).
+    #[arg(long, default_value_t = 300)]
+    pub lease_secs: u64,
+    /// Print no line per delivery, only the summary.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs the local host.
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let handler = std::env::current_exe()?;
+    let host = Host::open(UpOptions {
+        app_root: args.app_root.clone(),
+        data_dir: args.data_dir.clone(),
+        http_port: args.port,
+        handler_fallback: handler,
+        exit_when_idle: args.exit_when_idle,
+        quiet: args.quiet,
+        lease: Duration::from_secs(args.lease_secs.max(1)),
+    })?;
+    let store = if args.demo {
+        let store = SqliteIncidentStore::open(&args.data_dir.join("sentinel.sqlite3"))?;
+        let events = crate::demo::seed(&store, args.incidents)?;
+        let published = host.brokers().eg_publish(crate::demo::INCIDENT_TOPIC, events)?;
+        println!("demo: seeded {} incident(s), published {published} incident-created event(s) to topic {}", args.incidents, crate::demo::INCIDENT_TOPIC);
+        Some(store)
+    } else {
+        None
+    };
+    let summary = host.run().await?;
+    println!("\n{summary}");
+    if let Some(store) = store {
+        println!("\nincidents after triage:");
+        for incident in store.list()? {
+            let id = crate::sentinel::IncidentId::parse(&incident.id)?;
+            let comments = store.comments(&id)?;
+            println!(
+                "  #{:<3} {:<13} {:<3} comment(s)  {}",
+                incident.properties.incident_number.unwrap_or_default(),
+                incident.properties.severity.to_string(),
+                comments.len(),
+                socwire_host::stats::for_log(&incident.properties.title, 70)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `socwire send` options.
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    #[command(subcommand)]
+    pub target: SendTarget,
+    /// Read the message from this file ("-" or absent: standard input).
+    #[arg(long, global = true)]
+    pub file: Option<PathBuf>,
+    /// Where the local host keeps its state.
+    #[arg(long, global = true, default_value = ".socwire", env = "SOCWIRE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The app root, to read host.json's queue message encoding.
+    #[arg(long, global = true, default_value = ".")]
+    pub app_root: PathBuf,
+}
+
+/// Where `socwire send` sends.
+#[derive(Subcommand, Debug)]
+pub enum SendTarget {
+    /// A Storage queue (encoded as host.json `extensions.queues.messageEncoding` says).
+    Queue {
+        /// Queue name.
+        name: String,
+        /// Seconds before the message becomes visible.
+        #[arg(long, default_value_t = 0)]
+        delay_secs: u64,
+    },
+    /// A Service Bus queue or topic.
+    Servicebus {
+        /// Queue or topic name.
+        entity: String,
+        /// MessageId (duplicate detection key); a random one when absent.
+        #[arg(long)]
+        message_id: Option<String>,
+        /// Subject (topic subscriptions filter on it).
+        #[arg(long)]
+        subject: Option<String>,
+        /// Session id.
+        #[arg(long)]
+        session_id: Option<String>,
+        /// Deliver no earlier than this RFC 3339 time.
+        #[arg(long)]
+        scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// An Event Hub (one event per line with --lines).
+    Eventhub {
+        /// Hub name.
+        hub: String,
+        /// Partition key.
+        #[arg(long)]
+        partition_key: Option<String>,
+        /// Send each non-empty input line as its own event.
+        #[arg(long)]
+        lines: bool,
+    },
+    /// An Event Grid topic (an event object or an array, Event Grid or CloudEvents schema).
+    Eventgrid {
+        /// Topic name.
+        topic: String,
+    },
+}
+
+fn read_input(file: &Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
+    const MAX: u64 = 64 * 1024 * 1024;
+    let mut buf = Vec::new();
+    match file.as_deref() {
+        Some(p) if p != Path::new("-") => {
+            std::fs::File::open(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?.take(MAX + 1).read_to_end(&mut buf)?;
+        }
+        _ => {
+            std::io::stdin().take(MAX + 1).read_to_end(&mut buf)?;
+        }
+    }
+    anyhow::ensure!(buf.len() as u64 <= MAX, "input is over {MAX} bytes");
+    Ok(buf)
+}
+
+fn open_brokers(data_dir: &Path) -> anyhow::Result<Brokers> {
+    std::fs::create_dir_all(data_dir)?;
+    Ok(Brokers::open(data_dir, Arc::new(SystemClock))?)
+}
+
+/// Sends one message or event.
+pub fn send(args: SendArgs) -> anyhow::Result<()> {
+    let body = read_input(&args.file)?;
+    let brokers = open_brokers(&args.data_dir)?;
+    match args.target {
+        SendTarget::Queue { name, delay_secs } => {
+            let base64 = socwire_host::config::AppConfig::load(&args.app_root)
+                .map(|c| c.host.queues.message_encoding == socwire_host::config::MessageEncoding::Base64)
+                .unwrap_or(true);
+            let wire = if base64 {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(&body).into_bytes()
+            } else {
+                body
+            };
+            let id = brokers.queue_put(&name, &wire, (delay_secs * 1000) as i64)?;
+            println!("queued {id} on {name}");
+        }
+        SendTarget::Servicebus { entity, message_id, subject, session_id, scheduled_at } => {
+            let message = SbMessage {
+                message_id: message_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                body,
+                subject,
+                session_id,
+                scheduled_enqueue_ms: scheduled_at.map(|t| t.timestamp_millis()),
+                ..Default::default()
+            };
+            let outcome = brokers.sb_send(&entity, message)?;
+            println!("{entity}: {outcome:?}");
+        }
+        SendTarget::Eventhub { hub, partition_key, lines } => {
+            let events: Vec<Vec<u8>> = if lines {
+                body.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).map(<[u8]>::to_vec).collect()
+            } else {
+                vec![body]
+            };
+            for e in &events {
+                brokers.eh_send(&hub, partition_key.as_deref(), e, Default::default())?;
+            }
+            println!("sent {} event(s) to {hub}", events.len());
+        }
+        SendTarget::Eventgrid { topic } => {
+            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| anyhow::anyhow!("event is not JSON: {e}"))?;
+            let events = match v {
+                serde_json::Value::Array(items) => items,
+                one => vec![one],
+            };
+            let n = brokers.eg_publish(&topic, events)?;
+            println!("published to {topic}: {n} delivery(ies) scheduled");
+        }
+    }
+    Ok(())
+}
+
+/// Prints broker counts.
+pub fn status(data_dir: &Path, json: bool) -> anyhow::Result<()> {
+    let brokers = open_brokers(data_dir)?;
+    let status = brokers.status()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{status}");
+    }
+    Ok(())
+}
+
+/// `socwire dlq` actions.
+#[derive(Subcommand, Debug)]
+pub enum DlqAction {
+    /// List dead letters (poison queues, Service Bus dead-letter queues, Event Grid).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter with its body.
+    Show {
+        /// Id from `dlq list`.
+        id: String,
+    },
+    /// Put a dead letter back where it came from, with fresh delivery counts.
+    Replay {
+        /// Id from `dlq list`.
+        id: String,
+    },
+}
+
+/// Lists, shows or replays dead letters.
+pub fn dlq(data_dir: &Path, action: DlqAction) -> anyhow::Result<()> {
+    let brokers = open_brokers(data_dir)?;
+    match action {
+        DlqAction::List { json } => {
+            let letters = brokers.dead_letters(None::<DeadLetterKind>)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else if letters.is_empty() {
+                println!("no dead letters");
+            } else {
+                for d in letters {
+                    println!(
+                        "{:<10} {:<32} attempts {:<3} {}",
+                        d.id,
+                        socwire_host::stats::for_log(&d.source, 32),
+                        d.attempts,
+                        socwire_host::stats::for_log(&d.reason, 120)
+                    );
+                }
+            }
+        }
+        DlqAction::Show { id } => {
+            let d = brokers.dead_letter(&id)?.ok_or_else(|| anyhow::anyhow!("no dead letter {id:?}"))?;
+            println!("{}", serde_json::to_string_pretty(&d)?);
+        }
+        DlqAction::Replay { id } => {
+            brokers.replay(&id)?;
+            println!("replayed {id}");
+        }
+    }
+    Ok(())
+}

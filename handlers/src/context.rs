@@ -1,0 +1,86 @@
+//! The ports every function uses, chosen once at start from [`Settings`].
+
+use crate::local::{FileReportStore, OfflineThreatIntel, SqliteIncidentStore, SqliteLedger};
+use crate::ports::{IncidentStore, Ledger, ReportStore, ThreatIntel};
+use crate::settings::Settings;
+use std::sync::Arc;
+
+/// Shared state handed to every invocation.
+#[derive(Clone)]
+pub struct Context {
+    /// Sentinel incidents.
+    pub incidents: Arc<dyn IncidentStore>,
+    /// Threat intelligence.
+    pub threat_intel: Arc<dyn ThreatIntel>,
+    /// Idempotency ledger.
+    pub ledger: Arc<dyn Ledger>,
+    /// Triage report storage.
+    pub reports: Arc<dyn ReportStore>,
+    /// Which adapter serves each port, for the start-up log.
+    pub adapters: Vec<(&'static str, String)>,
+}
+
+impl Context {
+    /// Builds the ports: Azure adapters where their settings are present, local ones otherwise.
+    /// With `require_azure`, a missing Azure setting is an error.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        if settings.require_azure {
+            let missing = settings.missing_azure_settings();
+            if !missing.is_empty() {
+                anyhow::bail!(
+                    "SOCWIRE_REQUIRE_AZURE=true but these settings are missing: {}",
+                    missing.join(", ")
+                );
+            }
+        }
+        let mut adapters = Vec::new();
+        let ti_text = match &settings.ti_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("SOCWIRE_TI_FILE {}: {e}", path.display()))?,
+            None => crate::local::threat_intel_builtin().to_string(),
+        };
+        let ti = OfflineThreatIntel::from_json(&ti_text)?;
+        adapters.push(("threat-intel", format!("offline list ({} indicators)", ti.len())));
+        let threat_intel: Arc<dyn ThreatIntel> = Arc::new(ti);
+
+        let incidents: Arc<dyn IncidentStore> = match &settings.sentinel_endpoint {
+            Some(endpoint) => {
+                adapters.push(("sentinel", format!("Azure REST {endpoint}")));
+                Arc::new(crate::azure::SentinelRest::new(endpoint, crate::azure::default_credential()?)?)
+            }
+            None => {
+                let path = settings.data_dir.join("sentinel.sqlite3");
+                adapters.push(("sentinel", format!("local SQLite {}", path.display())));
+                Arc::new(SqliteIncidentStore::open(&path)?)
+            }
+        };
+        let (ledger, reports): (Arc<dyn Ledger>, Arc<dyn ReportStore>) = match &settings.storage {
+            Some(connection) => {
+                let account = crate::azure::StorageAccount::parse(connection)?;
+                adapters.push(("ledger", format!("Azure Blob container {}", settings.ledger_container)));
+                adapters.push(("reports", format!("Azure Blob container {}", settings.reports_container)));
+                (
+                    Arc::new(crate::azure::BlobLedger::new(&account, &settings.ledger_container)?),
+                    Arc::new(crate::azure::BlobReportStore::new(&account, &settings.reports_container)?),
+                )
+            }
+            None => {
+                let path = settings.data_dir.join("ledger.sqlite3");
+                adapters.push(("ledger", format!("local SQLite {}", path.display())));
+                let dir = settings.data_dir.join("reports");
+                adapters.push(("reports", format!("local files {}", dir.display())));
+                (
+                    Arc::new(SqliteLedger::open(&path)?),
+                    Arc::new(FileReportStore::new(dir, settings.reports_base_url.clone())),
+                )
+            }
+        };
+        Ok(Self {
+            incidents,
+            threat_intel,
+            ledger,
+            reports,
+            adapters,
+        })
+    }
+}

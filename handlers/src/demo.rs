@@ -1,0 +1,104 @@
+//! `socwire up --demo`: seeds the local Sentinel with a few incidents (some carrying known-bad
+//! indicators) and builds the incident-created events a Sentinel playbook would publish.
+
+use crate::local::SqliteIncidentStore;
+use crate::ports::PortResult;
+use crate::sentinel::{Entity, Incident, IncidentId, IncidentProperties, Severity};
+use serde_json::{json, Map, Value};
+
+/// The Event Grid topic the playbook publishes to (see infra/eventgrid-subscriptions.json).
+pub const INCIDENT_TOPIC: &str = "sentinel-incidents";
+
+const WORKSPACE: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/socwire-demo/providers/Microsoft.OperationalInsights/workspaces/socwire-demo/providers/Microsoft.SecurityInsights/incidents";
+
+struct DemoIncident {
+    title: &'static str,
+    severity: Severity,
+    entities: &'static [(&'static str, &'static str, &'static str)],
+}
+
+const INCIDENTS: &[DemoIncident] = &[
+    DemoIncident {
+        title: "Beaconing to known C2 domain from FIN-WS-042",
+        severity: Severity::Medium,
+        entities: &[("DnsResolution", "domainName", "c2.evil.example"), ("Ip", "address", "10.20.1.42"), ("Host", "hostName", "FIN-WS-042")],
+    },
+    DemoIncident {
+        title: "Multiple failed sign-ins followed by success",
+        severity: Severity::Low,
+        entities: &[("Ip", "address", "198.51.100.23"), ("Account", "name", "j.doe")],
+    },
+    DemoIncident {
+        title: "Port scan against DMZ",
+        severity: Severity::High,
+        entities: &[("Ip", "address", "192.0.2.10"), ("Ip", "address", "192.0.2.11")],
+    },
+    DemoIncident {
+        title: "Suspicious PowerShell on HR-LT-007",
+        severity: Severity::Medium,
+        entities: &[("Host", "hostName", "HR-LT-007"), ("Ip", "address", "10.20.7.7")],
+    },
+    DemoIncident {
+        title: "User clicked phishing link <img src=x onerror=alert(1)>",
+        severity: Severity::Low,
+        entities: &[("Url", "url", "http://phish.example.net/login"), ("FileHash", "hashValue", "44D88612FEA8A8F36DE82E1278ABB02F")],
+    },
+];
+
+/// The ARM id of the demo incident `n` (1-based).
+pub fn incident_id(n: usize) -> IncidentId {
+    let id = format!("{WORKSPACE}/{}", crate::functions::stable_id("demo-incident", &n.to_string()));
+    IncidentId::parse(&id).expect("demo ids are well-formed")
+}
+
+/// Seeds `count` incidents (cycling through the demo set) and returns the Event Grid events
+/// announcing them, in the Sentinel incident trigger body shape (SENTINEL.md §2).
+pub fn seed(store: &SqliteIncidentStore, count: usize) -> PortResult<Vec<Value>> {
+    let mut events = Vec::new();
+    for n in 1..=count {
+        let template = &INCIDENTS[(n - 1) % INCIDENTS.len()];
+        let id = incident_id(n);
+        let incident = Incident {
+            id: id.arm_id().to_string(),
+            name: id.name().to_string(),
+            etag: None,
+            properties: IncidentProperties {
+                title: template.title.to_string(),
+                severity: template.severity,
+                status: "New".to_string(),
+                description: None,
+                incident_number: Some(n as i64),
+                other: Map::new(),
+            },
+        };
+        let entities: Vec<Entity> = template
+            .entities
+            .iter()
+            .map(|(kind, field, value)| Entity {
+                kind: kind.to_string(),
+                properties: [(field.to_string(), json!(value)), ("friendlyName".to_string(), json!(value))].into_iter().collect(),
+            })
+            .collect();
+        store.seed(&incident, &entities)?;
+        events.push(json!({
+            "id": crate::functions::stable_id("demo-event", &n.to_string()),
+            "subject": id.arm_id(),
+            "eventType": "Sentinel.IncidentCreated",
+            "eventTime": chrono::Utc::now().to_rfc3339(),
+            "dataVersion": "1.0",
+            "data": {
+                "eventUniqueId": crate::functions::stable_id("demo-unique", &n.to_string()),
+                "objectSchemaType": "Incident",
+                "objectEventType": "Create",
+                "workspaceInfo": { "SubscriptionId": "00000000-0000-0000-0000-000000000000", "ResourceGroupName": "socwire-demo", "WorkspaceName": "socwire-demo" },
+                "object": {
+                    "id": id.arm_id(),
+                    "name": id.name(),
+                    "type": "Microsoft.SecurityInsights/Incidents",
+                    "properties": { "title": template.title, "severity": template.severity, "status": "New", "incidentNumber": n }
+                }
+            }
+        }));
+    }
+    Ok(events)
+}

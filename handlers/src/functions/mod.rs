@@ -1,0 +1,134 @@
+//! One module per function. Each reads its typed trigger, decides, calls ports and returns
+//! outputs; none of them knows about HTTP servers, brokers or SQL.
+
+pub mod incident_created;
+pub mod playbook_webhook;
+pub mod triage_incident;
+
+use crate::context::Context;
+use crate::ports::PortError;
+use crate::protocol::{InvocationRequest, InvocationResponse, ProtocolError};
+use serde::{Deserialize, Serialize};
+
+/// Every function this handler serves, by the name the host POSTs to.
+pub const FUNCTION_NAMES: &[&str] = &[
+    incident_created::NAME,
+    playbook_webhook::NAME,
+    triage_incident::NAME,
+];
+
+/// Why an invocation failed. The status tells the host (and `socwire up`) what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    /// The input can never succeed: 400. Queue and Service Bus messages still follow the
+    /// host's retry count into the poison/dead-letter store; Event Grid dead-letters at once.
+    #[error("bad input: {0}")]
+    BadInput(String),
+    /// Worth retrying: 503.
+    #[error("retry later: {0}")]
+    Retry(String),
+    /// Anything else: 500.
+    #[error("failed: {0}")]
+    Failed(String),
+    /// The host POSTed to a name this handler does not serve: 404.
+    #[error("unknown function {0:?}; this handler serves: {names}", names = FUNCTION_NAMES.join(", "))]
+    UnknownFunction(String),
+}
+
+impl FunctionError {
+    /// The HTTP status the handler answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            FunctionError::BadInput(_) => 400,
+            FunctionError::UnknownFunction(_) => 404,
+            FunctionError::Retry(_) => 503,
+            FunctionError::Failed(_) => 500,
+        }
+    }
+}
+
+impl From<ProtocolError> for FunctionError {
+    fn from(e: ProtocolError) -> Self {
+        FunctionError::BadInput(e.to_string())
+    }
+}
+
+impl From<PortError> for FunctionError {
+    fn from(e: PortError) -> Self {
+        if e.is_transient() {
+            FunctionError::Retry(e.to_string())
+        } else {
+            FunctionError::Failed(e.to_string())
+        }
+    }
+}
+
+/// Runs the function named `name`.
+pub async fn dispatch(
+    name: &str,
+    ctx: &Context,
+    req: InvocationRequest,
+) -> Result<InvocationResponse, FunctionError> {
+    match name {
+        incident_created::NAME => incident_created::run(ctx, req).await,
+        playbook_webhook::NAME => playbook_webhook::run(ctx, req).await,
+        triage_incident::NAME => triage_incident::run(ctx, req).await,
+        other => Err(FunctionError::UnknownFunction(other.chars().take(64).collect())),
+    }
+}
+
+/// The message on the `triage-requests` queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriageRequest {
+    /// The incident's ARM id.
+    pub incident_id: crate::sentinel::IncidentId,
+    /// Stable per incident, so copies of the same request are recognisable.
+    pub request_id: String,
+    /// Which function produced it.
+    pub source: String,
+}
+
+impl TriageRequest {
+    /// A request for `incident_id` from `source`.
+    pub fn new(incident_id: crate::sentinel::IncidentId, source: &str) -> Self {
+        let request_id = stable_id("triage-request", &incident_id.key());
+        Self {
+            incident_id,
+            request_id,
+            source: source.to_string(),
+        }
+    }
+
+    /// Parses a queue message: our JSON shape, or a bare incident ARM id as a Logic App
+    /// "Put a message on a queue" action writes it.
+    pub fn parse(message: &str) -> Result<Self, FunctionError> {
+        let text = message.trim();
+        if text.starts_with('{') {
+            return serde_json::from_str(text)
+                .map_err(|e| FunctionError::BadInput(format!("triage request is not valid: {e}")));
+        }
+        let id = crate::sentinel::IncidentId::parse(text)
+            .map_err(|e| FunctionError::BadInput(format!("triage request: {e}")))?;
+        Ok(Self::new(id, "plain-text"))
+    }
+}
+
+/// The ledger key that marks an incident as triaged.
+pub fn triaged_key(incident: &crate::sentinel::IncidentId) -> String {
+    format!("triage:v1:{}", incident.key())
+}
+
+/// A deterministic UUID-shaped id from a namespace and a key (sha-256, UUIDv8 layout), used for
+/// comment ids and event ids so that a repeated effect overwrites instead of duplicating.
+pub fn stable_id(namespace: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(namespace.as_bytes())
+        .chain_update([0u8])
+        .chain_update(key.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Uuid::new_v8(bytes).to_string()
+}

@@ -1,0 +1,94 @@
+//! `socwire serve`: the custom handler the Functions host starts. Listens on
+//! `FUNCTIONS_CUSTOMHANDLER_PORT`, routes `POST /{FunctionName}` to its function module and
+//! answers `{Outputs, Logs, ReturnValue}`; every failure is a non-2xx answer with a clear
+//! message, so the host retries, and a panic in one invocation never takes the server down.
+
+use crate::context::Context;
+use crate::functions::{self, FunctionError};
+use crate::protocol::InvocationRequest;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+use std::sync::Arc;
+
+/// The whole service; tests drive it with `oneshot` without binding a port.
+pub fn app(ctx: Arc<Context>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/", get(ready))
+        .route("/{function}", post(invoke))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(ctx)
+}
+
+/// The host polls `GET /` until any answer comes: that is readiness.
+async fn ready() -> &'static str {
+    "socwire handler ready"
+}
+
+async fn invoke(State(ctx): State<Arc<Context>>, Path(function): Path<String>, body: Bytes) -> Response {
+    let request = match parse_request(&body) {
+        Ok(r) => r,
+        Err(reason) => return error_response(&function, &FunctionError::BadInput(reason)),
+    };
+    let name = function.clone();
+    // A spawned task turns a panic into a JoinError instead of a dropped connection.
+    let outcome = tokio::spawn(async move { functions::dispatch(&name, &ctx, request).await }).await;
+    match outcome {
+        Ok(Ok(response)) => (StatusCode::OK, axum::Json(response)).into_response(),
+        Ok(Err(e)) => error_response(&function, &e),
+        Err(join) => {
+            let e = FunctionError::Failed(format!("invocation panicked: {join}"));
+            error_response(&function, &e)
+        }
+    }
+}
+
+fn parse_request(body: &[u8]) -> Result<InvocationRequest, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("request body is not UTF-8: {e}"))?;
+    serde_json::from_str(text).map_err(|e| format!("request body is not an invocation envelope: {e}"))
+}
+
+fn error_response(function: &str, error: &FunctionError) -> Response {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    tracing::warn!(function = ?function, status = status.as_u16(), error = ?error.to_string(), "invocation failed");
+    (
+        status,
+        axum::Json(json!({ "error": error.to_string(), "function": function.chars().take(64).collect::<String>() })),
+    )
+        .into_response()
+}
+
+/// Binds the port and serves until the process is stopped.
+pub async fn run(ctx: Arc<Context>, port: u16, max_body_bytes: usize) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    tracing::info!(port, functions = ?functions::FUNCTION_NAMES, "socwire handler listening");
+    axum::serve(listener, app(ctx, max_body_bytes)).await?;
+    Ok(())
+}
+
+/// Builds the ports from `settings`, logs which adapters were chosen, and serves. When
+/// `SOCWIRE_EXIT_ON_STDIN_EOF` is set (the local host sets it), the handler also exits when its
+/// stdin closes, so a killed host leaves no orphaned handler behind.
+pub async fn run_from_settings(settings: crate::settings::Settings) -> anyhow::Result<()> {
+    let ctx = Arc::new(Context::from_settings(&settings)?);
+    for (port, adapter) in &ctx.adapters {
+        tracing::info!(port = %port, adapter = %adapter, "adapter");
+    }
+    if std::env::var_os("SOCWIRE_EXIT_ON_STDIN_EOF").is_some() {
+        tokio::spawn(async {
+            use tokio::io::AsyncReadExt;
+            let mut stdin = tokio::io::stdin();
+            let mut buf = [0u8; 64];
+            while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+            tracing::info!("stdin closed: the host is gone, exiting");
+            std::process::exit(0);
+        });
+    }
+    run(ctx, settings.port, settings.max_body_bytes).await
+}

@@ -1,0 +1,121 @@
+//! Settings, read once from the environment at start (the Functions host passes app settings
+//! as environment variables; `socwire up` does the same from `local.settings.json`).
+
+use std::path::PathBuf;
+
+/// Every setting the handler reads.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Port to listen on (`FUNCTIONS_CUSTOMHANDLER_PORT`, set by the host).
+    pub port: u16,
+    /// Directory for local adapters' state (`SOCWIRE_DATA_DIR`, default `.socwire`).
+    pub data_dir: PathBuf,
+    /// Base URL under which local reports are served (`SOCWIRE_REPORTS_BASE_URL`).
+    pub reports_base_url: String,
+    /// A threat-intelligence list to use instead of the built-in one (`SOCWIRE_TI_FILE`).
+    pub ti_file: Option<PathBuf>,
+    /// Sentinel ARM endpoint (`SOCWIRE_SENTINEL_ENDPOINT`); set = use the Azure adapter.
+    pub sentinel_endpoint: Option<String>,
+    /// Storage account for the ledger and reports (`SOCWIRE_STORAGE`: an account URL for
+    /// managed identity, or a connection string such as `UseDevelopmentStorage=true`); set = use
+    /// the Azure Blob adapters. `AzureWebJobsStorage` is the host's, and is not read here.
+    pub storage: Option<String>,
+    /// Blob container for the idempotency ledger (`SOCWIRE_LEDGER_CONTAINER`).
+    pub ledger_container: String,
+    /// Blob container for triage reports (`SOCWIRE_REPORTS_CONTAINER`).
+    pub reports_container: String,
+    /// Refuse to start on local adapters (`SOCWIRE_REQUIRE_AZURE=true`).
+    pub require_azure: bool,
+    /// Largest request body accepted, bytes (`SOCWIRE_MAX_BODY_BYTES`, default 4 MiB).
+    pub max_body_bytes: usize,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let port = match get("FUNCTIONS_CUSTOMHANDLER_PORT").or_else(|| get("FUNCTIONS_HTTPWORKER_PORT")) {
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| format!("FUNCTIONS_CUSTOMHANDLER_PORT={v:?} is not a port number"))?,
+            None => 8080,
+        };
+        let require_azure = match get("SOCWIRE_REQUIRE_AZURE").as_deref().map(str::trim) {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => return Err(format!("SOCWIRE_REQUIRE_AZURE={other:?}: use true or false")),
+        };
+        let max_body_bytes = match get("SOCWIRE_MAX_BODY_BYTES") {
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| format!("SOCWIRE_MAX_BODY_BYTES={v:?} is not a number"))?,
+            None => 4 * 1024 * 1024,
+        };
+        Ok(Self {
+            port,
+            data_dir: PathBuf::from(get("SOCWIRE_DATA_DIR").unwrap_or_else(|| ".socwire".into())),
+            reports_base_url: get("SOCWIRE_REPORTS_BASE_URL")
+                .unwrap_or_else(|| "http://127.0.0.1:7071/reports".into()),
+            ti_file: get("SOCWIRE_TI_FILE").map(PathBuf::from),
+            sentinel_endpoint: get("SOCWIRE_SENTINEL_ENDPOINT"),
+            storage: get("SOCWIRE_STORAGE"),
+            ledger_container: get("SOCWIRE_LEDGER_CONTAINER").unwrap_or_else(|| "socwire-ledger".into()),
+            reports_container: get("SOCWIRE_REPORTS_CONTAINER")
+                .unwrap_or_else(|| "socwire-reports".into()),
+            require_azure,
+            max_body_bytes,
+        })
+    }
+
+    /// The settings an Azure deployment must have, that are missing here.
+    pub fn missing_azure_settings(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if self.sentinel_endpoint.is_none() {
+            missing.push("SOCWIRE_SENTINEL_ENDPOINT");
+        }
+        if self.storage.is_none() {
+            missing.push("SOCWIRE_STORAGE");
+        }
+        missing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Settings, String> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_local() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.missing_azure_settings().len(), 2);
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        assert!(from(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "http")]).unwrap_err().contains("port"));
+        assert!(from(&[("SOCWIRE_REQUIRE_AZURE", "yes")]).unwrap_err().contains("true or false"));
+    }
+
+    #[test]
+    fn only_socwire_storage_selects_azure_storage() {
+        let s = from(&[("AzureWebJobsStorage", "UseDevelopmentStorage=true")]).unwrap();
+        assert_eq!(s.storage, None);
+        let s = from(&[("SOCWIRE_STORAGE", "UseDevelopmentStorage=true")]).unwrap();
+        assert_eq!(s.storage.as_deref(), Some("UseDevelopmentStorage=true"));
+    }
+}

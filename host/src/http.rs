@@ -1,0 +1,258 @@
+//! HTTP triggers at `http://127.0.0.1:{port}/api/{route}` with function-key checks, and the
+//! triage reports the local report store writes, at `/reports/…`.
+
+use crate::config::{OutputTarget, Trigger};
+use crate::envelope;
+use crate::runtime::Shared;
+use crate::stats::{for_log, Outcome};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Largest HTTP trigger body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Binds the HTTP port (0 = any free port).
+pub(crate) async fn bind(port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))
+}
+
+/// Serves HTTP triggers and reports on `listener` in the background; returns its address.
+pub(crate) async fn serve(listener: tokio::net::TcpListener, s: Arc<Shared>) -> anyhow::Result<std::net::SocketAddr> {
+    let key = function_key(&s)?;
+    let app = Router::new()
+        .route("/api/{*path}", any(api))
+        .route("/reports/{*path}", get(report))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state((s.clone(), Arc::new(key)));
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "HTTP trigger server stopped");
+        }
+    });
+    Ok(addr)
+}
+
+/// The function key: `SOCWIRE_FUNCTION_KEY` from the app settings, else one generated on first
+/// run and kept in `{data_dir}/function-key` (readable only by its owner).
+fn function_key(s: &Shared) -> anyhow::Result<String> {
+    if let Some(k) = s.cfg.settings.get("SOCWIRE_FUNCTION_KEY").filter(|k| !k.is_empty()) {
+        return Ok(k.clone());
+    }
+    let path = s.opts.data_dir.join("function-key");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        return Ok(k.trim().to_string());
+    }
+    let key = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    std::fs::write(&path, &key)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(key)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Matches `path` against a route template (`a/{id}/b`); returns the route parameters.
+pub fn match_route(template: &str, path: &str) -> Option<BTreeMap<String, String>> {
+    let t: Vec<&str> = template.trim_matches('/').split('/').collect();
+    let p: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mut params = BTreeMap::new();
+    let mut i = 0;
+    for seg in &t {
+        if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            let (name, optional) = match name.strip_suffix('?') {
+                Some(n) => (n, true),
+                None => (name, false),
+            };
+            match p.get(i) {
+                Some(v) if !v.is_empty() => {
+                    params.insert(name.to_string(), v.to_string());
+                }
+                _ if optional => {}
+                _ => return None,
+            }
+        } else if !p.get(i).is_some_and(|v| v.eq_ignore_ascii_case(seg)) {
+            return None;
+        }
+        i += 1;
+    }
+    (i >= p.len()).then_some(params)
+}
+
+type AppState = (Arc<Shared>, Arc<String>);
+
+async fn api(
+    State((s, key)): State<AppState>,
+    Path(path): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let found = s.cfg.functions.iter().find_map(|f| match &f.trigger {
+        Trigger::Http { name, methods, route, auth_level } => {
+            let params = match_route(route, &path)?;
+            Some((f.clone(), name.clone(), methods.clone(), auth_level.clone(), params))
+        }
+        _ => None,
+    });
+    let Some((f, binding, methods, auth_level, params)) = found else {
+        return (StatusCode::NOT_FOUND, "no function has this route").into_response();
+    };
+    if !methods.is_empty() && !methods.iter().any(|m| m == method.as_str()) {
+        return (StatusCode::METHOD_NOT_ALLOWED, "method not allowed").into_response();
+    }
+    let query: BTreeMap<String, String> = uri
+        .query()
+        .map(|q| url_pairs(q))
+        .unwrap_or_default();
+    if auth_level != "anonymous" {
+        let given = headers
+            .get("x-functions-key")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+            .or_else(|| query.get("code").cloned());
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
+            return (StatusCode::UNAUTHORIZED, "missing or wrong function key (x-functions-key header or ?code=)").into_response();
+        }
+    }
+    let mut header_map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in &headers {
+        if k.as_str().eq_ignore_ascii_case("x-functions-key") {
+            continue;
+        }
+        header_map.entry(k.as_str().to_string()).or_default().push(String::from_utf8_lossy(v.as_bytes()).to_string());
+    }
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let body_value = if body.is_empty() {
+        Value::Null
+    } else if content_type.starts_with("application/octet-stream") || content_type.starts_with("multipart/") {
+        use base64::Engine as _;
+        Value::String(base64::engine::general_purpose::STANDARD.encode(&body))
+    } else {
+        match std::str::from_utf8(&body) {
+            Ok(text) => Value::String(text.to_string()),
+            Err(_) => return (StatusCode::BAD_REQUEST, "body is not UTF-8 text; send application/octet-stream for bytes").into_response(),
+        }
+    };
+    let mut query_no_code = query.clone();
+    query_no_code.remove("code");
+    let mut req = json!({
+        "Url": format!("http://{}{}", headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1"), uri.path()),
+        "Method": method.as_str(),
+        "Query": query_no_code,
+        "Headers": header_map,
+        "Params": params,
+        "Identities": [],
+    });
+    if !body_value.is_null() {
+        req["Body"] = body_value;
+    }
+    let mut data = Map::new();
+    data.insert(binding, req);
+    let mut meta = Map::new();
+    meta.insert("Query".into(), json!(query_no_code));
+    for (k, v) in &params {
+        meta.insert(k.clone(), envelope::encoded(v));
+    }
+    meta.insert("sys".into(), envelope::sys(&f.name, chrono::Utc::now().timestamp_millis()));
+    let request = envelope::request(data, meta);
+    let answer = match s.invoke(&f.name, &request).await {
+        Ok(a) => a,
+        Err(failure) => {
+            s.stats.record(&f.name, Outcome::Retried, 1, &for_log(&failure.reason, 300));
+            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": failure.reason}))).into_response();
+        }
+    };
+    if let Err(reason) = s.route_outputs(&f, &answer) {
+        s.stats.record(&f.name, Outcome::Retried, 1, &for_log(&reason, 300));
+        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": reason}))).into_response();
+    }
+    s.stats.record(&f.name, Outcome::Delivered, 1, &Shared::log_lines(&answer));
+    let http_binding = f.outputs.iter().find(|o| o.target == OutputTarget::Http).map(|o| o.name.clone());
+    match http_binding.and_then(|b| answer.output(&b).cloned()) {
+        Some(v) => http_response(&v),
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+fn url_pairs(query: &str) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+}
+
+/// Turns an HTTP output binding value into a response; the host requires a JSON object.
+fn http_response(v: &Value) -> Response {
+    let Some(obj) = v.as_object() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "HTTP output binding must be a JSON object").into_response();
+    };
+    let field = |k: &str| obj.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(_, v)| v);
+    let status = field("statusCode")
+        .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        .and_then(|c| StatusCode::from_u16(c as u16).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut builder = Response::builder().status(status);
+    if let Some(Value::Object(h)) = field("headers") {
+        for (k, v) in h {
+            if let Some(v) = v.as_str() {
+                builder = builder.header(k, v);
+            }
+        }
+    }
+    let body = match field("body") {
+        None | Some(Value::Null) => Body::empty(),
+        Some(Value::String(text)) => Body::from(text.clone()),
+        Some(other) => Body::from(other.to_string()),
+    };
+    builder.body(body).unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn report(State((s, _)): State<AppState>, Path(path): Path<String>) -> Response {
+    let safe = path.split('/').all(|seg| !seg.is_empty() && seg != ".." && seg != "." && seg.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
+    if !safe || !path.ends_with(".html") {
+        return (StatusCode::NOT_FOUND, "no such report").into_response();
+    }
+    match tokio::fs::read(s.opts.data_dir.join("reports").join(&path)).await {
+        Ok(bytes) => (
+            [("content-type", "text/html; charset=utf-8"), ("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'")],
+            bytes,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "no such report").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_with_params() {
+        assert!(match_route("playbook/triage", "playbook/triage").is_some());
+        assert!(match_route("playbook/triage", "playbook/other").is_none());
+        let p = match_route("items/{id}", "items/42").unwrap();
+        assert_eq!(p["id"], "42");
+        assert!(match_route("items/{id?}", "items").is_some());
+        assert!(match_route("items/{id}", "items/42/extra").is_none());
+    }
+
+    #[test]
+    fn key_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
