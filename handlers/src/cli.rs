@@ -1,8 +1,8 @@
-//! The command-line tools around the handler: `up`, `send`, `status`, `dlq`, `alerts`.
+//! The command-line tools around the handler: `up`, `send`, `status`, `dlq`.
 
 use crate::local::SqliteIncidentStore;
 use clap::{Args, Subcommand};
-use socwire_host::broker::{Brokers, DeadLetterKind, SbMessage, SystemClock};
+use socwire_host::brokers::{Brokers, DeadLetterKind, SbMessage, SystemClock};
 use socwire_host::{Host, UpOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,9 @@
 //! starts). The local Functions host lives in the `socwire-host` crate.
 
 pub mod azure;
+pub mod cli;
 pub mod context;
+pub mod demo;
 pub mod functions;
 pub mod local;
 pub mod ports;

@@ -36,11 +36,6 @@ enum Command {
         #[command(subcommand)]
         action: cli::DlqAction,
     },
-    /// Alert graph engine tools: generate labelled IT/OT alerts, prioritise a file of alerts.
-    Alerts {
-        #[command(subcommand)]
-        action: cli::AlertsAction,
-    },
 }
 
 #[derive(Args)]
@@ -80,7 +75,6 @@ fn main() -> ExitCode {
             Command::Send(args) => cli::send(args),
             Command::Status { data, json } => cli::status(&data.data_dir, json),
             Command::Dlq { data, action } => cli::dlq(&data.data_dir, action),
-            Command::Alerts { action } => cli::alerts(action),
         }
     });
     match result {

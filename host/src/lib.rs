@@ -2,7 +2,7 @@
 //! function.json files, starts the custom handler as the real host does, and feeds it from
 //! embedded, durable SQLite brokers with the host's delivery rules.
 
-pub mod broker;
+pub mod brokers;
 pub mod config;
 pub mod envelope;
 mod http;

@@ -2,7 +2,7 @@
 //! handler and routes its outputs back into the brokers, reproducing the Functions host's
 //! delivery rules (PROTOCOL.md §4, ARCHITECTURE.md "Delivery semantics").
 
-use crate::broker::{Brokers, SystemClock};
+use crate::brokers::{Brokers, SystemClock};
 use crate::config::{AppConfig, FunctionDef, MessageEncoding, OutputTarget, Trigger};
 use crate::envelope::{self, encoded, iso, Answer};
 use crate::stats::{for_log, millis, Outcome, Stats, Summary};
@@ -156,7 +156,7 @@ impl Host {
 }
 
 fn setup_entities(cfg: &AppConfig, brokers: &Brokers, opts: &UpOptions) -> anyhow::Result<()> {
-    use crate::broker::{EgSubscriptionOptions, SbEntityOptions};
+    use crate::brokers::{EgSubscriptionOptions, SbEntityOptions};
     let sb_opts = SbEntityOptions {
         max_delivery_count: cfg.host.service_bus.max_delivery_count,
         lock_duration_ms: opts.lease.as_millis() as i64,
@@ -210,15 +210,15 @@ fn setup_entities(cfg: &AppConfig, brokers: &Brokers, opts: &UpOptions) -> anyho
 }
 
 async fn wait_until_idle(shared: &Shared) -> anyhow::Result<()> {
-    let consumers: Vec<(String, String)> = shared
-        .cfg
-        .functions
-        .iter()
-        .filter_map(|f| match &f.trigger {
-            Trigger::EventHub { hub, consumer_group, .. } => Some((hub.clone(), consumer_group.clone())),
-            _ => None,
-        })
-        .collect();
+    let mut consumers = crate::brokers::Consumers::default();
+    for f in &shared.cfg.functions {
+        match &f.trigger {
+            Trigger::Queue { queue, .. } => consumers.queues.push(queue.clone()),
+            Trigger::ServiceBus { entity, .. } => consumers.service_bus.push(entity.clone()),
+            Trigger::EventHub { hub, consumer_group, .. } => consumers.event_hubs.push((hub.clone(), consumer_group.clone())),
+            _ => {}
+        }
+    }
     let mut quiet_ticks = 0;
     loop {
         // A poll, not a synchronisation: idleness is a property of the brokers' durable state.
@@ -285,7 +285,7 @@ impl Shared {
                 b.queue_put(q, &wire, 0).map(|_| ())
             }
             OutputTarget::ServiceBus(entity) => b
-                .sb_send(entity, crate::broker::SbMessage { message_id: uuid::Uuid::new_v4().to_string(), body: bytes, ..Default::default() })
+                .sb_send(entity, crate::brokers::SbMessage { message_id: uuid::Uuid::new_v4().to_string(), body: bytes, ..Default::default() })
                 .map(|_| ()),
             OutputTarget::EventHub(hub) => b.eh_send(hub, None, &bytes, Map::new()).map(|_| ()),
             OutputTarget::EventGrid(topic) => {
@@ -452,13 +452,13 @@ async fn service_bus_loop(s: Arc<Shared>, name: String) {
         backoff = Duration::from_millis(10);
         // Messages of one session arrive in order and are handled in order; others in parallel.
         let mut set = tokio::task::JoinSet::new();
-        let mut by_session: BTreeMap<Option<String>, Vec<crate::broker::SbReceived>> = BTreeMap::new();
+        let mut by_session: BTreeMap<Option<String>, Vec<crate::brokers::SbReceived>> = BTreeMap::new();
         for m in batch {
             let key = m.message.session_id.clone();
             by_session.entry(key).or_default().push(m);
         }
         for (session, msgs) in by_session {
-            let groups: Vec<Vec<crate::broker::SbReceived>> = match session {
+            let groups: Vec<Vec<crate::brokers::SbReceived>> = match session {
                 Some(_) => vec![msgs],
                 None => msgs.into_iter().map(|m| vec![m]).collect(),
             };
