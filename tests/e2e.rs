@@ -12,12 +12,17 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 fn app_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn socwire(data: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_socwire"));
-    cmd.env("SOCWIRE_DATA_DIR", data).env_remove("SOCWIRE_LOG").current_dir(app_root());
+    cmd.env("SOCWIRE_DATA_DIR", data)
+        .env_remove("SOCWIRE_LOG")
+        .current_dir(app_root());
     cmd
 }
 
@@ -34,7 +39,11 @@ fn run_ok(cmd: &mut Command) -> Output {
 }
 
 fn up_until_idle(data: &Path, extra: &[&str]) -> String {
-    let out = run_ok(socwire(data).args(["up", "--exit-when-idle", "--port", "0", "--lease-secs", "2"]).args(extra));
+    let out = run_ok(
+        socwire(data)
+            .args(["up", "--exit-when-idle", "--port", "0", "--lease-secs", "2"])
+            .args(extra),
+    );
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
@@ -42,9 +51,15 @@ fn up_until_idle(data: &Path, extra: &[&str]) -> String {
 fn counts(stdout: &str, function: &str) -> [u64; 5] {
     let line = stdout
         .lines()
-        .find(|l| l.split_whitespace().next() == Some(function) && l.split_whitespace().count() == 6)
+        .find(|l| {
+            l.split_whitespace().next() == Some(function) && l.split_whitespace().count() == 6
+        })
         .unwrap_or_else(|| panic!("no summary row for {function} in:\n{stdout}"));
-    let n: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
     [n[0], n[1], n[2], n[3], n[4]]
 }
 
@@ -57,8 +72,16 @@ fn status_json(data: &Path) -> Value {
 async fn demo_runs_to_completion_and_triages_each_incident_once() {
     let dir = tempfile::tempdir().unwrap();
     let stdout = up_until_idle(dir.path(), &["--demo"]);
-    assert_eq!(counts(&stdout, "incident-created"), [5, 0, 0, 0, 0], "{stdout}");
-    assert_eq!(counts(&stdout, "triage-incident"), [5, 0, 0, 0, 0], "{stdout}");
+    assert_eq!(
+        counts(&stdout, "incident-created"),
+        [5, 0, 0, 0, 0],
+        "{stdout}"
+    );
+    assert_eq!(
+        counts(&stdout, "triage-incident"),
+        [5, 0, 0, 0, 0],
+        "{stdout}"
+    );
 
     let store = SqliteIncidentStore::open(&dir.path().join("sentinel.sqlite3")).unwrap();
     let get = |n: usize| {
@@ -69,16 +92,27 @@ async fn demo_runs_to_completion_and_triages_each_incident_once() {
     // 1: known C2 domain -> High with one comment; 3: allow-listed scanners -> lowered to Low;
     // 4: nothing known -> untouched, no comment.
     let (id1, c1) = get(1);
-    assert_eq!(store.get(&id1).await.unwrap().properties.severity, Severity::High);
+    assert_eq!(
+        store.get(&id1).await.unwrap().properties.severity,
+        Severity::High
+    );
     assert_eq!(c1, 1);
     let (id3, c3) = get(3);
-    assert_eq!(store.get(&id3).await.unwrap().properties.severity, Severity::Low);
+    assert_eq!(
+        store.get(&id3).await.unwrap().properties.severity,
+        Severity::Low
+    );
     assert_eq!(c3, 1);
     let (id4, c4) = get(4);
-    assert_eq!(store.get(&id4).await.unwrap().properties.severity, Severity::Medium);
+    assert_eq!(
+        store.get(&id4).await.unwrap().properties.severity,
+        Severity::Medium
+    );
     assert_eq!(c4, 0);
     // The report the comment links to exists.
-    let reports: Vec<_> = std::fs::read_dir(dir.path().join("reports/triage")).unwrap().collect();
+    let reports: Vec<_> = std::fs::read_dir(dir.path().join("reports/triage"))
+        .unwrap()
+        .collect();
     assert_eq!(reports.len(), 4, "one report per incident that mattered");
 
     // Running again delivers nothing new: every broker was drained and checkpointed.
@@ -90,40 +124,81 @@ async fn demo_runs_to_completion_and_triages_each_incident_once() {
 fn bad_queue_message_is_poisoned_with_its_reason_and_can_be_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let mut send = socwire(dir.path());
-    send.args(["send", "queue", "triage-requests"]).stdin(Stdio::piped());
+    send.args(["send", "queue", "triage-requests"])
+        .stdin(Stdio::piped());
     let mut child = send.stdout(Stdio::null()).spawn().unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"this is not an incident id").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"this is not an incident id")
+        .unwrap();
     assert!(child.wait().unwrap().success());
 
     let stdout = up_until_idle(dir.path(), &[]);
     // host.json maxDequeueCount is 5: four retries, then poison.
-    assert_eq!(counts(&stdout, "triage-incident"), [0, 4, 1, 0, 0], "{stdout}");
+    assert_eq!(
+        counts(&stdout, "triage-incident"),
+        [0, 4, 1, 0, 0],
+        "{stdout}"
+    );
     let list = run_ok(socwire(dir.path()).args(["dlq", "list", "--json"]));
     let letters: Value = serde_json::from_slice(&list.stdout).unwrap();
     let letter = &letters.as_array().unwrap()[0];
-    assert!(letter["reason"].as_str().unwrap().contains("not a Sentinel incident ARM id"), "{letter}");
+    assert!(
+        letter["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a Sentinel incident ARM id"),
+        "{letter}"
+    );
     let id = letter["id"].as_str().unwrap().to_string();
     run_ok(socwire(dir.path()).args(["dlq", "replay", &id]));
     let stdout = up_until_idle(dir.path(), &[]);
-    assert_eq!(counts(&stdout, "triage-incident")[2], 1, "replayed message is poisoned again: {stdout}");
+    assert_eq!(
+        counts(&stdout, "triage-incident")[2],
+        1,
+        "replayed message is poisoned again: {stdout}"
+    );
 }
 
 #[test]
 fn malformed_event_grid_event_is_dead_lettered_at_once_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let mut send = socwire(dir.path());
-    send.args(["send", "eventgrid", "sentinel-incidents"]).stdin(Stdio::piped()).stdout(Stdio::null());
+    send.args(["send", "eventgrid", "sentinel-incidents"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
     let mut child = send.spawn().unwrap();
     use std::io::Write;
     let event = r#"{"id":"e-1","subject":"hello","eventType":"Sentinel.IncidentCreated","eventTime":"2026-11-22T10:00:00Z","data":{"objectSchemaType":"Alert"}}"#;
-    child.stdin.take().unwrap().write_all(event.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(event.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success());
     let stdout = up_until_idle(dir.path(), &[]);
-    assert_eq!(counts(&stdout, "incident-created"), [0, 0, 0, 1, 0], "{stdout}");
+    assert_eq!(
+        counts(&stdout, "incident-created"),
+        [0, 0, 0, 1, 0],
+        "{stdout}"
+    );
     let list = run_ok(socwire(dir.path()).args(["dlq", "list", "--json"]));
     let letters: Value = serde_json::from_slice(&list.stdout).unwrap();
-    assert!(letters[0]["reason"].as_str().unwrap().contains("not an Incident"), "{letters}");
+    assert!(
+        letters[0]["reason"].as_str().unwrap().contains("400"),
+        "{letters}"
+    );
+    assert!(
+        letters[0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("not an Incident"),
+        "{letters}"
+    );
 }
 
 struct Running {
@@ -155,7 +230,10 @@ impl Running {
     /// Waits for a line containing all of `needles`; the timeout only bounds a hung test.
     fn wait_for(&self, needles: &[&str]) -> String {
         loop {
-            let line = self.lines.recv_timeout(Duration::from_secs(60)).expect("host output stopped");
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("host output stopped");
             if needles.iter().all(|n| line.contains(n)) {
                 return line;
             }
@@ -174,7 +252,10 @@ impl Drop for Running {
 async fn killed_host_restarts_with_nothing_lost_and_no_effect_repeated() {
     let dir = tempfile::tempdir().unwrap();
     let incidents = 120;
-    let run = Running::start(dir.path(), &["--demo", "--incidents", &incidents.to_string()]);
+    let run = Running::start(
+        dir.path(),
+        &["--demo", "--incidents", &incidents.to_string()],
+    );
     // Let some triage happen, then kill -9 mid-run.
     for _ in 0..10 {
         run.wait_for(&["triage-incident", " ok "]);
@@ -184,7 +265,11 @@ async fn killed_host_restarts_with_nothing_lost_and_no_effect_repeated() {
     let status = status_json(dir.path());
     let store = SqliteIncidentStore::open(&dir.path().join("sentinel.sqlite3")).unwrap();
     let ledger = socwire::local::SqliteLedger::open(&dir.path().join("ledger.sqlite3")).unwrap();
-    assert_eq!(ledger.count("triage:").unwrap(), incidents as u64, "every incident triaged: {stdout}\n{status}");
+    assert_eq!(
+        ledger.count("triage:").unwrap(),
+        incidents as u64,
+        "every incident triaged: {stdout}\n{status}"
+    );
     for n in 1..=incidents {
         let id = socwire::demo::incident_id(n);
         let comments = store.comments(&id).unwrap().len();
@@ -201,15 +286,36 @@ fn webhook_needs_the_function_key_and_queues_triage() {
     let dir = tempfile::tempdir().unwrap();
     let run = Running::start(dir.path(), &[]);
     let line = run.wait_for(&["HTTP triggers"]);
-    let base = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().trim_end_matches('/').to_string();
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
     let key = std::fs::read_to_string(dir.path().join("function-key")).unwrap();
     let url = format!("{base}/api/playbook/triage");
-    let body = format!("{{\"incidentArmId\":\"{}\"}}", socwire::demo::incident_id(1));
+    let body = format!(
+        "{{\"incidentArmId\":\"{}\"}}",
+        socwire::demo::incident_id(1)
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::new();
     let (no_key, with_key) = rt.block_on(async {
-        let a = client.post(&url).body(body.clone()).send().await.unwrap().status().as_u16();
-        let b = client.post(&url).header("x-functions-key", key.trim()).body(body.clone()).send().await.unwrap();
+        let a = client
+            .post(&url)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        let b = client
+            .post(&url)
+            .header("x-functions-key", key.trim())
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
         (a, (b.status().as_u16(), b.text().await.unwrap()))
     });
     assert_eq!(no_key, 401);

@@ -54,7 +54,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let store = if args.demo {
         let store = SqliteIncidentStore::open(&args.data_dir.join("sentinel.sqlite3"))?;
         let events = crate::demo::seed(&store, args.incidents)?;
-        let published = host.brokers().eg_publish(crate::demo::INCIDENT_TOPIC, events)?;
+        let published = host
+            .brokers()
+            .eg_publish(crate::demo::INCIDENT_TOPIC, events)?;
         println!("demo: seeded {} incident(s), published {published} incident-created event(s) to topic {}", args.incidents, crate::demo::INCIDENT_TOPIC);
         Some(store)
     } else {
@@ -88,7 +90,12 @@ pub struct SendArgs {
     #[arg(long, global = true)]
     pub file: Option<PathBuf>,
     /// Where the local host keeps its state.
-    #[arg(long, global = true, default_value = ".socwire", env = "SOCWIRE_DATA_DIR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = ".socwire",
+        env = "SOCWIRE_DATA_DIR"
+    )]
     pub data_dir: PathBuf,
     /// The app root, to read host.json's queue message encoding.
     #[arg(long, global = true, default_value = ".")]
@@ -146,7 +153,10 @@ fn read_input(file: &Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
     match file.as_deref() {
         Some(p) if p != Path::new("-") => {
-            std::fs::File::open(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?.take(MAX + 1).read_to_end(&mut buf)?;
+            std::fs::File::open(p)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+                .take(MAX + 1)
+                .read_to_end(&mut buf)?;
         }
         _ => {
             std::io::stdin().take(MAX + 1).read_to_end(&mut buf)?;
@@ -165,21 +175,41 @@ fn open_brokers(data_dir: &Path) -> anyhow::Result<Brokers> {
 pub fn send(args: SendArgs) -> anyhow::Result<()> {
     let body = read_input(&args.file)?;
     let brokers = open_brokers(&args.data_dir)?;
+    // Declare the app's entities first, as a deployment would, so this message is routed.
+    match socwire_host::config::AppConfig::load(&args.app_root) {
+        Ok(cfg) => {
+            socwire_host::runtime::declare_entities(&cfg, &brokers, Duration::from_secs(300))?
+        }
+        Err(e) => eprintln!(
+            "note: no app at {} ({e:#}); sending without declaring its entities",
+            args.app_root.display()
+        ),
+    }
     match args.target {
         SendTarget::Queue { name, delay_secs } => {
             let base64 = socwire_host::config::AppConfig::load(&args.app_root)
-                .map(|c| c.host.queues.message_encoding == socwire_host::config::MessageEncoding::Base64)
+                .map(|c| {
+                    c.host.queues.message_encoding == socwire_host::config::MessageEncoding::Base64
+                })
                 .unwrap_or(true);
             let wire = if base64 {
                 use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD.encode(&body).into_bytes()
+                base64::engine::general_purpose::STANDARD
+                    .encode(&body)
+                    .into_bytes()
             } else {
                 body
             };
             let id = brokers.queue_put(&name, &wire, (delay_secs * 1000) as i64)?;
             println!("queued {id} on {name}");
         }
-        SendTarget::Servicebus { entity, message_id, subject, session_id, scheduled_at } => {
+        SendTarget::Servicebus {
+            entity,
+            message_id,
+            subject,
+            session_id,
+            scheduled_at,
+        } => {
             let message = SbMessage {
                 message_id: message_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
                 body,
@@ -191,9 +221,16 @@ pub fn send(args: SendArgs) -> anyhow::Result<()> {
             let outcome = brokers.sb_send(&entity, message)?;
             println!("{entity}: {outcome:?}");
         }
-        SendTarget::Eventhub { hub, partition_key, lines } => {
+        SendTarget::Eventhub {
+            hub,
+            partition_key,
+            lines,
+        } => {
             let events: Vec<Vec<u8>> = if lines {
-                body.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).map(<[u8]>::to_vec).collect()
+                body.split(|b| *b == b'\n')
+                    .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                    .map(<[u8]>::to_vec)
+                    .collect()
             } else {
                 vec![body]
             };
@@ -203,7 +240,8 @@ pub fn send(args: SendArgs) -> anyhow::Result<()> {
             println!("sent {} event(s) to {hub}", events.len());
         }
         SendTarget::Eventgrid { topic } => {
-            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| anyhow::anyhow!("event is not JSON: {e}"))?;
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| anyhow::anyhow!("event is not JSON: {e}"))?;
             let events = match v {
                 serde_json::Value::Array(items) => items,
                 one => vec![one],
@@ -271,7 +309,9 @@ pub fn dlq(data_dir: &Path, action: DlqAction) -> anyhow::Result<()> {
             }
         }
         DlqAction::Show { id } => {
-            let d = brokers.dead_letter(&id)?.ok_or_else(|| anyhow::anyhow!("no dead letter {id:?}"))?;
+            let d = brokers
+                .dead_letter(&id)?
+                .ok_or_else(|| anyhow::anyhow!("no dead letter {id:?}"))?;
             println!("{}", serde_json::to_string_pretty(&d)?);
         }
         DlqAction::Replay { id } => {

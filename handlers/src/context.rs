@@ -40,13 +40,19 @@ impl Context {
             None => crate::local::threat_intel_builtin().to_string(),
         };
         let ti = OfflineThreatIntel::from_json(&ti_text)?;
-        adapters.push(("threat-intel", format!("offline list ({} indicators)", ti.len())));
+        adapters.push((
+            "threat-intel",
+            format!("offline list ({} indicators)", ti.len()),
+        ));
         let threat_intel: Arc<dyn ThreatIntel> = Arc::new(ti);
 
         let incidents: Arc<dyn IncidentStore> = match &settings.sentinel_endpoint {
             Some(endpoint) => {
                 adapters.push(("sentinel", format!("Azure REST {endpoint}")));
-                Arc::new(crate::azure::SentinelRest::new(endpoint, crate::azure::default_credential()?)?)
+                Arc::new(crate::azure::SentinelRest::new(
+                    endpoint,
+                    crate::azure::default_credential()?,
+                )?)
             }
             None => {
                 let path = settings.data_dir.join("sentinel.sqlite3");
@@ -57,11 +63,23 @@ impl Context {
         let (ledger, reports): (Arc<dyn Ledger>, Arc<dyn ReportStore>) = match &settings.storage {
             Some(connection) => {
                 let account = crate::azure::StorageAccount::parse(connection)?;
-                adapters.push(("ledger", format!("Azure Blob container {}", settings.ledger_container)));
-                adapters.push(("reports", format!("Azure Blob container {}", settings.reports_container)));
+                adapters.push((
+                    "ledger",
+                    format!("Azure Blob container {}", settings.ledger_container),
+                ));
+                adapters.push((
+                    "reports",
+                    format!("Azure Blob container {}", settings.reports_container),
+                ));
                 (
-                    Arc::new(crate::azure::BlobLedger::new(&account, &settings.ledger_container)?),
-                    Arc::new(crate::azure::BlobReportStore::new(&account, &settings.reports_container)?),
+                    Arc::new(crate::azure::BlobLedger::new(
+                        &account,
+                        &settings.ledger_container,
+                    )?),
+                    Arc::new(crate::azure::BlobReportStore::new(
+                        &account,
+                        &settings.reports_container,
+                    )?),
                 )
             }
             None => {

@@ -21,33 +21,52 @@ const INCIDENTS: &[DemoIncident] = &[
     DemoIncident {
         title: "Beaconing to known C2 domain from FIN-WS-042",
         severity: Severity::Medium,
-        entities: &[("DnsResolution", "domainName", "c2.evil.example"), ("Ip", "address", "10.20.1.42"), ("Host", "hostName", "FIN-WS-042")],
+        entities: &[
+            ("DnsResolution", "domainName", "c2.evil.example"),
+            ("Ip", "address", "10.20.1.42"),
+            ("Host", "hostName", "FIN-WS-042"),
+        ],
     },
     DemoIncident {
         title: "Multiple failed sign-ins followed by success",
         severity: Severity::Low,
-        entities: &[("Ip", "address", "198.51.100.23"), ("Account", "name", "j.doe")],
+        entities: &[
+            ("Ip", "address", "198.51.100.23"),
+            ("Account", "name", "j.doe"),
+        ],
     },
     DemoIncident {
         title: "Port scan against DMZ",
         severity: Severity::High,
-        entities: &[("Ip", "address", "192.0.2.10"), ("Ip", "address", "192.0.2.11")],
+        entities: &[
+            ("Ip", "address", "192.0.2.10"),
+            ("Ip", "address", "192.0.2.11"),
+        ],
     },
     DemoIncident {
         title: "Suspicious PowerShell on HR-LT-007",
         severity: Severity::Medium,
-        entities: &[("Host", "hostName", "HR-LT-007"), ("Ip", "address", "10.20.7.7")],
+        entities: &[
+            ("Host", "hostName", "HR-LT-007"),
+            ("Ip", "address", "10.20.7.7"),
+        ],
     },
     DemoIncident {
         title: "User clicked phishing link <img src=x onerror=alert(1)>",
         severity: Severity::Low,
-        entities: &[("Url", "url", "http://phish.example.net/login"), ("FileHash", "hashValue", "44D88612FEA8A8F36DE82E1278ABB02F")],
+        entities: &[
+            ("Url", "url", "http://phish.example.net/login"),
+            ("FileHash", "hashValue", "44D88612FEA8A8F36DE82E1278ABB02F"),
+        ],
     },
 ];
 
 /// The ARM id of the demo incident `n` (1-based).
 pub fn incident_id(n: usize) -> IncidentId {
-    let id = format!("{WORKSPACE}/{}", crate::functions::stable_id("demo-incident", &n.to_string()));
+    let id = format!(
+        "{WORKSPACE}/{}",
+        crate::functions::stable_id("demo-incident", &n.to_string())
+    );
     IncidentId::parse(&id).expect("demo ids are well-formed")
 }
 
@@ -76,7 +95,12 @@ pub fn seed(store: &SqliteIncidentStore, count: usize) -> PortResult<Vec<Value>>
             .iter()
             .map(|(kind, field, value)| Entity {
                 kind: kind.to_string(),
-                properties: [(field.to_string(), json!(value)), ("friendlyName".to_string(), json!(value))].into_iter().collect(),
+                properties: [
+                    (field.to_string(), json!(value)),
+                    ("friendlyName".to_string(), json!(value)),
+                ]
+                .into_iter()
+                .collect(),
             })
             .collect();
         store.seed(&incident, &entities)?;

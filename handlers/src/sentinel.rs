@@ -99,7 +99,9 @@ impl IncidentId {
         let name = parts[11].to_string();
         let workspace_path = format!("/{}", parts[..8].join("/"));
         Ok(Self {
-            arm_id: format!("{workspace_path}/providers/Microsoft.SecurityInsights/incidents/{name}"),
+            arm_id: format!(
+                "{workspace_path}/providers/Microsoft.SecurityInsights/incidents/{name}"
+            ),
             workspace_path,
             name,
         })
@@ -216,7 +218,9 @@ impl Entity {
         let mut out = Vec::new();
         match self.kind.to_ascii_lowercase().as_str() {
             "ip" => {
-                if let Some(addr) = field("address").and_then(|a| a.parse::<std::net::IpAddr>().ok()) {
+                if let Some(addr) =
+                    field("address").and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                {
                     let kind = if addr.is_ipv4() { "ipv4" } else { "ipv6" };
                     out.push(Indicator {
                         kind: kind.into(),
@@ -230,7 +234,10 @@ impl Entity {
                         kind: "url".into(),
                         value: url.to_string(),
                     });
-                    if let Some(host) = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)) {
+                    if let Some(host) = url::Url::parse(url)
+                        .ok()
+                        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                    {
                         out.push(Indicator {
                             kind: "domain".into(),
                             value: host,
@@ -273,27 +280,48 @@ mod tests {
         let id = IncidentId::parse(ID).unwrap();
         assert_eq!(id.name(), "73e01a99-5cd7-4139-a149-9f2736ff2ab5");
         assert!(id.arm_id().contains("/incidents/"));
-        assert_eq!(IncidentId::parse(&ID.to_lowercase()).unwrap().key(), id.key());
+        assert_eq!(
+            IncidentId::parse(&ID.to_lowercase()).unwrap().key(),
+            id.key()
+        );
     }
 
     #[test]
     fn rejects_bad_ids_with_reasons() {
         assert_eq!(IncidentId::parse("  "), Err(IncidentIdError::Empty));
-        assert_eq!(IncidentId::parse("/subscriptions/x"), Err(IncidentIdError::Shape));
+        assert_eq!(
+            IncidentId::parse("/subscriptions/x"),
+            Err(IncidentIdError::Shape)
+        );
         let injected = ID.replace("soc-ws", "ws' or 1==1");
-        assert_eq!(IncidentId::parse(&injected), Err(IncidentIdError::Characters));
+        assert_eq!(
+            IncidentId::parse(&injected),
+            Err(IncidentIdError::Characters)
+        );
         let long = format!("{ID}{}", "a".repeat(600));
-        assert!(matches!(IncidentId::parse(&long), Err(IncidentIdError::TooLong(_))));
+        assert!(matches!(
+            IncidentId::parse(&long),
+            Err(IncidentIdError::TooLong(_))
+        ));
     }
 
     #[test]
     fn entities_yield_normalised_indicators() {
-        let ip: Entity = serde_json::from_str(r#"{"kind":"Ip","properties":{"address":" 203.0.113.7 "}}"#).unwrap();
+        let ip: Entity =
+            serde_json::from_str(r#"{"kind":"Ip","properties":{"address":" 203.0.113.7 "}}"#)
+                .unwrap();
         assert_eq!(ip.indicators()[0].value, "203.0.113.7");
-        let bad_ip: Entity = serde_json::from_str(r#"{"kind":"Ip","properties":{"address":"999.1.1.1"}}"#).unwrap();
+        let bad_ip: Entity =
+            serde_json::from_str(r#"{"kind":"Ip","properties":{"address":"999.1.1.1"}}"#).unwrap();
         assert!(bad_ip.indicators().is_empty());
-        let url: Entity = serde_json::from_str(r#"{"kind":"Url","properties":{"url":"https://Evil.Example/x"}}"#).unwrap();
-        let kinds: Vec<_> = url.indicators().into_iter().map(|i| (i.kind, i.value)).collect();
+        let url: Entity =
+            serde_json::from_str(r#"{"kind":"Url","properties":{"url":"https://Evil.Example/x"}}"#)
+                .unwrap();
+        let kinds: Vec<_> = url
+            .indicators()
+            .into_iter()
+            .map(|i| (i.kind, i.value))
+            .collect();
         assert!(kinds.contains(&("domain".into(), "evil.example".into())));
     }
 }

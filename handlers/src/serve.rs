@@ -29,14 +29,19 @@ async fn ready() -> &'static str {
     "socwire handler ready"
 }
 
-async fn invoke(State(ctx): State<Arc<Context>>, Path(function): Path<String>, body: Bytes) -> Response {
+async fn invoke(
+    State(ctx): State<Arc<Context>>,
+    Path(function): Path<String>,
+    body: Bytes,
+) -> Response {
     let request = match parse_request(&body) {
         Ok(r) => r,
         Err(reason) => return error_response(&function, &FunctionError::BadInput(reason)),
     };
     let name = function.clone();
     // A spawned task turns a panic into a JoinError instead of a dropped connection.
-    let outcome = tokio::spawn(async move { functions::dispatch(&name, &ctx, request).await }).await;
+    let outcome =
+        tokio::spawn(async move { functions::dispatch(&name, &ctx, request).await }).await;
     match outcome {
         Ok(Ok(response)) => (StatusCode::OK, axum::Json(response)).into_response(),
         Ok(Err(e)) => error_response(&function, &e),
@@ -49,7 +54,8 @@ async fn invoke(State(ctx): State<Arc<Context>>, Path(function): Path<String>, b
 
 fn parse_request(body: &[u8]) -> Result<InvocationRequest, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("request body is not UTF-8: {e}"))?;
-    serde_json::from_str(text).map_err(|e| format!("request body is not an invocation envelope: {e}"))
+    serde_json::from_str(text)
+        .map_err(|e| format!("request body is not an invocation envelope: {e}"))
 }
 
 fn error_response(function: &str, error: &FunctionError) -> Response {

@@ -39,7 +39,9 @@ impl Settings {
     /// Reads the settings through `lookup` (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let port = match get("FUNCTIONS_CUSTOMHANDLER_PORT").or_else(|| get("FUNCTIONS_HTTPWORKER_PORT")) {
+        let port = match get("FUNCTIONS_CUSTOMHANDLER_PORT")
+            .or_else(|| get("FUNCTIONS_HTTPWORKER_PORT"))
+        {
             Some(v) => v
                 .trim()
                 .parse()
@@ -49,7 +51,11 @@ impl Settings {
         let require_azure = match get("SOCWIRE_REQUIRE_AZURE").as_deref().map(str::trim) {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
-            Some(other) => return Err(format!("SOCWIRE_REQUIRE_AZURE={other:?}: use true or false")),
+            Some(other) => {
+                return Err(format!(
+                    "SOCWIRE_REQUIRE_AZURE={other:?}: use true or false"
+                ))
+            }
         };
         let max_body_bytes = match get("SOCWIRE_MAX_BODY_BYTES") {
             Some(v) => v
@@ -66,7 +72,8 @@ impl Settings {
             ti_file: get("SOCWIRE_TI_FILE").map(PathBuf::from),
             sentinel_endpoint: get("SOCWIRE_SENTINEL_ENDPOINT"),
             storage: get("SOCWIRE_STORAGE"),
-            ledger_container: get("SOCWIRE_LEDGER_CONTAINER").unwrap_or_else(|| "socwire-ledger".into()),
+            ledger_container: get("SOCWIRE_LEDGER_CONTAINER")
+                .unwrap_or_else(|| "socwire-ledger".into()),
             reports_container: get("SOCWIRE_REPORTS_CONTAINER")
                 .unwrap_or_else(|| "socwire-reports".into()),
             require_azure,
@@ -93,8 +100,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn from(pairs: &[(&str, &str)]) -> Result<Settings, String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -107,8 +116,12 @@ mod tests {
 
     #[test]
     fn bad_values_are_clear_errors() {
-        assert!(from(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "http")]).unwrap_err().contains("port"));
-        assert!(from(&[("SOCWIRE_REQUIRE_AZURE", "yes")]).unwrap_err().contains("true or false"));
+        assert!(from(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "http")])
+            .unwrap_err()
+            .contains("port"));
+        assert!(from(&[("SOCWIRE_REQUIRE_AZURE", "yes")])
+            .unwrap_err()
+            .contains("true or false"));
     }
 
     #[test]

@@ -29,17 +29,31 @@ fn fixture_with_ti(ti: Arc<dyn ThreatIntel>) -> Fixture {
         incidents: store.clone(),
         threat_intel: ti,
         ledger: ledger.clone(),
-        reports: Arc::new(FileReportStore::new(dir.path().join("reports"), "http://127.0.0.1:7071/reports")),
+        reports: Arc::new(FileReportStore::new(
+            dir.path().join("reports"),
+            "http://127.0.0.1:7071/reports",
+        )),
         adapters: vec![],
     });
-    Fixture { _dir: dir, store, ledger, ctx }
+    Fixture {
+        _dir: dir,
+        store,
+        ledger,
+        ctx,
+    }
 }
 
 fn fixture() -> Fixture {
-    fixture_with_ti(Arc::new(OfflineThreatIntel::from_json(socwire::local::threat_intel_builtin()).unwrap()))
+    fixture_with_ti(Arc::new(
+        OfflineThreatIntel::from_json(socwire::local::threat_intel_builtin()).unwrap(),
+    ))
 }
 
-fn seed(store: &SqliteIncidentStore, severity: Severity, entities: &[(&str, &str, &str)]) -> IncidentId {
+fn seed(
+    store: &SqliteIncidentStore,
+    severity: Severity,
+    entities: &[(&str, &str, &str)],
+) -> IncidentId {
     let id = IncidentId::parse(ID).unwrap();
     let incident = Incident {
         id: ID.into(),
@@ -56,7 +70,10 @@ fn seed(store: &SqliteIncidentStore, severity: Severity, entities: &[(&str, &str
     };
     let entities: Vec<Entity> = entities
         .iter()
-        .map(|(k, f, v)| Entity { kind: k.to_string(), properties: [(f.to_string(), json!(v))].into_iter().collect() })
+        .map(|(k, f, v)| Entity {
+            kind: k.to_string(),
+            properties: [(f.to_string(), json!(v))].into_iter().collect(),
+        })
         .collect();
     store.seed(&incident, &entities).unwrap()
 }
@@ -64,12 +81,22 @@ fn seed(store: &SqliteIncidentStore, severity: Severity, entities: &[(&str, &str
 async fn post(ctx: &Arc<Context>, function: &str, body: impl Into<Body>) -> (StatusCode, Value) {
     let app = socwire::serve::app(ctx.clone(), 64 * 1024);
     let resp = app
-        .oneshot(Request::post(format!("/{function}")).header("content-type", "application/json").body(body.into()).unwrap())
+        .oneshot(
+            Request::post(format!("/{function}"))
+                .header("content-type", "application/json")
+                .body(body.into())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn queue_request(message: &str, dequeue_count: u32) -> String {
@@ -84,7 +111,10 @@ fn queue_request(message: &str, dequeue_count: u32) -> String {
 async fn readiness_answers_get_root() {
     let f = fixture();
     let app = socwire::serve::app(f.ctx.clone(), 1024);
-    let resp = app.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+    let resp = app
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
@@ -93,7 +123,10 @@ async fn unknown_function_is_a_clear_404() {
     let f = fixture();
     let (status, body) = post(&f.ctx, "no-such-function", "{}").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body["error"].as_str().unwrap().contains("triage-incident"), "lists what it serves: {body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("triage-incident"),
+        "lists what it serves: {body}"
+    );
 }
 
 #[tokio::test]
@@ -115,43 +148,84 @@ async fn wrong_types_and_missing_fields_are_bad_input() {
     let wrong_type = json!({"Data": {"request": "\"x\""}, "Metadata": {"DequeueCount": "\"lots\"", "Id": "\"m\""}}).to_string();
     let (status, body) = post(&f.ctx, "triage-incident", wrong_type).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, body) = post(&f.ctx, "triage-incident", queue_request("{\"source\":\"x\"}", 1)).await;
+    let (status, body) = post(
+        &f.ctx,
+        "triage-incident",
+        queue_request("{\"source\":\"x\"}", 1),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"].as_str().unwrap().contains("incidentId"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("incidentId"),
+        "{body}"
+    );
     let event = json!({"Data": {"event": {"id": "e1", "subject": "not-an-incident", "eventType": "x", "eventTime": "2026-11-22T10:00:00Z", "data": {}}}, "Metadata": {}});
     let (status, body) = post(&f.ctx, "incident-created", event.to_string()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"].as_str().unwrap().contains("names no incident"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("names no incident"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn incident_created_queues_one_triage_request() {
     let f = fixture();
-    let fixture_path = format!("{}/tests/fixtures/eventgrid.json", env!("CARGO_MANIFEST_DIR"));
-    let (status, body) = post(&f.ctx, "incident-created", std::fs::read_to_string(fixture_path).unwrap()).await;
+    let fixture_path = format!(
+        "{}/tests/fixtures/eventgrid.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (status, body) = post(
+        &f.ctx,
+        "incident-created",
+        std::fs::read_to_string(fixture_path).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let out = body["Outputs"]["triage"].as_array().unwrap();
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0]["incidentId"].as_str().unwrap().to_lowercase(), ID.to_lowercase());
+    assert_eq!(
+        out[0]["incidentId"].as_str().unwrap().to_lowercase(),
+        ID.to_lowercase()
+    );
 }
 
 #[tokio::test]
 async fn triage_raises_severity_and_comments_exactly_once_under_redelivery() {
     let f = fixture();
-    let id = seed(&f.store, Severity::Medium, &[("DnsResolution", "domainName", "c2.evil.example"), ("Ip", "address", "10.0.0.5")]);
+    let id = seed(
+        &f.store,
+        Severity::Medium,
+        &[
+            ("DnsResolution", "domainName", "c2.evil.example"),
+            ("Ip", "address", "10.0.0.5"),
+        ],
+    );
     let (status, body) = post(&f.ctx, "triage-incident", queue_request(ID, 1)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["Outputs"]["events"][0]["eventType"], "socwire.IncidentTriaged");
+    assert_eq!(
+        body["Outputs"]["events"][0]["eventType"],
+        "socwire.IncidentTriaged"
+    );
     let incident = f.store.get(&id).await.unwrap();
     assert_eq!(incident.properties.severity, Severity::High);
     let comments = f.store.comments(&id).unwrap();
     assert_eq!(comments.len(), 1);
     assert!(comments[0].message.contains("c2.evil.example"));
     // Redelivery, and a second request in our JSON shape: nothing more happens.
-    for message in [ID.to_string(), json!({"incidentId": ID, "requestId": "r", "source": "x"}).to_string()] {
+    for message in [
+        ID.to_string(),
+        json!({"incidentId": ID, "requestId": "r", "source": "x"}).to_string(),
+    ] {
         let (status, body) = post(&f.ctx, "triage-incident", queue_request(&message, 2)).await;
         assert_eq!(status, StatusCode::OK);
-        assert!(body["Outputs"].as_object().unwrap().is_empty(), "no second event: {body}");
+        assert!(
+            body["Outputs"].as_object().unwrap().is_empty(),
+            "no second event: {body}"
+        );
     }
     assert_eq!(f.store.comments(&id).unwrap().len(), 1);
     assert_eq!(f.ledger.count("triage:").unwrap(), 1);
@@ -163,7 +237,10 @@ async fn unremarkable_incident_is_left_alone_but_recorded() {
     let id = seed(&f.store, Severity::Medium, &[("Ip", "address", "10.1.2.3")]);
     let (status, _) = post(&f.ctx, "triage-incident", queue_request(ID, 1)).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(f.store.get(&id).await.unwrap().properties.severity, Severity::Medium);
+    assert_eq!(
+        f.store.get(&id).await.unwrap().properties.severity,
+        Severity::Medium
+    );
     assert!(f.store.comments(&id).unwrap().is_empty());
     assert_eq!(f.ledger.count("triage:").unwrap(), 1);
 }
@@ -188,14 +265,27 @@ impl ThreatIntel for PanickingTi {
 #[tokio::test]
 async fn a_panic_fails_one_invocation_and_the_server_keeps_serving() {
     let f = fixture_with_ti(Arc::new(PanickingTi));
-    seed(&f.store, Severity::Low, &[("Ip", "address", "203.0.113.66")]);
+    seed(
+        &f.store,
+        Severity::Low,
+        &[("Ip", "address", "203.0.113.66")],
+    );
     let app = socwire::serve::app(f.ctx.clone(), 64 * 1024);
-    let req = || Request::post("/triage-incident").body(Body::from(queue_request(ID, 1))).unwrap();
+    let req = || {
+        Request::post("/triage-incident")
+            .body(Body::from(queue_request(ID, 1)))
+            .unwrap()
+    };
     let first = app.clone().oneshot(req()).await.unwrap();
     assert_eq!(first.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    let bytes = axum::body::to_bytes(first.into_body(), 1 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(first.into_body(), 1 << 20)
+        .await
+        .unwrap();
     assert!(String::from_utf8_lossy(&bytes).contains("panicked"));
-    let again = app.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+    let again = app
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(again.status(), StatusCode::OK);
 }
 
@@ -205,11 +295,21 @@ async fn webhook_accepts_arm_id_and_rejects_garbage_with_400() {
     let http = |body: &str| {
         json!({"Data": {"req": {"Url": "http://localhost/api/playbook/triage", "Method": "POST", "Body": body}}, "Metadata": {}}).to_string()
     };
-    let (status, body) = post(&f.ctx, "playbook-webhook", http(&json!({"incidentArmId": ID}).to_string())).await;
+    let (status, body) = post(
+        &f.ctx,
+        "playbook-webhook",
+        http(&json!({"incidentArmId": ID}).to_string()),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["Outputs"]["res"]["statusCode"], 202);
     assert_eq!(body["Outputs"]["triage"].as_array().unwrap().len(), 1);
-    let (status, body) = post(&f.ctx, "playbook-webhook", http("{\"incidentArmId\": \"'; drop table\"}")).await;
+    let (status, body) = post(
+        &f.ctx,
+        "playbook-webhook",
+        http("{\"incidentArmId\": \"'; drop table\"}"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["Outputs"]["res"]["statusCode"], 400);
     assert!(body["Outputs"].get("triage").is_none());

@@ -17,7 +17,11 @@ fn fixture(name: &str) -> (Value, InvocationRequest) {
 /// Decodes `raw` as `T` and checks it serializes back to `raw`.
 fn round_trip<T: DeserializeOwned + Serialize>(raw: &Value) -> T {
     let typed: T = serde_json::from_value(raw.clone()).unwrap();
-    assert_eq!(&serde_json::to_value(&typed).unwrap(), raw, "re-encoding changed the value");
+    assert_eq!(
+        &serde_json::to_value(&typed).unwrap(),
+        raw,
+        "re-encoding changed the value"
+    );
     typed
 }
 
@@ -42,11 +46,17 @@ fn envelope_round_trips_for_every_fixture() {
 fn queue_trigger() {
     let (raw, req) = fixture("queue.json");
     let t = QueueTrigger::from_request(&req, "request").unwrap();
-    assert!(t.message.starts_with("/subscriptions/"), "double encoding removed");
+    assert!(
+        t.message.starts_with("/subscriptions/"),
+        "double encoding removed"
+    );
     assert_eq!(t.metadata.dequeue_count.0, 1);
     assert_eq!(t.metadata.id.0, "52d5a5f3-9c1e-4a7b-8a57-1f0c6d8e2b11");
     round_trip::<QueueMetadata>(&raw["Metadata"]);
-    assert_eq!(serde_json::to_value(Encoded(t.message)).unwrap(), raw["Data"]["request"]);
+    assert_eq!(
+        serde_json::to_value(Encoded(t.message)).unwrap(),
+        raw["Data"]["request"]
+    );
 }
 
 #[test]
@@ -59,7 +69,10 @@ fn service_bus_trigger() {
     assert_eq!(t.metadata.sequence_number, Some(17));
     assert_eq!(t.metadata.session_id.as_deref(), Some("gpu-a"));
     round_trip::<ServiceBusMetadata>(&raw["Metadata"]);
-    assert_eq!(serde_json::to_value(Encoded(t.body)).unwrap(), raw["Data"]["command"]);
+    assert_eq!(
+        serde_json::to_value(Encoded(t.body)).unwrap(),
+        raw["Data"]["command"]
+    );
 }
 
 #[test]
@@ -70,17 +83,34 @@ fn event_hub_batch_trigger() {
     let first: Value = serde_json::from_str(&t.events[0]).unwrap();
     assert_eq!(first["AlertId"], "a-1");
     assert_eq!(t.metadata.sequence_number_array.0, vec![100, 101]);
-    assert_eq!(t.metadata.retry_context.as_ref().unwrap().max_retry_count, -1);
-    assert_eq!(t.metadata.partition_context.as_ref().unwrap().partition_id.as_deref(), Some("3"));
+    assert_eq!(
+        t.metadata.retry_context.as_ref().unwrap().max_retry_count,
+        -1
+    );
+    assert_eq!(
+        t.metadata
+            .partition_context
+            .as_ref()
+            .unwrap()
+            .partition_id
+            .as_deref(),
+        Some("3")
+    );
     round_trip::<EventHubBatchMetadata>(&raw["Metadata"]);
-    assert_eq!(serde_json::to_value(Encoded(t.events)).unwrap(), raw["Data"]["alerts"]);
+    assert_eq!(
+        serde_json::to_value(Encoded(t.events)).unwrap(),
+        raw["Data"]["alerts"]
+    );
 }
 
 #[test]
 fn event_hub_single_trigger() {
     let (raw, req) = fixture("eventhub-single.json");
     let t = EventHubTrigger::from_request(&req, "metric").unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&t.event).unwrap()["step"], 120);
+    assert_eq!(
+        serde_json::from_str::<Value>(&t.event).unwrap()["step"],
+        120
+    );
     assert_eq!(t.metadata.sequence_number.0, 5521);
     round_trip::<EventHubMetadata>(&raw["Metadata"]);
 }
@@ -105,7 +135,10 @@ fn event_grid_trigger_in_both_schemas() {
 fn event_grid_event_sent_as_json_text_is_accepted() {
     let (raw, _) = fixture("eventgrid.json");
     let mut req = InvocationRequest::default();
-    req.data.insert("event".into(), Value::String(raw["Data"]["event"].to_string()));
+    req.data.insert(
+        "event".into(),
+        Value::String(raw["Data"]["event"].to_string()),
+    );
     let t = EventGridTrigger::from_request(&req, "event").unwrap();
     assert_eq!(t.event.id(), "4f2c8a9e-1d3b-4b7a-9c0e-2e5f6a7b8c9d");
 }
@@ -115,7 +148,10 @@ fn timer_trigger() {
     let (raw, req) = fixture("timer.json");
     let t = TimerTrigger::from_request(&req, "timer").unwrap();
     assert!(!t.timer.is_past_due);
-    assert_eq!(t.timer.schedule_status.as_ref().unwrap().next.as_deref(), Some("2026-11-22T10:10:00Z"));
+    assert_eq!(
+        t.timer.schedule_status.as_ref().unwrap().next.as_deref(),
+        Some("2026-11-22T10:10:00Z")
+    );
     round_trip::<TimerInfo>(&raw["Data"]["timer"]);
 }
 
@@ -144,7 +180,8 @@ fn missing_or_wrong_bindings_are_clear_errors() {
     let e = QueueTrigger::from_request(&req, "other").unwrap_err();
     assert!(e.to_string().contains("Data.other"));
     let mut bad = req.clone();
-    bad.metadata.insert("DequeueCount".into(), Value::String("many".into()));
+    bad.metadata
+        .insert("DequeueCount".into(), Value::String("many".into()));
     let e = QueueTrigger::from_request(&bad, "request").unwrap_err();
     assert!(e.to_string().contains("Metadata"));
     let (_, grid) = fixture("timer.json");

@@ -298,22 +298,33 @@ pub fn parse_timespan(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(days * 86_400 + h * 3600 + m * 60) + Duration::from_secs_f64(s))
 }
 
-fn duration_at(v: &Value, pointer: &str, default: Duration, path: &Path) -> Result<Duration, ConfigError> {
+fn duration_at(
+    v: &Value,
+    pointer: &str,
+    default: Duration,
+    path: &Path,
+) -> Result<Duration, ConfigError> {
     match v.pointer(pointer) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::String(s)) => {
             parse_timespan(s).ok_or_else(|| err(path, format!("{pointer}: {s:?} is not hh:mm:ss")))
         }
-        Some(other) => Err(err(path, format!("{pointer}: expected \"hh:mm:ss\", got {other}"))),
+        Some(other) => Err(err(
+            path,
+            format!("{pointer}: expected \"hh:mm:ss\", got {other}"),
+        )),
     }
 }
 
 fn u64_at(v: &Value, pointer: &str, default: u64, path: &Path) -> Result<u64, ConfigError> {
     match v.pointer(pointer) {
         None | Some(Value::Null) => Ok(default),
-        Some(x) => x
-            .as_u64()
-            .ok_or_else(|| err(path, format!("{pointer}: expected a non-negative integer, got {x}"))),
+        Some(x) => x.as_u64().ok_or_else(|| {
+            err(
+                path,
+                format!("{pointer}: expected a non-negative integer, got {x}"),
+            )
+        }),
     }
 }
 
@@ -323,10 +334,20 @@ fn parse_retry(v: Option<&Value>, path: &Path) -> Result<Option<RetryPolicy>, Co
     let max = v
         .get("maxRetryCount")
         .and_then(Value::as_i64)
-        .ok_or_else(|| err(path, "retry.maxRetryCount is required (-1 = until it succeeds)"))?;
+        .ok_or_else(|| {
+            err(
+                path,
+                "retry.maxRetryCount is required (-1 = until it succeeds)",
+            )
+        })?;
     let max_retry_count = if max < 0 { None } else { Some(max as u32) };
     let strategy = match strategy {
-        "fixedDelay" => RetryStrategy::Fixed(duration_at(v, "/delayInterval", Duration::from_secs(5), path)?),
+        "fixedDelay" => RetryStrategy::Fixed(duration_at(
+            v,
+            "/delayInterval",
+            Duration::from_secs(5),
+            path,
+        )?),
         "exponentialBackoff" => RetryStrategy::Exponential {
             min: duration_at(v, "/minimumInterval", Duration::from_secs(4), path)?,
             max: duration_at(v, "/maximumInterval", Duration::from_secs(900), path)?,
@@ -353,34 +374,77 @@ impl HostOptions {
         let executable = handler
             .get("defaultExecutablePath")
             .and_then(Value::as_str)
-            .ok_or_else(|| err(path, "customHandler.description.defaultExecutablePath is missing"))?
+            .ok_or_else(|| {
+                err(
+                    path,
+                    "customHandler.description.defaultExecutablePath is missing",
+                )
+            })?
             .to_string();
         let arguments = handler
             .get("arguments")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default();
-        let message_encoding = match v.pointer("/extensions/queues/messageEncoding").and_then(Value::as_str) {
+        let message_encoding = match v
+            .pointer("/extensions/queues/messageEncoding")
+            .and_then(Value::as_str)
+        {
             None | Some("base64") => MessageEncoding::Base64,
             Some("none") => MessageEncoding::None,
-            Some(other) => return Err(err(path, format!("extensions.queues.messageEncoding {other:?}: use base64 or none"))),
+            Some(other) => {
+                return Err(err(
+                    path,
+                    format!("extensions.queues.messageEncoding {other:?}: use base64 or none"),
+                ))
+            }
         };
         Ok(Self {
             executable,
             arguments,
             queues: QueueOptions {
-                batch_size: u64_at(v, "/extensions/queues/batchSize", 16, path)?.clamp(1, 32) as usize,
-                max_dequeue_count: u64_at(v, "/extensions/queues/maxDequeueCount", 5, path)?.max(1) as u32,
-                visibility_timeout: duration_at(v, "/extensions/queues/visibilityTimeout", Duration::ZERO, path)?,
-                max_polling_interval: duration_at(v, "/extensions/queues/maxPollingInterval", Duration::from_secs(2), path)?,
+                batch_size: u64_at(v, "/extensions/queues/batchSize", 16, path)?.clamp(1, 32)
+                    as usize,
+                max_dequeue_count: u64_at(v, "/extensions/queues/maxDequeueCount", 5, path)?.max(1)
+                    as u32,
+                visibility_timeout: duration_at(
+                    v,
+                    "/extensions/queues/visibilityTimeout",
+                    Duration::ZERO,
+                    path,
+                )?,
+                max_polling_interval: duration_at(
+                    v,
+                    "/extensions/queues/maxPollingInterval",
+                    Duration::from_secs(2),
+                    path,
+                )?,
                 message_encoding,
             },
             service_bus: ServiceBusOptions {
-                max_concurrent_calls: u64_at(v, "/extensions/serviceBus/maxConcurrentCalls", 16, path)?.max(1) as usize,
-                max_delivery_count: u64_at(v, "/extensions/serviceBus/maxDeliveryCount", 10, path)?.max(1) as u32,
+                max_concurrent_calls: u64_at(
+                    v,
+                    "/extensions/serviceBus/maxConcurrentCalls",
+                    16,
+                    path,
+                )?
+                .max(1) as usize,
+                max_delivery_count: u64_at(v, "/extensions/serviceBus/maxDeliveryCount", 10, path)?
+                    .max(1) as u32,
             },
             event_hubs: EventHubOptions {
-                max_event_batch_size: u64_at(v, "/extensions/eventHubs/maxEventBatchSize", 100, path)?.max(1) as usize,
+                max_event_batch_size: u64_at(
+                    v,
+                    "/extensions/eventHubs/maxEventBatchSize",
+                    100,
+                    path,
+                )?
+                .max(1) as usize,
                 partitions: 4,
             },
             function_timeout: duration_at(v, "/functionTimeout", Duration::from_secs(300), path)?,
@@ -393,7 +457,15 @@ fn str_field(b: &Value, key: &str, path: &Path) -> Result<String, ConfigError> {
     b.get(key)
         .and_then(Value::as_str)
         .map(String::from)
-        .ok_or_else(|| err(path, format!("binding {:?} needs {key:?}", b.get("name").and_then(Value::as_str).unwrap_or("?"))))
+        .ok_or_else(|| {
+            err(
+                path,
+                format!(
+                    "binding {:?} needs {key:?}",
+                    b.get("name").and_then(Value::as_str).unwrap_or("?")
+                ),
+            )
+        })
 }
 
 /// Topic name behind an Event Grid output binding: the first label of the endpoint URI held in
@@ -412,7 +484,12 @@ fn eventgrid_topic(setting: &str, settings: &BTreeMap<String, String>) -> String
 
 impl FunctionDef {
     /// Parses one `function.json`.
-    pub fn parse(name: &str, v: &Value, path: &Path, settings: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+    pub fn parse(
+        name: &str,
+        v: &Value,
+        path: &Path,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
         let bindings = v
             .get("bindings")
             .and_then(Value::as_array)
@@ -428,7 +505,10 @@ impl FunctionDef {
                     return Err(err(path, "more than one trigger binding"));
                 }
                 trigger = Some(match kind {
-                    "queueTrigger" => Trigger::Queue { name: bname, queue: str_field(b, "queueName", path)? },
+                    "queueTrigger" => Trigger::Queue {
+                        name: bname,
+                        queue: str_field(b, "queueName", path)?,
+                    },
                     "serviceBusTrigger" => {
                         let (entity, topic) = match b.get("queueName").and_then(Value::as_str) {
                             Some(q) => (q.to_string(), None),
@@ -442,45 +522,89 @@ impl FunctionDef {
                             name: bname,
                             entity,
                             topic,
-                            sessions: b.get("isSessionsEnabled").and_then(Value::as_bool).unwrap_or(false),
+                            sessions: b
+                                .get("isSessionsEnabled")
+                                .and_then(Value::as_bool)
+                                .unwrap_or(false),
                         }
                     }
                     "eventHubTrigger" => Trigger::EventHub {
                         name: bname,
                         hub: str_field(b, "eventHubName", path)?,
-                        consumer_group: b.get("consumerGroup").and_then(Value::as_str).unwrap_or("$Default").to_string(),
+                        consumer_group: b
+                            .get("consumerGroup")
+                            .and_then(Value::as_str)
+                            .unwrap_or("$Default")
+                            .to_string(),
                         many: b.get("cardinality").and_then(Value::as_str) == Some("many"),
                     },
                     "eventGridTrigger" => Trigger::EventGrid { name: bname },
                     "timerTrigger" => Trigger::Timer {
                         name: bname,
                         schedule: str_field(b, "schedule", path)?,
-                        run_on_startup: b.get("runOnStartup").and_then(Value::as_bool).unwrap_or(false),
+                        run_on_startup: b
+                            .get("runOnStartup")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false),
                     },
                     "httpTrigger" => Trigger::Http {
                         name: bname,
                         methods: b
                             .get("methods")
                             .and_then(Value::as_array)
-                            .map(|m| m.iter().filter_map(Value::as_str).map(str::to_ascii_uppercase).collect())
+                            .map(|m| {
+                                m.iter()
+                                    .filter_map(Value::as_str)
+                                    .map(str::to_ascii_uppercase)
+                                    .collect()
+                            })
                             .unwrap_or_default(),
-                        route: b.get("route").and_then(Value::as_str).unwrap_or(name).to_string(),
-                        auth_level: b.get("authLevel").and_then(Value::as_str).unwrap_or("function").to_ascii_lowercase(),
+                        route: b
+                            .get("route")
+                            .and_then(Value::as_str)
+                            .unwrap_or(name)
+                            .to_string(),
+                        auth_level: b
+                            .get("authLevel")
+                            .and_then(Value::as_str)
+                            .unwrap_or("function")
+                            .to_ascii_lowercase(),
                     },
-                    other => return Err(err(path, format!("trigger type {other:?} is not supported by the local host"))),
+                    other => {
+                        return Err(err(
+                            path,
+                            format!("trigger type {other:?} is not supported by the local host"),
+                        ))
+                    }
                 });
             } else if direction == "out" {
                 let target = match kind {
                     "queue" => OutputTarget::Queue(str_field(b, "queueName", path)?),
                     "serviceBus" => OutputTarget::ServiceBus(
-                        b.get("queueName").or_else(|| b.get("topicName")).and_then(Value::as_str).map(String::from)
-                            .ok_or_else(|| err(path, format!("binding {bname:?} needs queueName or topicName")))?,
+                        b.get("queueName")
+                            .or_else(|| b.get("topicName"))
+                            .and_then(Value::as_str)
+                            .map(String::from)
+                            .ok_or_else(|| {
+                                err(
+                                    path,
+                                    format!("binding {bname:?} needs queueName or topicName"),
+                                )
+                            })?,
                     ),
                     "eventHub" => OutputTarget::EventHub(str_field(b, "eventHubName", path)?),
-                    "eventGrid" => OutputTarget::EventGrid(eventgrid_topic(&str_field(b, "topicEndpointUri", path)?, settings)),
+                    "eventGrid" => OutputTarget::EventGrid(eventgrid_topic(
+                        &str_field(b, "topicEndpointUri", path)?,
+                        settings,
+                    )),
                     "blob" => OutputTarget::Blob(str_field(b, "path", path)?),
                     "http" => OutputTarget::Http,
-                    other => return Err(err(path, format!("output type {other:?} is not supported by the local host"))),
+                    other => {
+                        return Err(err(
+                            path,
+                            format!("output type {other:?} is not supported by the local host"),
+                        ))
+                    }
                 };
                 outputs.push(OutputBinding {
                     name: bname,
@@ -506,35 +630,67 @@ impl AppConfig {
         let host_path = root.join("host.json");
         let host = HostOptions::parse(&read_json(&host_path)?, &host_path)?;
         let settings = load_settings(root)?;
-        let defs_dir = if root.join("function-defs").is_dir() { root.join("function-defs") } else { root.to_path_buf() };
+        let defs_dir = if root.join("function-defs").is_dir() {
+            root.join("function-defs")
+        } else {
+            root.to_path_buf()
+        };
         let mut functions = Vec::new();
         let entries = std::fs::read_dir(&defs_dir).map_err(|e| err(&defs_dir, e.to_string()))?;
-        let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("function.json").is_file()).collect();
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.join("function.json").is_file())
+            .collect();
         dirs.sort();
         for dir in dirs {
-            let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let name = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
             let path = dir.join("function.json");
-            functions.push(FunctionDef::parse(&name, &read_json(&path)?, &path, &settings)?);
+            functions.push(FunctionDef::parse(
+                &name,
+                &read_json(&path)?,
+                &path,
+                &settings,
+            )?);
         }
         if functions.is_empty() {
             return Err(err(&defs_dir, "no */function.json found"));
         }
         let subs_path = root.join("infra").join("eventgrid-subscriptions.json");
         let eventgrid_subscriptions: Vec<EventGridSubscription> = if subs_path.is_file() {
-            serde_json::from_value(read_json(&subs_path)?).map_err(|e| err(&subs_path, e.to_string()))?
+            serde_json::from_value(read_json(&subs_path)?)
+                .map_err(|e| err(&subs_path, e.to_string()))?
         } else {
             Vec::new()
         };
         for s in &eventgrid_subscriptions {
-            let known = functions.iter().any(|f| f.name == s.function && matches!(f.trigger, Trigger::EventGrid { .. }));
+            let known = functions
+                .iter()
+                .any(|f| f.name == s.function && matches!(f.trigger, Trigger::EventGrid { .. }));
             if !known {
                 return Err(err(&subs_path, format!("subscription to {:?} names {:?}, which is not an eventGridTrigger function", s.topic, s.function)));
             }
             if !(1..=30).contains(&s.max_delivery_attempts) {
-                return Err(err(&subs_path, format!("maxDeliveryAttempts {} is outside 1..=30", s.max_delivery_attempts)));
+                return Err(err(
+                    &subs_path,
+                    format!(
+                        "maxDeliveryAttempts {} is outside 1..=30",
+                        s.max_delivery_attempts
+                    ),
+                ));
             }
         }
-        Ok(Self { root: root.to_path_buf(), host, functions, settings, eventgrid_subscriptions })
+        Ok(Self {
+            root: root.to_path_buf(),
+            host,
+            functions,
+            settings,
+            eventgrid_subscriptions,
+        })
     }
 
     /// The function named `name`.
@@ -544,15 +700,31 @@ impl AppConfig {
 }
 
 fn load_settings(root: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
-    let path = [root.join("local.settings.json"), root.join("local.settings.example.json")]
-        .into_iter()
-        .find(|p| p.is_file());
-    let Some(path) = path else { return Ok(BTreeMap::new()) };
+    let path = [
+        root.join("local.settings.json"),
+        root.join("local.settings.example.json"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file());
+    let Some(path) = path else {
+        return Ok(BTreeMap::new());
+    };
     let v = read_json(&path)?;
-    let values = v.get("Values").and_then(Value::as_object).cloned().unwrap_or_default();
+    let values = v
+        .get("Values")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     Ok(values
         .into_iter()
-        .map(|(k, v)| (k, v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
+        .map(|(k, v)| {
+            (
+                k,
+                v.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| v.to_string()),
+            )
+        })
         .collect())
 }
 
@@ -564,14 +736,23 @@ mod tests {
     #[test]
     fn timespans_parse() {
         assert_eq!(parse_timespan("00:00:30"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_timespan("1.00:00:00"), Some(Duration::from_secs(86_400)));
+        assert_eq!(
+            parse_timespan("1.00:00:00"),
+            Some(Duration::from_secs(86_400))
+        );
         assert_eq!(parse_timespan("00:61:00"), None);
         assert_eq!(parse_timespan("30s"), None);
     }
 
     #[test]
     fn exponential_retry_doubles_and_caps() {
-        let p = RetryPolicy { max_retry_count: Some(3), strategy: RetryStrategy::Exponential { min: Duration::from_secs(1), max: Duration::from_secs(5) } };
+        let p = RetryPolicy {
+            max_retry_count: Some(3),
+            strategy: RetryStrategy::Exponential {
+                min: Duration::from_secs(1),
+                max: Duration::from_secs(5),
+            },
+        };
         assert_eq!(p.delay(0), Duration::from_secs(1));
         assert_eq!(p.delay(2), Duration::from_secs(4));
         assert_eq!(p.delay(3), Duration::from_secs(5));
@@ -592,7 +773,10 @@ mod tests {
     #[test]
     fn eventgrid_output_topic_comes_from_the_endpoint_setting() {
         let mut settings = BTreeMap::new();
-        settings.insert("EVENTS_URI".to_string(), "https://socwire-events.westeurope-1.eventgrid.azure.net/api/events".to_string());
+        settings.insert(
+            "EVENTS_URI".to_string(),
+            "https://socwire-events.westeurope-1.eventgrid.azure.net/api/events".to_string(),
+        );
         assert_eq!(eventgrid_topic("EVENTS_URI", &settings), "socwire-events");
         assert_eq!(eventgrid_topic("OTHER", &settings), "OTHER");
     }

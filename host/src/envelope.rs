@@ -52,14 +52,24 @@ impl Answer {
             format!("handler answered invalid JSON ({e}): {raw:?}")
         })?;
         let obj = v.as_object().ok_or("handler answer is not a JSON object")?;
-        let get = |k: &str| obj.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+        let get = |k: &str| {
+            obj.iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.clone())
+        };
         Ok(Self {
-            outputs: get("Outputs").and_then(|o| o.as_object().cloned()).unwrap_or_default(),
+            outputs: get("Outputs")
+                .and_then(|o| o.as_object().cloned())
+                .unwrap_or_default(),
             logs: get("Logs")
                 .and_then(|l| l.as_array().cloned())
                 .unwrap_or_default()
                 .into_iter()
-                .map(|l| l.as_str().map(String::from).unwrap_or_else(|| l.to_string()))
+                .map(|l| {
+                    l.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| l.to_string())
+                })
                 .collect(),
             return_value: get("ReturnValue").filter(|v| !v.is_null()),
         })
@@ -90,7 +100,10 @@ pub fn message_bytes(value: &Value, binary: bool) -> Result<Vec<u8>, String> {
     match value {
         Value::String(s) => match base64::engine::general_purpose::STANDARD.decode(s) {
             Ok(bytes) => Ok(bytes),
-            Err(_) if binary => Err(format!("binary output is not base64: {:?}", s.chars().take(40).collect::<String>())),
+            Err(_) if binary => Err(format!(
+                "binary output is not base64: {:?}",
+                s.chars().take(40).collect::<String>()
+            )),
             Err(_) => Ok(s.as_bytes().to_vec()),
         },
         other => Ok(other.to_string().into_bytes()),
@@ -110,17 +123,29 @@ mod tests {
 
     #[test]
     fn base64_looking_strings_are_decoded_like_the_host_does() {
-        assert_eq!(message_bytes(&json!("test"), false).unwrap(), vec![0xb5, 0xeb, 0x2d]);
-        assert_eq!(message_bytes(&json!("hello world"), false).unwrap(), b"hello world".to_vec());
-        assert_eq!(message_bytes(&json!({"a": 1}), false).unwrap(), b"{\"a\":1}".to_vec());
+        assert_eq!(
+            message_bytes(&json!("test"), false).unwrap(),
+            vec![0xb5, 0xeb, 0x2d]
+        );
+        assert_eq!(
+            message_bytes(&json!("hello world"), false).unwrap(),
+            b"hello world".to_vec()
+        );
+        assert_eq!(
+            message_bytes(&json!({"a": 1}), false).unwrap(),
+            b"{\"a\":1}".to_vec()
+        );
         assert!(message_bytes(&json!("not base64!"), true).is_err());
     }
 
     #[test]
     fn answer_parse_is_case_insensitive_and_rejects_non_json() {
-        let a = Answer::parse(br#"{"outputs":{"q":["m"]},"logs":["x"],"returnValue":null}"#).unwrap();
+        let a =
+            Answer::parse(br#"{"outputs":{"q":["m"]},"logs":["x"],"returnValue":null}"#).unwrap();
         assert_eq!(a.logs, vec!["x"]);
         assert!(a.output("q").is_some() && a.output("$return").is_none());
-        assert!(Answer::parse(b"<html>").unwrap_err().contains("invalid JSON"));
+        assert!(Answer::parse(b"<html>")
+            .unwrap_err()
+            .contains("invalid JSON"));
     }
 }

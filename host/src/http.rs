@@ -26,7 +26,10 @@ pub(crate) async fn bind(port: u16) -> anyhow::Result<tokio::net::TcpListener> {
 }
 
 /// Serves HTTP triggers and reports on `listener` in the background; returns its address.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, s: Arc<Shared>) -> anyhow::Result<std::net::SocketAddr> {
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    s: Arc<Shared>,
+) -> anyhow::Result<std::net::SocketAddr> {
     let key = function_key(&s)?;
     let app = Router::new()
         .route("/api/{*path}", any(api))
@@ -45,14 +48,23 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, s: Arc<Shared>) -> 
 /// The function key: `SOCWIRE_FUNCTION_KEY` from the app settings, else one generated on first
 /// run and kept in `{data_dir}/function-key` (readable only by its owner).
 fn function_key(s: &Shared) -> anyhow::Result<String> {
-    if let Some(k) = s.cfg.settings.get("SOCWIRE_FUNCTION_KEY").filter(|k| !k.is_empty()) {
+    if let Some(k) = s
+        .cfg
+        .settings
+        .get("SOCWIRE_FUNCTION_KEY")
+        .filter(|k| !k.is_empty())
+    {
         return Ok(k.clone());
     }
     let path = s.opts.data_dir.join("function-key");
     if let Ok(k) = std::fs::read_to_string(&path) {
         return Ok(k.trim().to_string());
     }
-    let key = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let key = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     std::fs::write(&path, &key)?;
     #[cfg(unix)]
     {
@@ -104,9 +116,20 @@ async fn api(
     body: Bytes,
 ) -> Response {
     let found = s.cfg.functions.iter().find_map(|f| match &f.trigger {
-        Trigger::Http { name, methods, route, auth_level } => {
+        Trigger::Http {
+            name,
+            methods,
+            route,
+            auth_level,
+        } => {
             let params = match_route(route, &path)?;
-            Some((f.clone(), name.clone(), methods.clone(), auth_level.clone(), params))
+            Some((
+                f.clone(),
+                name.clone(),
+                methods.clone(),
+                auth_level.clone(),
+                params,
+            ))
         }
         _ => None,
     });
@@ -116,10 +139,7 @@ async fn api(
     if !methods.is_empty() && !methods.iter().any(|m| m == method.as_str()) {
         return (StatusCode::METHOD_NOT_ALLOWED, "method not allowed").into_response();
     }
-    let query: BTreeMap<String, String> = uri
-        .query()
-        .map(|q| url_pairs(q))
-        .unwrap_or_default();
+    let query: BTreeMap<String, String> = uri.query().map(url_pairs).unwrap_or_default();
     if auth_level != "anonymous" {
         let given = headers
             .get("x-functions-key")
@@ -127,7 +147,11 @@ async fn api(
             .map(String::from)
             .or_else(|| query.get("code").cloned());
         if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
-            return (StatusCode::UNAUTHORIZED, "missing or wrong function key (x-functions-key header or ?code=)").into_response();
+            return (
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong function key (x-functions-key header or ?code=)",
+            )
+                .into_response();
         }
     }
     let mut header_map: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -135,18 +159,32 @@ async fn api(
         if k.as_str().eq_ignore_ascii_case("x-functions-key") {
             continue;
         }
-        header_map.entry(k.as_str().to_string()).or_default().push(String::from_utf8_lossy(v.as_bytes()).to_string());
+        header_map
+            .entry(k.as_str().to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).to_string());
     }
-    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let body_value = if body.is_empty() {
         Value::Null
-    } else if content_type.starts_with("application/octet-stream") || content_type.starts_with("multipart/") {
+    } else if content_type.starts_with("application/octet-stream")
+        || content_type.starts_with("multipart/")
+    {
         use base64::Engine as _;
         Value::String(base64::engine::general_purpose::STANDARD.encode(&body))
     } else {
         match std::str::from_utf8(&body) {
             Ok(text) => Value::String(text.to_string()),
-            Err(_) => return (StatusCode::BAD_REQUEST, "body is not UTF-8 text; send application/octet-stream for bytes").into_response(),
+            Err(_) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "body is not UTF-8 text; send application/octet-stream for bytes",
+                )
+                    .into_response()
+            }
         }
     };
     let mut query_no_code = query.clone();
@@ -169,21 +207,39 @@ async fn api(
     for (k, v) in &params {
         meta.insert(k.clone(), envelope::encoded(v));
     }
-    meta.insert("sys".into(), envelope::sys(&f.name, chrono::Utc::now().timestamp_millis()));
+    meta.insert(
+        "sys".into(),
+        envelope::sys(&f.name, chrono::Utc::now().timestamp_millis()),
+    );
     let request = envelope::request(data, meta);
     let answer = match s.invoke(&f.name, &request).await {
         Ok(a) => a,
         Err(failure) => {
-            s.stats.record(&f.name, Outcome::Retried, 1, &for_log(&failure.reason, 300));
-            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": failure.reason}))).into_response();
+            s.stats
+                .record(&f.name, Outcome::Retried, 1, &for_log(&failure.reason, 300));
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({"error": failure.reason})),
+            )
+                .into_response();
         }
     };
     if let Err(reason) = s.route_outputs(&f, &answer) {
-        s.stats.record(&f.name, Outcome::Retried, 1, &for_log(&reason, 300));
-        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": reason}))).into_response();
+        s.stats
+            .record(&f.name, Outcome::Retried, 1, &for_log(&reason, 300));
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": reason})),
+        )
+            .into_response();
     }
-    s.stats.record(&f.name, Outcome::Delivered, 1, &Shared::log_lines(&answer));
-    let http_binding = f.outputs.iter().find(|o| o.target == OutputTarget::Http).map(|o| o.name.clone());
+    s.stats
+        .record(&f.name, Outcome::Delivered, 1, &Shared::log_lines(&answer));
+    let http_binding = f
+        .outputs
+        .iter()
+        .find(|o| o.target == OutputTarget::Http)
+        .map(|o| o.name.clone());
     match http_binding.and_then(|b| answer.output(&b).cloned()) {
         Some(v) => http_response(&v),
         None => StatusCode::NO_CONTENT.into_response(),
@@ -191,17 +247,30 @@ async fn api(
 }
 
 fn url_pairs(query: &str) -> BTreeMap<String, String> {
-    url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// Turns an HTTP output binding value into a response; the host requires a JSON object.
 fn http_response(v: &Value) -> Response {
     let Some(obj) = v.as_object() else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "HTTP output binding must be a JSON object").into_response();
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "HTTP output binding must be a JSON object",
+        )
+            .into_response();
     };
-    let field = |k: &str| obj.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(_, v)| v);
+    let field = |k: &str| {
+        obj.iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v)
+    };
     let status = field("statusCode")
-        .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
         .and_then(|c| StatusCode::from_u16(c as u16).ok())
         .unwrap_or(StatusCode::OK);
     let mut builder = Response::builder().status(status);
@@ -217,17 +286,32 @@ fn http_response(v: &Value) -> Response {
         Some(Value::String(text)) => Body::from(text.clone()),
         Some(other) => Body::from(other.to_string()),
     };
-    builder.body(body).unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    builder
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 async fn report(State((s, _)): State<AppState>, Path(path): Path<String>) -> Response {
-    let safe = path.split('/').all(|seg| !seg.is_empty() && seg != ".." && seg != "." && seg.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
+    let safe = path.split('/').all(|seg| {
+        !seg.is_empty()
+            && seg != ".."
+            && seg != "."
+            && seg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    });
     if !safe || !path.ends_with(".html") {
         return (StatusCode::NOT_FOUND, "no such report").into_response();
     }
     match tokio::fs::read(s.opts.data_dir.join("reports").join(&path)).await {
         Ok(bytes) => (
-            [("content-type", "text/html; charset=utf-8"), ("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'")],
+            [
+                ("content-type", "text/html; charset=utf-8"),
+                (
+                    "content-security-policy",
+                    "default-src 'none'; style-src 'unsafe-inline'",
+                ),
+            ],
             bytes,
         )
             .into_response(),

@@ -63,15 +63,23 @@ impl Host {
         std::fs::create_dir_all(&opts.data_dir)?;
         let lock = std::fs::File::create(opts.data_dir.join("host.lock"))?;
         lock.try_lock().map_err(|_| {
-            anyhow::anyhow!("another `socwire up` is running on {}", opts.data_dir.display())
+            anyhow::anyhow!(
+                "another `socwire up` is running on {}",
+                opts.data_dir.display()
+            )
         })?;
         let brokers = Arc::new(Brokers::open(&opts.data_dir, Arc::new(SystemClock))?);
-        setup_entities(&cfg, &brokers, &opts)?;
+        declare_entities(&cfg, &brokers, opts.lease)?;
         let released = brokers.release_leases()?;
         if released > 0 {
             tracing::info!(released, "released deliveries a previous run held");
         }
-        Ok(Self { cfg, brokers, opts, _lock: lock })
+        Ok(Self {
+            cfg,
+            brokers,
+            opts,
+            _lock: lock,
+        })
     }
 
     /// The brokers, for seeding before [`Host::run`].
@@ -93,7 +101,10 @@ impl Host {
         let http_addr = listener.local_addr()?;
         let mut env: BTreeMap<String, String> = self.cfg.settings.clone();
         env.insert("SOCWIRE_DATA_DIR".into(), data_dir.display().to_string());
-        env.insert("SOCWIRE_REPORTS_BASE_URL".into(), format!("http://{http_addr}/reports"));
+        env.insert(
+            "SOCWIRE_REPORTS_BASE_URL".into(),
+            format!("http://{http_addr}/reports"),
+        );
         let spec = WorkerSpec::from_config(&self.cfg, self.opts.handler_fallback.clone(), env);
         let worker = Worker::start(spec).await?;
         println!(
@@ -118,14 +129,20 @@ impl Host {
             let s = shared.clone();
             let name = f.name.clone();
             match &f.trigger {
-                Trigger::Queue { .. } => { tasks.spawn(queue_loop(s, name)); }
-                Trigger::ServiceBus { .. } => { tasks.spawn(service_bus_loop(s, name)); }
+                Trigger::Queue { .. } => {
+                    tasks.spawn(queue_loop(s, name));
+                }
+                Trigger::ServiceBus { .. } => {
+                    tasks.spawn(service_bus_loop(s, name));
+                }
                 Trigger::EventHub { .. } => {
                     for partition in 0..s.cfg.host.event_hubs.partitions {
                         tasks.spawn(event_hub_loop(s.clone(), name.clone(), partition));
                     }
                 }
-                Trigger::Timer { .. } => { tasks.spawn(crate::timer::timer_loop(s, name)); }
+                Trigger::Timer { .. } => {
+                    tasks.spawn(crate::timer::timer_loop(s, name));
+                }
                 Trigger::EventGrid { .. } | Trigger::Http { .. } => {}
             }
         }
@@ -155,11 +172,13 @@ impl Host {
     }
 }
 
-fn setup_entities(cfg: &AppConfig, brokers: &Brokers, opts: &UpOptions) -> anyhow::Result<()> {
+/// Creates every queue, subscription, hub and Event Grid subscription the app's functions use
+/// (as deploying the app does in Azure), so messages sent before the first `up` are routed.
+pub fn declare_entities(cfg: &AppConfig, brokers: &Brokers, lease: Duration) -> anyhow::Result<()> {
     use crate::brokers::{EgSubscriptionOptions, SbEntityOptions};
     let sb_opts = SbEntityOptions {
         max_delivery_count: cfg.host.service_bus.max_delivery_count,
-        lock_duration_ms: opts.lease.as_millis() as i64,
+        lock_duration_ms: lease.as_millis() as i64,
         ..SbEntityOptions::default()
     };
     let topics: Vec<&str> = cfg
@@ -172,8 +191,16 @@ fn setup_entities(cfg: &AppConfig, brokers: &Brokers, opts: &UpOptions) -> anyho
         .collect();
     for f in &cfg.functions {
         match &f.trigger {
-            Trigger::ServiceBus { entity, topic, sessions, .. } => {
-                let o = SbEntityOptions { requires_session: *sessions, ..sb_opts.clone() };
+            Trigger::ServiceBus {
+                entity,
+                topic,
+                sessions,
+                ..
+            } => {
+                let o = SbEntityOptions {
+                    requires_session: *sessions,
+                    ..sb_opts.clone()
+                };
                 match topic {
                     Some(t) => {
                         brokers.sb_ensure_topic(t, o.clone())?;
@@ -183,7 +210,10 @@ fn setup_entities(cfg: &AppConfig, brokers: &Brokers, opts: &UpOptions) -> anyho
                     None => brokers.sb_ensure_queue(entity, o)?,
                 }
             }
-            Trigger::EventHub { hub, .. } => brokers.eh_ensure_hub(hub, cfg.host.event_hubs.partitions)?,
+            Trigger::EventHub { hub, .. } => {
+                brokers.eh_ensure_hub(hub, cfg.host.event_hubs.partitions)?
+            }
+            Trigger::Queue { queue, .. } => brokers.queue_declare(queue)?,
             _ => {}
         }
         for out in &f.outputs {
@@ -191,7 +221,10 @@ fn setup_entities(cfg: &AppConfig, brokers: &Brokers, opts: &UpOptions) -> anyho
                 OutputTarget::ServiceBus(name) if !topics.contains(&name.as_str()) => {
                     brokers.sb_ensure_queue(name, sb_opts.clone())?
                 }
-                OutputTarget::EventHub(hub) => brokers.eh_ensure_hub(hub, cfg.host.event_hubs.partitions)?,
+                OutputTarget::EventHub(hub) => {
+                    brokers.eh_ensure_hub(hub, cfg.host.event_hubs.partitions)?
+                }
+                OutputTarget::Queue(q) => brokers.queue_declare(q)?,
                 _ => {}
             }
         }
@@ -215,7 +248,13 @@ async fn wait_until_idle(shared: &Shared) -> anyhow::Result<()> {
         match &f.trigger {
             Trigger::Queue { queue, .. } => consumers.queues.push(queue.clone()),
             Trigger::ServiceBus { entity, .. } => consumers.service_bus.push(entity.clone()),
-            Trigger::EventHub { hub, consumer_group, .. } => consumers.event_hubs.push((hub.clone(), consumer_group.clone())),
+            Trigger::EventHub {
+                hub,
+                consumer_group,
+                ..
+            } => consumers
+                .event_hubs
+                .push((hub.clone(), consumer_group.clone())),
             _ => {}
         }
     }
@@ -224,7 +263,9 @@ async fn wait_until_idle(shared: &Shared) -> anyhow::Result<()> {
         // A poll, not a synchronisation: idleness is a property of the brokers' durable state.
         tokio::time::sleep(Duration::from_millis(20)).await;
         let pending = shared.brokers.pending_work(&consumers)?;
-        let busy = shared.inflight.load(Ordering::SeqCst) > 0 || pending.ready_now > 0 || pending.waiting > 0;
+        let busy = shared.inflight.load(Ordering::SeqCst) > 0
+            || pending.ready_now > 0
+            || pending.waiting > 0;
         quiet_ticks = if busy { 0 } else { quiet_ticks + 1 };
         if quiet_ticks >= 3 {
             return Ok(());
@@ -247,7 +288,9 @@ impl Drop for InFlight<'_> {
 
 impl Shared {
     pub(crate) fn function(&self, name: &str) -> &FunctionDef {
-        self.cfg.function(name).expect("loops run only for loaded functions")
+        self.cfg
+            .function(name)
+            .expect("loops run only for loaded functions")
     }
 
     async fn idle_wait(&self, max: Duration) {
@@ -258,7 +301,9 @@ impl Shared {
     pub(crate) fn route_outputs(&self, f: &FunctionDef, answer: &Answer) -> Result<usize, String> {
         let mut routed = 0;
         for out in &f.outputs {
-            let Some(value) = answer.output(&out.name) else { continue };
+            let Some(value) = answer.output(&out.name) else {
+                continue;
+            };
             if out.target == OutputTarget::Http {
                 continue;
             }
@@ -279,13 +324,22 @@ impl Shared {
         let result = match target {
             OutputTarget::Queue(q) => {
                 let wire = match self.cfg.host.queues.message_encoding {
-                    MessageEncoding::Base64 => base64::engine::general_purpose::STANDARD.encode(&bytes).into_bytes(),
+                    MessageEncoding::Base64 => base64::engine::general_purpose::STANDARD
+                        .encode(&bytes)
+                        .into_bytes(),
                     MessageEncoding::None => bytes,
                 };
                 b.queue_put(q, &wire, 0).map(|_| ())
             }
             OutputTarget::ServiceBus(entity) => b
-                .sb_send(entity, crate::brokers::SbMessage { message_id: uuid::Uuid::new_v4().to_string(), body: bytes, ..Default::default() })
+                .sb_send(
+                    entity,
+                    crate::brokers::SbMessage {
+                        message_id: uuid::Uuid::new_v4().to_string(),
+                        body: bytes,
+                        ..Default::default()
+                    },
+                )
                 .map(|_| ()),
             OutputTarget::EventHub(hub) => b.eh_send(hub, None, &bytes, Map::new()).map(|_| ()),
             OutputTarget::EventGrid(topic) => {
@@ -301,19 +355,29 @@ impl Shared {
     }
 
     /// Invokes `function` with `request`, tracking in-flight work.
-    pub(crate) async fn invoke(&self, function: &str, request: &Value) -> Result<Answer, crate::worker::Failure> {
+    pub(crate) async fn invoke(
+        &self,
+        function: &str,
+        request: &Value,
+    ) -> Result<Answer, crate::worker::Failure> {
         let _guard = InFlight::enter(&self.inflight);
         self.worker.invoke(function, request).await
     }
 
     pub(crate) fn log_lines(answer: &Answer) -> String {
-        answer.logs.iter().map(|l| for_log(l, 200)).collect::<Vec<_>>().join(" | ")
+        answer
+            .logs
+            .iter()
+            .map(|l| for_log(l, 200))
+            .collect::<Vec<_>>()
+            .join(" | ")
     }
 }
 
 /// Validates Event Grid output events and stamps the topic, as Event Grid does on publish.
 fn grid_events(bytes: &[u8], topic: &str) -> Result<Vec<Value>, String> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("Event Grid output is not JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("Event Grid output is not JSON: {e}"))?;
     let items = match v {
         Value::Array(items) => items,
         one => vec![one],
@@ -321,10 +385,14 @@ fn grid_events(bytes: &[u8], topic: &str) -> Result<Vec<Value>, String> {
     items
         .into_iter()
         .map(|mut e| {
-            let obj = e.as_object_mut().ok_or("Event Grid output event is not an object")?;
+            let obj = e
+                .as_object_mut()
+                .ok_or("Event Grid output event is not an object")?;
             for field in ["id", "subject", "eventType", "eventTime"] {
                 if !obj.get(field).is_some_and(Value::is_string) {
-                    return Err(format!("Event Grid output event lacks string field {field:?}"));
+                    return Err(format!(
+                        "Event Grid output event lacks string field {field:?}"
+                    ));
                 }
             }
             obj.insert("topic".into(), json!(format!("local/topics/{topic}")));
@@ -337,8 +405,13 @@ fn grid_events(bytes: &[u8], topic: &str) -> Result<Vec<Value>, String> {
 
 fn write_blob(data_dir: &std::path::Path, template: &str, bytes: &[u8]) -> Result<(), String> {
     let path = template.replace("{rand-guid}", &uuid::Uuid::new_v4().to_string());
-    if path.split('/').any(|seg| seg.is_empty() || seg == ".." || seg == "." || seg.contains('{')) {
-        return Err(format!("blob path {path:?} is not a plain container/name path"));
+    if path
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == ".." || seg == "." || seg.contains('{'))
+    {
+        return Err(format!(
+            "blob path {path:?} is not a plain container/name path"
+        ));
     }
     let file = data_dir.join("blobs").join(&path);
     if let Some(dir) = file.parent() {
@@ -349,7 +422,13 @@ fn write_blob(data_dir: &std::path::Path, template: &str, bytes: &[u8]) -> Resul
 
 async fn queue_loop(s: Arc<Shared>, name: String) {
     let f = s.function(&name).clone();
-    let Trigger::Queue { name: binding, queue } = &f.trigger else { return };
+    let Trigger::Queue {
+        name: binding,
+        queue,
+    } = &f.trigger
+    else {
+        return;
+    };
     let opts = s.cfg.host.queues.clone();
     let lease_ms = s.opts.lease.as_millis() as i64;
     let mut backoff = Duration::from_millis(10);
@@ -432,7 +511,14 @@ async fn queue_loop(s: Arc<Shared>, name: String) {
 
 async fn service_bus_loop(s: Arc<Shared>, name: String) {
     let f = s.function(&name).clone();
-    let Trigger::ServiceBus { name: binding, entity, .. } = &f.trigger else { return };
+    let Trigger::ServiceBus {
+        name: binding,
+        entity,
+        ..
+    } = &f.trigger
+    else {
+        return;
+    };
     let max = s.cfg.host.service_bus.max_concurrent_calls;
     let mut backoff = Duration::from_millis(10);
     while !s.stopping.load(Ordering::SeqCst) {
@@ -452,7 +538,8 @@ async fn service_bus_loop(s: Arc<Shared>, name: String) {
         backoff = Duration::from_millis(10);
         // Messages of one session arrive in order and are handled in order; others in parallel.
         let mut set = tokio::task::JoinSet::new();
-        let mut by_session: BTreeMap<Option<String>, Vec<crate::brokers::SbReceived>> = BTreeMap::new();
+        let mut by_session: BTreeMap<Option<String>, Vec<crate::brokers::SbReceived>> =
+            BTreeMap::new();
         for m in batch {
             let key = m.message.session_id.clone();
             by_session.entry(key).or_default().push(m);
@@ -489,22 +576,51 @@ async fn service_bus_loop(s: Arc<Shared>, name: String) {
                                 meta.insert(key.into(), encoded(v));
                             }
                         }
-                        meta.insert("ApplicationProperties".into(), Value::Object(m.message.application_properties.clone()));
-                        meta.insert("UserProperties".into(), Value::Object(m.message.application_properties.clone()));
-                        meta.insert("sys".into(), envelope::sys(&f.name, chrono::Utc::now().timestamp_millis()));
+                        meta.insert(
+                            "ApplicationProperties".into(),
+                            Value::Object(m.message.application_properties.clone()),
+                        );
+                        meta.insert(
+                            "UserProperties".into(),
+                            Value::Object(m.message.application_properties.clone()),
+                        );
+                        meta.insert(
+                            "sys".into(),
+                            envelope::sys(&f.name, chrono::Utc::now().timestamp_millis()),
+                        );
                         let request = envelope::request(data, meta);
                         let result = s.invoke(&f.name, &request).await.and_then(|answer| {
-                            s.route_outputs(&f, &answer).map(|_| answer).map_err(|reason| crate::worker::Failure { status: None, reason })
+                            s.route_outputs(&f, &answer)
+                                .map(|_| answer)
+                                .map_err(|reason| crate::worker::Failure {
+                                    status: None,
+                                    reason,
+                                })
                         });
                         match result {
                             Ok(answer) => {
                                 let _ = s.brokers.sb_complete(&entity, &m.lock_token);
-                                s.stats.record(&f.name, Outcome::Delivered, 1, &Shared::log_lines(&answer));
+                                s.stats.record(
+                                    &f.name,
+                                    Outcome::Delivered,
+                                    1,
+                                    &Shared::log_lines(&answer),
+                                );
                             }
                             Err(failure) => {
-                                let reason = format!("{} (status {:?}, delivery {})", failure.reason, failure.status, m.delivery_count);
-                                let dead = matches!(s.brokers.sb_abandon(&entity, &m.lock_token, &reason), Ok(true));
-                                let outcome = if dead { Outcome::DeadLettered } else { Outcome::Retried };
+                                let reason = format!(
+                                    "{} (status {:?}, delivery {})",
+                                    failure.reason, failure.status, m.delivery_count
+                                );
+                                let dead = matches!(
+                                    s.brokers.sb_abandon(&entity, &m.lock_token, &reason),
+                                    Ok(true)
+                                );
+                                let outcome = if dead {
+                                    Outcome::DeadLettered
+                                } else {
+                                    Outcome::Retried
+                                };
                                 s.stats.record(&f.name, outcome, 1, &for_log(&reason, 300));
                                 // Later messages of the session wait for this one's redelivery.
                                 break;
@@ -520,13 +636,28 @@ async fn service_bus_loop(s: Arc<Shared>, name: String) {
 
 async fn event_hub_loop(s: Arc<Shared>, name: String, partition: u32) {
     let f = s.function(&name).clone();
-    let Trigger::EventHub { name: binding, hub, consumer_group, many } = &f.trigger else { return };
-    let max = if *many { s.cfg.host.event_hubs.max_event_batch_size } else { 1 };
+    let Trigger::EventHub {
+        name: binding,
+        hub,
+        consumer_group,
+        many,
+    } = &f.trigger
+    else {
+        return;
+    };
+    let max = if *many {
+        s.cfg.host.event_hubs.max_event_batch_size
+    } else {
+        1
+    };
     let retry = f.retry.clone().or_else(|| s.cfg.host.retry.clone());
     let mut cursor: Option<i64> = None;
     let mut backoff = Duration::from_millis(10);
     while !s.stopping.load(Ordering::SeqCst) {
-        let events = match s.brokers.eh_read(hub, consumer_group, partition, cursor, max) {
+        let events = match s
+            .brokers
+            .eh_read(hub, consumer_group, partition, cursor, max)
+        {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(hub = %hub, error = %e, "Event Hubs read failed");
@@ -540,7 +671,10 @@ async fn event_hub_loop(s: Arc<Shared>, name: String, partition: u32) {
             continue;
         };
         backoff = Duration::from_millis(10);
-        let bodies: Vec<String> = events.iter().map(|e| String::from_utf8_lossy(&e.body).to_string()).collect();
+        let bodies: Vec<String> = events
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.body).to_string())
+            .collect();
         let mut data = Map::new();
         let mut meta = Map::new();
         meta.insert(
@@ -549,10 +683,37 @@ async fn event_hub_loop(s: Arc<Shared>, name: String, partition: u32) {
         );
         if *many {
             data.insert(binding.clone(), encoded(&bodies));
-            meta.insert("SequenceNumberArray".into(), encoded(events.iter().map(|e| e.sequence_number).collect::<Vec<_>>()));
-            meta.insert("PartitionKeyArray".into(), encoded(events.iter().map(|e| e.partition_key.clone()).collect::<Vec<_>>()));
-            meta.insert("EnqueuedTimeUtcArray".into(), encoded(events.iter().map(|e| iso(e.enqueued_ms)).collect::<Vec<_>>()));
-            meta.insert("PropertiesArray".into(), encoded(events.iter().map(|e| Value::Object(e.properties.clone())).collect::<Vec<_>>()));
+            meta.insert(
+                "SequenceNumberArray".into(),
+                encoded(events.iter().map(|e| e.sequence_number).collect::<Vec<_>>()),
+            );
+            meta.insert(
+                "PartitionKeyArray".into(),
+                encoded(
+                    events
+                        .iter()
+                        .map(|e| e.partition_key.clone())
+                        .collect::<Vec<_>>(),
+                ),
+            );
+            meta.insert(
+                "EnqueuedTimeUtcArray".into(),
+                encoded(
+                    events
+                        .iter()
+                        .map(|e| iso(e.enqueued_ms))
+                        .collect::<Vec<_>>(),
+                ),
+            );
+            meta.insert(
+                "PropertiesArray".into(),
+                encoded(
+                    events
+                        .iter()
+                        .map(|e| Value::Object(e.properties.clone()))
+                        .collect::<Vec<_>>(),
+                ),
+            );
         } else {
             let e = &events[0];
             data.insert(binding.clone(), encoded(&bodies[0]));
@@ -569,18 +730,36 @@ async fn event_hub_loop(s: Arc<Shared>, name: String, partition: u32) {
             if let Some(policy) = &retry {
                 meta.insert("RetryContext".into(), json!({ "RetryCount": attempt, "MaxRetryCount": policy.max_retry_count.map(i64::from).unwrap_or(-1) }));
             }
-            meta.insert("sys".into(), envelope::sys(&f.name, chrono::Utc::now().timestamp_millis()));
+            meta.insert(
+                "sys".into(),
+                envelope::sys(&f.name, chrono::Utc::now().timestamp_millis()),
+            );
             let request = envelope::request(data.clone(), meta.clone());
             let result = s.invoke(&f.name, &request).await.and_then(|answer| {
-                s.route_outputs(&f, &answer).map(|_| answer).map_err(|reason| crate::worker::Failure { status: None, reason })
+                s.route_outputs(&f, &answer)
+                    .map(|_| answer)
+                    .map_err(|reason| crate::worker::Failure {
+                        status: None,
+                        reason,
+                    })
             });
             match result {
                 Ok(answer) => {
-                    s.stats.record(&f.name, Outcome::Delivered, count, &format!("partition {partition}, {count} event(s) {}", Shared::log_lines(&answer)));
+                    s.stats.record(
+                        &f.name,
+                        Outcome::Delivered,
+                        count,
+                        &format!(
+                            "partition {partition}, {count} event(s) {}",
+                            Shared::log_lines(&answer)
+                        ),
+                    );
                     break;
                 }
                 Err(failure) => {
-                    let can_retry = retry.as_ref().is_some_and(|p| p.max_retry_count.is_none_or(|m| attempt < m));
+                    let can_retry = retry
+                        .as_ref()
+                        .is_some_and(|p| p.max_retry_count.is_none_or(|m| attempt < m));
                     let reason = for_log(&failure.reason, 300);
                     if can_retry && !s.stopping.load(Ordering::SeqCst) {
                         s.stats.record(&f.name, Outcome::Retried, count, &reason);
@@ -592,12 +771,20 @@ async fn event_hub_loop(s: Arc<Shared>, name: String, partition: u32) {
                     if s.stopping.load(Ordering::SeqCst) {
                         return; // not checkpointed: the batch is read again after restart
                     }
-                    s.stats.record(&f.name, Outcome::Lost, count, &format!("retry policy spent; checkpoint moves on: {reason}"));
+                    s.stats.record(
+                        &f.name,
+                        Outcome::Lost,
+                        count,
+                        &format!("retry policy spent; checkpoint moves on: {reason}"),
+                    );
                     break;
                 }
             }
         }
-        if let Err(e) = s.brokers.eh_checkpoint(hub, consumer_group, partition, last) {
+        if let Err(e) = s
+            .brokers
+            .eh_checkpoint(hub, consumer_group, partition, last)
+        {
             tracing::error!(hub = %hub, error = %e, "checkpoint failed");
         }
         cursor = Some(last);
@@ -626,27 +813,52 @@ async fn event_grid_loop(s: Arc<Shared>) {
             let s = s.clone();
             set.spawn(async move {
                 let Some(f) = s.cfg.function(&d.subscriber).cloned() else {
-                    let _ = s.brokers.eg_failed(d.id, Some(404), "subscribed function is not in this app");
+                    let _ = s.brokers.eg_failed(
+                        d.id,
+                        Some(404),
+                        "subscribed function is not in this app",
+                    );
                     return;
                 };
                 let mut data = Map::new();
                 data.insert(f.trigger.binding_name().to_string(), d.event.clone());
                 let mut meta = Map::new();
-                meta.insert("sys".into(), envelope::sys(&f.name, chrono::Utc::now().timestamp_millis()));
+                meta.insert(
+                    "sys".into(),
+                    envelope::sys(&f.name, chrono::Utc::now().timestamp_millis()),
+                );
                 let request = envelope::request(data, meta);
                 let result = s.invoke(&f.name, &request).await.and_then(|answer| {
-                    s.route_outputs(&f, &answer).map(|_| answer).map_err(|reason| crate::worker::Failure { status: None, reason })
+                    s.route_outputs(&f, &answer)
+                        .map(|_| answer)
+                        .map_err(|reason| crate::worker::Failure {
+                            status: None,
+                            reason,
+                        })
                 });
                 match result {
                     Ok(answer) => {
                         let _ = s.brokers.eg_succeeded(d.id);
-                        s.stats.record(&f.name, Outcome::Delivered, 1, &Shared::log_lines(&answer));
+                        s.stats
+                            .record(&f.name, Outcome::Delivered, 1, &Shared::log_lines(&answer));
                     }
                     Err(failure) => {
                         let reason = for_log(&failure.reason, 300);
-                        let dead = matches!(s.brokers.eg_failed(d.id, failure.status, &failure.reason), Ok(true));
-                        let outcome = if dead { Outcome::DeadLettered } else { Outcome::Retried };
-                        s.stats.record(&f.name, outcome, 1, &format!("attempt {}: {reason}", d.attempt));
+                        let dead = matches!(
+                            s.brokers.eg_failed(d.id, failure.status, &failure.reason),
+                            Ok(true)
+                        );
+                        let outcome = if dead {
+                            Outcome::DeadLettered
+                        } else {
+                            Outcome::Retried
+                        };
+                        s.stats.record(
+                            &f.name,
+                            outcome,
+                            1,
+                            &format!("attempt {}: {reason}", d.attempt),
+                        );
                     }
                 }
             });

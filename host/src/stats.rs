@@ -52,9 +52,17 @@ impl Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<24} {:>10} {:>8} {:>9} {:>14} {:>6}", "function", "delivered", "retried", "poisoned", "dead-lettered", "lost")?;
+        writeln!(
+            f,
+            "{:<24} {:>10} {:>8} {:>9} {:>14} {:>6}",
+            "function", "delivered", "retried", "poisoned", "dead-lettered", "lost"
+        )?;
         for (name, s) in &self.functions {
-            writeln!(f, "{name:<24} {:>10} {:>8} {:>9} {:>14} {:>6}", s.delivered, s.retried, s.poisoned, s.dead_lettered, s.lost_after_retries)?;
+            writeln!(
+                f,
+                "{name:<24} {:>10} {:>8} {:>9} {:>14} {:>6}",
+                s.delivered, s.retried, s.poisoned, s.dead_lettered, s.lost_after_retries
+            )?;
         }
         write!(
             f,
@@ -89,7 +97,10 @@ pub struct Stats {
 impl Stats {
     /// Counters that print a line per outcome unless `quiet`.
     pub fn new(quiet: bool) -> Self {
-        Self { counters: Mutex::default(), quiet }
+        Self {
+            counters: Mutex::default(),
+            quiet,
+        }
     }
 
     /// Makes sure `function` shows in the summary even if nothing reached it.
@@ -136,7 +147,11 @@ impl Stats {
 /// Escapes text for a terminal line: control characters and quotes become visible escapes,
 /// and the result is bounded, so attacker-controlled text cannot forge or flood log lines.
 pub fn for_log(text: &str, max_chars: usize) -> String {
-    let mut out: String = text.chars().take(max_chars).flat_map(char::escape_debug).collect();
+    let mut out: String = text
+        .chars()
+        .take(max_chars)
+        .flat_map(char::escape_debug)
+        .collect();
     if text.chars().count() > max_chars {
         out.push('…');
     }
@@ -163,7 +178,13 @@ mod tests {
         let stats = Stats::new(true);
         stats.record("a", Outcome::Delivered, 2, "");
         stats.record("b", Outcome::Poisoned, 1, "");
-        let summary = Summary { functions: stats.snapshot(), ..Default::default() };
-        assert_eq!((summary.total().delivered, summary.total().poisoned), (2, 1));
+        let summary = Summary {
+            functions: stats.snapshot(),
+            ..Default::default()
+        };
+        assert_eq!(
+            (summary.total().delivered, summary.total().poisoned),
+            (2, 1)
+        );
     }
 }

@@ -16,7 +16,9 @@ use std::sync::Arc;
 pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
     let fields: Vec<&str> = expr.split_whitespace().collect();
     if fields.len() != 6 {
-        return Err(format!("schedule {expr:?} must have 6 fields (second minute hour day month day-of-week)"));
+        return Err(format!(
+            "schedule {expr:?} must have 6 fields (second minute hour day month day-of-week)"
+        ));
     }
     let dow: String = {
         let mut out = String::new();
@@ -27,7 +29,9 @@ pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
                 continue;
             }
             if !number.is_empty() {
-                let n: u32 = number.parse().map_err(|_| format!("bad day of week in {expr:?}"))?;
+                let n: u32 = number
+                    .parse()
+                    .map_err(|_| format!("bad day of week in {expr:?}"))?;
                 if n > 6 {
                     return Err(format!("day of week {n} in {expr:?} is outside 0-6"));
                 }
@@ -40,13 +44,23 @@ pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
         }
         out
     };
-    let shifted = format!("{} {} {} {} {} {}", fields[0], fields[1], fields[2], fields[3], fields[4], dow);
+    let shifted = format!(
+        "{} {} {} {} {} {}",
+        fields[0], fields[1], fields[2], fields[3], fields[4], dow
+    );
     cron::Schedule::from_str(&shifted).map_err(|e| format!("schedule {expr:?}: {e}"))
 }
 
 pub(crate) async fn timer_loop(s: Arc<Shared>, name: String) {
     let f = s.function(&name).clone();
-    let Trigger::Timer { name: binding, schedule, run_on_startup } = &f.trigger else { return };
+    let Trigger::Timer {
+        name: binding,
+        schedule,
+        run_on_startup,
+    } = &f.trigger
+    else {
+        return;
+    };
     let schedule = match parse_schedule(schedule) {
         Ok(sc) => sc,
         Err(e) => {
@@ -58,7 +72,9 @@ pub(crate) async fn timer_loop(s: Arc<Shared>, name: String) {
     let mut first = *run_on_startup;
     while !s.stopping.load(Ordering::SeqCst) {
         if !first {
-            let Some(next) = schedule.upcoming(Utc).next() else { return };
+            let Some(next) = schedule.upcoming(Utc).next() else {
+                return;
+            };
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
             tokio::time::sleep(wait).await;
         }
@@ -79,10 +95,20 @@ pub(crate) async fn timer_loop(s: Arc<Shared>, name: String) {
         let request = envelope::request(data, meta);
         match s.invoke(&f.name, &request).await {
             Ok(answer) => match s.route_outputs(&f, &answer) {
-                Ok(_) => s.stats.record(&f.name, Outcome::Delivered, 1, &crate::runtime::Shared::log_lines(&answer)),
-                Err(reason) => s.stats.record(&f.name, Outcome::Retried, 1, &for_log(&reason, 300)),
+                Ok(_) => s.stats.record(
+                    &f.name,
+                    Outcome::Delivered,
+                    1,
+                    &crate::runtime::Shared::log_lines(&answer),
+                ),
+                Err(reason) => s
+                    .stats
+                    .record(&f.name, Outcome::Retried, 1, &for_log(&reason, 300)),
             },
-            Err(failure) => s.stats.record(&f.name, Outcome::Retried, 1, &for_log(&failure.reason, 300)),
+            Err(failure) => {
+                s.stats
+                    .record(&f.name, Outcome::Retried, 1, &for_log(&failure.reason, 300))
+            }
         }
         last = Some(now);
     }
@@ -108,13 +134,18 @@ mod tests {
         let next = s.after(&start).next().unwrap();
         assert_eq!(next.weekday(), chrono::Weekday::Sun);
         let weekdays = parse_schedule("0 30 8 * * 1-5").unwrap();
-        let n = weekdays.after(&Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap()).next().unwrap(); // Saturday
+        let n = weekdays
+            .after(&Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap())
+            .next()
+            .unwrap(); // Saturday
         assert_eq!(n.weekday(), chrono::Weekday::Mon);
     }
 
     #[test]
     fn five_fields_are_rejected() {
-        assert!(parse_schedule("*/5 * * * *").unwrap_err().contains("6 fields"));
+        assert!(parse_schedule("*/5 * * * *")
+            .unwrap_err()
+            .contains("6 fields"));
         assert!(parse_schedule("0 0 0 * * 7").is_err());
     }
 }

@@ -41,8 +41,17 @@ impl WorkerSpec {
     /// that file exists, else `fallback` (the running `socwire` binary, which is the handler).
     pub fn from_config(cfg: &AppConfig, fallback: PathBuf, env: BTreeMap<String, String>) -> Self {
         let candidate = cfg.root.join(&cfg.host.executable);
-        let program = if candidate.is_file() { candidate } else { fallback };
-        let args = cfg.host.arguments.iter().map(|a| expand_vars(a, &env)).collect();
+        let program = if candidate.is_file() {
+            candidate
+        } else {
+            fallback
+        };
+        let args = cfg
+            .host
+            .arguments
+            .iter()
+            .map(|a| expand_vars(a, &env))
+            .collect();
         Self {
             program,
             args,
@@ -91,7 +100,9 @@ pub struct Worker {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn start(spec: &WorkerSpec, client: &reqwest::Client) -> anyhow::Result<(Running, Duration)> {
@@ -102,7 +113,10 @@ async fn start(spec: &WorkerSpec, client: &reqwest::Client) -> anyhow::Result<(R
         .current_dir(&spec.dir)
         .envs(&spec.env)
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", uuid::Uuid::new_v4().to_string())
+        .env(
+            "FUNCTIONS_CUSTOMHANDLER_WORKER_ID",
+            uuid::Uuid::new_v4().to_string(),
+        )
         .env("FUNCTIONS_APP_ROOT_PATH", &spec.dir)
         // The handler exits when this pipe closes, so a killed host leaves no orphan behind.
         .env("SOCWIRE_EXIT_ON_STDIN_EOF", "1")
@@ -151,13 +165,23 @@ impl Worker {
     }
 
     /// POSTs an invocation to `/{function}`. Any non-2xx answer, or no answer, is a failure.
-    pub async fn invoke(&self, function: &str, body: &serde_json::Value) -> Result<Answer, Failure> {
+    pub async fn invoke(
+        &self,
+        function: &str,
+        body: &serde_json::Value,
+    ) -> Result<Answer, Failure> {
         let base = self.running.read().await.base_url.clone();
         let sent = self
             .client
             .post(format!("{base}/{function}"))
-            .header("X-Azure-Functions-InvocationId", uuid::Uuid::new_v4().to_string())
-            .header("User-Agent", concat!("socwire-host/", env!("CARGO_PKG_VERSION")))
+            .header(
+                "X-Azure-Functions-InvocationId",
+                uuid::Uuid::new_v4().to_string(),
+            )
+            .header(
+                "User-Agent",
+                concat!("socwire-host/", env!("CARGO_PKG_VERSION")),
+            )
             .json(body)
             .send()
             .await;
@@ -165,19 +189,31 @@ impl Worker {
             Ok(r) => r,
             Err(e) => {
                 self.ensure_running().await;
-                return Err(Failure { status: None, reason: format!("handler unreachable: {e}") });
+                return Err(Failure {
+                    status: None,
+                    reason: format!("handler unreachable: {e}"),
+                });
             }
         };
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| Failure { status: Some(status), reason: format!("reading answer: {e}") })?;
+        let bytes = response.bytes().await.map_err(|e| Failure {
+            status: Some(status),
+            reason: format!("reading answer: {e}"),
+        })?;
         if !(200..300).contains(&status) {
             let reason = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
                 .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(500).collect());
-            return Err(Failure { status: Some(status), reason });
+            return Err(Failure {
+                status: Some(status),
+                reason,
+            });
         }
-        Answer::parse(&bytes).map_err(|reason| Failure { status: Some(status), reason })
+        Answer::parse(&bytes).map_err(|reason| Failure {
+            status: Some(status),
+            reason,
+        })
     }
 
     /// Restarts the handler if its process has exited.
@@ -190,7 +226,8 @@ impl Worker {
         match start(&self.spec, &self.client).await {
             Ok((fresh, _)) => {
                 *running = fresh;
-                self.restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.restarts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             Err(e) => tracing::error!(error = %e, "handler restart failed"),
         }

@@ -30,14 +30,21 @@ enum Put {
 impl Container {
     fn new(account: &StorageAccount, name: &str) -> anyhow::Result<Self> {
         let valid = (3..=63).contains(&name.len())
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !name.starts_with('-')
             && !name.ends_with('-')
             && !name.contains("--");
         if !valid {
             anyhow::bail!("{name:?} is not a valid blob container name (3-63 lower-case letters, digits, single hyphens)");
         }
-        Ok(Self { account: account.clone(), name: name.into(), http: http_client(), created: OnceCell::new() })
+        Ok(Self {
+            account: account.clone(),
+            name: name.into(),
+            http: http_client(),
+            created: OnceCell::new(),
+        })
     }
 
     fn url(&self, blob: Option<&str>) -> Url {
@@ -52,13 +59,25 @@ impl Container {
         url
     }
 
-    async fn send(&self, method: Method, url: Url, build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder) -> PortResult<reqwest::Response> {
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> PortResult<reqwest::Response> {
         let http = &self.http;
-        let request = self.account.authorise(url, |u| http.request(method, u)).await?;
-        build(request.header("x-ms-version", BLOB_API_VERSION).header("x-ms-date", httpdate_now()))
-            .send()
-            .await
-            .map_err(|e| transport_error("blob storage", e))
+        let request = self
+            .account
+            .authorise(url, |u| http.request(method, u))
+            .await?;
+        build(
+            request
+                .header("x-ms-version", BLOB_API_VERSION)
+                .header("x-ms-date", httpdate_now()),
+        )
+        .send()
+        .await
+        .map_err(|e| transport_error("blob storage", e))
     }
 
     /// Creates the container once per process (409 ContainerAlreadyExists is fine).
@@ -67,21 +86,36 @@ impl Container {
             .get_or_try_init(|| async {
                 let mut url = self.url(None);
                 url.set_query(Some("restype=container"));
-                let r = self.send(Method::PUT, url, |b| b.header("content-length", "0")).await?;
+                let r = self
+                    .send(Method::PUT, url, |b| b.header("content-length", "0"))
+                    .await?;
                 match r.status() {
                     s if s.is_success() || s == StatusCode::CONFLICT => Ok(()),
-                    s => Err(status_error(&format!("creating container {}", self.name), s, &r.text().await.unwrap_or_default())),
+                    s => Err(status_error(
+                        &format!("creating container {}", self.name),
+                        s,
+                        &r.text().await.unwrap_or_default(),
+                    )),
                 }
             })
             .await
             .map(|_| ())
     }
 
-    async fn put(&self, blob: &str, body: Vec<u8>, content_type: &str, only_if_new: bool) -> PortResult<Put> {
+    async fn put(
+        &self,
+        blob: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        only_if_new: bool,
+    ) -> PortResult<Put> {
         self.ensure().await?;
         let r = self
             .send(Method::PUT, self.url(Some(blob)), |b| {
-                let b = b.header("x-ms-blob-type", "BlockBlob").header("content-type", content_type).body(body);
+                let b = b
+                    .header("x-ms-blob-type", "BlockBlob")
+                    .header("content-type", content_type)
+                    .body(body);
                 if only_if_new {
                     b.header("if-none-match", "*")
                 } else {
@@ -91,8 +125,14 @@ impl Container {
             .await?;
         match r.status() {
             s if s.is_success() => Ok(Put::Created),
-            StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED if only_if_new => Ok(Put::Exists),
-            s => Err(status_error(&format!("writing blob {}/{blob}", self.name), s, &r.text().await.unwrap_or_default())),
+            StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED if only_if_new => {
+                Ok(Put::Exists)
+            }
+            s => Err(status_error(
+                &format!("writing blob {}/{blob}", self.name),
+                s,
+                &r.text().await.unwrap_or_default(),
+            )),
         }
     }
 
@@ -100,14 +140,25 @@ impl Container {
         let r = self.send(Method::GET, self.url(Some(blob)), |b| b).await?;
         match r.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(r.bytes().await.map_err(|e| transport_error("reading blob", e))?.to_vec())),
-            s => Err(status_error(&format!("reading blob {}/{blob}", self.name), s, &r.text().await.unwrap_or_default())),
+            s if s.is_success() => Ok(Some(
+                r.bytes()
+                    .await
+                    .map_err(|e| transport_error("reading blob", e))?
+                    .to_vec(),
+            )),
+            s => Err(status_error(
+                &format!("reading blob {}/{blob}", self.name),
+                s,
+                &r.text().await.unwrap_or_default(),
+            )),
         }
     }
 }
 
 fn httpdate_now() -> String {
-    chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    chrono::Utc::now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
 }
 
 /// Ledger keys become blob names: readable, with anything outside a safe set hex-escaped, and
@@ -117,7 +168,9 @@ fn blob_name(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for b in key.bytes() {
         match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b':' => out.push(b as char),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b':' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -145,11 +198,24 @@ impl BlobLedger {
 #[async_trait]
 impl Ledger for BlobLedger {
     async fn get(&self, key: &str) -> PortResult<Option<String>> {
-        Ok(self.0.get(&blob_name(key)).await?.map(|b| String::from_utf8_lossy(&b).into_owned()))
+        Ok(self
+            .0
+            .get(&blob_name(key))
+            .await?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     async fn record(&self, key: &str, detail: &str) -> PortResult<bool> {
-        match self.0.put(&blob_name(key), detail.as_bytes().to_vec(), "text/plain; charset=utf-8", true).await? {
+        match self
+            .0
+            .put(
+                &blob_name(key),
+                detail.as_bytes().to_vec(),
+                "text/plain; charset=utf-8",
+                true,
+            )
+            .await?
+        {
             Put::Created => Ok(true),
             Put::Exists => Ok(false),
         }
@@ -171,10 +237,24 @@ impl BlobReportStore {
 #[async_trait]
 impl ReportStore for BlobReportStore {
     async fn put_html(&self, name: &str, html: &str) -> PortResult<String> {
-        if name.is_empty() || name.len() > 200 || name.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
-            return Err(PortError::Permanent(format!("report name {name:?} is not a plain blob name")));
+        if name.is_empty()
+            || name.len() > 200
+            || name
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            return Err(PortError::Permanent(format!(
+                "report name {name:?} is not a plain blob name"
+            )));
         }
-        self.0.put(name, html.as_bytes().to_vec(), "text/html; charset=utf-8", false).await?;
+        self.0
+            .put(
+                name,
+                html.as_bytes().to_vec(),
+                "text/html; charset=utf-8",
+                false,
+            )
+            .await?;
         Ok(self.0.url(Some(name)).to_string())
     }
 }
@@ -197,7 +277,15 @@ impl StateStore for BlobStateStore {
     }
 
     async fn save(&self, key: &str, bytes: &[u8]) -> PortResult<()> {
-        self.0.put(&blob_name(key), bytes.to_vec(), "application/octet-stream", false).await.map(|_| ())
+        self.0
+            .put(
+                &blob_name(key),
+                bytes.to_vec(),
+                "application/octet-stream",
+                false,
+            )
+            .await
+            .map(|_| ())
     }
 }
 

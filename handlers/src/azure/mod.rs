@@ -20,17 +20,21 @@ use std::sync::Arc;
 /// The credential Azure adapters use by default: the Function App's managed identity
 /// (`AZURE_CLIENT_ID` selects a user-assigned one).
 pub fn default_credential() -> anyhow::Result<Arc<dyn TokenCredential>> {
-    let options = std::env::var("AZURE_CLIENT_ID").ok().filter(|v| !v.is_empty()).map(|id| {
-        azure_identity::ManagedIdentityCredentialOptions {
+    let options = std::env::var("AZURE_CLIENT_ID")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|id| azure_identity::ManagedIdentityCredentialOptions {
             user_assigned_id: Some(azure_identity::UserAssignedId::ClientId(id)),
             ..Default::default()
-        }
-    });
+        });
     Ok(azure_identity::ManagedIdentityCredential::new(options)?)
 }
 
 /// Gets a bearer token for `scope`.
-pub(crate) async fn bearer(credential: &dyn TokenCredential, scope: &str) -> Result<String, PortError> {
+pub(crate) async fn bearer(
+    credential: &dyn TokenCredential,
+    scope: &str,
+) -> Result<String, PortError> {
     let token = credential
         .get_token(&[scope], None)
         .await

@@ -3,7 +3,9 @@
 
 use super::storage::{StorageAccount, StorageAuth};
 use crate::ports::{PortError, PortResult};
-use azure_storage_queue::models::{QueueClientReceiveMessagesOptions, QueueClientSendMessageOptions, QueueMessage};
+use azure_storage_queue::models::{
+    QueueClientReceiveMessagesOptions, QueueClientSendMessageOptions, QueueMessage,
+};
 use azure_storage_queue::{QueueClient, QueueClientOptions};
 
 /// A message received from an Azure queue.
@@ -27,7 +29,10 @@ pub struct AzureQueue {
 }
 
 fn sdk_error(what: &str, e: azure_core::Error) -> PortError {
-    let text = format!("{what}: {}", socwire_host::stats::for_log(&e.to_string(), 300));
+    let text = format!(
+        "{what}: {}",
+        socwire_host::stats::for_log(&e.to_string(), 300)
+    );
     match e.http_status().map(u16::from) {
         Some(404) => PortError::NotFound(text),
         Some(409) | Some(412) => PortError::Conflict(text),
@@ -40,27 +45,40 @@ impl AzureQueue {
     /// The queue `name` (3-63 lower-case letters, digits and single hyphens).
     pub fn new(account: &StorageAccount, name: &str) -> anyhow::Result<Self> {
         let valid = (3..=63).contains(&name.len())
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !name.starts_with('-')
             && !name.ends_with('-')
             && !name.contains("--");
         if !valid {
             anyhow::bail!("{name:?} is not a valid queue name (3-63 lower-case letters, digits, single hyphens)");
         }
-        Ok(Self { account: account.clone(), name: name.into() })
+        Ok(Self {
+            account: account.clone(),
+            name: name.into(),
+        })
     }
 
     fn client(&self) -> PortResult<QueueClient> {
         let mut url = self.account.queue_endpoint.clone();
-        url.path_segments_mut().map_err(|_| PortError::Permanent("queue endpoint is not a base URL".into()))?.pop_if_empty().push(&self.name);
+        url.path_segments_mut()
+            .map_err(|_| PortError::Permanent("queue endpoint is not a base URL".into()))?
+            .pop_if_empty()
+            .push(&self.name);
         let credential = match &self.account.auth {
             StorageAuth::Key(_) => {
-                url.set_query(self.account.account_sas(chrono::Duration::hours(1)).as_deref());
+                url.set_query(
+                    self.account
+                        .account_sas(chrono::Duration::hours(1))
+                        .as_deref(),
+                );
                 None
             }
             StorageAuth::Token(c) => Some(c.clone()),
         };
-        QueueClient::new(url, credential, Some(QueueClientOptions::default())).map_err(|e| sdk_error("queue client", e))
+        QueueClient::new(url, credential, Some(QueueClientOptions::default()))
+            .map_err(|e| sdk_error("queue client", e))
     }
 
     /// Creates the queue if it does not exist.
@@ -76,28 +94,52 @@ impl AzureQueue {
     /// host.json says `messageEncoding: base64`); returns its id.
     pub async fn put(&self, text: &str, visibility_delay_secs: u32) -> PortResult<String> {
         if text.len() > 64 * 1024 {
-            return Err(PortError::Permanent(format!("queue message is {} bytes; Azure queues take at most 64 KiB", text.len())));
+            return Err(PortError::Permanent(format!(
+                "queue message is {} bytes; Azure queues take at most 64 KiB",
+                text.len()
+            )));
         }
-        let message = QueueMessage { message_text: Some(text.to_string()) };
+        let message = QueueMessage {
+            message_text: Some(text.to_string()),
+        };
         let options = QueueClientSendMessageOptions {
             visibility_timeout: (visibility_delay_secs > 0).then_some(visibility_delay_secs as i32),
             ..Default::default()
         };
-        let content = message.try_into().map_err(|e| sdk_error("encoding queue message", e))?;
-        let response = self.client()?.send_message(content, Some(options)).await.map_err(|e| sdk_error(&format!("sending to {}", self.name), e))?;
-        let sent = response.into_model().and_then(|m| m.into_message()).map_err(|e| sdk_error("reading send response", e))?;
+        let content = message
+            .try_into()
+            .map_err(|e| sdk_error("encoding queue message", e))?;
+        let response = self
+            .client()?
+            .send_message(content, Some(options))
+            .await
+            .map_err(|e| sdk_error(&format!("sending to {}", self.name), e))?;
+        let sent = response
+            .into_model()
+            .and_then(|m| m.into_message())
+            .map_err(|e| sdk_error("reading send response", e))?;
         Ok(sent.message_id.unwrap_or_default())
     }
 
     /// Receives up to `max` (1-32) messages, invisible for `visibility_timeout_secs`.
-    pub async fn receive(&self, max: u8, visibility_timeout_secs: u32) -> PortResult<Vec<ReceivedQueueMessage>> {
+    pub async fn receive(
+        &self,
+        max: u8,
+        visibility_timeout_secs: u32,
+    ) -> PortResult<Vec<ReceivedQueueMessage>> {
         let options = QueueClientReceiveMessagesOptions {
             number_of_messages: Some(i32::from(max.clamp(1, 32))),
             visibility_timeout: Some(visibility_timeout_secs.max(1) as i32),
             ..Default::default()
         };
-        let response = self.client()?.receive_messages(Some(options)).await.map_err(|e| sdk_error(&format!("receiving from {}", self.name), e))?;
-        let messages = response.into_model().map_err(|e| sdk_error("reading receive response", e))?;
+        let response = self
+            .client()?
+            .receive_messages(Some(options))
+            .await
+            .map_err(|e| sdk_error(&format!("receiving from {}", self.name), e))?;
+        let messages = response
+            .into_model()
+            .map_err(|e| sdk_error("reading receive response", e))?;
         Ok(messages
             .items
             .unwrap_or_default()

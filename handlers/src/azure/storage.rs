@@ -11,7 +11,8 @@ use url::Url;
 /// Azurite's account. Its key is the public, documented development key that
 /// `UseDevelopmentStorage=true` stands for; it opens nothing but a local emulator.
 const DEV_ACCOUNT: &str = "devstoreaccount1";
-const DEV_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+const DEV_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 /// SAS service version used for signing (supported by Azure and Azurite).
 const SAS_VERSION: &str = "2019-12-12";
@@ -54,8 +55,13 @@ impl fmt::Debug for StorageAccount {
 }
 
 fn endpoint(text: &str) -> anyhow::Result<Url> {
-    let with_slash = if text.ends_with('/') { text.to_string() } else { format!("{text}/") };
-    let url = Url::parse(&with_slash).map_err(|e| anyhow::anyhow!("storage endpoint {text:?}: {e}"))?;
+    let with_slash = if text.ends_with('/') {
+        text.to_string()
+    } else {
+        format!("{text}/")
+    };
+    let url =
+        Url::parse(&with_slash).map_err(|e| anyhow::anyhow!("storage endpoint {text:?}: {e}"))?;
     if url.query().is_some() {
         anyhow::bail!("storage endpoint {text:?} must not carry a query (SAS tokens are not read from settings)");
     }
@@ -77,15 +83,28 @@ impl StorageAccount {
                 anyhow::bail!("SOCWIRE_STORAGE URL {setting:?} is not a blob endpoint (https://<account>.blob.<suffix>)");
             }
             let queue = endpoint(&setting.replacen(".blob.", ".queue.", 1))?;
-            return Ok(Self { name, blob_endpoint: blob, queue_endpoint: queue, auth: StorageAuth::Token(super::default_credential()?) });
+            return Ok(Self {
+                name,
+                blob_endpoint: blob,
+                queue_endpoint: queue,
+                auth: StorageAuth::Token(super::default_credential()?),
+            });
         }
         let mut pairs = std::collections::HashMap::new();
         for part in setting.split(';').filter(|p| !p.trim().is_empty()) {
-            let (k, v) = part.split_once('=').ok_or_else(|| anyhow::anyhow!("SOCWIRE_STORAGE: {part:?} is not key=value"))?;
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("SOCWIRE_STORAGE: {part:?} is not key=value"))?;
             pairs.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
-        if pairs.get("usedevelopmentstorage").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-            let proxy = pairs.get("developmentstorageproxyuri").cloned().unwrap_or_else(|| "http://127.0.0.1".into());
+        if pairs
+            .get("usedevelopmentstorage")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        {
+            let proxy = pairs
+                .get("developmentstorageproxyuri")
+                .cloned()
+                .unwrap_or_else(|| "http://127.0.0.1".into());
             let proxy = proxy.trim_end_matches('/');
             return Ok(Self {
                 name: DEV_ACCOUNT.into(),
@@ -94,9 +113,18 @@ impl StorageAccount {
                 auth: StorageAuth::Key(base64::engine::general_purpose::STANDARD.decode(DEV_KEY)?),
             });
         }
-        let name = pairs.get("accountname").cloned().ok_or_else(|| anyhow::anyhow!("SOCWIRE_STORAGE lacks AccountName"))?;
-        let protocol = pairs.get("defaultendpointsprotocol").cloned().unwrap_or_else(|| "https".into());
-        let suffix = pairs.get("endpointsuffix").cloned().unwrap_or_else(|| "core.windows.net".into());
+        let name = pairs
+            .get("accountname")
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("SOCWIRE_STORAGE lacks AccountName"))?;
+        let protocol = pairs
+            .get("defaultendpointsprotocol")
+            .cloned()
+            .unwrap_or_else(|| "https".into());
+        let suffix = pairs
+            .get("endpointsuffix")
+            .cloned()
+            .unwrap_or_else(|| "core.windows.net".into());
         let blob = match pairs.get("blobendpoint") {
             Some(e) => endpoint(e)?,
             None => endpoint(&format!("{protocol}://{name}.blob.{suffix}"))?,
@@ -107,25 +135,39 @@ impl StorageAccount {
         };
         let auth = match pairs.get("accountkey") {
             Some(key) => StorageAuth::Key(
-                base64::engine::general_purpose::STANDARD.decode(key).map_err(|_| anyhow::anyhow!("SOCWIRE_STORAGE AccountKey is not base64"))?,
+                base64::engine::general_purpose::STANDARD
+                    .decode(key)
+                    .map_err(|_| anyhow::anyhow!("SOCWIRE_STORAGE AccountKey is not base64"))?,
             ),
             None => StorageAuth::Token(super::default_credential()?),
         };
-        Ok(Self { name, blob_endpoint: blob, queue_endpoint: queue, auth })
+        Ok(Self {
+            name,
+            blob_endpoint: blob,
+            queue_endpoint: queue,
+            auth,
+        })
     }
 
     /// An account SAS (blob and queue services; service, container and object resources)
     /// valid from a minute ago for `valid_for`, or None when the account uses tokens.
     pub fn account_sas(&self, valid_for: chrono::Duration) -> Option<String> {
-        let StorageAuth::Key(key) = &self.auth else { return None };
+        let StorageAuth::Key(key) = &self.auth else {
+            return None;
+        };
         let now = chrono::Utc::now();
         let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let (start, expiry) = (fmt(now - chrono::Duration::minutes(1)), fmt(now + valid_for));
-        let (permissions, services, resource_types, protocol) = ("racwdlup", "bq", "sco", "https,http");
+        let (start, expiry) = (
+            fmt(now - chrono::Duration::minutes(1)),
+            fmt(now + valid_for),
+        );
+        let (permissions, services, resource_types, protocol) =
+            ("racwdlup", "bq", "sco", "https,http");
         let to_sign = format!("{}\n{permissions}\n{services}\n{resource_types}\n{start}\n{expiry}\n\n{protocol}\n{SAS_VERSION}\n", self.name);
         let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
         mac.update(to_sign.as_bytes());
-        let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let signature =
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
         let query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("sv", SAS_VERSION)
             .append_pair("ss", services)
@@ -140,10 +182,16 @@ impl StorageAccount {
     }
 
     /// Authorises a request: appends a fresh SAS, or adds a bearer token.
-    pub(crate) async fn authorise(&self, mut url: Url, request: impl FnOnce(Url) -> reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, crate::ports::PortError> {
+    pub(crate) async fn authorise(
+        &self,
+        mut url: Url,
+        request: impl FnOnce(Url) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, crate::ports::PortError> {
         match &self.auth {
             StorageAuth::Key(_) => {
-                let sas = self.account_sas(chrono::Duration::hours(1)).unwrap_or_default();
+                let sas = self
+                    .account_sas(chrono::Duration::hours(1))
+                    .unwrap_or_default();
                 let query = match url.query() {
                     Some(q) if !q.is_empty() => format!("{q}&{sas}"),
                     _ => sas,
@@ -152,7 +200,9 @@ impl StorageAccount {
                 Ok(request(url))
             }
             StorageAuth::Token(credential) => {
-                let token = super::bearer(credential.as_ref(), "https://storage.azure.com/.default").await?;
+                let token =
+                    super::bearer(credential.as_ref(), "https://storage.azure.com/.default")
+                        .await?;
                 Ok(request(url).header("authorization", token))
             }
         }
@@ -166,8 +216,14 @@ mod tests {
     #[test]
     fn development_storage_points_at_azurite() {
         let a = StorageAccount::parse("UseDevelopmentStorage=true").unwrap();
-        assert_eq!(a.blob_endpoint.as_str(), "http://127.0.0.1:10000/devstoreaccount1/");
-        assert_eq!(a.queue_endpoint.as_str(), "http://127.0.0.1:10001/devstoreaccount1/");
+        assert_eq!(
+            a.blob_endpoint.as_str(),
+            "http://127.0.0.1:10000/devstoreaccount1/"
+        );
+        assert_eq!(
+            a.queue_endpoint.as_str(),
+            "http://127.0.0.1:10001/devstoreaccount1/"
+        );
         assert!(matches!(a.auth, StorageAuth::Key(_)));
     }
 
@@ -175,9 +231,18 @@ mod tests {
     fn connection_strings_build_endpoints_from_name_and_suffix() {
         let key = base64::engine::general_purpose::STANDARD.encode(b"k");
         let a = StorageAccount::parse(&format!("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={key};EndpointSuffix=core.usgovcloudapi.net")).unwrap();
-        assert_eq!(a.blob_endpoint.as_str(), "https://acct.blob.core.usgovcloudapi.net/");
-        assert_eq!(a.queue_endpoint.as_str(), "https://acct.queue.core.usgovcloudapi.net/");
-        assert!(StorageAccount::parse("AccountKey=abc").is_err(), "no account name");
+        assert_eq!(
+            a.blob_endpoint.as_str(),
+            "https://acct.blob.core.usgovcloudapi.net/"
+        );
+        assert_eq!(
+            a.queue_endpoint.as_str(),
+            "https://acct.queue.core.usgovcloudapi.net/"
+        );
+        assert!(
+            StorageAccount::parse("AccountKey=abc").is_err(),
+            "no account name"
+        );
         assert!(StorageAccount::parse("nonsense").is_err());
     }
 
@@ -185,11 +250,19 @@ mod tests {
     fn account_sas_has_the_documented_fields_and_never_the_key() {
         let a = StorageAccount::parse("UseDevelopmentStorage=true").unwrap();
         let sas = a.account_sas(chrono::Duration::hours(1)).unwrap();
-        let fields: std::collections::HashMap<_, _> = url::form_urlencoded::parse(sas.as_bytes()).into_owned().collect();
+        let fields: std::collections::HashMap<_, _> = url::form_urlencoded::parse(sas.as_bytes())
+            .into_owned()
+            .collect();
         for k in ["sv", "ss", "srt", "sp", "st", "se", "spr", "sig"] {
             assert!(fields.contains_key(k), "{k} missing in {sas}");
         }
-        assert_eq!(base64::engine::general_purpose::STANDARD.decode(&fields["sig"]).unwrap().len(), 32);
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(&fields["sig"])
+                .unwrap()
+                .len(),
+            32
+        );
         assert!(!sas.contains(DEV_KEY) && !format!("{a:?}").contains(DEV_KEY));
     }
 }

@@ -14,12 +14,18 @@ const TRIGGER: &str = "event";
 const OUTPUT: &str = "triage";
 
 /// Handles one event.
-pub async fn run(ctx: &Context, req: InvocationRequest) -> Result<InvocationResponse, FunctionError> {
+pub async fn run(
+    ctx: &Context,
+    req: InvocationRequest,
+) -> Result<InvocationResponse, FunctionError> {
     let trigger = EventGridTrigger::from_request(&req, TRIGGER)?;
     let incident = incident_of(&trigger.event)?;
     let mut response = InvocationResponse::default();
     if let Some(detail) = ctx.ledger.get(&triaged_key(&incident)).await? {
-        response.log(format!("incident {} already triaged ({detail}); no request queued", incident.name()));
+        response.log(format!(
+            "incident {} already triaged ({detail}); no request queued",
+            incident.name()
+        ));
         return Ok(response);
     }
     let request = TriageRequest::new(incident, NAME);
@@ -28,7 +34,8 @@ pub async fn run(ctx: &Context, req: InvocationRequest) -> Result<InvocationResp
         request.incident_id.name(),
         trigger.event.id()
     ));
-    let message = serde_json::to_value(&request).map_err(|e| FunctionError::Failed(e.to_string()))?;
+    let message =
+        serde_json::to_value(&request).map_err(|e| FunctionError::Failed(e.to_string()))?;
     response.messages(OUTPUT, vec![message]);
     Ok(response)
 }
@@ -49,7 +56,10 @@ pub fn incident_of(event: &GridEvent) -> Result<IncidentId, FunctionError> {
     let from_data = data
         .pointer("/object/id")
         .and_then(Value::as_str)
-        .map(|id| IncidentId::parse(id).map_err(|e| FunctionError::BadInput(format!("data.object.id: {e}"))))
+        .map(|id| {
+            IncidentId::parse(id)
+                .map_err(|e| FunctionError::BadInput(format!("data.object.id: {e}")))
+        })
         .transpose()?;
     let from_subject = event
         .subject()

@@ -73,7 +73,9 @@ pub async fn dispatch(
         incident_created::NAME => incident_created::run(ctx, req).await,
         playbook_webhook::NAME => playbook_webhook::run(ctx, req).await,
         triage_incident::NAME => triage_incident::run(ctx, req).await,
-        other => Err(FunctionError::UnknownFunction(other.chars().take(64).collect())),
+        other => Err(FunctionError::UnknownFunction(
+            other.chars().take(64).collect(),
+        )),
     }
 }
 

@@ -18,14 +18,20 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// Handles one request. Bad requests get a 400 answer (the caller sees why); the invocation
 /// itself succeeds so the host does not retry a request that can never work.
-pub async fn run(ctx: &Context, req: InvocationRequest) -> Result<InvocationResponse, FunctionError> {
+pub async fn run(
+    ctx: &Context,
+    req: InvocationRequest,
+) -> Result<InvocationResponse, FunctionError> {
     let trigger = HttpTrigger::from_request(&req, TRIGGER)?;
     let mut response = InvocationResponse::default();
     let incident = match incident_of(trigger.request.body.as_deref()) {
         Ok(id) => id,
         Err(reason) => {
             response.log(format!("rejected webhook call: {reason}"));
-            response.http(HTTP_OUT, HttpResponseData::json(400, json!({ "error": reason })));
+            response.http(
+                HTTP_OUT,
+                HttpResponseData::json(400, json!({ "error": reason })),
+            );
             return Ok(response);
         }
     };
@@ -44,8 +50,12 @@ pub async fn run(ctx: &Context, req: InvocationRequest) -> Result<InvocationResp
             json!({ "status": "queued", "incidentId": request.incident_id.arm_id(), "requestId": request.request_id }),
         ),
     );
-    response.log(format!("triage requested for incident {} by webhook", request.incident_id.name()));
-    let message = serde_json::to_value(&request).map_err(|e| FunctionError::Failed(e.to_string()))?;
+    response.log(format!(
+        "triage requested for incident {} by webhook",
+        request.incident_id.name()
+    ));
+    let message =
+        serde_json::to_value(&request).map_err(|e| FunctionError::Failed(e.to_string()))?;
     response.messages(OUTPUT, vec![message]);
     Ok(response)
 }
@@ -53,14 +63,21 @@ pub async fn run(ctx: &Context, req: InvocationRequest) -> Result<InvocationResp
 /// Accepts `{"incidentArmId": "…"}`, `{"incidentId": "…"}`, the Sentinel incident trigger body
 /// (`object.id`), or the bare ARM id as text.
 fn incident_of(body: Option<&str>) -> Result<IncidentId, String> {
-    let body = body.map(str::trim).filter(|b| !b.is_empty()).ok_or("empty body: post the incident ARM id")?;
+    let body = body
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .ok_or("empty body: post the incident ARM id")?;
     if body.len() > MAX_BODY_BYTES {
-        return Err(format!("body is {} bytes, over the {MAX_BODY_BYTES}-byte limit", body.len()));
+        return Err(format!(
+            "body is {} bytes, over the {MAX_BODY_BYTES}-byte limit",
+            body.len()
+        ));
     }
     if !body.starts_with('{') {
         return IncidentId::parse(body.trim_matches('"')).map_err(|e| e.to_string());
     }
-    let value: Value = serde_json::from_str(body).map_err(|e| format!("body is not valid JSON: {e}"))?;
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| format!("body is not valid JSON: {e}"))?;
     let id = ["/incidentArmId", "/incidentId", "/object/id"]
         .iter()
         .find_map(|p| value.pointer(p).and_then(Value::as_str))

@@ -51,7 +51,11 @@ pub fn assess(incident: &Incident, indicators: &[Indicator], findings: &[TiFindi
         });
     let verdict = worst.or(all_benign.then_some(TiSeverity::Benign));
     if incident.properties.status.eq_ignore_ascii_case("Closed") {
-        return Assessment { verdict, new_severity: None, significant: false };
+        return Assessment {
+            verdict,
+            new_severity: None,
+            significant: false,
+        };
     }
     let target = match verdict {
         Some(TiSeverity::High) => Some(Severity::High),
@@ -69,7 +73,10 @@ pub fn assess(incident: &Incident, indicators: &[Indicator], findings: &[TiFindi
 }
 
 /// Handles one triage request.
-pub async fn run(ctx: &Context, req: InvocationRequest) -> Result<InvocationResponse, FunctionError> {
+pub async fn run(
+    ctx: &Context,
+    req: InvocationRequest,
+) -> Result<InvocationResponse, FunctionError> {
     let trigger = QueueTrigger::from_request(&req, TRIGGER)?;
     let request = TriageRequest::parse(&trigger.message)?;
     let id = &request.incident_id;
@@ -90,7 +97,11 @@ pub async fn run(ctx: &Context, req: InvocationRequest) -> Result<InvocationResp
     }
     let assessment = assess(&incident, &indicators, &findings);
     if !assessment.significant {
-        let detail = format!("no action: {} indicators, verdict {:?}", indicators.len(), assessment.verdict);
+        let detail = format!(
+            "no action: {} indicators, verdict {:?}",
+            indicators.len(),
+            assessment.verdict
+        );
         ctx.ledger.record(&key, &detail).await?;
         response.log(format!("incident {}: {detail}", id.name()));
         return Ok(response);
@@ -99,7 +110,10 @@ pub async fn run(ctx: &Context, req: InvocationRequest) -> Result<InvocationResp
     let report = render_report(&incident, &indicators, skipped, &findings, &assessment);
     let report_url = ctx
         .reports
-        .put_html(&format!("triage/{}.html", stable_id("triage-report", &id.key())), &report)
+        .put_html(
+            &format!("triage/{}.html", stable_id("triage-report", &id.key())),
+            &report,
+        )
         .await?;
     if let Some(severity) = assessment.new_severity {
         ctx.incidents.set_severity(id, severity).await?;
@@ -109,7 +123,10 @@ pub async fn run(ctx: &Context, req: InvocationRequest) -> Result<InvocationResp
         .put_comment(id, &stable_id("triage-comment", &id.key()), &comment)
         .await?;
     let detail = match assessment.new_severity {
-        Some(to) => format!("severity {} -> {to}, commented", incident.properties.severity),
+        Some(to) => format!(
+            "severity {} -> {to}, commented",
+            incident.properties.severity
+        ),
         None => "commented".to_string(),
     };
     ctx.ledger.record(&key, &detail).await?;
@@ -155,16 +172,28 @@ fn notable(findings: &[TiFinding]) -> Vec<&TiFinding> {
         .iter()
         .filter(|f| f.severity >= TiSeverity::Warning)
         .collect();
-    notable.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.indicator.cmp(&b.indicator)));
+    notable.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.indicator.cmp(&b.indicator))
+    });
     notable
 }
 
-fn render_comment(incident: &Incident, findings: &[TiFinding], a: &Assessment, report_url: &str) -> String {
+fn render_comment(
+    incident: &Incident,
+    findings: &[TiFinding],
+    a: &Assessment,
+    report_url: &str,
+) -> String {
     let notable = notable(findings);
     let mut text = String::from("<p><b>socwire triage</b>: ");
     match a.verdict {
         Some(TiSeverity::Benign) => text.push_str("every indicator is on an allow-list."),
-        _ => text.push_str(&format!("{} indicator finding(s) rated Warning or High:", notable.len())),
+        _ => text.push_str(&format!(
+            "{} indicator finding(s) rated Warning or High:",
+            notable.len()
+        )),
     }
     text.push_str("</p><ul>");
     for f in notable.iter().take(MAX_FINDINGS_IN_COMMENT) {
@@ -178,13 +207,22 @@ fn render_comment(incident: &Incident, findings: &[TiFinding], a: &Assessment, r
         ));
     }
     if notable.len() > MAX_FINDINGS_IN_COMMENT {
-        text.push_str(&format!("<li>and {} more in the report</li>", notable.len() - MAX_FINDINGS_IN_COMMENT));
+        text.push_str(&format!(
+            "<li>and {} more in the report</li>",
+            notable.len() - MAX_FINDINGS_IN_COMMENT
+        ));
     }
     text.push_str("</ul>");
     if let Some(to) = a.new_severity {
-        text.push_str(&format!("<p>Severity changed {} → {to}.</p>", incident.properties.severity));
+        text.push_str(&format!(
+            "<p>Severity changed {} → {to}.</p>",
+            incident.properties.severity
+        ));
     }
-    let link = format!("<p><a href='{}'>View triage report</a></p>", html_escape(report_url));
+    let link = format!(
+        "<p><a href='{}'>View triage report</a></p>",
+        html_escape(report_url)
+    );
     let budget = MAX_COMMENT_CHARS.saturating_sub(link.chars().count());
     if text.chars().count() > budget {
         text = text.chars().take(budget).collect();
@@ -265,8 +303,16 @@ mod tests {
     }
 
     fn finding(value: &str, severity: TiSeverity) -> (Indicator, TiFinding) {
-        let indicator = Indicator { kind: "ipv4".into(), value: value.into() };
-        let finding = TiFinding { indicator: indicator.clone(), provider: "p".into(), severity, details: String::new() };
+        let indicator = Indicator {
+            kind: "ipv4".into(),
+            value: value.into(),
+        };
+        let finding = TiFinding {
+            indicator: indicator.clone(),
+            provider: "p".into(),
+            severity,
+            details: String::new(),
+        };
         (indicator, finding)
     }
 
@@ -289,9 +335,16 @@ mod tests {
     #[test]
     fn all_benign_lowers_but_one_unknown_does_not() {
         let (i, f) = finding("192.0.2.10", TiSeverity::Benign);
-        let a = assess(&incident(Severity::High, "New"), &[i.clone()], &[f.clone()]);
+        let a = assess(
+            &incident(Severity::High, "New"),
+            std::slice::from_ref(&i),
+            std::slice::from_ref(&f),
+        );
         assert_eq!(a.new_severity, Some(Severity::Low));
-        let unknown = Indicator { kind: "ipv4".into(), value: "192.0.2.99".into() };
+        let unknown = Indicator {
+            kind: "ipv4".into(),
+            value: "192.0.2.99".into(),
+        };
         let b = assess(&incident(Severity::High, "New"), &[i, unknown], &[f]);
         assert_eq!((b.new_severity, b.significant), (None, false));
     }
@@ -307,8 +360,17 @@ mod tests {
     fn comment_escapes_attacker_text() {
         let (_, mut f) = finding("203.0.113.66", TiSeverity::High);
         f.details = "<script>alert(1)</script>".into();
-        let a = Assessment { verdict: Some(TiSeverity::High), new_severity: None, significant: true };
-        let c = render_comment(&incident(Severity::High, "New"), &[f], &a, "http://r/x'onload='y");
+        let a = Assessment {
+            verdict: Some(TiSeverity::High),
+            new_severity: None,
+            significant: true,
+        };
+        let c = render_comment(
+            &incident(Severity::High, "New"),
+            &[f],
+            &a,
+            "http://r/x'onload='y",
+        );
         assert!(!c.contains("<script>"));
         assert!(c.contains("&lt;script&gt;"));
         assert!(c.contains("x&#39;onload=&#39;y"));

@@ -59,7 +59,8 @@ impl SqliteIncidentStore {
             .map_err(|e| PortError::Permanent(format!("seed: {e}")))?;
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(sqlite_error)?;
-        let body = serde_json::to_string(incident).map_err(|e| PortError::Permanent(e.to_string()))?;
+        let body =
+            serde_json::to_string(incident).map_err(|e| PortError::Permanent(e.to_string()))?;
         tx.execute(
             "INSERT OR REPLACE INTO incidents (key, body, version) VALUES (?1, ?2, 1)",
             rusqlite::params![id.key(), body],
@@ -137,7 +138,8 @@ impl SqliteIncidentStore {
         }
         let mut stored = incident.clone();
         stored.etag = None;
-        let body = serde_json::to_string(&stored).map_err(|e| PortError::Permanent(e.to_string()))?;
+        let body =
+            serde_json::to_string(&stored).map_err(|e| PortError::Permanent(e.to_string()))?;
         conn.execute(
             "UPDATE incidents SET body = ?2, version = version + 1 WHERE key = ?1",
             rusqlite::params![id.key(), body],
@@ -209,10 +211,17 @@ impl IncidentStore for SqliteIncidentStore {
         )))
     }
 
-    async fn put_comment(&self, id: &IncidentId, comment_id: &str, message: &str) -> PortResult<()> {
+    async fn put_comment(
+        &self,
+        id: &IncidentId,
+        comment_id: &str,
+        message: &str,
+    ) -> PortResult<()> {
         let conn = self.lock();
         let exists: bool = conn
-            .query_row("SELECT 1 FROM incidents WHERE key = ?1", [id.key()], |_| Ok(true))
+            .query_row("SELECT 1 FROM incidents WHERE key = ?1", [id.key()], |_| {
+                Ok(true)
+            })
             .optional()
             .map_err(sqlite_error)?
             .unwrap_or(false);

@@ -30,7 +30,9 @@ impl SqliteTables {
                  bytes BLOB NOT NULL
              );",
         )?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
@@ -43,10 +45,13 @@ impl SqliteTables {
         let mut stmt = conn
             .prepare_cached("SELECT body FROM rows WHERE stream = ?1 ORDER BY seq")
             .map_err(sqlite_error)?;
-        let rows = stmt.query_map([stream], |r| r.get::<_, String>(0)).map_err(sqlite_error)?;
+        let rows = stmt
+            .query_map([stream], |r| r.get::<_, String>(0))
+            .map_err(sqlite_error)?;
         rows.map(|r| {
             let text = r.map_err(sqlite_error)?;
-            serde_json::from_str(&text).map_err(|e| PortError::Permanent(format!("stored row is corrupt: {e}")))
+            serde_json::from_str(&text)
+                .map_err(|e| PortError::Permanent(format!("stored row is corrupt: {e}")))
         })
         .collect()
     }
@@ -74,7 +79,9 @@ impl LogsIngestion for SqliteTables {
 impl StateStore for SqliteTables {
     async fn load(&self, key: &str) -> PortResult<Option<Vec<u8>>> {
         self.lock()
-            .query_row("SELECT bytes FROM state WHERE key = ?1", [key], |r| r.get(0))
+            .query_row("SELECT bytes FROM state WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(sqlite_error)
     }

@@ -38,7 +38,10 @@ impl OfflineThreatIntel {
             .map_err(|e| PortError::Permanent(format!("threat-intel list: {e}")))?;
         let mut entries: HashMap<(String, String), Vec<TiEntry>> = HashMap::new();
         for entry in list {
-            let key = (entry.kind.to_ascii_lowercase(), normalise(&entry.kind, &entry.value));
+            let key = (
+                entry.kind.to_ascii_lowercase(),
+                normalise(&entry.kind, &entry.value),
+            );
             entries.entry(key).or_default().push(entry);
         }
         Ok(Self { entries })
@@ -96,12 +99,18 @@ mod tests {
         let ti = OfflineThreatIntel::from_json(BUILTIN_TI_LIST).unwrap();
         assert!(!ti.is_empty());
         let hit = ti
-            .lookup(&Indicator { kind: "domain".into(), value: "C2.EVIL.EXAMPLE".into() })
+            .lookup(&Indicator {
+                kind: "domain".into(),
+                value: "C2.EVIL.EXAMPLE".into(),
+            })
             .await
             .unwrap();
         assert_eq!(hit[0].severity, TiSeverity::High);
         let miss = ti
-            .lookup(&Indicator { kind: "ipv4".into(), value: "192.0.2.250".into() })
+            .lookup(&Indicator {
+                kind: "ipv4".into(),
+                value: "192.0.2.250".into(),
+            })
             .await
             .unwrap();
         assert!(miss.is_empty());

@@ -60,7 +60,9 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Encoded<T> {
                 }
             }
         }
-        T::deserialize(&raw).map(Encoded).map_err(serde::de::Error::custom)
+        T::deserialize(&raw)
+            .map(Encoded)
+            .map_err(serde::de::Error::custom)
     }
 }
 

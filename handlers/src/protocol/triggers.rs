@@ -43,7 +43,11 @@ pub struct QueueMetadata {
     /// Message id.
     pub id: Encoded<String>,
     /// Pop receipt of this delivery.
-    #[serde(default, with = "encoding::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "encoding::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pop_receipt: Option<String>,
     /// When the message was inserted (ISO 8601, kept as the host wrote it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,19 +91,39 @@ pub struct ServiceBusMetadata {
     /// Sender-chosen message id (duplicate detection key).
     pub message_id: Encoded<String>,
     /// Broker sequence number.
-    #[serde(default, with = "encoding::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "encoding::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sequence_number: Option<i64>,
     /// Subject (the command name on `ml-commands`).
-    #[serde(default, with = "encoding::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "encoding::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub subject: Option<String>,
     /// Session id, when the entity requires sessions.
-    #[serde(default, with = "encoding::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "encoding::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub session_id: Option<String>,
     /// Correlation id.
-    #[serde(default, with = "encoding::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "encoding::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub correlation_id: Option<String>,
     /// Content type.
-    #[serde(default, with = "encoding::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "encoding::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub content_type: Option<String>,
     /// When the message was enqueued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,13 +183,25 @@ pub struct EventHubBatchMetadata {
     /// Sequence number of each event.
     pub sequence_number_array: Encoded<Vec<i64>>,
     /// Partition key of each event.
-    #[serde(default, with = "encoding::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "encoding::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub partition_key_array: Option<Vec<Option<String>>>,
     /// Enqueued time of each event.
-    #[serde(default, with = "encoding::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "encoding::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enqueued_time_utc_array: Option<Vec<String>>,
     /// Application properties of each event.
-    #[serde(default, with = "encoding::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "encoding::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub properties_array: Option<Vec<Map<String, Value>>>,
     /// Retry state when the function's retry policy is active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,10 +249,18 @@ pub struct EventHubMetadata {
     /// Sequence number.
     pub sequence_number: Encoded<i64>,
     /// Partition key.
-    #[serde(default, with = "encoding::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "encoding::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub partition_key: Option<String>,
     /// Offset.
-    #[serde(default, with = "encoding::opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "encoding::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub offset: Option<String>,
     /// Enqueued time.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -79,7 +79,17 @@ pub(super) fn insert_dead_letter(
     Ok(())
 }
 
-type Row = (i64, String, String, String, String, u32, i64, Vec<u8>, String);
+type Row = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    u32,
+    i64,
+    Vec<u8>,
+    String,
+);
 
 fn to_letter(row: Row) -> DeadLetter {
     let (seq, tag, source, reason, description, attempts, dead_lettered_ms, body, meta) = row;
@@ -100,13 +110,29 @@ fn to_letter(row: Row) -> DeadLetter {
 const SELECT: &str = "SELECT seq, kind, source, reason, description, attempts, dead_lettered_ms, body, meta FROM dead_letters";
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
 }
 
 fn parse_id(id: &str) -> BrokerResult<(DeadLetterKind, i64)> {
-    let (tag, n) = id.split_once(':').ok_or_else(|| BrokerError::Invalid(format!("dead-letter id {id:?} is not like q:12")))?;
-    let kind = DeadLetterKind::from_tag(tag).ok_or_else(|| BrokerError::Invalid(format!("dead-letter id {id:?}: unknown kind {tag:?}")))?;
-    let n = n.parse().map_err(|_| BrokerError::Invalid(format!("dead-letter id {id:?}: bad number")))?;
+    let (tag, n) = id
+        .split_once(':')
+        .ok_or_else(|| BrokerError::Invalid(format!("dead-letter id {id:?} is not like q:12")))?;
+    let kind = DeadLetterKind::from_tag(tag).ok_or_else(|| {
+        BrokerError::Invalid(format!("dead-letter id {id:?}: unknown kind {tag:?}"))
+    })?;
+    let n = n
+        .parse()
+        .map_err(|_| BrokerError::Invalid(format!("dead-letter id {id:?}: bad number")))?;
     Ok((kind, n))
 }
 
@@ -114,9 +140,12 @@ impl Brokers {
     /// Every dead letter, oldest first, optionally of one kind.
     pub fn dead_letters(&self, kind: Option<DeadLetterKind>) -> BrokerResult<Vec<DeadLetter>> {
         let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&format!("{SELECT} WHERE ?1 IS NULL OR kind = ?1 ORDER BY seq"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "{SELECT} WHERE ?1 IS NULL OR kind = ?1 ORDER BY seq"
+        ))?;
         let rows = stmt.query_map([kind.map(DeadLetterKind::tag)], read_row)?;
-        rows.map(|r| r.map(to_letter).map_err(BrokerError::from)).collect()
+        rows.map(|r| r.map(to_letter).map_err(BrokerError::from))
+            .collect()
     }
 
     /// One dead letter.
@@ -133,12 +162,17 @@ impl Brokers {
     /// Puts a dead letter back where it came from with fresh delivery counts, and removes it
     /// from the store, in one transaction.
     pub fn replay(&self, id: &str) -> BrokerResult<()> {
-        let letter = self.dead_letter(id)?.ok_or_else(|| BrokerError::Invalid(format!("no dead letter {id:?}")))?;
+        let letter = self
+            .dead_letter(id)?
+            .ok_or_else(|| BrokerError::Invalid(format!("no dead letter {id:?}")))?;
         let (_, seq) = parse_id(id)?;
         let now = self.now();
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let body: Vec<u8> = tx.query_row("SELECT body FROM dead_letters WHERE seq = ?1", [seq], |r| r.get(0))?;
+        let body: Vec<u8> =
+            tx.query_row("SELECT body FROM dead_letters WHERE seq = ?1", [seq], |r| {
+                r.get(0)
+            })?;
         let meta = &letter.meta;
         match letter.kind {
             DeadLetterKind::QueuePoison => {
@@ -152,8 +186,14 @@ impl Brokers {
             }
             DeadLetterKind::ServiceBus => super::servicebus::restore(&tx, meta, &body, now)?,
             DeadLetterKind::EventGrid => {
-                let topic = meta.get("topic").and_then(Value::as_str).unwrap_or_default();
-                let subscriber = meta.get("subscriber").and_then(Value::as_str).unwrap_or_default();
+                let topic = meta
+                    .get("topic")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let subscriber = meta
+                    .get("subscriber")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 tx.execute(
                     "INSERT INTO eg_deliveries (topic, subscriber, event, first_ms, next_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
                     params![topic, subscriber, String::from_utf8_lossy(&body), now],
@@ -182,7 +222,10 @@ mod tests {
         assert!(b.dead_letters(None).unwrap().is_empty());
         assert!(b.queue_receive("q-poison", 1, 1_000).unwrap().is_empty());
         let back = b.queue_receive("q", 1, 1_000).unwrap();
-        assert_eq!((back[0].body.as_slice(), back[0].dequeue_count), (&b"x"[..], 1));
+        assert_eq!(
+            (back[0].body.as_slice(), back[0].dequeue_count),
+            (&b"x"[..], 1)
+        );
         assert!(b.replay(&id).is_err(), "a replayed letter is gone");
         assert!(b.dead_letter("nonsense").is_err());
     }

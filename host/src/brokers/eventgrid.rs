@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 /// Seconds to wait before attempt n+1 after attempt n failed (Event Grid's schedule: 10 s,
 /// 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, 3 h, 6 h, then every 12 h).
-pub const EVENT_GRID_BACKOFF_SECS: [i64; 10] = [10, 30, 60, 300, 600, 1800, 3600, 10_800, 21_600, 43_200];
+pub const EVENT_GRID_BACKOFF_SECS: [i64; 10] =
+    [10, 30, 60, 300, 600, 1800, 3600, 10_800, 21_600, 43_200];
 
 /// How long a delivery handed out by [`Brokers::eg_due`] is held before it is due again.
 const DELIVERY_LEASE_MS: i64 = 60_000;
@@ -28,7 +29,10 @@ pub struct EgSubscriptionOptions {
 
 impl Default for EgSubscriptionOptions {
     fn default() -> Self {
-        Self { max_delivery_attempts: 30, event_ttl_ms: 1440 * 60_000 }
+        Self {
+            max_delivery_attempts: 30,
+            event_ttl_ms: 1440 * 60_000,
+        }
     }
 }
 
@@ -51,7 +55,12 @@ pub struct EgDelivery {
 
 impl Brokers {
     /// Subscribes a function to a topic (or updates its retry policy).
-    pub fn eg_subscribe(&self, topic: &str, subscriber: &str, options: EgSubscriptionOptions) -> BrokerResult<()> {
+    pub fn eg_subscribe(
+        &self,
+        topic: &str,
+        subscriber: &str,
+        options: EgSubscriptionOptions,
+    ) -> BrokerResult<()> {
         self.lock().execute(
             "INSERT INTO eg_subscriptions (topic, subscriber, max_attempts, ttl_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT DO UPDATE SET max_attempts = ?3, ttl_ms = ?4",
@@ -67,7 +76,9 @@ impl Brokers {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let subscribers: Vec<String> = {
-            let mut stmt = tx.prepare_cached("SELECT subscriber FROM eg_subscriptions WHERE topic = ?1 ORDER BY subscriber")?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT subscriber FROM eg_subscriptions WHERE topic = ?1 ORDER BY subscriber",
+            )?;
             let rows = stmt.query_map([topic], |r| r.get(0))?;
             rows.collect::<Result<_, _>>()?
         };
@@ -103,15 +114,33 @@ impl Brokers {
                 "SELECT id, topic, subscriber, event, attempts, first_ms FROM eg_deliveries
                  WHERE next_ms <= ?1 AND (lease_until IS NULL OR lease_until <= ?1) ORDER BY next_ms, id LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![now, max as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
+            let rows = stmt.query_map(params![now, max as i64], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?;
             rows.collect::<Result<_, _>>()?
         };
         let mut out = Vec::with_capacity(rows.len());
         for (id, topic, subscriber, event, attempts, first_ms) in rows {
-            tx.prepare_cached("UPDATE eg_deliveries SET attempts = attempts + 1, lease_until = ?2 WHERE id = ?1")?
-                .execute(params![id, now + DELIVERY_LEASE_MS])?;
+            tx.prepare_cached(
+                "UPDATE eg_deliveries SET attempts = attempts + 1, lease_until = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id, now + DELIVERY_LEASE_MS])?;
             let event = serde_json::from_str(&event).unwrap_or(Value::String(event));
-            out.push(EgDelivery { id, topic, subscriber, event, attempt: attempts + 1, first_published_ms: first_ms });
+            out.push(EgDelivery {
+                id,
+                topic,
+                subscriber,
+                event,
+                attempt: attempts + 1,
+                first_published_ms: first_ms,
+            });
         }
         tx.commit()?;
         Ok(out)
@@ -119,7 +148,8 @@ impl Brokers {
 
     /// The subscriber took the event: the delivery is done.
     pub fn eg_succeeded(&self, id: i64) -> BrokerResult<()> {
-        self.lock().execute("DELETE FROM eg_deliveries WHERE id = ?1", [id])?;
+        self.lock()
+            .execute("DELETE FROM eg_deliveries WHERE id = ?1", [id])?;
         Ok(())
     }
 
@@ -138,20 +168,42 @@ impl Brokers {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
             )
             .optional()?;
-        let Some((topic, subscriber, event, attempts, first_ms, max_attempts, ttl_ms)) = row else { return Ok(false) };
-        let wait_ms = EVENT_GRID_BACKOFF_SECS[(attempts.max(1) as usize - 1).min(EVENT_GRID_BACKOFF_SECS.len() - 1)] * 1000;
+        let Some((topic, subscriber, event, attempts, first_ms, max_attempts, ttl_ms)) = row else {
+            return Ok(false);
+        };
+        let wait_ms = EVENT_GRID_BACKOFF_SECS
+            [(attempts.max(1) as usize - 1).min(EVENT_GRID_BACKOFF_SECS.len() - 1)]
+            * 1000;
         let reason = match status {
-            Some(code) if NO_RETRY.contains(&code) => Some(format!("the subscriber answered {code}, which Event Grid does not retry")),
-            _ if attempts >= max_attempts => Some(format!("max delivery attempts ({max_attempts}) reached")),
-            _ if now + wait_ms - first_ms >= ttl_ms => Some(format!("event time-to-live ({} min) would pass before the next attempt", ttl_ms / 60_000)),
+            Some(code) if NO_RETRY.contains(&code) => Some(format!(
+                "the subscriber answered {code}, which Event Grid does not retry"
+            )),
+            _ if attempts >= max_attempts => {
+                Some(format!("max delivery attempts ({max_attempts}) reached"))
+            }
+            _ if now + wait_ms - first_ms >= ttl_ms => Some(format!(
+                "event time-to-live ({} min) would pass before the next attempt",
+                ttl_ms / 60_000
+            )),
             _ => None,
         };
         let dead = match reason {
             Some(reason) => {
                 tx.execute("DELETE FROM eg_deliveries WHERE id = ?1", [id])?;
                 let source = format!("{topic} -> {subscriber}");
-                let meta = json!({ "topic": topic, "subscriber": subscriber, "lastStatus": status });
-                insert_dead_letter(&tx, DeadLetterKind::EventGrid, &source, &reason, error, attempts, now, event.as_bytes(), &meta)?;
+                let meta =
+                    json!({ "topic": topic, "subscriber": subscriber, "lastStatus": status });
+                insert_dead_letter(
+                    &tx,
+                    DeadLetterKind::EventGrid,
+                    &source,
+                    &reason,
+                    error,
+                    attempts,
+                    now,
+                    event.as_bytes(),
+                    &meta,
+                )?;
                 true
             }
             None => {
@@ -179,21 +231,34 @@ mod tests {
     #[test]
     fn every_subscriber_gets_every_event_and_unsubscribed_topics_count_unrouted() {
         let (_d, b, _c) = brokers();
-        b.eg_subscribe("t", "f1", EgSubscriptionOptions::default()).unwrap();
-        b.eg_subscribe("t", "f2", EgSubscriptionOptions::default()).unwrap();
+        b.eg_subscribe("t", "f1", EgSubscriptionOptions::default())
+            .unwrap();
+        b.eg_subscribe("t", "f2", EgSubscriptionOptions::default())
+            .unwrap();
         assert_eq!(b.eg_publish("t", vec![event("1"), event("2")]).unwrap(), 4);
         assert_eq!(b.eg_publish("nobody", vec![event("3")]).unwrap(), 0);
         let due = b.eg_due(10).unwrap();
         assert_eq!(due.len(), 4);
         assert!(due.iter().all(|d| d.attempt == 1));
-        assert!(b.eg_due(10).unwrap().is_empty(), "held while being delivered");
+        assert!(
+            b.eg_due(10).unwrap().is_empty(),
+            "held while being delivered"
+        );
         assert_eq!(b.status().unwrap().event_grid_unrouted, 1);
     }
 
     #[test]
     fn failures_follow_the_back_off_schedule_then_dead_letter_at_max_attempts() {
         let (_d, b, clock) = brokers();
-        b.eg_subscribe("t", "f", EgSubscriptionOptions { max_delivery_attempts: 4, event_ttl_ms: 1440 * 60_000 }).unwrap();
+        b.eg_subscribe(
+            "t",
+            "f",
+            EgSubscriptionOptions {
+                max_delivery_attempts: 4,
+                event_ttl_ms: 1440 * 60_000,
+            },
+        )
+        .unwrap();
         b.eg_publish("t", vec![event("1")]).unwrap();
         for (attempt, wait) in [(1, 10), (2, 30), (3, 60)] {
             let d = b.eg_due(1).unwrap().remove(0);
@@ -206,14 +271,18 @@ mod tests {
         let d = b.eg_due(1).unwrap().remove(0);
         assert!(b.eg_failed(d.id, Some(503), "still boom").unwrap());
         let l = &b.dead_letters(Some(DeadLetterKind::EventGrid)).unwrap()[0];
-        assert_eq!((l.attempts, l.source.as_str(), l.description.as_str()), (4, "t -> f", "still boom"));
+        assert_eq!(
+            (l.attempts, l.source.as_str(), l.description.as_str()),
+            (4, "t -> f", "still boom")
+        );
         assert!(l.reason.contains("max delivery attempts"));
     }
 
     #[test]
     fn bad_request_is_dead_lettered_at_once_and_can_be_replayed() {
         let (_d, b, _c) = brokers();
-        b.eg_subscribe("t", "f", EgSubscriptionOptions::default()).unwrap();
+        b.eg_subscribe("t", "f", EgSubscriptionOptions::default())
+            .unwrap();
         b.eg_publish("t", vec![event("1")]).unwrap();
         let d = b.eg_due(1).unwrap().remove(0);
         assert!(b.eg_failed(d.id, Some(400), "not an Incident").unwrap());
@@ -227,7 +296,15 @@ mod tests {
     #[test]
     fn ttl_ends_retries() {
         let (_d, b, clock) = brokers();
-        b.eg_subscribe("t", "f", EgSubscriptionOptions { max_delivery_attempts: 30, event_ttl_ms: 60_000 }).unwrap();
+        b.eg_subscribe(
+            "t",
+            "f",
+            EgSubscriptionOptions {
+                max_delivery_attempts: 30,
+                event_ttl_ms: 60_000,
+            },
+        )
+        .unwrap();
         b.eg_publish("t", vec![event("1")]).unwrap();
         let d = b.eg_due(1).unwrap().remove(0);
         assert!(!b.eg_failed(d.id, None, "timeout").unwrap());
@@ -236,14 +313,20 @@ mod tests {
         assert!(!b.eg_failed(d.id, None, "timeout").unwrap()); // next at +30 s: t = 40 s
         clock.advance(30_000);
         let d = b.eg_due(1).unwrap().remove(0);
-        assert!(b.eg_failed(d.id, None, "timeout").unwrap(), "next attempt at 100 s > 60 s TTL");
-        assert!(b.dead_letters(None).unwrap()[0].reason.contains("time-to-live"));
+        assert!(
+            b.eg_failed(d.id, None, "timeout").unwrap(),
+            "next attempt at 100 s > 60 s TTL"
+        );
+        assert!(b.dead_letters(None).unwrap()[0]
+            .reason
+            .contains("time-to-live"));
     }
 
     #[test]
     fn a_crashed_delivery_comes_back_after_its_lease() {
         let (_d, b, clock) = brokers();
-        b.eg_subscribe("t", "f", EgSubscriptionOptions::default()).unwrap();
+        b.eg_subscribe("t", "f", EgSubscriptionOptions::default())
+            .unwrap();
         b.eg_publish("t", vec![event("1")]).unwrap();
         assert_eq!(b.eg_due(1).unwrap().len(), 1);
         clock.advance(DELIVERY_LEASE_MS);

@@ -36,8 +36,11 @@ fn partition_for(key: &str, partitions: u32) -> u32 {
 }
 
 fn ensure(tx: &Transaction<'_>, hub: &str, partitions: u32) -> BrokerResult<u32> {
-    tx.prepare_cached("INSERT OR IGNORE INTO eh_hubs (name, partitions) VALUES (?1, ?2)")?.execute(params![hub, partitions.max(1)])?;
-    Ok(tx.prepare_cached("SELECT partitions FROM eh_hubs WHERE name = ?1")?.query_row([hub], |r| r.get(0))?)
+    tx.prepare_cached("INSERT OR IGNORE INTO eh_hubs (name, partitions) VALUES (?1, ?2)")?
+        .execute(params![hub, partitions.max(1)])?;
+    Ok(tx
+        .prepare_cached("SELECT partitions FROM eh_hubs WHERE name = ?1")?
+        .query_row([hub], |r| r.get(0))?)
 }
 
 impl Brokers {
@@ -52,27 +55,52 @@ impl Brokers {
 
     /// Partitions of a hub (None if it does not exist).
     pub fn eh_partitions(&self, hub: &str) -> BrokerResult<Option<u32>> {
-        Ok(self.lock().query_row("SELECT partitions FROM eh_hubs WHERE name = ?1", [hub], |r| r.get(0)).optional()?)
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT partitions FROM eh_hubs WHERE name = ?1",
+                [hub],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// Sends one event; returns its partition and sequence number.
-    pub fn eh_send(&self, hub: &str, partition_key: Option<&str>, body: &[u8], properties: Map<String, Value>) -> BrokerResult<(u32, i64)> {
+    pub fn eh_send(
+        &self,
+        hub: &str,
+        partition_key: Option<&str>,
+        body: &[u8],
+        properties: Map<String, Value>,
+    ) -> BrokerResult<(u32, i64)> {
         let props = Value::Object(properties);
-        Ok(self.eh_send_many(hub, &[(partition_key, body, &props)])?.remove(0))
+        Ok(self
+            .eh_send_many(hub, &[(partition_key, body, &props)])?
+            .remove(0))
     }
 
     /// Sends events in one transaction (the hub is created with [`DEFAULT_PARTITIONS`] if it
     /// does not exist). Each item is `(partition key, body, properties object)`.
-    pub fn eh_send_many(&self, hub: &str, events: &[(Option<&str>, &[u8], &Value)]) -> BrokerResult<Vec<(u32, i64)>> {
+    pub fn eh_send_many(
+        &self,
+        hub: &str,
+        events: &[(Option<&str>, &[u8], &Value)],
+    ) -> BrokerResult<Vec<(u32, i64)>> {
         let now = self.now();
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let partitions = ensure(&tx, hub, DEFAULT_PARTITIONS)?;
-        let mut round_robin: u32 = tx.query_row("SELECT round_robin FROM eh_hubs WHERE name = ?1", [hub], |r| r.get(0))?;
+        let mut round_robin: u32 = tx.query_row(
+            "SELECT round_robin FROM eh_hubs WHERE name = ?1",
+            [hub],
+            |r| r.get(0),
+        )?;
         let mut next: Vec<Option<i64>> = vec![None; partitions as usize];
         let mut out = Vec::with_capacity(events.len());
         {
-            let mut last = tx.prepare_cached("SELECT MAX(seq) FROM eh_events WHERE hub = ?1 AND partition = ?2")?;
+            let mut last = tx.prepare_cached(
+                "SELECT MAX(seq) FROM eh_events WHERE hub = ?1 AND partition = ?2",
+            )?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO eh_events (hub, partition, seq, enqueued_ms, partition_key, body, props) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
@@ -87,24 +115,46 @@ impl Brokers {
                 let slot = &mut next[partition as usize];
                 let seq = match slot {
                     Some(s) => *s,
-                    None => last.query_row(params![hub, partition], |r| r.get::<_, Option<i64>>(0))?.map_or(0, |s| s + 1),
+                    None => last
+                        .query_row(params![hub, partition], |r| r.get::<_, Option<i64>>(0))?
+                        .map_or(0, |s| s + 1),
                 };
                 *slot = Some(seq + 1);
-                insert.execute(params![hub, partition, seq, now, key, body, props.to_string()])?;
+                insert.execute(params![
+                    hub,
+                    partition,
+                    seq,
+                    now,
+                    key,
+                    body,
+                    props.to_string()
+                ])?;
                 out.push((partition, seq));
             }
         }
-        tx.execute("UPDATE eh_hubs SET round_robin = ?2 WHERE name = ?1", params![hub, round_robin])?;
+        tx.execute(
+            "UPDATE eh_hubs SET round_robin = ?2 WHERE name = ?1",
+            params![hub, round_robin],
+        )?;
         tx.commit()?;
         Ok(out)
     }
 
     /// Reads up to `max` events of a partition after sequence number `after`; with `None`,
     /// after the consumer group's checkpoint (or from the start when there is none).
-    pub fn eh_read(&self, hub: &str, consumer_group: &str, partition: u32, after: Option<i64>, max: usize) -> BrokerResult<Vec<EhEvent>> {
+    pub fn eh_read(
+        &self,
+        hub: &str,
+        consumer_group: &str,
+        partition: u32,
+        after: Option<i64>,
+        max: usize,
+    ) -> BrokerResult<Vec<EhEvent>> {
         let after = match after {
             Some(s) => s,
-            None => self.eh_checkpoint_get(hub, consumer_group, partition)?.unwrap_or(-1),
+            None => self
+                .eh_checkpoint_get(hub, consumer_group, partition)?
+                .unwrap_or(-1),
         };
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
@@ -125,7 +175,13 @@ impl Brokers {
     }
 
     /// Records that a consumer group has handled a partition up to `sequence_number`.
-    pub fn eh_checkpoint(&self, hub: &str, consumer_group: &str, partition: u32, sequence_number: i64) -> BrokerResult<()> {
+    pub fn eh_checkpoint(
+        &self,
+        hub: &str,
+        consumer_group: &str,
+        partition: u32,
+        sequence_number: i64,
+    ) -> BrokerResult<()> {
         self.lock()
             .prepare_cached(
                 "INSERT INTO eh_checkpoints (hub, consumer_group, partition, seq) VALUES (?1, ?2, ?3, ?4)
@@ -136,7 +192,12 @@ impl Brokers {
     }
 
     /// The checkpoint of a consumer group on a partition.
-    pub fn eh_checkpoint_get(&self, hub: &str, consumer_group: &str, partition: u32) -> BrokerResult<Option<i64>> {
+    pub fn eh_checkpoint_get(
+        &self,
+        hub: &str,
+        consumer_group: &str,
+        partition: u32,
+    ) -> BrokerResult<Option<i64>> {
         Ok(self
             .lock()
             .prepare_cached("SELECT seq FROM eh_checkpoints WHERE hub = ?1 AND consumer_group = ?2 AND partition = ?3")?
@@ -154,12 +215,23 @@ mod tests {
     fn one_partition_key_keeps_one_partition_and_ordered_sequence_numbers() {
         let (_d, b, _c) = brokers();
         b.eh_ensure_hub("h", 4).unwrap();
-        let sent: Vec<(u32, i64)> = (0..5).map(|i| b.eh_send("h", Some("plc-7"), format!("e{i}").as_bytes(), Map::new()).unwrap()).collect();
+        let sent: Vec<(u32, i64)> = (0..5)
+            .map(|i| {
+                b.eh_send("h", Some("plc-7"), format!("e{i}").as_bytes(), Map::new())
+                    .unwrap()
+            })
+            .collect();
         let p = sent[0].0;
         assert!(sent.iter().all(|(q, _)| *q == p));
-        assert_eq!(sent.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        assert_eq!(
+            sent.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
         let read = b.eh_read("h", "$Default", p, None, 3).unwrap();
-        assert_eq!(read.iter().map(|e| e.body.clone()).collect::<Vec<_>>(), [b"e0".to_vec(), b"e1".to_vec(), b"e2".to_vec()]);
+        assert_eq!(
+            read.iter().map(|e| e.body.clone()).collect::<Vec<_>>(),
+            [b"e0".to_vec(), b"e1".to_vec(), b"e2".to_vec()]
+        );
         assert_eq!(read[0].partition_key.as_deref(), Some("plc-7"));
     }
 
@@ -167,7 +239,9 @@ mod tests {
     fn events_without_a_key_spread_over_partitions() {
         let (_d, b, _c) = brokers();
         b.eh_ensure_hub("h", 4).unwrap();
-        let partitions: std::collections::HashSet<u32> = (0..8).map(|_| b.eh_send("h", None, b"x", Map::new()).unwrap().0).collect();
+        let partitions: std::collections::HashSet<u32> = (0..8)
+            .map(|_| b.eh_send("h", None, b"x", Map::new()).unwrap().0)
+            .collect();
         assert_eq!(partitions.len(), 4);
     }
 
@@ -176,13 +250,21 @@ mod tests {
         let (_d, b, _c) = brokers();
         b.eh_ensure_hub("h", 1).unwrap();
         for i in 0..4 {
-            b.eh_send("h", None, format!("{i}").as_bytes(), Map::new()).unwrap();
+            b.eh_send("h", None, format!("{i}").as_bytes(), Map::new())
+                .unwrap();
         }
         b.eh_checkpoint("h", "alerts", 0, 1).unwrap();
         b.eh_checkpoint("h", "alerts", 0, 0).unwrap(); // never moves back
         assert_eq!(b.eh_checkpoint_get("h", "alerts", 0).unwrap(), Some(1));
-        assert_eq!(b.eh_read("h", "alerts", 0, None, 10).unwrap()[0].sequence_number, 2);
-        assert_eq!(b.eh_read("h", "metrics", 0, None, 10).unwrap().len(), 4, "another group starts at the beginning");
+        assert_eq!(
+            b.eh_read("h", "alerts", 0, None, 10).unwrap()[0].sequence_number,
+            2
+        );
+        assert_eq!(
+            b.eh_read("h", "metrics", 0, None, 10).unwrap().len(),
+            4,
+            "another group starts at the beginning"
+        );
         assert_eq!(b.eh_read("h", "alerts", 0, Some(2), 10).unwrap().len(), 1);
     }
 
@@ -190,6 +272,9 @@ mod tests {
     fn sending_to_an_unknown_hub_creates_it() {
         let (_d, b, _c) = brokers();
         b.eh_send("new", Some("k"), b"x", Map::new()).unwrap();
-        assert_eq!(b.eh_partitions("new").unwrap(), Some(super::DEFAULT_PARTITIONS));
+        assert_eq!(
+            b.eh_partitions("new").unwrap(),
+            Some(super::DEFAULT_PARTITIONS)
+        );
     }
 }

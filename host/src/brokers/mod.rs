@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     next_visible_ms INTEGER NOT NULL,
     leased INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY);
 CREATE INDEX IF NOT EXISTS queue_ready ON queue_messages (queue, next_visible_ms, id);
 
 CREATE TABLE IF NOT EXISTS sb_entities (
@@ -170,7 +171,9 @@ impl Brokers {
         std::fs::create_dir_all(dir)?;
         let conn = rusqlite::Connection::open(dir.join("brokers.sqlite3"))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;")?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;",
+        )?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(BrokerError::Invalid(format!(
@@ -179,7 +182,10 @@ impl Brokers {
         }
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
-        Ok(Self { conn: Mutex::new(conn), clock })
+        Ok(Self {
+            conn: Mutex::new(conn),
+            clock,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, rusqlite::Connection> {
@@ -205,7 +211,10 @@ impl Brokers {
             "UPDATE sb_messages SET locked_until = NULL, lock_token = NULL WHERE locked_until > ?1",
             [now],
         )?;
-        n += tx.execute("UPDATE eg_deliveries SET lease_until = NULL WHERE lease_until > ?1", [now])?;
+        n += tx.execute(
+            "UPDATE eg_deliveries SET lease_until = NULL WHERE lease_until > ?1",
+            [now],
+        )?;
         tx.commit()?;
         Ok(n)
     }

@@ -33,23 +33,50 @@ fn id_of(id: &str) -> i64 {
 }
 
 impl Brokers {
+    /// Creates a queue (so it shows in `status` while empty); queues also appear on first put.
+    pub fn queue_declare(&self, queue: &str) -> BrokerResult<()> {
+        self.lock()
+            .execute("INSERT OR IGNORE INTO queues (name) VALUES (?1)", [queue])?;
+        Ok(())
+    }
+
     /// Puts a message, visible after `initial_visibility_delay_ms`; returns its id.
-    pub fn queue_put(&self, queue: &str, body: &[u8], initial_visibility_delay_ms: i64) -> BrokerResult<String> {
-        Ok(self.queue_put_many(queue, &[body], initial_visibility_delay_ms)?.remove(0))
+    pub fn queue_put(
+        &self,
+        queue: &str,
+        body: &[u8],
+        initial_visibility_delay_ms: i64,
+    ) -> BrokerResult<String> {
+        Ok(self
+            .queue_put_many(queue, &[body], initial_visibility_delay_ms)?
+            .remove(0))
     }
 
     /// Puts several messages in one transaction.
-    pub fn queue_put_many(&self, queue: &str, bodies: &[&[u8]], initial_visibility_delay_ms: i64) -> BrokerResult<Vec<String>> {
+    pub fn queue_put_many(
+        &self,
+        queue: &str,
+        bodies: &[&[u8]],
+        initial_visibility_delay_ms: i64,
+    ) -> BrokerResult<Vec<String>> {
         let now = self.now();
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let mut ids = Vec::with_capacity(bodies.len());
+        tx.prepare_cached("INSERT OR IGNORE INTO queues (name) VALUES (?1)")?
+            .execute([queue])?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO queue_messages (queue, body, insertion_ms, expiration_ms, next_visible_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for body in bodies {
-                stmt.execute(params![queue, body, now, now + DEFAULT_TTL_MS, now + initial_visibility_delay_ms.max(0)])?;
+                stmt.execute(params![
+                    queue,
+                    body,
+                    now,
+                    now + DEFAULT_TTL_MS,
+                    now + initial_visibility_delay_ms.max(0)
+                ])?;
                 ids.push(tx.last_insert_rowid().to_string());
             }
         }
@@ -60,7 +87,12 @@ impl Brokers {
     /// Receives up to `max` visible messages, oldest first. Each becomes invisible for
     /// `visibility_timeout_ms`, gets a new pop receipt and one more dequeue. Expired messages
     /// are dropped, as Azure does.
-    pub fn queue_receive(&self, queue: &str, max: usize, visibility_timeout_ms: i64) -> BrokerResult<Vec<QueueMessage>> {
+    pub fn queue_receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility_timeout_ms: i64,
+    ) -> BrokerResult<Vec<QueueMessage>> {
         let now = self.now();
         let mut conn = self.lock();
         let tx = conn.transaction()?;
@@ -73,7 +105,13 @@ impl Brokers {
                  WHERE queue = ?1 AND next_visible_ms <= ?2 ORDER BY next_visible_ms, id LIMIT ?3",
             )?;
             let rows = select.query_map(params![queue, now, max as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, u32>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
             })?;
             let mut update = tx.prepare_cached(
                 "UPDATE queue_messages SET dequeue_count = dequeue_count + 1, pop_receipt = ?2, next_visible_ms = ?3, leased = 1 WHERE id = ?1",
@@ -102,18 +140,26 @@ impl Brokers {
     pub fn queue_delete(&self, queue: &str, id: &str, pop_receipt: &str) -> BrokerResult<bool> {
         let conn = self.lock();
         let n = conn
-            .prepare_cached("DELETE FROM queue_messages WHERE queue = ?1 AND id = ?2 AND pop_receipt = ?3")?
+            .prepare_cached(
+                "DELETE FROM queue_messages WHERE queue = ?1 AND id = ?2 AND pop_receipt = ?3",
+            )?
             .execute(params![queue, id_of(id), pop_receipt])?;
         Ok(n == 1)
     }
 
     /// Deletes several received messages `(id, pop_receipt)` in one transaction; returns how many.
-    pub fn queue_delete_many(&self, queue: &str, messages: &[(String, String)]) -> BrokerResult<usize> {
+    pub fn queue_delete_many(
+        &self,
+        queue: &str,
+        messages: &[(String, String)],
+    ) -> BrokerResult<usize> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let mut n = 0;
         {
-            let mut stmt = tx.prepare_cached("DELETE FROM queue_messages WHERE queue = ?1 AND id = ?2 AND pop_receipt = ?3")?;
+            let mut stmt = tx.prepare_cached(
+                "DELETE FROM queue_messages WHERE queue = ?1 AND id = ?2 AND pop_receipt = ?3",
+            )?;
             for (id, receipt) in messages {
                 n += stmt.execute(params![queue, id_of(id), receipt])?;
             }
@@ -123,7 +169,13 @@ impl Brokers {
     }
 
     /// Failed processing: the message becomes visible again after `delay_ms`.
-    pub fn queue_release(&self, queue: &str, id: &str, pop_receipt: &str, delay_ms: i64) -> BrokerResult<bool> {
+    pub fn queue_release(
+        &self,
+        queue: &str,
+        id: &str,
+        pop_receipt: &str,
+        delay_ms: i64,
+    ) -> BrokerResult<bool> {
         let now = self.now();
         let conn = self.lock();
         let n = conn
@@ -135,7 +187,13 @@ impl Brokers {
     }
 
     /// Moves a received message to `<queue>-poison` and records why in the dead-letter store.
-    pub fn queue_poison(&self, queue: &str, id: &str, pop_receipt: &str, reason: &str) -> BrokerResult<bool> {
+    pub fn queue_poison(
+        &self,
+        queue: &str,
+        id: &str,
+        pop_receipt: &str,
+        reason: &str,
+    ) -> BrokerResult<bool> {
         let now = self.now();
         let mut conn = self.lock();
         let tx = conn.transaction()?;
@@ -146,7 +204,9 @@ impl Brokers {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .ok();
-        let Some((body, count)) = row else { return Ok(false) };
+        let Some((body, count)) = row else {
+            return Ok(false);
+        };
         tx.execute("DELETE FROM queue_messages WHERE id = ?1", [id_of(id)])?;
         let poison = format!("{queue}-poison");
         tx.execute(
@@ -154,6 +214,8 @@ impl Brokers {
             params![poison, body, now, now + DEFAULT_TTL_MS],
         )?;
         let poison_id = tx.last_insert_rowid();
+        tx.prepare_cached("INSERT OR IGNORE INTO queues (name) VALUES (?1)")?
+            .execute([&poison])?;
         insert_dead_letter(
             &tx,
             DeadLetterKind::QueuePoison,
@@ -187,8 +249,14 @@ mod tests {
         clock.advance(1);
         let again = b.queue_receive("q", 10, 30_000).unwrap();
         assert_eq!(again[0].dequeue_count, 2);
-        assert!(!b.queue_delete("q", &first[0].id, &first[0].pop_receipt).unwrap(), "stale receipt");
-        assert!(b.queue_delete("q", &again[0].id, &again[0].pop_receipt).unwrap());
+        assert!(
+            !b.queue_delete("q", &first[0].id, &first[0].pop_receipt)
+                .unwrap(),
+            "stale receipt"
+        );
+        assert!(b
+            .queue_delete("q", &again[0].id, &again[0].pop_receipt)
+            .unwrap());
         clock.advance(60_000);
         assert!(b.queue_receive("q", 10, 30_000).unwrap().is_empty());
     }
@@ -218,7 +286,9 @@ mod tests {
             let m = b.queue_receive("q", 1, 60_000).unwrap().remove(0);
             receives += 1;
             if m.dequeue_count >= max {
-                assert!(b.queue_poison("q", &m.id, &m.pop_receipt, "bad input: not an id").unwrap());
+                assert!(b
+                    .queue_poison("q", &m.id, &m.pop_receipt, "bad input: not an id")
+                    .unwrap());
                 break;
             }
             b.queue_release("q", &m.id, &m.pop_receipt, 0).unwrap();
@@ -250,7 +320,10 @@ mod tests {
         let got = b.queue_receive("q", 32, 60_000).unwrap();
         assert_eq!(got.len(), 32);
         assert_eq!(got[0].body, b"m0", "oldest first");
-        let receipts: Vec<(String, String)> = got.iter().map(|m| (m.id.clone(), m.pop_receipt.clone())).collect();
+        let receipts: Vec<(String, String)> = got
+            .iter()
+            .map(|m| (m.id.clone(), m.pop_receipt.clone()))
+            .collect();
         assert_eq!(b.queue_delete_many("q", &receipts).unwrap(), 32);
         assert_eq!(b.queue_receive("q", 32, 60_000).unwrap().len(), 8);
     }

@@ -25,7 +25,12 @@ pub struct SbEntityOptions {
 
 impl Default for SbEntityOptions {
     fn default() -> Self {
-        Self { max_delivery_count: 10, lock_duration_ms: 60_000, requires_session: false, duplicate_detection_window_ms: 600_000 }
+        Self {
+            max_delivery_count: 10,
+            lock_duration_ms: 60_000,
+            requires_session: false,
+            duplicate_detection_window_ms: 600_000,
+        }
     }
 }
 
@@ -105,7 +110,13 @@ fn entity(tx: &Transaction<'_>, name: &str) -> BrokerResult<Entity> {
         .ok_or_else(|| BrokerError::Invalid(format!("no Service Bus queue, topic or subscription {name:?}")))
 }
 
-fn insert_message(tx: &Transaction<'_>, target: &str, seq: i64, m: &SbMessage, now: i64) -> BrokerResult<()> {
+fn insert_message(
+    tx: &Transaction<'_>,
+    target: &str,
+    seq: i64,
+    m: &SbMessage,
+    now: i64,
+) -> BrokerResult<()> {
     let visible = m.scheduled_enqueue_ms.unwrap_or(now).max(now);
     tx.prepare_cached(
         "INSERT INTO sb_messages (entity, seq, message_id, body, subject, session_id, correlation_id, content_type, props, enqueued_ms, visible_ms)
@@ -128,13 +139,23 @@ fn insert_message(tx: &Transaction<'_>, target: &str, seq: i64, m: &SbMessage, n
 }
 
 fn next_seq(tx: &Transaction<'_>, name: &str) -> BrokerResult<i64> {
-    Ok(tx.query_row("UPDATE sb_entities SET next_seq = next_seq + 1 WHERE name = ?1 RETURNING next_seq - 1", [name], |r| r.get(0))?)
+    Ok(tx.query_row(
+        "UPDATE sb_entities SET next_seq = next_seq + 1 WHERE name = ?1 RETURNING next_seq - 1",
+        [name],
+        |r| r.get(0),
+    )?)
 }
 
 /// Puts a dead-lettered message back on its entity as a new message (delivery count 0).
-pub(super) fn restore(tx: &Transaction<'_>, meta: &Value, body: &[u8], now: i64) -> BrokerResult<()> {
+pub(super) fn restore(
+    tx: &Transaction<'_>,
+    meta: &Value,
+    body: &[u8],
+    now: i64,
+) -> BrokerResult<()> {
     let text = |k: &str| meta.get(k).and_then(Value::as_str).map(str::to_string);
-    let target = text("entity").ok_or_else(|| BrokerError::Invalid("dead letter lacks its entity".into()))?;
+    let target = text("entity")
+        .ok_or_else(|| BrokerError::Invalid("dead letter lacks its entity".into()))?;
     entity(tx, &target)?;
     let seq = next_seq(tx, &target)?;
     let message = SbMessage {
@@ -144,15 +165,35 @@ pub(super) fn restore(tx: &Transaction<'_>, meta: &Value, body: &[u8], now: i64)
         session_id: text("sessionId"),
         correlation_id: text("correlationId"),
         content_type: text("contentType"),
-        application_properties: meta.get("properties").and_then(Value::as_object).cloned().unwrap_or_default(),
+        application_properties: meta
+            .get("properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
         scheduled_enqueue_ms: None,
     };
     insert_message(tx, &target, seq, &message, now)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn dead_letter_row(tx: &Transaction<'_>, entity: &str, id: i64, reason: &str, description: &str, now: i64) -> BrokerResult<()> {
-    type Row = (Vec<u8>, String, Option<String>, Option<String>, Option<String>, Option<String>, String, u32);
+fn dead_letter_row(
+    tx: &Transaction<'_>,
+    entity: &str,
+    id: i64,
+    reason: &str,
+    description: &str,
+    now: i64,
+) -> BrokerResult<()> {
+    type Row = (
+        Vec<u8>,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        u32,
+    );
     let (body, message_id, subject, session_id, correlation_id, content_type, props, count): Row = tx.query_row(
         "SELECT body, message_id, subject, session_id, correlation_id, content_type, props, delivery_count FROM sb_messages WHERE id = ?1",
         [id],
@@ -168,11 +209,28 @@ fn dead_letter_row(tx: &Transaction<'_>, entity: &str, id: i64, reason: &str, de
         "contentType": content_type,
         "properties": serde_json::from_str::<Value>(&props).unwrap_or(Value::Null),
     });
-    insert_dead_letter(tx, DeadLetterKind::ServiceBus, entity, reason, description, count, now, &body, &meta)
+    insert_dead_letter(
+        tx,
+        DeadLetterKind::ServiceBus,
+        entity,
+        reason,
+        description,
+        count,
+        now,
+        &body,
+        &meta,
+    )
 }
 
 impl Brokers {
-    fn sb_ensure(&self, name: &str, kind: &str, topic: Option<&str>, filter: Option<&[String]>, o: &SbEntityOptions) -> BrokerResult<()> {
+    fn sb_ensure(
+        &self,
+        name: &str,
+        kind: &str,
+        topic: Option<&str>,
+        filter: Option<&[String]>,
+        o: &SbEntityOptions,
+    ) -> BrokerResult<()> {
         let filter = filter.map(|f| serde_json::to_string(f).unwrap_or_default());
         self.lock().execute(
             "INSERT INTO sb_entities (name, kind, topic, filter, max_delivery_count, lock_ms, requires_session, dup_window_ms)
@@ -195,8 +253,20 @@ impl Brokers {
 
     /// Creates (or updates) a subscription `topic/subscriptions/sub`. With `subjects`, it
     /// takes only messages whose Subject is one of them; without, every message.
-    pub fn sb_ensure_subscription(&self, topic: &str, sub: &str, subjects: Option<Vec<String>>, options: SbEntityOptions) -> BrokerResult<()> {
-        self.sb_ensure(&format!("{topic}/subscriptions/{sub}"), "subscription", Some(topic), subjects.as_deref(), &options)
+    pub fn sb_ensure_subscription(
+        &self,
+        topic: &str,
+        sub: &str,
+        subjects: Option<Vec<String>>,
+        options: SbEntityOptions,
+    ) -> BrokerResult<()> {
+        self.sb_ensure(
+            &format!("{topic}/subscriptions/{sub}"),
+            "subscription",
+            Some(topic),
+            subjects.as_deref(),
+            &options,
+        )
     }
 
     /// Sends to a queue or topic.
@@ -206,14 +276,22 @@ impl Brokers {
         let tx = conn.transaction()?;
         let e = entity(&tx, entity_name)?;
         if e.kind == "subscription" {
-            return Err(BrokerError::Invalid(format!("{entity_name:?} is a subscription: send to its topic")));
+            return Err(BrokerError::Invalid(format!(
+                "{entity_name:?} is a subscription: send to its topic"
+            )));
         }
         if message.message_id.is_empty() || message.message_id.len() > 128 {
-            return Err(BrokerError::Invalid("MessageId must be 1 to 128 characters".into()));
+            return Err(BrokerError::Invalid(
+                "MessageId must be 1 to 128 characters".into(),
+            ));
         }
         if e.dup_window_ms > 0 {
             let seen: Option<i64> = tx
-                .query_row("SELECT seen_ms FROM sb_dedup WHERE entity = ?1 AND message_id = ?2", params![entity_name, message.message_id], |r| r.get(0))
+                .query_row(
+                    "SELECT seen_ms FROM sb_dedup WHERE entity = ?1 AND message_id = ?2",
+                    params![entity_name, message.message_id],
+                    |r| r.get(0),
+                )
                 .optional()?;
             if seen.is_some_and(|t| now - t < e.dup_window_ms) {
                 return Ok(SendOutcome::Duplicate);
@@ -222,16 +300,27 @@ impl Brokers {
                 "INSERT INTO sb_dedup (entity, message_id, seen_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO UPDATE SET seen_ms = ?3",
                 params![entity_name, message.message_id, now],
             )?;
-            tx.execute("DELETE FROM sb_dedup WHERE entity = ?1 AND seen_ms < ?2", params![entity_name, now - e.dup_window_ms])?;
+            tx.execute(
+                "DELETE FROM sb_dedup WHERE entity = ?1 AND seen_ms < ?2",
+                params![entity_name, now - e.dup_window_ms],
+            )?;
         }
         let targets: Vec<(String, bool)> = if e.kind == "topic" {
             let mut stmt = tx.prepare_cached("SELECT name, filter, requires_session FROM sb_entities WHERE kind = 'subscription' AND topic = ?1")?;
-            let subs = stmt.query_map([entity_name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, bool>(2)?)))?;
+            let subs = stmt.query_map([entity_name], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, bool>(2)?,
+                ))
+            })?;
             let mut out = Vec::new();
             for s in subs {
                 let (name, filter, sessions) = s?;
-                let subjects: Option<Vec<String>> = filter.and_then(|f| serde_json::from_str(&f).ok());
-                let matches = subjects.is_none_or(|list| message.subject.as_ref().is_some_and(|s| list.contains(s)));
+                let subjects: Option<Vec<String>> =
+                    filter.and_then(|f| serde_json::from_str(&f).ok());
+                let matches = subjects
+                    .is_none_or(|list| message.subject.as_ref().is_some_and(|s| list.contains(s)));
                 if matches {
                     out.push((name, sessions));
                 }
@@ -242,7 +331,9 @@ impl Brokers {
         };
         for (name, sessions) in &targets {
             if *sessions && message.session_id.is_none() {
-                return Err(BrokerError::Invalid(format!("{name:?} requires sessions: the message needs a SessionId")));
+                return Err(BrokerError::Invalid(format!(
+                    "{name:?} requires sessions: the message needs a SessionId"
+                )));
             }
         }
         let sequence_number = next_seq(&tx, entity_name)?;
@@ -250,7 +341,10 @@ impl Brokers {
             insert_message(&tx, name, sequence_number, &message, now)?;
         }
         tx.commit()?;
-        Ok(SendOutcome::Accepted { sequence_number, copies: targets.len() })
+        Ok(SendOutcome::Accepted {
+            sequence_number,
+            copies: targets.len(),
+        })
     }
 
     /// Receives up to `max` messages under peek-lock, oldest first. On a session entity only
@@ -263,7 +357,9 @@ impl Brokers {
         let tx = conn.transaction()?;
         let e = entity(&tx, entity_name)?;
         if e.kind == "topic" {
-            return Err(BrokerError::Invalid(format!("{entity_name:?} is a topic: receive from a subscription")));
+            return Err(BrokerError::Invalid(format!(
+                "{entity_name:?} is a topic: receive from a subscription"
+            )));
         }
         let mut blocked: HashSet<String> = HashSet::new();
         if e.requires_session {
@@ -272,7 +368,19 @@ impl Brokers {
                 blocked.extend(s?);
             }
         }
-        type Row = (i64, i64, String, Vec<u8>, Option<String>, Option<String>, Option<String>, Option<String>, String, i64, u32);
+        type Row = (
+            i64,
+            i64,
+            String,
+            Vec<u8>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            String,
+            i64,
+            u32,
+        );
         let rows: Vec<Row> = {
             let mut stmt = tx.prepare_cached(
                 "SELECT id, seq, message_id, body, subject, session_id, correlation_id, content_type, props, enqueued_ms, delivery_count
@@ -280,14 +388,43 @@ impl Brokers {
                  ORDER BY seq LIMIT ?3",
             )?;
             // Sessions can hide messages behind their heads, so look further than `max`.
-            let limit = if e.requires_session { (max * 16).max(256) } else { max } as i64;
+            let limit = if e.requires_session {
+                (max * 16).max(256)
+            } else {
+                max
+            } as i64;
             let rows = stmt.query_map(params![entity_name, now, limit], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                ))
             })?;
             rows.collect::<Result<_, _>>()?
         };
         let mut out = Vec::new();
-        for (id, seq, message_id, body, subject, session_id, correlation_id, content_type, props, enqueued_ms, count) in rows {
+        for (
+            id,
+            seq,
+            message_id,
+            body,
+            subject,
+            session_id,
+            correlation_id,
+            content_type,
+            props,
+            enqueued_ms,
+            count,
+        ) in rows
+        {
             if out.len() >= max {
                 break;
             }
@@ -298,8 +435,16 @@ impl Brokers {
                 }
             }
             if count >= e.max_delivery_count {
-                let description = format!("lock expired {count} time(s) without the message being settled");
-                dead_letter_row(&tx, entity_name, id, "MaxDeliveryCountExceeded", &description, now)?;
+                let description =
+                    format!("lock expired {count} time(s) without the message being settled");
+                dead_letter_row(
+                    &tx,
+                    entity_name,
+                    id,
+                    "MaxDeliveryCountExceeded",
+                    &description,
+                    now,
+                )?;
                 continue;
             }
             let lock_token = new_token();
@@ -328,7 +473,12 @@ impl Brokers {
         Ok(out)
     }
 
-    fn locked(&self, tx: &Transaction<'_>, entity_name: &str, lock_token: &str) -> BrokerResult<Option<(i64, u32)>> {
+    fn locked(
+        &self,
+        tx: &Transaction<'_>,
+        entity_name: &str,
+        lock_token: &str,
+    ) -> BrokerResult<Option<(i64, u32)>> {
         Ok(tx
             .prepare_cached("SELECT id, delivery_count FROM sb_messages WHERE entity = ?1 AND lock_token = ?2 AND locked_until > ?3")?
             .query_row(params![entity_name, lock_token, self.now()], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -339,7 +489,9 @@ impl Brokers {
     pub fn sb_complete(&self, entity_name: &str, lock_token: &str) -> BrokerResult<bool> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let Some((id, _)) = self.locked(&tx, entity_name, lock_token)? else { return Ok(false) };
+        let Some((id, _)) = self.locked(&tx, entity_name, lock_token)? else {
+            return Ok(false);
+        };
         tx.execute("DELETE FROM sb_messages WHERE id = ?1", [id])?;
         tx.commit()?;
         Ok(true)
@@ -348,28 +500,46 @@ impl Brokers {
     /// Abandons a locked message after a failed delivery. When its delivery count has reached
     /// `maxDeliveryCount` it is dead-lettered (reason `MaxDeliveryCountExceeded`, description
     /// `error`) and this returns true; otherwise it is unlocked for redelivery.
-    pub fn sb_abandon(&self, entity_name: &str, lock_token: &str, error: &str) -> BrokerResult<bool> {
+    pub fn sb_abandon(
+        &self,
+        entity_name: &str,
+        lock_token: &str,
+        error: &str,
+    ) -> BrokerResult<bool> {
         let now = self.now();
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let e = entity(&tx, entity_name)?;
-        let Some((id, count)) = self.locked(&tx, entity_name, lock_token)? else { return Ok(false) };
+        let Some((id, count)) = self.locked(&tx, entity_name, lock_token)? else {
+            return Ok(false);
+        };
         let dead = count >= e.max_delivery_count;
         if dead {
             dead_letter_row(&tx, entity_name, id, "MaxDeliveryCountExceeded", error, now)?;
         } else {
-            tx.execute("UPDATE sb_messages SET lock_token = NULL, locked_until = NULL WHERE id = ?1", [id])?;
+            tx.execute(
+                "UPDATE sb_messages SET lock_token = NULL, locked_until = NULL WHERE id = ?1",
+                [id],
+            )?;
         }
         tx.commit()?;
         Ok(dead)
     }
 
     /// Dead-letters a locked message with a reason and description.
-    pub fn sb_dead_letter(&self, entity_name: &str, lock_token: &str, reason: &str, description: &str) -> BrokerResult<bool> {
+    pub fn sb_dead_letter(
+        &self,
+        entity_name: &str,
+        lock_token: &str,
+        reason: &str,
+        description: &str,
+    ) -> BrokerResult<bool> {
         let now = self.now();
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let Some((id, _)) = self.locked(&tx, entity_name, lock_token)? else { return Ok(false) };
+        let Some((id, _)) = self.locked(&tx, entity_name, lock_token)? else {
+            return Ok(false);
+        };
         dead_letter_row(&tx, entity_name, id, reason, description, now)?;
         tx.commit()?;
         Ok(true)
@@ -382,19 +552,33 @@ mod tests {
     use super::*;
 
     fn msg(id: &str, body: &str) -> SbMessage {
-        SbMessage { message_id: id.into(), body: body.as_bytes().to_vec(), ..Default::default() }
+        SbMessage {
+            message_id: id.into(),
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn peek_lock_hides_a_message_until_its_lock_expires_and_counts_deliveries() {
         let (_d, b, clock) = brokers();
-        b.sb_ensure_queue("q", SbEntityOptions { lock_duration_ms: 30_000, ..Default::default() }).unwrap();
+        b.sb_ensure_queue(
+            "q",
+            SbEntityOptions {
+                lock_duration_ms: 30_000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         b.sb_send("q", msg("a", "one")).unwrap();
         let first = b.sb_receive("q", 10).unwrap();
         assert_eq!((first.len(), first[0].delivery_count), (1, 1));
         assert!(b.sb_receive("q", 10).unwrap().is_empty());
         clock.advance(30_000);
-        assert!(!b.sb_complete("q", &first[0].lock_token).unwrap(), "lock lost");
+        assert!(
+            !b.sb_complete("q", &first[0].lock_token).unwrap(),
+            "lock lost"
+        );
         let second = b.sb_receive("q", 10).unwrap();
         assert_eq!(second[0].delivery_count, 2);
         assert!(b.sb_complete("q", &second[0].lock_token).unwrap());
@@ -405,13 +589,22 @@ mod tests {
     #[test]
     fn abandon_up_to_max_delivery_count_then_dead_letter_with_reason() {
         let (_d, b, _c) = brokers();
-        b.sb_ensure_queue("q", SbEntityOptions { max_delivery_count: 3, ..Default::default() }).unwrap();
+        b.sb_ensure_queue(
+            "q",
+            SbEntityOptions {
+                max_delivery_count: 3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         b.sb_send("q", msg("a", "bad")).unwrap();
         let mut deliveries = 0;
         loop {
             let m = b.sb_receive("q", 1).unwrap().remove(0);
             deliveries += 1;
-            if b.sb_abandon("q", &m.lock_token, "handler said 500").unwrap() {
+            if b.sb_abandon("q", &m.lock_token, "handler said 500")
+                .unwrap()
+            {
                 break;
             }
         }
@@ -419,23 +612,44 @@ mod tests {
         assert!(b.sb_receive("q", 1).unwrap().is_empty());
         let letters = b.dead_letters(Some(DeadLetterKind::ServiceBus)).unwrap();
         assert_eq!(letters.len(), 1);
-        assert_eq!((letters[0].reason.as_str(), letters[0].description.as_str()), ("MaxDeliveryCountExceeded", "handler said 500"));
+        assert_eq!(
+            (letters[0].reason.as_str(), letters[0].description.as_str()),
+            ("MaxDeliveryCountExceeded", "handler said 500")
+        );
         b.replay(&letters[0].id).unwrap();
         let back = b.sb_receive("q", 1).unwrap().remove(0);
-        assert_eq!((back.delivery_count, back.message.message_id.as_str(), back.message.body.as_slice()), (1, "a", &b"bad"[..]));
+        assert_eq!(
+            (
+                back.delivery_count,
+                back.message.message_id.as_str(),
+                back.message.body.as_slice()
+            ),
+            (1, "a", &b"bad"[..])
+        );
     }
 
     #[test]
     fn expired_locks_count_toward_max_delivery_count() {
         let (_d, b, clock) = brokers();
-        b.sb_ensure_queue("q", SbEntityOptions { max_delivery_count: 2, lock_duration_ms: 1_000, ..Default::default() }).unwrap();
+        b.sb_ensure_queue(
+            "q",
+            SbEntityOptions {
+                max_delivery_count: 2,
+                lock_duration_ms: 1_000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         b.sb_send("q", msg("a", "slow")).unwrap();
         for _ in 0..2 {
             assert_eq!(b.sb_receive("q", 1).unwrap().len(), 1);
             clock.advance(1_000);
         }
         assert!(b.sb_receive("q", 1).unwrap().is_empty());
-        assert_eq!(b.dead_letters(None).unwrap()[0].reason, "MaxDeliveryCountExceeded");
+        assert_eq!(
+            b.dead_letters(None).unwrap()[0].reason,
+            "MaxDeliveryCountExceeded"
+        );
     }
 
     #[test]
@@ -444,20 +658,46 @@ mod tests {
         b.sb_ensure_queue("q", SbEntityOptions::default()).unwrap();
         b.sb_send("q", msg("a", "{")).unwrap();
         let m = b.sb_receive("q", 1).unwrap().remove(0);
-        assert!(b.sb_dead_letter("q", &m.lock_token, "BadInput", "body is not JSON").unwrap());
+        assert!(b
+            .sb_dead_letter("q", &m.lock_token, "BadInput", "body is not JSON")
+            .unwrap());
         let l = &b.dead_letters(None).unwrap()[0];
-        assert_eq!((l.reason.as_str(), l.description.as_str(), l.attempts), ("BadInput", "body is not JSON", 1));
+        assert_eq!(
+            (l.reason.as_str(), l.description.as_str(), l.attempts),
+            ("BadInput", "body is not JSON", 1)
+        );
     }
 
     #[test]
     fn duplicate_message_ids_are_dropped_within_the_window_only() {
         let (_d, b, clock) = brokers();
-        b.sb_ensure_queue("q", SbEntityOptions { duplicate_detection_window_ms: 10_000, ..Default::default() }).unwrap();
-        assert!(matches!(b.sb_send("q", msg("same", "1")).unwrap(), SendOutcome::Accepted { .. }));
-        assert_eq!(b.sb_send("q", msg("same", "2")).unwrap(), SendOutcome::Duplicate);
+        b.sb_ensure_queue(
+            "q",
+            SbEntityOptions {
+                duplicate_detection_window_ms: 10_000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            b.sb_send("q", msg("same", "1")).unwrap(),
+            SendOutcome::Accepted { .. }
+        ));
+        assert_eq!(
+            b.sb_send("q", msg("same", "2")).unwrap(),
+            SendOutcome::Duplicate
+        );
         clock.advance(10_000);
-        assert!(matches!(b.sb_send("q", msg("same", "3")).unwrap(), SendOutcome::Accepted { .. }));
-        let got: Vec<Vec<u8>> = b.sb_receive("q", 10).unwrap().into_iter().map(|m| m.message.body).collect();
+        assert!(matches!(
+            b.sb_send("q", msg("same", "3")).unwrap(),
+            SendOutcome::Accepted { .. }
+        ));
+        let got: Vec<Vec<u8>> = b
+            .sb_receive("q", 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.message.body)
+            .collect();
         assert_eq!(got, vec![b"1".to_vec(), b"3".to_vec()]);
     }
 
@@ -465,11 +705,33 @@ mod tests {
     fn topic_fans_out_to_subscriptions_whose_subject_filter_matches() {
         let (_d, b, _c) = brokers();
         b.sb_ensure_topic("t", SbEntityOptions::default()).unwrap();
-        b.sb_ensure_subscription("t", "all", None, SbEntityOptions::default()).unwrap();
-        b.sb_ensure_subscription("t", "gpu", Some(vec!["provision".into()]), SbEntityOptions::default()).unwrap();
-        let with = |id: &str, subject: &str| SbMessage { subject: Some(subject.into()), ..msg(id, subject) };
-        assert_eq!(b.sb_send("t", with("1", "provision")).unwrap(), SendOutcome::Accepted { sequence_number: 1, copies: 2 });
-        assert_eq!(b.sb_send("t", with("2", "export")).unwrap(), SendOutcome::Accepted { sequence_number: 2, copies: 1 });
+        b.sb_ensure_subscription("t", "all", None, SbEntityOptions::default())
+            .unwrap();
+        b.sb_ensure_subscription(
+            "t",
+            "gpu",
+            Some(vec!["provision".into()]),
+            SbEntityOptions::default(),
+        )
+        .unwrap();
+        let with = |id: &str, subject: &str| SbMessage {
+            subject: Some(subject.into()),
+            ..msg(id, subject)
+        };
+        assert_eq!(
+            b.sb_send("t", with("1", "provision")).unwrap(),
+            SendOutcome::Accepted {
+                sequence_number: 1,
+                copies: 2
+            }
+        );
+        assert_eq!(
+            b.sb_send("t", with("2", "export")).unwrap(),
+            SendOutcome::Accepted {
+                sequence_number: 2,
+                copies: 1
+            }
+        );
         assert_eq!(b.sb_receive("t/subscriptions/all", 10).unwrap().len(), 2);
         let gpu = b.sb_receive("t/subscriptions/gpu", 10).unwrap();
         assert_eq!(gpu.len(), 1);
@@ -481,16 +743,36 @@ mod tests {
     #[test]
     fn sessions_deliver_one_message_at_a_time_in_order_per_session() {
         let (_d, b, _c) = brokers();
-        b.sb_ensure_queue("s", SbEntityOptions { requires_session: true, ..Default::default() }).unwrap();
-        assert!(b.sb_send("s", msg("no-session", "x")).is_err(), "SessionId required");
-        let in_session = |id: &str, s: &str| SbMessage { session_id: Some(s.into()), ..msg(id, id) };
+        b.sb_ensure_queue(
+            "s",
+            SbEntityOptions {
+                requires_session: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(
+            b.sb_send("s", msg("no-session", "x")).is_err(),
+            "SessionId required"
+        );
+        let in_session = |id: &str, s: &str| SbMessage {
+            session_id: Some(s.into()),
+            ..msg(id, id)
+        };
         for (id, s) in [("a1", "A"), ("b1", "B"), ("a2", "A"), ("a3", "A")] {
             b.sb_send("s", in_session(id, s)).unwrap();
         }
-        let ids = |v: &[SbReceived]| v.iter().map(|m| m.message.message_id.clone()).collect::<Vec<_>>();
+        let ids = |v: &[SbReceived]| {
+            v.iter()
+                .map(|m| m.message.message_id.clone())
+                .collect::<Vec<_>>()
+        };
         let first = b.sb_receive("s", 10).unwrap();
         assert_eq!(ids(&first), ["a1", "b1"]);
-        assert!(b.sb_receive("s", 10).unwrap().is_empty(), "both sessions are locked");
+        assert!(
+            b.sb_receive("s", 10).unwrap().is_empty(),
+            "both sessions are locked"
+        );
         b.sb_abandon("s", &first[0].lock_token, "retry").unwrap();
         b.sb_complete("s", &first[1].lock_token).unwrap();
         let second = b.sb_receive("s", 10).unwrap();
@@ -504,7 +786,14 @@ mod tests {
         let (_d, b, clock) = brokers();
         b.sb_ensure_queue("q", SbEntityOptions::default()).unwrap();
         let at = clock.now_ms() + 5_000;
-        b.sb_send("q", SbMessage { scheduled_enqueue_ms: Some(at), ..msg("later", "x") }).unwrap();
+        b.sb_send(
+            "q",
+            SbMessage {
+                scheduled_enqueue_ms: Some(at),
+                ..msg("later", "x")
+            },
+        )
+        .unwrap();
         assert!(b.sb_receive("q", 1).unwrap().is_empty());
         clock.advance(5_000);
         assert_eq!(b.sb_receive("q", 1).unwrap().len(), 1);

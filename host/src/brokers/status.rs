@@ -118,8 +118,14 @@ pub struct PendingWork {
     pub next_due_ms: Option<i64>,
 }
 
-fn count(conn: &rusqlite::Connection, sql: &str, p: impl rusqlite::Params) -> BrokerResult<(i64, Option<i64>)> {
-    Ok(conn.prepare_cached(sql)?.query_row(p, |r| Ok((r.get(0)?, r.get(1)?)))?)
+fn count(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> BrokerResult<(i64, Option<i64>)> {
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row(p, |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
 impl Brokers {
@@ -180,9 +186,17 @@ impl Brokers {
         let conn = self.lock();
         let queues = {
             let mut stmt = conn.prepare(
-                "SELECT queue, SUM(next_visible_ms <= ?1), SUM(next_visible_ms > ?1) FROM queue_messages GROUP BY queue ORDER BY queue",
+                "SELECT q.name, (SELECT COUNT(*) FROM queue_messages m WHERE m.queue = q.name AND m.next_visible_ms <= ?1),
+                    (SELECT COUNT(*) FROM queue_messages m WHERE m.queue = q.name AND m.next_visible_ms > ?1)
+                 FROM queues q ORDER BY q.name",
             )?;
-            let rows = stmt.query_map([now], |r| Ok(QueueCounts { name: r.get(0)?, visible: r.get(1)?, invisible: r.get(2)? }))?;
+            let rows = stmt.query_map([now], |r| {
+                Ok(QueueCounts {
+                    name: r.get(0)?,
+                    visible: r.get(1)?,
+                    invisible: r.get(2)?,
+                })
+            })?;
             rows.collect::<Result<Vec<_>, _>>()?
         };
         let service_bus = {
@@ -195,13 +209,27 @@ impl Brokers {
                  FROM sb_entities e ORDER BY e.name",
             )?;
             let rows = stmt.query_map([now], |r| {
-                Ok(ServiceBusCounts { entity: r.get(0)?, kind: r.get(1)?, active: r.get(2)?, locked: r.get(3)?, scheduled: r.get(4)?, dead_lettered: r.get(5)? })
+                Ok(ServiceBusCounts {
+                    entity: r.get(0)?,
+                    kind: r.get(1)?,
+                    active: r.get(2)?,
+                    locked: r.get(3)?,
+                    scheduled: r.get(4)?,
+                    dead_lettered: r.get(5)?,
+                })
             })?;
             rows.collect::<Result<Vec<_>, _>>()?
         };
         let mut event_hubs = {
             let mut stmt = conn.prepare("SELECT h.name, h.partitions, (SELECT COUNT(*) FROM eh_events e WHERE e.hub = h.name) FROM eh_hubs h ORDER BY h.name")?;
-            let rows = stmt.query_map([], |r| Ok(HubCounts { hub: r.get(0)?, partitions: r.get(1)?, events: r.get(2)?, consumer_groups: Vec::new() }))?;
+            let rows = stmt.query_map([], |r| {
+                Ok(HubCounts {
+                    hub: r.get(0)?,
+                    partitions: r.get(1)?,
+                    events: r.get(2)?,
+                    consumer_groups: Vec::new(),
+                })
+            })?;
             rows.collect::<Result<Vec<_>, _>>()?
         };
         for h in &mut event_hubs {
@@ -210,7 +238,12 @@ impl Brokers {
                     (SELECT c.seq FROM eh_checkpoints c WHERE c.hub = ?1 AND c.consumer_group = g.consumer_group AND c.partition = e.partition), -1))
                  FROM (SELECT DISTINCT consumer_group FROM eh_checkpoints WHERE hub = ?1) g ORDER BY g.consumer_group",
             )?;
-            let rows = stmt.query_map([&h.hub], |r| Ok(ConsumerCounts { consumer_group: r.get(0)?, unprocessed: r.get(1)? }))?;
+            let rows = stmt.query_map([&h.hub], |r| {
+                Ok(ConsumerCounts {
+                    consumer_group: r.get(0)?,
+                    unprocessed: r.get(1)?,
+                })
+            })?;
             h.consumer_groups = rows.collect::<Result<Vec<_>, _>>()?;
         }
         let event_grid = {
@@ -220,10 +253,21 @@ impl Brokers {
                     (SELECT COUNT(*) FROM eg_deliveries d WHERE d.topic = s.topic AND d.subscriber = s.subscriber AND d.next_ms > ?1)
                  FROM eg_subscriptions s ORDER BY s.topic, s.subscriber",
             )?;
-            let rows = stmt.query_map([now], |r| Ok(EventGridCounts { topic: r.get(0)?, subscriber: r.get(1)?, due: r.get(2)?, retrying: r.get(3)? }))?;
+            let rows = stmt.query_map([now], |r| {
+                Ok(EventGridCounts {
+                    topic: r.get(0)?,
+                    subscriber: r.get(1)?,
+                    due: r.get(2)?,
+                    retrying: r.get(3)?,
+                })
+            })?;
             rows.collect::<Result<Vec<_>, _>>()?
         };
-        let event_grid_unrouted = conn.query_row("SELECT COALESCE(SUM(events), 0) FROM eg_unrouted", [], |r| r.get(0))?;
+        let event_grid_unrouted = conn.query_row(
+            "SELECT COALESCE(SUM(events), 0) FROM eg_unrouted",
+            [],
+            |r| r.get(0),
+        )?;
         let mut dead_letters = DeadLetterCounts::default();
         {
             let mut stmt = conn.prepare("SELECT kind, COUNT(*) FROM dead_letters GROUP BY kind")?;
@@ -236,17 +280,40 @@ impl Brokers {
                 }
             }
         }
-        Ok(BrokerStatus { queues, service_bus, event_hubs, event_grid, event_grid_unrouted, dead_letters })
+        Ok(BrokerStatus {
+            queues,
+            service_bus,
+            event_hubs,
+            event_grid,
+            event_grid_unrouted,
+            dead_letters,
+        })
     }
 }
 
 impl fmt::Display for BrokerStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "Storage queues{}", if self.queues.is_empty() { ": none" } else { "" })?;
+        writeln!(
+            f,
+            "Storage queues{}",
+            if self.queues.is_empty() { ": none" } else { "" }
+        )?;
         for q in &self.queues {
-            writeln!(f, "  {:<40} {:>8} visible {:>8} invisible", q.name, q.visible, q.invisible)?;
+            writeln!(
+                f,
+                "  {:<40} {:>8} visible {:>8} invisible",
+                q.name, q.visible, q.invisible
+            )?;
         }
-        writeln!(f, "Service Bus{}", if self.service_bus.is_empty() { ": none" } else { "" })?;
+        writeln!(
+            f,
+            "Service Bus{}",
+            if self.service_bus.is_empty() {
+                ": none"
+            } else {
+                ""
+            }
+        )?;
         for e in &self.service_bus {
             writeln!(
                 f,
@@ -254,22 +321,60 @@ impl fmt::Display for BrokerStatus {
                 e.entity, e.kind, e.active, e.locked, e.scheduled, e.dead_lettered
             )?;
         }
-        writeln!(f, "Event Hubs{}", if self.event_hubs.is_empty() { ": none" } else { "" })?;
+        writeln!(
+            f,
+            "Event Hubs{}",
+            if self.event_hubs.is_empty() {
+                ": none"
+            } else {
+                ""
+            }
+        )?;
         for h in &self.event_hubs {
-            writeln!(f, "  {:<40} {:>3} partition(s) {:>10} event(s)", h.hub, h.partitions, h.events)?;
+            writeln!(
+                f,
+                "  {:<40} {:>3} partition(s) {:>10} event(s)",
+                h.hub, h.partitions, h.events
+            )?;
             for g in &h.consumer_groups {
-                writeln!(f, "    consumer group {:<25} {:>10} unprocessed", g.consumer_group, g.unprocessed)?;
+                writeln!(
+                    f,
+                    "    consumer group {:<25} {:>10} unprocessed",
+                    g.consumer_group, g.unprocessed
+                )?;
             }
         }
-        writeln!(f, "Event Grid{}", if self.event_grid.is_empty() { ": none" } else { "" })?;
+        writeln!(
+            f,
+            "Event Grid{}",
+            if self.event_grid.is_empty() {
+                ": none"
+            } else {
+                ""
+            }
+        )?;
         for s in &self.event_grid {
-            writeln!(f, "  {:<40} {:>6} due {:>6} retrying", format!("{} -> {}", s.topic, s.subscriber), s.due, s.retrying)?;
+            writeln!(
+                f,
+                "  {:<40} {:>6} due {:>6} retrying",
+                format!("{} -> {}", s.topic, s.subscriber),
+                s.due,
+                s.retrying
+            )?;
         }
         if self.event_grid_unrouted > 0 {
-            writeln!(f, "  {} event(s) published to topics without subscribers (dropped)", self.event_grid_unrouted)?;
+            writeln!(
+                f,
+                "  {} event(s) published to topics without subscribers (dropped)",
+                self.event_grid_unrouted
+            )?;
         }
         let d = self.dead_letters;
-        writeln!(f, "Dead letters: {} queue poison, {} Service Bus, {} Event Grid (socwire dlq list)", d.queue_poison, d.service_bus, d.event_grid)
+        writeln!(
+            f,
+            "Dead letters: {} queue poison, {} Service Bus, {} Event Grid (socwire dlq list)",
+            d.queue_poison, d.service_bus, d.event_grid
+        )
     }
 }
 
@@ -282,16 +387,28 @@ mod tests {
     #[test]
     fn pending_work_counts_only_what_the_consumers_take() {
         let (_d, b, clock) = brokers();
-        let consumers = Consumers { queues: vec!["q".into()], service_bus: vec![], event_hubs: vec![("h".into(), "g".into())] };
+        let consumers = Consumers {
+            queues: vec!["q".into()],
+            service_bus: vec![],
+            event_hubs: vec![("h".into(), "g".into())],
+        };
         assert_eq!(b.pending_work(&consumers).unwrap(), PendingWork::default());
         b.queue_put("q-poison", b"ignored", 0).unwrap();
         b.queue_put("q", b"later", 5_000).unwrap();
         let w = b.pending_work(&consumers).unwrap();
-        assert_eq!((w.ready_now, w.waiting, w.next_due_ms), (0, 1, Some(clock.now_ms() + 5_000)));
+        assert_eq!(
+            (w.ready_now, w.waiting, w.next_due_ms),
+            (0, 1, Some(clock.now_ms() + 5_000))
+        );
         b.eh_ensure_hub("h", 2).unwrap();
         b.eh_send("h", Some("k"), b"e", Default::default()).unwrap();
         assert_eq!(b.pending_work(&consumers).unwrap().ready_now, 1);
-        let p = b.eh_read("h", "g", 0, None, 1).unwrap().first().map(|e| e.partition_id).unwrap_or(1);
+        let p = b
+            .eh_read("h", "g", 0, None, 1)
+            .unwrap()
+            .first()
+            .map(|e| e.partition_id)
+            .unwrap_or(1);
         b.eh_checkpoint("h", "g", p, 0).unwrap();
         assert_eq!(b.pending_work(&consumers).unwrap().ready_now, 0);
     }
@@ -301,16 +418,40 @@ mod tests {
         let (_d, b, _c) = brokers();
         b.queue_put("triage-requests", b"x", 0).unwrap();
         b.sb_ensure_queue("gpu", Default::default()).unwrap();
-        b.sb_send("gpu", super::super::SbMessage { message_id: "1".into(), ..Default::default() }).unwrap();
-        b.eh_send("alerts", None, b"{}", Default::default()).unwrap();
+        b.sb_send(
+            "gpu",
+            super::super::SbMessage {
+                message_id: "1".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        b.eh_send("alerts", None, b"{}", Default::default())
+            .unwrap();
         b.eg_subscribe("t", "f", Default::default()).unwrap();
         b.eg_publish("t", vec![serde_json::json!({})]).unwrap();
         let s = b.status().unwrap();
-        assert_eq!(s.queues[0], QueueCounts { name: "triage-requests".into(), visible: 1, invisible: 0 });
-        assert_eq!((s.service_bus[0].entity.as_str(), s.service_bus[0].active), ("gpu", 1));
-        assert_eq!((s.event_hubs[0].hub.as_str(), s.event_hubs[0].events), ("alerts", 1));
+        assert_eq!(
+            s.queues[0],
+            QueueCounts {
+                name: "triage-requests".into(),
+                visible: 1,
+                invisible: 0
+            }
+        );
+        assert_eq!(
+            (s.service_bus[0].entity.as_str(), s.service_bus[0].active),
+            ("gpu", 1)
+        );
+        assert_eq!(
+            (s.event_hubs[0].hub.as_str(), s.event_hubs[0].events),
+            ("alerts", 1)
+        );
         assert_eq!(s.event_grid[0].due, 1);
         let text = s.to_string();
-        assert!(text.contains("triage-requests") && text.contains("t -> f"), "{text}");
+        assert!(
+            text.contains("triage-requests") && text.contains("t -> f"),
+            "{text}"
+        );
     }
 }
