@@ -112,6 +112,11 @@ pub enum SendTarget {
         /// Seconds before the message becomes visible.
         #[arg(long, default_value_t = 0)]
         delay_secs: u64,
+        /// Send to this Azure Storage account instead of the local broker (a connection string
+        /// such as `UseDevelopmentStorage=true` for Azurite under `func start`, or an account
+        /// blob URL for managed identity).
+        #[arg(long)]
+        storage: Option<String>,
     },
     /// A Service Bus queue or topic.
     Servicebus {
@@ -172,7 +177,7 @@ fn open_brokers(data_dir: &Path) -> anyhow::Result<Brokers> {
 }
 
 /// Sends one message or event.
-pub fn send(args: SendArgs) -> anyhow::Result<()> {
+pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     let body = read_input(&args.file)?;
     let brokers = open_brokers(&args.data_dir)?;
     // Declare the app's entities first, as a deployment would, so this message is routed.
@@ -186,7 +191,11 @@ pub fn send(args: SendArgs) -> anyhow::Result<()> {
         ),
     }
     match args.target {
-        SendTarget::Queue { name, delay_secs } => {
+        SendTarget::Queue {
+            name,
+            delay_secs,
+            storage,
+        } => {
             let base64 = socwire_host::config::AppConfig::load(&args.app_root)
                 .map(|c| {
                     c.host.queues.message_encoding == socwire_host::config::MessageEncoding::Base64
@@ -200,6 +209,17 @@ pub fn send(args: SendArgs) -> anyhow::Result<()> {
             } else {
                 body
             };
+            if let Some(storage) = storage {
+                let text = String::from_utf8(wire).map_err(|_| anyhow::anyhow!("an Azure queue message must be UTF-8 text (or set messageEncoding to base64)"))?;
+                let account = crate::azure::StorageAccount::parse(&storage)?;
+                let queue = crate::azure::AzureQueue::new(&account, &name)?;
+                queue.create_if_missing().await?;
+                let id = queue
+                    .put(&text, u32::try_from(delay_secs).unwrap_or(u32::MAX))
+                    .await?;
+                println!("queued {id} on {name} at {}", account.queue_endpoint);
+                return Ok(());
+            }
             let id = brokers.queue_put(&name, &wire, (delay_secs * 1000) as i64)?;
             println!("queued {id} on {name}");
         }

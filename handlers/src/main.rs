@@ -79,7 +79,7 @@ fn main() -> ExitCode {
                 serve::run_from_settings(settings).await
             }
             Command::Up(args) => cli::up(args).await,
-            Command::Send(args) => cli::send(args),
+            Command::Send(args) => cli::send(args).await,
             Command::Status { data, json } => cli::status(&data.data_dir, json),
             Command::Dlq { data, action } => cli::dlq(&data.data_dir, action),
         }
