@@ -324,3 +324,102 @@ fn webhook_needs_the_function_key_and_queues_triage() {
     // in this empty store, so it is retried, as the host would).
     run.wait_for(&["triage-incident", "not found"]);
 }
+
+fn table_rows(data: &Path, stream: &str) -> Vec<Value> {
+    socwire::local::SqliteTables::open(&data.join("tables.sqlite3"))
+        .unwrap()
+        .rows(stream)
+        .unwrap()
+}
+
+#[test]
+fn alert_stream_ranks_chains_sets_bad_alerts_aside_and_ignores_redelivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    run_ok(
+        socwire(dir.path())
+            .args([
+                "alerts", "generate", "--alerts", "3000", "--chains", "3", "--seed", "5",
+            ])
+            .arg("--output")
+            .arg(&alerts),
+    );
+    // Fresh times: the function refuses alerts more than 30 days old.
+    let now = chrono::Utc::now();
+    let mut text = std::fs::read_to_string(&alerts).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let t0 =
+        chrono::DateTime::parse_from_rfc3339(first["TimeGenerated"].as_str().unwrap()).unwrap();
+    let shift = now.signed_duration_since(t0) - chrono::Duration::hours(25);
+    text = text
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            let t = chrono::DateTime::parse_from_rfc3339(v["TimeGenerated"].as_str().unwrap())
+                .unwrap()
+                + shift;
+            v["TimeGenerated"] = Value::String(t.to_rfc3339());
+            v.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let bad = serde_json::json!({"AlertId": "bad-1", "TimeGenerated": now.to_rfc3339(), "AlertName": "x", "Severity": "High", "Domain": "Cloud", "SrcIp": "10.0.0.1"});
+    text.push_str(&format!("\n{bad}\nnot json at all\n"));
+    std::fs::write(&alerts, &text).unwrap();
+    let send = |data: &Path| {
+        run_ok(
+            socwire(data)
+                .args(["send", "eventhub", "alerts", "--lines"])
+                .arg("--file")
+                .arg(&alerts),
+        )
+    };
+    send(dir.path());
+    let stdout = up_until_idle(dir.path(), &["--quiet"]);
+    let [delivered, _, _, _, lost] = counts(&stdout, "alert-stream");
+    assert!(delivered >= 3002 && lost == 0, "{stdout}");
+
+    let rows = table_rows(dir.path(), "Custom-AlertSubgraphs");
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r["RowKey"] == r["SubgraphId"]
+        && r["Reasons"].as_array().is_some_and(|a| !a.is_empty())));
+    let best = rows
+        .iter()
+        .max_by(|a, b| {
+            a["Score"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["Score"].as_f64().unwrap())
+        })
+        .unwrap();
+    assert!(
+        best["LongestPath"].as_u64().unwrap() >= 2,
+        "the best subgraph is a multi-hop chain: {best}"
+    );
+    let rejects = table_rows(dir.path(), "Custom-AlertRejects");
+    assert_eq!(rejects.len(), 2, "{rejects:?}");
+    assert!(
+        rejects
+            .iter()
+            .any(|r| r["AlertId"] == "bad-1"
+                && r["Reason"].as_str().unwrap().contains("not IT or OT"))
+    );
+    assert!(rejects
+        .iter()
+        .any(|r| r["Reason"].as_str().unwrap().contains("not JSON")));
+
+    // The same alerts again (a redelivery): nothing new is written, the window survived the restart.
+    send(dir.path());
+    let stdout = up_until_idle(dir.path(), &["--quiet"]);
+    assert_eq!(counts(&stdout, "alert-stream")[4], 0, "{stdout}");
+    assert_eq!(
+        table_rows(dir.path(), "Custom-AlertSubgraphs").len(),
+        rows.len(),
+        "redelivery wrote no new rows"
+    );
+    assert_eq!(
+        table_rows(dir.path(), "Custom-AlertRejects").len(),
+        2,
+        "rejects are keyed, stored once"
+    );
+}

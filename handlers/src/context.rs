@@ -1,7 +1,9 @@
 //! The ports every function uses, chosen once at start from [`Settings`].
 
-use crate::local::{FileReportStore, OfflineThreatIntel, SqliteIncidentStore, SqliteLedger};
-use crate::ports::{IncidentStore, Ledger, ReportStore, ThreatIntel};
+use crate::local::{
+    FileReportStore, OfflineThreatIntel, SqliteIncidentStore, SqliteLedger, SqliteTables,
+};
+use crate::ports::{IncidentStore, Ledger, LogsIngestion, ReportStore, StateStore, ThreatIntel};
 use crate::settings::Settings;
 use std::sync::Arc;
 
@@ -16,6 +18,14 @@ pub struct Context {
     pub ledger: Arc<dyn Ledger>,
     /// Triage report storage.
     pub reports: Arc<dyn ReportStore>,
+    /// Kept state (the alert engine's window).
+    pub state: Arc<dyn StateStore>,
+    /// Log Analytics custom tables.
+    pub logs: Arc<dyn LogsIngestion>,
+    /// The alert engine, its window and what was already written, in memory between batches.
+    pub alert_engine: Arc<tokio::sync::Mutex<Option<crate::functions::alert_stream::EngineState>>>,
+    /// Settings the functions read.
+    pub settings: Arc<Settings>,
     /// Which adapter serves each port, for the start-up log.
     pub adapters: Vec<(&'static str, String)>,
 }
@@ -93,7 +103,59 @@ impl Context {
                 )
             }
         };
+        let local_tables = || -> anyhow::Result<Arc<SqliteTables>> {
+            Ok(Arc::new(SqliteTables::open(
+                &settings.data_dir.join("tables.sqlite3"),
+            )?))
+        };
+        let state: Arc<dyn StateStore> = match &settings.storage {
+            Some(connection) => {
+                adapters.push((
+                    "state",
+                    format!("Azure Blob container {}", settings.state_container),
+                ));
+                let account = crate::azure::StorageAccount::parse(connection)?;
+                Arc::new(crate::azure::BlobStateStore::new(
+                    &account,
+                    &settings.state_container,
+                )?)
+            }
+            None => {
+                adapters.push((
+                    "state",
+                    format!(
+                        "local SQLite {}",
+                        settings.data_dir.join("tables.sqlite3").display()
+                    ),
+                ));
+                local_tables()?
+            }
+        };
+        let logs: Arc<dyn LogsIngestion> = match (&settings.logs_endpoint, &settings.logs_dcr_id) {
+            (Some(endpoint), Some(dcr)) => {
+                adapters.push(("logs", format!("Logs Ingestion API {endpoint} DCR {dcr}")));
+                Arc::new(crate::azure::LogsIngestionRest::new(
+                    endpoint,
+                    dcr,
+                    crate::azure::default_credential()?,
+                )?)
+            }
+            _ => {
+                adapters.push((
+                    "logs",
+                    format!(
+                        "local SQLite {}",
+                        settings.data_dir.join("tables.sqlite3").display()
+                    ),
+                ));
+                local_tables()?
+            }
+        };
         Ok(Self {
+            state,
+            logs,
+            alert_engine: Arc::default(),
+            settings: Arc::new(settings.clone()),
             incidents,
             threat_intel,
             ledger,

@@ -4,6 +4,7 @@
 //! [`ports`] with [`local`] and [`azure`] adapters, and [`serve`] (the HTTP server the host
 //! starts). The local Functions host lives in the `socwire-host` crate.
 
+pub mod alerts_cli;
 pub mod azure;
 pub mod cli;
 pub mod context;

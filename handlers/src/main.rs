@@ -33,6 +33,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Alert graph engine: generate labelled IT/OT alerts, rank subgraphs of a file of alerts.
+    Alerts {
+        #[command(subcommand)]
+        action: socwire::alerts_cli::AlertsAction,
+    },
     /// Inspect and replay poison queues, dead-letter queues and Event Grid dead letters.
     Dlq {
         #[command(flatten)]
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
             Command::Send(args) => cli::send(args).await,
             Command::Status { data, json } => cli::status(&data.data_dir, json),
             Command::Dlq { data, action } => cli::dlq(&data.data_dir, action),
+            Command::Alerts { action } => socwire::alerts_cli::run(action),
         }
     });
     match result {

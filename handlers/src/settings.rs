@@ -28,6 +28,21 @@ pub struct Settings {
     pub require_azure: bool,
     /// Largest request body accepted, bytes (`SOCWIRE_MAX_BODY_BYTES`, default 4 MiB).
     pub max_body_bytes: usize,
+    /// Logs Ingestion endpoint (`SOCWIRE_LOGS_ENDPOINT`); with `SOCWIRE_LOGS_DCR_ID`, subgraph
+    /// rows go to Log Analytics, otherwise to the local tables.
+    pub logs_endpoint: Option<String>,
+    /// Data collection rule immutable id (`SOCWIRE_LOGS_DCR_ID`).
+    pub logs_dcr_id: Option<String>,
+    /// Blob container for the alert engine's window (`SOCWIRE_STATE_CONTAINER`).
+    pub state_container: String,
+    /// Alert engine window (`SOCWIRE_ALERT_WINDOW`, e.g. 24h).
+    pub alert_window_ms: i64,
+    /// Subgraphs scoring at least this publish `socwire.AlertSubgraphPrioritized`
+    /// (`SOCWIRE_ALERT_EVENT_SCORE`, default 20).
+    pub alert_event_score: f64,
+    /// Changed subgraphs among the top N are written as rows after each batch
+    /// (`SOCWIRE_ALERT_ROWS_TOP`, default 50).
+    pub alert_rows_top: usize,
 }
 
 impl Settings {
@@ -64,7 +79,28 @@ impl Settings {
                 .map_err(|_| format!("SOCWIRE_MAX_BODY_BYTES={v:?} is not a number"))?,
             None => 4 * 1024 * 1024,
         };
+        let number = |name: &str, default: f64| -> Result<f64, String> {
+            match get(name) {
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{name}={v:?} is not a number")),
+                None => Ok(default),
+            }
+        };
+        let alert_window_ms = match get("SOCWIRE_ALERT_WINDOW") {
+            Some(v) => crate::alerts_cli::parse_duration_ms(&v)
+                .map_err(|e| format!("SOCWIRE_ALERT_WINDOW: {e}"))?,
+            None => 24 * 3_600_000,
+        };
         Ok(Self {
+            logs_endpoint: get("SOCWIRE_LOGS_ENDPOINT"),
+            logs_dcr_id: get("SOCWIRE_LOGS_DCR_ID"),
+            state_container: get("SOCWIRE_STATE_CONTAINER")
+                .unwrap_or_else(|| "socwire-state".into()),
+            alert_window_ms,
+            alert_event_score: number("SOCWIRE_ALERT_EVENT_SCORE", 20.0)?,
+            alert_rows_top: number("SOCWIRE_ALERT_ROWS_TOP", 50.0)? as usize,
             port,
             data_dir: PathBuf::from(get("SOCWIRE_DATA_DIR").unwrap_or_else(|| ".socwire".into())),
             reports_base_url: get("SOCWIRE_REPORTS_BASE_URL")
@@ -90,6 +126,9 @@ impl Settings {
         if self.storage.is_none() {
             missing.push("SOCWIRE_STORAGE");
         }
+        if self.logs_endpoint.is_none() || self.logs_dcr_id.is_none() {
+            missing.push("SOCWIRE_LOGS_ENDPOINT and SOCWIRE_LOGS_DCR_ID");
+        }
         missing
     }
 }
@@ -111,7 +150,8 @@ mod tests {
     fn defaults_are_local() {
         let s = from(&[]).unwrap();
         assert_eq!(s.port, 8080);
-        assert_eq!(s.missing_azure_settings().len(), 2);
+        assert_eq!(s.missing_azure_settings().len(), 3);
+        assert_eq!(s.alert_window_ms, 24 * 3_600_000);
     }
 
     #[test]

@@ -25,6 +25,8 @@ fn fixture_with_ti(ti: Arc<dyn ThreatIntel>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteIncidentStore::open(&dir.path().join("sentinel.sqlite3")).unwrap());
     let ledger = Arc::new(SqliteLedger::open(&dir.path().join("ledger.sqlite3")).unwrap());
+    let tables =
+        Arc::new(socwire::local::SqliteTables::open(&dir.path().join("tables.sqlite3")).unwrap());
     let ctx = Arc::new(Context {
         incidents: store.clone(),
         threat_intel: ti,
@@ -33,6 +35,10 @@ fn fixture_with_ti(ti: Arc<dyn ThreatIntel>) -> Fixture {
             dir.path().join("reports"),
             "http://127.0.0.1:7071/reports",
         )),
+        state: tables.clone(),
+        logs: tables,
+        alert_engine: Arc::default(),
+        settings: Arc::new(socwire::settings::Settings::from_lookup(|_| None).unwrap()),
         adapters: vec![],
     });
     Fixture {

@@ -4,11 +4,13 @@
 //! key (Azurite's `UseDevelopmentStorage=true`, for instance) signs requests with a SAS instead.
 
 mod blob;
+mod logs;
 mod queue;
 mod sentinel;
 mod storage;
 
 pub use blob::{BlobLedger, BlobReportStore, BlobStateStore};
+pub use logs::{LogsIngestionRest, LOGS_API_VERSION, MAX_CALL_BYTES};
 pub use queue::{AzureQueue, ReceivedQueueMessage};
 pub use sentinel::{SentinelRest, SENTINEL_API_VERSION};
 pub use storage::StorageAccount;

@@ -1,6 +1,7 @@
 //! One module per function. Each reads its typed trigger, decides, calls ports and returns
 //! outputs; none of them knows about HTTP servers, brokers or SQL.
 
+pub mod alert_stream;
 pub mod incident_created;
 pub mod playbook_webhook;
 pub mod triage_incident;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// Every function this handler serves, by the name the host POSTs to.
 pub const FUNCTION_NAMES: &[&str] = &[
+    alert_stream::NAME,
     incident_created::NAME,
     playbook_webhook::NAME,
     triage_incident::NAME,
@@ -70,6 +72,7 @@ pub async fn dispatch(
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
     match name {
+        alert_stream::NAME => alert_stream::run(ctx, req).await,
         incident_created::NAME => incident_created::run(ctx, req).await,
         playbook_webhook::NAME => playbook_webhook::run(ctx, req).await,
         triage_incident::NAME => triage_incident::run(ctx, req).await,
