@@ -281,7 +281,7 @@ impl Engine {
     /// them left the window, so they will not change again.
     pub fn evict(&mut self) -> Vec<Subgraph> {
         let cutoff = self.window_start();
-        if !self.edges.front().is_some_and(|e| e.time < cutoff) {
+        if self.edges.front().is_none_or(|e| e.time >= cutoff) {
             return Vec::new();
         }
         let closed: Vec<Subgraph> = self

@@ -398,3 +398,84 @@ async fn sentinel_rest_errors_are_classified() {
         "https only"
     );
 }
+
+/// A Logs Ingestion endpoint that throttles the first call and refuses bodies over 300 kB.
+#[derive(Default)]
+struct Dce {
+    calls: Mutex<u32>,
+    rows: Mutex<Vec<Value>>,
+}
+
+async fn ingest(
+    State(dce): State<Arc<Dce>>,
+    Path((dcr, stream)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(q): Q,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    assert_eq!(
+        (
+            dcr.as_str(),
+            stream.as_str(),
+            q.get("api-version").map(String::as_str)
+        ),
+        ("dcr-0123abcd", "Custom-AlertSubgraphs", Some("2023-01-01"))
+    );
+    assert_eq!(headers.get("authorization").unwrap(), "Bearer test-token");
+    let n = {
+        let mut calls = dce.calls.lock().unwrap();
+        *calls += 1;
+        *calls
+    };
+    if n == 1 {
+        return StatusCode::TOO_MANY_REQUESTS; // no Retry-After: the client backs off 1 s
+    }
+    if body.len() > 300_000 {
+        return StatusCode::PAYLOAD_TOO_LARGE;
+    }
+    let rows: Vec<Value> = serde_json::from_slice(&body).unwrap();
+    dce.rows.lock().unwrap().extend(rows);
+    StatusCode::NO_CONTENT
+}
+
+#[tokio::test]
+async fn logs_ingestion_waits_on_429_and_splits_on_413_without_losing_rows() {
+    let dce = Arc::new(Dce::default());
+    let app = Router::new()
+        .route("/dataCollectionRules/{dcr}/streams/{stream}", post(ingest))
+        .with_state(dce.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let logs = socwire::azure::LogsIngestionRest::new(
+        &format!("http://{addr}"),
+        "dcr-0123abcd",
+        Arc::new(FixedToken::default()),
+    )
+    .unwrap();
+    let rows: Vec<Value> = (0..1500)
+        .map(|i| json!({ "RowKey": format!("k{i}"), "Pad": "x".repeat(500) }))
+        .collect();
+    use socwire::ports::LogsIngestion;
+    let calls = logs.upload("Custom-AlertSubgraphs", &rows).await.unwrap();
+    let got = dce.rows.lock().unwrap().clone();
+    assert_eq!(got.len(), 1500, "every row arrives once");
+    let keys: std::collections::HashSet<_> = got
+        .iter()
+        .map(|r| r["RowKey"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys.len(), 1500);
+    assert!(
+        calls >= 5,
+        "one throttled call, one 413, then halves: {calls}"
+    );
+    assert!(
+        socwire::azure::LogsIngestionRest::new(
+            "http://dce.example",
+            "dcr-1",
+            Arc::new(FixedToken::default())
+        )
+        .is_err(),
+        "https only"
+    );
+}
