@@ -1,0 +1,178 @@
+//! `cargo bench -p socwire --bench foundation`: figures for the custom handler and the local
+//! brokers. Prints numbers; asserts nothing.
+//! - handler: requests/s, p50/p99 latency of `POST /incident-created` (in-process server,
+//!   loopback HTTP, 32 concurrent clients);
+//! - `socwire serve` process: spawn → ready time and idle RSS (needs `target/release/socwire`);
+//! - local Storage queue broker: put / receive / delete messages per second;
+//! - the same against Azurite through `azure_storage_queue`, when Azurite listens on :10001.
+
+use socwire::context::Context;
+use socwire::settings::Settings;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1000.0
+}
+
+const ID: &str = "/subscriptions/0000/resourceGroups/soc/providers/Microsoft.OperationalInsights/workspaces/ws/providers/Microsoft.SecurityInsights/incidents/73e01a99-5cd7-4139-a149-9f2736ff2ab5";
+
+async fn handler(dir: &std::path::Path) {
+    let settings =
+        Settings::from_lookup(|k| (k == "SOCWIRE_DATA_DIR").then(|| dir.display().to_string()))
+            .unwrap();
+    let ctx = Arc::new(Context::from_settings(&settings).unwrap());
+    let app = socwire::serve::app(ctx, settings.max_body_bytes);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let event = serde_json::json!({"id": "e1", "subject": ID, "eventType": "Sentinel.IncidentCreated", "eventTime": "2026-11-23T00:00:00Z",
+        "data": {"object": {"id": ID, "properties": {"title": "t", "severity": "High", "status": "New"}}}});
+    let body = serde_json::json!({"Data": {"event": event}, "Metadata": {}}).to_string();
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/incident-created");
+    let total = 20_000;
+    let workers = 32;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(total / workers);
+            for _ in 0..total / workers {
+                let t = Instant::now();
+                let r = client.post(&url).body(body.clone()).send().await.unwrap();
+                assert!(r.status().is_success(), "{}", r.status());
+                r.bytes().await.unwrap();
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    lat.sort();
+    println!(
+        "handler: {} invocations of incident-created in {secs:.2} s = {:.0} req/s; p50 {:.2} ms, p99 {:.2} ms ({workers} concurrent, loopback)",
+        lat.len(),
+        lat.len() as f64 / secs,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+}
+
+fn serve_process() {
+    let exe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/socwire");
+    if !exe.exists() {
+        println!(
+            "serve process: skipped (build target/release/socwire first: cargo build --release)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let mut child = std::process::Command::new(&exe)
+        .arg("serve")
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("SOCWIRE_DATA_DIR", dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break started.elapsed();
+        }
+        std::thread::yield_now();
+    };
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    println!(
+        "serve process: spawn → accepting in {:.1} ms; idle RSS {rss} kB",
+        ready.as_secs_f64() * 1000.0
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn local_queue() -> f64 {
+    use socwire_host::brokers::{Brokers, SystemClock};
+    let dir = tempfile::tempdir().unwrap();
+    let b = Brokers::open(dir.path(), Arc::new(SystemClock)).unwrap();
+    let n = 50_000;
+    let bodies: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("{{\"incidentId\":\"{i}\"}}").into_bytes())
+        .collect();
+    let started = Instant::now();
+    for chunk in bodies.chunks(32) {
+        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        b.queue_put_many("q", &refs, 0).unwrap();
+    }
+    let mut done = 0;
+    while done < n {
+        let got = b.queue_receive("q", 32, 60_000).unwrap();
+        let receipts: Vec<(String, String)> = got
+            .iter()
+            .map(|m| (m.id.clone(), m.pop_receipt.clone()))
+            .collect();
+        done += b.queue_delete_many("q", &receipts).unwrap();
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    println!("local queue broker: {n} messages put + received + deleted (batches of 32, durable WAL) = {rate:.0} msg/s");
+    rate
+}
+
+async fn azurite_queue(local: f64) {
+    if std::net::TcpStream::connect("127.0.0.1:10001").is_err() {
+        println!("azurite queue: skipped (Azurite not listening on 127.0.0.1:10001)");
+        return;
+    }
+    let account = socwire::azure::StorageAccount::parse("UseDevelopmentStorage=true").unwrap();
+    let q = socwire::azure::AzureQueue::new(
+        &account,
+        &format!("bench-{}", uuid::Uuid::new_v4().simple()),
+    )
+    .unwrap();
+    q.create_if_missing().await.unwrap();
+    let n = 2_000;
+    let started = Instant::now();
+    for i in 0..n {
+        q.put(&format!("{{\"incidentId\":\"{i}\"}}"), 0)
+            .await
+            .unwrap();
+    }
+    let mut done = 0;
+    while done < n {
+        for m in q.receive(32, 60).await.unwrap() {
+            q.delete(&m).await.unwrap();
+            done += 1;
+        }
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    println!("azurite queue: {n} messages put + received + deleted through azure_storage_queue = {rate:.0} msg/s; local broker is {:.0}x that", local / rate);
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(handler(dir.path()));
+    serve_process();
+    let local = local_queue();
+    rt.block_on(azurite_queue(local));
+}
