@@ -354,6 +354,27 @@ impl Shared {
         result.map_err(|e| format!("routing output: {e}"))
     }
 
+    /// One trigger delivery: stamps `sys` into the metadata, invokes `f` and routes its
+    /// outputs to the brokers. A routing failure fails the delivery like a handler failure.
+    pub(crate) async fn deliver(
+        &self,
+        f: &FunctionDef,
+        data: Map<String, Value>,
+        mut meta: Map<String, Value>,
+    ) -> Result<Answer, crate::worker::Failure> {
+        meta.insert(
+            "sys".into(),
+            envelope::sys(&f.name, chrono::Utc::now().timestamp_millis()),
+        );
+        let answer = self.invoke(&f.name, &envelope::request(data, meta)).await?;
+        self.route_outputs(f, &answer)
+            .map_err(|reason| crate::worker::Failure {
+                status: None,
+                reason,
+            })?;
+        Ok(answer)
+    }
+
     /// Invokes `function` with `request`, tracking in-flight work.
     pub(crate) async fn invoke(
         &self,
@@ -480,13 +501,7 @@ async fn queue_loop(s: Arc<Shared>, name: String) {
                 meta.insert("InsertionTime".into(), iso(msg.insertion_ms));
                 meta.insert("ExpirationTime".into(), iso(msg.expiration_ms));
                 meta.insert("NextVisibleTime".into(), iso(msg.next_visible_ms));
-                meta.insert("sys".into(), envelope::sys(&f.name, chrono::Utc::now().timestamp_millis()));
-                let request = envelope::request(data, meta);
-                let result = s.invoke(&f.name, &request).await.and_then(|answer| {
-                    s.route_outputs(&f, &answer)
-                        .map(|_| answer)
-                        .map_err(|reason| crate::worker::Failure { status: None, reason })
-                });
+                let result = s.deliver(&f, data, meta).await;
                 match result {
                     Ok(answer) => {
                         let _ = s.brokers.queue_delete(&queue, &msg.id, &msg.pop_receipt);
@@ -584,19 +599,7 @@ async fn service_bus_loop(s: Arc<Shared>, name: String) {
                             "UserProperties".into(),
                             Value::Object(m.message.application_properties.clone()),
                         );
-                        meta.insert(
-                            "sys".into(),
-                            envelope::sys(&f.name, chrono::Utc::now().timestamp_millis()),
-                        );
-                        let request = envelope::request(data, meta);
-                        let result = s.invoke(&f.name, &request).await.and_then(|answer| {
-                            s.route_outputs(&f, &answer)
-                                .map(|_| answer)
-                                .map_err(|reason| crate::worker::Failure {
-                                    status: None,
-                                    reason,
-                                })
-                        });
+                        let result = s.deliver(&f, data, meta).await;
                         match result {
                             Ok(answer) => {
                                 let _ = s.brokers.sb_complete(&entity, &m.lock_token);
@@ -730,19 +733,7 @@ async fn event_hub_loop(s: Arc<Shared>, name: String, partition: u32) {
             if let Some(policy) = &retry {
                 meta.insert("RetryContext".into(), json!({ "RetryCount": attempt, "MaxRetryCount": policy.max_retry_count.map(i64::from).unwrap_or(-1) }));
             }
-            meta.insert(
-                "sys".into(),
-                envelope::sys(&f.name, chrono::Utc::now().timestamp_millis()),
-            );
-            let request = envelope::request(data.clone(), meta.clone());
-            let result = s.invoke(&f.name, &request).await.and_then(|answer| {
-                s.route_outputs(&f, &answer)
-                    .map(|_| answer)
-                    .map_err(|reason| crate::worker::Failure {
-                        status: None,
-                        reason,
-                    })
-            });
+            let result = s.deliver(&f, data.clone(), meta.clone()).await;
             match result {
                 Ok(answer) => {
                     s.stats.record(
@@ -822,20 +813,7 @@ async fn event_grid_loop(s: Arc<Shared>) {
                 };
                 let mut data = Map::new();
                 data.insert(f.trigger.binding_name().to_string(), d.event.clone());
-                let mut meta = Map::new();
-                meta.insert(
-                    "sys".into(),
-                    envelope::sys(&f.name, chrono::Utc::now().timestamp_millis()),
-                );
-                let request = envelope::request(data, meta);
-                let result = s.invoke(&f.name, &request).await.and_then(|answer| {
-                    s.route_outputs(&f, &answer)
-                        .map(|_| answer)
-                        .map_err(|reason| crate::worker::Failure {
-                            status: None,
-                            reason,
-                        })
-                });
+                let result = s.deliver(&f, data, Map::new()).await;
                 match result {
                     Ok(answer) => {
                         let _ = s.brokers.eg_succeeded(d.id);

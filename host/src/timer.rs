@@ -2,7 +2,6 @@
 //! {day-of-week}`) and `runOnStartup`.
 
 use crate::config::Trigger;
-use crate::envelope;
 use crate::runtime::Shared;
 use crate::stats::{for_log, Outcome};
 use chrono::Utc;
@@ -90,21 +89,11 @@ pub(crate) async fn timer_loop(s: Arc<Shared>, name: String) {
                 "IsPastDue": false
             }),
         );
-        let mut meta = Map::new();
-        meta.insert("sys".into(), envelope::sys(&f.name, now.timestamp_millis()));
-        let request = envelope::request(data, meta);
-        match s.invoke(&f.name, &request).await {
-            Ok(answer) => match s.route_outputs(&f, &answer) {
-                Ok(_) => s.stats.record(
-                    &f.name,
-                    Outcome::Delivered,
-                    1,
-                    &crate::runtime::Shared::log_lines(&answer),
-                ),
-                Err(reason) => s
-                    .stats
-                    .record(&f.name, Outcome::Retried, 1, &for_log(&reason, 300)),
-            },
+        match s.deliver(&f, data, Map::new()).await {
+            Ok(answer) => {
+                s.stats
+                    .record(&f.name, Outcome::Delivered, 1, &Shared::log_lines(&answer))
+            }
             Err(failure) => {
                 s.stats
                     .record(&f.name, Outcome::Retried, 1, &for_log(&failure.reason, 300))

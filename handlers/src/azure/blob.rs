@@ -29,16 +29,7 @@ enum Put {
 
 impl Container {
     fn new(account: &StorageAccount, name: &str) -> anyhow::Result<Self> {
-        let valid = (3..=63).contains(&name.len())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !name.starts_with('-')
-            && !name.ends_with('-')
-            && !name.contains("--");
-        if !valid {
-            anyhow::bail!("{name:?} is not a valid blob container name (3-63 lower-case letters, digits, single hyphens)");
-        }
+        super::storage::check_name(name, "blob container")?;
         Ok(Self {
             account: account.clone(),
             name: name.into(),

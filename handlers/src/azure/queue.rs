@@ -44,16 +44,7 @@ fn sdk_error(what: &str, e: azure_core::Error) -> PortError {
 impl AzureQueue {
     /// The queue `name` (3-63 lower-case letters, digits and single hyphens).
     pub fn new(account: &StorageAccount, name: &str) -> anyhow::Result<Self> {
-        let valid = (3..=63).contains(&name.len())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !name.starts_with('-')
-            && !name.ends_with('-')
-            && !name.contains("--");
-        if !valid {
-            anyhow::bail!("{name:?} is not a valid queue name (3-63 lower-case letters, digits, single hyphens)");
-        }
+        super::storage::check_name(name, "queue")?;
         Ok(Self {
             account: account.clone(),
             name: name.into(),

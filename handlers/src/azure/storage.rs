@@ -54,6 +54,24 @@ impl fmt::Debug for StorageAccount {
     }
 }
 
+/// Checks a blob container or queue name: 3-63 lower-case letters, digits and single hyphens,
+/// not starting or ending with a hyphen (the rule both services share).
+pub(crate) fn check_name(name: &str, kind: &str) -> anyhow::Result<()> {
+    let valid = (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if !valid {
+        anyhow::bail!(
+            "{name:?} is not a valid {kind} name (3-63 lower-case letters, digits, single hyphens)"
+        );
+    }
+    Ok(())
+}
+
 fn endpoint(text: &str) -> anyhow::Result<Url> {
     let with_slash = if text.ends_with('/') {
         text.to_string()
