@@ -162,7 +162,7 @@ pub fn run(action: AlertsAction) -> anyhow::Result<()> {
                             eprintln!(
                                 "line {}: {}",
                                 n + 1,
-                                socwire_host::stats::for_log(&reason, 200)
+                                socwire_common::text::for_log(&reason, 200)
                             );
                         }
                     }
@@ -182,7 +182,7 @@ pub fn run(action: AlertsAction) -> anyhow::Result<()> {
                     if refused <= 20 {
                         eprintln!(
                             "alert {}: {}",
-                            socwire_host::stats::for_log(&a.alert_id, 64),
+                            socwire_common::text::for_log(&a.alert_id, 64),
                             e.reason
                         );
                     }

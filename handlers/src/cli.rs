@@ -74,7 +74,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                 incident.properties.incident_number.unwrap_or_default(),
                 incident.properties.severity.to_string(),
                 comments.len(),
-                socwire_host::stats::for_log(&incident.properties.title, 70)
+                socwire_common::text::for_log(&incident.properties.title, 70)
             );
         }
     }
@@ -321,9 +321,9 @@ pub fn dlq(data_dir: &Path, action: DlqAction) -> anyhow::Result<()> {
                     println!(
                         "{:<10} {:<32} attempts {:<3} {}",
                         d.id,
-                        socwire_host::stats::for_log(&d.source, 32),
+                        socwire_common::text::for_log(&d.source, 32),
                         d.attempts,
-                        socwire_host::stats::for_log(&d.reason, 120)
+                        socwire_common::text::for_log(&d.reason, 120)
                     );
                 }
             }

@@ -4,7 +4,7 @@
 use crate::config::{OutputTarget, Trigger};
 use crate::envelope;
 use crate::runtime::Shared;
-use crate::stats::{for_log, Outcome};
+use crate::stats::Outcome;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use serde_json::{json, Map, Value};
+use socwire_common::text::for_log;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -5,10 +5,11 @@
 use crate::brokers::{Brokers, SystemClock};
 use crate::config::{AppConfig, FunctionDef, MessageEncoding, OutputTarget, Trigger};
 use crate::envelope::{self, encoded, iso, Answer};
-use crate::stats::{for_log, millis, Outcome, Stats, Summary};
+use crate::stats::{millis, Outcome, Stats, Summary};
 use crate::worker::{Worker, WorkerSpec};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
+use socwire_common::text::for_log;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

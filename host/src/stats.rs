@@ -144,20 +144,6 @@ impl Stats {
     }
 }
 
-/// Escapes text for a terminal line: control characters and quotes become visible escapes,
-/// and the result is bounded, so attacker-controlled text cannot forge or flood log lines.
-pub fn for_log(text: &str, max_chars: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .take(max_chars)
-        .flat_map(char::escape_debug)
-        .collect();
-    if text.chars().count() > max_chars {
-        out.push('…');
-    }
-    out
-}
-
 /// Formats a duration in milliseconds with one decimal.
 pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 10_000.0).round() / 10.0
@@ -166,12 +152,6 @@ pub fn millis(d: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn log_text_is_escaped_and_bounded() {
-        assert_eq!(for_log("a\nb", 10), "a\\nb");
-        assert_eq!(for_log("abcdef", 3), "abc…");
-    }
 
     #[test]
     fn totals_add_up() {

@@ -3,9 +3,10 @@
 
 use crate::config::Trigger;
 use crate::runtime::Shared;
-use crate::stats::{for_log, Outcome};
+use crate::stats::Outcome;
 use chrono::Utc;
 use serde_json::{json, Map};
+use socwire_common::text::for_log;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

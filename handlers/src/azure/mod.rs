@@ -47,7 +47,7 @@ pub(crate) async fn bearer(
 /// Maps an HTTP failure to a port error: 404 not found, 409/412 conflict, 408/429/5xx
 /// transient, anything else permanent. The body is cut short: it may echo input.
 pub(crate) fn status_error(what: &str, status: reqwest::StatusCode, body: &str) -> PortError {
-    let body = socwire_host::stats::for_log(body, 300);
+    let body = socwire_common::text::for_log(body, 300);
     let text = format!("{what}: HTTP {status}: {body}");
     match status.as_u16() {
         404 => PortError::NotFound(text),

@@ -31,7 +31,7 @@ pub struct AzureQueue {
 fn sdk_error(what: &str, e: azure_core::Error) -> PortError {
     let text = format!(
         "{what}: {}",
-        socwire_host::stats::for_log(&e.to_string(), 300)
+        socwire_common::text::for_log(&e.to_string(), 300)
     );
     match e.http_status().map(u16::from) {
         Some(404) => PortError::NotFound(text),

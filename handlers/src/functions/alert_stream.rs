@@ -225,7 +225,7 @@ pub async fn run(
         counts.alerts,
         counts.accepted,
         counts.duplicates,
-        first_duplicate.map(|id| format!(" (first {})", socwire_host::stats::for_log(&id, 40))).unwrap_or_default(),
+        first_duplicate.map(|id| format!(" (first {})", socwire_common::text::for_log(&id, 40))).unwrap_or_default(),
         counts.rejected,
         guard.as_ref().map_or(0, |s| s.engine.len()),
         counts.rows,

@@ -4,6 +4,7 @@
 pub mod alert_stream;
 pub mod incident_created;
 pub mod playbook_webhook;
+pub mod reject;
 pub mod triage_incident;
 
 use crate::context::Context;
@@ -19,11 +20,14 @@ pub const FUNCTION_NAMES: &[&str] = &[
     triage_incident::NAME,
 ];
 
-/// Why an invocation failed. The status tells the host (and `socwire up`) what to do next.
+/// Why an invocation failed. The real host reads only success or failure from the status
+/// (any non-2xx is a failure and is retried under the trigger's rules); the code and body are
+/// for people reading logs.
 #[derive(Debug, thiserror::Error)]
 pub enum FunctionError {
-    /// The input can never succeed: 400. Queue and Service Bus messages still follow the
-    /// host's retry count into the poison/dead-letter store; Event Grid dead-letters at once.
+    /// The input can never succeed. [`dispatch`] acknowledges it and sets it aside through the
+    /// `rejects` output binding ([`reject`]); only input that is not even an invocation
+    /// envelope reaches the host as a failure (400).
     #[error("bad input: {0}")]
     BadInput(String),
     /// Worth retrying: 503.
@@ -65,8 +69,38 @@ impl From<PortError> for FunctionError {
     }
 }
 
-/// Runs the function named `name`.
+/// The trigger binding of each function that sets bad input aside (every non-HTTP function:
+/// an HTTP caller is answered 400 with the reason instead).
+fn trigger_binding(name: &str) -> Option<&'static str> {
+    match name {
+        alert_stream::NAME => Some("events"),
+        incident_created::NAME => Some("event"),
+        triage_incident::NAME => Some("request"),
+        _ => None,
+    }
+}
+
+/// Runs the function named `name`. An input the function refuses as [`FunctionError::BadInput`]
+/// is acknowledged and set aside with its reason (see [`reject`]); every other failure is
+/// returned, so the host retries it.
 pub async fn dispatch(
+    name: &str,
+    ctx: &Context,
+    req: InvocationRequest,
+) -> Result<InvocationResponse, FunctionError> {
+    let Some(binding) = trigger_binding(name) else {
+        return run(name, ctx, req).await;
+    };
+    let kept = req.clone();
+    match run(name, ctx, req).await {
+        Err(FunctionError::BadInput(reason)) => {
+            Ok(reject::RejectRecord::new(name, binding, &reason, &kept).into_response())
+        }
+        other => other,
+    }
+}
+
+async fn run(
     name: &str,
     ctx: &Context,
     req: InvocationRequest,
