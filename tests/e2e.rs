@@ -120,8 +120,15 @@ async fn demo_runs_to_completion_and_triages_each_incident_once() {
     assert_eq!(counts(&again, "triage-incident")[0], 0, "{again}");
 }
 
+/// Every entry `socwire dlq list --json` shows.
+fn dlq_list(data: &Path) -> Vec<Value> {
+    let list = run_ok(socwire(data).args(["dlq", "list", "--json"]));
+    let letters: Value = serde_json::from_slice(&list.stdout).unwrap();
+    letters.as_array().unwrap().clone()
+}
+
 #[test]
-fn bad_queue_message_is_poisoned_with_its_reason_and_can_be_replayed() {
+fn bad_queue_message_is_set_aside_at_once_with_its_reason_and_can_be_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let mut send = socwire(dir.path());
     send.args(["send", "queue", "triage-requests"])
@@ -137,15 +144,22 @@ fn bad_queue_message_is_poisoned_with_its_reason_and_can_be_replayed() {
     assert!(child.wait().unwrap().success());
 
     let stdout = up_until_idle(dir.path(), &[]);
-    // host.json maxDequeueCount is 5: four retries, then poison.
+    // The real host cannot be told "never retry": the function acknowledges the message and
+    // sets it aside itself, so it is not retried five times and poisoned.
     assert_eq!(
         counts(&stdout, "triage-incident"),
-        [0, 4, 1, 0, 0],
+        [1, 0, 0, 0, 0],
         "{stdout}"
     );
-    let list = run_ok(socwire(dir.path()).args(["dlq", "list", "--json"]));
-    let letters: Value = serde_json::from_slice(&list.stdout).unwrap();
-    let letter = &letters.as_array().unwrap()[0];
+    assert!(
+        stdout.contains("set aside by the functions with a reason: 1"),
+        "{stdout}"
+    );
+    let letters = dlq_list(dir.path());
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter["kind"], "Rejected", "{letter}");
+    assert_eq!(letter["source"], "triage-incident", "{letter}");
     assert!(
         letter["reason"]
             .as_str()
@@ -153,18 +167,26 @@ fn bad_queue_message_is_poisoned_with_its_reason_and_can_be_replayed() {
             .contains("not a Sentinel incident ARM id"),
         "{letter}"
     );
+    assert_eq!(letter["body"], "this is not an incident id", "{letter}");
     let id = letter["id"].as_str().unwrap().to_string();
     run_ok(socwire(dir.path()).args(["dlq", "replay", &id]));
-    let stdout = up_until_idle(dir.path(), &[]);
-    assert_eq!(
-        counts(&stdout, "triage-incident")[2],
-        1,
-        "replayed message is poisoned again: {stdout}"
+    assert!(
+        dlq_list(dir.path()).is_empty(),
+        "replay takes it off the list"
     );
+    let stdout = up_until_idle(dir.path(), &[]);
+    assert_eq!(counts(&stdout, "triage-incident")[0], 1, "{stdout}");
+    let again = dlq_list(dir.path());
+    assert_eq!(
+        again.len(),
+        1,
+        "replayed message is set aside again: {again:?}"
+    );
+    assert_eq!(again[0]["body"], "this is not an incident id");
 }
 
 #[test]
-fn malformed_event_grid_event_is_dead_lettered_at_once_with_the_reason() {
+fn malformed_event_grid_event_is_set_aside_with_the_reason_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     let mut send = socwire(dir.path());
     send.args(["send", "eventgrid", "sentinel-incidents"])
@@ -183,22 +205,20 @@ fn malformed_event_grid_event_is_dead_lettered_at_once_with_the_reason() {
     let stdout = up_until_idle(dir.path(), &[]);
     assert_eq!(
         counts(&stdout, "incident-created"),
-        [0, 0, 0, 1, 0],
+        [1, 0, 0, 0, 0],
         "{stdout}"
     );
-    let list = run_ok(socwire(dir.path()).args(["dlq", "list", "--json"]));
-    let letters: Value = serde_json::from_slice(&list.stdout).unwrap();
+    let letters = dlq_list(dir.path());
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["kind"], "Rejected");
     assert!(
-        letters[0]["reason"].as_str().unwrap().contains("400"),
-        "{letters}"
-    );
-    assert!(
-        letters[0]["description"]
+        letters[0]["reason"]
             .as_str()
             .unwrap()
             .contains("not an Incident"),
-        "{letters}"
+        "{letters:?}"
     );
+    assert_eq!(letters[0]["meta"]["input"]["id"], "e-1", "{letters:?}");
 }
 
 struct Running {

@@ -172,7 +172,7 @@ fn read_input(file: &Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
 }
 
 fn open_brokers(data_dir: &Path) -> anyhow::Result<Brokers> {
-    std::fs::create_dir_all(data_dir)?;
+    socwire_common::fs::private_dir(data_dir)?;
     Ok(Brokers::open(data_dir, Arc::new(SystemClock))?)
 }
 

@@ -39,9 +39,25 @@ async fn invoke(
         Err(reason) => return error_response(&function, &FunctionError::BadInput(reason)),
     };
     let name = function.clone();
-    // A spawned task turns a panic into a JoinError instead of a dropped connection.
-    let outcome =
-        tokio::spawn(async move { functions::dispatch(&name, &ctx, request).await }).await;
+    let deadline = ctx.settings.invocation_timeout;
+    let context = ctx.clone();
+    // A spawned task turns a panic into a JoinError instead of a dropped connection. The guard
+    // aborts it when this request future is dropped (the host closed the connection after its
+    // own timeout) or when the deadline passes, so no run outlives the host's view of it and
+    // overlaps a redelivery of the same message.
+    let task = AbortOnDrop(tokio::spawn(async move {
+        functions::dispatch(&name, &context, request).await
+    }));
+    let outcome = match tokio::time::timeout(deadline, task).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            let e = FunctionError::Retry(format!(
+                "invocation cancelled after {} s (SOCWIRE_INVOCATION_TIMEOUT, below the host's functionTimeout)",
+                deadline.as_secs()
+            ));
+            return error_response(&function, &e);
+        }
+    };
     match outcome {
         Ok(Ok(response)) => (StatusCode::OK, axum::Json(response)).into_response(),
         Ok(Err(e)) => error_response(&function, &e),
@@ -49,6 +65,26 @@ async fn invoke(
             let e = FunctionError::Failed(format!("invocation panicked: {join}"));
             error_response(&function, &e)
         }
+    }
+}
+
+/// A spawned invocation that is aborted when its owner goes away.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -74,14 +110,27 @@ pub async fn run(ctx: Arc<Context>, port: u16, max_body_bytes: usize) -> anyhow:
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
     tracing::info!(port, functions = ?functions::FUNCTION_NAMES, "socwire handler listening");
-    axum::serve(listener, app(ctx, max_body_bytes)).await?;
+    socwire_common::listener::serve(
+        listener,
+        app(ctx, max_body_bytes),
+        socwire_common::listener::Limits::default(),
+    )
+    .await?;
     Ok(())
 }
 
 /// Builds the ports from `settings`, logs which adapters were chosen, and serves. When
 /// `SOCWIRE_EXIT_ON_STDIN_EOF` is set (the local host sets it), the handler also exits when its
 /// stdin closes, so a killed host leaves no orphaned handler behind.
-pub async fn run_from_settings(settings: crate::settings::Settings) -> anyhow::Result<()> {
+pub async fn run_from_settings(mut settings: crate::settings::Settings) -> anyhow::Result<()> {
+    // The host starts the handler in the app root, beside host.json.
+    if let Ok(text) = std::fs::read_to_string("host.json") {
+        let host_json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("host.json is not valid JSON: {e}"))?;
+        settings
+            .apply_host_json(&host_json)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
     let ctx = Arc::new(Context::from_settings(&settings)?);
     for (port, adapter) in &ctx.adapters {
         tracing::info!(port = %port, adapter = %adapter, "adapter");

@@ -1,7 +1,18 @@
 //! Settings, read once from the environment at start (the Functions host passes app settings
 //! as environment variables; `socwire up` does the same from `local.settings.json`).
 
+use serde_json::Value;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// The default body limit: a full Event Hubs batch of the largest events fits (see
+/// [`Settings::apply_host_json`]).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+/// Event Hubs' largest event body (Standard and Premium tiers).
+const MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// Worst-case growth of an event body on the way to the handler: control characters become
+/// `\\u00XX` in the array of strings, and the array is JSON-encoded again into one string.
+const WORST_CASE_ENCODING: usize = 7;
 
 /// Every setting the handler reads.
 #[derive(Debug, Clone)]
@@ -26,8 +37,15 @@ pub struct Settings {
     pub reports_container: String,
     /// Refuse to start on local adapters (`SOCWIRE_REQUIRE_AZURE=true`).
     pub require_azure: bool,
-    /// Largest request body accepted, bytes (`SOCWIRE_MAX_BODY_BYTES`, default 4 MiB).
+    /// Largest request body accepted, bytes (`SOCWIRE_MAX_BODY_BYTES`, default
+    /// [`DEFAULT_MAX_BODY_BYTES`]); at start it is checked against host.json's Event Hubs batch.
     pub max_body_bytes: usize,
+    /// An invocation still running after this is cancelled and answered 503
+    /// (`SOCWIRE_INVOCATION_TIMEOUT` in seconds; default host.json's `functionTimeout` less
+    /// 10 s, so the handler stops before the host gives up on it and redelivers).
+    pub invocation_timeout: Duration,
+    /// Whether `SOCWIRE_INVOCATION_TIMEOUT` was set (then host.json does not change it).
+    invocation_timeout_set: bool,
     /// Logs Ingestion endpoint (`SOCWIRE_LOGS_ENDPOINT`); with `SOCWIRE_LOGS_DCR_ID`, subgraph
     /// rows go to Log Analytics, otherwise to the local tables.
     pub logs_endpoint: Option<String>,
@@ -77,7 +95,13 @@ impl Settings {
                 .trim()
                 .parse()
                 .map_err(|_| format!("SOCWIRE_MAX_BODY_BYTES={v:?} is not a number"))?,
-            None => 4 * 1024 * 1024,
+            None => DEFAULT_MAX_BODY_BYTES,
+        };
+        let invocation_timeout = match get("SOCWIRE_INVOCATION_TIMEOUT") {
+            Some(v) => Some(Duration::from_secs(v.trim().parse().map_err(|_| {
+                format!("SOCWIRE_INVOCATION_TIMEOUT={v:?} is not a number of seconds")
+            })?)),
+            None => None,
         };
         let number = |name: &str, default: f64| -> Result<f64, String> {
             match get(name) {
@@ -114,7 +138,39 @@ impl Settings {
                 .unwrap_or_else(|| "socwire-reports".into()),
             require_azure,
             max_body_bytes,
+            invocation_timeout_set: invocation_timeout.is_some(),
+            invocation_timeout: invocation_timeout.unwrap_or(Duration::from_secs(290)),
         })
+    }
+
+    /// Adjusts to the app's host.json: the invocation deadline follows `functionTimeout`
+    /// (unless set explicitly), and the body limit must hold a full Event Hubs batch of the
+    /// largest events (`maxEventBatchSize` × 1 MiB × worst-case encoding) — otherwise the
+    /// handler would answer 413 to a batch that can never shrink, and the partition would stop.
+    pub fn apply_host_json(&mut self, host_json: &Value) -> Result<(), String> {
+        if !self.invocation_timeout_set {
+            if let Some(t) = host_json
+                .get("functionTimeout")
+                .and_then(Value::as_str)
+                .and_then(parse_timespan)
+            {
+                self.invocation_timeout = t
+                    .saturating_sub(Duration::from_secs(10))
+                    .max(Duration::from_secs(1));
+            }
+        }
+        let batch = host_json
+            .pointer("/extensions/eventHubs/maxEventBatchSize")
+            .and_then(Value::as_u64)
+            .unwrap_or(100) as usize;
+        let needed = batch * (MAX_EVENT_BYTES * WORST_CASE_ENCODING + 4096) + MAX_EVENT_BYTES;
+        if self.max_body_bytes < needed {
+            return Err(format!(
+                "SOCWIRE_MAX_BODY_BYTES={} cannot hold a full Event Hubs batch: host.json maxEventBatchSize {batch} needs at least {needed} bytes; raise the limit or lower maxEventBatchSize",
+                self.max_body_bytes
+            ));
+        }
+        Ok(())
     }
 
     /// The settings an Azure deployment must have, that are missing here.
@@ -131,6 +187,20 @@ impl Settings {
         }
         missing
     }
+}
+
+/// A .NET TimeSpan as host.json writes it: `hh:mm:ss` or `d.hh:mm:ss`.
+fn parse_timespan(text: &str) -> Option<Duration> {
+    let (days, rest) = match text.split_once('.') {
+        Some((d, rest)) if !d.contains(':') => (d.parse::<u64>().ok()?, rest),
+        _ => (0, text),
+    };
+    let parts: Vec<u64> = rest
+        .split(':')
+        .map(|p| p.split('.').next().unwrap_or(p).parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, s] = parts[..] else { return None };
+    Some(Duration::from_secs(((days * 24 + h) * 60 + m) * 60 + s))
 }
 
 #[cfg(test)]
@@ -162,6 +232,29 @@ mod tests {
         assert!(from(&[("SOCWIRE_REQUIRE_AZURE", "yes")])
             .unwrap_err()
             .contains("true or false"));
+    }
+
+    #[test]
+    fn host_json_sets_the_deadline_and_checks_the_body_limit() {
+        let host: Value = serde_json::from_str(include_str!("../../host.json")).unwrap();
+        let mut s = from(&[]).unwrap();
+        s.apply_host_json(&host).unwrap();
+        assert_eq!(
+            s.invocation_timeout,
+            Duration::from_secs(290),
+            "00:05:00 less 10 s"
+        );
+        let mut small = from(&[("SOCWIRE_MAX_BODY_BYTES", "4194304")]).unwrap();
+        let e = small.apply_host_json(&host).unwrap_err();
+        assert!(e.contains("maxEventBatchSize 32"), "{e}");
+        let mut fixed = from(&[("SOCWIRE_INVOCATION_TIMEOUT", "42")]).unwrap();
+        fixed.apply_host_json(&host).unwrap();
+        assert_eq!(fixed.invocation_timeout, Duration::from_secs(42));
+        assert_eq!(
+            parse_timespan("1.00:00:30"),
+            Some(Duration::from_secs(86_430))
+        );
+        assert_eq!(parse_timespan("nonsense"), None);
     }
 
     #[test]

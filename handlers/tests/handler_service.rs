@@ -148,32 +148,48 @@ async fn malformed_envelope_invalid_utf8_and_oversized_bodies_are_rejected() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
+/// The reason on an acknowledged answer's `rejects` output: inputs that can never succeed
+/// are answered 200 (the real host reads only success or failure) and set aside.
+fn set_aside_reason(status: StatusCode, body: &Value) -> String {
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rejects = body["Outputs"]["rejects"]
+        .as_array()
+        .expect("a rejects output");
+    assert_eq!(rejects.len(), 1, "{body}");
+    assert!(
+        body["Outputs"].as_object().unwrap().len() == 1,
+        "no other output: {body}"
+    );
+    rejects[0]["reason"].as_str().unwrap().to_string()
+}
+
 #[tokio::test]
-async fn wrong_types_and_missing_fields_are_bad_input() {
+async fn wrong_types_and_missing_fields_are_set_aside_with_the_reason() {
     let f = fixture();
     let wrong_type = json!({"Data": {"request": "\"x\""}, "Metadata": {"DequeueCount": "\"lots\"", "Id": "\"m\""}}).to_string();
     let (status, body) = post(&f.ctx, "triage-incident", wrong_type).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let reason = set_aside_reason(status, &body);
+    assert!(reason.contains("expected u32"), "{reason}");
     let (status, body) = post(
         &f.ctx,
         "triage-incident",
         queue_request("{\"source\":\"x\"}", 1),
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        body["error"].as_str().unwrap().contains("incidentId"),
+        set_aside_reason(status, &body).contains("incidentId"),
         "{body}"
     );
+    assert_eq!(body["Outputs"]["rejects"][0]["function"], "triage-incident");
     let event = json!({"Data": {"event": {"id": "e1", "subject": "not-an-incident", "eventType": "x", "eventTime": "2026-11-22T10:00:00Z", "data": {}}}, "Metadata": {}});
     let (status, body) = post(&f.ctx, "incident-created", event.to_string()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("names no incident"),
+        set_aside_reason(status, &body).contains("names no incident"),
         "{body}"
+    );
+    assert_eq!(
+        body["Outputs"]["rejects"][0]["key"], "e1",
+        "the event id is its key"
     );
 }
 

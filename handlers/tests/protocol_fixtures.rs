@@ -31,6 +31,7 @@ fn envelope_round_trips_for_every_fixture() {
         "queue.json",
         "servicebus.json",
         "eventhub-batch.json",
+        "eventhub-batch-untyped.json",
         "eventhub-single.json",
         "eventgrid.json",
         "cloudevents.json",
@@ -73,6 +74,24 @@ fn service_bus_trigger() {
         serde_json::to_value(Encoded(t.body)).unwrap(),
         raw["Data"]["command"]
     );
+}
+
+/// With `dataType: string` the host sends a JSON-encoded array of strings; with no `dataType` it
+/// binds `object[]` and sends a JSON-encoded array of the parsed bodies. Both read the same.
+#[test]
+fn event_hub_batch_reads_the_same_with_and_without_data_type() {
+    let (_, typed) = fixture("eventhub-batch.json");
+    let (_, untyped) = fixture("eventhub-batch-untyped.json");
+    let a = EventHubBatchTrigger::from_request(&typed, "alerts").unwrap();
+    let b = EventHubBatchTrigger::from_request(&untyped, "alerts").unwrap();
+    let parse = |t: &EventHubBatchTrigger| -> Vec<Value> {
+        t.events
+            .iter()
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect()
+    };
+    assert_eq!(parse(&a), parse(&b));
+    assert_eq!(b.events.len(), 2);
 }
 
 #[test]

@@ -90,6 +90,9 @@ pub struct ServiceBusOptions {
     pub max_concurrent_calls: usize,
     /// Deliveries before dead-lettering (an entity property in Azure; here one value).
     pub max_delivery_count: u32,
+    /// How long the host keeps renewing a message's lock while its invocation runs
+    /// (`maxAutoLockRenewalDuration`, default 5 minutes).
+    pub max_auto_lock_renewal: Duration,
 }
 
 /// Event Hubs trigger options.
@@ -99,6 +102,38 @@ pub struct EventHubOptions {
     pub max_event_batch_size: usize,
     /// Partitions per hub the local host creates (not a host.json setting; 4).
     pub partitions: u32,
+}
+
+/// A trigger binding's `dataType`, which decides the .NET type the host binds the trigger to
+/// and so what a custom handler receives (`GeneralScriptBindingProvider.GetRequestedType`, then
+/// `ScriptInvocationContextExtensions.GetHttpScriptInvocationContextValue` in the Functions host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataType {
+    /// No `dataType`: bound as `object`, so the host reads each body as JSON and the invocation
+    /// fails before the handler is called when a body is not JSON.
+    Unspecified,
+    /// `string`: each body as text.
+    String,
+    /// `binary`: each body as bytes, which reach a custom handler base64-encoded.
+    Binary,
+}
+
+impl DataType {
+    fn parse(v: Option<&Value>, path: &Path) -> Result<Self, ConfigError> {
+        match v
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None => Ok(DataType::Unspecified),
+            Some("string") => Ok(DataType::String),
+            Some("binary") => Ok(DataType::Binary),
+            Some(other) => Err(err(
+                path,
+                format!("dataType {other:?} is not string or binary"),
+            )),
+        }
+    }
 }
 
 /// A retry policy (`fixedDelay` or `exponentialBackoff`).
@@ -181,6 +216,8 @@ pub enum Trigger {
         consumer_group: String,
         /// `cardinality: many`.
         many: bool,
+        /// `dataType`: how the host hands each event body to the handler.
+        data_type: DataType,
     },
     /// `eventGridTrigger`.
     EventGrid {
@@ -436,6 +473,12 @@ impl HostOptions {
                 .max(1) as usize,
                 max_delivery_count: u64_at(v, "/extensions/serviceBus/maxDeliveryCount", 10, path)?
                     .max(1) as u32,
+                max_auto_lock_renewal: duration_at(
+                    v,
+                    "/extensions/serviceBus/maxAutoLockRenewalDuration",
+                    Duration::from_secs(300),
+                    path,
+                )?,
             },
             event_hubs: EventHubOptions {
                 max_event_batch_size: u64_at(
@@ -536,7 +579,11 @@ impl FunctionDef {
                             .and_then(Value::as_str)
                             .unwrap_or("$Default")
                             .to_string(),
-                        many: b.get("cardinality").and_then(Value::as_str) == Some("many"),
+                        many: b
+                            .get("cardinality")
+                            .and_then(Value::as_str)
+                            .is_some_and(|c| c.eq_ignore_ascii_case("many")),
+                        data_type: DataType::parse(b.get("dataType"), path)?,
                     },
                     "eventGridTrigger" => Trigger::EventGrid { name: bname },
                     "timerTrigger" => Trigger::Timer {

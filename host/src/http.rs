@@ -39,7 +39,13 @@ pub(crate) async fn serve(
         .with_state((s.clone(), Arc::new(key)));
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = socwire_common::listener::serve(
+            listener,
+            app,
+            socwire_common::listener::Limits::default(),
+        )
+        .await
+        {
             tracing::error!(error = %e, "HTTP trigger server stopped");
         }
     });
@@ -48,30 +54,61 @@ pub(crate) async fn serve(
 
 /// The function key: `SOCWIRE_FUNCTION_KEY` from the app settings, else one generated on first
 /// run and kept in `{data_dir}/function-key` (readable only by its owner).
+/// Shortest function key accepted: a short or empty key would make the check meaningless.
+const MIN_KEY_CHARS: usize = 32;
+
 fn function_key(s: &Shared) -> anyhow::Result<String> {
-    if let Some(k) = s
-        .cfg
-        .settings
-        .get("SOCWIRE_FUNCTION_KEY")
-        .filter(|k| !k.is_empty())
-    {
-        return Ok(k.clone());
+    if let Some(k) = s.cfg.settings.get("SOCWIRE_FUNCTION_KEY") {
+        let k = k.trim();
+        if k.chars().count() < MIN_KEY_CHARS {
+            anyhow::bail!(
+                "SOCWIRE_FUNCTION_KEY is {} characters; use at least {MIN_KEY_CHARS} (or unset it to have one generated)",
+                k.chars().count()
+            );
+        }
+        return Ok(k.to_string());
     }
-    let path = s.opts.data_dir.join("function-key");
-    if let Ok(k) = std::fs::read_to_string(&path) {
-        return Ok(k.trim().to_string());
+    load_or_create_key(&s.opts.data_dir.join("function-key"))
+}
+
+/// Reads the generated key at `path`, or writes a new one there: created with mode 0600 in
+/// one step (never world-readable, not even briefly) through a temporary file and a rename, so
+/// a crash never leaves an empty key. An existing key that is empty or short is refused.
+pub(crate) fn load_or_create_key(path: &std::path::Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(k) => {
+            let k = k.trim().to_string();
+            if k.chars().count() < MIN_KEY_CHARS {
+                anyhow::bail!(
+                    "{} holds a {}-character key; delete it to have a new one generated",
+                    path.display(),
+                    k.chars().count()
+                );
+            }
+            return Ok(k);
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            anyhow::bail!("cannot read {}: {e}", path.display())
+        }
+        Err(_) => {}
     }
     let key = format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    std::fs::write(&path, &key)?;
-    #[cfg(unix)]
+    let tmp = path.with_extension("tmp");
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        use std::io::Write as _;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
+        file.write_all(key.as_bytes())?;
+        file.sync_all()?;
     }
+    std::fs::rename(&tmp, path)?;
     Ok(key)
 }
 
@@ -322,6 +359,24 @@ async fn report(State((s, _)): State<AppState>, Path(path): Path<String>) -> Res
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_generated_key_is_private_and_kept_and_a_short_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("function-key");
+        let key = super::load_or_create_key(&path).unwrap();
+        assert_eq!(key.len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(super::load_or_create_key(&path).unwrap(), key);
+        std::fs::write(&path, "").unwrap();
+        let e = super::load_or_create_key(&path).unwrap_err().to_string();
+        assert!(e.contains("0-character key"), "{e}");
+    }
+
     use super::*;
 
     #[test]

@@ -3,7 +3,7 @@
 //! delivery rules (PROTOCOL.md §4, ARCHITECTURE.md "Delivery semantics").
 
 use crate::brokers::{Brokers, SystemClock};
-use crate::config::{AppConfig, FunctionDef, MessageEncoding, OutputTarget, Trigger};
+use crate::config::{AppConfig, DataType, FunctionDef, MessageEncoding, OutputTarget, Trigger};
 use crate::envelope::{self, encoded, iso, Answer};
 use crate::stats::{millis, Outcome, Stats, Summary};
 use crate::worker::{Worker, WorkerSpec};
@@ -44,6 +44,10 @@ pub struct Host {
     _lock: std::fs::File,
 }
 
+/// The output binding on which functions set aside inputs that can never succeed; the local
+/// host only counts them (the messages go to their queue like any output).
+const REJECTS_BINDING: &str = "rejects";
+
 /// State every trigger loop shares.
 pub(crate) struct Shared {
     pub(crate) cfg: AppConfig,
@@ -61,7 +65,7 @@ impl Host {
     /// brokers, creates every entity the functions use and releases what a killed run held.
     pub fn open(opts: UpOptions) -> anyhow::Result<Self> {
         let cfg = AppConfig::load(&opts.app_root)?;
-        std::fs::create_dir_all(&opts.data_dir)?;
+        socwire_common::fs::private_dir(&opts.data_dir)?;
         let lock = std::fs::File::create(opts.data_dir.join("host.lock"))?;
         lock.try_lock().map_err(|_| {
             anyhow::anyhow!(
@@ -176,7 +180,7 @@ impl Host {
 /// Creates every queue, subscription, hub and Event Grid subscription the app's functions use
 /// (as deploying the app does in Azure), so messages sent before the first `up` are routed.
 pub fn declare_entities(cfg: &AppConfig, brokers: &Brokers, lease: Duration) -> anyhow::Result<()> {
-    use crate::brokers::{EgSubscriptionOptions, SbEntityOptions};
+    use crate::brokers::{EgSubscriptionOptions, SbEntityOptions, TriggerSource};
     let sb_opts = SbEntityOptions {
         max_delivery_count: cfg.host.service_bus.max_delivery_count,
         lock_duration_ms: lease.as_millis() as i64,
@@ -228,6 +232,22 @@ pub fn declare_entities(cfg: &AppConfig, brokers: &Brokers, lease: Duration) -> 
                 OutputTarget::Queue(q) => brokers.queue_declare(q)?,
                 _ => {}
             }
+        }
+    }
+    for f in &cfg.functions {
+        let source = match &f.trigger {
+            Trigger::Queue { queue, .. } => Some(TriggerSource::Queue(queue.clone())),
+            Trigger::ServiceBus { entity, .. } => Some(TriggerSource::ServiceBus(entity.clone())),
+            Trigger::EventHub { hub, .. } => Some(TriggerSource::EventHub(hub.clone())),
+            Trigger::EventGrid { .. } => cfg
+                .eventgrid_subscriptions
+                .iter()
+                .find(|s| s.function == f.name)
+                .map(|s| TriggerSource::EventGrid(s.topic.clone())),
+            _ => None,
+        };
+        if let Some(source) = source {
+            brokers.register_trigger(&f.name, &source)?;
         }
     }
     for s in &cfg.eventgrid_subscriptions {
@@ -312,6 +332,9 @@ impl Shared {
                 let bytes = envelope::message_bytes(message, out.binary)?;
                 self.put(&out.target, bytes)?;
                 routed += 1;
+                if out.name == REJECTS_BINDING {
+                    self.stats.set_aside(&f.name, 1);
+                }
             }
         }
         if routed > 0 {
@@ -374,6 +397,38 @@ impl Shared {
                 reason,
             })?;
         Ok(answer)
+    }
+
+    /// [`Shared::deliver`] for a Service Bus message, renewing its lock every half lock
+    /// duration while the invocation runs, for at most `maxAutoLockRenewalDuration`, as the
+    /// Service Bus extension's message pump does; a long invocation therefore never sees its
+    /// message redelivered to a second, overlapping run before that limit.
+    pub(crate) async fn deliver_renewing_lock(
+        &self,
+        f: &FunctionDef,
+        data: Map<String, Value>,
+        meta: Map<String, Value>,
+        entity: &str,
+        lock_token: &str,
+    ) -> Result<Answer, crate::worker::Failure> {
+        let renew_every = (self.opts.lease / 2).max(Duration::from_millis(50));
+        let renew_until = Instant::now() + self.cfg.host.service_bus.max_auto_lock_renewal;
+        let delivery = self.deliver(f, data, meta);
+        tokio::pin!(delivery);
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+        loop {
+            tokio::select! {
+                result = &mut delivery => return result,
+                _ = ticker.tick(), if Instant::now() < renew_until => {
+                    match self.brokers.sb_renew_lock(entity, lock_token) {
+                        Ok(Some(_)) => {}
+                        Ok(None) => tracing::warn!(entity = %entity, "message lock lost during the invocation"),
+                        Err(e) => tracing::error!(entity = %entity, error = %e, "lock renewal failed"),
+                    }
+                }
+            }
+        }
     }
 
     /// Invokes `function` with `request`, tracking in-flight work.
@@ -600,7 +655,9 @@ async fn service_bus_loop(s: Arc<Shared>, name: String) {
                             "UserProperties".into(),
                             Value::Object(m.message.application_properties.clone()),
                         );
-                        let result = s.deliver(&f, data, meta).await;
+                        let result = s
+                            .deliver_renewing_lock(&f, data, meta, &entity, &m.lock_token)
+                            .await;
                         match result {
                             Ok(answer) => {
                                 let _ = s.brokers.sb_complete(&entity, &m.lock_token);
@@ -645,6 +702,7 @@ async fn event_hub_loop(s: Arc<Shared>, name: String, partition: u32) {
         hub,
         consumer_group,
         many,
+        data_type,
     } = &f.trigger
     else {
         return;
@@ -675,18 +733,18 @@ async fn event_hub_loop(s: Arc<Shared>, name: String, partition: u32) {
             continue;
         };
         backoff = Duration::from_millis(10);
-        let bodies: Vec<String> = events
-            .iter()
-            .map(|e| String::from_utf8_lossy(&e.body).to_string())
-            .collect();
+        let bodies: Vec<&[u8]> = events.iter().map(|e| e.body.as_slice()).collect();
+        let trigger_value = event_hub_value(&bodies, *many, *data_type);
         let mut data = Map::new();
         let mut meta = Map::new();
         meta.insert(
             "PartitionContext".into(),
             json!({ "EventHubName": hub, "ConsumerGroup": consumer_group, "FullyQualifiedNamespace": "localhost", "PartitionId": partition.to_string() }),
         );
+        if let Ok(value) = &trigger_value {
+            data.insert(binding.clone(), value.clone());
+        }
         if *many {
-            data.insert(binding.clone(), encoded(&bodies));
             meta.insert(
                 "SequenceNumberArray".into(),
                 encoded(events.iter().map(|e| e.sequence_number).collect::<Vec<_>>()),
@@ -720,7 +778,6 @@ async fn event_hub_loop(s: Arc<Shared>, name: String, partition: u32) {
             );
         } else {
             let e = &events[0];
-            data.insert(binding.clone(), encoded(&bodies[0]));
             meta.insert("SequenceNumber".into(), encoded(e.sequence_number));
             meta.insert("EnqueuedTimeUtc".into(), iso(e.enqueued_ms));
             if let Some(k) = &e.partition_key {
@@ -734,7 +791,15 @@ async fn event_hub_loop(s: Arc<Shared>, name: String, partition: u32) {
             if let Some(policy) = &retry {
                 meta.insert("RetryContext".into(), json!({ "RetryCount": attempt, "MaxRetryCount": policy.max_retry_count.map(i64::from).unwrap_or(-1) }));
             }
-            let result = s.deliver(&f, data.clone(), meta.clone()).await;
+            // The host binds the trigger before it calls the handler: a body it cannot bind
+            // fails the attempt without an invocation, like a handler failure.
+            let result = match &trigger_value {
+                Ok(_) => s.deliver(&f, data.clone(), meta.clone()).await,
+                Err(reason) => Err(crate::worker::Failure {
+                    status: None,
+                    reason: reason.clone(),
+                }),
+            };
             match result {
                 Ok(answer) => {
                     s.stats.record(
@@ -783,6 +848,44 @@ async fn event_hub_loop(s: Arc<Shared>, name: String, partition: u32) {
     }
 }
 
+/// The trigger value the Functions host hands a custom handler for Event Hubs bodies: it binds
+/// `string`, `byte[]` (base64 for a custom handler) or, with no `dataType`, `object` (each body
+/// read as JSON), as an array for `cardinality: many`; arrays and strings reach the handler
+/// JSON-encoded in a string (`GetHttpScriptInvocationContextValue`). A body that cannot be
+/// bound fails the whole batch before the handler sees it.
+pub(crate) fn event_hub_value(
+    bodies: &[&[u8]],
+    many: bool,
+    data_type: DataType,
+) -> Result<Value, String> {
+    let one = |(i, body): (usize, &&[u8])| -> Result<Value, String> {
+        Ok(match data_type {
+            DataType::String => Value::String(String::from_utf8_lossy(body).into_owned()),
+            DataType::Binary => Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
+            DataType::Unspecified => serde_json::from_slice(body).map_err(|e| {
+                format!("event {i} of the batch is not JSON and the trigger has no dataType, so the host cannot bind it: {e}")
+            })?,
+        })
+    };
+    let values = bodies
+        .iter()
+        .enumerate()
+        .map(one)
+        .collect::<Result<Vec<_>, _>>()?;
+    if many {
+        return Ok(encoded(values));
+    }
+    let value = values.into_iter().next().unwrap_or(Value::Null);
+    Ok(match (data_type, value) {
+        // byte[] passes through and serialises as one base64 string; a JSON object stays one.
+        (DataType::Binary, v) | (_, v @ Value::Object(_)) => v,
+        (_, other) => encoded(other),
+    })
+}
+
+/// What the Functions host's Event Grid webhook answers when the invocation failed.
+const HOST_FAILURE_STATUS: u16 = 500;
+
 async fn event_grid_loop(s: Arc<Shared>) {
     let mut backoff = Duration::from_millis(10);
     while !s.stopping.load(Ordering::SeqCst) {
@@ -823,8 +926,14 @@ async fn event_grid_loop(s: Arc<Shared>) {
                     }
                     Err(failure) => {
                         let reason = for_log(&failure.reason, 300);
+                        // The Functions host answers Event Grid's push with 500 for any failed
+                        // invocation, whatever the handler's status was: Event Grid retries it
+                        // on its schedule, then dead-letters (docs/decisions/0010).
+                        let detail =
+                            format!("{} (handler status {:?})", failure.reason, failure.status);
                         let dead = matches!(
-                            s.brokers.eg_failed(d.id, failure.status, &failure.reason),
+                            s.brokers
+                                .eg_failed(d.id, Some(HOST_FAILURE_STATUS), &detail),
                             Ok(true)
                         );
                         let outcome = if dead {
@@ -843,5 +952,35 @@ async fn event_grid_loop(s: Arc<Shared>) {
             });
         }
         while set.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_hub_bodies_reach_the_handler_as_the_real_host_binds_them() {
+        let bodies: [&[u8]; 2] = [br#"{"a":1}"#, b"plain text"];
+        let strings = event_hub_value(&bodies, true, DataType::String).unwrap();
+        assert_eq!(strings, json!(r#"["{\"a\":1}","plain text"]"#));
+        let err = event_hub_value(&bodies, true, DataType::Unspecified).unwrap_err();
+        assert!(err.contains("event 1 of the batch is not JSON"), "{err}");
+        let objects = event_hub_value(&bodies[..1], true, DataType::Unspecified).unwrap();
+        assert_eq!(objects, json!(r#"[{"a":1}]"#));
+        let binary = event_hub_value(&bodies[1..], true, DataType::Binary).unwrap();
+        assert_eq!(binary, json!(r#"["cGxhaW4gdGV4dA=="]"#));
+        assert_eq!(
+            event_hub_value(&bodies[..1], false, DataType::Unspecified).unwrap(),
+            json!({"a": 1})
+        );
+        assert_eq!(
+            event_hub_value(&bodies[1..], false, DataType::String).unwrap(),
+            json!("\"plain text\"")
+        );
+        assert_eq!(
+            event_hub_value(&bodies[1..], false, DataType::Binary).unwrap(),
+            json!("cGxhaW4gdGV4dA==")
+        );
     }
 }

@@ -20,6 +20,9 @@ pub struct FunctionStats {
     /// Event Hubs events whose batch failed after the retry policy was spent (the checkpoint
     /// moved on, as in Azure).
     pub lost_after_retries: u64,
+    /// Inputs the function acknowledged and set aside on its `rejects` output (counted within
+    /// `delivered`: the host saw success).
+    pub set_aside: u64,
 }
 
 /// What a run did.
@@ -45,6 +48,7 @@ impl Summary {
             t.poisoned += s.poisoned;
             t.dead_lettered += s.dead_lettered;
             t.lost_after_retries += s.lost_after_retries;
+            t.set_aside += s.set_aside;
         }
         t
     }
@@ -62,6 +66,13 @@ impl fmt::Display for Summary {
                 f,
                 "{name:<24} {:>10} {:>8} {:>9} {:>14} {:>6}",
                 s.delivered, s.retried, s.poisoned, s.dead_lettered, s.lost_after_retries
+            )?;
+        }
+        let set_aside = self.total().set_aside;
+        if set_aside > 0 {
+            writeln!(
+                f,
+                "set aside by the functions with a reason: {set_aside} input(s) (socwire dlq list)"
             )?;
         }
         write!(
@@ -110,6 +121,14 @@ impl Stats {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, FunctionStats>> {
         self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts inputs `function` set aside on its `rejects` output.
+    pub fn set_aside(&self, function: &str, count: u64) {
+        self.lock()
+            .entry(function.to_string())
+            .or_default()
+            .set_aside += count;
     }
 
     /// Records `count` outcomes for `function`; prints `detail` (already escaped) unless quiet.

@@ -47,7 +47,8 @@ pub struct RejectRecord {
     pub key: Option<String>,
     /// When it was set aside (RFC 3339).
     pub rejected_at: String,
-    /// The trigger input as the host sent it (cut to [`MAX_KEPT_INPUT_BYTES`]).
+    /// The trigger input: the message text for queue and Service Bus triggers, the event for
+    /// Event Grid (cut to [`MAX_KEPT_INPUT_BYTES`]).
     pub input: Value,
     /// True when `input` was cut.
     #[serde(default)]
@@ -60,7 +61,14 @@ pub struct RejectRecord {
 impl RejectRecord {
     /// A record for `request`, refused by `function` because of `reason`.
     pub fn new(function: &str, binding: &str, reason: &str, request: &InvocationRequest) -> Self {
-        let raw = request.data.get(binding).cloned().unwrap_or(Value::Null);
+        let raw = match request.data.get(binding) {
+            // The host JSON-encodes string triggers a second time; keep the original text.
+            Some(Value::String(text)) => {
+                Value::String(serde_json::from_str::<String>(text).unwrap_or_else(|_| text.clone()))
+            }
+            Some(other) => other.clone(),
+            None => Value::Null,
+        };
         let key = key_of(&raw);
         let (input, truncated) = bounded(raw);
         let metadata = KEPT_METADATA
@@ -150,6 +158,14 @@ mod tests {
         let out = &response.outputs[REJECTS_OUT][0];
         assert_eq!(out["function"], "f");
         assert_eq!(out["reason"], "schemaVersion 9 is not supported");
+    }
+
+    #[test]
+    fn a_double_encoded_message_is_kept_as_its_original_text() {
+        let req = request(json!("\"{\\\"requestId\\\":\\\"r-1\\\"}\""));
+        let r = RejectRecord::new("f", "msg", "why", &req);
+        assert_eq!(r.input, json!("{\"requestId\":\"r-1\"}"));
+        assert_eq!(r.key.as_deref(), Some("r-1"));
     }
 
     #[test]

@@ -19,10 +19,8 @@ use std::path::Path;
 /// Opens a SQLite database for an adapter: WAL, a busy timeout so the host and the CLI can share
 /// it, and `synchronous=NORMAL` (durable across a killed process).
 pub(crate) fn open_sqlite(path: &Path, schema: &str) -> Result<rusqlite::Connection, PortError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| PortError::Permanent(format!("cannot create {}: {e}", dir.display())))?;
-    }
+    socwire_common::fs::private_file(path)
+        .map_err(|e| PortError::Permanent(format!("cannot create {}: {e}", path.display())))?;
     let conn = rusqlite::Connection::open(path).map_err(sqlite_error)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(sqlite_error)?;

@@ -15,6 +15,8 @@ pub enum DeadLetterKind {
     ServiceBus,
     /// An Event Grid event that could not be delivered.
     EventGrid,
+    /// An input a function acknowledged and set aside on `socwire-rejects` with its reason.
+    Rejected,
 }
 
 impl DeadLetterKind {
@@ -23,6 +25,7 @@ impl DeadLetterKind {
             DeadLetterKind::QueuePoison => "q",
             DeadLetterKind::ServiceBus => "sb",
             DeadLetterKind::EventGrid => "eg",
+            DeadLetterKind::Rejected => "rj",
         }
     }
 
@@ -31,6 +34,7 @@ impl DeadLetterKind {
             "q" => Some(DeadLetterKind::QueuePoison),
             "sb" => Some(DeadLetterKind::ServiceBus),
             "eg" => Some(DeadLetterKind::EventGrid),
+            "rj" => Some(DeadLetterKind::Rejected),
             _ => None,
         }
     }
@@ -55,8 +59,14 @@ pub struct DeadLetter {
     pub dead_lettered_ms: i64,
     /// The message body or event, as text where it is UTF-8.
     pub body: String,
-    /// What replay needs (original message fields).
+    /// What replay needs (original message fields; for a reject, the whole record).
     pub meta: Value,
+    /// The idempotency key the input carried, where known (a reject's `key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The command's `commandId`, when the input is a command.
+    #[serde(rename = "commandId", skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -104,6 +114,8 @@ fn to_letter(row: Row) -> DeadLetter {
         dead_lettered_ms,
         body: String::from_utf8_lossy(&body).into_owned(),
         meta: serde_json::from_str(&meta).unwrap_or(Value::Null),
+        key: None,
+        command_id: None,
     }
 }
 
@@ -123,7 +135,7 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     ))
 }
 
-fn parse_id(id: &str) -> BrokerResult<(DeadLetterKind, i64)> {
+pub(super) fn parse_id(id: &str) -> BrokerResult<(DeadLetterKind, i64)> {
     let (tag, n) = id
         .split_once(':')
         .ok_or_else(|| BrokerError::Invalid(format!("dead-letter id {id:?} is not like q:12")))?;
@@ -139,18 +151,27 @@ fn parse_id(id: &str) -> BrokerResult<(DeadLetterKind, i64)> {
 impl Brokers {
     /// Every dead letter, oldest first, optionally of one kind.
     pub fn dead_letters(&self, kind: Option<DeadLetterKind>) -> BrokerResult<Vec<DeadLetter>> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&format!(
-            "{SELECT} WHERE ?1 IS NULL OR kind = ?1 ORDER BY seq"
-        ))?;
-        let rows = stmt.query_map([kind.map(DeadLetterKind::tag)], read_row)?;
-        rows.map(|r| r.map(to_letter).map_err(BrokerError::from))
-            .collect()
+        let mut letters: Vec<DeadLetter> = {
+            let conn = self.lock();
+            let mut stmt = conn.prepare_cached(&format!(
+                "{SELECT} WHERE ?1 IS NULL OR kind = ?1 ORDER BY seq"
+            ))?;
+            let rows = stmt.query_map([kind.map(DeadLetterKind::tag)], read_row)?;
+            rows.map(|r| r.map(to_letter).map_err(BrokerError::from))
+                .collect::<BrokerResult<_>>()?
+        };
+        if kind.is_none_or(|k| k == DeadLetterKind::Rejected) {
+            letters.extend(self.rejects()?);
+        }
+        Ok(letters)
     }
 
     /// One dead letter.
     pub fn dead_letter(&self, id: &str) -> BrokerResult<Option<DeadLetter>> {
         let (kind, seq) = parse_id(id)?;
+        if kind == DeadLetterKind::Rejected {
+            return self.reject(seq);
+        }
         let conn = self.lock();
         let row = conn
             .prepare_cached(&format!("{SELECT} WHERE seq = ?1 AND kind = ?2"))?
@@ -162,6 +183,9 @@ impl Brokers {
     /// Puts a dead letter back where it came from with fresh delivery counts, and removes it
     /// from the store, in one transaction.
     pub fn replay(&self, id: &str) -> BrokerResult<()> {
+        if let (DeadLetterKind::Rejected, seq) = parse_id(id)? {
+            return self.replay_reject(seq);
+        }
         let letter = self
             .dead_letter(id)?
             .ok_or_else(|| BrokerError::Invalid(format!("no dead letter {id:?}")))?;
@@ -185,6 +209,7 @@ impl Brokers {
                 )?;
             }
             DeadLetterKind::ServiceBus => super::servicebus::restore(&tx, meta, &body, now)?,
+            DeadLetterKind::Rejected => unreachable!("rejects are replayed by replay_reject"),
             DeadLetterKind::EventGrid => {
                 let topic = meta
                     .get("topic")

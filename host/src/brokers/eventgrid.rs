@@ -15,7 +15,9 @@ pub const EVENT_GRID_BACKOFF_SECS: [i64; 10] =
 /// How long a delivery handed out by [`Brokers::eg_due`] is held before it is due again.
 const DELIVERY_LEASE_MS: i64 = 60_000;
 
-/// Statuses Event Grid dead-letters at once instead of retrying.
+/// Statuses Event Grid dead-letters at once instead of retrying. A Functions host never answers
+/// these for a failed invocation (it answers 500), so for function subscribers they arise only
+/// from the host itself (a rejected webhook request), never from a handler's status.
 const NO_RETRY: [u16; 4] = [400, 401, 403, 413];
 
 /// An Event Grid subscription's retry policy.

@@ -1,12 +1,14 @@
 //! Event Hubs: partitions chosen by partition key (or round robin), per-partition sequence
 //! numbers, and a checkpoint per consumer group and partition.
 
-use super::{BrokerResult, Brokers};
+use super::{BrokerError, BrokerResult, Brokers};
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::{Map, Value};
 
 /// Partitions a hub gets when it is first sent to without being declared.
 pub const DEFAULT_PARTITIONS: u32 = 4;
+/// The largest event body Event Hubs accepts (Standard and Premium tiers): 1 MiB.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 /// An event read from a partition.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +88,16 @@ impl Brokers {
         hub: &str,
         events: &[(Option<&str>, &[u8], &Value)],
     ) -> BrokerResult<Vec<(u32, i64)>> {
+        if let Some((i, _)) = events
+            .iter()
+            .enumerate()
+            .find(|(_, (_, body, _))| body.len() > MAX_EVENT_BYTES)
+        {
+            return Err(BrokerError::Invalid(format!(
+                "event {i} is {} bytes; Event Hubs accepts at most {MAX_EVENT_BYTES} bytes per event",
+                events[i].1.len()
+            )));
+        }
         let now = self.now();
         let mut conn = self.lock();
         let tx = conn.transaction()?;

@@ -11,6 +11,7 @@ mod deadletter;
 mod eventgrid;
 mod eventhub;
 mod queue;
+mod rejects;
 mod servicebus;
 mod status;
 
@@ -19,6 +20,7 @@ pub use deadletter::{DeadLetter, DeadLetterKind};
 pub use eventgrid::{EgDelivery, EgSubscriptionOptions, EVENT_GRID_BACKOFF_SECS};
 pub use eventhub::EhEvent;
 pub use queue::QueueMessage;
+pub use rejects::{TriggerSource, REJECTS_QUEUE};
 pub use servicebus::{SbEntityOptions, SbMessage, SbReceived, SendOutcome};
 pub use status::{BrokerStatus, Consumers, PendingWork};
 
@@ -157,6 +159,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     body BLOB NOT NULL,
     meta TEXT NOT NULL
 );
+
+CREATE TABLE IF NOT EXISTS function_triggers (
+    function TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    source TEXT NOT NULL
+);
 ";
 
 /// The brokers: one SQLite connection behind a mutex, and a clock.
@@ -168,8 +176,9 @@ pub struct Brokers {
 impl Brokers {
     /// Opens (or creates) `dir/brokers.sqlite3`.
     pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> BrokerResult<Self> {
-        std::fs::create_dir_all(dir)?;
-        let conn = rusqlite::Connection::open(dir.join("brokers.sqlite3"))?;
+        let path = dir.join("brokers.sqlite3");
+        socwire_common::fs::private_file(&path)?;
+        let conn = rusqlite::Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;",

@@ -485,6 +485,26 @@ impl Brokers {
             .optional()?)
     }
 
+    /// Renews a held lock for the entity's lock duration from now (the Service Bus
+    /// `RenewLock` operation the Functions host calls up to `maxAutoLockRenewalDuration`);
+    /// returns the new expiry, or None when the lock was already lost.
+    pub fn sb_renew_lock(&self, entity_name: &str, lock_token: &str) -> BrokerResult<Option<i64>> {
+        let now = self.now();
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let e = entity(&tx, entity_name)?;
+        let Some((id, _)) = self.locked(&tx, entity_name, lock_token)? else {
+            return Ok(None);
+        };
+        let until = now + e.lock_ms;
+        tx.execute(
+            "UPDATE sb_messages SET locked_until = ?2 WHERE id = ?1",
+            params![id, until],
+        )?;
+        tx.commit()?;
+        Ok(Some(until))
+    }
+
     /// Completes (removes) a locked message; false when the lock was lost.
     pub fn sb_complete(&self, entity_name: &str, lock_token: &str) -> BrokerResult<bool> {
         let mut conn = self.lock();
@@ -807,4 +827,31 @@ mod tests {
     }
 
     use super::super::{Clock, DeadLetterKind};
+
+    #[test]
+    fn a_renewed_lock_outlives_its_first_expiry_and_a_lost_one_cannot_be_renewed() {
+        let (_d, b, clock) = brokers();
+        b.sb_ensure_queue(
+            "q",
+            SbEntityOptions {
+                lock_duration_ms: 1_000,
+                ..SbEntityOptions::default()
+            },
+        )
+        .unwrap();
+        b.sb_send("q", msg("m1", "x")).unwrap();
+        let m = b.sb_receive("q", 1).unwrap().remove(0);
+        clock.advance(800);
+        assert!(b.sb_renew_lock("q", &m.lock_token).unwrap().is_some());
+        clock.advance(800);
+        assert!(
+            b.sb_receive("q", 1).unwrap().is_empty(),
+            "renewed: not redelivered"
+        );
+        assert!(b.sb_complete("q", &m.lock_token).unwrap());
+        b.sb_send("q", msg("m2", "y")).unwrap();
+        let m2 = b.sb_receive("q", 1).unwrap().remove(0);
+        clock.advance(1_001);
+        assert_eq!(b.sb_renew_lock("q", &m2.lock_token).unwrap(), None);
+    }
 }
