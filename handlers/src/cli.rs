@@ -288,7 +288,8 @@ pub fn status(data_dir: &Path, json: bool) -> anyhow::Result<()> {
 /// `socwire dlq` actions.
 #[derive(Subcommand, Debug)]
 pub enum DlqAction {
-    /// List dead letters (poison queues, Service Bus dead-letter queues, Event Grid).
+    /// List what was set aside: function rejects, poison queues, Service Bus dead-letter
+    /// queues, Event Grid dead letters.
     List {
         /// Print JSON.
         #[arg(long)]
