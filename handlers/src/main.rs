@@ -54,14 +54,27 @@ struct DataDir {
     data_dir: PathBuf,
 }
 
+/// Logs go to stderr: JSON lines in Azure (`WEBSITE_INSTANCE_ID` is set there, and Application
+/// Insights reads the host's copy of the worker's output) or with `SOCWIRE_LOG_FORMAT=json`;
+/// otherwise text, coloured only when stderr is a terminal.
 fn init_tracing() {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SOCWIRE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let json = match std::env::var("SOCWIRE_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        _ => std::env::var_os("WEBSITE_INSTANCE_ID").is_some(),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if json {
+        builder.json().with_ansi(false).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
 fn main() -> ExitCode {
