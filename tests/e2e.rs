@@ -443,3 +443,170 @@ fn alert_stream_ranks_chains_sets_bad_alerts_aside_and_ignores_redelivery() {
         "rejects are keyed, stored once"
     );
 }
+
+/// Pids of `parent`'s child processes (the local host's handler).
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid …": comm may hold spaces, so read after the last ')'.
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// The chaos harness (issue #8): incidents through Event Grid and a Storage queue, alerts through
+/// Event Hubs, all while the host and the handler are killed with SIGKILL at random points
+/// (chosen by progress, not by time), then a restart runs to idle. Nothing may be lost and no
+/// effect repeated. `SOCWIRE_CHAOS_INCIDENTS`, `SOCWIRE_CHAOS_ALERTS` and
+/// `SOCWIRE_CHAOS_KILLS` scale it (CI runs the defaults); it prints its figures.
+#[test]
+fn chaos_kills_of_host_and_handler_lose_nothing_and_repeat_no_effect() {
+    let env = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let incidents = env("SOCWIRE_CHAOS_INCIDENTS", 600);
+    let alerts = env("SOCWIRE_CHAOS_ALERTS", 800);
+    let kills = env("SOCWIRE_CHAOS_KILLS", 20);
+    let seed = env("SOCWIRE_CHAOS_SEED", 7) as u64;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+
+    let alerts_file = dir.path().join("alerts.jsonl");
+    run_ok(socwire(dir.path()).args([
+        "alerts",
+        "generate",
+        "--alerts",
+        &alerts.to_string(),
+        "--seed",
+        "3",
+        "--output",
+        alerts_file.to_str().unwrap(),
+    ]));
+    run_ok(socwire(dir.path()).args([
+        "send",
+        "eventhub",
+        "alerts",
+        "--lines",
+        "--file",
+        alerts_file.to_str().unwrap(),
+    ]));
+
+    let (mut host_kills, mut handler_kills) = (0, 0);
+    let mut run = Running::start(
+        dir.path(),
+        &[
+            "--demo",
+            "--incidents",
+            &incidents.to_string(),
+            "--lease-secs",
+            "2",
+        ],
+    );
+    for _ in 0..kills {
+        // Kill after a random amount of progress: 1 to 25 deliveries of any function.
+        for _ in 0..rng.usize(1..=25) {
+            if run.lines.recv_timeout(Duration::from_secs(20)).is_err() {
+                break; // idle: the kill lands between deliveries
+            }
+        }
+        let handler = children_of(run.child.id());
+        if rng.bool() && !handler.is_empty() {
+            for pid in handler {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+            handler_kills += 1;
+        } else {
+            drop(run); // SIGKILL of the host; its handler exits when its stdin closes
+            host_kills += 1;
+            run = Running::start(dir.path(), &["--lease-secs", "2"]);
+        }
+    }
+    drop(run);
+    let stdout = up_until_idle(dir.path(), &[]);
+
+    // Incidents: each triaged exactly once, with at most its one comment.
+    let store = SqliteIncidentStore::open(&dir.path().join("sentinel.sqlite3")).unwrap();
+    let ledger = socwire::local::SqliteLedger::open(&dir.path().join("ledger.sqlite3")).unwrap();
+    let triaged = ledger.count("triage:").unwrap() as usize;
+    let mut duplicated = 0;
+    let mut comments_total = 0;
+    for n in 1..=incidents {
+        let comments = store
+            .comments(&socwire::demo::incident_id(n))
+            .unwrap()
+            .len();
+        let expected = if n % 5 == 4 { 0 } else { 1 };
+        duplicated += comments.saturating_sub(expected);
+        comments_total += comments;
+    }
+    // Brokers: queues drained, nothing poisoned or dead-lettered, every Event Hubs partition
+    // checkpointed at its last event, no Event Grid delivery pending.
+    let status = status_json(dir.path());
+    let letters = dlq_list(dir.path());
+    let pending_queue: u64 = status["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["name"] != "socwire-rejects")
+        .map(|q| q["visible"].as_u64().unwrap() + q["invisible"].as_u64().unwrap())
+        .sum();
+    let pending_grid: u64 = status["event_grid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["due"].as_u64().unwrap() + s["retrying"].as_u64().unwrap())
+        .sum();
+    let hub = status["event_hubs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["hub"] == "alerts")
+        .cloned()
+        .unwrap();
+    assert_eq!(hub["events"].as_u64(), Some(alerts as u64), "{hub}");
+    // Events after the consumer group's checkpoints (all of them when none was written).
+    let unprocessed_alerts = hub["consumer_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["consumer_group"] == "$Default")
+        .map(|g| g["unprocessed"].as_u64().unwrap())
+        .unwrap_or(alerts as u64);
+    println!(
+        "chaos: {incidents} incidents (Event Grid + Storage queue) and {alerts} alert events (Event Hubs); \
+         {host_kills} host and {handler_kills} handler kill -9; {:.1} s; triaged {triaged}/{incidents}, \
+         comments {comments_total}, duplicated effects {duplicated}, pending queue {pending_queue}, \
+         pending Event Grid {pending_grid}, unprocessed events {unprocessed_alerts}, set aside {}",
+        started.elapsed().as_secs_f64(),
+        letters.len()
+    );
+    assert!(host_kills + handler_kills >= kills.min(1), "kills happened");
+    assert_eq!(triaged, incidents, "lost incidents\n{stdout}");
+    assert_eq!(duplicated, 0, "duplicated comments");
+    assert_eq!(
+        (pending_queue, pending_grid, unprocessed_alerts),
+        (0, 0, 0),
+        "{status}"
+    );
+    assert!(
+        letters.iter().all(|l| l["kind"] == "Rejected"),
+        "nothing poisoned or dead-lettered: {letters:?}"
+    );
+}
