@@ -1,7 +1,7 @@
 //! `cargo bench -p socwire --bench foundation`: figures for the custom handler and the local
 //! brokers. Prints numbers; asserts nothing.
 //! - handler: requests/s, p50/p99 latency of `POST /incident-created` (in-process server,
-//!   loopback HTTP, 32 concurrent clients);
+//!   loopback HTTP, 32 concurrent clients), and a minimal Node.js handler under the same load;
 //! - `socwire serve` process: spawn → ready time and idle RSS (needs `target/release/socwire`);
 //! - local Storage queue broker: put / receive / delete messages per second;
 //! - the same against Azurite through `azure_storage_queue`, when Azurite listens on :10001.
@@ -17,26 +17,14 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 const ID: &str = "/subscriptions/0000/resourceGroups/soc/providers/Microsoft.OperationalInsights/workspaces/ws/providers/Microsoft.SecurityInsights/incidents/73e01a99-5cd7-4139-a149-9f2736ff2ab5";
 
-async fn handler(dir: &std::path::Path) {
-    let settings =
-        Settings::from_lookup(|k| (k == "SOCWIRE_DATA_DIR").then(|| dir.display().to_string()))
-            .unwrap();
-    let ctx = Arc::new(Context::from_settings(&settings).unwrap());
-    let app = socwire::serve::app(ctx, settings.max_body_bytes);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let event = serde_json::json!({"id": "e1", "subject": ID, "eventType": "Sentinel.IncidentCreated", "eventTime": "2026-11-23T00:00:00Z",
-        "data": {"object": {"id": ID, "properties": {"title": "t", "severity": "High", "status": "New"}}}});
-    let body = serde_json::json!({"Data": {"event": event}, "Metadata": {}}).to_string();
+/// Drives `total` POSTs of `body` to `url` from `workers` concurrent clients; returns
+/// (requests/s, p50 ms, p99 ms).
+async fn load(url: &str, body: &str, total: usize, workers: usize) -> (f64, f64, f64) {
     let client = reqwest::Client::new();
-    let url = format!("http://{addr}/incident-created");
-    let total = 20_000;
-    let workers = 32;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..workers {
-        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        let (client, url, body) = (client.clone(), url.to_string(), body.to_string());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(total / workers);
             for _ in 0..total / workers {
@@ -55,13 +43,80 @@ async fn handler(dir: &std::path::Path) {
     }
     let secs = started.elapsed().as_secs_f64();
     lat.sort();
-    println!(
-        "handler: {} invocations of incident-created in {secs:.2} s = {:.0} req/s; p50 {:.2} ms, p99 {:.2} ms ({workers} concurrent, loopback)",
-        lat.len(),
+    (
         lat.len() as f64 / secs,
         percentile(&lat, 0.5),
-        percentile(&lat, 0.99)
+        percentile(&lat, 0.99),
+    )
+}
+
+/// A minimal Node.js custom handler answering `incident-created` with the same output shape
+/// (parse the envelope, take the incident id, queue one request): the baseline to beat.
+const NODE_HANDLER: &str = r#"
+const http = require('http');
+const server = http.createServer((req, res) => {
+  let body = '';
+  req.on('data', (c) => { body += c; });
+  req.on('end', () => {
+    const env = JSON.parse(body);
+    const id = env.Data.event.data.object.id;
+    const out = { Outputs: { triage: [{ incidentId: id, requestId: id, source: 'incident-created' }] }, Logs: [] };
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify(out));
+  });
+});
+server.listen(0, '127.0.0.1', () => { console.log(server.address().port); });
+"#;
+
+async fn handler(dir: &std::path::Path) {
+    let settings =
+        Settings::from_lookup(|k| (k == "SOCWIRE_DATA_DIR").then(|| dir.display().to_string()))
+            .unwrap();
+    let ctx = Arc::new(Context::from_settings(&settings).unwrap());
+    let app = socwire::serve::app(ctx, settings.max_body_bytes);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(socwire_common::listener::serve(
+        listener,
+        app,
+        socwire_common::listener::Limits::default(),
+    ));
+    let event = serde_json::json!({"id": "e1", "subject": ID, "eventType": "Sentinel.IncidentCreated", "eventTime": "2026-11-23T00:00:00Z",
+        "data": {"object": {"id": ID, "properties": {"title": "t", "severity": "High", "status": "New"}}}});
+    let body = serde_json::json!({"Data": {"event": event}, "Metadata": {}}).to_string();
+    let (total, workers) = (20_000, 32);
+    let (rate, p50, p99) = load(
+        &format!("http://{addr}/incident-created"),
+        &body,
+        total,
+        workers,
+    )
+    .await;
+    println!(
+        "handler: {total} invocations of incident-created = {rate:.0} req/s; p50 {p50:.2} ms, p99 {p99:.2} ms ({workers} concurrent, loopback)"
     );
+    let node = std::process::Command::new("node")
+        .args(["-e", NODE_HANDLER])
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut node) = node else {
+        println!("node handler: skipped (node is not installed)");
+        return;
+    };
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(node.stdout.as_mut().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{}/incident-created", port.trim());
+    let (node_rate, node_p50, node_p99) = load(&url, &body, total, workers).await;
+    println!(
+        "node handler (same request, same client, same run): {node_rate:.0} req/s; p50 {node_p50:.2} ms, p99 {node_p99:.2} ms; socwire is {:.2}x",
+        rate / node_rate
+    );
+    let _ = node.kill();
+    let _ = node.wait();
 }
 
 fn serve_process() {

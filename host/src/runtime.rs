@@ -545,7 +545,7 @@ async fn queue_loop(s: Arc<Shared>, name: String) {
                         // The host cannot even build the invocation: straight to poison, as Functions does.
                         let _ = s.brokers.queue_poison(&queue, &msg.id, &msg.pop_receipt, &reason);
                         s.stats.record(&f.name, Outcome::Poisoned, 1, &reason);
-                        return;
+                        return None;
                     }
                 };
                 let mut data = Map::new();
@@ -560,8 +560,8 @@ async fn queue_loop(s: Arc<Shared>, name: String) {
                 let result = s.deliver(&f, data, meta).await;
                 match result {
                     Ok(answer) => {
-                        let _ = s.brokers.queue_delete(&queue, &msg.id, &msg.pop_receipt);
                         s.stats.record(&f.name, Outcome::Delivered, 1, &Shared::log_lines(&answer));
+                        return Some((msg.id, msg.pop_receipt));
                     }
                     Err(failure) => {
                         let reason = format!("{} (status {:?}, delivery {})", failure.reason, failure.status, msg.dequeue_count);
@@ -574,9 +574,20 @@ async fn queue_loop(s: Arc<Shared>, name: String) {
                         }
                     }
                 }
+                None
             });
         }
-        while set.join_next().await.is_some() {}
+        // Every success of the batch is deleted in one transaction; a kill before it means
+        // those messages are delivered again (at least once), never lost.
+        let mut done = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            if let Ok(Some(receipt)) = joined {
+                done.push(receipt);
+            }
+        }
+        if let Err(e) = s.brokers.queue_delete_many(queue, &done) {
+            tracing::error!(queue = %queue, error = %e, "deleting delivered messages failed");
+        }
     }
 }
 
@@ -913,16 +924,16 @@ async fn event_grid_loop(s: Arc<Shared>) {
                         Some(404),
                         "subscribed function is not in this app",
                     );
-                    return;
+                    return None;
                 };
                 let mut data = Map::new();
                 data.insert(f.trigger.binding_name().to_string(), d.event.clone());
                 let result = s.deliver(&f, data, Map::new()).await;
                 match result {
                     Ok(answer) => {
-                        let _ = s.brokers.eg_succeeded(d.id);
                         s.stats
                             .record(&f.name, Outcome::Delivered, 1, &Shared::log_lines(&answer));
+                        return Some(d.id);
                     }
                     Err(failure) => {
                         let reason = for_log(&failure.reason, 300);
@@ -949,9 +960,18 @@ async fn event_grid_loop(s: Arc<Shared>) {
                         );
                     }
                 }
+                None
             });
         }
-        while set.join_next().await.is_some() {}
+        let mut done = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            if let Ok(Some(id)) = joined {
+                done.push(id);
+            }
+        }
+        if let Err(e) = s.brokers.eg_succeeded_many(&done) {
+            tracing::error!(error = %e, "recording Event Grid deliveries failed");
+        }
     }
 }
 

@@ -1,64 +1,66 @@
-use super::{open_sqlite, sqlite_error};
+use super::{sqlite_error, SqlitePool};
 use crate::ports::{Ledger, PortResult};
 use async_trait::async_trait;
 use rusqlite::OptionalExtension;
 use std::path::Path;
-use std::sync::Mutex;
 
 /// The idempotency ledger in SQLite: one row per effect key; the primary key makes the first
-/// writer win.
+/// writer win. A small pool of connections serves concurrent invocations (the
+/// `incident-created` hot path reads it on every event).
 pub struct SqliteLedger {
-    conn: Mutex<rusqlite::Connection>,
+    pool: SqlitePool,
 }
 
 impl SqliteLedger {
     /// Opens (or creates) the ledger at `path`.
     pub fn open(path: &Path) -> PortResult<Self> {
-        let conn = open_sqlite(
+        let pool = SqlitePool::open(
             path,
             "CREATE TABLE IF NOT EXISTS ledger (
                  key TEXT PRIMARY KEY,
                  detail TEXT NOT NULL,
                  recorded_ms INTEGER NOT NULL
              );",
+            4,
         )?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        Ok(Self { pool })
     }
 
     /// Number of recorded effects whose key starts with `prefix`.
     pub fn count(&self, prefix: &str) -> PortResult<u64> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.query_row(
-            "SELECT COUNT(*) FROM ledger WHERE substr(key, 1, length(?1)) = ?1",
-            [prefix],
-            |r| r.get::<_, i64>(0),
-        )
-        .map(|n| n as u64)
-        .map_err(sqlite_error)
+        self.pool.with(|conn| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM ledger WHERE substr(key, 1, length(?1)) = ?1",
+                [prefix],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(sqlite_error)
+        })
     }
 }
 
 #[async_trait]
 impl Ledger for SqliteLedger {
     async fn get(&self, key: &str) -> PortResult<Option<String>> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.query_row("SELECT detail FROM ledger WHERE key = ?1", [key], |r| {
-            r.get(0)
+        self.pool.with(|conn| {
+            conn.query_row("SELECT detail FROM ledger WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sqlite_error)
         })
-        .optional()
-        .map_err(sqlite_error)
     }
 
     async fn record(&self, key: &str, detail: &str) -> PortResult<bool> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let now = chrono::Utc::now().timestamp_millis();
-        conn.execute(
-            "INSERT OR IGNORE INTO ledger (key, detail, recorded_ms) VALUES (?1, ?2, ?3)",
-            rusqlite::params![key, detail, now],
-        )
-        .map(|n| n == 1)
-        .map_err(sqlite_error)
+        self.pool.with(|conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO ledger (key, detail, recorded_ms) VALUES (?1, ?2, ?3)",
+                rusqlite::params![key, detail, now],
+            )
+            .map(|n| n == 1)
+            .map_err(sqlite_error)
+        })
     }
 }

@@ -31,6 +31,43 @@ pub(crate) fn open_sqlite(path: &Path, schema: &str) -> Result<rusqlite::Connect
     Ok(conn)
 }
 
+/// A few connections to one SQLite database, so concurrent invocations do not queue behind one
+/// lock: WAL lets readers run beside each other and beside one writer, and SQLite's own
+/// locking (with the busy timeout) orders the writers.
+pub(crate) struct SqlitePool {
+    conns: Vec<std::sync::Mutex<rusqlite::Connection>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl SqlitePool {
+    /// Opens `size` connections (at least one) to `path`, creating `schema` once.
+    pub(crate) fn open(path: &Path, schema: &str, size: usize) -> Result<Self, PortError> {
+        let mut conns = vec![std::sync::Mutex::new(open_sqlite(path, schema)?)];
+        for _ in 1..size.max(1) {
+            conns.push(std::sync::Mutex::new(open_sqlite(path, "")?));
+        }
+        Ok(Self {
+            conns,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `f` on a free connection, or waits for one (round robin) when all are busy.
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.conns.len();
+        for i in 0..n {
+            if let Ok(conn) = self.conns[(start + i) % n].try_lock() {
+                return f(&conn);
+            }
+        }
+        let conn = self.conns[start % n]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+}
+
 /// Maps a SQLite error: a busy or locked database is worth a retry, anything else is not.
 pub(crate) fn sqlite_error(e: rusqlite::Error) -> PortError {
     use rusqlite::ErrorCode;

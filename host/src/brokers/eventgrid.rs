@@ -150,8 +150,23 @@ impl Brokers {
 
     /// The subscriber took the event: the delivery is done.
     pub fn eg_succeeded(&self, id: i64) -> BrokerResult<()> {
-        self.lock()
-            .execute("DELETE FROM eg_deliveries WHERE id = ?1", [id])?;
+        self.eg_succeeded_many(&[id])
+    }
+
+    /// Records several successful deliveries in one transaction.
+    pub fn eg_succeeded_many(&self, ids: &[i64]) -> BrokerResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM eg_deliveries WHERE id = ?1")?;
+            for id in ids {
+                stmt.execute([id])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 

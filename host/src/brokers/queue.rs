@@ -153,6 +153,9 @@ impl Brokers {
         queue: &str,
         messages: &[(String, String)],
     ) -> BrokerResult<usize> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let mut n = 0;
