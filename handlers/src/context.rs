@@ -42,6 +42,13 @@ impl Context {
                     missing.join(", ")
                 );
             }
+            let wrong = settings.wrong_azure_settings();
+            if !wrong.is_empty() {
+                anyhow::bail!(
+                    "SOCWIRE_REQUIRE_AZURE=true but these settings are wrong: {}",
+                    wrong.join("; ")
+                );
+            }
         }
         let mut adapters = Vec::new();
         let ti_text = match &settings.ti_file {

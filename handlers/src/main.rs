@@ -33,6 +33,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build the deployable zip: the handler binary, host.json and one folder per function.
+    Package(socwire::package::PackageArgs),
     /// Alert graph engine: generate labelled IT/OT alerts, rank subgraphs of a file of alerts.
     Alerts {
         #[command(subcommand)]
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
             Command::Status { data, json } => cli::status(&data.data_dir, json),
             Command::Dlq { data, action } => cli::dlq(&data.data_dir, action),
             Command::Alerts { action } => socwire::alerts_cli::run(action),
+            Command::Package(args) => socwire::package::run(args),
         }
     });
     match result {
