@@ -710,6 +710,7 @@ resource roleTopicDeadLetters 'Microsoft.Authorization/roleAssignments@2022-04-0
   properties: { principalId: topics[i].identity.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor) }
 }]
 
+// Event Grid dead-lettering of the ml-run-status subscription with the system topic's identity.
 resource roleMlTopicDeadLetters 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasMl) {
   scope: storage
   name: guid(storage.id, '${prefix}-azureml-events', roles.storageBlobDataContributor)
