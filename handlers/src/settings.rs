@@ -174,6 +174,23 @@ impl Settings {
     }
 }
 
+/// App settings still holding a Key Vault reference (`@Microsoft.KeyVault(...)`): the platform
+/// leaves the reference text in place when it cannot resolve it (no access, no such secret), and
+/// a provider key that is the reference text would fail every lookup. Names only, never values.
+pub fn unresolved_key_vault_references(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Vec<String> {
+    let mut names: Vec<String> = vars
+        .into_iter()
+        .filter(|(name, value)| {
+            name.starts_with("SOCWIRE_") && value.trim_start().starts_with("@Microsoft.KeyVault(")
+        })
+        .map(|(name, _)| name)
+        .collect();
+    names.sort();
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +255,23 @@ mod tests {
         .unwrap();
         assert!(s.wrong_azure_settings().is_empty());
         assert!(s.missing_azure_settings().is_empty());
+    }
+
+    #[test]
+    fn unresolved_key_vault_references_are_named_without_their_values() {
+        let vars = [
+            (
+                "SOCWIRE_TI_OTX_KEY",
+                "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/ti-otx-key/)",
+            ),
+            ("SOCWIRE_TI_GREYNOISE_KEY", "resolved-value"),
+            ("OTHER", "@Microsoft.KeyVault(VaultName=v;SecretName=s)"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(
+            unresolved_key_vault_references(vars),
+            vec!["SOCWIRE_TI_OTX_KEY".to_string()]
+        );
     }
 
     #[test]

@@ -78,7 +78,8 @@ fn literals(text: &str, prefix: &str) -> Vec<String> {
         let end = tail
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(tail.len());
-        if tail[end..].starts_with('"') {
+        // A bare prefix (`"SOCWIRE_"`, a `starts_with` test) names no setting.
+        if tail[end..].starts_with('"') && end > 0 && !tail[..end].ends_with('_') {
             found.push(tail[..end].to_string());
         }
         rest = &rest[at + 1..];

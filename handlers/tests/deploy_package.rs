@@ -196,4 +196,42 @@ fn azure_mode_refuses_to_start_on_a_missing_or_wrong_setting_naming_it() {
     let stderr = serve_in_azure_mode(&wrong);
     assert!(stderr.contains("SOCWIRE_STORAGE"), "{stderr}");
     assert!(!stderr.contains("SOCWIRE_LOGS_ENDPOINT"), "{stderr}");
+
+    let reference = "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/ti-otx-key/)";
+    let mut unresolved = good.to_vec();
+    unresolved.push(("SOCWIRE_TI_OTX_KEY", reference));
+    let stderr = serve_in_azure_mode(&unresolved);
+    assert!(stderr.contains("SOCWIRE_TI_OTX_KEY"), "{stderr}");
+    assert!(
+        !stderr.contains("vault.azure.net"),
+        "the value is not echoed: {stderr}"
+    );
+}
+
+#[test]
+fn demo_events_seed_the_local_sentinel_and_print_postable_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = socwire()
+        .args(["demo-events", "--incidents", "2", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    for e in events {
+        assert_eq!(e["eventType"], "Sentinel.IncidentCreated");
+        let subject = e["subject"].as_str().unwrap();
+        assert!(
+            subject.contains("/providers/Microsoft.SecurityInsights/incidents/"),
+            "{subject}"
+        );
+        assert_eq!(e["data"]["object"]["id"], subject);
+    }
+    assert!(dir.path().join("sentinel.sqlite3").is_file());
 }
