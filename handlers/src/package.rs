@@ -321,10 +321,10 @@ pub fn run(args: PackageArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "wrote {} ({} files); deploy with: az functionapp deployment source config-zip -g <rg> -n <app> --src {}",
+        "wrote {} ({} files); publish it as docs/deploying.md says (Premium: upload to the \
+         app-package container; Flex Consumption: az functionapp deployment source config-zip)",
         args.output.display(),
         entries.len(),
-        args.output.display()
     );
     Ok(())
 }

@@ -733,3 +733,101 @@ fn the_playbook_is_triggered_on_incident_creation_and_publishes_with_its_identit
         "RunPlaybook"
     );
 }
+
+/// Brackets, braces, parentheses and strings (with `${…}` interpolation, which may hold nested
+/// strings) balance in a Bicep text; the first problem with its line. No Bicep compiler runs
+/// here, so this is the syntax check the templates get.
+fn bicep_balance(text: &str) -> Result<(), String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut stack: Vec<(char, usize)> = Vec::new();
+    let mut line = 1;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '\n' {
+            line += 1;
+        }
+        let in_string = matches!(stack.last(), Some(('\'', _)));
+        if in_string {
+            match c {
+                '\\' => i += 1,
+                '\'' => {
+                    stack.pop();
+                }
+                '$' if next == Some('{') => {
+                    stack.push(('$', line));
+                    i += 1;
+                }
+                '\n' => return Err(format!("line {}: string not closed", line - 1)),
+                _ => {}
+            }
+        } else {
+            match c {
+                '/' if next == Some('/') => {
+                    while i < chars.len() && chars[i] != '\n' {
+                        i += 1;
+                    }
+                    continue;
+                }
+                '\'' => stack.push(('\'', line)),
+                '{' | '[' | '(' => stack.push((c, line)),
+                '}' | ']' | ')' => {
+                    let open = match c {
+                        '}' => "{$",
+                        ']' => "[",
+                        _ => "(",
+                    };
+                    match stack.pop() {
+                        Some((o, _)) if open.contains(o) => {}
+                        Some((o, at)) => {
+                            return Err(format!(
+                                "line {line}: {c:?} closes {o:?} opened on line {at}"
+                            ))
+                        }
+                        None => return Err(format!("line {line}: {c:?} closes nothing")),
+                    }
+                }
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    match stack.pop() {
+        None => Ok(()),
+        Some((o, at)) => Err(format!("{o:?} opened on line {at} is never closed")),
+    }
+}
+
+#[test]
+fn bicep_files_balance_and_name_each_resource_once() {
+    let mut problems = Vec::new();
+    for file in ["infra/main.bicep", "infra/subscriptions.bicep"] {
+        let text = read(file);
+        if let Err(e) = bicep_balance(&text) {
+            problems.push(format!("{file}: {e}"));
+        }
+        let mut names = BTreeSet::new();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            if matches!(words.next(), Some("resource" | "param" | "var" | "output")) {
+                if let Some(name) = words.next() {
+                    if !names.insert(name.to_string()) {
+                        problems.push(format!("{file}: {name} is declared twice"));
+                    }
+                }
+            }
+        }
+    }
+    for (bad, why) in [
+        ("var a = { b: [ 'c' }\n", "closes"),
+        ("var a = 'x${f('y')\n", "never closed"),
+        ("var a = 'x\n'\n", "not closed"),
+        ("var a = [\n", "never closed"),
+    ] {
+        let e = bicep_balance(bad).unwrap_err();
+        assert!(e.contains(why), "{bad:?}: {e}");
+    }
+    assert!(bicep_balance("var a = 'x${join(map(l, s => '\\'${s}\\''), \', \')}' // {\n").is_ok());
+    fail_if(problems);
+}
