@@ -119,6 +119,7 @@ var roles = {
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-2319b160aa3a'
   sentinelResponder: '3e150937-b8fe-4cfb-8069-0eaf05ecd056'
   logAnalyticsReader: '73c42c96-874c-492b-b04d-ab87d138a893'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
@@ -617,6 +618,13 @@ resource roleStorageQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   scope: storage
   name: guid(storage.id, identity.id, roles.storageQueueDataContributor)
   properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor) }
+}
+
+// Functions host: diagnostic events it writes to Table storage through AzureWebJobsStorage.
+resource roleStorageTable 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: storage
+  name: guid(storage.id, identity.id, roles.storageTableDataContributor)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor) }
 }
 
 // azure/sentinel.rs: GET/PUT incidents, POST entities and alerts, PUT comments; incident-sweep

@@ -546,6 +546,10 @@ const ROLE_NAMES: &[(&str, &str)] = &[
         "storageQueueDataMessageSender",
         "Storage Queue Data Message Sender",
     ),
+    (
+        "storageTableDataContributor",
+        "Storage Table Data Contributor",
+    ),
     ("sentinelResponder", "Microsoft Sentinel Responder"),
     ("logAnalyticsReader", "Log Analytics Reader"),
     ("monitoringMetricsPublisher", "Monitoring Metrics Publisher"),
