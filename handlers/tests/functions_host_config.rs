@@ -336,7 +336,13 @@ fn func_start_settings_disable_exactly_the_functions_azurite_cannot_serve() {
             .filter_map(|b| b["type"].as_str())
             .find(|t| t.ends_with("Trigger"))
             .unwrap_or("");
-        let served = AZURITE_TRIGGERS.contains(&trigger);
+        // Service Bus and Event Hubs outputs need their broker too.
+        let broker_outputs = def["bindings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| matches!(b["type"].as_str(), Some("serviceBus" | "eventHub")));
+        let served = AZURITE_TRIGGERS.contains(&trigger) && !broker_outputs;
         let disabled = values[format!("AzureWebJobs.{name}.Disabled")].as_str() == Some("true");
         if served && disabled {
             problems.push(format!(
@@ -344,7 +350,7 @@ fn func_start_settings_disable_exactly_the_functions_azurite_cannot_serve() {
             ));
         }
         if !served && !disabled {
-            problems.push(format!("{name} ({trigger}) needs a broker Azurite does not have: set AzureWebJobs.{name}.Disabled to \"true\" in local.settings.example.json"));
+            problems.push(format!("{name} ({trigger}) needs a broker Azurite does not have (trigger or output): set AzureWebJobs.{name}.Disabled to \"true\" in local.settings.example.json"));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
