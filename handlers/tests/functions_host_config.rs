@@ -355,3 +355,39 @@ fn func_start_settings_disable_exactly_the_functions_azurite_cannot_serve() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+#[test]
+fn the_local_host_routes_identity_based_event_grid_outputs_to_the_named_topic() {
+    // A copy without any developer's local.settings.json: the example's settings decide.
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path();
+    std::fs::copy(repo().join("host.json"), app.join("host.json")).unwrap();
+    std::fs::copy(
+        repo().join("local.settings.example.json"),
+        app.join("local.settings.example.json"),
+    )
+    .unwrap();
+    for (name, def) in functions() {
+        let folder = app.join("function-defs").join(&name);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("function.json"), def.to_string()).unwrap();
+    }
+    let cfg = socwire_host::config::AppConfig::load(app).expect("the app loads");
+    let mut routed = 0;
+    for f in &cfg.functions {
+        for o in &f.outputs {
+            if let socwire_host::config::OutputTarget::EventGrid(topic) = &o.target {
+                assert_eq!(
+                    topic, "socwire-events",
+                    "{}: output {} goes to {topic:?}, not the topic named by SOCWIRE_EVENTS_TOPIC__topicEndpointUri",
+                    f.name, o.name
+                );
+                routed += 1;
+            }
+        }
+    }
+    assert!(
+        routed >= 2,
+        "triage-incident and alert-stream publish to Event Grid"
+    );
+}
