@@ -1,25 +1,154 @@
-// socwire: the Azure resources the function set needs, with managed-identity role assignments.
-// Deploy: az deployment group create -g <rg> -f infra/main.bicep -p sentinelWorkspaceName=<ws>
-// Not validated in CI (no Bicep CLI there); `az bicep build -f infra/main.bicep` checks it.
+// socwire, stage 1 of 2: every Azure resource the function set needs, the app's user-assigned
+// managed identity and every role it holds. Nothing here refers to a function, so this stage
+// deploys before the code exists; stage 2 (subscriptions.bicep) subscribes the functions to
+// Event Grid once the package is published (ARM rejects a subscription to a function that the
+// host has not indexed yet).
+//
+//   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.bicepparam
+//   (publish app.zip: docs/deploying.md)
+//   az deployment group create -g <rg> -f infra/subscriptions.bicep -p prefix=<same prefix>
+//
+// Names in the function definitions (queues, hubs, topics, subscriptions, connection settings)
+// and the settings the handler reads are checked against this file by
+// handlers/tests/deploy_consistency.rs; change both sides together.
 
-@description('Name prefix for every resource.')
+targetScope = 'resourceGroup'
+
+@description('Name prefix for every resource (lower-case letters, digits, hyphens).')
+@minLength(3)
+@maxLength(12)
 param prefix string = 'socwire'
 
 @description('Region.')
 param location string = resourceGroup().location
 
-@description('Log Analytics workspace that has Microsoft Sentinel enabled (same resource group).')
+@description('Log Analytics workspace with Microsoft Sentinel enabled, in this resource group.')
 param sentinelWorkspaceName string
 
-var storageName = toLower(replace('${prefix}${uniqueString(resourceGroup().id)}', '-', ''))
+@description('Premium (EP1, Linux; runs from a package blob) or FlexConsumption (FC1). Premium is the default: it is the plan the custom handler was checked against.')
+@allowed([
+  'Premium'
+  'FlexConsumption'
+])
+param hostingPlan string = 'Premium'
+
+@description('Most instances the app scales out to. alert-stream keeps its alert window in one process (handlers/src/functions/alert_stream.rs): two instances would hold competing windows, so this stays 1 while alert-stream runs in this app. Raise it only after moving alert-stream to an app of its own (docs/deploying.md).')
+@minValue(1)
+@maxValue(100)
+param maximumInstances int = 1
+
+@description('Blob name of the package in the app-package container (Premium runs from it).')
+param packageBlobName string = 'app.zip'
+
+@description('Threat-intelligence providers to turn on; each needs its key in Key Vault as secret ti-<provider>-key (docs/deploying.md).')
+param tiProviders array = []
+
+@description('NCRONTAB schedule of incident-sweep.')
+param sweepSchedule string = '0 */10 * * * *'
+
+@description('How long a triage report link stays valid (empty: the handler default).')
+param reportLinkLifetime string = ''
+
+@description('Alert engine window, e.g. 24h.')
+param alertWindow string = '24h'
+
+@description('Subgraphs scoring at least this publish socwire.AlertSubgraphPrioritized.')
+param alertEventScore string = '20'
+
+@description('Changed subgraphs among the top N are written after each batch.')
+param alertRowsTop string = '50'
+
+@description('Azure Machine Learning workspace in this resource group for the GPU functions (empty: none; the ML roles and system topic are left out).')
+param azureMlWorkspaceName string = ''
+
+@description('Hosts the ML functions may download model assets from (comma-separated).')
+param mlAssetHosts string = 'api.ngc.nvidia.com'
+
+@description('Partitions per event hub (fixed once created on Standard).')
+@minValue(1)
+@maxValue(32)
+param eventHubPartitions int = 4
+
+@description('Handler log filter (tracing env-filter syntax).')
+param logFilter string = 'info'
+
+var suffix = uniqueString(resourceGroup().id, prefix)
+var storageName = take(toLower(replace('${prefix}${suffix}', '-', '')), 24)
 var eventGridSubscriptions = loadJsonContent('eventgrid-subscriptions.json')
+var serviceBusSubscriptions = loadJsonContent('servicebus-subscriptions.json')
+
+// Logical Event Grid topic names (the names the function set and eventgrid-subscriptions.json
+// use) and the Azure names they get (custom topic names are part of a regional DNS name).
+var eventGridTopicNames = [
+  'sentinel-incidents'
+  'socwire-events'
+]
+// Storage queues the functions read or write, each with the poison queue the host moves a
+// message to after maxDequeueCount deliveries (host.json).
+var queueNames = [
+  'triage-requests'
+  'socwire-rejects'
+]
+// Blob containers: the handler's ledger, reports and alert-engine state (SOCWIRE_*_CONTAINER),
+// Event Grid dead letters, and the package Premium runs from / Flex deploys to.
+var containerNames = [
+  'socwire-ledger'
+  'socwire-reports'
+  'socwire-state'
+  'eventgrid-deadletters'
+  'app-package'
+]
+var eventHubNames = [
+  'alerts'
+  'training-telemetry'
+]
+var serviceBusTopicNames = [
+  'ml-commands'
+]
+var tiSecretSettings = {
+  virustotal: 'SOCWIRE_TI_VIRUSTOTAL_KEY'
+  abuseipdb: 'SOCWIRE_TI_ABUSEIPDB_KEY'
+  greynoise: 'SOCWIRE_TI_GREYNOISE_KEY'
+  otx: 'SOCWIRE_TI_OTX_KEY'
+}
+var hasMl = !empty(azureMlWorkspaceName)
+
+// Built-in role definition ids.
+var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-2319b160aa3a'
+  sentinelResponder: '3e150937-b8fe-4cfb-8069-0eaf05ecd056'
+  logAnalyticsReader: '73c42c96-874c-492b-b04d-ab87d138a893'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
+  eventHubsDataReceiver: 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'
+  serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
+  serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+  azureMlDataScientist: 'f6c7c914-8db3-469d-8ca1-694a8f32e121'
+  azureMlComputeOperator: 'e503ece1-11d0-4e8e-8e2c-7a6c3bf38815'
+}
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
   name: sentinelWorkspaceName
 }
 
+// ---------------------------------------------------------------- identity
+
+// One user-assigned identity for the app: roles are granted before the app exists, so the
+// first start already has them, and every identity-based connection names it (__clientId).
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: '${prefix}-app-identity'
+  location: location
+}
+
+// ---------------------------------------------------------------- storage
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  name: take(storageName, 24)
+  name: storageName
   location: location
   sku: { name: 'Standard_LRS' }
   kind: 'StorageV2'
@@ -27,17 +156,22 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     minimumTlsVersion: 'TLS1_2'
     allowBlobPublicAccess: false
     allowSharedKeyAccess: false
+    supportsHttpsTrafficOnly: true
   }
 }
 
 resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
   parent: storage
   name: 'default'
+  properties: {
+    deleteRetentionPolicy: { enabled: true, days: 7 }
+  }
 }
 
-resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for c in ['socwire-ledger', 'socwire-reports', 'eventgrid-deadletters', 'alert-deadletters', 'socwire-state']: {
+resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for c in containerNames: {
   parent: blobService
   name: c
+  properties: { publicAccess: 'None' }
 }]
 
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
@@ -45,105 +179,561 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
   name: 'default'
 }
 
-resource triageQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for q in queueNames: {
   parent: queueService
-  name: 'triage-requests'
-}
+  name: q
+}]
 
-resource incidentsTopic 'Microsoft.EventGrid/topics@2023-12-15-preview' = {
-  name: '${prefix}-sentinel-incidents'
-  location: location
-  identity: { type: 'SystemAssigned' }
-  properties: { inputSchema: 'EventGridSchema', disableLocalAuth: true }
-}
+resource poisonQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for q in queueNames: {
+  parent: queueService
+  name: '${q}-poison'
+}]
 
-resource eventsTopic 'Microsoft.EventGrid/topics@2023-12-15-preview' = {
-  name: '${prefix}-events'
-  location: location
-  properties: { inputSchema: 'EventGridSchema' }
-}
+// ---------------------------------------------------------------- monitoring
 
-resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
-  name: '${prefix}-plan'
+// Application Insights on a workspace of its own: telemetry in the Sentinel workspace would be
+// billed at Sentinel rates.
+resource telemetryWorkspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: '${prefix}-telemetry-${suffix}'
   location: location
-  sku: { name: 'EP1', tier: 'ElasticPremium' }
-  kind: 'elastic'
-  properties: { reserved: true }
-}
-
-resource app 'Microsoft.Web/sites@2023-12-01' = {
-  name: '${prefix}-${uniqueString(resourceGroup().id)}'
-  location: location
-  kind: 'functionapp,linux'
-  identity: { type: 'SystemAssigned' }
   properties: {
-    serverFarmId: plan.id
-    httpsOnly: true
-    siteConfig: {
-      linuxFxVersion: ''
-      minTlsVersion: '1.2'
-      appSettings: [
-        { name: 'FUNCTIONS_EXTENSION_VERSION', value: '~4' }
-        { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'custom' }
-        { name: 'AzureWebJobsStorage__accountName', value: storage.name }
-        { name: 'SOCWIRE_STORAGE', value: storage.properties.primaryEndpoints.blob }
-        { name: 'SOCWIRE_SENTINEL_ENDPOINT', value: environment().resourceManager }
-        { name: 'SOCWIRE_EVENTS_TOPIC_URI', value: eventsTopic.properties.endpoint }
-        { name: 'SOCWIRE_REQUIRE_AZURE', value: 'true' }
-      ]
-    }
+    sku: { name: 'PerGB2018' }
+    retentionInDays: 30
   }
 }
 
-// Role definition ids (built-in).
-var roles = {
-  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
-  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
-  sentinelResponder: '3e150937-b8fe-4cfb-8069-0eaf05ecd056'
-  eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
-}
-
-resource blobRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  scope: storage
-  name: guid(storage.id, app.id, roles.storageBlobDataContributor)
-  properties: { principalId: app.identity.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor) }
-}
-
-resource queueRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  scope: storage
-  name: guid(storage.id, app.id, roles.storageQueueDataContributor)
-  properties: { principalId: app.identity.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor) }
-}
-
-resource sentinelRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  scope: workspace
-  name: guid(workspace.id, app.id, roles.sentinelResponder)
-  properties: { principalId: app.identity.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.sentinelResponder) }
-}
-
-resource eventsRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  scope: eventsTopic
-  name: guid(eventsTopic.id, app.id, roles.eventGridDataSender)
-  properties: { principalId: app.identity.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventGridDataSender) }
-}
-
-// The same subscriptions `socwire up` reads, delivered to the Functions Event Grid trigger with
-// retry and a blob dead-letter destination.
-resource subscriptions 'Microsoft.EventGrid/topics/eventSubscriptions@2023-12-15-preview' = [for s in eventGridSubscriptions: {
-  parent: incidentsTopic
-  name: s.function
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: '${prefix}-insights'
+  location: location
+  kind: 'web'
   properties: {
-    destination: {
-      endpointType: 'AzureFunction'
-      properties: { resourceId: '${app.id}/functions/${s.function}' }
+    Application_Type: 'web'
+    WorkspaceResourceId: telemetryWorkspace.id
+    DisableLocalAuth: true
+  }
+}
+
+// Custom tables the alert stream writes through the Logs Ingestion API (ALERTS.md).
+resource subgraphTable 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = {
+  parent: workspace
+  name: 'AlertSubgraphs_CL'
+  properties: {
+    schema: {
+      name: 'AlertSubgraphs_CL'
+      columns: [
+        { name: 'TimeGenerated', type: 'datetime' }
+        { name: 'RowKey', type: 'string' }
+        { name: 'SubgraphId', type: 'string' }
+        { name: 'Rank', type: 'int' }
+        { name: 'Score', type: 'real' }
+        { name: 'FirstSeen', type: 'datetime' }
+        { name: 'LastSeen', type: 'datetime' }
+        { name: 'NodeCount', type: 'int' }
+        { name: 'EdgeCount', type: 'int' }
+        { name: 'AlertCount', type: 'int' }
+        { name: 'LongestPath', type: 'int' }
+        { name: 'CrossesItOt', type: 'boolean' }
+        { name: 'Nodes', type: 'dynamic' }
+        { name: 'Edges', type: 'dynamic' }
+        { name: 'AlertIds', type: 'dynamic' }
+        { name: 'Reasons', type: 'dynamic' }
+      ]
     }
-    retryPolicy: { maxDeliveryAttempts: s.maxDeliveryAttempts, eventTimeToLiveInMinutes: s.eventTimeToLiveMinutes }
-    deadLetterDestination: {
-      endpointType: 'StorageBlob'
-      properties: { resourceId: storage.id, blobContainerName: 'eventgrid-deadletters' }
+    retentionInDays: 90
+  }
+}
+
+resource rejectTable 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = {
+  parent: workspace
+  name: 'AlertRejects_CL'
+  properties: {
+    schema: {
+      name: 'AlertRejects_CL'
+      columns: [
+        { name: 'TimeGenerated', type: 'datetime' }
+        { name: 'RowKey', type: 'string' }
+        { name: 'AlertId', type: 'string' }
+        { name: 'Reason', type: 'string' }
+        { name: 'Body', type: 'string' }
+      ]
+    }
+    retentionInDays: 30
+  }
+}
+
+resource dce 'Microsoft.Insights/dataCollectionEndpoints@2023-03-11' = {
+  name: '${prefix}-dce'
+  location: location
+  properties: {
+    networkAcls: { publicNetworkAccess: 'Enabled' }
+  }
+}
+
+resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
+  name: '${prefix}-alert-tables'
+  location: location
+  properties: {
+    dataCollectionEndpointId: dce.id
+    streamDeclarations: {
+      'Custom-AlertSubgraphs': {
+        columns: [
+          { name: 'TimeGenerated', type: 'datetime' }
+          { name: 'RowKey', type: 'string' }
+          { name: 'SubgraphId', type: 'string' }
+          { name: 'Rank', type: 'int' }
+          { name: 'Score', type: 'real' }
+          { name: 'FirstSeen', type: 'datetime' }
+          { name: 'LastSeen', type: 'datetime' }
+          { name: 'NodeCount', type: 'int' }
+          { name: 'EdgeCount', type: 'int' }
+          { name: 'AlertCount', type: 'int' }
+          { name: 'LongestPath', type: 'int' }
+          { name: 'CrossesItOt', type: 'boolean' }
+          { name: 'Nodes', type: 'dynamic' }
+          { name: 'Edges', type: 'dynamic' }
+          { name: 'AlertIds', type: 'dynamic' }
+          { name: 'Reasons', type: 'dynamic' }
+        ]
+      }
+      'Custom-AlertRejects': {
+        columns: [
+          { name: 'TimeGenerated', type: 'datetime' }
+          { name: 'RowKey', type: 'string' }
+          { name: 'AlertId', type: 'string' }
+          { name: 'Reason', type: 'string' }
+          { name: 'Body', type: 'string' }
+        ]
+      }
+    }
+    destinations: {
+      logAnalytics: [
+        { name: 'sentinel', workspaceResourceId: workspace.id }
+      ]
+    }
+    dataFlows: [
+      {
+        streams: [ 'Custom-AlertSubgraphs' ]
+        destinations: [ 'sentinel' ]
+        transformKql: 'source'
+        outputStream: 'Custom-AlertSubgraphs_CL'
+      }
+      {
+        streams: [ 'Custom-AlertRejects' ]
+        destinations: [ 'sentinel' ]
+        transformKql: 'source'
+        outputStream: 'Custom-AlertRejects_CL'
+      }
+    ]
+  }
+  dependsOn: [
+    subgraphTable
+    rejectTable
+  ]
+}
+
+// ---------------------------------------------------------------- brokers
+
+resource serviceBus 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
+  name: '${prefix}-sb-${suffix}'
+  location: location
+  sku: { name: 'Standard', tier: 'Standard' }
+  properties: {
+    disableLocalAuth: true
+    minimumTlsVersion: '1.2'
+  }
+}
+
+resource sbTopics 'Microsoft.ServiceBus/namespaces/topics@2022-10-01-preview' = [for t in serviceBusTopicNames: {
+  parent: serviceBus
+  name: t
+  properties: {
+    // MessageId de-duplication: a command re-sent within 10 minutes is dropped.
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    defaultMessageTimeToLive: 'P7D'
+    supportOrdering: true
+  }
+}]
+
+// One subscription per function, filtered on Subject (sys.Label), from the file the local
+// host reads too. A message past maxDeliveryCount, expired or unmatched by a filter that
+// throws goes to the subscription's dead-letter queue with its reason.
+resource sbSubscriptions 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2022-10-01-preview' = [for s in serviceBusSubscriptions: {
+  name: '${serviceBus.name}/${s.topic}/${s.subscription}'
+  properties: {
+    maxDeliveryCount: s.maxDeliveryCount
+    lockDuration: 'PT5M'
+    deadLetteringOnMessageExpiration: true
+    deadLetteringOnFilterEvaluationExceptions: true
+  }
+  dependsOn: [
+    sbTopics
+  ]
+}]
+
+// Replacing the $Default rule (which matches everything) with the Subject filter.
+resource sbRules 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2022-10-01-preview' = [for (s, i) in serviceBusSubscriptions: {
+  parent: sbSubscriptions[i]
+  name: '$Default'
+  properties: {
+    filterType: 'SqlFilter'
+    sqlFilter: {
+      sqlExpression: 'sys.Label IN (${join(map(s.subjects, subject => '\'${subject}\''), ', ')})'
     }
   }
 }]
 
-output functionAppName string = app.name
-output incidentsTopicEndpoint string = incidentsTopic.properties.endpoint
+resource eventHubs 'Microsoft.EventHub/namespaces@2024-01-01' = {
+  name: '${prefix}-eh-${suffix}'
+  location: location
+  sku: { name: 'Standard', tier: 'Standard', capacity: 1 }
+  properties: {
+    disableLocalAuth: true
+    minimumTlsVersion: '1.2'
+  }
+}
+
+resource hubs 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = [for h in eventHubNames: {
+  parent: eventHubs
+  name: h
+  properties: {
+    partitionCount: eventHubPartitions
+    messageRetentionInDays: 1
+  }
+}]
+
+// The functions read $Default (it always exists). `ops` is for people and tools reading a
+// hub, so they never move the functions' checkpoints.
+resource opsConsumerGroups 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2024-01-01' = [for (h, i) in eventHubNames: {
+  parent: hubs[i]
+  name: 'ops'
+}]
+
+// Custom topics: local auth off, so only Entra ID callers holding EventGrid Data Sender
+// publish. Their system identity writes dead letters.
+resource topics 'Microsoft.EventGrid/topics@2024-06-01-preview' = [for t in eventGridTopicNames: {
+  name: '${prefix}-${t}-${suffix}'
+  location: location
+  identity: { type: 'SystemAssigned' }
+  properties: {
+    inputSchema: 'EventGridSchema'
+    disableLocalAuth: true
+    publicNetworkAccess: 'Enabled'
+  }
+}]
+
+// Azure ML publishes RunStatusChanged to a system topic on its workspace; stage 2 subscribes
+// ml-run-status to it.
+resource mlWorkspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' existing = if (hasMl) {
+  name: hasMl ? azureMlWorkspaceName : 'none'
+}
+
+resource mlSystemTopic 'Microsoft.EventGrid/systemTopics@2024-06-01-preview' = if (hasMl) {
+  name: '${prefix}-azureml-events'
+  location: location
+  identity: { type: 'SystemAssigned' }
+  properties: {
+    source: mlWorkspace.id
+    topicType: 'Microsoft.MachineLearningServices.Workspaces'
+  }
+}
+
+// ---------------------------------------------------------------- secrets
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  name: take('${prefix}-kv-${suffix}', 24)
+  location: location
+  properties: {
+    tenantId: subscription().tenantId
+    sku: { family: 'A', name: 'standard' }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 30
+    enablePurgeProtection: true
+  }
+}
+
+// ---------------------------------------------------------------- the app
+
+resource premiumPlan 'Microsoft.Web/serverfarms@2023-12-01' = if (hostingPlan == 'Premium') {
+  name: '${prefix}-plan'
+  location: location
+  sku: { name: 'EP1', tier: 'ElasticPremium' }
+  kind: 'elastic'
+  properties: {
+    reserved: true
+    maximumElasticWorkerCount: maximumInstances
+  }
+}
+
+resource flexPlan 'Microsoft.Web/serverfarms@2023-12-01' = if (hostingPlan == 'FlexConsumption') {
+  name: '${prefix}-flex-plan'
+  location: location
+  sku: { name: 'FC1', tier: 'FlexConsumption' }
+  kind: 'functionapp'
+  properties: { reserved: true }
+}
+
+var connectionIdentity = {
+  credential: 'managedidentity'
+  clientId: identity.properties.clientId
+}
+
+// Settings the handler and the bindings read (local.settings.example.json has the same names
+// with local values). Identity-based connections: <name>__<endpoint> + __credential + __clientId.
+var socwireSettings = [
+  { name: 'AZURE_CLIENT_ID', value: identity.properties.clientId }
+  { name: 'AzureWebJobsStorage__accountName', value: storage.name }
+  { name: 'AzureWebJobsStorage__credential', value: connectionIdentity.credential }
+  { name: 'AzureWebJobsStorage__clientId', value: connectionIdentity.clientId }
+  { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsights.properties.ConnectionString }
+  { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'ClientId=${identity.properties.clientId};Authorization=AAD' }
+  { name: 'SOCWIRE_REQUIRE_AZURE', value: 'true' }
+  { name: 'SOCWIRE_LOG', value: logFilter }
+  { name: 'SOCWIRE_MAX_BODY_BYTES', value: '4194304' }
+  { name: 'SOCWIRE_SENTINEL_ENDPOINT', value: environment().resourceManager }
+  { name: 'SOCWIRE_LOGANALYTICS_WORKSPACE_ID', value: workspace.properties.customerId }
+  { name: 'SOCWIRE_STORAGE', value: storage.properties.primaryEndpoints.blob }
+  { name: 'SOCWIRE_LEDGER_CONTAINER', value: 'socwire-ledger' }
+  { name: 'SOCWIRE_REPORTS_CONTAINER', value: 'socwire-reports' }
+  { name: 'SOCWIRE_STATE_CONTAINER', value: 'socwire-state' }
+  { name: 'SOCWIRE_REPORT_LINK_LIFETIME', value: reportLinkLifetime }
+  { name: 'SOCWIRE_LOGS_ENDPOINT', value: dce.properties.logsIngestion.endpoint }
+  { name: 'SOCWIRE_LOGS_DCR_ID', value: dcr.properties.immutableId }
+  { name: 'SOCWIRE_SWEEP_SCHEDULE', value: sweepSchedule }
+  { name: 'SOCWIRE_ALERT_WINDOW', value: alertWindow }
+  { name: 'SOCWIRE_ALERT_EVENT_SCORE', value: alertEventScore }
+  { name: 'SOCWIRE_ALERT_ROWS_TOP', value: alertRowsTop }
+  { name: 'SOCWIRE_EVENTS_TOPIC__topicEndpointUri', value: topics[1].properties.endpoint }
+  { name: 'SOCWIRE_EVENTS_TOPIC__credential', value: connectionIdentity.credential }
+  { name: 'SOCWIRE_EVENTS_TOPIC__clientId', value: connectionIdentity.clientId }
+  { name: 'SOCWIRE_EVENTHUBS__fullyQualifiedNamespace', value: '${eventHubs.name}.servicebus.windows.net' }
+  { name: 'SOCWIRE_EVENTHUBS__credential', value: connectionIdentity.credential }
+  { name: 'SOCWIRE_EVENTHUBS__clientId', value: connectionIdentity.clientId }
+  { name: 'SOCWIRE_SERVICEBUS__fullyQualifiedNamespace', value: '${serviceBus.name}.servicebus.windows.net' }
+  { name: 'SOCWIRE_SERVICEBUS__credential', value: connectionIdentity.credential }
+  { name: 'SOCWIRE_SERVICEBUS__clientId', value: connectionIdentity.clientId }
+  { name: 'SOCWIRE_AZUREML_WORKSPACE', value: hasMl ? mlWorkspace.id : '' }
+  { name: 'SOCWIRE_ML_ASSET_HOSTS', value: mlAssetHosts }
+  // Key Vault references (versionless: a new secret version is picked up without a deploy).
+  // A provider left out of tiProviders gets an empty value: the handler treats it as off.
+  { name: 'SOCWIRE_TI_VIRUSTOTAL_KEY', value: contains(tiProviders, 'virustotal') ? '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/ti-virustotal-key/)' : '' }
+  { name: 'SOCWIRE_TI_ABUSEIPDB_KEY', value: contains(tiProviders, 'abuseipdb') ? '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/ti-abuseipdb-key/)' : '' }
+  { name: 'SOCWIRE_TI_GREYNOISE_KEY', value: contains(tiProviders, 'greynoise') ? '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/ti-greynoise-key/)' : '' }
+  { name: 'SOCWIRE_TI_OTX_KEY', value: contains(tiProviders, 'otx') ? '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/ti-otx-key/)' : '' }
+]
+
+// Premium runs from the package blob with the identity (no Azure Files content share, so the
+// storage account keeps shared keys off).
+var premiumSettings = [
+  { name: 'FUNCTIONS_EXTENSION_VERSION', value: '~4' }
+  { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'custom' }
+  { name: 'WEBSITE_RUN_FROM_PACKAGE', value: '${storage.properties.primaryEndpoints.blob}app-package/${packageBlobName}' }
+  { name: 'WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID', value: identity.id }
+]
+
+resource premiumApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'Premium') {
+  name: '${prefix}-${suffix}'
+  location: location
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: { '${identity.id}': {} }
+  }
+  properties: {
+    serverFarmId: premiumPlan.id
+    httpsOnly: true
+    keyVaultReferenceIdentity: identity.id
+    siteConfig: {
+      linuxFxVersion: ''
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      // The scale limit alert-stream needs (see maximumInstances).
+      functionAppScaleLimit: maximumInstances
+      minimumElasticInstanceCount: 1
+      appSettings: concat(premiumSettings, socwireSettings)
+    }
+  }
+  dependsOn: [
+    containers
+  ]
+}
+
+resource flexApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'FlexConsumption') {
+  name: '${prefix}-${suffix}'
+  location: location
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: { '${identity.id}': {} }
+  }
+  properties: {
+    serverFarmId: flexPlan.id
+    httpsOnly: true
+    keyVaultReferenceIdentity: identity.id
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}app-package'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identity.id
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        // The scale limit alert-stream needs (see maximumInstances).
+        maximumInstanceCount: maximumInstances
+        instanceMemoryMB: 2048
+      }
+      runtime: { name: 'custom', version: '1.0' }
+    }
+    siteConfig: {
+      minTlsVersion: '1.2'
+      appSettings: socwireSettings
+    }
+  }
+  dependsOn: [
+    containers
+  ]
+}
+
+// ---------------------------------------------------------------- roles of the app identity
+// Each assignment says which call needs it. The table in docs/deploying.md is the same list;
+// handlers/tests/deploy_consistency.rs checks every adapter's Azure call has its role here.
+
+// Functions host: AzureWebJobsStorage (queue triggers and outputs, poison queues, timer and
+// Event Hubs checkpoint leases, host keys) — and the handler's Blob ledger, reports and state
+// (azure/blob.rs: get/put with If-Match / If-None-Match) and the package Premium runs from.
+resource roleStorageBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: storage
+  name: guid(storage.id, identity.id, roles.storageBlobDataOwner)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner) }
+}
+
+// Queue trigger triage-requests, queue outputs triage-requests and socwire-rejects, the host's
+// moves to <queue>-poison (and azure/queue.rs for `socwire send queue --storage`).
+resource roleStorageQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: storage
+  name: guid(storage.id, identity.id, roles.storageQueueDataContributor)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor) }
+}
+
+// Functions host: diagnostic events it writes to Table storage through AzureWebJobsStorage.
+resource roleStorageTable 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: storage
+  name: guid(storage.id, identity.id, roles.storageTableDataContributor)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor) }
+}
+
+// azure/sentinel.rs: GET/PUT incidents, POST entities and alerts, PUT comments; incident-sweep
+// lists incidents.
+resource roleSentinel 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: workspace
+  name: guid(workspace.id, identity.id, roles.sentinelResponder)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.sentinelResponder) }
+}
+
+// Log Analytics query API on SOCWIRE_LOGANALYTICS_WORKSPACE_ID (incident context queries).
+resource roleLogAnalytics 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: workspace
+  name: guid(workspace.id, identity.id, roles.logAnalyticsReader)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.logAnalyticsReader) }
+}
+
+// azure/logs.rs: POST {dce}/dataCollectionRules/{dcr}/streams/Custom-AlertSubgraphs|Custom-AlertRejects.
+resource roleLogsIngestion 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: dcr
+  name: guid(dcr.id, identity.id, roles.monitoringMetricsPublisher)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher) }
+}
+
+// The Functions host sends telemetry to Application Insights with Entra ID (local auth off).
+resource roleTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: appInsights
+  name: guid(appInsights.id, identity.id, roles.monitoringMetricsPublisher)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher) }
+}
+
+// Event Grid output bindings (connection SOCWIRE_EVENTS_TOPIC) of triage-incident,
+// alert-stream and the ML functions: publish socwire.* events.
+resource roleEventsTopic 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: topics[1]
+  name: guid(topics[1].id, identity.id, roles.eventGridDataSender)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventGridDataSender) }
+}
+
+// Event Hubs triggers (connection SOCWIRE_EVENTHUBS): alert-stream on alerts,
+// training-telemetry on training-telemetry.
+resource roleEventHubs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: eventHubs
+  name: guid(eventHubs.id, identity.id, roles.eventHubsDataReceiver)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventHubsDataReceiver) }
+}
+
+// Service Bus triggers (connection SOCWIRE_SERVICEBUS) on the ml-commands subscriptions.
+resource roleServiceBusReceive 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (t, i) in serviceBusTopicNames: {
+  scope: sbTopics[i]
+  name: guid(sbTopics[i].id, identity.id, roles.serviceBusDataReceiver)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver) }
+}]
+
+// Service Bus output bindings to ml-commands and the handler's scheduled sends (Service Bus
+// REST: POST /ml-commands/messages with ScheduledEnqueueTimeUtc).
+resource roleServiceBusSend 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (t, i) in serviceBusTopicNames: {
+  scope: sbTopics[i]
+  name: guid(sbTopics[i].id, identity.id, roles.serviceBusDataSender)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender) }
+}]
+
+// Key Vault references of SOCWIRE_TI_*_KEY (resolved by the platform with keyVaultReferenceIdentity).
+resource roleVault 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: vault
+  name: guid(vault.id, identity.id, roles.keyVaultSecretsUser)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser) }
+}
+
+// Azure ML ARM: PUT jobs, POST jobs/{id}/cancel, PUT models/{name}/versions/{v} (run-fine-tune,
+// export-model, cancel-job).
+resource roleMlDataScientist 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasMl) {
+  scope: mlWorkspace
+  name: guid(resourceGroup().id, azureMlWorkspaceName, identity.id, roles.azureMlDataScientist)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.azureMlDataScientist) }
+}
+
+// Azure ML ARM: PUT computes/{name} and its async-operation polling (provision-gpu-cluster).
+resource roleMlCompute 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasMl) {
+  scope: mlWorkspace
+  name: guid(resourceGroup().id, azureMlWorkspaceName, identity.id, roles.azureMlComputeOperator)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.azureMlComputeOperator) }
+}
+
+// ---------------------------------------------------------------- roles of the topics' identities
+
+// Event Grid dead-lettering with the topic's own identity (stage 2 subscriptions).
+resource roleTopicDeadLetters 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (t, i) in eventGridTopicNames: {
+  scope: storage
+  name: guid(storage.id, topics[i].id, roles.storageBlobDataContributor)
+  properties: { principalId: topics[i].identity.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor) }
+}]
+
+// Event Grid dead-lettering of the ml-run-status subscription with the system topic's identity.
+resource roleMlTopicDeadLetters 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasMl) {
+  scope: storage
+  name: guid(storage.id, '${prefix}-azureml-events', roles.storageBlobDataContributor)
+  properties: { principalId: hasMl ? mlSystemTopic.identity.principalId : '', principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor) }
+}
+
+output functionAppName string = hostingPlan == 'Premium' ? premiumApp.name : flexApp.name
+output identityPrincipalId string = identity.properties.principalId
+output storageAccountName string = storage.name
+output packageContainerUrl string = '${storage.properties.primaryEndpoints.blob}app-package'
+output incidentsTopicName string = topics[0].name
+output incidentsTopicEndpoint string = topics[0].properties.endpoint
+output eventsTopicName string = topics[1].name
+output keyVaultName string = vault.name
+output serviceBusNamespace string = serviceBus.name
+output eventHubsNamespace string = eventHubs.name
+output logsIngestionEndpoint string = dce.properties.logsIngestion.endpoint
+output dcrImmutableId string = dcr.properties.immutableId

@@ -42,6 +42,20 @@ impl Context {
                     missing.join(", ")
                 );
             }
+            let unresolved = crate::settings::unresolved_key_vault_references(std::env::vars());
+            if !unresolved.is_empty() {
+                anyhow::bail!(
+                    "SOCWIRE_REQUIRE_AZURE=true but these Key Vault references did not resolve (check the secret exists and the app identity has Key Vault Secrets User): {}",
+                    unresolved.join(", ")
+                );
+            }
+            let wrong = settings.wrong_azure_settings();
+            if !wrong.is_empty() {
+                anyhow::bail!(
+                    "SOCWIRE_REQUIRE_AZURE=true but these settings are wrong: {}",
+                    wrong.join("; ")
+                );
+            }
         }
         let mut adapters = Vec::new();
         let ti_text = match &settings.ti_file {

@@ -33,6 +33,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Seed demo incidents into the local Sentinel store and print their incident-created
+    /// events (an Event Grid array), e.g. to post to `func start`'s Event Grid webhook.
+    DemoEvents {
+        #[command(flatten)]
+        data: DataDir,
+        /// How many incidents.
+        #[arg(long, default_value_t = 3)]
+        incidents: usize,
+    },
+    /// Build the deployable zip: the handler binary, host.json and one folder per function.
+    Package(socwire::package::PackageArgs),
     /// Alert graph engine: generate labelled IT/OT alerts, rank subgraphs of a file of alerts.
     Alerts {
         #[command(subcommand)]
@@ -101,6 +112,8 @@ fn main() -> ExitCode {
             Command::Status { data, json } => cli::status(&data.data_dir, json),
             Command::Dlq { data, action } => cli::dlq(&data.data_dir, action),
             Command::Alerts { action } => socwire::alerts_cli::run(action),
+            Command::Package(args) => socwire::package::run(args),
+            Command::DemoEvents { data, incidents } => cli::demo_events(&data.data_dir, incidents),
         }
     });
     match result {

@@ -187,6 +187,64 @@ impl Settings {
         }
         missing
     }
+
+    /// Azure settings that are present but cannot work in Azure, each naming the setting and
+    /// why: checked at start with `SOCWIRE_REQUIRE_AZURE=true`, so a wrong value stops the
+    /// handler before the first message rather than failing every invocation.
+    pub fn wrong_azure_settings(&self) -> Vec<String> {
+        let mut wrong = Vec::new();
+        let https = |name: &str, value: &Option<String>, wrong: &mut Vec<String>| {
+            if let Some(v) = value {
+                let ok = url::Url::parse(v.trim())
+                    .map(|u| u.scheme() == "https" && u.host_str().is_some())
+                    .unwrap_or(false);
+                if !ok {
+                    wrong.push(format!("{name}={v:?} is not an https:// URL"));
+                }
+            }
+        };
+        https(
+            "SOCWIRE_SENTINEL_ENDPOINT",
+            &self.sentinel_endpoint,
+            &mut wrong,
+        );
+        https("SOCWIRE_LOGS_ENDPOINT", &self.logs_endpoint, &mut wrong);
+        if let Some(storage) = &self.storage {
+            let lower = storage.to_ascii_lowercase();
+            if lower.contains("usedevelopmentstorage") || lower.contains("127.0.0.1") {
+                wrong.push(format!(
+                    "SOCWIRE_STORAGE={storage:?} points at the local storage emulator"
+                ));
+            } else if lower.starts_with("http://") {
+                wrong.push(format!("SOCWIRE_STORAGE={storage:?} is not https"));
+            }
+        }
+        if let Some(dcr) = &self.logs_dcr_id {
+            if !dcr.trim().starts_with("dcr-") {
+                wrong.push(format!(
+                    "SOCWIRE_LOGS_DCR_ID={dcr:?} is not a DCR immutable id (dcr-…)"
+                ));
+            }
+        }
+        wrong
+    }
+}
+
+/// App settings still holding a Key Vault reference (`@Microsoft.KeyVault(...)`): the platform
+/// leaves the reference text in place when it cannot resolve it (no access, no such secret), and
+/// a provider key that is the reference text would fail every lookup. Names only, never values.
+pub fn unresolved_key_vault_references(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Vec<String> {
+    let mut names: Vec<String> = vars
+        .into_iter()
+        .filter(|(name, value)| {
+            name.starts_with("SOCWIRE_") && value.trim_start().starts_with("@Microsoft.KeyVault(")
+        })
+        .map(|(name, _)| name)
+        .collect();
+    names.sort();
+    names
 }
 
 /// A .NET TimeSpan as host.json writes it: `hh:mm:ss` or `d.hh:mm:ss`.
@@ -255,6 +313,58 @@ mod tests {
             Some(Duration::from_secs(86_430))
         );
         assert_eq!(parse_timespan("nonsense"), None);
+    }
+
+    #[test]
+    fn wrong_azure_values_are_named() {
+        let s = from(&[
+            ("SOCWIRE_SENTINEL_ENDPOINT", "management.azure.com"),
+            ("SOCWIRE_STORAGE", "UseDevelopmentStorage=true"),
+            ("SOCWIRE_LOGS_ENDPOINT", "http://dce.example"),
+            ("SOCWIRE_LOGS_DCR_ID", "my-rule"),
+        ])
+        .unwrap();
+        let wrong = s.wrong_azure_settings().join("\n");
+        for name in [
+            "SOCWIRE_SENTINEL_ENDPOINT",
+            "SOCWIRE_STORAGE",
+            "SOCWIRE_LOGS_ENDPOINT",
+            "SOCWIRE_LOGS_DCR_ID",
+        ] {
+            assert!(wrong.contains(name), "{name} not named in {wrong}");
+        }
+        let s = from(&[
+            ("SOCWIRE_SENTINEL_ENDPOINT", "https://management.azure.com/"),
+            ("SOCWIRE_STORAGE", "https://acct.blob.core.windows.net"),
+            (
+                "SOCWIRE_LOGS_ENDPOINT",
+                "https://dce-1.westeurope-1.ingest.monitor.azure.com",
+            ),
+            (
+                "SOCWIRE_LOGS_DCR_ID",
+                "dcr-00000000000000000000000000000000",
+            ),
+        ])
+        .unwrap();
+        assert!(s.wrong_azure_settings().is_empty());
+        assert!(s.missing_azure_settings().is_empty());
+    }
+
+    #[test]
+    fn unresolved_key_vault_references_are_named_without_their_values() {
+        let vars = [
+            (
+                "SOCWIRE_TI_OTX_KEY",
+                "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/ti-otx-key/)",
+            ),
+            ("SOCWIRE_TI_GREYNOISE_KEY", "resolved-value"),
+            ("OTHER", "@Microsoft.KeyVault(VaultName=v;SecretName=s)"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(
+            unresolved_key_vault_references(vars),
+            vec!["SOCWIRE_TI_OTX_KEY".to_string()]
+        );
     }
 
     #[test]

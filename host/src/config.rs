@@ -525,6 +525,41 @@ fn eventgrid_topic(setting: &str, settings: &BTreeMap<String, String>) -> String
         .unwrap_or_else(|| setting.to_string())
 }
 
+/// Topic name behind an Event Grid output binding, in either of the extension's forms:
+/// `connection` (identity-based: the endpoint is in the `<connection>__topicEndpointUri` setting,
+/// or in `<connection>` itself) or `topicEndpointUri` (a setting holding the endpoint, used with
+/// `topicKeySetting`).
+fn eventgrid_output_topic(
+    b: &Value,
+    bname: &str,
+    path: &Path,
+    settings: &BTreeMap<String, String>,
+) -> Result<String, ConfigError> {
+    match (
+        b.get("connection").and_then(Value::as_str),
+        b.get("topicEndpointUri").and_then(Value::as_str),
+    ) {
+        (Some(_), Some(_)) => Err(err(
+            path,
+            format!("binding {bname:?}: set connection or topicEndpointUri, not both"),
+        )),
+        (Some(connection), None) => {
+            let endpoint_setting = format!("{connection}__topicEndpointUri");
+            let setting = if settings.contains_key(&endpoint_setting) {
+                endpoint_setting
+            } else {
+                connection.to_string()
+            };
+            Ok(eventgrid_topic(&setting, settings))
+        }
+        (None, Some(uri_setting)) => Ok(eventgrid_topic(uri_setting, settings)),
+        (None, None) => Err(err(
+            path,
+            format!("binding {bname:?} needs \"connection\" or \"topicEndpointUri\""),
+        )),
+    }
+}
+
 impl FunctionDef {
     /// Parses one `function.json`.
     pub fn parse(
@@ -640,10 +675,9 @@ impl FunctionDef {
                             })?,
                     ),
                     "eventHub" => OutputTarget::EventHub(str_field(b, "eventHubName", path)?),
-                    "eventGrid" => OutputTarget::EventGrid(eventgrid_topic(
-                        &str_field(b, "topicEndpointUri", path)?,
-                        settings,
-                    )),
+                    "eventGrid" => {
+                        OutputTarget::EventGrid(eventgrid_output_topic(b, &bname, path, settings)?)
+                    }
                     "blob" => OutputTarget::Blob(str_field(b, "path", path)?),
                     "http" => OutputTarget::Http,
                     other => {
@@ -826,5 +860,37 @@ mod tests {
         );
         assert_eq!(eventgrid_topic("EVENTS_URI", &settings), "socwire-events");
         assert_eq!(eventgrid_topic("OTHER", &settings), "OTHER");
+    }
+
+    #[test]
+    fn eventgrid_output_accepts_the_identity_based_connection_form() {
+        let mut settings = BTreeMap::new();
+        settings.insert(
+            "EVENTS__topicEndpointUri".to_string(),
+            "https://socwire-events.westeurope-1.eventgrid.azure.net/api/events".to_string(),
+        );
+        let def = |binding: Value| {
+            FunctionDef::parse(
+                "f",
+                &json!({"bindings": [
+                    {"type": "queueTrigger", "direction": "in", "name": "q", "queueName": "in"},
+                    binding
+                ]}),
+                Path::new("f/function.json"),
+                &settings,
+            )
+        };
+        let f = def(
+            json!({"type": "eventGrid", "direction": "out", "name": "o", "connection": "EVENTS"}),
+        )
+        .unwrap();
+        assert_eq!(
+            f.outputs[0].target,
+            OutputTarget::EventGrid("socwire-events".into())
+        );
+        let e = def(json!({"type": "eventGrid", "direction": "out", "name": "o", "connection": "EVENTS", "topicEndpointUri": "X"})).unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        let e = def(json!({"type": "eventGrid", "direction": "out", "name": "o"})).unwrap_err();
+        assert!(e.to_string().contains("connection"), "{e}");
     }
 }

@@ -1,0 +1,379 @@
+//! `socwire package`: the zip the Functions host runs from (run-from-package / zip deploy).
+//!
+//! The layout is the Functions app root: the handler binary (unix mode 0755, the name host.json's
+//! `customHandler.description.defaultExecutablePath` gives), `host.json`, and one folder per
+//! function holding its `function.json`. Files are picked by name, never by walking the
+//! repository, so `target/`, `.socwire/` and `local.settings.json` cannot slip in; every picked
+//! file is still checked, and anything that looks like a secret stops the build of the zip.
+//!
+//! The binary must run on the Functions Linux image (Debian 12, glibc 2.36): a static (musl)
+//! binary always does; a glibc-linked one must need no `GLIBC_` symbol version newer than the
+//! limit, read from the ELF's version-needed section (`.gnu.version_r`).
+
+use clap::Args;
+use object::read::elf::{ElfFile64, FileHeader as _};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// glibc of the Functions host's Linux images (Debian 12 "bookworm" base): the newest
+/// `GLIBC_x.y` a glibc-linked handler may require.
+pub const IMAGE_GLIBC: &str = "2.36";
+
+/// `socwire package` options.
+#[derive(Args, Debug)]
+pub struct PackageArgs {
+    /// Where to write the zip.
+    #[arg(long, default_value = "app.zip")]
+    pub output: PathBuf,
+    /// The app root (host.json and function-defs/).
+    #[arg(long, default_value = ".")]
+    pub app_root: PathBuf,
+    /// The handler binary to package (default: this executable, e.g. the one `cargo run
+    /// --release` or `cross build --release --target x86_64-unknown-linux-musl` built).
+    #[arg(long)]
+    pub binary: Option<PathBuf>,
+    /// Newest glibc symbol version the binary may need.
+    #[arg(long, default_value = IMAGE_GLIBC)]
+    pub max_glibc: String,
+}
+
+/// One file in the package.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Path inside the zip (`/`-separated).
+    pub name: String,
+    /// Contents.
+    pub data: Vec<u8>,
+    /// Gets the run bit (the handler binary).
+    pub executable: bool,
+}
+
+/// How the handler binary is linked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Linkage {
+    /// No versioned glibc symbols (static, e.g. musl).
+    Static,
+    /// Linked against glibc; the newest `GLIBC_` version it needs.
+    Glibc(Version),
+}
+
+/// A dotted version (`2.34`), compared numerically.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub Vec<u32>);
+
+impl Version {
+    /// Parses `2.36` or `GLIBC_2.36`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.strip_prefix("GLIBC_").unwrap_or(text);
+        let parts: Option<Vec<u32>> = text.split('.').map(|p| p.parse().ok()).collect();
+        parts.filter(|p| !p.is_empty()).map(Version)
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(u32::to_string).collect();
+        write!(f, "{}", parts.join("."))
+    }
+}
+
+/// Reads how an x86-64 ELF binary is linked: the newest `GLIBC_` version in its
+/// version-needed section, or [`Linkage::Static`] when it needs none.
+pub fn linkage(elf: &[u8]) -> anyhow::Result<Linkage> {
+    let file = ElfFile64::<object::Endianness>::parse(elf)
+        .map_err(|e| anyhow::anyhow!("not a 64-bit ELF executable: {e}"))?;
+    let endian = file.endian();
+    let machine = file.elf_header().e_machine(endian);
+    anyhow::ensure!(
+        machine == object::elf::EM_X86_64,
+        "the binary is for ELF machine {machine}, not x86-64 (EM_X86_64 = {}): the Functions Linux image is amd64",
+        object::elf::EM_X86_64
+    );
+    let sections = file.elf_section_table();
+    let Some((mut needs, strings_index)) = sections
+        .gnu_verneed(endian, elf)
+        .map_err(|e| anyhow::anyhow!("reading .gnu.version_r: {e}"))?
+    else {
+        return Ok(Linkage::Static);
+    };
+    let strings = sections
+        .strings(endian, elf, strings_index)
+        .map_err(|e| anyhow::anyhow!("reading the version string table: {e}"))?;
+    let mut newest: Option<Version> = None;
+    while let Some((_need, mut aux)) = needs
+        .next()
+        .map_err(|e| anyhow::anyhow!("reading .gnu.version_r: {e}"))?
+    {
+        while let Some(a) = aux
+            .next()
+            .map_err(|e| anyhow::anyhow!("reading .gnu.version_r: {e}"))?
+        {
+            let name = a
+                .name(endian, strings)
+                .map_err(|e| anyhow::anyhow!("reading a version name: {e}"))?;
+            let name = String::from_utf8_lossy(name);
+            if name.starts_with("GLIBC_") {
+                if let Some(v) = Version::parse(&name) {
+                    newest = newest.max(Some(v));
+                }
+            }
+        }
+    }
+    Ok(newest.map_or(Linkage::Static, Linkage::Glibc))
+}
+
+/// Checks the binary against the image's glibc; returns a line saying what it needs.
+pub fn check_binary(elf: &[u8], max_glibc: &str) -> anyhow::Result<String> {
+    let limit = Version::parse(max_glibc)
+        .ok_or_else(|| anyhow::anyhow!("--max-glibc {max_glibc:?} is not a version like 2.36"))?;
+    match linkage(elf)? {
+        Linkage::Static => Ok("binary: static (needs no glibc symbol version)".into()),
+        Linkage::Glibc(v) if v <= limit => Ok(format!(
+            "binary: needs GLIBC_{v} at most (image has {limit})"
+        )),
+        Linkage::Glibc(v) => anyhow::bail!(
+            "the binary needs GLIBC_{v}, newer than the Functions image's {limit}: build it with \
+             `cross build --release --target x86_64-unknown-linux-musl` (Cross.toml), or on a \
+             machine whose glibc is {limit} or older"
+        ),
+    }
+}
+
+/// File names that never go into a package.
+const REFUSED_NAMES: &[&str] = &[
+    "local.settings.json",
+    ".socwire",
+    ".env",
+    "function-key",
+    ".azurite",
+    "__azurite_db_blob__.json",
+];
+/// Extensions of key and certificate files.
+const REFUSED_EXTENSIONS: &[&str] = &["pem", "pfx", "p12", "key", "crt", "cer", "publishsettings"];
+/// Text that only a credential contains (matched case-insensitively).
+const SECRET_MARKERS: &[&str] = &[
+    "accountkey=",
+    "sharedaccesskey=",
+    "sharedaccesssignature",
+    "-----begin",
+    "client_secret",
+    "clientsecret",
+    "password",
+    "&sig=",
+    "?sig=",
+];
+
+/// Refuses a file whose name or (text) contents look like a secret; names the file and why.
+pub fn refuse_secrets(name: &str, data: &[u8]) -> anyhow::Result<()> {
+    for part in name.split('/') {
+        let lower = part.to_ascii_lowercase();
+        if REFUSED_NAMES.contains(&lower.as_str()) || lower.starts_with("id_rsa") {
+            anyhow::bail!("refusing {name}: {part} never goes into a package");
+        }
+        if let Some((_, ext)) = lower.rsplit_once('.') {
+            if REFUSED_EXTENSIONS.contains(&ext) {
+                anyhow::bail!("refusing {name}: .{ext} files hold keys or certificates");
+            }
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let lower = text.to_ascii_lowercase();
+        if let Some(marker) = SECRET_MARKERS.iter().find(|m| lower.contains(*m)) {
+            anyhow::bail!(
+                "refusing {name}: it contains {marker:?}, which only a credential has; keep \
+                 secrets in app settings (Key Vault references), never in the package"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Collects the package's files from the app root and the binary, checking each.
+pub fn collect(app_root: &Path, binary: &[u8]) -> anyhow::Result<Vec<Entry>> {
+    let host_path = app_root.join("host.json");
+    let host = read(&host_path)?;
+    let host_json: serde_json::Value = serde_json::from_slice(&host)
+        .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", host_path.display()))?;
+    let exe = host_json
+        .pointer("/customHandler/description/defaultExecutablePath")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| {
+            anyhow::anyhow!("host.json has no customHandler.description.defaultExecutablePath")
+        })?
+        .to_string();
+    anyhow::ensure!(
+        !exe.contains('/') && !exe.contains('\\') && !exe.is_empty(),
+        "host.json defaultExecutablePath {exe:?} must be a file name at the app root"
+    );
+    let mut entries = vec![
+        Entry {
+            name: exe,
+            data: binary.to_vec(),
+            executable: true,
+        },
+        Entry {
+            name: "host.json".into(),
+            data: host,
+            executable: false,
+        },
+    ];
+    let defs = app_root.join("function-defs");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&defs)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", defs.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let function = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| anyhow::anyhow!("{}: not a UTF-8 name", dir.display()))?
+            .to_string();
+        anyhow::ensure!(
+            dir.join("function.json").is_file(),
+            "{}: no function.json",
+            dir.display()
+        );
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        files.sort();
+        for file in files {
+            let meta = std::fs::symlink_metadata(&file)?;
+            let file_name = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let name = format!("{function}/{file_name}");
+            anyhow::ensure!(
+                meta.is_file(),
+                "refusing {name}: only plain files go into a function folder"
+            );
+            let data = read(&file)?;
+            if file_name == "function.json" {
+                serde_json::from_slice::<serde_json::Value>(&data)
+                    .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", file.display()))?;
+            }
+            entries.push(Entry {
+                name,
+                data,
+                executable: false,
+            });
+        }
+    }
+    anyhow::ensure!(entries.len() > 2, "{}: no function folders", defs.display());
+    for e in entries.iter().filter(|e| !e.executable) {
+        refuse_secrets(&e.name, &e.data)?;
+    }
+    Ok(entries)
+}
+
+/// Writes the entries as a zip: deflated (fast level), fixed timestamps (the same inputs give the same
+/// bytes), unix modes 0755 for the binary and 0644 for the rest.
+pub fn write_zip(entries: &[Entry], output: &Path) -> anyhow::Result<()> {
+    let tmp = output.with_extension("zip.partial");
+    let file =
+        std::fs::File::create(&tmp).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    for e in entries {
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            // Level 1: several times faster than the default on a 10-150 MB binary, for a
+            // zip a few percent larger.
+            .compression_level(Some(1))
+            .last_modified_time(zip::DateTime::default())
+            .unix_permissions(if e.executable { 0o755 } else { 0o644 });
+        zip.start_file(e.name.as_str(), options)?;
+        zip.write_all(&e.data)?;
+    }
+    zip.finish()?.flush()?;
+    std::fs::rename(&tmp, output)
+        .map_err(|e| anyhow::anyhow!("{} → {}: {e}", tmp.display(), output.display()))?;
+    Ok(())
+}
+
+/// Builds the package.
+pub fn run(args: PackageArgs) -> anyhow::Result<()> {
+    let binary_path = match args.binary {
+        Some(p) => p,
+        None => std::env::current_exe()?,
+    };
+    let binary = read(&binary_path)?;
+    println!("{}", check_binary(&binary, &args.max_glibc)?);
+    let entries = collect(&args.app_root, &binary)?;
+    write_zip(&entries, &args.output)?;
+    for e in &entries {
+        println!(
+            "  {} {:>10}  {}",
+            if e.executable {
+                "rwxr-xr-x"
+            } else {
+                "rw-r--r--"
+            },
+            e.data.len(),
+            e.name
+        );
+    }
+    println!(
+        "wrote {} ({} files); publish it as docs/deploying.md says (Premium: upload to the \
+         app-package container; Flex Consumption: az functionapp deployment source config-zip)",
+        args.output.display(),
+        entries.len(),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(Version::parse("GLIBC_2.9").unwrap() < Version::parse("2.36").unwrap());
+        assert!(Version::parse("GLIBC_2.38").unwrap() > Version::parse("2.36").unwrap());
+        assert_eq!(Version::parse("GLIBC_PRIVATE"), None);
+    }
+
+    #[test]
+    fn this_test_binary_is_read_and_held_to_the_limit() {
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        match linkage(&me).unwrap() {
+            Linkage::Static => assert!(check_binary(&me, "2.0").is_ok()),
+            Linkage::Glibc(v) => {
+                assert!(v >= Version::parse("2.2.5").unwrap(), "{v}");
+                assert!(check_binary(&me, &v.to_string()).is_ok());
+                let older = Version(vec![v.0[0], v.0[1].saturating_sub(1)]);
+                let e = check_binary(&me, &older.to_string()).unwrap_err();
+                assert!(e.to_string().contains(&format!("GLIBC_{v}")), "{e}");
+            }
+        }
+        assert!(linkage(b"#!/bin/sh\necho not elf\n").is_err());
+    }
+
+    #[test]
+    fn secrets_are_refused_by_name_and_content() {
+        assert!(refuse_secrets("host.json", br#"{"version":"2.0"}"#).is_ok());
+        for (name, data) in [
+            ("local.settings.json", &b"{}"[..]),
+            ("f/.socwire/x", b"{}"),
+            ("f/cert.pem", b""),
+            (
+                "f/function.json",
+                b"DefaultEndpointsProtocol=https;AccountName=a;AccountKey=abc==",
+            ),
+            (
+                "f/notes.txt",
+                b"https://a.blob.core.windows.net/c?sv=1&sig=abc",
+            ),
+        ] {
+            let e = refuse_secrets(name, data).unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
+        }
+    }
+}
