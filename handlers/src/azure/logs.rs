@@ -52,8 +52,10 @@ impl LogsIngestionRest {
         credential: Arc<dyn TokenCredential>,
         options: AdapterOptions,
     ) -> anyhow::Result<Self> {
-        let url = url::Url::parse(endpoint)
-            .map_err(|e| anyhow::anyhow!("SOCWIRE_LOGS_ENDPOINT {endpoint:?}: {e}"))?;
+        let url = url::Url::parse(endpoint).map_err(|e| {
+            let shown = socwire_common::text::redact_secrets(endpoint);
+            anyhow::anyhow!("SOCWIRE_LOGS_ENDPOINT {shown:?}: {e}")
+        })?;
         if url.scheme() != "https" && !matches!(url.host_str(), Some("127.0.0.1" | "localhost")) {
             anyhow::bail!("SOCWIRE_LOGS_ENDPOINT must use https");
         }

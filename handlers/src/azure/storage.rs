@@ -4,6 +4,7 @@ use azure_core::credentials::TokenCredential;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use socwire_common::text::redact_secrets;
 use std::fmt;
 use std::sync::Arc;
 use url::Url;
@@ -73,15 +74,17 @@ pub(crate) fn check_name(name: &str, kind: &str) -> anyhow::Result<()> {
 }
 
 fn endpoint(text: &str) -> anyhow::Result<Url> {
+    // Error messages quote the setting without any SAS it carries: they end up in logs.
+    let shown = redact_secrets(text);
     let with_slash = if text.ends_with('/') {
         text.to_string()
     } else {
         format!("{text}/")
     };
     let url =
-        Url::parse(&with_slash).map_err(|e| anyhow::anyhow!("storage endpoint {text:?}: {e}"))?;
+        Url::parse(&with_slash).map_err(|e| anyhow::anyhow!("storage endpoint {shown:?}: {e}"))?;
     if url.query().is_some() {
-        anyhow::bail!("storage endpoint {text:?} must not carry a query (SAS tokens are not read from settings)");
+        anyhow::bail!("storage endpoint {shown:?} must not carry a query (SAS tokens are not read from settings)");
     }
     Ok(url)
 }
@@ -98,7 +101,8 @@ impl StorageAccount {
             let host = blob.host_str().unwrap_or_default().to_string();
             let name = host.split('.').next().unwrap_or_default().to_string();
             if !host.contains(".blob.") {
-                anyhow::bail!("SOCWIRE_STORAGE URL {setting:?} is not a blob endpoint (https://<account>.blob.<suffix>)");
+                let shown = redact_secrets(setting);
+                anyhow::bail!("SOCWIRE_STORAGE URL {shown:?} is not a blob endpoint (https://<account>.blob.<suffix>)");
             }
             let queue = endpoint(&setting.replacen(".blob.", ".queue.", 1))?;
             return Ok(Self {
@@ -301,6 +305,18 @@ mod tests {
         );
         assert!(!sas.contains(DEV_KEY) && !format!("{a:?}").contains(DEV_KEY));
         assert_eq!(fields["spr"], "https,http", "Azurite listens on plain HTTP");
+    }
+
+    #[test]
+    fn a_sas_in_the_setting_is_refused_without_being_quoted() {
+        for setting in [
+            "https://acct.blob.core.windows.net/?sv=2022-11-02&sp=rwdl&sig=c2VjcmV0",
+            "AccountName=acct;BlobEndpoint=https://acct.blob.core.windows.net?sig=c2VjcmV0",
+        ] {
+            let e = StorageAccount::parse(setting).unwrap_err().to_string();
+            assert!(e.contains("must not carry a query"), "{e}");
+            assert!(!e.contains("c2VjcmV0") && !e.contains("rwdl"), "{e}");
+        }
     }
 
     #[test]
