@@ -19,11 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::fault_server::{closed_port, Answer, Fault, FaultServer, Seen};
 
-/// Fast bounds for tests: short timeout, small back-off, a cap far below any Retry-After used.
+/// Fast bounds for tests: a timeout well above a loopback answer even on a loaded machine,
+/// small back-off, a cap far below any Retry-After used.
 fn quick() -> AdapterOptions {
     AdapterOptions {
-        timeout: Duration::from_millis(400),
-        connect_timeout: Duration::from_millis(400),
+        timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
         max_retries: 3,
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(50),
