@@ -2,7 +2,7 @@
 //! created with `If-None-Match: *` so the first writer wins), triage reports and named state.
 
 use super::storage::StorageAccount;
-use super::{http_client, status_error, transport_error};
+use super::{send_retrying, status_error, AdapterOptions, Reply};
 use crate::ports::{Ledger, PortError, PortResult, ReportStore, StateStore};
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
@@ -17,6 +17,7 @@ const BLOB_API_VERSION: &str = "2021-08-06";
 struct Container {
     account: StorageAccount,
     name: String,
+    options: AdapterOptions,
     http: reqwest::Client,
     created: OnceCell<()>,
 }
@@ -24,16 +25,21 @@ struct Container {
 /// A blob write's outcome.
 enum Put {
     Created,
-    Exists,
+    /// The blob was there already (`If-None-Match: *` refused). `ambiguous`: an earlier
+    /// attempt of this same write may be what put it there.
+    Exists {
+        ambiguous: bool,
+    },
 }
 
 impl Container {
-    fn new(account: &StorageAccount, name: &str) -> anyhow::Result<Self> {
+    fn new(account: &StorageAccount, name: &str, options: AdapterOptions) -> anyhow::Result<Self> {
         super::storage::check_name(name, "blob container")?;
         Ok(Self {
             account: account.clone(),
             name: name.into(),
-            http: http_client(),
+            http: options.client(),
+            options,
             created: OnceCell::new(),
         })
     }
@@ -50,25 +56,26 @@ impl Container {
         url
     }
 
+    /// Sends a request (fresh SAS or token per attempt) with retries; see [`AdapterOptions`].
     async fn send(
         &self,
         method: Method,
         url: Url,
-        build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
-    ) -> PortResult<reqwest::Response> {
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> PortResult<Reply> {
         let http = &self.http;
-        let request = self
-            .account
-            .authorise(url, |u| http.request(method, u))
-            .await?;
-        build(
-            request
-                .header("x-ms-version", BLOB_API_VERSION)
-                .header("x-ms-date", httpdate_now()),
-        )
-        .send()
+        send_retrying(&self.options, "blob storage", || async {
+            let request = self
+                .account
+                .authorise(url.clone(), |u| http.request(method.clone(), u))
+                .await?;
+            Ok(build(
+                request
+                    .header("x-ms-version", BLOB_API_VERSION)
+                    .header("x-ms-date", httpdate_now()),
+            ))
+        })
         .await
-        .map_err(|e| transport_error("blob storage", e))
     }
 
     /// Creates the container once per process (409 ContainerAlreadyExists is fine).
@@ -80,12 +87,12 @@ impl Container {
                 let r = self
                     .send(Method::PUT, url, |b| b.header("content-length", "0"))
                     .await?;
-                match r.status() {
+                match r.status {
                     s if s.is_success() || s == StatusCode::CONFLICT => Ok(()),
                     s => Err(status_error(
                         &format!("creating container {}", self.name),
                         s,
-                        &r.text().await.unwrap_or_default(),
+                        &r.text(),
                     )),
                 }
             })
@@ -106,7 +113,7 @@ impl Container {
                 let b = b
                     .header("x-ms-blob-type", "BlockBlob")
                     .header("content-type", content_type)
-                    .body(body);
+                    .body(body.clone());
                 if only_if_new {
                     b.header("if-none-match", "*")
                 } else {
@@ -114,33 +121,30 @@ impl Container {
                 }
             })
             .await?;
-        match r.status() {
+        match r.status {
             s if s.is_success() => Ok(Put::Created),
             StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED if only_if_new => {
-                Ok(Put::Exists)
+                Ok(Put::Exists {
+                    ambiguous: r.ambiguous,
+                })
             }
             s => Err(status_error(
                 &format!("writing blob {}/{blob}", self.name),
                 s,
-                &r.text().await.unwrap_or_default(),
+                &r.text(),
             )),
         }
     }
 
     async fn get(&self, blob: &str) -> PortResult<Option<Vec<u8>>> {
         let r = self.send(Method::GET, self.url(Some(blob)), |b| b).await?;
-        match r.status() {
+        match r.status {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(
-                r.bytes()
-                    .await
-                    .map_err(|e| transport_error("reading blob", e))?
-                    .to_vec(),
-            )),
+            s if s.is_success() => Ok(Some(r.body)),
             s => Err(status_error(
                 &format!("reading blob {}/{blob}", self.name),
                 s,
-                &r.text().await.unwrap_or_default(),
+                &r.text(),
             )),
         }
     }
@@ -182,7 +186,16 @@ pub struct BlobLedger(Container);
 impl BlobLedger {
     /// A ledger in `container` (created on first use).
     pub fn new(account: &StorageAccount, container: &str) -> anyhow::Result<Self> {
-        Ok(Self(Container::new(account, container)?))
+        Self::with_options(account, container, AdapterOptions::default())
+    }
+
+    /// The same with explicit timeouts and retry bounds.
+    pub fn with_options(
+        account: &StorageAccount,
+        container: &str,
+        options: AdapterOptions,
+    ) -> anyhow::Result<Self> {
+        Ok(Self(Container::new(account, container, options)?))
     }
 }
 
@@ -196,11 +209,15 @@ impl Ledger for BlobLedger {
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
+    /// A retry after an answer that never came back (or a 5xx) can find the blob its own
+    /// first attempt wrote: then the stored detail is read back, and the write counts as this
+    /// caller's when it holds the same detail. Either way the blob keeps the first detail.
     async fn record(&self, key: &str, detail: &str) -> PortResult<bool> {
+        let name = blob_name(key);
         match self
             .0
             .put(
-                &blob_name(key),
+                &name,
                 detail.as_bytes().to_vec(),
                 "text/plain; charset=utf-8",
                 true,
@@ -208,7 +225,10 @@ impl Ledger for BlobLedger {
             .await?
         {
             Put::Created => Ok(true),
-            Put::Exists => Ok(false),
+            Put::Exists { ambiguous: false } => Ok(false),
+            Put::Exists { ambiguous: true } => {
+                Ok(self.0.get(&name).await?.as_deref() == Some(detail.as_bytes()))
+            }
         }
     }
 }
@@ -221,7 +241,16 @@ pub struct BlobReportStore(Container);
 impl BlobReportStore {
     /// Reports in `container` (created on first use).
     pub fn new(account: &StorageAccount, container: &str) -> anyhow::Result<Self> {
-        Ok(Self(Container::new(account, container)?))
+        Self::with_options(account, container, AdapterOptions::default())
+    }
+
+    /// The same with explicit timeouts and retry bounds.
+    pub fn with_options(
+        account: &StorageAccount,
+        container: &str,
+        options: AdapterOptions,
+    ) -> anyhow::Result<Self> {
+        Ok(Self(Container::new(account, container, options)?))
     }
 }
 
@@ -257,7 +286,16 @@ pub struct BlobStateStore(Container);
 impl BlobStateStore {
     /// State in `container` (created on first use).
     pub fn new(account: &StorageAccount, container: &str) -> anyhow::Result<Self> {
-        Ok(Self(Container::new(account, container)?))
+        Self::with_options(account, container, AdapterOptions::default())
+    }
+
+    /// The same with explicit timeouts and retry bounds.
+    pub fn with_options(
+        account: &StorageAccount,
+        container: &str,
+        options: AdapterOptions,
+    ) -> anyhow::Result<Self> {
+        Ok(Self(Container::new(account, container, options)?))
     }
 }
 

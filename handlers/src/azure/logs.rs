@@ -1,22 +1,24 @@
 //! Log Analytics Logs Ingestion API: rows into a custom table through a data collection rule
-//! (DCR) stream. Calls stay under 1 MB; a 413 splits the call; 429/503 wait for Retry-After.
+//! (DCR) stream. Calls stay under 1 MB; a 413 splits the call; 429/5xx, timeouts and cut
+//! connections are retried with the same body (Retry-After honoured, capped), a 401 once with a
+//! fresh token.
+//!
+//! The API has no server-side de-duplication, so a retried call whose first attempt did land
+//! writes its rows twice. Every retry therefore sends the very same bytes (same rows, same
+//! `RowKey` idempotency column, same `x-ms-client-request-id`), and readers de-duplicate on it
+//! (`RowKey` = SubgraphId; the workbook's `arg_max(TimeGenerated, *) by SubgraphId`).
 
-use super::{bearer, http_client, status_error, transport_error};
+use super::{bearer, send_retrying, status_error, AdapterOptions};
 use crate::ports::{LogsIngestion, PortError, PortResult};
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Logs Ingestion API version.
 pub const LOGS_API_VERSION: &str = "2023-01-01";
 /// Largest request body sent (the API's limit is 1 MB).
 pub const MAX_CALL_BYTES: usize = 1_000_000;
-/// Throttled calls retried before giving up (the message is then retried by the host).
-const THROTTLE_RETRIES: u32 = 5;
-/// Longest Retry-After honoured in-process.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// The Logs Ingestion client for one DCR.
 #[derive(Debug)]
@@ -24,6 +26,7 @@ pub struct LogsIngestionRest {
     endpoint: String,
     dcr_immutable_id: String,
     credential: Arc<dyn TokenCredential>,
+    options: AdapterOptions,
     http: reqwest::Client,
 }
 
@@ -34,8 +37,25 @@ impl LogsIngestionRest {
         dcr_immutable_id: &str,
         credential: Arc<dyn TokenCredential>,
     ) -> anyhow::Result<Self> {
-        let url = url::Url::parse(endpoint)
-            .map_err(|e| anyhow::anyhow!("SOCWIRE_LOGS_ENDPOINT {endpoint:?}: {e}"))?;
+        Self::with_options(
+            endpoint,
+            dcr_immutable_id,
+            credential,
+            AdapterOptions::default(),
+        )
+    }
+
+    /// The same with explicit timeouts and retry bounds.
+    pub fn with_options(
+        endpoint: &str,
+        dcr_immutable_id: &str,
+        credential: Arc<dyn TokenCredential>,
+        options: AdapterOptions,
+    ) -> anyhow::Result<Self> {
+        let url = url::Url::parse(endpoint).map_err(|e| {
+            let shown = socwire_common::text::redact_secrets(endpoint);
+            anyhow::anyhow!("SOCWIRE_LOGS_ENDPOINT {shown:?}: {e}")
+        })?;
         if url.scheme() != "https" && !matches!(url.host_str(), Some("127.0.0.1" | "localhost")) {
             anyhow::bail!("SOCWIRE_LOGS_ENDPOINT must use https");
         }
@@ -52,7 +72,8 @@ impl LogsIngestionRest {
             endpoint: endpoint.trim_end_matches('/').into(),
             dcr_immutable_id: dcr_immutable_id.into(),
             credential,
-            http: http_client(),
+            http: options.client(),
+            options,
         })
     }
 
@@ -99,62 +120,48 @@ impl LogsIngestionRest {
             );
             let body =
                 serde_json::to_vec(&rows).map_err(|e| PortError::Permanent(e.to_string()))?;
-            let mut calls = 0;
-            for attempt in 0..=THROTTLE_RETRIES {
+            let request_id = request_id(&body);
+            let what = format!("Logs Ingestion to {stream}");
+            let reply = send_retrying(&self.options, &what, || async {
                 let token = bearer(
                     self.credential.as_ref(),
                     "https://monitor.azure.com/.default",
                 )
                 .await?;
-                let response = self
+                Ok(self
                     .http
                     .post(&url)
                     .header("authorization", token)
                     .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .map_err(|e| transport_error("Logs Ingestion", e))?;
-                calls += 1;
-                let status = response.status();
-                if status.is_success() {
-                    return Ok(calls);
-                }
-                if status.as_u16() == 413 && rows.len() > 1 {
-                    let mut left = rows;
-                    let right = left.split_off(left.len() / 2);
-                    return Ok(calls
-                        + self.post(stream, left).await?
-                        + self.post(stream, right).await?);
-                }
-                if matches!(status.as_u16(), 429 | 503) && attempt < THROTTLE_RETRIES {
-                    let wait = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map_or(Duration::from_secs(1 << attempt), Duration::from_secs)
-                        .min(MAX_RETRY_AFTER);
-                    tracing::warn!(
-                        status = status.as_u16(),
-                        wait_s = wait.as_secs(),
-                        "Logs Ingestion throttled; waiting"
-                    );
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                let text = response.text().await.unwrap_or_default();
-                return Err(status_error(
-                    &format!("Logs Ingestion to {stream}"),
-                    status,
-                    &text,
-                ));
+                    .header("x-ms-client-request-id", &request_id)
+                    .body(body.clone()))
+            })
+            .await?;
+            let calls = reply.attempts as usize;
+            if reply.status.is_success() {
+                return Ok(calls);
             }
-            Err(PortError::Transient(format!(
-                "Logs Ingestion to {stream}: still throttled after {THROTTLE_RETRIES} retries"
-            )))
+            if reply.status.as_u16() == 413 && rows.len() > 1 {
+                let mut left = rows;
+                let right = left.split_off(left.len() / 2);
+                return Ok(calls
+                    + self.post(stream, left).await?
+                    + self.post(stream, right).await?);
+            }
+            Err(status_error(&what, reply.status, &reply.text()))
         })
     }
+}
+
+/// A request id that is the same for the same bytes: every retry of a call carries it.
+fn request_id(body: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(body);
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 #[async_trait]

@@ -13,23 +13,124 @@ pub use blob::{BlobLedger, BlobReportStore, BlobStateStore};
 pub use logs::{LogsIngestionRest, LOGS_API_VERSION, MAX_CALL_BYTES};
 pub use queue::{AzureQueue, ReceivedQueueMessage};
 pub use sentinel::{SentinelRest, SENTINEL_API_VERSION};
-pub use storage::StorageAccount;
+pub use storage::{StorageAccount, StorageAuth};
 
 use crate::ports::PortError;
 use azure_core::credentials::TokenCredential;
+use socwire_common::text::{for_log, redact_secrets};
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Timeouts and retry bounds of one Azure adapter, given to its constructor (never global).
+///
+/// A call is retried when the service answers 408, 429, 500, 502, 503 or 504, when no answer
+/// came (connection refused or reset, timeout, a body cut short), and once on 401 with a fresh
+/// credential. The wait before retry `n` (0-based) is the service's `Retry-After` when it sent
+/// one, else `base_delay × 2ⁿ`; either way at most `max_delay`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterOptions {
+    /// Whole-request limit: connect, send, and read the full response body.
+    pub timeout: Duration,
+    /// Limit on establishing the connection.
+    pub connect_timeout: Duration,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// First back-off when the service gave no `Retry-After`.
+    pub base_delay: Duration,
+    /// Longest wait before any retry, `Retry-After` included.
+    pub max_delay: Duration,
+}
+
+impl Default for AdapterOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
+            max_retries: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl AdapterOptions {
+    /// An HTTP client with these timeouts.
+    pub(crate) fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .build()
+            .unwrap_or_default()
+    }
+
+    /// How long to wait before retry `retry` (0-based).
+    pub(crate) fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        retry_after
+            .unwrap_or_else(|| self.base_delay.saturating_mul(1 << retry.min(16)))
+            .min(self.max_delay)
+    }
+}
+
+/// The wait a throttled answer asks for: `x-ms-retry-after-ms`, `retry-after-ms`, or
+/// `Retry-After` in seconds or as an HTTP date.
+pub(crate) fn retry_after(get: impl Fn(&str) -> Option<String>) -> Option<Duration> {
+    for name in ["x-ms-retry-after-ms", "retry-after-ms"] {
+        if let Some(ms) = get(name).and_then(|v| v.trim().parse::<u64>().ok()) {
+            return Some(Duration::from_millis(ms));
+        }
+    }
+    let value = get("retry-after")?;
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or_default())
+}
 
 /// The credential Azure adapters use by default: the Function App's managed identity
 /// (`AZURE_CLIENT_ID` selects a user-assigned one).
 pub fn default_credential() -> anyhow::Result<Arc<dyn TokenCredential>> {
-    let options = std::env::var("AZURE_CLIENT_ID")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .map(|id| azure_identity::ManagedIdentityCredentialOptions {
-            user_assigned_id: Some(azure_identity::UserAssignedId::ClientId(id)),
-            ..Default::default()
-        });
-    Ok(azure_identity::ManagedIdentityCredential::new(options)?)
+    managed_identity_credential(&AdapterOptions::default())
+}
+
+/// The managed identity credential (App Service `IDENTITY_ENDPOINT` + `IDENTITY_HEADER`, else
+/// IMDS), its token requests bounded by `options`: timeouts and at most `max_retries` retries
+/// (the SDK's own default would retry for up to a minute).
+pub fn managed_identity_credential(
+    options: &AdapterOptions,
+) -> anyhow::Result<Arc<dyn TokenCredential>> {
+    let mut client_options = azure_core::http::ClientOptions {
+        retry: azure_core::http::RetryOptions::exponential(
+            azure_core::http::ExponentialRetryOptions {
+                initial_delay: to_time(options.base_delay),
+                max_retries: options.max_retries,
+                max_total_elapsed: to_time(
+                    (options.timeout + options.max_delay)
+                        .saturating_mul(options.max_retries.saturating_add(1)),
+                ),
+                max_delay: to_time(options.max_delay),
+            },
+        ),
+        ..Default::default()
+    };
+    client_options.transport = Some(azure_core::http::Transport::new(Arc::new(options.client())));
+    let credential_options = azure_identity::ManagedIdentityCredentialOptions {
+        user_assigned_id: std::env::var("AZURE_CLIENT_ID")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(azure_identity::UserAssignedId::ClientId),
+        client_options,
+    };
+    let credential = azure_identity::ManagedIdentityCredential::new(Some(credential_options))
+        .map_err(|e| anyhow::anyhow!("managed identity: {}", redact_secrets(&e.to_string())))?;
+    Ok(credential)
+}
+
+fn to_time(d: Duration) -> azure_core::time::Duration {
+    azure_core::time::Duration::milliseconds(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Gets a bearer token for `scope`.
@@ -37,17 +138,52 @@ pub(crate) async fn bearer(
     credential: &dyn TokenCredential,
     scope: &str,
 ) -> Result<String, PortError> {
-    let token = credential
-        .get_token(&[scope], None)
-        .await
-        .map_err(|e| PortError::Transient(format!("getting a token for {scope}: {e}")))?;
+    let token = credential.get_token(&[scope], None).await.map_err(|e| {
+        let text = format!("getting a token for {scope}: {}", error_chain(&e));
+        match http_status_in_chain(&e) {
+            // The identity is not assigned, or the endpoint refuses it: retrying won't help.
+            Some(400 | 401 | 403 | 404) => PortError::Permanent(text),
+            _ => PortError::Transient(text),
+        }
+    })?;
     Ok(format!("Bearer {}", token.token.secret()))
+}
+
+/// The first HTTP status in an SDK error or its causes (credentials wrap the endpoint's error).
+fn http_status_in_chain(e: &azure_core::Error) -> Option<u16> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if let Some(status) = err
+            .downcast_ref::<azure_core::Error>()
+            .and_then(azure_core::Error::http_status)
+        {
+            return Some(u16::from(status));
+        }
+        current = err.source();
+    }
+    None
+}
+
+/// An error and its causes as one line, with every credential in a URL query redacted and the
+/// length bounded: safe for a port error, a 503 body or a log.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    for_log(&redact_secrets(&text), 500)
 }
 
 /// Maps an HTTP failure to a port error: 404 not found, 409/412 conflict, 408/429/5xx
 /// transient, anything else permanent. The body is cut short: it may echo input.
 pub(crate) fn status_error(what: &str, status: reqwest::StatusCode, body: &str) -> PortError {
-    let body = socwire_common::text::for_log(body, 300);
+    let body = for_log(&redact_secrets(body), 300);
     let text = format!("{what}: HTTP {status}: {body}");
     match status.as_u16() {
         404 => PortError::NotFound(text),
@@ -57,9 +193,122 @@ pub(crate) fn status_error(what: &str, status: reqwest::StatusCode, body: &str) 
     }
 }
 
-/// Maps a transport failure (no HTTP answer) to a transient port error.
+/// Maps a transport failure (no full HTTP answer) to a transient port error that names the
+/// cause; any SAS or key in the URL the error quotes is redacted.
 pub(crate) fn transport_error(what: &str, e: reqwest::Error) -> PortError {
-    PortError::Transient(format!("{what}: {e}"))
+    let cause = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "the response body was cut short"
+    } else {
+        "no answer"
+    };
+    PortError::Transient(format!("{what}: {cause}: {}", error_chain(&e)))
+}
+
+/// A complete answer: status, the headers that matter and the whole body.
+pub(crate) struct Reply {
+    /// Final status.
+    pub status: reqwest::StatusCode,
+    /// Full body.
+    pub body: Vec<u8>,
+    /// Requests sent.
+    pub attempts: u32,
+    /// True when an earlier attempt may have taken effect although no success came back
+    /// (a timeout, a cut connection or a 5xx after the request was sent).
+    pub ambiguous: bool,
+}
+
+impl Reply {
+    /// The body as text (for error messages).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// True for the statuses worth retrying.
+fn retryable(status: reqwest::StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// Sends the request `build` makes (called again for every attempt, so each gets a fresh SAS
+/// or token), reads the whole body, and retries under `options`; see [`AdapterOptions`].
+/// Returns the last answer, success or not; `Err` only when no answer came at all.
+pub(crate) async fn send_retrying<F, Fut>(
+    options: &AdapterOptions,
+    what: &str,
+    mut build: F,
+) -> Result<Reply, PortError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<reqwest::RequestBuilder, PortError>>,
+{
+    let mut ambiguous = false;
+    let mut refreshed = false;
+    let mut retry = 0;
+    loop {
+        // A credential failure is final here: the credential retried on its own already.
+        let request = build().await?;
+        let attempt = async {
+            // The error says whether the request may have reached the service.
+            let response = request.send().await.map_err(|e| {
+                let sent = !e.is_connect();
+                (transport_error(what, e), sent)
+            })?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| (transport_error(what, e), true))?;
+            Ok::<_, (PortError, bool)>((status, headers, body))
+        };
+        let (error, wait) = match attempt.await {
+            Ok((status, headers, body)) => {
+                let unauthorised = status == reqwest::StatusCode::UNAUTHORIZED && !refreshed;
+                if !(retryable(status) || unauthorised) || retry >= options.max_retries {
+                    return Ok(Reply {
+                        status,
+                        body: body.to_vec(),
+                        attempts: retry + 1,
+                        ambiguous,
+                    });
+                }
+                refreshed |= unauthorised;
+                ambiguous |= status.is_server_error() || status.as_u16() == 408;
+                let wait = retry_after(|name| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                });
+                let error = status_error(what, status, &String::from_utf8_lossy(&body));
+                (error, wait)
+            }
+            Err((PortError::Transient(text), _)) if retry >= options.max_retries => {
+                return Err(PortError::Transient(format!(
+                    "{text} (gave up after {} attempts)",
+                    retry + 1
+                )));
+            }
+            Err((e @ PortError::Transient(_), sent)) => {
+                ambiguous |= sent;
+                (e, None)
+            }
+            Err((e, _)) => return Err(e),
+        };
+        let wait = options.delay(retry, wait);
+        tracing::warn!(
+            retry = retry + 1,
+            wait_ms = wait.as_millis() as u64,
+            error = %error,
+            "{what}: retrying"
+        );
+        tokio::time::sleep(wait).await;
+        retry += 1;
+    }
 }
 
 /// One HTTP client for every adapter, with timeouts.
@@ -69,4 +318,74 @@ pub(crate) fn http_client() -> reqwest::Client {
         .timeout(std::time::Duration::from_secs(60))
         .build()
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_honours_retry_after_and_is_capped() {
+        let o = AdapterOptions {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            ..Default::default()
+        };
+        assert_eq!(o.delay(0, None), Duration::from_millis(100));
+        assert_eq!(o.delay(2, None), Duration::from_millis(400));
+        assert_eq!(o.delay(40, None), Duration::from_secs(1));
+        assert_eq!(
+            o.delay(0, Some(Duration::from_millis(700))),
+            Duration::from_millis(700)
+        );
+        assert_eq!(
+            o.delay(0, Some(Duration::from_secs(3600))),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_milliseconds_and_dates() {
+        let header =
+            |name: &'static str, value: String| move |n: &str| (n == name).then(|| value.clone());
+        assert_eq!(
+            retry_after(header("retry-after", "7".into())),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_after(header("x-ms-retry-after-ms", "250".into())),
+            Some(Duration::from_millis(250))
+        );
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(30))
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let wait = retry_after(header("retry-after", later)).unwrap();
+        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30));
+        assert_eq!(retry_after(header("retry-after", "soon".into())), None);
+        assert_eq!(retry_after(|_| None), None);
+    }
+
+    #[tokio::test]
+    async fn a_network_failure_keeps_the_cause_and_drops_the_sas() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!(
+            "http://127.0.0.1:{port}/c/b?sv=2019-12-12&sp=racwdlup&spr=https,http&sig=c2VjcmV0c2ln"
+        );
+        let e = reqwest::get(&url).await.unwrap_err();
+        assert!(
+            e.to_string().contains("c2VjcmV0c2ln"),
+            "reqwest quotes the URL, SAS and all"
+        );
+        let text = transport_error("blob storage", e).to_string();
+        assert!(
+            !text.contains("c2VjcmV0c2ln") && !text.contains("racwdlup"),
+            "{text}"
+        );
+        assert!(text.contains("could not connect"), "{text}");
+        assert!(text.contains(&format!("127.0.0.1:{port}/c/b?")), "{text}");
+    }
 }

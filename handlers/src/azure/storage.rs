@@ -4,6 +4,7 @@ use azure_core::credentials::TokenCredential;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use socwire_common::text::redact_secrets;
 use std::fmt;
 use std::sync::Arc;
 use url::Url;
@@ -73,15 +74,17 @@ pub(crate) fn check_name(name: &str, kind: &str) -> anyhow::Result<()> {
 }
 
 fn endpoint(text: &str) -> anyhow::Result<Url> {
+    // Error messages quote the setting without any SAS it carries: they end up in logs.
+    let shown = redact_secrets(text);
     let with_slash = if text.ends_with('/') {
         text.to_string()
     } else {
         format!("{text}/")
     };
     let url =
-        Url::parse(&with_slash).map_err(|e| anyhow::anyhow!("storage endpoint {text:?}: {e}"))?;
+        Url::parse(&with_slash).map_err(|e| anyhow::anyhow!("storage endpoint {shown:?}: {e}"))?;
     if url.query().is_some() {
-        anyhow::bail!("storage endpoint {text:?} must not carry a query (SAS tokens are not read from settings)");
+        anyhow::bail!("storage endpoint {shown:?} must not carry a query (SAS tokens are not read from settings)");
     }
     Ok(url)
 }
@@ -98,7 +101,8 @@ impl StorageAccount {
             let host = blob.host_str().unwrap_or_default().to_string();
             let name = host.split('.').next().unwrap_or_default().to_string();
             if !host.contains(".blob.") {
-                anyhow::bail!("SOCWIRE_STORAGE URL {setting:?} is not a blob endpoint (https://<account>.blob.<suffix>)");
+                let shown = redact_secrets(setting);
+                anyhow::bail!("SOCWIRE_STORAGE URL {shown:?} is not a blob endpoint (https://<account>.blob.<suffix>)");
             }
             let queue = endpoint(&setting.replacen(".blob.", ".queue.", 1))?;
             return Ok(Self {
@@ -167,6 +171,18 @@ impl StorageAccount {
         })
     }
 
+    /// True for the storage emulator: the development account, or endpoints on a loopback address.
+    pub fn is_emulator(&self) -> bool {
+        let loopback = |u: &Url| match u.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        self.name == DEV_ACCOUNT
+            || (loopback(&self.blob_endpoint) && loopback(&self.queue_endpoint))
+    }
+
     /// An account SAS (blob and queue services; service, container and object resources)
     /// valid from a minute ago for `valid_for`, or None when the account uses tokens.
     pub fn account_sas(&self, valid_for: chrono::Duration) -> Option<String> {
@@ -179,8 +195,14 @@ impl StorageAccount {
             fmt(now - chrono::Duration::minutes(1)),
             fmt(now + valid_for),
         );
-        let (permissions, services, resource_types, protocol) =
-            ("racwdlup", "bq", "sco", "https,http");
+        // A SAS that allows plain HTTP would travel in clear text to a real account: only the
+        // emulator, which listens on HTTP, gets `https,http`.
+        let protocol = if self.is_emulator() {
+            "https,http"
+        } else {
+            "https"
+        };
+        let (permissions, services, resource_types) = ("racwdlup", "bq", "sco");
         let to_sign = format!("{}\n{permissions}\n{services}\n{resource_types}\n{start}\n{expiry}\n\n{protocol}\n{SAS_VERSION}\n", self.name);
         let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
         mac.update(to_sign.as_bytes());
@@ -282,5 +304,45 @@ mod tests {
             32
         );
         assert!(!sas.contains(DEV_KEY) && !format!("{a:?}").contains(DEV_KEY));
+        assert_eq!(fields["spr"], "https,http", "Azurite listens on plain HTTP");
+    }
+
+    #[test]
+    fn a_sas_in_the_setting_is_refused_without_being_quoted() {
+        for setting in [
+            "https://acct.blob.core.windows.net/?sv=2022-11-02&sp=rwdl&sig=c2VjcmV0",
+            "AccountName=acct;BlobEndpoint=https://acct.blob.core.windows.net?sig=c2VjcmV0",
+        ] {
+            let e = StorageAccount::parse(setting).unwrap_err().to_string();
+            assert!(e.contains("must not carry a query"), "{e}");
+            assert!(!e.contains("c2VjcmV0") && !e.contains("rwdl"), "{e}");
+        }
+    }
+
+    #[test]
+    fn account_sas_for_a_real_account_is_https_only() {
+        let key = base64::engine::general_purpose::STANDARD.encode(b"k");
+        for setting in [
+            format!("AccountName=acct;AccountKey={key}"),
+            format!("DefaultEndpointsProtocol=http;AccountName=acct;AccountKey={key}"),
+            format!("AccountName=acct;AccountKey={key};BlobEndpoint=https://acct.blob.core.windows.net;QueueEndpoint=http://127.0.0.1:1"),
+        ] {
+            let a = StorageAccount::parse(&setting).unwrap();
+            assert!(!a.is_emulator(), "{setting}");
+            let sas = a.account_sas(chrono::Duration::hours(1)).unwrap();
+            let fields: std::collections::HashMap<_, _> =
+                url::form_urlencoded::parse(sas.as_bytes()).into_owned().collect();
+            assert_eq!(fields["spr"], "https", "{setting}");
+        }
+        let local = StorageAccount::parse(&format!(
+            "AccountName=local;AccountKey={key};BlobEndpoint=http://localhost:10000/local;QueueEndpoint=http://[::1]:10001/local"
+        ))
+        .unwrap();
+        assert!(local.is_emulator());
+        assert!(StorageAccount::parse(
+            "UseDevelopmentStorage=true;DevelopmentStorageProxyUri=http://azurite"
+        )
+        .unwrap()
+        .is_emulator());
     }
 }
