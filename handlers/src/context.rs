@@ -3,7 +3,9 @@
 use crate::local::{
     FileReportStore, OfflineThreatIntel, SqliteIncidentStore, SqliteLedger, SqliteTables,
 };
-use crate::ports::{IncidentStore, Ledger, LogsIngestion, ReportStore, StateStore, ThreatIntel};
+use crate::ports::{
+    IncidentStore, Ledger, LogsIngestion, ReportStore, StateStore, ThreatIntel, WorkspaceQueries,
+};
 use crate::settings::Settings;
 use std::sync::Arc;
 
@@ -18,6 +20,8 @@ pub struct Context {
     pub ledger: Arc<dyn Ledger>,
     /// Triage report storage.
     pub reports: Arc<dyn ReportStore>,
+    /// The Log Analytics workspace, asked typed questions.
+    pub workspace: Arc<dyn WorkspaceQueries>,
     /// Kept state (the alert engine's window).
     pub state: Arc<dyn StateStore>,
     /// Log Analytics custom tables.
@@ -68,6 +72,27 @@ impl Context {
                 let path = settings.data_dir.join("sentinel.sqlite3");
                 adapters.push(("sentinel", format!("local SQLite {}", path.display())));
                 Arc::new(SqliteIncidentStore::open(&path)?)
+            }
+        };
+        let workspace: Arc<dyn WorkspaceQueries> = match &settings.la_workspace_id {
+            Some(ws) => {
+                adapters.push((
+                    "workspace",
+                    format!(
+                        "Log Analytics query API {} workspace {ws}",
+                        settings.la_endpoint
+                    ),
+                ));
+                Arc::new(crate::azure::LogAnalyticsQuery::new(
+                    &settings.la_endpoint,
+                    ws,
+                    crate::azure::default_credential()?,
+                )?)
+            }
+            None => {
+                let path = settings.data_dir.join("workspace.sqlite3");
+                adapters.push(("workspace", format!("local SQLite {}", path.display())));
+                Arc::new(crate::local::SqliteWorkspace::open(&path)?)
             }
         };
         let (ledger, reports): (Arc<dyn Ledger>, Arc<dyn ReportStore>) = match &settings.storage {
@@ -157,6 +182,7 @@ impl Context {
             alert_engine: Arc::default(),
             settings: Arc::new(settings.clone()),
             incidents,
+            workspace,
             threat_intel,
             ledger,
             reports,

@@ -43,6 +43,25 @@ pub struct Settings {
     /// Changed subgraphs among the top N are written as rows after each batch
     /// (`SOCWIRE_ALERT_ROWS_TOP`, default 50).
     pub alert_rows_top: usize,
+    /// How findings become a severity change (`SOCWIRE_TRIAGE_RULE`: `seed`, the default, or
+    /// `graded`).
+    pub triage_rule: crate::functions::triage_incident::TriageRule,
+    /// The Sentinel workspace (`SOCWIRE_SENTINEL_SUBSCRIPTION_ID`,
+    /// `SOCWIRE_SENTINEL_RESOURCE_GROUP`, `SOCWIRE_SENTINEL_WORKSPACE`): lets a triage request
+    /// name an incident by GUID, and is what `incident-sweep` lists.
+    pub workspace: Option<crate::sentinel::WorkspaceRef>,
+    /// Log Analytics workspace (customer) id for typed queries (`SOCWIRE_LA_WORKSPACE_ID`); set
+    /// = use the Log Analytics query API, otherwise the local workspace tables.
+    pub la_workspace_id: Option<String>,
+    /// Log Analytics query endpoint (`SOCWIRE_LA_ENDPOINT`, default `https://api.loganalytics.io`).
+    pub la_endpoint: String,
+    /// Threat-intelligence look-ups and workspace questions in flight per incident
+    /// (`SOCWIRE_TI_CONCURRENCY`, default 8).
+    pub ti_concurrency: usize,
+    /// How far back the first sweep looks (`SOCWIRE_SWEEP_LOOKBACK`, default 24h).
+    pub sweep_lookback_ms: i64,
+    /// Most incidents one sweep queues (`SOCWIRE_SWEEP_MAX`, default 1000).
+    pub sweep_max: usize,
 }
 
 impl Settings {
@@ -93,7 +112,41 @@ impl Settings {
                 .map_err(|e| format!("SOCWIRE_ALERT_WINDOW: {e}"))?,
             None => 24 * 3_600_000,
         };
+        let workspace = match (
+            get("SOCWIRE_SENTINEL_SUBSCRIPTION_ID"),
+            get("SOCWIRE_SENTINEL_RESOURCE_GROUP"),
+            get("SOCWIRE_SENTINEL_WORKSPACE"),
+        ) {
+            (Some(subscription), Some(resource_group), Some(workspace)) => {
+                let ws = crate::sentinel::WorkspaceRef {
+                    subscription: subscription.trim().into(),
+                    resource_group: resource_group.trim().into(),
+                    workspace: workspace.trim().into(),
+                };
+                ws.incident("00000000-0000-0000-0000-000000000000")
+                    .map_err(|e| format!("SOCWIRE_SENTINEL_* workspace settings: {e}"))?;
+                Some(ws)
+            }
+            (None, None, None) => None,
+            _ => return Err("set all three of SOCWIRE_SENTINEL_SUBSCRIPTION_ID, SOCWIRE_SENTINEL_RESOURCE_GROUP and SOCWIRE_SENTINEL_WORKSPACE, or none".into()),
+        };
+        let sweep_lookback_ms = match get("SOCWIRE_SWEEP_LOOKBACK") {
+            Some(v) => crate::alerts_cli::parse_duration_ms(&v)
+                .map_err(|e| format!("SOCWIRE_SWEEP_LOOKBACK: {e}"))?,
+            None => 24 * 3_600_000,
+        };
         Ok(Self {
+            triage_rule: match get("SOCWIRE_TRIAGE_RULE") {
+                Some(v) => v.parse().map_err(|e| format!("SOCWIRE_TRIAGE_RULE: {e}"))?,
+                None => Default::default(),
+            },
+            workspace,
+            la_workspace_id: get("SOCWIRE_LA_WORKSPACE_ID"),
+            la_endpoint: get("SOCWIRE_LA_ENDPOINT")
+                .unwrap_or_else(|| "https://api.loganalytics.io".into()),
+            ti_concurrency: (number("SOCWIRE_TI_CONCURRENCY", 8.0)? as usize).clamp(1, 64),
+            sweep_lookback_ms,
+            sweep_max: (number("SOCWIRE_SWEEP_MAX", 1000.0)? as usize).max(1),
             logs_endpoint: get("SOCWIRE_LOGS_ENDPOINT"),
             logs_dcr_id: get("SOCWIRE_LOGS_DCR_ID"),
             state_container: get("SOCWIRE_STATE_CONTAINER")

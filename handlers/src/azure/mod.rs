@@ -4,14 +4,18 @@
 //! key (Azurite's `UseDevelopmentStorage=true`, for instance) signs requests with a SAS instead.
 
 mod blob;
+mod loganalytics;
 mod logs;
 mod queue;
+mod rest;
 mod sentinel;
 mod storage;
 
 pub use blob::{BlobLedger, BlobReportStore, BlobStateStore};
+pub use loganalytics::LogAnalyticsQuery;
 pub use logs::{LogsIngestionRest, LOGS_API_VERSION, MAX_CALL_BYTES};
 pub use queue::{AzureQueue, ReceivedQueueMessage};
+pub use rest::{Auth, RestClient, RetryPolicy};
 pub use sentinel::{SentinelRest, SENTINEL_API_VERSION};
 pub use storage::StorageAccount;
 
@@ -48,7 +52,7 @@ pub(crate) async fn bearer(
 /// transient, anything else permanent. The body is cut short: it may echo input.
 pub(crate) fn status_error(what: &str, status: reqwest::StatusCode, body: &str) -> PortError {
     let body = socwire_common::text::for_log(body, 300);
-    let text = format!("{what}: HTTP {status}: {body}");
+    let text = socwire_common::text::redact_secrets(&format!("{what}: HTTP {status}: {body}"));
     match status.as_u16() {
         404 => PortError::NotFound(text),
         409 | 412 => PortError::Conflict(text),
@@ -59,7 +63,9 @@ pub(crate) fn status_error(what: &str, status: reqwest::StatusCode, body: &str) 
 
 /// Maps a transport failure (no HTTP answer) to a transient port error.
 pub(crate) fn transport_error(what: &str, e: reqwest::Error) -> PortError {
-    PortError::Transient(format!("{what}: {e}"))
+    PortError::Transient(socwire_common::text::redact_secrets(&format!(
+        "{what}: {e}"
+    )))
 }
 
 /// One HTTP client for every adapter, with timeouts.

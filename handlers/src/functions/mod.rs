@@ -142,12 +142,21 @@ impl TriageRequest {
     /// Parses a queue message: our JSON shape, or a bare incident ARM id as a Logic App
     /// "Put a message on a queue" action writes it.
     pub fn parse(message: &str) -> Result<Self, FunctionError> {
+        Self::parse_with(message, None)
+    }
+
+    /// As [`TriageRequest::parse`], also accepting a bare incident GUID when the Sentinel
+    /// workspace is configured.
+    pub fn parse_with(
+        message: &str,
+        workspace: Option<&crate::sentinel::WorkspaceRef>,
+    ) -> Result<Self, FunctionError> {
         let text = message.trim();
         if text.starts_with('{') {
             return serde_json::from_str(text)
                 .map_err(|e| FunctionError::BadInput(format!("triage request is not valid: {e}")));
         }
-        let id = crate::sentinel::IncidentId::parse(text)
+        let id = crate::sentinel::IncidentId::parse_or_guid(text, workspace)
             .map_err(|e| FunctionError::BadInput(format!("triage request: {e}")))?;
         Ok(Self::new(id, "plain-text"))
     }
