@@ -15,5 +15,6 @@ pub mod ports;
 pub mod protocol;
 pub mod queries;
 pub mod sentinel;
+pub mod sentinel_cli;
 pub mod serve;
 pub mod settings;

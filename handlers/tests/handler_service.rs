@@ -7,7 +7,7 @@ use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use socwire::context::Context;
 use socwire::local::{FileReportStore, OfflineThreatIntel, SqliteIncidentStore, SqliteLedger};
-use socwire::ports::{IncidentStore, PortError, PortResult, ThreatIntel, TiFinding};
+use socwire::ports::{IncidentStore, Ledger, PortError, PortResult, ThreatIntel, TiFinding};
 use socwire::sentinel::{Entity, Incident, IncidentId, IncidentProperties, Indicator, Severity};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -541,4 +541,106 @@ async fn webhook_accepts_arm_id_and_rejects_garbage_with_400() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["Outputs"]["res"]["statusCode"], 400);
     assert!(body["Outputs"].get("triage").is_none());
+}
+
+fn timer_request() -> String {
+    json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false}}, "Metadata": {}}).to_string()
+}
+
+#[tokio::test]
+async fn sweep_queues_open_untriaged_incidents_and_commits_its_checkpoint_a_run_later() {
+    let f = fixture();
+    let settings = socwire::settings::Settings::from_lookup(|k| match k {
+        "SOCWIRE_SENTINEL_SUBSCRIPTION_ID" => Some("00000000-0000-0000-0000-000000000000".into()),
+        "SOCWIRE_SENTINEL_RESOURCE_GROUP" => Some("soc-rg".into()),
+        "SOCWIRE_SENTINEL_WORKSPACE" => Some("soc-ws".into()),
+        _ => None,
+    })
+    .unwrap();
+    let ctx = Arc::new(Context {
+        settings: Arc::new(settings),
+        ..(*f.ctx).clone()
+    });
+    let make = |guid: &str, status: &str, modified: &str| Incident {
+        id: ID.replace("73e01a99-5cd7-4139-a149-9f2736ff2ab5", guid),
+        name: guid.into(),
+        etag: None,
+        properties: IncidentProperties {
+            title: "t".into(),
+            severity: Severity::Low,
+            status: status.into(),
+            description: None,
+            incident_number: None,
+            other: [
+                ("lastModifiedTimeUtc".to_string(), json!(modified)),
+                ("createdTimeUtc".to_string(), json!(modified)),
+            ]
+            .into_iter()
+            .collect(),
+        },
+    };
+    let now = chrono::Utc::now();
+    let recent = (now - chrono::Duration::minutes(30)).to_rfc3339();
+    let old = (now - chrono::Duration::days(3)).to_rfc3339();
+    let open = "11111111-1111-4111-8111-111111111111";
+    f.store.seed(&make(open, "New", &recent), &[]).unwrap();
+    f.store
+        .seed(
+            &make("22222222-2222-4222-8222-222222222222", "Closed", &recent),
+            &[],
+        )
+        .unwrap();
+    f.store
+        .seed(
+            &make("33333333-3333-4333-8333-333333333333", "Active", &old),
+            &[],
+        )
+        .unwrap();
+    let other_ws = make("44444444-4444-4444-8444-444444444444", "New", &recent);
+    let other_ws = Incident {
+        id: other_ws.id.replace("soc-ws", "other-ws"),
+        ..other_ws
+    };
+    f.store.seed(&other_ws, &[]).unwrap();
+
+    let (status, body) = post(&ctx, "incident-sweep", timer_request()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let queued = body["Outputs"]["triage"].as_array().unwrap();
+    assert_eq!(
+        queued.len(),
+        1,
+        "only the open, recent incident of this workspace: {body}"
+    );
+    assert!(queued[0]["incidentId"].as_str().unwrap().ends_with(open));
+    let state = |ctx: &Arc<Context>| {
+        let ctx = ctx.clone();
+        async move {
+            let bytes = ctx
+                .state
+                .load(socwire::functions::incident_sweep::CHECKPOINT_KEY)
+                .await
+                .unwrap()
+                .unwrap();
+            serde_json::from_slice::<socwire::functions::incident_sweep::Checkpoint>(&bytes)
+                .unwrap()
+        }
+    };
+    let first = state(&ctx).await;
+    assert!(first.candidate.is_some());
+
+    // Once triaged, the next sweep does not queue it again; the candidate is now committed.
+    f.ledger
+        .record(
+            &socwire::functions::triaged_key(
+                &IncidentId::parse(&make(open, "New", &recent).id).unwrap(),
+            ),
+            "done",
+        )
+        .await
+        .unwrap();
+    let (_, body) = post(&ctx, "incident-sweep", timer_request()).await;
+    assert!(body["Outputs"].get("triage").is_none(), "{body}");
+    let second = state(&ctx).await;
+    assert_eq!(second.committed, first.candidate);
+    assert!(second.candidate > first.candidate);
 }
