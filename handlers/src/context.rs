@@ -111,9 +111,10 @@ impl Context {
                         &account,
                         &settings.ledger_container,
                     )?),
-                    Arc::new(crate::azure::BlobReportStore::new(
+                    Arc::new(crate::azure::BlobReportStore::with_link_lifetime(
                         &account,
                         &settings.reports_container,
+                        chrono::Duration::milliseconds(settings.report_link_ms),
                     )?),
                 )
             }

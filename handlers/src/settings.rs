@@ -62,6 +62,9 @@ pub struct Settings {
     pub sweep_lookback_ms: i64,
     /// Most incidents one sweep queues (`SOCWIRE_SWEEP_MAX`, default 1000).
     pub sweep_max: usize,
+    /// How long a report link (user delegation SAS) stays valid (`SOCWIRE_REPORT_LINK_TTL`,
+    /// default 72h, at most 7 days).
+    pub report_link_ms: i64,
 }
 
 impl Settings {
@@ -135,7 +138,16 @@ impl Settings {
                 .map_err(|e| format!("SOCWIRE_SWEEP_LOOKBACK: {e}"))?,
             None => 24 * 3_600_000,
         };
+        let report_link_ms = match get("SOCWIRE_REPORT_LINK_TTL") {
+            Some(v) => crate::alerts_cli::parse_duration_ms(&v)
+                .map_err(|e| format!("SOCWIRE_REPORT_LINK_TTL: {e}"))?,
+            None => 72 * 3_600_000,
+        };
+        if !(300_000..=7 * 24 * 3_600_000).contains(&report_link_ms) {
+            return Err("SOCWIRE_REPORT_LINK_TTL must be between 5m and 7d (a user delegation key's longest life)".into());
+        }
         Ok(Self {
+            report_link_ms,
             triage_rule: match get("SOCWIRE_TRIAGE_RULE") {
                 Some(v) => v.parse().map_err(|e| format!("SOCWIRE_TRIAGE_RULE: {e}"))?,
                 None => Default::default(),

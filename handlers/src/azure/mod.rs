@@ -8,6 +8,7 @@ mod loganalytics;
 mod logs;
 mod queue;
 mod rest;
+mod sas;
 mod sentinel;
 mod storage;
 
@@ -16,6 +17,7 @@ pub use loganalytics::LogAnalyticsQuery;
 pub use logs::{LogsIngestionRest, LOGS_API_VERSION, MAX_CALL_BYTES};
 pub use queue::{AzureQueue, ReceivedQueueMessage};
 pub use rest::{Auth, RestClient, RetryPolicy};
+pub use sas::{user_delegation_sas, LinkSigner, UserDelegationKey, UD_SAS_VERSION};
 pub use sentinel::{SentinelRest, SENTINEL_API_VERSION};
 pub use storage::StorageAccount;
 
