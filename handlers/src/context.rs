@@ -58,7 +58,35 @@ impl Context {
             "threat-intel",
             format!("offline list ({} indicators)", ti.len()),
         ));
-        let threat_intel: Arc<dyn ThreatIntel> = Arc::new(ti);
+        let offline: Arc<dyn ThreatIntel> = Arc::new(ti);
+        let threat_intel: Arc<dyn ThreatIntel> = if settings.ti_providers.is_empty() {
+            offline
+        } else {
+            let timeout = std::time::Duration::from_millis(settings.ti_timeout_ms as u64);
+            let mut providers: Vec<Arc<dyn crate::providers::Provider>> = Vec::new();
+            for (name, key, url) in &settings.ti_providers {
+                providers.push(match *name {
+                    "virustotal" => Arc::new(crate::providers::VirusTotal::new(url, key, timeout)?),
+                    "abuseipdb" => Arc::new(crate::providers::AbuseIpDb::new(url, key, timeout)?),
+                    "greynoise" => Arc::new(crate::providers::GreyNoise::new(url, key, timeout)?),
+                    _ => Arc::new(crate::providers::Otx::new(url, key, timeout)?),
+                });
+            }
+            let chain = crate::providers::ProviderChain::new(
+                offline,
+                providers,
+                timeout,
+                crate::providers::CacheLimits {
+                    ttl: std::time::Duration::from_millis(settings.ti_cache_ttl_ms.max(0) as u64),
+                    entries: settings.ti_cache_entries,
+                },
+            );
+            adapters.push((
+                "threat-intel",
+                format!("providers: {}", chain.names().join(", ")),
+            ));
+            Arc::new(chain)
+        };
 
         let incidents: Arc<dyn IncidentStore> = match &settings.sentinel_endpoint {
             Some(endpoint) => {

@@ -13,6 +13,7 @@ pub mod functions;
 pub mod local;
 pub mod ports;
 pub mod protocol;
+pub mod providers;
 pub mod queries;
 pub mod sentinel;
 pub mod sentinel_cli;

@@ -65,7 +65,45 @@ pub struct Settings {
     /// How long a report link (user delegation SAS) stays valid (`SOCWIRE_REPORT_LINK_TTL`,
     /// default 72h, at most 7 days).
     pub report_link_ms: i64,
+    /// Threat-intelligence providers enabled by their API keys: `(name, key, base URL)` from
+    /// `SOCWIRE_TI_{VIRUSTOTAL,ABUSEIPDB,GREYNOISE,OTX}_KEY` (an app setting or a Key Vault
+    /// reference the host resolves) and optional `…_URL` overrides.
+    pub ti_providers: Vec<(&'static str, crate::providers::Secret, String)>,
+    /// Time one provider look-up may take (`SOCWIRE_TI_TIMEOUT`, default 10s).
+    pub ti_timeout_ms: i64,
+    /// How long a provider's answer is reused (`SOCWIRE_TI_CACHE_TTL`, default 1h).
+    pub ti_cache_ttl_ms: i64,
+    /// Most provider answers cached (`SOCWIRE_TI_CACHE_ENTRIES`, default 10000).
+    pub ti_cache_entries: usize,
 }
+
+/// The providers `Settings` knows: name, key setting, URL setting, default base URL.
+pub const TI_PROVIDERS: &[(&str, &str, &str, &str)] = &[
+    (
+        "virustotal",
+        "SOCWIRE_TI_VIRUSTOTAL_KEY",
+        "SOCWIRE_TI_VIRUSTOTAL_URL",
+        "https://www.virustotal.com",
+    ),
+    (
+        "abuseipdb",
+        "SOCWIRE_TI_ABUSEIPDB_KEY",
+        "SOCWIRE_TI_ABUSEIPDB_URL",
+        "https://api.abuseipdb.com",
+    ),
+    (
+        "greynoise",
+        "SOCWIRE_TI_GREYNOISE_KEY",
+        "SOCWIRE_TI_GREYNOISE_URL",
+        "https://api.greynoise.io",
+    ),
+    (
+        "otx",
+        "SOCWIRE_TI_OTX_KEY",
+        "SOCWIRE_TI_OTX_URL",
+        "https://otx.alienvault.com",
+    ),
+];
 
 impl Settings {
     /// Reads the settings from the process environment.
@@ -146,7 +184,29 @@ impl Settings {
         if !(300_000..=7 * 24 * 3_600_000).contains(&report_link_ms) {
             return Err("SOCWIRE_REPORT_LINK_TTL must be between 5m and 7d (a user delegation key's longest life)".into());
         }
+        let duration = |name: &str, default: i64| -> Result<i64, String> {
+            match get(name) {
+                Some(v) => {
+                    crate::alerts_cli::parse_duration_ms(&v).map_err(|e| format!("{name}: {e}"))
+                }
+                None => Ok(default),
+            }
+        };
+        let mut ti_providers = Vec::new();
+        for (name, key_setting, url_setting, default_url) in TI_PROVIDERS {
+            if let Some(key) = get(key_setting) {
+                if key.trim_start().starts_with("@Microsoft.KeyVault(") {
+                    return Err(format!("{key_setting} is a Key Vault reference the host did not resolve (check the app's identity and the vault's access)"));
+                }
+                let url = get(url_setting).unwrap_or_else(|| default_url.to_string());
+                ti_providers.push((*name, crate::providers::Secret(key.trim().to_string()), url));
+            }
+        }
         Ok(Self {
+            ti_providers,
+            ti_timeout_ms: duration("SOCWIRE_TI_TIMEOUT", 10_000)?.max(100),
+            ti_cache_ttl_ms: duration("SOCWIRE_TI_CACHE_TTL", 3_600_000)?,
+            ti_cache_entries: (number("SOCWIRE_TI_CACHE_ENTRIES", 10_000.0)? as usize).max(1),
             report_link_ms,
             triage_rule: match get("SOCWIRE_TRIAGE_RULE") {
                 Some(v) => v.parse().map_err(|e| format!("SOCWIRE_TRIAGE_RULE: {e}"))?,
@@ -227,6 +287,29 @@ mod tests {
         assert!(from(&[("SOCWIRE_REQUIRE_AZURE", "yes")])
             .unwrap_err()
             .contains("true or false"));
+    }
+
+    #[test]
+    fn provider_keys_enable_providers_and_are_never_printed() {
+        let s = from(&[
+            ("SOCWIRE_TI_OTX_KEY", "otx-secret-123"),
+            ("SOCWIRE_TI_GREYNOISE_KEY", "gn-secret"),
+            ("SOCWIRE_TI_GREYNOISE_URL", "http://127.0.0.1:9/"),
+        ])
+        .unwrap();
+        let names: Vec<&str> = s.ti_providers.iter().map(|p| p.0).collect();
+        assert_eq!(names, ["greynoise", "otx"]);
+        assert_eq!(s.ti_providers[0].2, "http://127.0.0.1:9/");
+        let printed = format!("{s:?}");
+        assert!(
+            !printed.contains("otx-secret-123") && !printed.contains("gn-secret"),
+            "{printed}"
+        );
+        let unresolved = from(&[(
+            "SOCWIRE_TI_VIRUSTOTAL_KEY",
+            "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/vt/)",
+        )]);
+        assert!(unresolved.unwrap_err().contains("Key Vault reference"));
     }
 
     #[test]
