@@ -53,7 +53,7 @@ impl Context {
                 .map_err(|e| anyhow::anyhow!("SOCWIRE_TI_FILE {}: {e}", path.display()))?,
             None => crate::local::threat_intel_builtin().to_string(),
         };
-        let ti = OfflineThreatIntel::from_json(&ti_text)?;
+        let ti = OfflineThreatIntel::from_feed(&ti_text)?;
         adapters.push((
             "threat-intel",
             format!("offline list ({} indicators)", ti.len()),

@@ -430,6 +430,11 @@ async fn hostile_incident_and_entity_text_never_reaches_the_report_unescaped() {
                 "a\"; drop\r\n<img src=x onerror=y>",
             ),
             ("NewKind<b>", "friendlyName", "<svg onload=1>"),
+            (
+                "Url",
+                "url",
+                "http://c2.evil.example/\u{1b}[31m\nFAKE LOG LINE",
+            ),
         ],
     );
     let (status, body) = post(&f.ctx, "triage-incident", queue_request(ID, 1)).await;
