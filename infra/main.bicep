@@ -90,6 +90,8 @@ resource app 'Microsoft.Web/sites@2023-12-01' = {
         { name: 'SOCWIRE_SENTINEL_ENDPOINT', value: environment().resourceManager }
         { name: 'SOCWIRE_EVENTS_TOPIC_URI', value: eventsTopic.properties.endpoint }
         { name: 'SOCWIRE_REQUIRE_AZURE', value: 'true' }
+        { name: 'SOCWIRE_SWEEP_SCHEDULE', value: '0 */10 * * * *' }
+        { name: 'SOCWIRE_REPORT_LINK_TTL', value: '72h' }
       ]
     }
   }
