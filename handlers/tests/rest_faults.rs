@@ -432,3 +432,61 @@ async fn log_analytics_answers_typed_questions_with_escaped_kql() {
     assert!(err.to_string().contains("query failed"), "{err}");
     assert!(LogAnalyticsQuery::new(&endpoint, "../x", Arc::new(Tokens::default())).is_err());
 }
+
+#[tokio::test]
+async fn the_incident_list_follows_next_links_on_the_same_list_only() {
+    let fake = Arc::new(Fake::default());
+    let endpoint = serve(fake.clone()).await;
+    let list_path = "/subscriptions/0000/resourceGroups/soc/providers/Microsoft.OperationalInsights/workspaces/ws/providers/Microsoft.SecurityInsights/incidents";
+    let page = |next: Option<String>| {
+        let mut v = json!({"value": [incident(), {"id": "not an incident"}]});
+        if let Some(n) = next {
+            v["nextLink"] = json!(n);
+        }
+        reply(200, &v.to_string())
+    };
+    fake.script.lock().unwrap().extend([
+        page(Some(format!(
+            "{endpoint}{list_path}?api-version={SENTINEL_API_VERSION}&$skipToken=abc"
+        ))),
+        page(None),
+    ]);
+    let sentinel =
+        SentinelRest::with_policy(&endpoint, Arc::new(Tokens::default()), policy()).unwrap();
+    let ws = socwire::sentinel::WorkspaceRef {
+        subscription: "0000".into(),
+        resource_group: "soc".into(),
+        workspace: "ws".into(),
+    };
+    let since = chrono::DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let listed = sentinel.list_modified_since(&ws, since, 100).await.unwrap();
+    assert_eq!(
+        listed.len(),
+        2,
+        "one incident per page; the malformed item is skipped"
+    );
+    let seen = fake.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    let first = url::Url::parse(&format!("{endpoint}{}", seen[0].1)).unwrap();
+    let filter: HashMap<String, String> = first.query_pairs().into_owned().collect();
+    assert_eq!(
+        filter["$filter"],
+        "properties/lastModifiedTimeUtc ge 2026-11-29T10:00:00Z"
+    );
+    assert!(seen[1].1.contains("skipToken=abc"), "{}", seen[1].1);
+
+    // A nextLink elsewhere (another origin) is never followed with our token.
+    fake.seen.lock().unwrap().clear();
+    fake.script
+        .lock()
+        .unwrap()
+        .push_back(page(Some(format!("https://attacker.example{list_path}"))));
+    let err = sentinel
+        .list_modified_since(&ws, since, 100)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not followed"), "{err}");
+    assert_eq!(fake.seen.lock().unwrap().len(), 1);
+}
