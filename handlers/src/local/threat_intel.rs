@@ -181,10 +181,12 @@ fn csv_entries(text: &str) -> PortResult<Vec<TiEntry>> {
             Some("warning") => TiSeverity::Warning,
             Some("information") => TiSeverity::Information,
             Some("benign") => TiSeverity::Benign,
-            other => return Err(PortError::Permanent(format!(
+            other => {
+                return Err(PortError::Permanent(format!(
                 "CSV feed line {}: severity {other:?} is not high, warning, information or benign",
                 n + 2
-            ))),
+            )))
+            }
         };
         out.push(TiEntry {
             kind: cols[0].to_ascii_lowercase(),
