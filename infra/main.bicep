@@ -47,7 +47,7 @@ param tiProviders array = []
 param sweepSchedule string = '0 */10 * * * *'
 
 @description('How long a triage report link stays valid (empty: the handler default).')
-param reportLinkLifetime string = ''
+param reportLinkLifetime string = '72h'
 
 @description('Alert engine window, e.g. 24h.')
 param alertWindow string = '24h'
@@ -492,12 +492,12 @@ var socwireSettings = [
   { name: 'SOCWIRE_LOG', value: logFilter }
   { name: 'SOCWIRE_MAX_BODY_BYTES', value: '4194304' }
   { name: 'SOCWIRE_SENTINEL_ENDPOINT', value: environment().resourceManager }
-  { name: 'SOCWIRE_LOGANALYTICS_WORKSPACE_ID', value: workspace.properties.customerId }
+  { name: 'SOCWIRE_LA_WORKSPACE_ID', value: workspace.properties.customerId }
   { name: 'SOCWIRE_STORAGE', value: storage.properties.primaryEndpoints.blob }
   { name: 'SOCWIRE_LEDGER_CONTAINER', value: 'socwire-ledger' }
   { name: 'SOCWIRE_REPORTS_CONTAINER', value: 'socwire-reports' }
   { name: 'SOCWIRE_STATE_CONTAINER', value: 'socwire-state' }
-  { name: 'SOCWIRE_REPORT_LINK_LIFETIME', value: reportLinkLifetime }
+  { name: 'SOCWIRE_REPORT_LINK_TTL', value: reportLinkLifetime }
   { name: 'SOCWIRE_LOGS_ENDPOINT', value: dce.properties.logsIngestion.endpoint }
   { name: 'SOCWIRE_LOGS_DCR_ID', value: dcr.properties.immutableId }
   { name: 'SOCWIRE_SWEEP_SCHEDULE', value: sweepSchedule }
@@ -635,7 +635,7 @@ resource roleSentinel 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.sentinelResponder) }
 }
 
-// Log Analytics query API on SOCWIRE_LOGANALYTICS_WORKSPACE_ID (incident context queries).
+// Log Analytics query API on SOCWIRE_LA_WORKSPACE_ID (incident context queries).
 resource roleLogAnalytics 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: workspace
   name: guid(workspace.id, identity.id, roles.logAnalyticsReader)

@@ -286,7 +286,7 @@ async fn killed_host_restarts_with_nothing_lost_and_no_effect_repeated() {
     let store = SqliteIncidentStore::open(&dir.path().join("sentinel.sqlite3")).unwrap();
     let ledger = socwire::local::SqliteLedger::open(&dir.path().join("ledger.sqlite3")).unwrap();
     assert_eq!(
-        ledger.count("triage:").unwrap(),
+        ledger.count("triage:v1:").unwrap(),
         incidents as u64,
         "every incident triaged: {stdout}\n{status}"
     );

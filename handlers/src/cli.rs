@@ -54,6 +54,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let store = if args.demo {
         let store = SqliteIncidentStore::open(&args.data_dir.join("sentinel.sqlite3"))?;
         let events = crate::demo::seed(&store, args.incidents)?;
+        crate::demo::seed_workspace(&crate::local::SqliteWorkspace::open(
+            &args.data_dir.join("workspace.sqlite3"),
+        )?)?;
         let published = host
             .brokers()
             .eg_publish(crate::demo::INCIDENT_TOPIC, events)?;
@@ -66,6 +69,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("\n{summary}");
     if let Some(store) = store {
         println!("\nincidents after triage:");
+        let ledger = crate::local::SqliteLedger::open(&args.data_dir.join("ledger.sqlite3"))?;
         for incident in store.list()? {
             let id = crate::sentinel::IncidentId::parse(&incident.id)?;
             let comments = store.comments(&id)?;
@@ -76,6 +80,24 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                 comments.len(),
                 socwire_common::text::for_log(&incident.properties.title, 70)
             );
+            use crate::ports::Ledger as _;
+            let decision = ledger
+                .get(&crate::functions::triage_incident::decision_key(&id))
+                .await?
+                .and_then(|t| {
+                    serde_json::from_str::<crate::functions::triage_incident::Decision>(&t).ok()
+                });
+            if let Some(d) = decision {
+                println!(
+                    "        verdict {}: {} — {}",
+                    d.verdict.map(|v| v.msticpy()).unwrap_or("none"),
+                    d.action(),
+                    socwire_common::text::for_log(&d.reasons.join("; "), 160)
+                );
+                if let Some(url) = &d.report_url {
+                    println!("        report: {url}");
+                }
+            }
         }
     }
     Ok(())

@@ -3,7 +3,9 @@
 use crate::local::{
     FileReportStore, OfflineThreatIntel, SqliteIncidentStore, SqliteLedger, SqliteTables,
 };
-use crate::ports::{IncidentStore, Ledger, LogsIngestion, ReportStore, StateStore, ThreatIntel};
+use crate::ports::{
+    IncidentStore, Ledger, LogsIngestion, ReportStore, StateStore, ThreatIntel, WorkspaceQueries,
+};
 use crate::settings::Settings;
 use std::sync::Arc;
 
@@ -18,6 +20,8 @@ pub struct Context {
     pub ledger: Arc<dyn Ledger>,
     /// Triage report storage.
     pub reports: Arc<dyn ReportStore>,
+    /// The Log Analytics workspace, asked typed questions.
+    pub workspace: Arc<dyn WorkspaceQueries>,
     /// Kept state (the alert engine's window).
     pub state: Arc<dyn StateStore>,
     /// Log Analytics custom tables.
@@ -63,12 +67,40 @@ impl Context {
                 .map_err(|e| anyhow::anyhow!("SOCWIRE_TI_FILE {}: {e}", path.display()))?,
             None => crate::local::threat_intel_builtin().to_string(),
         };
-        let ti = OfflineThreatIntel::from_json(&ti_text)?;
+        let ti = OfflineThreatIntel::from_feed(&ti_text)?;
         adapters.push((
             "threat-intel",
             format!("offline list ({} indicators)", ti.len()),
         ));
-        let threat_intel: Arc<dyn ThreatIntel> = Arc::new(ti);
+        let offline: Arc<dyn ThreatIntel> = Arc::new(ti);
+        let threat_intel: Arc<dyn ThreatIntel> = if settings.ti_providers.is_empty() {
+            offline
+        } else {
+            let timeout = std::time::Duration::from_millis(settings.ti_timeout_ms as u64);
+            let mut providers: Vec<Arc<dyn crate::providers::Provider>> = Vec::new();
+            for (name, key, url) in &settings.ti_providers {
+                providers.push(match *name {
+                    "virustotal" => Arc::new(crate::providers::VirusTotal::new(url, key, timeout)?),
+                    "abuseipdb" => Arc::new(crate::providers::AbuseIpDb::new(url, key, timeout)?),
+                    "greynoise" => Arc::new(crate::providers::GreyNoise::new(url, key, timeout)?),
+                    _ => Arc::new(crate::providers::Otx::new(url, key, timeout)?),
+                });
+            }
+            let chain = crate::providers::ProviderChain::new(
+                offline,
+                providers,
+                timeout,
+                crate::providers::CacheLimits {
+                    ttl: std::time::Duration::from_millis(settings.ti_cache_ttl_ms.max(0) as u64),
+                    entries: settings.ti_cache_entries,
+                },
+            );
+            adapters.push((
+                "threat-intel",
+                format!("providers: {}", chain.names().join(", ")),
+            ));
+            Arc::new(chain)
+        };
 
         let incidents: Arc<dyn IncidentStore> = match &settings.sentinel_endpoint {
             Some(endpoint) => {
@@ -82,6 +114,27 @@ impl Context {
                 let path = settings.data_dir.join("sentinel.sqlite3");
                 adapters.push(("sentinel", format!("local SQLite {}", path.display())));
                 Arc::new(SqliteIncidentStore::open(&path)?)
+            }
+        };
+        let workspace: Arc<dyn WorkspaceQueries> = match &settings.la_workspace_id {
+            Some(ws) => {
+                adapters.push((
+                    "workspace",
+                    format!(
+                        "Log Analytics query API {} workspace {ws}",
+                        settings.la_endpoint
+                    ),
+                ));
+                Arc::new(crate::azure::LogAnalyticsQuery::new(
+                    &settings.la_endpoint,
+                    ws,
+                    crate::azure::default_credential()?,
+                )?)
+            }
+            None => {
+                let path = settings.data_dir.join("workspace.sqlite3");
+                adapters.push(("workspace", format!("local SQLite {}", path.display())));
+                Arc::new(crate::local::SqliteWorkspace::open(&path)?)
             }
         };
         let (ledger, reports): (Arc<dyn Ledger>, Arc<dyn ReportStore>) = match &settings.storage {
@@ -100,9 +153,11 @@ impl Context {
                         &account,
                         &settings.ledger_container,
                     )?),
-                    Arc::new(crate::azure::BlobReportStore::new(
+                    Arc::new(crate::azure::BlobReportStore::with_link_lifetime(
                         &account,
                         &settings.reports_container,
+                        chrono::Duration::milliseconds(settings.report_link_ms),
+                        crate::azure::AdapterOptions::default(),
                     )?),
                 )
             }
@@ -171,6 +226,7 @@ impl Context {
             alert_engine: Arc::default(),
             settings: Arc::new(settings.clone()),
             incidents,
+            workspace,
             threat_intel,
             ledger,
             reports,

@@ -61,6 +61,63 @@ const INCIDENTS: &[DemoIncident] = &[
     },
 ];
 
+/// Fills the local workspace with the rows the demo incidents' questions find: alerts on the
+/// beaconing host, a burst of failed sign-ins for the phished account, processes on the
+/// PowerShell host, and sightings of the scanners.
+pub fn seed_workspace(ws: &crate::local::SqliteWorkspace) -> PortResult<()> {
+    use crate::local::LogRow;
+    let now = chrono::Utc::now();
+    let at = |mins: i64| now - chrono::Duration::minutes(mins);
+    let row = |table: &str, mins: i64, body: Value| {
+        let body = match body {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        let entry: Map<String, Value> = body
+            .into_iter()
+            .chain([
+                ("table".to_string(), json!(table)),
+                ("TimeGenerated".to_string(), json!(at(mins).to_rfc3339())),
+            ])
+            .collect();
+        crate::sentinel_cli::log_row(&entry).unwrap_or_else(|| LogRow {
+            table: table.into(),
+            ..Default::default()
+        })
+    };
+    let mut rows = vec![
+        row(
+            "SecurityAlert",
+            90,
+            json!({"CompromisedEntity": "FIN-WS-042", "AlertName": "Connection to rare domain", "AlertSeverity": "Medium", "ProviderName": "MDE", "SystemAlertId": "a-1"}),
+        ),
+        row(
+            "SecurityAlert",
+            30,
+            json!({"CompromisedEntity": "FIN-WS-042", "AlertName": "Beaconing pattern", "AlertSeverity": "High", "ProviderName": "MDE", "SystemAlertId": "a-2"}),
+        ),
+        row(
+            "DeviceProcessEvents",
+            40,
+            json!({"DeviceName": "HR-LT-007", "FileName": "powershell.exe", "ProcessCommandLine": "powershell -nop -w hidden -enc SQBFAFgA"}),
+        ),
+        row(
+            "DeviceProcessEvents",
+            41,
+            json!({"DeviceName": "HR-LT-007", "FileName": "outlook.exe", "ProcessCommandLine": "outlook.exe"}),
+        ),
+        row(
+            "CommonSecurityLog",
+            60 * 24 * 20,
+            json!({"SourceIP": "192.0.2.10", "DeviceName": "dmz-fw"}),
+        ),
+    ];
+    for i in 0..14 {
+        rows.push(row("SigninLogs", 60 + i, json!({"UserPrincipalName": "j.doe", "IPAddress": "198.51.100.23", "ResultType": if i == 0 { "0" } else { "50126" }})));
+    }
+    ws.add_rows(&rows)
+}
+
 /// The ARM id of the demo incident `n` (1-based).
 pub fn incident_id(n: usize) -> IncidentId {
     let id = format!(

@@ -49,6 +49,13 @@ enum Command {
         #[command(subcommand)]
         action: socwire::alerts_cli::AlertsAction,
     },
+    /// Local Sentinel: import incidents (JSONL) and export them with what triage did.
+    Sentinel {
+        #[command(flatten)]
+        data: DataDir,
+        #[command(subcommand)]
+        action: socwire::sentinel_cli::SentinelAction,
+    },
     /// Inspect and replay poison queues, dead-letter queues and Event Grid dead letters.
     Dlq {
         #[command(flatten)]
@@ -111,6 +118,9 @@ fn main() -> ExitCode {
             Command::Send(args) => cli::send(args).await,
             Command::Status { data, json } => cli::status(&data.data_dir, json),
             Command::Dlq { data, action } => cli::dlq(&data.data_dir, action),
+            Command::Sentinel { data, action } => {
+                socwire::sentinel_cli::run(&data.data_dir, action).await
+            }
             Command::Alerts { action } => socwire::alerts_cli::run(action),
             Command::Package(args) => socwire::package::run(args),
             Command::DemoEvents { data, incidents } => cli::demo_events(&data.data_dir, incidents),

@@ -1,7 +1,7 @@
 //! Narrow interfaces to every outside system. Functions depend only on these traits; each has a
 //! local adapter (SQLite, files) in `crate::local` and an Azure adapter in `crate::azure`.
 
-use crate::sentinel::{Entity, Incident, IncidentId, Indicator, Severity};
+use crate::sentinel::{Entity, Incident, IncidentId, Indicator};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -39,12 +39,24 @@ pub trait IncidentStore: Send + Sync {
     async fn get(&self, id: &IncidentId) -> PortResult<Incident>;
     /// `Incidents_ListEntities`.
     async fn entities(&self, id: &IncidentId) -> PortResult<Vec<Entity>>;
-    /// Sets the severity with a GET-modify-PUT that sends the etag back; retries on conflict.
-    async fn set_severity(&self, id: &IncidentId, severity: Severity) -> PortResult<()>;
+    /// `Incidents_ListAlerts`: the incident's alerts as Sentinel returns them.
+    async fn alerts(&self, id: &IncidentId) -> PortResult<Vec<serde_json::Value>>;
+    /// `Incidents_CreateOrUpdate` of an incident read with [`IncidentStore::get`]: the etag it
+    /// carries is sent back, and a newer version on the server is [`PortError::Conflict`]
+    /// (never retried here: the caller re-reads and decides again).
+    async fn update(&self, id: &IncidentId, incident: &Incident) -> PortResult<()>;
     /// `IncidentComments_CreateOrUpdate` with a caller-chosen comment id: putting the same id
     /// twice leaves one comment, which is what makes redelivery harmless.
     async fn put_comment(&self, id: &IncidentId, comment_id: &str, message: &str)
         -> PortResult<()>;
+    /// `Incidents_List` filtered to incidents created or modified at or after `since`, every
+    /// page followed (at most `max` incidents).
+    async fn list_modified_since(
+        &self,
+        workspace: &crate::sentinel::WorkspaceRef,
+        since: chrono::DateTime<chrono::Utc>,
+        max: usize,
+    ) -> PortResult<Vec<Incident>>;
 }
 
 /// Threat-intelligence verdict, as MSTICPy grades it (there is no "low").
@@ -58,6 +70,19 @@ pub enum TiSeverity {
     Warning,
     /// Known bad.
     High,
+}
+
+impl TiSeverity {
+    /// MSTICPy's name for the level (`information`, `warning`, `high`; `benign` is ours: an
+    /// allow-list entry).
+    pub fn msticpy(&self) -> &'static str {
+        match self {
+            TiSeverity::Benign => "benign",
+            TiSeverity::Information => "information",
+            TiSeverity::Warning => "warning",
+            TiSeverity::High => "high",
+        }
+    }
 }
 
 /// One provider's verdict on one indicator.
@@ -111,4 +136,85 @@ pub trait StateStore: Send + Sync {
 pub trait LogsIngestion: Send + Sync {
     /// Uploads `rows` (JSON objects) to `stream`; returns how many API calls it took.
     async fn upload(&self, stream: &str, rows: &[serde_json::Value]) -> PortResult<usize>;
+}
+
+/// A question triage may ask the workspace (Log Analytics in Azure, SQLite locally). Each is a
+/// named, typed question: adapters render it (the Azure one as KQL with every literal escaped,
+/// see [`crate::queries`]); no caller ever passes query text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "question", rename_all = "camelCase")]
+pub enum Question {
+    /// Security alerts naming a host in the last `days` days.
+    RecentAlertsForHost {
+        /// Host name (lower case).
+        host: String,
+        /// Look-back in days.
+        days: u32,
+    },
+    /// Sign-ins and failed sign-ins of an account in the last `days` days.
+    SigninsForAccount {
+        /// UPN or account name (lower case).
+        account: String,
+        /// Look-back in days.
+        days: u32,
+    },
+    /// When an IP address was first seen in the workspace (within `days` days).
+    FirstSeenIp {
+        /// The address.
+        ip: String,
+        /// Look-back in days.
+        days: u32,
+    },
+    /// When a domain was first seen in the workspace (within `days` days).
+    FirstSeenDomain {
+        /// The domain (lower case).
+        domain: String,
+        /// Look-back in days.
+        days: u32,
+    },
+    /// Processes started on a host in the last `days` days, most frequent first.
+    ProcessesOnHost {
+        /// Host name (lower case).
+        host: String,
+        /// Look-back in days.
+        days: u32,
+    },
+    /// Active entries of Sentinel's own threat-intelligence table for an indicator.
+    ThreatIndicator {
+        /// The indicator.
+        indicator: Indicator,
+    },
+}
+
+impl Question {
+    /// The question's name, as findings cite it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Question::RecentAlertsForHost { .. } => "recent-alerts-for-host",
+            Question::SigninsForAccount { .. } => "signins-for-account",
+            Question::FirstSeenIp { .. } => "first-seen-ip",
+            Question::FirstSeenDomain { .. } => "first-seen-domain",
+            Question::ProcessesOnHost { .. } => "processes-on-host",
+            Question::ThreatIndicator { .. } => "threat-indicator",
+        }
+    }
+}
+
+/// The answer to a [`Question`]: named columns per row, and the query text that produced it
+/// (cited in findings).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The query as the adapter ran it (KQL in Azure; a description of the SQL locally).
+    pub query: String,
+    /// Rows, each a map of column name to value.
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// True when more rows existed than were kept.
+    pub truncated: bool,
+}
+
+/// The workspace, asked typed questions.
+#[async_trait]
+pub trait WorkspaceQueries: Send + Sync {
+    /// Answers one question.
+    async fn ask(&self, question: &Question) -> PortResult<Answer>;
 }

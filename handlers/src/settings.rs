@@ -61,7 +61,67 @@ pub struct Settings {
     /// Changed subgraphs among the top N are written as rows after each batch
     /// (`SOCWIRE_ALERT_ROWS_TOP`, default 50).
     pub alert_rows_top: usize,
+    /// How findings become a severity change (`SOCWIRE_TRIAGE_RULE`: `seed`, the default, or
+    /// `graded`).
+    pub triage_rule: crate::functions::triage_incident::TriageRule,
+    /// The Sentinel workspace (`SOCWIRE_SENTINEL_SUBSCRIPTION_ID`,
+    /// `SOCWIRE_SENTINEL_RESOURCE_GROUP`, `SOCWIRE_SENTINEL_WORKSPACE`): lets a triage request
+    /// name an incident by GUID, and is what `incident-sweep` lists.
+    pub workspace: Option<crate::sentinel::WorkspaceRef>,
+    /// Log Analytics workspace (customer) id for typed queries (`SOCWIRE_LA_WORKSPACE_ID`); set
+    /// = use the Log Analytics query API, otherwise the local workspace tables.
+    pub la_workspace_id: Option<String>,
+    /// Log Analytics query endpoint (`SOCWIRE_LA_ENDPOINT`, default `https://api.loganalytics.io`).
+    pub la_endpoint: String,
+    /// Threat-intelligence look-ups and workspace questions in flight per incident
+    /// (`SOCWIRE_TI_CONCURRENCY`, default 8).
+    pub ti_concurrency: usize,
+    /// How far back the first sweep looks (`SOCWIRE_SWEEP_LOOKBACK`, default 24h).
+    pub sweep_lookback_ms: i64,
+    /// Most incidents one sweep queues (`SOCWIRE_SWEEP_MAX`, default 1000).
+    pub sweep_max: usize,
+    /// How long a report link (user delegation SAS) stays valid (`SOCWIRE_REPORT_LINK_TTL`,
+    /// default 72h, at most 7 days).
+    pub report_link_ms: i64,
+    /// Threat-intelligence providers enabled by their API keys: `(name, key, base URL)` from
+    /// `SOCWIRE_TI_{VIRUSTOTAL,ABUSEIPDB,GREYNOISE,OTX}_KEY` (an app setting or a Key Vault
+    /// reference the host resolves) and optional `…_URL` overrides.
+    pub ti_providers: Vec<(&'static str, crate::providers::Secret, String)>,
+    /// Time one provider look-up may take (`SOCWIRE_TI_TIMEOUT`, default 10s).
+    pub ti_timeout_ms: i64,
+    /// How long a provider's answer is reused (`SOCWIRE_TI_CACHE_TTL`, default 1h).
+    pub ti_cache_ttl_ms: i64,
+    /// Most provider answers cached (`SOCWIRE_TI_CACHE_ENTRIES`, default 10000).
+    pub ti_cache_entries: usize,
 }
+
+/// The providers `Settings` knows: name, key setting, URL setting, default base URL.
+pub const TI_PROVIDERS: &[(&str, &str, &str, &str)] = &[
+    (
+        "virustotal",
+        "SOCWIRE_TI_VIRUSTOTAL_KEY",
+        "SOCWIRE_TI_VIRUSTOTAL_URL",
+        "https://www.virustotal.com",
+    ),
+    (
+        "abuseipdb",
+        "SOCWIRE_TI_ABUSEIPDB_KEY",
+        "SOCWIRE_TI_ABUSEIPDB_URL",
+        "https://api.abuseipdb.com",
+    ),
+    (
+        "greynoise",
+        "SOCWIRE_TI_GREYNOISE_KEY",
+        "SOCWIRE_TI_GREYNOISE_URL",
+        "https://api.greynoise.io",
+    ),
+    (
+        "otx",
+        "SOCWIRE_TI_OTX_KEY",
+        "SOCWIRE_TI_OTX_URL",
+        "https://otx.alienvault.com",
+    ),
+];
 
 impl Settings {
     /// Reads the settings from the process environment.
@@ -117,7 +177,72 @@ impl Settings {
                 .map_err(|e| format!("SOCWIRE_ALERT_WINDOW: {e}"))?,
             None => 24 * 3_600_000,
         };
+        let workspace = match (
+            get("SOCWIRE_SENTINEL_SUBSCRIPTION_ID"),
+            get("SOCWIRE_SENTINEL_RESOURCE_GROUP"),
+            get("SOCWIRE_SENTINEL_WORKSPACE"),
+        ) {
+            (Some(subscription), Some(resource_group), Some(workspace)) => {
+                let ws = crate::sentinel::WorkspaceRef {
+                    subscription: subscription.trim().into(),
+                    resource_group: resource_group.trim().into(),
+                    workspace: workspace.trim().into(),
+                };
+                ws.incident("00000000-0000-0000-0000-000000000000")
+                    .map_err(|e| format!("SOCWIRE_SENTINEL_* workspace settings: {e}"))?;
+                Some(ws)
+            }
+            (None, None, None) => None,
+            _ => return Err("set all three of SOCWIRE_SENTINEL_SUBSCRIPTION_ID, SOCWIRE_SENTINEL_RESOURCE_GROUP and SOCWIRE_SENTINEL_WORKSPACE, or none".into()),
+        };
+        let sweep_lookback_ms = match get("SOCWIRE_SWEEP_LOOKBACK") {
+            Some(v) => crate::alerts_cli::parse_duration_ms(&v)
+                .map_err(|e| format!("SOCWIRE_SWEEP_LOOKBACK: {e}"))?,
+            None => 24 * 3_600_000,
+        };
+        let report_link_ms = match get("SOCWIRE_REPORT_LINK_TTL") {
+            Some(v) => crate::alerts_cli::parse_duration_ms(&v)
+                .map_err(|e| format!("SOCWIRE_REPORT_LINK_TTL: {e}"))?,
+            None => 72 * 3_600_000,
+        };
+        if !(300_000..=7 * 24 * 3_600_000).contains(&report_link_ms) {
+            return Err("SOCWIRE_REPORT_LINK_TTL must be between 5m and 7d (a user delegation key's longest life)".into());
+        }
+        let duration = |name: &str, default: i64| -> Result<i64, String> {
+            match get(name) {
+                Some(v) => {
+                    crate::alerts_cli::parse_duration_ms(&v).map_err(|e| format!("{name}: {e}"))
+                }
+                None => Ok(default),
+            }
+        };
+        let mut ti_providers = Vec::new();
+        for (name, key_setting, url_setting, default_url) in TI_PROVIDERS {
+            if let Some(key) = get(key_setting) {
+                if key.trim_start().starts_with("@Microsoft.KeyVault(") {
+                    return Err(format!("{key_setting} is a Key Vault reference the host did not resolve (check the app's identity and the vault's access)"));
+                }
+                let url = get(url_setting).unwrap_or_else(|| default_url.to_string());
+                ti_providers.push((*name, crate::providers::Secret(key.trim().to_string()), url));
+            }
+        }
         Ok(Self {
+            ti_providers,
+            ti_timeout_ms: duration("SOCWIRE_TI_TIMEOUT", 10_000)?.max(100),
+            ti_cache_ttl_ms: duration("SOCWIRE_TI_CACHE_TTL", 3_600_000)?,
+            ti_cache_entries: (number("SOCWIRE_TI_CACHE_ENTRIES", 10_000.0)? as usize).max(1),
+            report_link_ms,
+            triage_rule: match get("SOCWIRE_TRIAGE_RULE") {
+                Some(v) => v.parse().map_err(|e| format!("SOCWIRE_TRIAGE_RULE: {e}"))?,
+                None => Default::default(),
+            },
+            workspace,
+            la_workspace_id: get("SOCWIRE_LA_WORKSPACE_ID"),
+            la_endpoint: get("SOCWIRE_LA_ENDPOINT")
+                .unwrap_or_else(|| "https://api.loganalytics.io".into()),
+            ti_concurrency: (number("SOCWIRE_TI_CONCURRENCY", 8.0)? as usize).clamp(1, 64),
+            sweep_lookback_ms,
+            sweep_max: (number("SOCWIRE_SWEEP_MAX", 1000.0)? as usize).max(1),
             logs_endpoint: get("SOCWIRE_LOGS_ENDPOINT"),
             logs_dcr_id: get("SOCWIRE_LOGS_DCR_ID"),
             state_container: get("SOCWIRE_STATE_CONTAINER")
@@ -365,6 +490,29 @@ mod tests {
             unresolved_key_vault_references(vars),
             vec!["SOCWIRE_TI_OTX_KEY".to_string()]
         );
+    }
+
+    #[test]
+    fn provider_keys_enable_providers_and_are_never_printed() {
+        let s = from(&[
+            ("SOCWIRE_TI_OTX_KEY", "otx-secret-123"),
+            ("SOCWIRE_TI_GREYNOISE_KEY", "gn-secret"),
+            ("SOCWIRE_TI_GREYNOISE_URL", "http://127.0.0.1:9/"),
+        ])
+        .unwrap();
+        let names: Vec<&str> = s.ti_providers.iter().map(|p| p.0).collect();
+        assert_eq!(names, ["greynoise", "otx"]);
+        assert_eq!(s.ti_providers[0].2, "http://127.0.0.1:9/");
+        let printed = format!("{s:?}");
+        assert!(
+            !printed.contains("otx-secret-123") && !printed.contains("gn-secret"),
+            "{printed}"
+        );
+        let unresolved = from(&[(
+            "SOCWIRE_TI_VIRUSTOTAL_KEY",
+            "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/vt/)",
+        )]);
+        assert!(unresolved.unwrap_err().contains("Key Vault reference"));
     }
 
     #[test]

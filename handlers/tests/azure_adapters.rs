@@ -330,7 +330,16 @@ async fn sentinel_rest_reads_updates_with_etag_retry_and_comments_idempotently()
         ["Ip", "Url"]
     );
 
-    sentinel.set_severity(&id, Severity::High).await.unwrap();
+    let mut update = incident.clone();
+    update.properties.severity = Severity::High;
+    let conflict = sentinel.update(&id, &update).await.unwrap_err();
+    assert!(
+        matches!(conflict, socwire::ports::PortError::Conflict(_)),
+        "{conflict}"
+    );
+    let mut fresh = sentinel.get(&id).await.unwrap();
+    fresh.properties.severity = Severity::High;
+    sentinel.update(&id, &fresh).await.unwrap();
     let puts = arm.puts.lock().unwrap().clone();
     assert_eq!(
         puts.len(),
@@ -380,10 +389,9 @@ async fn sentinel_rest_errors_are_classified() {
     let endpoint = fake_arm(arm).await;
     let sentinel = SentinelRest::new(&endpoint, Arc::new(FixedToken::default())).unwrap();
     let id = IncidentId::parse(INCIDENT).unwrap();
-    let err = sentinel
-        .set_severity(&id, Severity::High)
-        .await
-        .unwrap_err();
+    let mut incident = sentinel.get(&id).await.unwrap();
+    incident.properties.severity = Severity::High;
+    let err = sentinel.update(&id, &incident).await.unwrap_err();
     assert!(
         matches!(err, socwire::ports::PortError::Conflict(_)),
         "{err}"

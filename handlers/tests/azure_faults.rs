@@ -237,7 +237,13 @@ async fn retries_are_bounded_and_errors_are_classified() {
     assert!(!err.to_string().contains("s3cr3t"), "{err}");
     assert_eq!(server.seen_on(Method::PUT, "/acct/state/d").len(), 1);
 
-    let reports = BlobReportStore::with_options(&account, "reports", quick()).unwrap();
+    let reports = BlobReportStore::with_link_lifetime(
+        &account,
+        "reports",
+        chrono::Duration::hours(1),
+        quick(),
+    )
+    .unwrap();
     server.script(
         Method::PUT,
         "/acct/reports/r.html",

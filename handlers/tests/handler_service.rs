@@ -7,7 +7,7 @@ use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use socwire::context::Context;
 use socwire::local::{FileReportStore, OfflineThreatIntel, SqliteIncidentStore, SqliteLedger};
-use socwire::ports::{IncidentStore, PortResult, ThreatIntel, TiFinding};
+use socwire::ports::{IncidentStore, Ledger, PortError, PortResult, ThreatIntel, TiFinding};
 use socwire::sentinel::{Entity, Incident, IncidentId, IncidentProperties, Indicator, Severity};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -24,11 +24,23 @@ struct Fixture {
 fn fixture_with_ti(ti: Arc<dyn ThreatIntel>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteIncidentStore::open(&dir.path().join("sentinel.sqlite3")).unwrap());
+    fixture_with(dir, store.clone(), store, ti)
+}
+
+fn fixture_with(
+    dir: tempfile::TempDir,
+    store: Arc<SqliteIncidentStore>,
+    incidents: Arc<dyn IncidentStore>,
+    ti: Arc<dyn ThreatIntel>,
+) -> Fixture {
     let ledger = Arc::new(SqliteLedger::open(&dir.path().join("ledger.sqlite3")).unwrap());
     let tables =
         Arc::new(socwire::local::SqliteTables::open(&dir.path().join("tables.sqlite3")).unwrap());
     let ctx = Arc::new(Context {
-        incidents: store.clone(),
+        incidents,
+        workspace: Arc::new(
+            socwire::local::SqliteWorkspace::open(&dir.path().join("workspace.sqlite3")).unwrap(),
+        ),
         threat_intel: ti,
         ledger: ledger.clone(),
         reports: Arc::new(FileReportStore::new(
@@ -191,6 +203,19 @@ async fn wrong_types_and_missing_fields_are_set_aside_with_the_reason() {
         body["Outputs"]["rejects"][0]["key"], "e1",
         "the event id is its key"
     );
+    // Malformed and dot-segment ARM ids are set aside too, and the function keeps serving.
+    for bad in [
+        ID.replace("73e01a99-5cd7-4139-a149-9f2736ff2ab5", ".."),
+        format!("{ID}/../../comments/x"),
+        ID.replace("soc-ws", "soc%2Fws"),
+        "/subscriptions/x".to_string(),
+    ] {
+        let (status, body) = post(&f.ctx, "triage-incident", queue_request(&bad, 1)).await;
+        assert!(
+            set_aside_reason(status, &body).contains("incident"),
+            "{body}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -237,20 +262,25 @@ async fn triage_raises_severity_and_comments_exactly_once_under_redelivery() {
     let comments = f.store.comments(&id).unwrap();
     assert_eq!(comments.len(), 1);
     assert!(comments[0].message.contains("c2.evil.example"));
-    // Redelivery, and a second request in our JSON shape: nothing more happens.
+    let first_event = body["Outputs"]["events"][0].clone();
+    // Redelivery, and a second request in our JSON shape: nothing more happens in Sentinel;
+    // the event goes out again with the same id and time (a consumer sees one event).
     for message in [
         ID.to_string(),
         json!({"incidentId": ID, "requestId": "r", "source": "x"}).to_string(),
     ] {
         let (status, body) = post(&f.ctx, "triage-incident", queue_request(&message, 2)).await;
         assert_eq!(status, StatusCode::OK);
-        assert!(
-            body["Outputs"].as_object().unwrap().is_empty(),
-            "no second event: {body}"
+        let again = &body["Outputs"]["events"][0];
+        assert_eq!(
+            (&again["id"], &again["eventTime"]),
+            (&first_event["id"], &first_event["eventTime"]),
+            "{body}"
         );
     }
     assert_eq!(f.store.comments(&id).unwrap().len(), 1);
-    assert_eq!(f.ledger.count("triage:").unwrap(), 1);
+    assert_eq!(f.ledger.count("triage:v1:").unwrap(), 1);
+    assert_eq!(f.store.get(&id).await.unwrap().properties.status, "New");
 }
 
 #[tokio::test]
@@ -264,7 +294,207 @@ async fn unremarkable_incident_is_left_alone_but_recorded() {
         Severity::Medium
     );
     assert!(f.store.comments(&id).unwrap().is_empty());
-    assert_eq!(f.ledger.count("triage:").unwrap(), 1);
+    assert_eq!(f.ledger.count("triage:v1:").unwrap(), 1);
+    assert_eq!(f.ledger.count("triage:decision:v1:").unwrap(), 1);
+}
+
+/// The local Sentinel with faults injected: comment writes that fail (as a 429 would), and an
+/// analyst who edits the incident just before our update lands.
+struct Faulty {
+    inner: Arc<SqliteIncidentStore>,
+    failing_comments: std::sync::atomic::AtomicU32,
+    analyst_sets: std::sync::Mutex<Option<Severity>>,
+}
+
+#[async_trait]
+impl IncidentStore for Faulty {
+    async fn get(&self, id: &IncidentId) -> PortResult<Incident> {
+        self.inner.get(id).await
+    }
+    async fn entities(&self, id: &IncidentId) -> PortResult<Vec<Entity>> {
+        self.inner.entities(id).await
+    }
+    async fn alerts(&self, id: &IncidentId) -> PortResult<Vec<Value>> {
+        self.inner.alerts(id).await
+    }
+    async fn update(&self, id: &IncidentId, incident: &Incident) -> PortResult<()> {
+        if let Some(severity) = self.analyst_sets.lock().unwrap().take() {
+            self.inner
+                .analyst_edit(id, |p| p.severity = severity)
+                .unwrap();
+        }
+        self.inner.update(id, incident).await
+    }
+    async fn put_comment(
+        &self,
+        id: &IncidentId,
+        comment_id: &str,
+        message: &str,
+    ) -> PortResult<()> {
+        use std::sync::atomic::Ordering;
+        if self
+            .failing_comments
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(PortError::Transient(
+                "Sentinel PUT comment: HTTP 429".into(),
+            ));
+        }
+        self.inner.put_comment(id, comment_id, message).await
+    }
+    async fn list_modified_since(
+        &self,
+        ws: &socwire::sentinel::WorkspaceRef,
+        since: chrono::DateTime<chrono::Utc>,
+        max: usize,
+    ) -> PortResult<Vec<Incident>> {
+        self.inner.list_modified_since(ws, since, max).await
+    }
+}
+
+fn faulty_fixture(failing_comments: u32, analyst_sets: Option<Severity>) -> (Fixture, Arc<Faulty>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteIncidentStore::open(&dir.path().join("sentinel.sqlite3")).unwrap());
+    let faulty = Arc::new(Faulty {
+        inner: store.clone(),
+        failing_comments: failing_comments.into(),
+        analyst_sets: std::sync::Mutex::new(analyst_sets),
+    });
+    let ti =
+        Arc::new(OfflineThreatIntel::from_json(socwire::local::threat_intel_builtin()).unwrap());
+    (fixture_with(dir, store, faulty.clone(), ti), faulty)
+}
+
+#[tokio::test]
+async fn a_comment_that_fails_after_the_severity_change_is_completed_on_redelivery() {
+    // Every indicator allow-listed: triage lowers High -> Low, then the comment write fails.
+    let (f, _) = faulty_fixture(1, None);
+    let id = seed(&f.store, Severity::High, &[("Ip", "address", "192.0.2.10")]);
+    let (status, body) = post(&f.ctx, "triage-incident", queue_request(ID, 1)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "retried: {body}");
+    assert_eq!(
+        f.store.get(&id).await.unwrap().properties.severity,
+        Severity::Low
+    );
+    assert!(f.store.comments(&id).unwrap().is_empty());
+    assert_eq!(f.ledger.count("triage:v1:").unwrap(), 0);
+
+    // The redelivery must not re-assess the now-Low incident as "nothing to do".
+    let (status, body) = post(&f.ctx, "triage-incident", queue_request(ID, 2)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let comments = f.store.comments(&id).unwrap();
+    assert_eq!(comments.len(), 1, "the missing comment was written");
+    assert!(
+        comments[0].message.contains("allow-list"),
+        "{}",
+        comments[0].message
+    );
+    let event = &body["Outputs"]["events"][0];
+    assert_eq!(event["data"]["verdict"], "benign");
+    assert_eq!(event["data"]["newSeverity"], "Low");
+    assert_eq!(event["data"]["previousSeverity"], "High");
+}
+
+#[tokio::test]
+async fn an_analyst_change_during_triage_is_kept_and_the_comment_says_so() {
+    // Triage wants High (known C2 domain); the analyst sets Informational just before our PUT.
+    let (f, faulty) = faulty_fixture(0, Some(Severity::Informational));
+    let id = seed(
+        &f.store,
+        Severity::Medium,
+        &[("DnsResolution", "domainName", "c2.evil.example")],
+    );
+    let (status, body) = post(&f.ctx, "triage-incident", queue_request(ID, 1)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        faulty.analyst_sets.lock().unwrap().is_none(),
+        "the analyst acted"
+    );
+    let incident = f.store.get(&id).await.unwrap();
+    assert_eq!(
+        incident.properties.severity,
+        Severity::Informational,
+        "analyst's value kept"
+    );
+    let comments = f.store.comments(&id).unwrap();
+    assert_eq!(comments.len(), 1);
+    assert!(
+        comments[0].message.contains("change was kept"),
+        "{}",
+        comments[0].message
+    );
+    assert!(body["Outputs"]["events"][0]["data"]["outcome"]
+        .as_str()
+        .unwrap()
+        .contains("analyst"));
+}
+
+#[tokio::test]
+async fn hostile_incident_and_entity_text_never_reaches_the_report_unescaped() {
+    let f = fixture();
+    let id = seed(
+        &f.store,
+        Severity::Low,
+        &[
+            ("DnsResolution", "domainName", "c2.evil.example"),
+            (
+                "Host",
+                "hostName",
+                "<script>alert(1)</script>\" | take 1; \n",
+            ),
+            (
+                "Account",
+                "accountName",
+                "a\"; drop\r\n<img src=x onerror=y>",
+            ),
+            ("NewKind<b>", "friendlyName", "<svg onload=1>"),
+            (
+                "Url",
+                "url",
+                "http://c2.evil.example/\u{1b}[31m\nFAKE LOG LINE",
+            ),
+        ],
+    );
+    let (status, body) = post(&f.ctx, "triage-incident", queue_request(ID, 1)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let url = body["Outputs"]["events"][0]["data"]["reportUrl"]
+        .as_str()
+        .unwrap();
+    let name = url.rsplit("/reports/").next().unwrap();
+    let html = std::fs::read_to_string(f._dir.path().join("reports").join(name)).unwrap();
+    for raw in ["<script>", "<img", "<svg", "NewKind<b>"] {
+        assert!(!html.contains(raw), "{raw} unescaped");
+    }
+    assert!(
+        html.contains("NewKind&lt;b&gt;"),
+        "unknown kinds are listed"
+    );
+    assert!(html.contains("&lt;script&gt;"));
+    assert!(f.store.get(&id).await.is_ok());
+}
+
+#[tokio::test]
+async fn ten_thousand_entities_are_bounded_with_a_note_in_the_verdict() {
+    let f = fixture();
+    let many: Vec<(String, String)> = (0..10_000)
+        .map(|i| {
+            (
+                "Ip".to_string(),
+                format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str, &str)> = many
+        .iter()
+        .map(|(k, v)| (k.as_str(), "address", v.as_str()))
+        .collect();
+    seed(&f.store, Severity::Medium, &refs);
+    let (status, body) = post(&f.ctx, "triage-incident", queue_request(ID, 1)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let reasons = body["Outputs"]["events"][0]["data"]["reasons"].to_string();
+    assert!(reasons.contains("10000 entities"), "{reasons}");
+    assert!(reasons.contains("not checked"), "{reasons}");
 }
 
 #[tokio::test]
@@ -335,4 +565,106 @@ async fn webhook_accepts_arm_id_and_rejects_garbage_with_400() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["Outputs"]["res"]["statusCode"], 400);
     assert!(body["Outputs"].get("triage").is_none());
+}
+
+fn timer_request() -> String {
+    json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false}}, "Metadata": {}}).to_string()
+}
+
+#[tokio::test]
+async fn sweep_queues_open_untriaged_incidents_and_commits_its_checkpoint_a_run_later() {
+    let f = fixture();
+    let settings = socwire::settings::Settings::from_lookup(|k| match k {
+        "SOCWIRE_SENTINEL_SUBSCRIPTION_ID" => Some("00000000-0000-0000-0000-000000000000".into()),
+        "SOCWIRE_SENTINEL_RESOURCE_GROUP" => Some("soc-rg".into()),
+        "SOCWIRE_SENTINEL_WORKSPACE" => Some("soc-ws".into()),
+        _ => None,
+    })
+    .unwrap();
+    let ctx = Arc::new(Context {
+        settings: Arc::new(settings),
+        ..(*f.ctx).clone()
+    });
+    let make = |guid: &str, status: &str, modified: &str| Incident {
+        id: ID.replace("73e01a99-5cd7-4139-a149-9f2736ff2ab5", guid),
+        name: guid.into(),
+        etag: None,
+        properties: IncidentProperties {
+            title: "t".into(),
+            severity: Severity::Low,
+            status: status.into(),
+            description: None,
+            incident_number: None,
+            other: [
+                ("lastModifiedTimeUtc".to_string(), json!(modified)),
+                ("createdTimeUtc".to_string(), json!(modified)),
+            ]
+            .into_iter()
+            .collect(),
+        },
+    };
+    let now = chrono::Utc::now();
+    let recent = (now - chrono::Duration::minutes(30)).to_rfc3339();
+    let old = (now - chrono::Duration::days(3)).to_rfc3339();
+    let open = "11111111-1111-4111-8111-111111111111";
+    f.store.seed(&make(open, "New", &recent), &[]).unwrap();
+    f.store
+        .seed(
+            &make("22222222-2222-4222-8222-222222222222", "Closed", &recent),
+            &[],
+        )
+        .unwrap();
+    f.store
+        .seed(
+            &make("33333333-3333-4333-8333-333333333333", "Active", &old),
+            &[],
+        )
+        .unwrap();
+    let other_ws = make("44444444-4444-4444-8444-444444444444", "New", &recent);
+    let other_ws = Incident {
+        id: other_ws.id.replace("soc-ws", "other-ws"),
+        ..other_ws
+    };
+    f.store.seed(&other_ws, &[]).unwrap();
+
+    let (status, body) = post(&ctx, "incident-sweep", timer_request()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let queued = body["Outputs"]["triage"].as_array().unwrap();
+    assert_eq!(
+        queued.len(),
+        1,
+        "only the open, recent incident of this workspace: {body}"
+    );
+    assert!(queued[0]["incidentId"].as_str().unwrap().ends_with(open));
+    let state = |ctx: &Arc<Context>| {
+        let ctx = ctx.clone();
+        async move {
+            let bytes = ctx
+                .state
+                .load(socwire::functions::incident_sweep::CHECKPOINT_KEY)
+                .await
+                .unwrap()
+                .unwrap();
+            serde_json::from_slice::<socwire::functions::incident_sweep::Checkpoint>(&bytes)
+                .unwrap()
+        }
+    };
+    let first = state(&ctx).await;
+    assert!(first.candidate.is_some());
+
+    // Once triaged, the next sweep does not queue it again; the candidate is now committed.
+    f.ledger
+        .record(
+            &socwire::functions::triaged_key(
+                &IncidentId::parse(&make(open, "New", &recent).id).unwrap(),
+            ),
+            "done",
+        )
+        .await
+        .unwrap();
+    let (_, body) = post(&ctx, "incident-sweep", timer_request()).await;
+    assert!(body["Outputs"].get("triage").is_none(), "{body}");
+    let second = state(&ctx).await;
+    assert_eq!(second.committed, first.candidate);
+    assert!(second.candidate > first.candidate);
 }

@@ -236,21 +236,36 @@ impl Ledger for BlobLedger {
 /// Triage reports as HTML blobs; the link is the blob URL (opened with the analyst's Entra
 /// sign-in; no SAS is ever put in a comment).
 #[derive(Debug)]
-pub struct BlobReportStore(Container);
+pub struct BlobReportStore(Container, Option<super::sas::LinkSigner>);
 
 impl BlobReportStore {
-    /// Reports in `container` (created on first use).
+    /// Reports in `container` (created on first use). With a managed identity, links carry a
+    /// read-only user delegation SAS valid for three days (see [`BlobReportStore::with_link_lifetime`]);
+    /// with an account key (Azurite) they are plain URLs: an account key never signs a link.
     pub fn new(account: &StorageAccount, container: &str) -> anyhow::Result<Self> {
-        Self::with_options(account, container, AdapterOptions::default())
+        Self::with_link_lifetime(
+            account,
+            container,
+            chrono::Duration::hours(72),
+            AdapterOptions::default(),
+        )
     }
 
-    /// The same with explicit timeouts and retry bounds.
-    pub fn with_options(
+    /// As [`BlobReportStore::new`], with links valid for `lifetime` (at most 7 days) and
+    /// explicit timeouts and retry bounds.
+    pub fn with_link_lifetime(
         account: &StorageAccount,
         container: &str,
+        lifetime: chrono::Duration,
         options: AdapterOptions,
     ) -> anyhow::Result<Self> {
-        Ok(Self(Container::new(account, container, options)?))
+        let signer = match &account.auth {
+            super::storage::StorageAuth::Token(credential) => {
+                Some(super::sas::LinkSigner::new(credential.clone(), lifetime))
+            }
+            super::storage::StorageAuth::Key(_) => None,
+        };
+        Ok(Self(Container::new(account, container, options)?, signer))
     }
 }
 
@@ -275,7 +290,19 @@ impl ReportStore for BlobReportStore {
                 false,
             )
             .await?;
-        Ok(self.0.url(Some(name)).to_string())
+        let mut url = self.0.url(Some(name));
+        if let Some(signer) = &self.1 {
+            let sas = signer
+                .sign(
+                    &self.0.account.name,
+                    &self.0.account.blob_endpoint,
+                    &self.0.name,
+                    name,
+                )
+                .await?;
+            url.set_query(Some(&sas));
+        }
+        Ok(url.to_string())
     }
 }
 

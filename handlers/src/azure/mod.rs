@@ -4,14 +4,20 @@
 //! key (Azurite's `UseDevelopmentStorage=true`, for instance) signs requests with a SAS instead.
 
 mod blob;
+mod loganalytics;
 mod logs;
 mod queue;
+mod rest;
+mod sas;
 mod sentinel;
 mod storage;
 
 pub use blob::{BlobLedger, BlobReportStore, BlobStateStore};
+pub use loganalytics::LogAnalyticsQuery;
 pub use logs::{LogsIngestionRest, LOGS_API_VERSION, MAX_CALL_BYTES};
 pub use queue::{AzureQueue, ReceivedQueueMessage};
+pub use rest::{Auth, RestClient, RetryPolicy};
+pub use sas::{user_delegation_sas, LinkSigner, UserDelegationKey, UD_SAS_VERSION};
 pub use sentinel::{SentinelRest, SENTINEL_API_VERSION};
 pub use storage::{StorageAccount, StorageAuth};
 

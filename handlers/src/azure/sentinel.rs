@@ -1,8 +1,11 @@
-//! Microsoft Sentinel incidents over the ARM REST API (`Microsoft.SecurityInsights`).
+//! Microsoft Sentinel incidents over the ARM REST API (`Microsoft.SecurityInsights`,
+//! api-version 2025-09-01). URLs are built from the incident id's validated segments, appended
+//! one by one ([`IncidentId::path_segments`]); a `nextLink` is followed only on the same origin
+//! and under the same workspace.
 
-use super::{bearer, http_client, status_error, transport_error};
+use super::rest::{Auth, RestClient, RetryPolicy};
 use crate::ports::{IncidentStore, PortError, PortResult};
-use crate::sentinel::{Entity, Incident, IncidentId, Severity};
+use crate::sentinel::{Entity, Incident, IncidentId, WorkspaceRef};
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use reqwest::Method;
@@ -13,17 +16,14 @@ use url::Url;
 
 /// The stable Microsoft.SecurityInsights API version used.
 pub const SENTINEL_API_VERSION: &str = "2025-09-01";
-
-/// Times a severity update re-reads the incident after an etag conflict.
-const CONFLICT_RETRIES: usize = 5;
+/// Pages followed by one list call.
+const MAX_PAGES: usize = 50;
 
 /// Sentinel incidents through ARM, authorised with a token for `{endpoint}/.default`.
 #[derive(Debug)]
 pub struct SentinelRest {
     endpoint: Url,
-    scope: String,
-    credential: Arc<dyn TokenCredential>,
-    http: reqwest::Client,
+    rest: RestClient,
 }
 
 #[derive(Deserialize)]
@@ -35,6 +35,15 @@ struct EntityList {
 impl SentinelRest {
     /// An adapter for the ARM endpoint (`https://management.azure.com` in the public cloud).
     pub fn new(endpoint: &str, credential: Arc<dyn TokenCredential>) -> anyhow::Result<Self> {
+        Self::with_policy(endpoint, credential, RetryPolicy::default())
+    }
+
+    /// As [`SentinelRest::new`], with a retry policy (tests shorten the waits).
+    pub fn with_policy(
+        endpoint: &str,
+        credential: Arc<dyn TokenCredential>,
+        policy: RetryPolicy,
+    ) -> anyhow::Result<Self> {
         let endpoint = Url::parse(endpoint)
             .map_err(|e| anyhow::anyhow!("SOCWIRE_SENTINEL_ENDPOINT {endpoint:?}: {e}"))?;
         if endpoint.scheme() != "https"
@@ -42,58 +51,52 @@ impl SentinelRest {
         {
             anyhow::bail!("SOCWIRE_SENTINEL_ENDPOINT must use https");
         }
-        let scope = format!("{}/.default", endpoint.as_str().trim_end_matches('/'));
+        if endpoint.cannot_be_a_base() {
+            anyhow::bail!("SOCWIRE_SENTINEL_ENDPOINT is not a base URL");
+        }
+        let scope = format!("{}/.default", endpoint.origin().ascii_serialization());
         Ok(Self {
+            rest: RestClient::new(Auth::Bearer(credential, scope), policy),
             endpoint,
-            scope,
-            credential,
-            http: http_client(),
         })
     }
 
-    fn url(&self, path: &str) -> Url {
+    /// `{endpoint}/{segments…}?api-version=…`, each segment appended (and percent-encoded) on
+    /// its own.
+    fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.endpoint.clone();
-        url.set_path(path);
-        url.set_query(Some(&format!("api-version={SENTINEL_API_VERSION}")));
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.clear().extend(segments);
+        }
+        url.set_query(None);
+        url.query_pairs_mut()
+            .append_pair("api-version", SENTINEL_API_VERSION);
         url
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> PortResult<Value> {
-        let token = bearer(self.credential.as_ref(), &self.scope).await?;
-        let mut request = self
-            .http
-            .request(method.clone(), self.url(path))
-            .header("authorization", token);
-        request = match body {
-            Some(b) => request.json(b),
-            None if method == Method::POST => request.header("content-length", "0"),
-            None => request,
-        };
-        let what = format!("Sentinel {method} {path}");
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error(&what, e))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| transport_error(&what, e))?;
-        if !status.is_success() {
-            return Err(status_error(&what, status, &text));
-        }
-        if text.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text)
-            .map_err(|e| PortError::Permanent(format!("{what}: answer is not JSON: {e}")))
+    fn incident_url(id: &IncidentId, this: &Self, tail: &[&str]) -> Url {
+        let mut segments: Vec<&str> = id.path_segments().to_vec();
+        segments.extend_from_slice(tail);
+        this.url(&segments)
     }
+
+    async fn call(&self, method: Method, url: &Url, body: Option<&Value>) -> PortResult<Value> {
+        let what = format!("Sentinel {method} {}", url.path());
+        self.rest.call(method, url, body, &[], &what).await
+    }
+}
+
+/// True when `next` may be followed from a list of `first`: same origin, same path.
+fn same_list(first: &Url, next: &Url) -> bool {
+    first.origin() == next.origin() && first.path().eq_ignore_ascii_case(next.path())
 }
 
 #[async_trait]
 impl IncidentStore for SentinelRest {
     async fn get(&self, id: &IncidentId) -> PortResult<Incident> {
-        let v = self.call(Method::GET, id.arm_id(), None).await?;
+        let v = self
+            .call(Method::GET, &Self::incident_url(id, self, &[]), None)
+            .await?;
         serde_json::from_value(v).map_err(|e| {
             PortError::Permanent(format!("incident {}: unexpected shape: {e}", id.name()))
         })
@@ -101,7 +104,11 @@ impl IncidentStore for SentinelRest {
 
     async fn entities(&self, id: &IncidentId) -> PortResult<Vec<Entity>> {
         let v = self
-            .call(Method::POST, &format!("{}/entities", id.arm_id()), None)
+            .call(
+                Method::POST,
+                &Self::incident_url(id, self, &["entities"]),
+                None,
+            )
             .await?;
         let list: EntityList = serde_json::from_value(v).map_err(|e| {
             PortError::Permanent(format!("entities of {}: unexpected shape: {e}", id.name()))
@@ -109,24 +116,34 @@ impl IncidentStore for SentinelRest {
         Ok(list.entities)
     }
 
-    async fn set_severity(&self, id: &IncidentId, severity: Severity) -> PortResult<()> {
-        for _ in 0..CONFLICT_RETRIES {
-            let mut incident = self.get(id).await?;
-            if incident.properties.severity == severity {
-                return Ok(());
-            }
-            incident.properties.severity = severity;
-            let body = json!({ "etag": incident.etag, "properties": incident.properties });
-            match self.call(Method::PUT, id.arm_id(), Some(&body)).await {
-                Ok(_) => return Ok(()),
-                Err(PortError::Conflict(_)) => continue,
-                Err(e) => return Err(e),
-            }
+    async fn alerts(&self, id: &IncidentId) -> PortResult<Vec<Value>> {
+        let v = self
+            .call(
+                Method::POST,
+                &Self::incident_url(id, self, &["alerts"]),
+                None,
+            )
+            .await?;
+        match v.get("value") {
+            Some(Value::Array(items)) => Ok(items.clone()),
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(_) => Err(PortError::Permanent(format!(
+                "alerts of {}: unexpected shape",
+                id.name()
+            ))),
         }
-        Err(PortError::Conflict(format!(
-            "incident {} kept changing; severity not set after {CONFLICT_RETRIES} tries",
-            id.name()
-        )))
+    }
+
+    async fn update(&self, id: &IncidentId, incident: &Incident) -> PortResult<()> {
+        if incident.etag.is_none() {
+            return Err(PortError::Permanent(
+                "an update must carry the etag it read".into(),
+            ));
+        }
+        let body = json!({ "etag": incident.etag, "properties": incident.properties });
+        self.call(Method::PUT, &Self::incident_url(id, self, &[]), Some(&body))
+            .await
+            .map(|_| ())
     }
 
     async fn put_comment(
@@ -135,7 +152,7 @@ impl IncidentStore for SentinelRest {
         comment_id: &str,
         message: &str,
     ) -> PortResult<()> {
-        if comment_id.is_empty()
+        if !crate::sentinel::is_safe_segment(comment_id)
             || !comment_id
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -147,10 +164,68 @@ impl IncidentStore for SentinelRest {
         let body = json!({ "properties": { "message": message } });
         self.call(
             Method::PUT,
-            &format!("{}/comments/{comment_id}", id.arm_id()),
+            &Self::incident_url(id, self, &["comments", comment_id]),
             Some(&body),
         )
         .await
         .map(|_| ())
+    }
+
+    async fn list_modified_since(
+        &self,
+        workspace: &WorkspaceRef,
+        since: chrono::DateTime<chrono::Utc>,
+        max: usize,
+    ) -> PortResult<Vec<Incident>> {
+        let probe = workspace
+            .incident("00000000-0000-0000-0000-000000000000")
+            .map_err(|e| PortError::Permanent(format!("workspace: {e}")))?;
+        let mut segments = probe.provider_segments().to_vec();
+        segments.push("incidents");
+        let first = self.url(&segments);
+        let mut url = first.clone();
+        let stamp = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        url.query_pairs_mut()
+            .append_pair(
+                "$filter",
+                &format!("properties/lastModifiedTimeUtc ge {stamp}"),
+            )
+            .append_pair("$orderby", "properties/lastModifiedTimeUtc asc")
+            .append_pair("$top", "200");
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let page = self.call(Method::GET, &url, None).await?;
+            let items = page
+                .get("value")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for item in items {
+                match serde_json::from_value::<Incident>(item) {
+                    Ok(i) => out.push(i),
+                    Err(e) => tracing::warn!(
+                        "incident list: an item of unexpected shape was skipped: {e}"
+                    ),
+                }
+                if out.len() >= max {
+                    return Ok(out);
+                }
+            }
+            match page.get("nextLink").and_then(Value::as_str) {
+                Some(next) => {
+                    let next = Url::parse(next)
+                        .map_err(|e| PortError::Permanent(format!("nextLink: {e}")))?;
+                    if !same_list(&first, &next) {
+                        return Err(PortError::Permanent(
+                            "nextLink leaves the incident list's origin or path; not followed"
+                                .into(),
+                        ));
+                    }
+                    url = next;
+                }
+                None => return Ok(out),
+            }
+        }
+        Ok(out)
     }
 }

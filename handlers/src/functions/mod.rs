@@ -3,6 +3,7 @@
 
 pub mod alert_stream;
 pub mod incident_created;
+pub mod incident_sweep;
 pub mod playbook_webhook;
 pub mod reject;
 pub mod triage_incident;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub const FUNCTION_NAMES: &[&str] = &[
     alert_stream::NAME,
     incident_created::NAME,
+    incident_sweep::NAME,
     playbook_webhook::NAME,
     triage_incident::NAME,
 ];
@@ -75,6 +77,7 @@ fn trigger_binding(name: &str) -> Option<&'static str> {
     match name {
         alert_stream::NAME => Some("events"),
         incident_created::NAME => Some("event"),
+        incident_sweep::NAME => Some("timer"),
         triage_incident::NAME => Some("request"),
         _ => None,
     }
@@ -108,6 +111,7 @@ async fn run(
     match name {
         alert_stream::NAME => alert_stream::run(ctx, req).await,
         incident_created::NAME => incident_created::run(ctx, req).await,
+        incident_sweep::NAME => incident_sweep::run(ctx, req).await,
         playbook_webhook::NAME => playbook_webhook::run(ctx, req).await,
         triage_incident::NAME => triage_incident::run(ctx, req).await,
         other => Err(FunctionError::UnknownFunction(
@@ -142,12 +146,21 @@ impl TriageRequest {
     /// Parses a queue message: our JSON shape, or a bare incident ARM id as a Logic App
     /// "Put a message on a queue" action writes it.
     pub fn parse(message: &str) -> Result<Self, FunctionError> {
+        Self::parse_with(message, None)
+    }
+
+    /// As [`TriageRequest::parse`], also accepting a bare incident GUID when the Sentinel
+    /// workspace is configured.
+    pub fn parse_with(
+        message: &str,
+        workspace: Option<&crate::sentinel::WorkspaceRef>,
+    ) -> Result<Self, FunctionError> {
         let text = message.trim();
         if text.starts_with('{') {
             return serde_json::from_str(text)
                 .map_err(|e| FunctionError::BadInput(format!("triage request is not valid: {e}")));
         }
-        let id = crate::sentinel::IncidentId::parse(text)
+        let id = crate::sentinel::IncidentId::parse_or_guid(text, workspace)
             .map_err(|e| FunctionError::BadInput(format!("triage request: {e}")))?;
         Ok(Self::new(id, "plain-text"))
     }

@@ -6,12 +6,14 @@ mod reports;
 mod sentinel;
 mod tables;
 mod threat_intel;
+mod workspace;
 
 pub use ledger::SqliteLedger;
 pub use reports::FileReportStore;
 pub use sentinel::{SqliteIncidentStore, StoredComment};
 pub use tables::SqliteTables;
 pub use threat_intel::{OfflineThreatIntel, TiEntry};
+pub use workspace::{LogRow, SqliteWorkspace};
 
 use crate::ports::PortError;
 use std::path::Path;

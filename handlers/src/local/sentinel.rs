@@ -1,8 +1,9 @@
 use super::{open_sqlite, sqlite_error};
 use crate::ports::{IncidentStore, PortError, PortResult};
-use crate::sentinel::{Entity, Incident, IncidentId, Severity};
+use crate::sentinel::{Entity, Incident, IncidentId, WorkspaceRef};
 use async_trait::async_trait;
 use rusqlite::OptionalExtension;
+use serde_json::Value;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -37,6 +38,12 @@ impl SqliteIncidentStore {
                  body TEXT NOT NULL,
                  PRIMARY KEY (key, position)
              );
+             CREATE TABLE IF NOT EXISTS alerts (
+                 key TEXT NOT NULL,
+                 position INTEGER NOT NULL,
+                 body TEXT NOT NULL,
+                 PRIMARY KEY (key, position)
+             );
              CREATE TABLE IF NOT EXISTS comments (
                  key TEXT NOT NULL,
                  comment_id TEXT NOT NULL,
@@ -55,30 +62,80 @@ impl SqliteIncidentStore {
 
     /// Inserts or replaces an incident and its entities (used by the demo and tests).
     pub fn seed(&self, incident: &Incident, entities: &[Entity]) -> PortResult<IncidentId> {
+        self.import(incident, entities, &[])
+    }
+
+    /// Inserts an incident, or updates it when one with the same id exists (its version, and
+    /// so its etag, moves on), replacing its entities and alerts. `createdTimeUtc` and
+    /// `lastModifiedTimeUtc` are set as the service sets them when the input lacks them.
+    pub fn import(
+        &self,
+        incident: &Incident,
+        entities: &[Entity],
+        alerts: &[Value],
+    ) -> PortResult<IncidentId> {
         let id = IncidentId::parse(&incident.id)
-            .map_err(|e| PortError::Permanent(format!("seed: {e}")))?;
+            .map_err(|e| PortError::Permanent(format!("incident id: {e}")))?;
+        let mut stored = incident.clone();
+        stored.etag = None;
+        stored.id = id.arm_id().to_string();
+        stored.name = id.name().to_string();
+        let now = Value::String(now_rfc3339());
+        let other = &mut stored.properties.other;
+        other.entry("createdTimeUtc").or_insert_with(|| now.clone());
+        other.entry("lastModifiedTimeUtc").or_insert(now);
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(sqlite_error)?;
         let body =
-            serde_json::to_string(incident).map_err(|e| PortError::Permanent(e.to_string()))?;
+            serde_json::to_string(&stored).map_err(|e| PortError::Permanent(e.to_string()))?;
         tx.execute(
-            "INSERT OR REPLACE INTO incidents (key, body, version) VALUES (?1, ?2, 1)",
+            "INSERT INTO incidents (key, body, version) VALUES (?1, ?2, 1)
+             ON CONFLICT (key) DO UPDATE SET body = excluded.body, version = version + 1",
             rusqlite::params![id.key(), body],
         )
         .map_err(sqlite_error)?;
-        tx.execute("DELETE FROM entities WHERE key = ?1", [id.key()])
-            .map_err(sqlite_error)?;
-        for (position, entity) in entities.iter().enumerate() {
-            let body =
-                serde_json::to_string(entity).map_err(|e| PortError::Permanent(e.to_string()))?;
-            tx.execute(
-                "INSERT INTO entities (key, position, body) VALUES (?1, ?2, ?3)",
-                rusqlite::params![id.key(), position as i64, body],
-            )
-            .map_err(sqlite_error)?;
+        for (table, items) in [
+            (
+                "entities",
+                entities
+                    .iter()
+                    .map(serde_json::to_string)
+                    .collect::<Result<Vec<_>, _>>(),
+            ),
+            (
+                "alerts",
+                alerts
+                    .iter()
+                    .map(serde_json::to_string)
+                    .collect::<Result<Vec<_>, _>>(),
+            ),
+        ] {
+            let items = items.map_err(|e| PortError::Permanent(e.to_string()))?;
+            tx.execute(&format!("DELETE FROM {table} WHERE key = ?1"), [id.key()])
+                .map_err(sqlite_error)?;
+            for (position, body) in items.iter().enumerate() {
+                tx.execute(
+                    &format!("INSERT INTO {table} (key, position, body) VALUES (?1, ?2, ?3)"),
+                    rusqlite::params![id.key(), position as i64, body],
+                )
+                .map_err(sqlite_error)?;
+            }
         }
         tx.commit().map_err(sqlite_error)?;
         Ok(id)
+    }
+
+    /// Changes an incident as an analyst would in the portal (tests and the demo): the version
+    /// and `lastModifiedTimeUtc` move on, so a writer holding the old etag gets a conflict.
+    pub fn analyst_edit(
+        &self,
+        id: &IncidentId,
+        edit: impl FnOnce(&mut crate::sentinel::IncidentProperties),
+    ) -> PortResult<()> {
+        let mut incident = futures_lite_get(self, id)?;
+        edit(&mut incident.properties);
+        incident.etag = None;
+        self.put_incident(id, &incident)
     }
 
     /// The comments on an incident, in id order.
@@ -138,6 +195,10 @@ impl SqliteIncidentStore {
         }
         let mut stored = incident.clone();
         stored.etag = None;
+        stored
+            .properties
+            .other
+            .insert("lastModifiedTimeUtc".into(), Value::String(now_rfc3339()));
         let body =
             serde_json::to_string(&stored).map_err(|e| PortError::Permanent(e.to_string()))?;
         conn.execute(
@@ -147,6 +208,24 @@ impl SqliteIncidentStore {
         .map_err(sqlite_error)?;
         Ok(())
     }
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn futures_lite_get(store: &SqliteIncidentStore, id: &IncidentId) -> PortResult<Incident> {
+    let conn = store.lock();
+    let row: Option<(String, i64)> = conn
+        .query_row(
+            "SELECT body, version FROM incidents WHERE key = ?1",
+            [id.key()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sqlite_error)?;
+    let (body, version) = row.ok_or_else(|| PortError::NotFound(id.to_string()))?;
+    decode_incident(&body, version)
 }
 
 fn etag_of(version: i64) -> String {
@@ -163,17 +242,7 @@ fn decode_incident(body: &str, version: i64) -> PortResult<Incident> {
 #[async_trait]
 impl IncidentStore for SqliteIncidentStore {
     async fn get(&self, id: &IncidentId) -> PortResult<Incident> {
-        let conn = self.lock();
-        let row: Option<(String, i64)> = conn
-            .query_row(
-                "SELECT body, version FROM incidents WHERE key = ?1",
-                [id.key()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(sqlite_error)?;
-        let (body, version) = row.ok_or_else(|| PortError::NotFound(id.to_string()))?;
-        decode_incident(&body, version)
+        futures_lite_get(self, id)
     }
 
     async fn entities(&self, id: &IncidentId) -> PortResult<Vec<Entity>> {
@@ -192,23 +261,65 @@ impl IncidentStore for SqliteIncidentStore {
         .collect()
     }
 
-    async fn set_severity(&self, id: &IncidentId, severity: Severity) -> PortResult<()> {
-        // GET-modify-PUT with the etag, re-reading on conflict: the same loop the REST adapter runs.
-        for _ in 0..5 {
-            let mut incident = self.get(id).await?;
-            if incident.properties.severity == severity {
-                return Ok(());
+    async fn alerts(&self, id: &IncidentId) -> PortResult<Vec<Value>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT body FROM alerts WHERE key = ?1 ORDER BY position")
+            .map_err(sqlite_error)?;
+        let rows = stmt
+            .query_map([id.key()], |r| r.get::<_, String>(0))
+            .map_err(sqlite_error)?;
+        rows.map(|row| {
+            let body = row.map_err(sqlite_error)?;
+            serde_json::from_str(&body)
+                .map_err(|e| PortError::Permanent(format!("stored alert is corrupt: {e}")))
+        })
+        .collect()
+    }
+
+    async fn update(&self, id: &IncidentId, incident: &Incident) -> PortResult<()> {
+        if incident.etag.is_none() {
+            return Err(PortError::Permanent(
+                "an update must carry the etag it read".into(),
+            ));
+        }
+        self.put_incident(id, incident)
+    }
+
+    async fn list_modified_since(
+        &self,
+        workspace: &WorkspaceRef,
+        since: chrono::DateTime<chrono::Utc>,
+        max: usize,
+    ) -> PortResult<Vec<Incident>> {
+        let prefix = workspace
+            .incident("00000000-0000-0000-0000-000000000000")
+            .map_err(|e| PortError::Permanent(format!("workspace: {e}")))?
+            .key();
+        let prefix = prefix.trim_end_matches("00000000-0000-0000-0000-000000000000");
+        let mut out = Vec::new();
+        for incident in self.list()? {
+            if !incident.id.to_ascii_lowercase().starts_with(prefix) {
+                continue;
             }
-            incident.properties.severity = severity;
-            match self.put_incident(id, &incident) {
-                Err(PortError::Conflict(_)) => continue,
-                other => return other,
+            let time = |field: &str| {
+                incident
+                    .properties
+                    .other
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&chrono::Utc))
+            };
+            let newest = time("lastModifiedTimeUtc").max(time("createdTimeUtc"));
+            if newest.is_none_or(|t| t >= since) {
+                out.push(incident);
+            }
+            if out.len() >= max {
+                break;
             }
         }
-        Err(PortError::Conflict(format!(
-            "incident {} kept changing under us",
-            id.name()
-        )))
+        Ok(out)
     }
 
     async fn put_comment(
