@@ -38,6 +38,8 @@ enum Command {
         #[command(subcommand)]
         action: socwire::alerts_cli::AlertsAction,
     },
+    /// The GPU model lifecycle: status of the local compute back end, its job runner.
+    Ml(cli::MlArgs),
     /// Inspect and replay poison queues, dead-letter queues and Event Grid dead letters.
     Dlq {
         #[command(flatten)]
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
             Command::Send(args) => cli::send(args).await,
             Command::Status { data, json } => cli::status(&data.data_dir, json),
             Command::Dlq { data, action } => cli::dlq(&data.data_dir, action),
+            Command::Ml(args) => cli::ml(args).await,
             Command::Alerts { action } => socwire::alerts_cli::run(action),
         }
     });

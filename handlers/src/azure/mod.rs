@@ -3,16 +3,22 @@
 //! (`azure_identity`) is the default credential; a storage connection string with an account
 //! key (Azurite's `UseDevelopmentStorage=true`, for instance) signs requests with a SAS instead.
 
+mod assets;
 mod blob;
 mod logs;
+mod ml;
 mod queue;
 mod sentinel;
+mod servicebus;
 mod storage;
 
+pub use assets::{host_allowed, AllowListedFetcher};
 pub use blob::{BlobLedger, BlobReportStore, BlobStateStore};
 pub use logs::{LogsIngestionRest, LOGS_API_VERSION, MAX_CALL_BYTES};
+pub use ml::{AzureMlRest, ML_API_VERSION};
 pub use queue::{AzureQueue, ReceivedQueueMessage};
 pub use sentinel::{SentinelRest, SENTINEL_API_VERSION};
+pub use servicebus::ServiceBusRest;
 pub use storage::StorageAccount;
 
 use crate::ports::PortError;

@@ -80,6 +80,29 @@ impl RejectRecord {
         }
     }
 
+    /// A record for one item of a batch (an Event Hubs event), so the rest of the batch goes on.
+    pub fn for_item(
+        function: &str,
+        binding: &str,
+        reason: &str,
+        item: Value,
+        metadata: serde_json::Map<String, Value>,
+    ) -> Self {
+        let key = key_of(&item);
+        let (input, truncated) = bounded(item);
+        Self {
+            schema: "socwire.reject.v1".into(),
+            function: function.into(),
+            binding: binding.into(),
+            reason: reason.chars().take(2048).collect(),
+            key,
+            rejected_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            input,
+            truncated,
+            metadata,
+        }
+    }
+
     /// An acknowledged answer that carries this record on the `rejects` binding.
     pub fn into_response(self) -> InvocationResponse {
         let mut response = InvocationResponse::default();

@@ -2,12 +2,14 @@
 //! real stores (SQLite in WAL mode, files), not mocks, so the whole system runs offline.
 
 mod ledger;
+mod ml;
 mod reports;
 mod sentinel;
 mod tables;
 mod threat_intel;
 
 pub use ledger::SqliteLedger;
+pub use ml::{LocalCommandBus, LocalMlOptions, LocalModel, LocalWorkspace};
 pub use reports::FileReportStore;
 pub use sentinel::{SqliteIncidentStore, StoredComment};
 pub use tables::SqliteTables;
