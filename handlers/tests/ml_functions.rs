@@ -368,10 +368,7 @@ async fn assets_off_the_allow_list_or_unsafe_or_oversized_are_refused() {
         .call(
             "run-fine-tune",
             Some("RunFineTune"),
-            &fine_tune(
-                "ft-c",
-                &url::Url::from_file_path(&corrupt).unwrap().to_string(),
-            ),
+            &fine_tune("ft-c", url::Url::from_file_path(&corrupt).unwrap().as_ref()),
         )
         .await;
     assert!(

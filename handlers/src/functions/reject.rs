@@ -119,14 +119,17 @@ impl RejectRecord {
 /// The idempotency key of an input, if it names one: a JSON object (or a string holding one)
 /// with `commandId`, `requestId`, `incidentId` or `id`.
 fn key_of(raw: &Value) -> Option<String> {
-    let parsed;
-    let object = match raw {
-        Value::String(text) if text.trim_start().starts_with('{') => {
-            parsed = serde_json::from_str::<Value>(text).ok()?;
-            &parsed
+    // The host may hand the body over encoded once more as a JSON string (PROTOCOL.md §0):
+    // peel string layers until an object shows.
+    let mut object = raw.clone();
+    for _ in 0..3 {
+        match &object {
+            Value::String(text) if text.trim_start().starts_with(['{', '"']) => {
+                object = serde_json::from_str::<Value>(text.trim()).ok()?;
+            }
+            _ => break,
         }
-        other => other,
-    };
+    }
     ["commandId", "requestId", "incidentId", "id"]
         .iter()
         .find_map(|k| object.get(*k).and_then(Value::as_str))
@@ -173,6 +176,13 @@ mod tests {
         let out = &response.outputs[REJECTS_OUT][0];
         assert_eq!(out["function"], "f");
         assert_eq!(out["reason"], "schemaVersion 9 is not supported");
+    }
+
+    #[test]
+    fn the_key_is_found_in_a_body_the_host_encoded_twice() {
+        let twice = json!(json!("{\"commandId\":\"c-7\"}").to_string());
+        let r = RejectRecord::new("f", "msg", "bad", &request(twice));
+        assert_eq!(r.key.as_deref(), Some("c-7"));
     }
 
     #[test]
