@@ -517,3 +517,51 @@ async fn fine_tune_to_exported_model_with_duplicates_divergence_and_unknown_runs
     assert_eq!(ev[0]["data"]["reason"], "CUDA out of memory");
     let _ = f.ws.get_job(&job_id).await.unwrap();
 }
+
+/// A job stuck in Queued past its queue deadline is cancelled by the watch follow-up; a
+/// CancelJob stops a job before its first step and the run ends Canceled.
+#[tokio::test]
+async fn queue_deadline_and_cancel_job_stop_a_job() {
+    let f = fixture();
+    ready_cluster(&f).await;
+    let base = f.dir.path().join("base.safetensors");
+    socwire_trainer::pretrain_base_model(3, &base).unwrap();
+    let url = f.base_model_archive(&[("base.safetensors", &std::fs::read(&base).unwrap())]);
+    let mut cmd = fine_tune("ft-d", &url);
+    let r = f.call("run-fine-tune", Some("RunFineTune"), &cmd).await;
+    let job_id = events(&r)[0]["data"]["jobId"].as_str().unwrap().to_string();
+    assert_eq!(
+        f.ws.get_job(&job_id).await.unwrap().unwrap().status,
+        "Queued"
+    );
+
+    // The watch, an hour and a minute after submission (queueDeadlineMinutes defaults to 60).
+    let hour_ago = chrono::Utc::now().timestamp_millis() - 61 * 60_000;
+    cmd["followUp"] =
+        json!({"kind": "jobWatch", "attempt": 3, "startedMs": hour_ago, "jobId": job_id});
+    let w = f.call("run-fine-tune", Some("RunFineTune"), &cmd).await;
+    let ev = events(&w);
+    assert_eq!(ev[0]["eventType"], "socwire.FineTuneFailed", "{w:?}");
+    assert!(ev[0]["data"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("queueDeadlineMinutes"));
+    assert_eq!(
+        f.ws.get_job(&job_id).await.unwrap().unwrap().status,
+        "CancelRequested"
+    );
+    assert_eq!(
+        socwire::ml::runner::run_job(f.dir.path(), &job_id).unwrap(),
+        "Canceled"
+    );
+
+    // CancelJob on a finished job leaves it alone.
+    let c = f
+        .call(
+            "cancel-job",
+            Some("CancelJob"),
+            &json!({"commandId": "x-1", "schemaVersion": 1, "jobId": job_id}),
+        )
+        .await;
+    assert!(c.logs[0].contains("already Canceled"), "{c:?}");
+}

@@ -95,7 +95,8 @@ pub fn run_job(data_dir: &Path, job_id: &str) -> anyhow::Result<String> {
         work_dir: work_dir.clone(),
     };
 
-    let cancel = Arc::new(AtomicBool::new(false));
+    // A cancel asked for before the job started is honoured before any step.
+    let cancel = Arc::new(AtomicBool::new(ws.cancel_requested(job_id)?));
     let finished = Arc::new(AtomicBool::new(false));
     let watcher = {
         let (cancel, finished, data_dir, id) = (
