@@ -128,7 +128,7 @@ pub async fn run(
             Ok(response)
         }
         Outcome::Ready(info) => {
-            let mut events = vec![event(
+            let events = vec![event(
                 "socwire.ClusterReady",
                 &format!("ml/clusters/{}", info.name),
                 &cmd.command_id,
@@ -161,7 +161,7 @@ pub async fn run(
                 "cluster {} ready ({}, {} node(s))",
                 info.name, info.vm_size, info.nodes
             ));
-            response.messages(EVENTS_OUT, std::mem::take(&mut events));
+            response.messages(EVENTS_OUT, events);
             Ok(response)
         }
         Outcome::Failed(reason) => {
