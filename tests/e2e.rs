@@ -610,3 +610,124 @@ fn chaos_kills_of_host_and_handler_lose_nothing_and_repeat_no_effect() {
         "nothing poisoned or dead-lettered: {letters:?}"
     );
 }
+
+fn send_command(data: &Path, subject: &str, message_id: &str, body: &str) {
+    use std::io::Write;
+    let mut child = socwire(data)
+        .args([
+            "send",
+            "servicebus",
+            "ml-commands",
+            "--subject",
+            subject,
+            "--message-id",
+            message_id,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// The commandIds on the rejects queue (a redelivery may set the same one aside twice).
+fn rejected_keys(data: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(data.join("brokers.sqlite3")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT body FROM queue_messages WHERE queue = 'socwire-rejects'")
+        .unwrap();
+    let mut keys: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .unwrap()
+        .map(|b| {
+            let v: Value = serde_json::from_slice(&b.unwrap()).unwrap();
+            v["key"].as_str().unwrap_or("(none)").to_string()
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+fn ml_status(data: &Path) -> Value {
+    let out = run_ok(socwire(data).args(["ml", "status", "--json"]));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn gpu_lifecycle_runs_from_one_command_to_an_exported_model_and_a_duplicate_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(socwire(dir.path()).args(["ml", "demo-command", "--command-id", "e2e-1"]));
+    let command = String::from_utf8(out.stdout).unwrap();
+    send_command(dir.path(), "ProvisionGpuCluster", "m-1", command.trim());
+    send_command(
+        dir.path(),
+        "TrainEverything",
+        "m-2",
+        r#"{"commandId":"bad-1","schemaVersion":1}"#,
+    );
+    send_command(
+        dir.path(),
+        "ProvisionGpuCluster",
+        "m-3",
+        r#"{"commandId":"bad-2","schemaVersion":1,"clusterName":"cpu-1","vmSize":"Standard_D4s_v3"}"#,
+    );
+    let began = std::time::Instant::now();
+    let stdout = up_until_idle(dir.path(), &["--quiet"]);
+    eprintln!(
+        "e2e: ProvisionGpuCluster → ModelExported and idle in {:.1} s (debug build)",
+        began.elapsed().as_secs_f64()
+    );
+    assert_eq!(counts(&stdout, "export-model"), [1, 0, 0, 0, 0], "{stdout}");
+    assert_eq!(counts(&stdout, "training-telemetry")[4], 0, "{stdout}");
+
+    let status = ml_status(dir.path());
+    let models = status["models"].as_array().unwrap();
+    assert_eq!(models.len(), 1, "{status}");
+    let folder = PathBuf::from(models[0]["folder"].as_str().unwrap());
+    for file in [
+        "model.onnx",
+        "model.safetensors",
+        "eval.safetensors",
+        "metadata.json",
+    ] {
+        assert!(
+            folder.join(file).is_file(),
+            "{file} in {}",
+            folder.display()
+        );
+    }
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(folder.join("metadata.json")).unwrap()).unwrap();
+    for k in ["averagePrecisionBefore", "averagePrecisionAfter"] {
+        assert!((0.0..=1.0).contains(&meta[k].as_f64().unwrap()), "{meta}");
+    }
+    assert_eq!(meta["lineage"]["commands"]["provision"], "e2e-1");
+    assert_eq!(status["clusters"][0]["state"], "Succeeded");
+    let job = &status["jobs"][0];
+    assert_eq!(job["status"], "Completed", "{status}");
+    assert_eq!(job["commandId"], "e2e-1:fine-tune");
+    assert!(job["metrics"]["points"].as_u64().unwrap() > 0, "{job}");
+
+    // The unknown Subject and the CPU VM size were set aside, not retried.
+    let broker = status_json(dir.path());
+    assert!(broker.to_string().contains("socwire-rejects"), "{broker}");
+    let keys = rejected_keys(dir.path());
+    assert_eq!(keys, ["bad-1", "bad-2"], "{broker}");
+
+    // The same command again under a new MessageId (past duplicate detection): nothing new.
+    send_command(dir.path(), "ProvisionGpuCluster", "m-4", command.trim());
+    let again = up_until_idle(dir.path(), &["--quiet"]);
+    assert_eq!(counts(&again, "provision-gpu-cluster")[0], 1, "{again}");
+    assert_eq!(counts(&again, "run-fine-tune")[0], 0, "{again}");
+    let after = ml_status(dir.path());
+    assert_eq!(after["models"], status["models"]);
+    assert_eq!(after["clusters"].as_array().unwrap().len(), 1);
+    assert_eq!(after["jobs"].as_array().unwrap().len(), 1);
+}

@@ -65,8 +65,16 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let ml_started = if args.demo {
+        Some(send_demo_lifecycle(&host, &args.data_dir)?)
+    } else {
+        None
+    };
     let summary = host.run().await?;
     println!("\n{summary}");
+    if let Some(t0) = ml_started {
+        print_ml_demo(&args.data_dir, t0)?;
+    }
     if let Some(store) = store {
         println!("\nincidents after triage:");
         let ledger = crate::local::SqliteLedger::open(&args.data_dir.join("ledger.sqlite3"))?;
@@ -98,6 +106,171 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                     println!("        report: {url}");
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// The demo's GPU lifecycle command id (stable: a second `up --demo` changes nothing).
+pub const DEMO_ML_COMMAND: &str = "demo-gpu-lifecycle-1";
+
+/// Writes the demo base model and sends ProvisionGpuCluster with the pipeline option.
+fn send_demo_lifecycle(
+    host: &Host,
+    data_dir: &Path,
+) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    let (archive, sha) = crate::ml::runner::write_demo_base_model(data_dir)?;
+    let body = crate::ml::runner::demo_command(DEMO_ML_COMMAND, &archive, &sha);
+    let outcome = host.brokers().sb_send(
+        crate::ml::commands::TOPIC,
+        SbMessage {
+            message_id: DEMO_ML_COMMAND.into(),
+            body: body.to_string().into_bytes(),
+            subject: Some("ProvisionGpuCluster".into()),
+            ..Default::default()
+        },
+    )?;
+    println!(
+        "demo: sent ProvisionGpuCluster {DEMO_ML_COMMAND} (pipeline: provision → fine-tune → export) to {}: {outcome:?}",
+        crate::ml::commands::TOPIC
+    );
+    Ok(chrono::Utc::now())
+}
+
+fn print_ml_demo(data_dir: &Path, t0: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+    let ws = crate::local::LocalWorkspace::open(
+        data_dir,
+        crate::local::LocalMlOptions {
+            provision_ms: 0,
+            max_nodes_quota: u32::MAX,
+            runner: None,
+        },
+    )?;
+    println!("\nGPU model lifecycle (local compute back end; placeholder trainer until the trainer merge):");
+    for m in ws.models()? {
+        let meta: serde_json::Value = std::fs::read(Path::new(&m.folder).join("metadata.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let took = meta["exportedAt"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| {
+                format!(
+                    "{:.1} s after this run sent ProvisionGpuCluster",
+                    (t.with_timezone(&chrono::Utc) - t0).num_milliseconds() as f64 / 1000.0
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "  model {} version {}: AP {:.3} → {:.3}; {took}\n  folder {}",
+            m.name,
+            m.version,
+            meta["averagePrecisionBefore"].as_f64().unwrap_or(f64::NAN),
+            meta["averagePrecisionAfter"].as_f64().unwrap_or(f64::NAN),
+            m.folder
+        );
+    }
+    for j in ws.jobs()?.iter().filter(|j| j.status != "Completed") {
+        println!(
+            "  job {} {}: {}",
+            j.id,
+            j.status,
+            j.error.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+/// `socwire ml` options.
+#[derive(Args, Debug)]
+pub struct MlArgs {
+    /// Where the local host keeps its state.
+    #[arg(
+        long,
+        global = true,
+        default_value = ".socwire",
+        env = "SOCWIRE_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub action: MlAction,
+}
+
+/// `socwire ml` actions.
+#[derive(Subcommand, Debug)]
+pub enum MlAction {
+    /// Clusters, jobs (with metrics so far) and models of the local compute back end.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one job of the local compute back end (the workspace starts this; not for people).
+    RunJob {
+        /// Job id.
+        #[arg(long)]
+        job: String,
+    },
+    /// Write the demo's pre-trained base model (a tar.gz in an allow-listed folder) and print a
+    /// ProvisionGpuCluster command with the pipeline option that uses it.
+    DemoCommand {
+        /// The command's commandId.
+        #[arg(long, default_value = "demo-1")]
+        command_id: String,
+    },
+}
+
+/// Runs a `socwire ml` action.
+pub async fn ml(args: MlArgs) -> anyhow::Result<()> {
+    match args.action {
+        MlAction::Status { json } => {
+            let status = crate::ml::runner::status(&args.data_dir).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                for c in status["clusters"].as_array().into_iter().flatten() {
+                    println!(
+                        "cluster {:<20} {:<20} {:<10} nodes {}",
+                        c["name"].as_str().unwrap_or(""),
+                        c["vmSize"].as_str().unwrap_or(""),
+                        c["state"].as_str().unwrap_or(""),
+                        c["nodes"]
+                    );
+                }
+                for j in status["jobs"].as_array().into_iter().flatten() {
+                    println!(
+                        "job     {:<32} {:<10} step {} loss {} AP {}",
+                        j["id"].as_str().unwrap_or(""),
+                        j["status"].as_str().unwrap_or(""),
+                        j["metrics"]["step"],
+                        j["metrics"]["loss"],
+                        j["metrics"]["averagePrecision"]
+                    );
+                }
+                for m in status["models"].as_array().into_iter().flatten() {
+                    println!(
+                        "model   {} v{} {}",
+                        m["name"].as_str().unwrap_or(""),
+                        m["version"].as_str().unwrap_or(""),
+                        m["folder"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        MlAction::RunJob { job } => {
+            let status = tokio::task::spawn_blocking(move || {
+                crate::ml::runner::run_job(&args.data_dir, &job)
+            })
+            .await??;
+            println!("job ended {status}");
+        }
+        MlAction::DemoCommand { command_id } => {
+            let (archive, sha) = crate::ml::runner::write_demo_base_model(&args.data_dir)?;
+            println!(
+                "{}",
+                crate::ml::runner::demo_command(&command_id, &archive, &sha)
+            );
         }
     }
     Ok(())

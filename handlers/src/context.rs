@@ -4,7 +4,8 @@ use crate::local::{
     FileReportStore, OfflineThreatIntel, SqliteIncidentStore, SqliteLedger, SqliteTables,
 };
 use crate::ports::{
-    IncidentStore, Ledger, LogsIngestion, ReportStore, StateStore, ThreatIntel, WorkspaceQueries,
+    AssetFetcher, CommandBus, IncidentStore, Ledger, LogsIngestion, MlWorkspace, ReportStore,
+    StateStore, ThreatIntel, WorkspaceQueries,
 };
 use crate::settings::Settings;
 use std::sync::Arc;
@@ -28,6 +29,12 @@ pub struct Context {
     pub logs: Arc<dyn LogsIngestion>,
     /// The alert engine, its window and what was already written, in memory between batches.
     pub alert_engine: Arc<tokio::sync::Mutex<Option<crate::functions::alert_stream::EngineState>>>,
+    /// The Azure ML workspace (or its local stand-in).
+    pub ml: Arc<dyn MlWorkspace>,
+    /// Commands the ML functions send themselves (Subject, MessageId, schedule).
+    pub commands: Arc<dyn CommandBus>,
+    /// NGC asset downloads.
+    pub assets: Arc<dyn AssetFetcher>,
     /// Settings the functions read.
     pub settings: Arc<Settings>,
     /// Which adapter serves each port, for the start-up log.
@@ -220,7 +227,76 @@ impl Context {
                 local_tables()?
             }
         };
+        let ml: Arc<dyn MlWorkspace> = match (&settings.ml_endpoint, &settings.ml_workspace) {
+            (Some(endpoint), Some(workspace)) => {
+                adapters.push(("ml", format!("Azure ML REST {workspace}")));
+                Arc::new(crate::azure::AzureMlRest::new(
+                    endpoint,
+                    workspace,
+                    &settings.ml_location,
+                    settings.ml_datastore_url.as_deref(),
+                    crate::azure::default_credential()?,
+                )?)
+            }
+            _ => {
+                adapters.push((
+                    "ml",
+                    format!(
+                        "local compute back end {}",
+                        settings.data_dir.join("ml").display()
+                    ),
+                ));
+                Arc::new(crate::local::LocalWorkspace::open(
+                    &settings.data_dir,
+                    crate::local::LocalMlOptions {
+                        provision_ms: settings.ml_local_provision_ms,
+                        max_nodes_quota: settings.ml_local_max_nodes,
+                        runner: settings
+                            .ml_runner
+                            .clone()
+                            .or_else(|| std::env::current_exe().ok()),
+                    },
+                )?)
+            }
+        };
+        let commands: Arc<dyn CommandBus> = match &settings.servicebus_namespace {
+            Some(ns) => {
+                adapters.push((
+                    "commands",
+                    format!("Service Bus REST {ns}/{}", settings.ml_commands_topic),
+                ));
+                Arc::new(crate::azure::ServiceBusRest::new(
+                    ns,
+                    &settings.ml_commands_topic,
+                    crate::azure::default_credential()?,
+                )?)
+            }
+            None => {
+                adapters.push((
+                    "commands",
+                    format!("local broker topic {}", settings.ml_commands_topic),
+                ));
+                Arc::new(crate::local::LocalCommandBus::open(
+                    &settings.data_dir,
+                    &settings.ml_commands_topic,
+                )?)
+            }
+        };
+        adapters.push((
+            "assets",
+            format!(
+                "allow-listed hosts {}",
+                settings.ngc_allowed_hosts.join(", ")
+            ),
+        ));
+        let assets: Arc<dyn AssetFetcher> = Arc::new(crate::azure::AllowListedFetcher::new(
+            settings.ngc_allowed_hosts.clone(),
+            settings.ml_local_asset_dirs.clone(),
+        ));
         Ok(Self {
+            ml,
+            commands,
+            assets,
             state,
             logs,
             alert_engine: Arc::default(),

@@ -56,6 +56,8 @@ enum Command {
         #[command(subcommand)]
         action: socwire::sentinel_cli::SentinelAction,
     },
+    /// The GPU model lifecycle: status of the local compute back end, its job runner.
+    Ml(cli::MlArgs),
     /// Inspect and replay poison queues, dead-letter queues and Event Grid dead letters.
     Dlq {
         #[command(flatten)]
@@ -121,6 +123,7 @@ fn main() -> ExitCode {
             Command::Sentinel { data, action } => {
                 socwire::sentinel_cli::run(&data.data_dir, action).await
             }
+            Command::Ml(args) => cli::ml(args).await,
             Command::Alerts { action } => socwire::alerts_cli::run(action),
             Command::Package(args) => socwire::package::run(args),
             Command::DemoEvents { data, incidents } => cli::demo_events(&data.data_dir, incidents),

@@ -218,3 +218,191 @@ pub trait WorkspaceQueries: Send + Sync {
     /// Answers one question.
     async fn ask(&self, question: &Question) -> PortResult<Answer>;
 }
+
+/// An AmlCompute cluster as the workspace reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterInfo {
+    /// Compute name.
+    pub name: String,
+    /// VM size.
+    pub vm_size: String,
+    /// `provisioningState`: Creating, Succeeded, Failed, Deleting, Updating, Canceled.
+    pub state: String,
+    /// `allocationState`: Steady or Resizing.
+    pub allocation: String,
+    /// Nodes allocated now.
+    pub nodes: u32,
+    /// Scale limits.
+    pub min_nodes: u32,
+    /// Scale limits.
+    pub max_nodes: u32,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What to create: an AmlCompute cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSpec {
+    /// Compute name.
+    pub name: String,
+    /// VM size (`Standard_NC6s_v3`, …).
+    pub vm_size: String,
+    /// `Dedicated` or `LowPriority`.
+    pub priority: String,
+    /// Scale settings.
+    pub min_nodes: u32,
+    /// Scale settings.
+    pub max_nodes: u32,
+    /// Idle time before scale-down, seconds.
+    pub idle_seconds: u64,
+}
+
+/// Where a create-or-update stands after the call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Provisioning {
+    /// The cluster exists and is usable.
+    Ready(ClusterInfo),
+    /// Accepted; follow `operation` (an `Azure-AsyncOperation` URL, or None to read the
+    /// cluster itself) no sooner than `retry_after_secs`.
+    InProgress {
+        /// Operation to poll.
+        operation: Option<String>,
+        /// Retry-After.
+        retry_after_secs: u64,
+    },
+}
+
+/// A long-running operation's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OperationStatus {
+    /// Still running; ask again after this many seconds.
+    InProgress(u64),
+    /// Done.
+    Succeeded,
+    /// Failed, with the service's reason.
+    Failed(String),
+}
+
+/// A Command job to submit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSubmission {
+    /// Job name (deterministic from the command, so a resubmission finds it).
+    pub id: String,
+    /// Experiment name.
+    pub experiment: String,
+    /// Compute name.
+    pub cluster: String,
+    /// Registered environment id.
+    pub environment_id: String,
+    /// Command line run in the container.
+    pub command: String,
+    /// Input name → datastore URI.
+    pub inputs: std::collections::BTreeMap<String, String>,
+    /// Tags (commandId, lineage, hyper-parameters).
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+/// A job as the workspace reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobInfo {
+    /// Job name.
+    pub id: String,
+    /// NotStarted, Queued, Preparing, Provisioning, Starting, Running, Finalizing,
+    /// CancelRequested, Completed, Failed, Canceled, NotResponding, Paused.
+    pub status: String,
+    /// Compute name.
+    pub cluster: String,
+    /// Tags given at submission.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Failure reason, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was submitted (unix ms), when known.
+    #[serde(default)]
+    pub created_ms: i64,
+}
+
+impl JobInfo {
+    /// True once the job can change no more.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.status.as_str(), "Completed" | "Failed" | "Canceled")
+    }
+}
+
+/// A model version to register.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRegistration {
+    /// Model name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Folder holding the artefacts (model.onnx, model.safetensors, eval.safetensors,
+    /// metadata.json).
+    pub folder: std::path::PathBuf,
+    /// The job that produced it.
+    pub job_id: String,
+    /// Tags (commandId, AP figures).
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+/// An Azure Machine Learning workspace: compute, datastore, environments, jobs, models.
+#[async_trait]
+pub trait MlWorkspace: Send + Sync {
+    /// The cluster, if it exists.
+    async fn get_cluster(&self, name: &str) -> PortResult<Option<ClusterInfo>>;
+    /// Creates the cluster or updates its scale settings. Quota and bad requests are
+    /// `Permanent`; throttling and server errors `Transient`.
+    async fn create_cluster(&self, spec: &ClusterSpec) -> PortResult<Provisioning>;
+    /// Follows a long-running operation returned by [`MlWorkspace::create_cluster`].
+    async fn operation_status(&self, operation: &str) -> PortResult<OperationStatus>;
+    /// Copies a staged folder into the workspace datastore under `path`; returns its URI.
+    async fn upload_folder(&self, folder: &std::path::Path, path: &str) -> PortResult<String>;
+    /// Registers (or finds) an environment version for a container image; returns its id.
+    async fn register_environment(&self, name: &str, image: &str) -> PortResult<String>;
+    /// Submits a Command job; a job with the same id already there is returned as it is.
+    async fn submit_job(&self, job: &JobSubmission) -> PortResult<JobInfo>;
+    /// The job, if it exists.
+    async fn get_job(&self, id: &str) -> PortResult<Option<JobInfo>>;
+    /// Asks the job to stop.
+    async fn cancel_job(&self, id: &str) -> PortResult<()>;
+    /// Copies the job's `model` output folder to `dest`.
+    async fn download_job_output(&self, id: &str, dest: &std::path::Path) -> PortResult<()>;
+    /// Registers a model version from a folder; returns where it now lives.
+    async fn register_model(&self, model: &ModelRegistration) -> PortResult<String>;
+}
+
+/// A command for the `ml-commands` topic, sent by a function itself because an output binding
+/// can set neither Subject, MessageId nor ScheduledEnqueueTimeUtc.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutgoingCommand {
+    /// Subject (the subscriptions filter on it).
+    pub subject: String,
+    /// MessageId (stable, so the broker drops a repeated send).
+    pub message_id: String,
+    /// JSON body.
+    pub body: serde_json::Value,
+    /// Deliver no earlier than this (unix ms).
+    pub not_before_ms: Option<i64>,
+}
+
+/// Sends commands (now or scheduled) to the `ml-commands` topic.
+#[async_trait]
+pub trait CommandBus: Send + Sync {
+    /// Sends one command; a duplicate MessageId is not an error.
+    async fn send(&self, command: &OutgoingCommand) -> PortResult<()>;
+}
+
+/// Fetches an asset URL into a file, enforcing the host allow-list and a size cap.
+#[async_trait]
+pub trait AssetFetcher: Send + Sync {
+    /// Downloads `url` to `dest`; returns the bytes written. A host not on the allow-list,
+    /// a path outside the allowed local folders, or a body over `max_bytes` is `Permanent`.
+    async fn fetch(&self, url: &str, dest: &std::path::Path, max_bytes: u64) -> PortResult<u64>;
+}

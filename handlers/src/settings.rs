@@ -93,6 +93,41 @@ pub struct Settings {
     pub ti_cache_ttl_ms: i64,
     /// Most provider answers cached (`SOCWIRE_TI_CACHE_ENTRIES`, default 10000).
     pub ti_cache_entries: usize,
+    /// Azure ML: ARM endpoint (`SOCWIRE_ML_ENDPOINT`); with `SOCWIRE_ML_WORKSPACE`, the Azure
+    /// ML adapter is used, otherwise the local compute back end.
+    pub ml_endpoint: Option<String>,
+    /// The workspace's ARM id (`SOCWIRE_ML_WORKSPACE`).
+    pub ml_workspace: Option<String>,
+    /// Region of new clusters (`SOCWIRE_ML_LOCATION`).
+    pub ml_location: String,
+    /// Blob container URL of the workspace datastore (`SOCWIRE_ML_DATASTORE_URL`).
+    pub ml_datastore_url: Option<String>,
+    /// Service Bus namespace for commands the functions send themselves
+    /// (`SOCWIRE_SERVICEBUS_NAMESPACE`); unset = the local broker.
+    pub servicebus_namespace: Option<String>,
+    /// The commands topic (`SOCWIRE_ML_COMMANDS_TOPIC`, default `ml-commands`).
+    pub ml_commands_topic: String,
+    /// Hosts assets may come from (`SOCWIRE_NGC_ALLOWED_HOSTS`, comma-separated).
+    pub ngc_allowed_hosts: Vec<String>,
+    /// Local folders `file://` assets may come from (`SOCWIRE_ML_LOCAL_ASSET_DIRS`).
+    pub ml_local_asset_dirs: Vec<PathBuf>,
+    /// Largest asset download (`SOCWIRE_ML_MAX_ASSET_BYTES`).
+    pub ml_max_asset_bytes: u64,
+    /// Largest unpacked asset (`SOCWIRE_ML_MAX_UNPACKED_BYTES`).
+    pub ml_max_unpacked_bytes: u64,
+    /// Container image of the fine-tune environment (`SOCWIRE_ML_IMAGE`).
+    pub ml_image: String,
+    /// Seconds between follow-up checks when the service gives no Retry-After
+    /// (`SOCWIRE_ML_POLL_SECS`).
+    pub ml_poll_secs: u64,
+    /// Evaluations of rising loss that count as divergence (`SOCWIRE_ML_DIVERGENCE_EVALS`).
+    pub ml_divergence_evals: usize,
+    /// Local back end: how long a cluster stays Creating (`SOCWIRE_ML_LOCAL_PROVISION_MS`).
+    pub ml_local_provision_ms: i64,
+    /// Local back end: node quota (`SOCWIRE_ML_LOCAL_MAX_NODES`).
+    pub ml_local_max_nodes: u32,
+    /// Local back end: the executable that runs jobs (`SOCWIRE_ML_RUNNER`, default this one).
+    pub ml_runner: Option<PathBuf>,
 }
 
 /// The providers `Settings` knows: name, key setting, URL setting, default base URL.
@@ -226,6 +261,15 @@ impl Settings {
                 ti_providers.push((*name, crate::providers::Secret(key.trim().to_string()), url));
             }
         }
+        let data_dir = PathBuf::from(get("SOCWIRE_DATA_DIR").unwrap_or_else(|| ".socwire".into()));
+        let list = |name: &str| -> Option<Vec<String>> {
+            get(name).map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+        };
         Ok(Self {
             ti_providers,
             ti_timeout_ms: duration("SOCWIRE_TI_TIMEOUT", 10_000)?.max(100),
@@ -243,6 +287,38 @@ impl Settings {
             ti_concurrency: (number("SOCWIRE_TI_CONCURRENCY", 8.0)? as usize).clamp(1, 64),
             sweep_lookback_ms,
             sweep_max: (number("SOCWIRE_SWEEP_MAX", 1000.0)? as usize).max(1),
+            ml_endpoint: get("SOCWIRE_ML_ENDPOINT"),
+            ml_workspace: get("SOCWIRE_ML_WORKSPACE"),
+            ml_location: get("SOCWIRE_ML_LOCATION").unwrap_or_else(|| "westeurope".into()),
+            ml_datastore_url: get("SOCWIRE_ML_DATASTORE_URL"),
+            servicebus_namespace: get("SOCWIRE_SERVICEBUS_NAMESPACE"),
+            ml_commands_topic: get("SOCWIRE_ML_COMMANDS_TOPIC")
+                .unwrap_or_else(|| "ml-commands".into()),
+            ngc_allowed_hosts: list("SOCWIRE_NGC_ALLOWED_HOSTS").unwrap_or_else(|| {
+                [
+                    "api.ngc.nvidia.com",
+                    "files.ngc.nvidia.com",
+                    "xfiles.ngc.nvidia.com",
+                ]
+                .map(String::from)
+                .to_vec()
+            }),
+            ml_local_asset_dirs: list("SOCWIRE_ML_LOCAL_ASSET_DIRS")
+                .map(|v| v.into_iter().map(PathBuf::from).collect())
+                .unwrap_or_else(|| vec![data_dir.join("ml").join("local-assets")]),
+            ml_max_asset_bytes: number("SOCWIRE_ML_MAX_ASSET_BYTES", 4.0 * (1u64 << 30) as f64)?
+                as u64,
+            ml_max_unpacked_bytes: number(
+                "SOCWIRE_ML_MAX_UNPACKED_BYTES",
+                16.0 * (1u64 << 30) as f64,
+            )? as u64,
+            ml_image: get("SOCWIRE_ML_IMAGE")
+                .unwrap_or_else(|| "nvcr.io/nvidia/pytorch:24.08-py3".into()),
+            ml_poll_secs: number("SOCWIRE_ML_POLL_SECS", 30.0)?.max(1.0) as u64,
+            ml_divergence_evals: number("SOCWIRE_ML_DIVERGENCE_EVALS", 3.0)?.max(2.0) as usize,
+            ml_local_provision_ms: number("SOCWIRE_ML_LOCAL_PROVISION_MS", 3000.0)? as i64,
+            ml_local_max_nodes: number("SOCWIRE_ML_LOCAL_MAX_NODES", 8.0)? as u32,
+            ml_runner: get("SOCWIRE_ML_RUNNER").map(PathBuf::from),
             logs_endpoint: get("SOCWIRE_LOGS_ENDPOINT"),
             logs_dcr_id: get("SOCWIRE_LOGS_DCR_ID"),
             state_container: get("SOCWIRE_STATE_CONTAINER")
@@ -251,7 +327,7 @@ impl Settings {
             alert_event_score: number("SOCWIRE_ALERT_EVENT_SCORE", 20.0)?,
             alert_rows_top: number("SOCWIRE_ALERT_ROWS_TOP", 50.0)? as usize,
             port,
-            data_dir: PathBuf::from(get("SOCWIRE_DATA_DIR").unwrap_or_else(|| ".socwire".into())),
+            data_dir,
             reports_base_url: get("SOCWIRE_REPORTS_BASE_URL")
                 .unwrap_or_else(|| "http://127.0.0.1:7071/reports".into()),
             ti_file: get("SOCWIRE_TI_FILE").map(PathBuf::from),
@@ -309,6 +385,12 @@ impl Settings {
         }
         if self.logs_endpoint.is_none() || self.logs_dcr_id.is_none() {
             missing.push("SOCWIRE_LOGS_ENDPOINT and SOCWIRE_LOGS_DCR_ID");
+        }
+        if self.ml_endpoint.is_none() || self.ml_workspace.is_none() {
+            missing.push("SOCWIRE_ML_ENDPOINT and SOCWIRE_ML_WORKSPACE");
+        }
+        if self.servicebus_namespace.is_none() {
+            missing.push("SOCWIRE_SERVICEBUS_NAMESPACE");
         }
         missing
     }
@@ -403,7 +485,12 @@ mod tests {
     fn defaults_are_local() {
         let s = from(&[]).unwrap();
         assert_eq!(s.port, 8080);
-        assert_eq!(s.missing_azure_settings().len(), 3);
+        assert_eq!(s.missing_azure_settings().len(), 5);
+        assert_eq!(s.ngc_allowed_hosts[0], "api.ngc.nvidia.com");
+        assert_eq!(
+            s.ml_local_asset_dirs,
+            vec![PathBuf::from(".socwire/ml/local-assets")]
+        );
         assert_eq!(s.alert_window_ms, 24 * 3_600_000);
     }
 

@@ -50,6 +50,21 @@ fn fixture_with(
         state: tables.clone(),
         logs: tables,
         alert_engine: Arc::default(),
+        ml: Arc::new(
+            socwire::local::LocalWorkspace::open(
+                dir.path(),
+                socwire::local::LocalMlOptions {
+                    provision_ms: 0,
+                    max_nodes_quota: 8,
+                    runner: None,
+                },
+            )
+            .unwrap(),
+        ),
+        commands: Arc::new(
+            socwire::local::LocalCommandBus::open(dir.path(), "ml-commands").unwrap(),
+        ),
+        assets: Arc::new(socwire::azure::AllowListedFetcher::new(vec![], vec![])),
         settings: Arc::new(socwire::settings::Settings::from_lookup(|_| None).unwrap()),
         adapters: vec![],
     });

@@ -38,6 +38,30 @@ pub struct AppConfig {
     pub settings: BTreeMap<String, String>,
     /// Event Grid topic subscriptions.
     pub eventgrid_subscriptions: Vec<EventGridSubscription>,
+    /// Service Bus topic subscriptions' filters and delivery counts
+    /// (`infra/servicebus-subscriptions.json`).
+    pub servicebus_subscriptions: Vec<ServiceBusSubscription>,
+}
+
+/// A Service Bus topic subscription as `infra/servicebus-subscriptions.json` declares it (the
+/// same file the Bicep templates load).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceBusSubscription {
+    /// Topic name.
+    pub topic: String,
+    /// Subscription name.
+    pub subscription: String,
+    /// Takes only messages whose Subject is one of these; absent = every message.
+    #[serde(default)]
+    pub subjects: Option<Vec<String>>,
+    /// Deliveries before dead-lettering (overrides host.json's).
+    #[serde(default)]
+    pub max_delivery_count: Option<u32>,
+    /// The SQL filter Bicep applies in Azure when `subjects` cannot say it (the local broker
+    /// filters on `subjects` only).
+    #[serde(default)]
+    pub sql_filter: Option<String>,
 }
 
 /// The parts of host.json the local host honours.
@@ -765,13 +789,43 @@ impl AppConfig {
                 ));
             }
         }
+        let sb_path = root.join("infra").join("servicebus-subscriptions.json");
+        let servicebus_subscriptions: Vec<ServiceBusSubscription> = if sb_path.is_file() {
+            serde_json::from_value(read_json(&sb_path)?)
+                .map_err(|e| err(&sb_path, e.to_string()))?
+        } else {
+            Vec::new()
+        };
+        for s in &servicebus_subscriptions {
+            if s.max_delivery_count == Some(0) {
+                return Err(err(
+                    &sb_path,
+                    format!(
+                        "{}/{}: maxDeliveryCount must be at least 1",
+                        s.topic, s.subscription
+                    ),
+                ));
+            }
+        }
         Ok(Self {
             root: root.to_path_buf(),
             host,
             functions,
             settings,
             eventgrid_subscriptions,
+            servicebus_subscriptions,
         })
+    }
+
+    /// The declared filter and delivery count of `topic/subscriptions/sub`, if any.
+    pub fn servicebus_subscription(
+        &self,
+        topic: &str,
+        sub: &str,
+    ) -> Option<&ServiceBusSubscription> {
+        self.servicebus_subscriptions
+            .iter()
+            .find(|s| s.topic == topic && s.subscription == sub)
     }
 
     /// The function named `name`.

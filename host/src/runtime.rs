@@ -210,7 +210,16 @@ pub fn declare_entities(cfg: &AppConfig, brokers: &Brokers, lease: Duration) -> 
                     Some(t) => {
                         brokers.sb_ensure_topic(t, o.clone())?;
                         let sub = entity.rsplit('/').next().unwrap_or(entity);
-                        brokers.sb_ensure_subscription(t, sub, None, o)?;
+                        // infra/servicebus-subscriptions.json: Subject filter, delivery count.
+                        let declared = cfg.servicebus_subscription(t, sub);
+                        let o = SbEntityOptions {
+                            max_delivery_count: declared
+                                .and_then(|d| d.max_delivery_count)
+                                .unwrap_or(o.max_delivery_count),
+                            ..o
+                        };
+                        let subjects = declared.and_then(|d| d.subjects.clone());
+                        brokers.sb_ensure_subscription(t, sub, subjects, o)?;
                     }
                     None => brokers.sb_ensure_queue(entity, o)?,
                 }

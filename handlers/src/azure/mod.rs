@@ -3,22 +3,28 @@
 //! (`azure_identity`) is the default credential; a storage connection string with an account
 //! key (Azurite's `UseDevelopmentStorage=true`, for instance) signs requests with a SAS instead.
 
+mod assets;
 mod blob;
 mod loganalytics;
 mod logs;
+mod ml;
 mod queue;
 mod rest;
 mod sas;
 mod sentinel;
+mod servicebus;
 mod storage;
 
+pub use assets::{host_allowed, AllowListedFetcher};
 pub use blob::{BlobLedger, BlobReportStore, BlobStateStore};
 pub use loganalytics::LogAnalyticsQuery;
 pub use logs::{LogsIngestionRest, LOGS_API_VERSION, MAX_CALL_BYTES};
+pub use ml::{AzureMlRest, ML_API_VERSION};
 pub use queue::{AzureQueue, ReceivedQueueMessage};
 pub use rest::{Auth, RestClient, RetryPolicy};
 pub use sas::{user_delegation_sas, LinkSigner, UserDelegationKey, UD_SAS_VERSION};
 pub use sentinel::{SentinelRest, SENTINEL_API_VERSION};
+pub use servicebus::ServiceBusRest;
 pub use storage::{StorageAccount, StorageAuth};
 
 use crate::ports::PortError;

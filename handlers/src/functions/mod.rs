@@ -2,10 +2,17 @@
 //! outputs; none of them knows about HTTP servers, brokers or SQL.
 
 pub mod alert_stream;
+pub mod cancel_job;
+pub mod export_model;
 pub mod incident_created;
 pub mod incident_sweep;
+pub mod ml_run_status;
+pub mod ml_unrouted;
 pub mod playbook_webhook;
+pub mod provision_gpu_cluster;
 pub mod reject;
+pub mod run_fine_tune;
+pub mod training_telemetry;
 pub mod triage_incident;
 
 use crate::context::Context;
@@ -16,9 +23,16 @@ use serde::{Deserialize, Serialize};
 /// Every function this handler serves, by the name the host POSTs to.
 pub const FUNCTION_NAMES: &[&str] = &[
     alert_stream::NAME,
+    cancel_job::NAME,
+    export_model::NAME,
     incident_created::NAME,
     incident_sweep::NAME,
+    ml_run_status::NAME,
+    ml_unrouted::NAME,
     playbook_webhook::NAME,
+    provision_gpu_cluster::NAME,
+    run_fine_tune::NAME,
+    training_telemetry::NAME,
     triage_incident::NAME,
 ];
 
@@ -79,6 +93,13 @@ fn trigger_binding(name: &str) -> Option<&'static str> {
         incident_created::NAME => Some("event"),
         incident_sweep::NAME => Some("timer"),
         triage_incident::NAME => Some("request"),
+        provision_gpu_cluster::NAME
+        | run_fine_tune::NAME
+        | export_model::NAME
+        | cancel_job::NAME
+        | ml_unrouted::NAME => Some("command"),
+        ml_run_status::NAME => Some("event"),
+        training_telemetry::NAME => Some("events"),
         _ => None,
     }
 }
@@ -114,6 +135,13 @@ async fn run(
         incident_sweep::NAME => incident_sweep::run(ctx, req).await,
         playbook_webhook::NAME => playbook_webhook::run(ctx, req).await,
         triage_incident::NAME => triage_incident::run(ctx, req).await,
+        provision_gpu_cluster::NAME => provision_gpu_cluster::run(ctx, req).await,
+        run_fine_tune::NAME => run_fine_tune::run(ctx, req).await,
+        ml_run_status::NAME => ml_run_status::run(ctx, req).await,
+        training_telemetry::NAME => training_telemetry::run(ctx, req).await,
+        export_model::NAME => export_model::run(ctx, req).await,
+        cancel_job::NAME => cancel_job::run(ctx, req).await,
+        ml_unrouted::NAME => ml_unrouted::run(ctx, req).await,
         other => Err(FunctionError::UnknownFunction(
             other.chars().take(64).collect(),
         )),

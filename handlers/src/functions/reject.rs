@@ -88,6 +88,29 @@ impl RejectRecord {
         }
     }
 
+    /// A record for one item of a batch (an Event Hubs event), so the rest of the batch goes on.
+    pub fn for_item(
+        function: &str,
+        binding: &str,
+        reason: &str,
+        item: Value,
+        metadata: serde_json::Map<String, Value>,
+    ) -> Self {
+        let key = key_of(&item);
+        let (input, truncated) = bounded(item);
+        Self {
+            schema: "socwire.reject.v1".into(),
+            function: function.into(),
+            binding: binding.into(),
+            reason: reason.chars().take(2048).collect(),
+            key,
+            rejected_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            input,
+            truncated,
+            metadata,
+        }
+    }
+
     /// An acknowledged answer that carries this record on the `rejects` binding.
     pub fn into_response(self) -> InvocationResponse {
         let mut response = InvocationResponse::default();
@@ -104,14 +127,17 @@ impl RejectRecord {
 /// The idempotency key of an input, if it names one: a JSON object (or a string holding one)
 /// with `commandId`, `requestId`, `incidentId` or `id`.
 fn key_of(raw: &Value) -> Option<String> {
-    let parsed;
-    let object = match raw {
-        Value::String(text) if text.trim_start().starts_with('{') => {
-            parsed = serde_json::from_str::<Value>(text).ok()?;
-            &parsed
+    // The host may hand the body over encoded once more as a JSON string (PROTOCOL.md §0):
+    // peel string layers until an object shows.
+    let mut object = raw.clone();
+    for _ in 0..3 {
+        match &object {
+            Value::String(text) if text.trim_start().starts_with(['{', '"']) => {
+                object = serde_json::from_str::<Value>(text.trim()).ok()?;
+            }
+            _ => break,
         }
-        other => other,
-    };
+    }
     ["commandId", "requestId", "incidentId", "id"]
         .iter()
         .find_map(|k| object.get(*k).and_then(Value::as_str))
@@ -166,6 +192,13 @@ mod tests {
         let r = RejectRecord::new("f", "msg", "why", &req);
         assert_eq!(r.input, json!("{\"requestId\":\"r-1\"}"));
         assert_eq!(r.key.as_deref(), Some("r-1"));
+    }
+
+    #[test]
+    fn the_key_is_found_in_a_body_the_host_encoded_twice() {
+        let twice = json!(json!("{\"commandId\":\"c-7\"}").to_string());
+        let r = RejectRecord::new("f", "msg", "bad", &request(twice));
+        assert_eq!(r.key.as_deref(), Some("c-7"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! real stores (SQLite in WAL mode, files), not mocks, so the whole system runs offline.
 
 mod ledger;
+mod ml;
 mod reports;
 mod sentinel;
 mod tables;
@@ -9,6 +10,7 @@ mod threat_intel;
 mod workspace;
 
 pub use ledger::SqliteLedger;
+pub use ml::{LocalCommandBus, LocalMlOptions, LocalModel, LocalWorkspace};
 pub use reports::FileReportStore;
 pub use sentinel::{SqliteIncidentStore, StoredComment};
 pub use tables::SqliteTables;

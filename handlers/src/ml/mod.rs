@@ -1,0 +1,69 @@
+//! The GPU model lifecycle: command schemas, asset staging, the local job runner and the
+//! helpers the ML functions share (events, follow-ups, ids).
+
+pub mod commands;
+pub mod runner;
+pub mod staging;
+
+use crate::context::Context;
+use crate::functions::{stable_id, FunctionError};
+use crate::ports::OutgoingCommand;
+use serde_json::{json, Value};
+
+/// Event Grid topic the local back end publishes Azure ML's run events to (Azure ML publishes
+/// them from the workspace; infra/eventgrid-subscriptions.json subscribes `ml-run-status`).
+pub const AZUREML_EVENTS_TOPIC: &str = "azureml-events";
+/// Event Hub of per-step training metrics.
+pub const TELEMETRY_HUB: &str = "training-telemetry";
+
+/// Now, unix ms.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A `socwire.*` Event Grid event whose id is stable for `key`, so a repeat is recognisable.
+pub fn event(event_type: &str, subject: &str, key: &str, data: Value) -> Value {
+    json!({
+        "id": stable_id(event_type, key),
+        "subject": subject,
+        "eventType": event_type,
+        "eventTime": chrono::Utc::now().to_rfc3339(),
+        "dataVersion": "1.0",
+        "data": data,
+    })
+}
+
+/// The Azure ML job name for a `RunFineTune` command id.
+pub fn job_id_for(command_id: &str) -> String {
+    let id = stable_id("ml-job", command_id).replace('-', "");
+    format!("socwire-ft-{}", &id[..16])
+}
+
+/// The model version an export of `job_id` registers (stable, so a repeat overwrites).
+pub fn model_version_for(job_id: &str) -> String {
+    stable_id("model-version", job_id).replace('-', "")[..10].to_string()
+}
+
+/// Sends a command on `ml-commands` now or at `not_before_ms`.
+pub async fn send_command(
+    ctx: &Context,
+    subject: &str,
+    message_id: String,
+    body: Value,
+    not_before_ms: Option<i64>,
+) -> Result<(), FunctionError> {
+    ctx.commands
+        .send(&OutgoingCommand {
+            subject: subject.into(),
+            message_id,
+            body,
+            not_before_ms,
+        })
+        .await
+        .map_err(FunctionError::from)
+}
+
+/// A permanent refusal.
+pub fn refuse(reason: impl Into<String>) -> FunctionError {
+    FunctionError::BadInput(reason.into())
+}

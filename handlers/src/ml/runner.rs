@@ -1,0 +1,284 @@
+//! The local compute back end's job process (`socwire ml run-job`), `socwire ml status`, and
+//! the demo's base-model asset. A job runs in its own process, never inside an invocation: it
+//! runs the trainer, streams per-step telemetry to the local Event Hub `training-telemetry`,
+//! and publishes `Microsoft.MachineLearningServices.RunStatusChanged` events (the shape Azure
+//! ML publishes) to the local Event Grid topic `azureml-events`, so the same functions follow
+//! the same path as in Azure.
+
+use super::{AZUREML_EVENTS_TOPIC, TELEMETRY_HUB};
+use crate::local::{LocalMlOptions, LocalWorkspace};
+use crate::ports::StateStore;
+use serde_json::{json, Value};
+use socwire_host::brokers::{Brokers, SystemClock};
+use socwire_trainer::{HyperParameters, JobSpec, Progress, TrainerError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The local workspace's ARM-like id, used as the event topic.
+pub const LOCAL_WORKSPACE_ID: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/socwire-local/providers/Microsoft.MachineLearningServices/workspaces/local";
+
+fn workspace(data_dir: &Path) -> anyhow::Result<LocalWorkspace> {
+    Ok(LocalWorkspace::open(
+        data_dir,
+        LocalMlOptions {
+            provision_ms: 0,
+            max_nodes_quota: u32::MAX,
+            runner: None,
+        },
+    )?)
+}
+
+/// A RunStatusChanged event as Azure ML publishes it (Event Grid schema).
+pub fn run_status_event(job_id: &str, experiment: &str, tags: &Value, status: &str) -> Value {
+    let experiment_id = crate::functions::stable_id("experiment", experiment);
+    json!({
+        "topic": LOCAL_WORKSPACE_ID,
+        "subject": format!("experiments/{experiment_id}/runs/{job_id}"),
+        "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
+        "eventTime": chrono::Utc::now().to_rfc3339(),
+        "id": crate::functions::stable_id("run-status", &format!("{job_id}/{status}")),
+        "data": {
+            "experimentId": experiment_id,
+            "experimentName": experiment,
+            "runId": job_id,
+            "runType": "azureml.CommandJob",
+            "runTags": tags,
+            "runProperties": {},
+            "runStatus": status,
+        },
+        "dataVersion": "",
+        "metadataVersion": "1",
+    })
+}
+
+/// Runs one job to its end; returns its final status.
+pub fn run_job(data_dir: &Path, job_id: &str) -> anyhow::Result<String> {
+    let ws = workspace(data_dir)?;
+    let brokers = Brokers::open(data_dir, Arc::new(SystemClock))?;
+    let spec = ws
+        .job_spec(job_id)?
+        .ok_or_else(|| anyhow::anyhow!("no job {job_id}"))?;
+    let tags = serde_json::to_value(&spec.tags)?;
+    let publish = |status: &str| -> anyhow::Result<()> {
+        brokers.eg_publish(
+            AZUREML_EVENTS_TOPIC,
+            vec![run_status_event(job_id, &spec.experiment, &tags, status)],
+        )?;
+        Ok(())
+    };
+    ws.set_job_status(job_id, "Preparing", None)?;
+    publish("Preparing")?;
+    let inputs = spec.inputs.get("assets").cloned().unwrap_or_default();
+    let rel = inputs
+        .strip_prefix("azureml://datastores/workspaceblobstore/paths/")
+        .unwrap_or(&inputs);
+    let base = ws
+        .datastore()
+        .join(rel)
+        .join(spec.tags.get("baseModel").map(String::as_str).unwrap_or(""));
+    let hyper: HyperParameters = spec
+        .tags
+        .get("hyperParameters")
+        .and_then(|h| serde_json::from_str(h).ok())
+        .unwrap_or_default();
+    let seed = spec
+        .tags
+        .get("seed")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(42);
+    let work_dir = ws.job_dir(job_id).join("outputs").join("model");
+    let job = JobSpec {
+        seed,
+        base_model: base,
+        hyper,
+        work_dir: work_dir.clone(),
+    };
+
+    // A cancel asked for before the job started is honoured before any step.
+    let cancel = Arc::new(AtomicBool::new(ws.cancel_requested(job_id)?));
+    let finished = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (cancel, finished, data_dir, id) = (
+            cancel.clone(),
+            finished.clone(),
+            data_dir.to_path_buf(),
+            job_id.to_string(),
+        );
+        std::thread::spawn(move || {
+            let Ok(ws) = workspace(&data_dir) else { return };
+            while !finished.load(Ordering::SeqCst) {
+                if ws.cancel_requested(&id).unwrap_or(false) {
+                    cancel.store(true, Ordering::SeqCst);
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    };
+    ws.set_job_status(job_id, "Running", None)?;
+    publish("Running")?;
+    let began = std::time::Instant::now();
+    let mut pending: Vec<Vec<u8>> = Vec::new();
+    let mut send_error = None;
+    let flush = |pending: &mut Vec<Vec<u8>>| -> anyhow::Result<()> {
+        let props = json!({});
+        let events: Vec<(Option<&str>, &[u8], &Value)> = pending
+            .iter()
+            .map(|b| (Some(job_id), b.as_slice(), &props))
+            .collect();
+        if !events.is_empty() {
+            brokers.eh_send_many(TELEMETRY_HUB, &events)?;
+        }
+        pending.clear();
+        Ok(())
+    };
+    let result = socwire_trainer::fine_tune(&job, &cancel, &mut |p: Progress| {
+        let number = |x: f64| {
+            if x.is_finite() {
+                json!(x)
+            } else {
+                json!("NaN")
+            }
+        };
+        let body = match p {
+            Progress::Step {
+                step,
+                epoch,
+                loss,
+                learning_rate,
+            } => json!({
+                "jobId": job_id, "kind": "step", "step": step, "epoch": epoch, "loss": number(loss), "learningRate": learning_rate }),
+            Progress::Eval {
+                step,
+                loss,
+                average_precision,
+            } => json!({
+                "jobId": job_id, "kind": "eval", "step": step, "loss": number(loss), "averagePrecision": average_precision }),
+        };
+        pending.push(body.to_string().into_bytes());
+        if pending.len() >= 25 {
+            if let Err(e) = flush(&mut pending) {
+                send_error.get_or_insert(e);
+            }
+        }
+    });
+    flush(&mut pending)?;
+    finished.store(true, Ordering::SeqCst);
+    let _ = watcher.join();
+    if let Some(e) = send_error {
+        tracing::warn!(error = %e, "some telemetry was not sent");
+    }
+    let status = match result {
+        Ok(r) => {
+            let summary = json!({
+                "averagePrecisionBefore": r.average_precision_before,
+                "averagePrecisionAfter": r.average_precision_after,
+                "steps": r.steps,
+                "wallSeconds": began.elapsed().as_secs_f64(),
+            });
+            std::fs::write(
+                work_dir.join("result.json"),
+                serde_json::to_vec_pretty(&summary)?,
+            )?;
+            println!(
+                "job {job_id}: AP {:.3} -> {:.3} in {} steps, {:.2} s",
+                r.average_precision_before,
+                r.average_precision_after,
+                r.steps,
+                began.elapsed().as_secs_f64()
+            );
+            ws.set_job_status(job_id, "Completed", None)?;
+            "Completed"
+        }
+        Err(TrainerError::Cancelled) => {
+            ws.set_job_status(job_id, "Canceled", Some("cancelled on request (CancelJob)"))?;
+            "Canceled"
+        }
+        Err(e) => {
+            ws.set_job_status(job_id, "Failed", Some(&e.to_string()))?;
+            "Failed"
+        }
+    };
+    publish(status)?;
+    Ok(status.to_string())
+}
+
+/// What `socwire ml status --json` prints: clusters, jobs (with metrics so far) and models.
+pub async fn status(data_dir: &Path) -> anyhow::Result<Value> {
+    let ws = workspace(data_dir)?;
+    let tables = crate::local::SqliteTables::open(&data_dir.join("tables.sqlite3"))?;
+    let mut jobs = Vec::new();
+    for j in ws.jobs()? {
+        let m: crate::functions::training_telemetry::JobMetrics = match tables
+            .load(&crate::functions::training_telemetry::metrics_key(&j.id))
+            .await?
+        {
+            Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
+            None => Default::default(),
+        };
+        let last = |kind: &str| m.points.iter().rev().find(|p| p.kind == kind);
+        jobs.push(json!({
+            "id": j.id,
+            "commandId": j.tags.get("commandId"),
+            "status": j.status,
+            "cluster": j.cluster,
+            "error": j.error,
+            "metrics": {
+                "points": m.points.len(),
+                "step": last("step").map(|p| p.step),
+                "loss": last("step").and_then(|p| p.loss),
+                "learningRate": last("step").and_then(|p| p.learning_rate),
+                "evalLoss": last("eval").and_then(|p| p.loss),
+                "averagePrecision": last("eval").and_then(|p| p.average_precision),
+                "diverged": m.diverged,
+            }
+        }));
+    }
+    Ok(json!({
+        "clusters": ws.clusters()?,
+        "jobs": jobs,
+        "models": ws.models()?,
+    }))
+}
+
+/// Writes the demo's pre-trained base model as a tar.gz under `<data-dir>/ml/local-assets/`
+/// (an allow-listed `file://` folder); returns the archive and its sha-256.
+pub fn write_demo_base_model(data_dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let dir = std::path::absolute(data_dir.join("ml").join("local-assets"))?;
+    std::fs::create_dir_all(&dir)?;
+    let archive = dir.join("clara-ct-base.tar.gz");
+    if !archive.is_file() {
+        let model = dir.join("base.safetensors.tmp");
+        socwire_trainer::pretrain_base_model(1, &model)?;
+        let tmp = dir.join("clara-ct-base.tar.gz.tmp");
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            std::fs::File::create(&tmp)?,
+            flate2::Compression::default(),
+        ));
+        b.append_path_with_name(&model, "model/base.safetensors")?;
+        b.into_inner()?.finish()?;
+        std::fs::rename(&tmp, &archive)?;
+        std::fs::remove_file(&model)?;
+    }
+    let sha = super::staging::sha256_file(&archive)?;
+    Ok((archive, sha))
+}
+
+/// The demo's ProvisionGpuCluster command, with the pipeline option.
+pub fn demo_command(command_id: &str, archive: &Path, sha256: &str) -> Value {
+    json!({
+        "commandId": command_id,
+        "schemaVersion": 1,
+        "clusterName": "gpu-nc6s",
+        "vmSize": "Standard_NC6s_v3",
+        "minNodes": 0,
+        "maxNodes": 2,
+        "priority": "LowPriority",
+        "pipeline": {
+            "model": "clara-covid-ct",
+            "assets": [{ "url": url::Url::from_file_path(archive).map(|u| u.to_string()).unwrap_or_default(), "sha256": sha256 }],
+            "hyperParameters": { "epochs": 5, "learningRate": 0.1, "batchSize": 32 }
+        }
+    })
+}

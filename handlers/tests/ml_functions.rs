@@ -1,0 +1,570 @@
+//! The ML functions driven in-process through `functions::dispatch`, on the real local adapters
+//! (SQLite workspace, local broker, allow-listed fetcher) in a temporary directory: the happy
+//! path from ProvisionGpuCluster to a model folder, and every kind of bad input.
+
+use serde_json::{json, Value};
+use socwire::context::Context;
+use socwire::functions::dispatch;
+use socwire::local::{LocalCommandBus, LocalMlOptions, LocalWorkspace, SqliteLedger, SqliteTables};
+use socwire::ports::MlWorkspace;
+use socwire::protocol::{InvocationRequest, InvocationResponse};
+use socwire_host::brokers::{Brokers, SbEntityOptions, SystemClock};
+use std::path::Path;
+use std::sync::Arc;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    ctx: Context,
+    ws: Arc<LocalWorkspace>,
+    brokers: Brokers,
+}
+
+/// Every command sent on ml-commands lands in subscription `all` as well.
+const ALL: &str = "ml-commands/subscriptions/all";
+
+fn fixture_with(quota: u32) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let brokers = Brokers::open(dir.path(), Arc::new(SystemClock)).unwrap();
+    brokers
+        .sb_ensure_topic("ml-commands", SbEntityOptions::default())
+        .unwrap();
+    brokers
+        .sb_ensure_subscription("ml-commands", "all", None, SbEntityOptions::default())
+        .unwrap();
+    let ws = Arc::new(
+        LocalWorkspace::open(
+            dir.path(),
+            LocalMlOptions {
+                provision_ms: 0,
+                max_nodes_quota: quota,
+                runner: None,
+            },
+        )
+        .unwrap(),
+    );
+    let assets = dir.path().join("ml").join("local-assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    let data = dir.path().display().to_string();
+    let settings = socwire::settings::Settings::from_lookup(|k| match k {
+        "SOCWIRE_DATA_DIR" => Some(data.clone()),
+        "SOCWIRE_ML_POLL_SECS" => Some("1".into()),
+        "SOCWIRE_ML_MAX_ASSET_BYTES" => Some("100000".into()),
+        "SOCWIRE_ML_MAX_UNPACKED_BYTES" => Some("100000".into()),
+        _ => None,
+    })
+    .unwrap();
+    let tables = Arc::new(SqliteTables::open(&dir.path().join("tables.sqlite3")).unwrap());
+    let ctx = Context {
+        incidents: Arc::new(
+            socwire::local::SqliteIncidentStore::open(&dir.path().join("sentinel.sqlite3"))
+                .unwrap(),
+        ),
+        threat_intel: Arc::new(socwire::local::OfflineThreatIntel::from_json("[]").unwrap()),
+        ledger: Arc::new(SqliteLedger::open(&dir.path().join("ledger.sqlite3")).unwrap()),
+        reports: Arc::new(socwire::local::FileReportStore::new(
+            dir.path().join("reports"),
+            "http://x",
+        )),
+        state: tables.clone(),
+        logs: tables,
+        workspace: Arc::new(
+            socwire::local::SqliteWorkspace::open(&dir.path().join("workspace.sqlite3")).unwrap(),
+        ),
+        alert_engine: Arc::default(),
+        ml: ws.clone(),
+        commands: Arc::new(LocalCommandBus::open(dir.path(), "ml-commands").unwrap()),
+        assets: Arc::new(socwire::azure::AllowListedFetcher::new(
+            settings.ngc_allowed_hosts.clone(),
+            settings.ml_local_asset_dirs.clone(),
+        )),
+        settings: Arc::new(settings),
+        adapters: vec![],
+    };
+    Fixture {
+        dir,
+        ctx,
+        ws,
+        brokers,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(8)
+}
+
+fn sb_request(subject: Option<&str>, body: &Value) -> InvocationRequest {
+    let mut req = InvocationRequest::default();
+    req.data.insert("command".into(), json!(body.to_string()));
+    req.metadata.insert("DeliveryCount".into(), json!("1"));
+    req.metadata.insert("MessageId".into(), json!("m-1"));
+    if let Some(s) = subject {
+        req.metadata.insert("Subject".into(), json!(s));
+    }
+    req
+}
+
+impl Fixture {
+    async fn call(
+        &self,
+        function: &str,
+        subject: Option<&str>,
+        body: &Value,
+    ) -> InvocationResponse {
+        dispatch(function, &self.ctx, sb_request(subject, body))
+            .await
+            .unwrap()
+    }
+
+    /// Commands sent so far that are deliverable now (subject, body).
+    fn sent_now(&self) -> Vec<(String, Value)> {
+        let got = self.brokers.sb_receive(ALL, 100).unwrap();
+        got.into_iter()
+            .map(|m| {
+                self.brokers.sb_complete(ALL, &m.lock_token).unwrap();
+                (
+                    m.message.subject.unwrap_or_default(),
+                    serde_json::from_slice(&m.message.body).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn scheduled(&self) -> i64 {
+        let s = self.brokers.status().unwrap();
+        s.service_bus
+            .iter()
+            .find(|e| e.entity == ALL)
+            .map_or(0, |e| e.scheduled)
+    }
+
+    fn base_model_archive(&self, entries: &[(&str, &[u8])]) -> String {
+        let n = std::fs::read_dir(self.dir.path().join("ml/local-assets"))
+            .unwrap()
+            .count();
+        let path = self
+            .dir
+            .path()
+            .join(format!("ml/local-assets/base-{n}.tar.gz"));
+        std::fs::write(&path, tar_gz(entries)).unwrap();
+        url::Url::from_file_path(&path).unwrap().to_string()
+    }
+}
+
+fn reject(r: &InvocationResponse) -> Option<&Value> {
+    r.outputs.get("rejects").and_then(|v| v.get(0))
+}
+
+fn events(r: &InvocationResponse) -> Vec<&Value> {
+    r.outputs
+        .get("events")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
+}
+
+fn tar_gz(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for (path, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+fn provision(id: &str, max_nodes: u32) -> Value {
+    json!({"commandId": id, "schemaVersion": 1, "clusterName": "gpu-a", "vmSize": "Standard_NC4as_T4_v3", "maxNodes": max_nodes})
+}
+
+fn fine_tune(id: &str, url: &str) -> Value {
+    json!({"commandId": id, "schemaVersion": 1, "clusterName": "gpu-a", "model": "ct", "assets": [{"url": url}],
+           "hyperParameters": {"epochs": 2}})
+}
+
+async fn ready_cluster(f: &Fixture) {
+    let first = f
+        .call(
+            "provision-gpu-cluster",
+            Some("ProvisionGpuCluster"),
+            &provision("p-1", 2),
+        )
+        .await;
+    assert!(reject(&first).is_none(), "{first:?}");
+    assert_eq!(
+        f.scheduled(),
+        1,
+        "a follow-up was scheduled, nothing waited"
+    );
+}
+
+#[tokio::test]
+async fn provisioning_follows_up_by_itself_and_one_command_id_makes_one_cluster() {
+    let f = fixture();
+    ready_cluster(&f).await;
+    // The follow-up the function scheduled (delivered here by hand, as the broker would later).
+    let mut follow = provision("p-1", 2);
+    follow["followUp"] = json!({"kind": "provisionPoll", "attempt": 1, "operation": "local:gpu-a", "startedMs": chrono::Utc::now().timestamp_millis()});
+    let done = f
+        .call(
+            "provision-gpu-cluster",
+            Some("ProvisionGpuCluster"),
+            &follow,
+        )
+        .await;
+    let ev = events(&done);
+    assert_eq!(ev.len(), 1, "{done:?}");
+    assert_eq!(ev[0]["eventType"], "socwire.ClusterReady");
+    assert_eq!(ev[0]["data"]["vmSize"], "Standard_NC4as_T4_v3");
+    // Redelivery of the original command and of the follow-up: nothing new.
+    for body in [provision("p-1", 2), follow] {
+        let again = f
+            .call("provision-gpu-cluster", Some("ProvisionGpuCluster"), &body)
+            .await;
+        assert!(
+            events(&again).is_empty() && reject(&again).is_none(),
+            "{again:?}"
+        );
+        assert!(again.logs[0].contains("already handled"));
+    }
+    assert_eq!(f.ws.clusters().unwrap().len(), 1);
+    assert_eq!(f.scheduled(), 1, "no further follow-ups");
+}
+
+#[tokio::test]
+async fn quota_exceeded_is_set_aside_with_the_reason_and_reported() {
+    let f = fixture_with(4);
+    let r = f
+        .call(
+            "provision-gpu-cluster",
+            Some("ProvisionGpuCluster"),
+            &provision("p-q", 16),
+        )
+        .await;
+    let rej = reject(&r).expect("set aside");
+    assert!(
+        rej["reason"].as_str().unwrap().contains("QuotaExceeded"),
+        "{rej}"
+    );
+    assert_eq!(rej["key"], "p-q");
+    assert_eq!(events(&r)[0]["eventType"], "socwire.ClusterFailed");
+    assert!(f.ws.clusters().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn invalid_commands_and_unknown_subjects_are_set_aside_with_what_to_fix() {
+    let f = fixture();
+    let cases = [
+        (
+            "provision-gpu-cluster",
+            Some("ProvisionGpuCluster"),
+            json!({"commandId": "c-1", "schemaVersion": 1, "clusterName": "gpu-a", "vmSize": "Standard_D4s_v3"}),
+            "not a GPU VM size",
+        ),
+        (
+            "provision-gpu-cluster",
+            Some("ProvisionGpuCluster"),
+            json!({"commandId": "c-2", "clusterName": "gpu-a"}),
+            "schemaVersion is required",
+        ),
+        (
+            "provision-gpu-cluster",
+            Some("RunFineTune"),
+            provision("c-3", 1),
+            "is not ProvisionGpuCluster",
+        ),
+        (
+            "ml-unrouted",
+            Some("TrainEverything"),
+            json!({"commandId": "c-4"}),
+            "not routed on ml-commands",
+        ),
+        (
+            "ml-unrouted",
+            None,
+            json!({"commandId": "c-5"}),
+            "no Subject",
+        ),
+        (
+            "run-fine-tune",
+            Some("RunFineTune"),
+            fine_tune("c-6", "https://api.ngc.nvidia.com/x.zip"),
+            "does not exist; send ProvisionGpuCluster",
+        ),
+        (
+            "export-model",
+            Some("ExportModel"),
+            json!({"commandId": "c-7", "schemaVersion": 1, "jobId": "nope"}),
+            "does not exist",
+        ),
+        (
+            "cancel-job",
+            Some("CancelJob"),
+            json!({"commandId": "c-8", "schemaVersion": 1, "jobId": "nope"}),
+            "does not exist",
+        ),
+    ];
+    for (function, subject, body, needle) in cases {
+        let r = f.call(function, subject, &body).await;
+        let rej = reject(&r).unwrap_or_else(|| panic!("{function} accepted {body}: {r:?}"));
+        assert!(
+            rej["reason"].as_str().unwrap().contains(needle),
+            "{function}: {rej}"
+        );
+        assert_eq!(rej["key"], body["commandId"], "{rej}");
+    }
+    // A routed subject passes the catch-all untouched.
+    let ok = f.call("ml-unrouted", Some("RunFineTune"), &json!({})).await;
+    assert!(reject(&ok).is_none());
+}
+
+#[tokio::test]
+async fn assets_off_the_allow_list_or_unsafe_or_oversized_are_refused() {
+    let f = fixture();
+    ready_cluster(&f).await;
+    let outside = f.dir.path().join("elsewhere.tar.gz");
+    std::fs::write(&outside, tar_gz(&[("m.safetensors", b"x")])).unwrap();
+    let good = f.base_model_archive(&[("m.safetensors", b"x")]);
+    let big = vec![0u8; 200_000];
+    let cases = [
+        (
+            "https://evil.example.com/model.zip".to_string(),
+            "not on the asset allow-list",
+        ),
+        (
+            url::Url::from_file_path(&outside).unwrap().to_string(),
+            "SOCWIRE_ML_LOCAL_ASSET_DIRS",
+        ),
+        (
+            f.base_model_archive(&[("../escape.safetensors", b"x")]),
+            "'..'",
+        ),
+        (
+            f.base_model_archive(&[("/etc/evil.safetensors", b"x")]),
+            "absolute",
+        ),
+        (f.base_model_archive(&[("big.safetensors", &big)]), "cap"),
+    ];
+    for (i, (url, needle)) in cases.iter().enumerate() {
+        let r = f
+            .call(
+                "run-fine-tune",
+                Some("RunFineTune"),
+                &fine_tune(&format!("ft-{i}"), url),
+            )
+            .await;
+        let rej = reject(&r).unwrap_or_else(|| panic!("{url} accepted: {r:?}"));
+        assert!(
+            rej["reason"].as_str().unwrap().contains(needle),
+            "{url}: {rej}"
+        );
+    }
+    let corrupt = f.dir.path().join("ml/local-assets/corrupt.tar.gz");
+    let bytes = tar_gz(&[("m.safetensors", &[1u8; 5000])]);
+    std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).unwrap();
+    let r = f
+        .call(
+            "run-fine-tune",
+            Some("RunFineTune"),
+            &fine_tune("ft-c", url::Url::from_file_path(&corrupt).unwrap().as_ref()),
+        )
+        .await;
+    assert!(
+        reject(&r).unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("corrupt"),
+        "{r:?}"
+    );
+    let mut wrong_sha = fine_tune("ft-s", &good);
+    wrong_sha["assets"][0]["sha256"] = json!("0".repeat(64));
+    let r = f
+        .call("run-fine-tune", Some("RunFineTune"), &wrong_sha)
+        .await;
+    assert!(
+        reject(&r).unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("sha256 is"),
+        "{r:?}"
+    );
+    assert!(f.ws.jobs().unwrap().is_empty(), "no job was submitted");
+}
+
+/// The whole path in-process: provision (ready), fine-tune, the job (run here in-process),
+/// RunStatusChanged → ExportModel → model folder; then duplicates, telemetry and bad events.
+#[tokio::test]
+async fn fine_tune_to_exported_model_with_duplicates_divergence_and_unknown_runs() {
+    let f = fixture();
+    ready_cluster(&f).await;
+    let base = f.dir.path().join("base.safetensors");
+    socwire_trainer::pretrain_base_model(3, &base).unwrap();
+    let bytes = std::fs::read(&base).unwrap();
+    let url = f.base_model_archive(&[("model/base.safetensors", &bytes)]);
+    let cmd = fine_tune("ft-1", &url);
+    let r = f.call("run-fine-tune", Some("RunFineTune"), &cmd).await;
+    assert!(reject(&r).is_none(), "{r:?}");
+    assert_eq!(events(&r)[0]["eventType"], "socwire.FineTuneSubmitted");
+    let job_id = events(&r)[0]["data"]["jobId"].as_str().unwrap().to_string();
+    let again = f.call("run-fine-tune", Some("RunFineTune"), &cmd).await;
+    assert!(again.logs[0].contains("already submitted"), "{again:?}");
+    assert_eq!(
+        f.ws.jobs().unwrap().len(),
+        1,
+        "a duplicate command made no second job"
+    );
+
+    // Telemetry: one bad event set aside, unknown job ignored, a NaN loss cancels the job.
+    let mut batch = InvocationRequest::default();
+    let bodies = vec![
+        json!({"jobId": job_id, "kind": "step", "step": 1, "loss": 0.7, "learningRate": 0.1})
+            .to_string(),
+        "{not json".to_string(),
+        json!({"jobId": "ghost", "kind": "step", "step": 1, "loss": 0.7}).to_string(),
+        json!({"jobId": job_id, "kind": "step", "step": 2, "loss": "NaN"}).to_string(),
+    ];
+    batch.data.insert("events".into(), json!(bodies));
+    batch
+        .metadata
+        .insert("SequenceNumberArray".into(), json!([10, 11, 12, 13]));
+    let t = dispatch("training-telemetry", &f.ctx, batch).await.unwrap();
+    let rejects = t.outputs["rejects"].as_array().unwrap();
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0]["metadata"]["SequenceNumber"], 11);
+    assert!(
+        t.logs
+            .iter()
+            .any(|l| l.contains("unknown job ghost ignored")),
+        "{t:?}"
+    );
+    let sent = f.sent_now();
+    let cancel = sent
+        .iter()
+        .find(|(s, _)| s == "CancelJob")
+        .expect("CancelJob sent");
+    assert_eq!(cancel.1["jobId"], job_id.as_str());
+    assert!(cancel.1["reason"].as_str().unwrap().contains("NaN"));
+
+    // The cancel is not delivered here; run the job to completion in-process instead.
+    let status = socwire::ml::runner::run_job(f.dir.path(), &job_id).unwrap();
+    assert_eq!(status, "Completed");
+    let event = |status: &str, run: &str| {
+        let mut req = InvocationRequest::default();
+        req.data.insert(
+            "event".into(),
+            socwire::ml::runner::run_status_event(run, "ct", &json!({}), status),
+        );
+        req
+    };
+    let unknown = dispatch("ml-run-status", &f.ctx, event("Completed", "not-ours"))
+        .await
+        .unwrap();
+    assert!(unknown.logs[0].contains("unknown run"), "{unknown:?}");
+    let done = dispatch("ml-run-status", &f.ctx, event("Completed", &job_id))
+        .await
+        .unwrap();
+    assert!(reject(&done).is_none(), "{done:?}");
+    let export = f
+        .sent_now()
+        .into_iter()
+        .find(|(s, _)| s == "ExportModel")
+        .expect("ExportModel sent")
+        .1;
+    assert_eq!(export["jobId"], job_id.as_str());
+    let dup = dispatch("ml-run-status", &f.ctx, event("Completed", &job_id))
+        .await
+        .unwrap();
+    assert!(dup.logs[0].contains("already handled"));
+    assert!(
+        f.sent_now().is_empty(),
+        "a repeated event sent no second ExportModel"
+    );
+
+    let exported = f.call("export-model", Some("ExportModel"), &export).await;
+    assert!(reject(&exported).is_none(), "{exported:?}");
+    let ev = events(&exported)[0].clone();
+    assert_eq!(ev["eventType"], "socwire.ModelExported");
+    let folder = Path::new(ev["data"]["location"].as_str().unwrap()).to_path_buf();
+    for file in socwire::functions::export_model::ARTEFACTS {
+        assert!(
+            folder.join(file).is_file(),
+            "{file} missing in {}",
+            folder.display()
+        );
+    }
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(folder.join("metadata.json")).unwrap()).unwrap();
+    assert!(meta["averagePrecisionAfter"].as_f64().unwrap() > 0.0);
+    assert_eq!(meta["lineage"]["job"], job_id.as_str());
+    assert_eq!(meta["lineage"]["commands"]["fineTune"], "ft-1");
+    assert_eq!(meta["inputName"], "inputs");
+    let sha = &meta["lineage"]["baseModel"]["assets"][0]["sha256"];
+    assert_eq!(sha.as_str().unwrap().len(), 64);
+    let twice = f.call("export-model", Some("ExportModel"), &export).await;
+    assert!(twice.logs[0].contains("already exported"));
+    assert_eq!(f.ws.models().unwrap().len(), 1);
+
+    // A job that failed: FineTuneFailed with the reason.
+    f.ws.set_job_status(&job_id, "Failed", Some("CUDA out of memory"))
+        .unwrap();
+    let failed = dispatch("ml-run-status", &f.ctx, event("failed", &job_id))
+        .await
+        .unwrap();
+    let ev = events(&failed);
+    assert_eq!(ev[0]["eventType"], "socwire.FineTuneFailed");
+    assert_eq!(ev[0]["data"]["reason"], "CUDA out of memory");
+    let _ = f.ws.get_job(&job_id).await.unwrap();
+}
+
+/// A job stuck in Queued past its queue deadline is cancelled by the watch follow-up; a
+/// CancelJob stops a job before its first step and the run ends Canceled.
+#[tokio::test]
+async fn queue_deadline_and_cancel_job_stop_a_job() {
+    let f = fixture();
+    ready_cluster(&f).await;
+    let base = f.dir.path().join("base.safetensors");
+    socwire_trainer::pretrain_base_model(3, &base).unwrap();
+    let url = f.base_model_archive(&[("base.safetensors", &std::fs::read(&base).unwrap())]);
+    let mut cmd = fine_tune("ft-d", &url);
+    let r = f.call("run-fine-tune", Some("RunFineTune"), &cmd).await;
+    let job_id = events(&r)[0]["data"]["jobId"].as_str().unwrap().to_string();
+    assert_eq!(
+        f.ws.get_job(&job_id).await.unwrap().unwrap().status,
+        "Queued"
+    );
+
+    // The watch, an hour and a minute after submission (queueDeadlineMinutes defaults to 60).
+    let hour_ago = chrono::Utc::now().timestamp_millis() - 61 * 60_000;
+    cmd["followUp"] =
+        json!({"kind": "jobWatch", "attempt": 3, "startedMs": hour_ago, "jobId": job_id});
+    let w = f.call("run-fine-tune", Some("RunFineTune"), &cmd).await;
+    let ev = events(&w);
+    assert_eq!(ev[0]["eventType"], "socwire.FineTuneFailed", "{w:?}");
+    assert!(ev[0]["data"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("queueDeadlineMinutes"));
+    assert_eq!(
+        f.ws.get_job(&job_id).await.unwrap().unwrap().status,
+        "CancelRequested"
+    );
+    assert_eq!(
+        socwire::ml::runner::run_job(f.dir.path(), &job_id).unwrap(),
+        "Canceled"
+    );
+
+    // CancelJob on a finished job leaves it alone.
+    let c = f
+        .call(
+            "cancel-job",
+            Some("CancelJob"),
+            &json!({"commandId": "x-1", "schemaVersion": 1, "jobId": job_id}),
+        )
+        .await;
+    assert!(c.logs[0].contains("already Canceled"), "{c:?}");
+}
