@@ -3,7 +3,7 @@
 //!
 //! # Data
 //! No labelled CT data set ships in a package registry, so [`data`] generates small CT-like
-//! volumes (`1 × e × e × e`, `e = 16` by default): smooth tissue texture (broad Gaussian bumps
+//! volumes (`1 × e × e × e`, `e = 8` by default, any multiple of 4): smooth tissue texture (broad Gaussian bumps
 //! of either sign), one or two bright vessels (tubes along a random axis, in both classes so
 //! brightness alone gives nothing away) and Gaussian noise. A positive volume also holds a
 //! lesion: a compact, roughly spherical bright blob of 1-2 voxels radius. Labels alternate,
@@ -11,12 +11,14 @@
 //!
 //! # Domain shift
 //! The base model ("the NGC model", [`pretrain_base_model`]) is trained on
-//! [`Domain::PreTraining`] volumes. The job ([`fine_tune`]) trains and is evaluated on
-//! [`Domain::FineTuning`] volumes, which look like another scanner and protocol: intensities
-//! mapped by gain 0.6 and offset +0.5 (lower contrast, brighter), more noise, a finer and
-//! stronger tissue texture and brighter vessels. The base model therefore transfers only
-//! partly: its average precision (AP) on the held-out fine-tuning-domain set starts well below
-//! what fine-tuning reaches (see the crate's bench for figures over seeds).
+//! [`Domain::PreTraining`] volumes: small, bright lesions, faint vessels. The job
+//! ([`fine_tune`]) trains and is evaluated on [`Domain::FineTuning`] volumes, which look like
+//! another scanner and contrast phase: intensities mapped by gain 0.7 and offset +0.5 (lower
+//! contrast, brighter), a different noise level, finer and more tissue texture, brighter
+//! vessels, larger lesions, and half of the lesions hypodense (darker than the tissue, as in
+//! another contrast phase). The base model finds the bright lesions and misses the dark ones,
+//! so its average precision (AP) on the held-out fine-tuning-domain set starts around 0.7;
+//! fine-tuning learns the dark ones too (see the crate's bench for figures over seeds).
 //!
 //! # Model
 //! A small 3D CNN ([`Model`]): conv 3×3×3 → ReLU → max-pool 2 → conv 3×3×3 → ReLU →
