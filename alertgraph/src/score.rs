@@ -117,17 +117,19 @@ pub(crate) fn score_row(engine: &Engine, part: &[u32], counted: bool) -> Subgrap
     let mut best: FastMap<u32, Vec<u32>> = FastMap::default();
     let mut longest: Vec<u32> = Vec::new();
     for s in slots.iter().filter(|s| s.src != s.dst) {
-        let mut candidate = best.get(&s.src).cloned().unwrap_or_else(|| vec![s.src]);
-        if candidate.contains(&s.dst) || candidate.len() >= MAX_TRACKED_PATH {
+        let (len, blocked) = match best.get(&s.src) {
+            Some(path) => (path.len(), path.contains(&s.dst)),
+            None => (1, false),
+        };
+        if blocked || len >= MAX_TRACKED_PATH || len < best.get(&s.dst).map_or(1, Vec::len) {
             continue;
         }
+        let mut candidate = best.get(&s.src).cloned().unwrap_or_else(|| vec![s.src]);
         candidate.push(s.dst);
-        if candidate.len() > best.get(&s.dst).map_or(1, Vec::len) {
-            if candidate.len() > longest.len() {
-                longest = candidate.clone();
-            }
-            best.insert(s.dst, candidate);
+        if candidate.len() > longest.len() {
+            longest = candidate.clone();
         }
+        best.insert(s.dst, candidate);
     }
     let hops = longest.len().saturating_sub(1) as u32;
     if hops >= 2 {
