@@ -353,24 +353,26 @@ fn table_rows(data: &Path, stream: &str) -> Vec<Value> {
 }
 
 #[test]
-fn alert_stream_ranks_chains_sets_bad_alerts_aside_and_ignores_redelivery() {
+fn alert_stream_writes_every_alert_in_one_final_row_sets_bad_alerts_aside_and_ignores_redelivery() {
     let dir = tempfile::tempdir().unwrap();
     let alerts = dir.path().join("alerts.jsonl");
     run_ok(
         socwire(dir.path())
             .args([
                 "alerts", "generate", "--alerts", "3000", "--chains", "3", "--seed", "5",
+                "--hours", "72",
             ])
             .arg("--output")
             .arg(&alerts),
     );
-    // Fresh times: the function refuses alerts more than 30 days old.
+    // Fresh times: the function refuses alerts more than 30 days old. Three days of alerts
+    // through the 24-hour window: most groups close and become final rows.
     let now = chrono::Utc::now();
     let mut text = std::fs::read_to_string(&alerts).unwrap();
     let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     let t0 =
         chrono::DateTime::parse_from_rfc3339(first["TimeGenerated"].as_str().unwrap()).unwrap();
-    let shift = now.signed_duration_since(t0) - chrono::Duration::hours(25);
+    let shift = now.signed_duration_since(t0) - chrono::Duration::hours(73);
     text = text
         .lines()
         .map(|l| {
@@ -386,10 +388,18 @@ fn alert_stream_ranks_chains_sets_bad_alerts_aside_and_ignores_redelivery() {
     let bad = serde_json::json!({"AlertId": "bad-1", "TimeGenerated": now.to_rfc3339(), "AlertName": "x", "Severity": "High", "Domain": "Cloud", "SrcIp": "10.0.0.1"});
     text.push_str(&format!("\n{bad}\nnot json at all\n"));
     std::fs::write(&alerts, &text).unwrap();
+    // One partition (one plant): each partition keeps its own window.
     let send = |data: &Path| {
         run_ok(
             socwire(data)
-                .args(["send", "eventhub", "alerts", "--lines"])
+                .args([
+                    "send",
+                    "eventhub",
+                    "alerts",
+                    "--lines",
+                    "--partition-key",
+                    "plant-1",
+                ])
                 .arg("--file")
                 .arg(&alerts),
         )
@@ -403,6 +413,9 @@ fn alert_stream_ranks_chains_sets_bad_alerts_aside_and_ignores_redelivery() {
     assert!(!rows.is_empty());
     assert!(rows.iter().all(|r| r["RowKey"] == r["SubgraphId"]
         && r["Reasons"].as_array().is_some_and(|a| !a.is_empty())));
+    // Final rows only, each alert in one of them; the rest is still held in the window.
+    let in_rows: u64 = rows.iter().map(|r| r["AlertCount"].as_u64().unwrap()).sum();
+    assert!(in_rows > 1500 && in_rows <= 3000, "{in_rows}");
     let best = rows
         .iter()
         .max_by(|a, b| {
@@ -414,7 +427,7 @@ fn alert_stream_ranks_chains_sets_bad_alerts_aside_and_ignores_redelivery() {
         .unwrap();
     assert!(
         best["LongestPath"].as_u64().unwrap() >= 2,
-        "the best subgraph is a multi-hop chain: {best}"
+        "the best row is a multi-hop chain: {best}"
     );
     let rejects = table_rows(dir.path(), "Custom-AlertRejects");
     assert_eq!(rejects.len(), 2, "{rejects:?}");
@@ -428,7 +441,9 @@ fn alert_stream_ranks_chains_sets_bad_alerts_aside_and_ignores_redelivery() {
         .iter()
         .any(|r| r["Reason"].as_str().unwrap().contains("not JSON")));
 
-    // The same alerts again (a redelivery): nothing new is written, the window survived the restart.
+    // The same alerts again, after a restart: the window came back from the journal; alerts
+    // still held are duplicates, older ones are set aside as older than the window; no row
+    // is written twice.
     send(dir.path());
     let stdout = up_until_idle(dir.path(), &["--quiet"]);
     assert_eq!(counts(&stdout, "alert-stream")[4], 0, "{stdout}");
@@ -437,11 +452,11 @@ fn alert_stream_ranks_chains_sets_bad_alerts_aside_and_ignores_redelivery() {
         rows.len(),
         "redelivery wrote no new rows"
     );
-    assert_eq!(
-        table_rows(dir.path(), "Custom-AlertRejects").len(),
-        2,
-        "rejects are keyed, stored once"
-    );
+    assert!(table_rows(dir.path(), "Custom-AlertRejects")
+        .iter()
+        .all(|r| ["not IT or OT", "not JSON", "older than the window"]
+            .iter()
+            .any(|why| r["Reason"].as_str().unwrap().contains(why))));
 }
 
 /// Pids of `parent`'s child processes (the local host's handler).

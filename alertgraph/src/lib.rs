@@ -6,13 +6,14 @@
 
 pub mod alert;
 pub mod engine;
+pub mod eval;
 pub mod generate;
 mod score;
 pub mod subgraph;
 pub mod svg;
 
 pub use alert::{Alert, Domain, Rejected, Severity};
-pub use engine::{rank, Config, Engine};
+pub use engine::{rank, Config, EarlyEvictions, Engine};
 pub use subgraph::{Subgraph, SubgraphEdge, SubgraphNode};
 
 use std::hash::{BuildHasherDefault, Hasher};

@@ -1,55 +1,68 @@
-//! Scoring one subgraph, with the reasons an analyst reads.
+//! Scoring one final row against the window's own background, with the reasons an analyst
+//! reads. Nothing here is an absolute threshold on path length, severity or tactic: a signal
+//! counts by how improbable it is in this window.
 //!
-//! Signals (each adds to the score and, when it matters, a reason):
-//! - a time-respecting multi-hop path A → B → C (later hop after earlier hop, no node twice);
-//! - an IT host reaching into OT, and OT protocols (Modbus, DNP3, S7, OPC-UA) used from IT;
-//! - severities and the spread of ATT&CK tactics (lateral movement above all);
-//! - rarity: communication pairs seen only once or twice in the whole window;
-//! - fan-out / fan-in (scanning, spraying, collection), damped so a scanner alone does not
-//!   outrank a chain.
+//! Signals (information in nats, summed):
+//! - improbable continuations: each alert that joined a path because the continuation was
+//!   unlikely by chance (the node rarely sends, the rule is rare) carries ln(p0 / expected);
+//!   host-only alerts that follow a path node count the same way; the sum is scaled down when
+//!   the linked alerts are a small part of the row (min(1, 2 (linked + 1) / alerts));
+//! - rare rules: a rule whose rarity class (it and every rule about as rare) holds less than
+//!   1 % of the window adds ln(0.01 / share) (the five rarest of the row);
+//! - a novel IT → OT crossing: an IT host reaching an OT host on a pair that is rare in the
+//!   window (an engineering workstation that programs PLCs daily is not novel);
+//! - severity only as a tie-breaker, and a reading cost of 0.1 ln(alerts).
 
 use crate::alert::{format_time, Severity};
-use crate::engine::{Edge, Engine};
-use crate::subgraph::{Subgraph, SubgraphEdge, SubgraphNode, MAX_ROW_EDGES, MAX_ROW_NODES};
+use crate::engine::{Engine, LINK_CHANCE};
+use crate::subgraph::{Subgraph, SubgraphEdge, SubgraphNode, MAX_ROW_ALERT_IDS};
 use crate::FastMap;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeSet, HashSet};
 
-/// Protocols of industrial control networks.
-const OT_PROTOCOLS: [&str; 6] = ["modbus", "dnp3", "s7", "s7comm", "opc-ua", "opcua"];
-
-/// Longest path tracked per node (bounds the work on large noise components).
+/// Longest path tracked per node (bounds the work on large groups).
 const MAX_TRACKED_PATH: usize = 16;
-
-/// Weights: one place to read and tune how signals combine.
-const W_HOP: f64 = 4.0;
+/// A rule under this share of the window is rare.
+const RARE_RULE_SHARE: f64 = 0.01;
+/// Rare rules counted per row.
+const MAX_RARE_RULES: usize = 5;
+/// Pairs with at most this many alerts in the window (row included) are novel.
+const NOVEL_PAIR: u32 = 3;
+/// Weight of a novel IT → OT crossing (nats).
 const W_IT_OT: f64 = 3.0;
-const W_OT_PROTOCOL: f64 = 2.0;
-const W_MAX_SEVERITY: f64 = 1.0;
-const W_SEVERITY_VOLUME: f64 = 0.5;
-const W_TACTIC: f64 = 0.75;
-const W_LATERAL: f64 = 1.5;
-const W_RARITY: f64 = 3.0;
-const W_FAN: f64 = 0.5;
-
-pub(crate) struct GroupView<'a> {
-    pub(crate) engine: &'a Engine,
-    pub(crate) edges: &'a [u32],
-    pub(crate) is_hub: &'a [bool],
-}
+/// Weight of the maximum severity (tie-breaker).
+const W_SEVERITY: f64 = 0.25;
+/// Cost of reading a row, per nat of its size: among rows with little evidence, the smaller
+/// come first.
+const W_READING: f64 = 0.1;
+/// Edges and nodes described per row (counts stay exact).
+const MAX_DESCRIBED: usize = 100;
+/// Protocols and tactics listed per edge.
+const MAX_TAGS: usize = 8;
 
 fn is_ot_protocol(p: &str) -> bool {
-    OT_PROTOCOLS.iter().any(|o| o.eq_ignore_ascii_case(p))
+    [
+        "modbus", "dnp3", "s7", "s7comm", "opc-ua", "opcua", "iec104", "enip",
+    ]
+    .iter()
+    .any(|o| o.eq_ignore_ascii_case(p))
 }
 
-pub(crate) fn score_group(g: &GroupView<'_>) -> Subgraph {
-    let engine = g.engine;
-    let mut edges: Vec<&Edge> = g.edges.iter().map(|&i| &engine.edges[i as usize]).collect();
-    edges.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
+fn clip(text: &str, chars: usize) -> String {
+    let mut out: String = text.chars().take(chars).collect();
+    if text.chars().count() > chars {
+        out.push('…');
+    }
+    out
+}
+
+/// The row of `part` (slots sorted by time). When `part` is still counted in the window
+/// (end of stream), `counted` is true and its own alerts are taken out of the background.
+pub(crate) fn score_row(engine: &Engine, part: &[u32], counted: bool) -> Subgraph {
+    let slots: Vec<_> = part.iter().map(|&s| engine.slot(s)).collect();
     let ip = |n: u32| &*engine.nodes[n as usize].ip;
 
     // Stable id from the sorted alert ids.
-    let mut ids: Vec<&str> = edges.iter().map(|e| &*e.id).collect();
+    let mut ids: Vec<&str> = slots.iter().map(|s| &*s.id).collect();
     ids.sort_unstable();
     let mut hasher = Sha256::new();
     for id in &ids {
@@ -61,221 +74,203 @@ pub(crate) fn score_group(g: &GroupView<'_>) -> Subgraph {
         .map(|b| format!("{b:02x}"))
         .collect();
 
-    // Pairs, nodes, degrees inside the group.
-    struct Pair {
+    struct PairAgg {
         first: i64,
         alerts: u32,
-        protocols: BTreeSet<u16>,
-        tactics: BTreeSet<u16>,
+        protocols: Vec<u32>,
+        tactics: Vec<u32>,
     }
-    let mut pairs: FastMap<(u32, u32), Pair> = FastMap::default();
-    let mut nodes: BTreeSet<u32> = BTreeSet::new();
-    for e in &edges {
-        nodes.insert(e.src);
-        nodes.insert(e.dst);
-        let p = pairs.entry((e.src, e.dst)).or_insert(Pair {
-            first: e.time,
-            alerts: 0,
-            protocols: BTreeSet::new(),
-            tactics: BTreeSet::new(),
+    let mut pairs: FastMap<(u32, u32), PairAgg> = FastMap::default();
+    let mut pair_order: Vec<(u32, u32)> = Vec::new();
+    let mut nodes: Vec<u32> = Vec::new();
+    let mut node_seen: FastMap<u32, ()> = FastMap::default();
+    let mut rules: FastMap<u32, u32> = FastMap::default();
+    for s in &slots {
+        for n in [s.src, s.dst] {
+            if node_seen.insert(n, ()).is_none() {
+                nodes.push(n);
+            }
+        }
+        *rules.entry(s.name).or_default() += 1;
+        let p = pairs.entry((s.src, s.dst)).or_insert_with(|| {
+            pair_order.push((s.src, s.dst));
+            PairAgg {
+                first: s.time,
+                alerts: 0,
+                protocols: Vec::new(),
+                tactics: Vec::new(),
+            }
         });
         p.alerts += 1;
-        if e.protocol != 0 {
-            p.protocols.insert(e.protocol);
+        if s.protocol != 0 && !p.protocols.contains(&s.protocol) && p.protocols.len() < MAX_TAGS {
+            p.protocols.push(s.protocol);
         }
-        if e.tactic != 0 {
-            p.tactics.insert(e.tactic);
-        }
-    }
-    let mut out_peers: FastMap<u32, u32> = FastMap::default();
-    let mut in_peers: FastMap<u32, u32> = FastMap::default();
-    for &(s, d) in pairs.keys() {
-        if s != d {
-            *out_peers.entry(s).or_default() += 1;
-            *in_peers.entry(d).or_default() += 1;
+        if s.tactic != 0 && !p.tactics.contains(&s.tactic) && p.tactics.len() < MAX_TAGS {
+            p.tactics.push(s.tactic);
         }
     }
 
     let mut score = 0.0;
     let mut reasons = Vec::new();
 
-    // Longest time-respecting simple path.
+    // Longest time-respecting simple path (reported; its weight comes from the links).
     let mut best: FastMap<u32, Vec<u32>> = FastMap::default();
     let mut longest: Vec<u32> = Vec::new();
-    for e in edges.iter().filter(|e| e.src != e.dst) {
-        let mut candidate = best.get(&e.src).cloned().unwrap_or_else(|| vec![e.src]);
-        if candidate.contains(&e.dst) || candidate.len() >= MAX_TRACKED_PATH {
+    for s in slots.iter().filter(|s| s.src != s.dst) {
+        let (len, blocked) = match best.get(&s.src) {
+            Some(path) => (path.len(), path.contains(&s.dst)),
+            None => (1, false),
+        };
+        if blocked || len >= MAX_TRACKED_PATH || len < best.get(&s.dst).map_or(1, Vec::len) {
             continue;
         }
-        candidate.push(e.dst);
-        let current = best.get(&e.dst).map_or(1, Vec::len);
-        if candidate.len() > current {
-            if candidate.len() > longest.len() {
-                longest = candidate.clone();
-            }
-            best.insert(e.dst, candidate);
+        let mut candidate = best.get(&s.src).cloned().unwrap_or_else(|| vec![s.src]);
+        candidate.push(s.dst);
+        if candidate.len() > longest.len() {
+            longest = candidate.clone();
         }
+        best.insert(s.dst, candidate);
     }
     let hops = longest.len().saturating_sub(1) as u32;
     if hops >= 2 {
-        score += W_HOP * f64::from(hops - 1);
-        let path: Vec<&str> = longest.iter().map(|&n| ip(n)).collect();
+        let path: Vec<String> = longest.iter().map(|&n| ip(n).to_string()).collect();
         reasons.push(format!("{hops}-hop time-ordered path {}", path.join(" → ")));
     }
 
-    // IT into OT.
-    let crossing = edges.iter().find(|e| {
-        e.domain == crate::Domain::OT && e.src != e.dst && engine.nodes[e.src as usize].it
-    });
-    let crosses_it_ot = crossing.is_some();
-    if let Some(e) = crossing {
-        score += W_IT_OT;
-        reasons.push(format!(
-            "IT host {} reached OT host {}",
-            ip(e.src),
-            ip(e.dst)
-        ));
-    }
-    let ot_protocol = edges.iter().find(|e| {
-        engine.nodes[e.src as usize].it
-            && engine
-                .protocols
-                .get(u32::from(e.protocol))
-                .is_some_and(is_ot_protocol)
-    });
-    if let Some(e) = ot_protocol {
-        score += W_OT_PROTOCOL;
-        let p = engine
-            .protocols
-            .get(u32::from(e.protocol))
-            .unwrap_or_default();
-        reasons.push(format!("OT protocol {p} used from IT host {}", ip(e.src)));
-    }
-
-    // Severity.
-    let max_severity = edges
+    // Improbable continuations.
+    let links: Vec<f64> = slots
         .iter()
-        .map(|e| e.severity)
-        .max()
-        .unwrap_or(Severity::Informational);
-    let severity_sum: f64 = edges.iter().map(|e| e.severity.weight()).sum();
-    score += W_MAX_SEVERITY * max_severity.weight() + W_SEVERITY_VOLUME * (1.0 + severity_sum).ln();
-    if max_severity >= Severity::Medium {
-        let serious = edges
-            .iter()
-            .filter(|e| e.severity >= Severity::Medium)
-            .count();
-        reasons.push(format!(
-            "{serious} alert(s) of Medium or High severity (max {max_severity:?})"
-        ));
-    }
-
-    // Tactics.
-    let tactics: BTreeSet<u16> = edges.iter().map(|e| e.tactic).filter(|&t| t != 0).collect();
-    let names: Vec<&str> = tactics
-        .iter()
-        .filter_map(|&t| engine.tactics.get(u32::from(t)))
+        .filter(|s| s.link > 0.0 && !s.attached)
+        .map(|s| f64::from(s.link))
         .collect();
-    let lateral = names
+    let attached: Vec<f64> = slots
         .iter()
-        .any(|t| t.eq_ignore_ascii_case("LateralMovement"));
-    score += W_TACTIC * names.len().min(5) as f64 + if lateral { W_LATERAL } else { 0.0 };
-    if names.len() >= 2 || lateral {
+        .filter(|s| s.attached)
+        .map(|s| f64::from(s.link))
+        .collect();
+    // Evidence counts in proportion to how much of the row it explains: a routine group that
+    // once linked a few alerts is mostly routine traffic to read.
+    let linked = (links.len() + attached.len()) as f64;
+    let explained = (2.0 * (linked + 1.0) / slots.len() as f64).min(1.0);
+    let link_info: f64 = (links.iter().sum::<f64>() + attached.iter().sum::<f64>()) * explained;
+    score += link_info;
+    if !links.is_empty() {
+        let best = links.iter().copied().fold(0.0, f64::max);
         reasons.push(format!(
-            "{} ATT&CK tactic(s): {}",
-            names.len(),
-            names.join(", ")
+            "{} continuation(s) unlikely by chance in this window (best: {:.1e} expected)",
+            links.len(),
+            LINK_CHANCE * (-best).exp()
+        ));
+    }
+    if !attached.is_empty() {
+        reasons.push(format!(
+            "{} host alert(s) follow the path on its hosts",
+            attached.len()
         ));
     }
 
-    // Rarity of the pairs, relative to the window; damped for fan-out sources.
-    let max_out = out_peers.values().copied().max().unwrap_or(0);
-    let max_in = in_peers.values().copied().max().unwrap_or(0);
-    let fan = max_out.max(max_in);
-    let rare = pairs
-        .keys()
-        .filter(|k| k.0 != k.1 && engine.pairs.get(k).copied().unwrap_or(0) <= 2)
-        .count();
-    let real_pairs = pairs.keys().filter(|k| k.0 != k.1).count();
-    if real_pairs > 0 {
-        let share = rare as f64 / real_pairs as f64;
-        let damp = if fan > 4 { 4.0 / f64::from(fan) } else { 1.0 };
-        score += W_RARITY * share * damp;
-        if share >= 0.5 {
-            reasons.push(format!(
-                "{rare} of {real_pairs} communication pair(s) rare in the window"
-            ));
-        }
+    // Rare rules, against the window's background.
+    let total = engine.len() as f64 + if counted { 0.0 } else { slots.len() as f64 };
+    let mut rare: Vec<(f64, u32, u32)> = rules
+        .iter()
+        .map(|(&r, &n)| {
+            let in_window = engine.rules.count(r) + if counted { 0 } else { n };
+            let tail = engine.rules.tail(in_window) + if counted { 0 } else { u64::from(n) };
+            (tail.max(1) as f64 / total.max(1.0), r, in_window)
+        })
+        .filter(|&(share, _, _)| share < RARE_RULE_SHARE)
+        .collect();
+    rare.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    for &(share, r, count) in rare.iter().take(MAX_RARE_RULES) {
+        score += (RARE_RULE_SHARE / share).ln();
+        reasons.push(format!(
+            "rare rule {:?}: {count} of {} alerts in the window",
+            clip(engine.names.get(r).unwrap_or_default(), 80),
+            total as u64
+        ));
     }
 
-    // Fan-out / fan-in.
-    if fan >= 5 {
-        score += W_FAN * f64::from(fan).ln();
-        let (who, peers, dir) = match out_peers
-            .iter()
-            .max_by_key(|(n, c)| (**c, std::cmp::Reverse(**n)))
-        {
-            Some((n, c)) if *c >= max_in => (*n, *c, "fan-out"),
-            _ => {
-                let (n, c) = in_peers
-                    .iter()
-                    .max_by_key(|(n, c)| (**c, std::cmp::Reverse(**n)))
-                    .map(|(n, c)| (*n, *c))
-                    .unwrap_or((0, 0));
-                (n, c, "fan-in")
-            }
-        };
-        let hub_note = if g.is_hub.get(who as usize).copied().unwrap_or(false) {
-            " (hub, kept apart)"
+    // A novel IT → OT crossing.
+    let crossing = slots.iter().find(|s| {
+        s.src != s.dst
+            && s.domain == crate::Domain::OT
+            && engine.nodes[s.src as usize].it
+            && engine.pairs.get(&(s.src, s.dst)).map_or(0, |p| p.count)
+                + if counted {
+                    0
+                } else {
+                    pairs[&(s.src, s.dst)].alerts
+                }
+                <= NOVEL_PAIR
+    });
+    let crosses_it_ot = slots.iter().any(|s| {
+        s.src != s.dst && s.domain == crate::Domain::OT && engine.nodes[s.src as usize].it
+    });
+    if let Some(s) = crossing {
+        score += W_IT_OT;
+        let protocol = engine.protocols.get(s.protocol).unwrap_or("?");
+        let ot = if is_ot_protocol(protocol) {
+            " over an OT protocol"
         } else {
             ""
         };
-        reasons.push(format!("{dir}: {} with {peers} peers{hub_note}", ip(who)));
-    }
-    if reasons.is_empty() {
-        reasons.push(format!("{} alert(s), nothing notable", edges.len()));
+        reasons.push(format!(
+            "IT host {} reached OT host {} on a novel pair ({}{ot})",
+            ip(s.src),
+            ip(s.dst),
+            clip(protocol, 32)
+        ));
     }
 
-    // Rows.
-    let mut edge_rows: Vec<(&(u32, u32), &Pair)> = pairs.iter().collect();
-    edge_rows.sort_by(|a, b| {
-        b.1.alerts
-            .cmp(&a.1.alerts)
-            .then(a.1.first.cmp(&b.1.first))
-            .then(a.0.cmp(b.0))
+    let max_severity = slots
+        .iter()
+        .map(|s| s.severity)
+        .max()
+        .unwrap_or(Severity::Informational);
+    score += W_SEVERITY * max_severity.weight() - W_READING * (slots.len() as f64).ln();
+    if reasons.is_empty() {
+        reasons.push(format!(
+            "{} alert(s), nothing improbable against this window",
+            slots.len()
+        ));
+    }
+
+    // Described edges (busiest first) and nodes (first contact first).
+    pair_order.sort_by(|a, b| {
+        pairs[b]
+            .alerts
+            .cmp(&pairs[a].alerts)
+            .then(pairs[a].first.cmp(&pairs[b].first))
     });
-    let edge_rows = edge_rows
-        .into_iter()
-        .take(MAX_ROW_EDGES)
-        .map(|(&(s, d), p)| SubgraphEdge {
-            src: ip(s).into(),
-            dst: ip(d).into(),
-            first_seen: format_time(p.first),
-            alerts: p.alerts,
-            protocols: p
-                .protocols
-                .iter()
-                .filter_map(|&x| engine.protocols.get(u32::from(x)))
-                .map(str::to_string)
-                .collect(),
-            tactics: p
-                .tactics
-                .iter()
-                .filter_map(|&x| engine.tactics.get(u32::from(x)))
-                .map(str::to_string)
-                .collect(),
+    let tags = |list: &[u32], table: &crate::engine::Strings| -> Vec<String> {
+        list.iter()
+            .filter_map(|&x| table.get(x))
+            .map(|t| clip(t, 64))
+            .collect()
+    };
+    let edges = pair_order
+        .iter()
+        .take(MAX_DESCRIBED)
+        .map(|k| {
+            let p = &pairs[k];
+            SubgraphEdge {
+                src: ip(k.0).into(),
+                dst: ip(k.1).into(),
+                first_seen: format_time(p.first),
+                alerts: p.alerts,
+                protocols: tags(&p.protocols, &engine.protocols),
+                tactics: tags(&p.tactics, &engine.tactics),
+            }
         })
         .collect();
-    let mut seen_ips: HashSet<&str> = HashSet::new();
     let node_rows = nodes
         .iter()
-        .filter(|&&n| seen_ips.insert(ip(n)))
-        .take(MAX_ROW_NODES)
+        .take(MAX_DESCRIBED)
         .map(|&n| {
             let node = &engine.nodes[n as usize];
             SubgraphNode {
                 ip: node.ip.to_string(),
-                host: node.host.as_deref().map(str::to_string),
+                host: node.host.as_deref().map(|h| clip(h, 64)),
                 domain: match (node.it, node.ot) {
                     (true, true) => "IT/OT",
                     (false, true) => "OT",
@@ -289,16 +284,20 @@ pub(crate) fn score_group(g: &GroupView<'_>) -> Subgraph {
         subgraph_id,
         rank: 0,
         score,
-        first_seen: edges.first().map_or(0, |e| e.time),
-        last_seen: edges.iter().map(|e| e.time).max().unwrap_or(0),
+        first_seen: slots.first().map_or(0, |s| s.time),
+        last_seen: slots.iter().map(|s| s.time).max().unwrap_or(0),
         node_count: nodes.len() as u32,
         edge_count: pairs.len() as u32,
-        alert_count: edges.len() as u32,
+        alert_count: slots.len() as u32,
         longest_path: hops,
         crosses_it_ot,
         nodes: node_rows,
-        edges: edge_rows,
-        alert_ids: ids.iter().map(|s| s.to_string()).collect(),
+        edges,
+        alert_ids: ids
+            .iter()
+            .take(MAX_ROW_ALERT_IDS)
+            .map(|s| s.to_string())
+            .collect(),
         reasons,
     }
 }

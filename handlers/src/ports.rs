@@ -122,13 +122,19 @@ pub trait ReportStore: Send + Sync {
     async fn put_html(&self, name: &str, html: &str) -> PortResult<String>;
 }
 
-/// Small named blobs kept between invocations (the alert engine's window).
+/// Small named blobs kept between invocations (the alert engine's base snapshot and journal).
 #[async_trait]
 pub trait StateStore: Send + Sync {
     /// The bytes saved under `key`, if any.
     async fn load(&self, key: &str) -> PortResult<Option<Vec<u8>>>;
     /// Saves (replaces) the bytes under `key`.
     async fn save(&self, key: &str, bytes: &[u8]) -> PortResult<()>;
+    /// Saves `bytes` under `key` only if nothing is there (a conditional write: blob
+    /// `If-None-Match: *`); returns false when the key already exists, so two writers of the
+    /// same journal entry cannot both succeed.
+    async fn create(&self, key: &str, bytes: &[u8]) -> PortResult<bool>;
+    /// Removes `key` (absent keys are fine).
+    async fn delete(&self, key: &str) -> PortResult<()>;
 }
 
 /// Log Analytics Logs Ingestion API: rows into a custom table through a DCR stream.

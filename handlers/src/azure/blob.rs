@@ -136,6 +136,21 @@ impl Container {
         }
     }
 
+    /// Deletes `blob`; a missing blob is fine.
+    async fn delete(&self, blob: &str) -> PortResult<()> {
+        let r = self
+            .send(Method::DELETE, self.url(Some(blob)), |b| b)
+            .await?;
+        match r.status {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            s => Err(status_error(
+                &format!("deleting blob {}/{blob}", self.name),
+                s,
+                &r.text(),
+            )),
+        }
+    }
+
     async fn get(&self, blob: &str) -> PortResult<Option<Vec<u8>>> {
         let r = self.send(Method::GET, self.url(Some(blob)), |b| b).await?;
         match r.status {
@@ -342,6 +357,22 @@ impl StateStore for BlobStateStore {
             )
             .await
             .map(|_| ())
+    }
+
+    async fn create(&self, key: &str, bytes: &[u8]) -> PortResult<bool> {
+        self.0
+            .put(
+                &blob_name(key),
+                bytes.to_vec(),
+                "application/octet-stream",
+                true,
+            )
+            .await
+            .map(|put| matches!(put, Put::Created))
+    }
+
+    async fn delete(&self, key: &str) -> PortResult<()> {
+        self.0.delete(&blob_name(key)).await
     }
 }
 

@@ -1,21 +1,33 @@
 //! `alert-stream` (Event Hubs trigger, cardinality many): folds IT/OT alerts into the alert
-//! graph engine's window, writes changed top subgraphs to `AlertSubgraphs_CL` through the Logs
-//! Ingestion port, and publishes `socwire.AlertSubgraphPrioritized` for high scores.
+//! graph engine and writes every final row (a subgraph that closed, or the part of one that
+//! left the window) to `AlertSubgraphs_CL` through the Logs Ingestion port, publishing
+//! `socwire.AlertSubgraphPrioritized` for rows that score high. Every accepted alert ends in
+//! exactly one row.
 //!
-//! Bad alerts are set aside one by one (rows in `AlertRejects_CL` with the reason); the rest of
-//! the batch goes on. Redelivered alerts are dropped by AlertId. The window is saved through the
-//! state port after every batch, before the batch is acknowledged, so a restart keeps it. One
-//! engine serves every partition of a process; run the function app at one instance (or one
-//! hub per site) so two instances never hold competing windows.
+//! State is kept per Event Hubs partition (each partition has its own window) as an
+//! append-only journal plus a periodic compacted base, so a batch costs in proportion to the
+//! batch:
+//! - `alertgraph/p/{partition}/journal/{n}`: the batch's accepted alerts and the events it
+//!   emitted, written with a conditional create, so two instances that both think they own a
+//!   partition cannot both commit the same entry (the loser fails and reloads);
+//! - `alertgraph/p/{partition}/base`: an exact engine snapshot and the next journal number,
+//!   rewritten every [`COMPACT_EVERY`] batches, after which the entries it covers are deleted.
+//!
+//! Order of effects: reject rows and subgraph rows (stable `RowKey`s) are written first, then
+//! the journal entry; the events go out in the response, which the host routes after the
+//! handler answers. A batch redelivered after a failed routing (same partition and sequence
+//! numbers) is recognised from the journal and answered with the same events, same ids; its
+//! alerts are not applied twice.
 
 use super::FunctionError;
 use crate::context::Context;
+use crate::ports::PortError;
 use crate::protocol::{EventHubBatchTrigger, InvocationRequest, InvocationResponse};
-use alertgraph::{Alert, Config, Engine, Subgraph};
+use alertgraph::{Alert, Config, EarlyEvictions, Engine, Subgraph};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest as _;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Function name.
 pub const NAME: &str = "alert-stream";
@@ -27,16 +39,66 @@ const EVENTS_OUT: &str = "prioritized";
 pub const SUBGRAPH_STREAM: &str = "Custom-AlertSubgraphs";
 /// DCR stream of rejected alerts.
 pub const REJECT_STREAM: &str = "Custom-AlertRejects";
-/// State keys.
-const WINDOW_KEY: &str = "alertgraph/window";
-const EMITTED_KEY: &str = "alertgraph/emitted";
 /// Largest event body read (bigger ones are rejected whole).
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// Batches between compactions of a partition's journal into its base.
+const COMPACT_EVERY: u64 = 64;
+/// Recent batches remembered per partition to answer redeliveries.
+const RECENT_BATCHES: usize = 32;
 
-/// The engine and the subgraph ids already written, held between batches.
+/// The engines of the partitions this process has seen, held between batches.
+#[derive(Default)]
 pub struct EngineState {
+    partitions: BTreeMap<String, PartitionState>,
+}
+
+/// One partition's engine and journal position.
+struct PartitionState {
     engine: Engine,
-    emitted: BTreeSet<String>,
+    /// Number of the next journal entry.
+    next: u64,
+    /// Number of the first entry not yet compacted into the base.
+    base_next: u64,
+    recent: VecDeque<BatchRecord>,
+}
+
+/// A batch as the journal holds it (JSON: alerts carry optional fields).
+#[derive(Serialize, Deserialize)]
+struct JournalEntry {
+    batch: BatchRecord,
+    /// Accepted alerts, in the order they were applied.
+    alerts: Vec<Alert>,
+}
+
+/// Which events a batch emitted, to answer its redelivery.
+#[derive(Clone, Serialize, Deserialize)]
+struct BatchRecord {
+    first_seq: i64,
+    last_seq: i64,
+    /// The events' JSON text.
+    events: Vec<String>,
+}
+
+impl BatchRecord {
+    fn overlaps(&self, first: i64, last: i64) -> bool {
+        self.first_seq <= last && first <= self.last_seq
+    }
+}
+
+/// The compacted state of a partition.
+#[derive(Serialize, Deserialize)]
+struct Base {
+    next: u64,
+    engine: Vec<u8>,
+    recent: Vec<BatchRecord>,
+}
+
+fn base_key(partition: &str) -> String {
+    format!("alertgraph/p/{partition}/base")
+}
+
+fn journal_key(partition: &str, n: u64) -> String {
+    format!("alertgraph/p/{partition}/journal/{n:016}")
 }
 
 fn reject_row(now: &str, alert_id: Option<&str>, reason: &str, body: &str) -> Value {
@@ -48,21 +110,53 @@ fn reject_row(now: &str, alert_id: Option<&str>, reason: &str, body: &str) -> Va
     json!({ "TimeGenerated": now, "RowKey": key, "AlertId": alert_id, "Reason": reason, "Body": sample })
 }
 
-async fn load(ctx: &Context) -> Result<EngineState, FunctionError> {
+fn state_error(what: &str, e: impl std::fmt::Display) -> FunctionError {
+    FunctionError::Failed(format!("alert engine state ({what}): {e}"))
+}
+
+/// Loads a partition: the base, then every journal entry after it, replayed in order.
+async fn load(ctx: &Context, partition: &str) -> Result<PartitionState, FunctionError> {
     let cfg = Config {
         window_ms: ctx.settings.alert_window_ms,
         ..Config::default()
     };
-    let engine = match ctx.state.load(WINDOW_KEY).await? {
-        Some(bytes) => Engine::restore(&bytes).map_err(FunctionError::Failed)?,
-        None => Engine::new(cfg),
+    let mut state = match ctx.state.load(&base_key(partition)).await? {
+        Some(bytes) => {
+            let base: Base = bincode::deserialize(&bytes).map_err(|e| state_error("base", e))?;
+            PartitionState {
+                engine: Engine::restore(&base.engine).map_err(FunctionError::Failed)?,
+                next: base.next,
+                base_next: base.next,
+                recent: base.recent.into(),
+            }
+        }
+        None => PartitionState {
+            engine: Engine::new(cfg),
+            next: 0,
+            base_next: 0,
+            recent: VecDeque::new(),
+        },
     };
-    let emitted = match ctx.state.load(EMITTED_KEY).await? {
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| FunctionError::Failed(format!("emitted-subgraph state: {e}")))?,
-        None => BTreeSet::new(),
-    };
-    Ok(EngineState { engine, emitted })
+    while let Some(bytes) = ctx.state.load(&journal_key(partition, state.next)).await? {
+        let entry: JournalEntry =
+            serde_json::from_slice(&bytes).map_err(|e| state_error("journal", e))?;
+        for a in &entry.alerts {
+            let _ = state.engine.ingest(a);
+        }
+        state.engine.evict();
+        state.remember(entry.batch);
+        state.next += 1;
+    }
+    Ok(state)
+}
+
+impl PartitionState {
+    fn remember(&mut self, batch: BatchRecord) {
+        if self.recent.len() == RECENT_BATCHES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(batch);
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -75,19 +169,81 @@ struct Counts {
     events: usize,
 }
 
+fn event_of(s: &Subgraph, now: &str) -> Value {
+    json!({
+        "id": s.subgraph_id,
+        "subject": format!("alertgraph/subgraphs/{}", s.subgraph_id),
+        "eventType": "socwire.AlertSubgraphPrioritized",
+        "eventTime": now,
+        "dataVersion": "1.0",
+        "data": {
+            "SubgraphId": s.subgraph_id, "Score": (s.score * 1000.0).round() / 1000.0,
+            "AlertCount": s.alert_count, "NodeCount": s.node_count, "LongestPath": s.longest_path,
+            "CrossesItOt": s.crosses_it_ot, "Reasons": s.reasons.iter().take(8).collect::<Vec<_>>(),
+            "Nodes": s.nodes.iter().take(20).collect::<Vec<_>>(),
+        }
+    })
+}
+
 /// Handles one batch.
 pub async fn run(
     ctx: &Context,
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
     let trigger = EventHubBatchTrigger::from_request(&req, EVENTS_IN)?;
+    let partition = trigger
+        .metadata
+        .partition_context
+        .as_ref()
+        .and_then(|p| p.partition_id.clone())
+        .filter(|p| {
+            !p.is_empty()
+                && p.len() <= 64
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .unwrap_or_else(|| "0".into());
+    let seqs = &trigger.metadata.sequence_number_array.0;
+    let (first_seq, last_seq) = (
+        seqs.iter().copied().min().unwrap_or(-1),
+        seqs.iter().copied().max().unwrap_or(-1),
+    );
     let now_ms = chrono::Utc::now().timestamp_millis();
     let now = alertgraph::alert::format_time(now_ms);
     let mut guard = ctx.alert_engine.lock().await;
-    if guard.is_none() {
-        *guard = Some(load(ctx).await?);
+    let engines = guard.get_or_insert_with(EngineState::default);
+    if !engines.partitions.contains_key(&partition) {
+        let loaded = load(ctx, &partition).await?;
+        engines.partitions.insert(partition.clone(), loaded);
     }
-    let state = guard.as_mut().expect("loaded above");
+    let state = engines
+        .partitions
+        .get_mut(&partition)
+        .expect("loaded above");
+
+    // A redelivery: answer with the events already emitted for these sequence numbers.
+    let replayed: Vec<Value> = state
+        .recent
+        .iter()
+        .filter(|b| first_seq >= 0 && b.overlaps(first_seq, last_seq))
+        .flat_map(|b| b.events.iter())
+        .filter_map(|e| serde_json::from_str(e).ok())
+        .collect();
+    if state
+        .recent
+        .iter()
+        .any(|b| b.first_seq == first_seq && b.last_seq == last_seq && first_seq >= 0)
+    {
+        let mut response = InvocationResponse::default();
+        response.log(format!(
+            "partition {partition} batch {first_seq}..{last_seq} was already applied; {} event(s) emitted again with their ids",
+            replayed.len()
+        ));
+        if !replayed.is_empty() {
+            response.messages(EVENTS_OUT, replayed);
+        }
+        return Ok(response);
+    }
+
     let mut counts = Counts {
         alerts: 0,
         accepted: 0,
@@ -97,7 +253,9 @@ pub async fn run(
         events: 0,
     };
     let mut rejects = Vec::new();
+    let mut applied = Vec::new();
     let mut first_duplicate = None;
+    let early_before = state.engine.early_evictions();
     for body in &trigger.events {
         if body.len() > MAX_EVENT_BYTES {
             counts.rejected += 1;
@@ -127,7 +285,7 @@ pub async fn run(
             .enumerate()
         {
             counts.alerts += 1;
-            let element = match &value {
+            let element = || match &value {
                 Value::Array(items) => items.get(i).map(Value::to_string).unwrap_or_default(),
                 one => one.to_string(),
             };
@@ -135,105 +293,276 @@ pub async fn run(
                 Ok(a) => a,
                 Err(r) => {
                     counts.rejected += 1;
-                    rejects.push(reject_row(&now, r.alert_id.as_deref(), &r.reason, &element));
+                    rejects.push(reject_row(
+                        &now,
+                        r.alert_id.as_deref(),
+                        &r.reason,
+                        &element(),
+                    ));
                     continue;
                 }
             };
             match state.engine.ingest(&alert) {
-                Ok(()) => counts.accepted += 1,
+                Ok(()) => {
+                    counts.accepted += 1;
+                    applied.push(alert);
+                }
                 Err(r) if r.reason.starts_with("duplicate") => {
                     counts.duplicates += 1;
                     first_duplicate.get_or_insert_with(|| alert.alert_id.clone());
                 }
                 Err(r) => {
                     counts.rejected += 1;
-                    rejects.push(reject_row(&now, r.alert_id.as_deref(), &r.reason, &element));
+                    rejects.push(reject_row(
+                        &now,
+                        r.alert_id.as_deref(),
+                        &r.reason,
+                        &element(),
+                    ));
                 }
             }
         }
     }
 
-    // Subgraphs: the ones that closed (left the window) and the changed ones near the top.
-    let mut write: Vec<Subgraph> = state.engine.evict();
-    let current = state.engine.subgraphs();
-    let live: BTreeSet<String> = current.iter().map(|s| s.subgraph_id.clone()).collect();
-    write.extend(
-        current
-            .into_iter()
-            .take(ctx.settings.alert_rows_top)
-            .filter(|s| !state.emitted.contains(&s.subgraph_id)),
-    );
-    let rows: Vec<Value> = write
-        .iter()
-        .map(|s| {
-            let mut row = s.to_row(&now);
-            row["RowKey"] = json!(s.subgraph_id);
-            row
-        })
-        .collect();
-    let events: Vec<Value> = write
+    // Final rows: groups that closed and parts that left the window (or the bound).
+    let rows: Vec<Subgraph> = state.engine.evict();
+    let early = state.engine.early_evictions();
+    let row_values: Vec<Value> = rows.iter().map(|s| s.to_row(&now)).collect();
+    let mut events: Vec<Value> = rows
         .iter()
         .filter(|s| s.score >= ctx.settings.alert_event_score)
-        .map(|s| {
-            json!({
-                "id": s.subgraph_id,
-                "subject": format!("alertgraph/subgraphs/{}", s.subgraph_id),
-                "eventType": "socwire.AlertSubgraphPrioritized",
-                "eventTime": now,
-                "dataVersion": "1.0",
-                "data": {
-                    "SubgraphId": s.subgraph_id, "Rank": s.rank, "Score": (s.score * 1000.0).round() / 1000.0,
-                    "AlertCount": s.alert_count, "NodeCount": s.node_count, "LongestPath": s.longest_path,
-                    "CrossesItOt": s.crosses_it_ot, "Reasons": s.reasons,
-                    "Nodes": s.nodes.iter().take(20).collect::<Vec<_>>(),
-                }
-            })
-        })
+        .map(|s| event_of(s, &now))
         .collect();
+    let batch = BatchRecord {
+        first_seq,
+        last_seq,
+        events: events.iter().map(Value::to_string).collect(),
+    };
+    let entry = JournalEntry {
+        batch: batch.clone(),
+        alerts: applied,
+    };
 
-    // Effects, then the saved window: if anything fails, forget the in-memory window so the
-    // redelivered batch is applied to the last saved one.
+    // Rows first, then the journal entry (conditional: one writer per entry). If anything
+    // fails, forget the in-memory partition so the redelivered batch is applied to the last
+    // committed state.
     let result: Result<(), FunctionError> = async {
         if !rejects.is_empty() {
             ctx.logs.upload(REJECT_STREAM, &rejects).await?;
         }
-        if !rows.is_empty() {
-            ctx.logs.upload(SUBGRAPH_STREAM, &rows).await?;
+        if !row_values.is_empty() {
+            ctx.logs.upload(SUBGRAPH_STREAM, &row_values).await?;
         }
-        let mut emitted: BTreeSet<String> = state.emitted.intersection(&live).cloned().collect();
-        emitted.extend(write.iter().map(|s| s.subgraph_id.clone()));
-        ctx.state.save(WINDOW_KEY, &state.engine.snapshot()).await?;
-        ctx.state
-            .save(
-                EMITTED_KEY,
-                &serde_json::to_vec(&emitted).unwrap_or_default(),
-            )
-            .await?;
-        state.emitted = emitted;
+        let bytes = serde_json::to_vec(&entry).map_err(|e| state_error("journal", e))?;
+        if !ctx
+            .state
+            .create(&journal_key(&partition, state.next), &bytes)
+            .await?
+        {
+            return Err(PortError::Conflict(format!(
+                "journal entry {} of partition {partition} was written by another instance",
+                state.next
+            ))
+            .into());
+        }
         Ok(())
     }
     .await;
     if let Err(e) = result {
-        *guard = None;
+        engines.partitions.remove(&partition);
         return Err(e);
     }
+    state.next += 1;
+    state.remember(batch);
+    if state.next - state.base_next >= COMPACT_EVERY {
+        compact(ctx, &partition, state).await?;
+    }
+
     counts.rows = rows.len();
     counts.events = events.len();
     let mut response = InvocationResponse::default();
+    let bound = if early.times > early_before.times {
+        let EarlyEvictions { alerts, .. } = early;
+        format!(
+            "; the window bound ({} alerts, {} MB) evicted {} alert(s) early so far",
+            state.engine.config().max_alerts,
+            state.engine.config().max_bytes >> 20,
+            alerts
+        )
+    } else {
+        String::new()
+    };
     response.log(format!(
-        "{} alert(s): {} new, {} duplicate(s){}, {} set aside; window {} alert(s); {} subgraph row(s), {} event(s)",
+        "partition {partition}: {} alert(s): {} new, {} duplicate(s){}, {} set aside; {} held; {} final row(s), {} event(s){bound}",
         counts.alerts,
         counts.accepted,
         counts.duplicates,
         first_duplicate.map(|id| format!(" (first {})", socwire_common::text::for_log(&id, 40))).unwrap_or_default(),
         counts.rejected,
-        guard.as_ref().map_or(0, |s| s.engine.len()),
+        state.engine.held(),
         counts.rows,
         counts.events
     ));
+    events.extend(replayed);
     if !events.is_empty() {
         response.messages(EVENTS_OUT, events);
     }
     response.return_value = Some(serde_json::to_value(&counts).unwrap_or_default());
     Ok(response)
+}
+
+/// Writes the partition's base (exact engine snapshot) and deletes the journal entries it
+/// covers. A crash between the two leaves entries below the base's number, which are never
+/// read again.
+async fn compact(
+    ctx: &Context,
+    partition: &str,
+    state: &mut PartitionState,
+) -> Result<(), FunctionError> {
+    let base = Base {
+        next: state.next,
+        engine: state.engine.snapshot(),
+        recent: state.recent.iter().cloned().collect(),
+    };
+    let bytes = bincode::serialize(&base).map_err(|e| state_error("base", e))?;
+    ctx.state.save(&base_key(partition), &bytes).await?;
+    for n in state.base_next..state.next {
+        ctx.state.delete(&journal_key(partition, n)).await?;
+    }
+    state.base_next = state.next;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+
+    fn context(dir: &std::path::Path) -> Context {
+        let data = dir.to_string_lossy().to_string();
+        let settings = Settings::from_lookup(|k| match k {
+            "SOCWIRE_DATA_DIR" => Some(data.clone()),
+            "SOCWIRE_ALERT_WINDOW" => Some("1h".into()),
+            "SOCWIRE_ALERT_EVENT_SCORE" => Some("0".into()),
+            _ => None,
+        })
+        .unwrap();
+        Context::from_settings(&settings).unwrap()
+    }
+
+    fn alert(id: &str, minutes_ago: i64, src: &str, dst: &str) -> String {
+        let t = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
+        json!({"TimeGenerated": t.to_rfc3339(), "AlertId": id, "AlertName": "Remote service",
+               "Severity": "High", "Domain": "IT", "SrcIp": src, "DstIp": dst})
+        .to_string()
+    }
+
+    fn batch(first_seq: i64, bodies: &[String]) -> InvocationRequest {
+        let seqs: Vec<i64> = (first_seq..first_seq + bodies.len() as i64).collect();
+        serde_json::from_value(json!({
+            "Data": {"events": bodies},
+            "Metadata": {"PartitionContext": {"PartitionId": "3"}, "SequenceNumberArray": seqs}
+        }))
+        .unwrap()
+    }
+
+    fn event_ids(r: &InvocationResponse) -> Vec<String> {
+        let mut ids: Vec<String> = r
+            .outputs
+            .get(EVENTS_OUT)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["id"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    fn rows(dir: &std::path::Path) -> usize {
+        crate::local::SqliteTables::open(&dir.join("tables.sqlite3"))
+            .unwrap()
+            .rows(SUBGRAPH_STREAM)
+            .unwrap()
+            .len()
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_batch_gets_the_same_events_even_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let early = vec![
+            alert("a1", 200, "10.0.0.1", "10.0.0.2"),
+            alert("a2", 190, "10.0.0.2", "10.0.0.3"),
+        ];
+        run(&ctx, batch(0, &early)).await.unwrap();
+        // Two hours later the first alerts left the 1-hour window: their rows are final.
+        let later = vec![alert("b1", 0, "10.9.0.1", "10.9.0.2")];
+        let first = run(&ctx, batch(2, &later)).await.unwrap();
+        let ids = event_ids(&first);
+        assert!(!ids.is_empty());
+        let written = rows(dir.path());
+        assert!(written > 0);
+
+        // The host failed to route the outputs and delivers the batch again.
+        let again = run(&ctx, batch(2, &later)).await.unwrap();
+        assert_eq!(event_ids(&again), ids);
+        // And again after a restart: the journal remembers the batch.
+        let restarted = context(dir.path());
+        let after_restart = run(&restarted, batch(2, &later)).await.unwrap();
+        assert_eq!(event_ids(&after_restart), ids);
+        assert_eq!(rows(dir.path()), written, "no row written twice");
+    }
+
+    #[tokio::test]
+    async fn two_instances_cannot_both_commit_a_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (context(dir.path()), context(dir.path()));
+        run(&one, batch(0, &[alert("x1", 10, "10.0.0.1", "10.0.0.2")]))
+            .await
+            .unwrap();
+        run(&two, batch(1, &[alert("x2", 9, "10.0.0.1", "10.0.0.2")]))
+            .await
+            .unwrap();
+        // `one` still holds the partition as it was before `two` wrote entry 1.
+        let stale = run(&one, batch(2, &[alert("x3", 8, "10.0.0.1", "10.0.0.2")])).await;
+        assert!(matches!(stale, Err(FunctionError::Retry(_))), "{stale:?}");
+        // Reloaded, it continues from the journal both wrote to.
+        run(&one, batch(2, &[alert("x3", 8, "10.0.0.1", "10.0.0.2")]))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_the_window_and_bounds_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        for n in 0..COMPACT_EVERY as i64 + 3 {
+            let id = format!("c{n}");
+            run(
+                &ctx,
+                batch(n, &[alert(&id, 50 - n / 4, "10.0.0.1", "10.0.0.2")]),
+            )
+            .await
+            .unwrap();
+        }
+        let restarted = context(dir.path());
+        let dup = run(
+            &restarted,
+            batch(999, &[alert("c5", 49, "10.0.0.1", "10.0.0.2")]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(dup.return_value.as_ref().unwrap()["duplicates"], 1);
+        for n in 0..COMPACT_EVERY {
+            assert!(ctx
+                .state
+                .load(&journal_key("3", n))
+                .await
+                .unwrap()
+                .is_none());
+        }
+    }
 }

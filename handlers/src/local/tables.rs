@@ -95,4 +95,21 @@ impl StateStore for SqliteTables {
             .map(|_| ())
             .map_err(sqlite_error)
     }
+
+    async fn create(&self, key: &str, bytes: &[u8]) -> PortResult<bool> {
+        self.lock()
+            .execute(
+                "INSERT OR IGNORE INTO state (key, bytes) VALUES (?1, ?2)",
+                rusqlite::params![key, bytes],
+            )
+            .map(|changed| changed == 1)
+            .map_err(sqlite_error)
+    }
+
+    async fn delete(&self, key: &str) -> PortResult<()> {
+        self.lock()
+            .execute("DELETE FROM state WHERE key = ?1", [key])
+            .map(|_| ())
+            .map_err(sqlite_error)
+    }
 }

@@ -1,103 +1,18 @@
-//! A seeded generator of realistic IT/OT alert streams with labelled attack chains, for the
-//! demo, the tests and the benches, and the evaluation of ranked subgraphs against the labels.
+//! Family A (the first generator, the one the v1 engine was tuned on).
 //!
-//! Background noise (what a SOC drowns in): vulnerability scanners sweeping hosts, a noisy
-//! failed-logon rule against the domain controllers, benign admin sessions from jump hosts
-//! (some tagged LateralMovement, some hopping on server to server), HMI and historian polling
-//! of PLCs, an engineering workstation that legitimately programs PLCs (a benign IT → OT
-//! crossing), and isolated outbound-beacon and suspicious-process alerts, some High.
-//! Attack chains walk 2 to 6 hops through workstations and servers at increasing times, with
-//! mixed, often low, severities; about 40 % end inside OT over an industrial protocol.
-//! Labels go to a separate list: the engine never sees them.
+//! Spec: one flat site of 600 workstations (10.1.x) and 60 servers (10.2.x), two domain
+//! controllers, three jump hosts, two scanners, 8 HMIs, 40 PLCs, a historian and one
+//! engineering workstation (EWS); 254 internet addresses. Background: scanners sweeping hosts
+//! (20 %), failed logons against the DCs (25 %), admin sessions from jump hosts to ten fixed
+//! servers each, some tagged LateralMovement, 15 % of them hopping on server to server (15 %),
+//! HMI/historian polling of fixed PLCs (25 %), the EWS programming four PLCs (3 %), outbound
+//! beacons (7 %) and host-only suspicious-process alerts (5 %); uniform over the span.
+//! Chains walk 2 to 6 hops through workstations and servers at increasing times (2 to 87 min
+//! apart) with lateral-movement rule names of their own, optional phishing first and share
+//! enumeration before a hop; about 40 % end on a PLC over an industrial protocol.
 
-use crate::alert::{Alert, Domain, Severity};
-use crate::subgraph::Subgraph;
-use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
-
-/// What to generate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GenConfig {
-    /// Total alerts (noise fills whatever the chains do not use).
-    pub alerts: usize,
-    /// Injected attack chains.
-    pub chains: usize,
-    /// Seed: the same seed gives the same stream.
-    pub seed: u64,
-    /// First alert time (unix ms).
-    pub start_ms: i64,
-    /// Time span of the stream (ms).
-    pub span_ms: i64,
-}
-
-impl Default for GenConfig {
-    fn default() -> Self {
-        Self {
-            alerts: 10_000,
-            chains: 10,
-            seed: 1,
-            start_ms: 1_795_132_800_000,
-            span_ms: 24 * 3600 * 1000,
-        }
-    }
-}
-
-/// One injected chain.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ChainLabel {
-    /// Chain number.
-    pub chain: u32,
-    /// Hops between hosts.
-    pub hops: u32,
-    /// Ends inside OT.
-    pub crosses_it_ot: bool,
-    /// The chain's alerts.
-    pub alert_ids: Vec<String>,
-}
-
-/// A generated stream.
-#[derive(Debug, Clone)]
-pub struct Generated {
-    /// Alerts in time order.
-    pub alerts: Vec<Alert>,
-    /// The chains' labels.
-    pub labels: Vec<ChainLabel>,
-}
-
-/// SplitMix64: tiny, fast and stable across versions, so a seed means the same data forever.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator for `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed ^ 0x9e37_79b9_7f4a_7c15)
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * n as f64) as usize % n.max(1)
-    }
-
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
+use super::{severity, Draft, GenConfig, Rng};
+use crate::alert::{Domain, Severity};
 
 struct Net {
     workstations: Vec<String>,
@@ -140,19 +55,6 @@ impl Net {
     }
 }
 
-struct Draft {
-    time: i64,
-    name: &'static str,
-    severity: Severity,
-    domain: Domain,
-    src: String,
-    dst: Option<String>,
-    port: Option<u16>,
-    protocol: Option<&'static str>,
-    tactic: Option<&'static str>,
-    chain: Option<u32>,
-}
-
 const IT_LATERAL: [(&str, u16); 4] = [("SMB", 445), ("RDP", 3389), ("WinRM", 5985), ("SSH", 22)];
 const OT_ATTACK: [(&str, u16); 3] = [("Modbus", 502), ("S7", 102), ("DNP3", 20000)];
 const LATERAL_NAMES: [&str; 5] = [
@@ -163,20 +65,8 @@ const LATERAL_NAMES: [&str; 5] = [
     "Pass-the-hash attempt",
 ];
 
-fn severity(rng: &mut Rng, low: f64, medium: f64) -> Severity {
-    let x = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-    if x < low {
-        Severity::Low
-    } else if x < low + medium {
-        Severity::Medium
-    } else {
-        Severity::High
-    }
-}
-
-/// Generates a stream.
-pub fn generate(cfg: GenConfig) -> Generated {
-    let mut rng = Rng::new(cfg.seed);
+/// The drafts of a family A stream (chains first).
+pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
     let net = Net::new();
     let mut drafts: Vec<Draft> = Vec::with_capacity(cfg.alerts);
     let t0 = cfg.start_ms;
@@ -194,7 +84,7 @@ pub fn generate(cfg: GenConfig) -> Generated {
             drafts.push(Draft {
                 time: t,
                 name: "Phishing link clicked",
-                severity: severity(&mut rng, 0.5, 0.4),
+                severity: severity(rng, 0.5, 0.4),
                 domain: Domain::IT,
                 src: from,
                 dst: Some(path[0].clone()),
@@ -202,6 +92,7 @@ pub fn generate(cfg: GenConfig) -> Generated {
                 protocol: Some("HTTP"),
                 tactic: Some("InitialAccess"),
                 chain: Some(chain),
+                hop: false,
             });
         }
         for hop in 0..hops {
@@ -239,6 +130,7 @@ pub fn generate(cfg: GenConfig) -> Generated {
                     protocol: Some("SMB"),
                     tactic: Some("Discovery"),
                     chain: Some(chain),
+                    hop: false,
                 });
             }
             let tactic = if domain == Domain::OT {
@@ -260,7 +152,7 @@ pub fn generate(cfg: GenConfig) -> Generated {
             drafts.push(Draft {
                 time: t,
                 name,
-                severity: severity(&mut rng, 0.4, 0.4),
+                severity: severity(rng, 0.4, 0.4),
                 domain,
                 src: from,
                 dst: Some(to.clone()),
@@ -268,6 +160,7 @@ pub fn generate(cfg: GenConfig) -> Generated {
                 protocol: Some(protocol),
                 tactic: Some(tactic),
                 chain: Some(chain),
+                hop: true,
             });
             path.push(to);
         }
@@ -309,11 +202,12 @@ pub fn generate(cfg: GenConfig) -> Generated {
                 protocol: Some("TCP"),
                 tactic: Some("Discovery"),
                 chain: None,
+                hop: false,
             },
             20..=44 => Draft {
                 time,
                 name: "Multiple failed logons",
-                severity: severity(&mut rng, 0.8, 0.18),
+                severity: severity(rng, 0.8, 0.18),
                 domain: Domain::IT,
                 src: if rng.chance(0.02) {
                     net.ews.clone()
@@ -325,6 +219,7 @@ pub fn generate(cfg: GenConfig) -> Generated {
                 protocol: Some("Kerberos"),
                 tactic: Some("CredentialAccess"),
                 chain: None,
+                hop: false,
             },
             45..=59 => {
                 let j = rng.below(net.jump_hosts.len());
@@ -343,6 +238,7 @@ pub fn generate(cfg: GenConfig) -> Generated {
                         protocol: Some("SMB"),
                         tactic: Some("Execution"),
                         chain: None,
+                        hop: false,
                     }
                 } else {
                     Draft {
@@ -352,7 +248,7 @@ pub fn generate(cfg: GenConfig) -> Generated {
                         } else {
                             "Remote admin session"
                         },
-                        severity: severity(&mut rng, 0.7, 0.25),
+                        severity: severity(rng, 0.7, 0.25),
                         domain: Domain::IT,
                         src: net.jump_hosts[j].clone(),
                         dst: Some(target),
@@ -364,6 +260,7 @@ pub fn generate(cfg: GenConfig) -> Generated {
                             None
                         },
                         chain: None,
+                        hop: false,
                     }
                 }
             }
@@ -393,12 +290,13 @@ pub fn generate(cfg: GenConfig) -> Generated {
                     protocol: Some(if from_historian { "OPC-UA" } else { "Modbus" }),
                     tactic: None,
                     chain: None,
+                    hop: false,
                 }
             }
             85..=87 => Draft {
                 time,
                 name: "PLC program download",
-                severity: severity(&mut rng, 0.5, 0.45),
+                severity: severity(rng, 0.5, 0.45),
                 domain: Domain::OT,
                 src: net.ews.clone(),
                 dst: Some(rng.pick(&ews_plcs).clone()),
@@ -406,11 +304,12 @@ pub fn generate(cfg: GenConfig) -> Generated {
                 protocol: Some("S7"),
                 tactic: Some("Execution"),
                 chain: None,
+                hop: false,
             },
             88..=94 => Draft {
                 time,
                 name: "Suspicious outbound connection",
-                severity: severity(&mut rng, 0.5, 0.35),
+                severity: severity(rng, 0.5, 0.35),
                 domain: Domain::IT,
                 src: rng.pick(&net.workstations).clone(),
                 dst: Some(rng.pick(&net.internet).clone()),
@@ -418,11 +317,12 @@ pub fn generate(cfg: GenConfig) -> Generated {
                 protocol: Some("HTTP"),
                 tactic: Some("CommandAndControl"),
                 chain: None,
+                hop: false,
             },
             _ => Draft {
                 time,
                 name: "Suspicious process",
-                severity: severity(&mut rng, 0.3, 0.5),
+                severity: severity(rng, 0.3, 0.5),
                 domain: Domain::IT,
                 src: rng.pick(&net.workstations).clone(),
                 dst: None,
@@ -430,147 +330,10 @@ pub fn generate(cfg: GenConfig) -> Generated {
                 protocol: None,
                 tactic: Some("Execution"),
                 chain: None,
+                hop: false,
             },
         };
         drafts.push(d);
     }
-
-    drafts.sort_by_key(|d| d.time);
-    let mut labels: Vec<ChainLabel> = (0..cfg.chains as u32)
-        .map(|chain| ChainLabel {
-            chain,
-            hops: 0,
-            crosses_it_ot: false,
-            alert_ids: Vec::new(),
-        })
-        .collect();
-    let mut used = HashSet::new();
-    let alerts = drafts
-        .into_iter()
-        .map(|d| {
-            let mut id = format!("{:016x}", rng.next_u64());
-            while !used.insert(id.clone()) {
-                id = format!("{:016x}", rng.next_u64());
-            }
-            if let Some(c) = d.chain {
-                let label = &mut labels[c as usize];
-                label.alert_ids.push(id.clone());
-                if d.tactic != Some("Discovery") && d.tactic != Some("InitialAccess") {
-                    label.hops += 1;
-                }
-                label.crosses_it_ot |= d.domain == Domain::OT;
-            }
-            Alert {
-                time_generated: d.time,
-                alert_id: id,
-                alert_name: d.name.into(),
-                severity: d.severity,
-                domain: d.domain,
-                src_ip: d.src,
-                dst_ip: d.dst,
-                src_host: None,
-                dst_host: None,
-                dst_port: d.port,
-                protocol: d.protocol.map(Into::into),
-                tactic: d.tactic.map(Into::into),
-            }
-        })
-        .collect();
-    Generated { alerts, labels }
-}
-
-/// How well ranked subgraphs surface the labelled chains.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Evaluation {
-    /// Subgraphs read (top K).
-    pub k: usize,
-    /// Chains with at least two thirds of their alerts in one top-K subgraph.
-    pub found: usize,
-    /// Chains labelled.
-    pub chains: usize,
-    /// found / chains.
-    pub recall: f64,
-    /// Share of the top K subgraphs that hold any chain alert.
-    pub precision: f64,
-    /// Alerts per subgraph formed.
-    pub reduction_all: f64,
-    /// Alerts per subgraph read (alerts / K).
-    pub reduction_read: f64,
-}
-
-/// Scores `ranked` (rank order) against `labels`, reading the top `k`.
-pub fn evaluate(ranked: &[Subgraph], labels: &[ChainLabel], alerts: usize, k: usize) -> Evaluation {
-    let top = &ranked[..k.min(ranked.len())];
-    let sets: Vec<HashSet<&str>> = top
-        .iter()
-        .map(|s| s.alert_ids.iter().map(String::as_str).collect())
-        .collect();
-    let found = labels
-        .iter()
-        .filter(|l| {
-            let need = (l.alert_ids.len() * 2).div_ceil(3).max(1);
-            sets.iter().any(|set| {
-                l.alert_ids
-                    .iter()
-                    .filter(|id| set.contains(id.as_str()))
-                    .count()
-                    >= need
-            })
-        })
-        .count();
-    let chain_ids: HashSet<&str> = labels
-        .iter()
-        .flat_map(|l| l.alert_ids.iter().map(String::as_str))
-        .collect();
-    let relevant = sets
-        .iter()
-        .filter(|set| set.iter().any(|id| chain_ids.contains(id)))
-        .count();
-    Evaluation {
-        k,
-        found,
-        chains: labels.len(),
-        recall: if labels.is_empty() {
-            1.0
-        } else {
-            found as f64 / labels.len() as f64
-        },
-        precision: if top.is_empty() {
-            0.0
-        } else {
-            relevant as f64 / top.len() as f64
-        },
-        reduction_all: alerts as f64 / ranked.len().max(1) as f64,
-        reduction_read: alerts as f64 / k.max(1) as f64,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn same_seed_same_stream_and_labels_cover_the_chains() {
-        let cfg = GenConfig {
-            alerts: 2_000,
-            chains: 5,
-            seed: 7,
-            ..GenConfig::default()
-        };
-        let a = generate(cfg);
-        let b = generate(cfg);
-        assert_eq!(a.alerts, b.alerts);
-        assert_eq!(a.alerts.len(), 2_000);
-        assert!(a
-            .alerts
-            .windows(2)
-            .all(|w| w[0].time_generated <= w[1].time_generated));
-        assert_eq!(a.labels.len(), 5);
-        assert!(a
-            .labels
-            .iter()
-            .all(|l| (2..=6).contains(&l.hops) && l.alert_ids.len() >= l.hops as usize));
-        let c = generate(GenConfig { seed: 8, ..cfg });
-        assert_ne!(a.alerts, c.alerts);
-    }
+    drafts
 }
