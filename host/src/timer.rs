@@ -61,7 +61,9 @@ pub(crate) async fn timer_loop(s: Arc<Shared>, name: String) {
     else {
         return;
     };
-    let schedule = match parse_schedule(schedule) {
+    // `%NAME%` takes the schedule from an app setting, as the Functions host resolves it.
+    let schedule = crate::worker::expand_vars(schedule, &s.cfg.settings);
+    let schedule = match parse_schedule(&schedule) {
         Ok(sc) => sc,
         Err(e) => {
             tracing::error!(function = %name, error = %e, "timer disabled");
