@@ -378,7 +378,7 @@ resource sbRules 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@202
   properties: {
     filterType: 'SqlFilter'
     sqlFilter: {
-      sqlExpression: 'sys.Label IN (${join(map(s.subjects, subject => '\'${subject}\''), ', ')})'
+      sqlExpression: contains(s, 'sqlFilter') ? s.sqlFilter : 'sys.Label IN (${join(map(s.subjects, subject => '\'${subject}\''), ', ')})'
     }
   }
 }]
@@ -490,7 +490,7 @@ var socwireSettings = [
   { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'ClientId=${identity.properties.clientId};Authorization=AAD' }
   { name: 'SOCWIRE_REQUIRE_AZURE', value: 'true' }
   { name: 'SOCWIRE_LOG', value: logFilter }
-  { name: 'SOCWIRE_MAX_BODY_BYTES', value: '4194304' }
+  { name: 'SOCWIRE_MAX_BODY_BYTES', value: '268435456' }
   { name: 'SOCWIRE_SENTINEL_ENDPOINT', value: environment().resourceManager }
   { name: 'SOCWIRE_LA_WORKSPACE_ID', value: workspace.properties.customerId }
   { name: 'SOCWIRE_STORAGE', value: storage.properties.primaryEndpoints.blob }
@@ -513,8 +513,39 @@ var socwireSettings = [
   { name: 'SOCWIRE_SERVICEBUS__fullyQualifiedNamespace', value: '${serviceBus.name}.servicebus.windows.net' }
   { name: 'SOCWIRE_SERVICEBUS__credential', value: connectionIdentity.credential }
   { name: 'SOCWIRE_SERVICEBUS__clientId', value: connectionIdentity.clientId }
-  { name: 'SOCWIRE_AZUREML_WORKSPACE', value: hasMl ? mlWorkspace.id : '' }
-  { name: 'SOCWIRE_ML_ASSET_HOSTS', value: mlAssetHosts }
+  { name: 'SOCWIRE_INVOCATION_TIMEOUT', value: '' }
+  { name: 'SOCWIRE_LOG_FORMAT', value: 'json' }
+  { name: 'SOCWIRE_LA_ENDPOINT', value: 'https://api.loganalytics.io' }
+  { name: 'SOCWIRE_SENTINEL_SUBSCRIPTION_ID', value: subscription().subscriptionId }
+  { name: 'SOCWIRE_SENTINEL_RESOURCE_GROUP', value: resourceGroup().name }
+  { name: 'SOCWIRE_SENTINEL_WORKSPACE', value: sentinelWorkspaceName }
+  { name: 'SOCWIRE_ML_ENDPOINT', value: environment().resourceManager }
+  { name: 'SOCWIRE_ML_WORKSPACE', value: hasMl ? mlWorkspace.id : '' }
+  { name: 'SOCWIRE_ML_LOCATION', value: location }
+  { name: 'SOCWIRE_ML_DATASTORE_URL', value: '' }
+  { name: 'SOCWIRE_SERVICEBUS_NAMESPACE', value: '${serviceBus.name}.servicebus.windows.net' }
+  { name: 'SOCWIRE_ML_COMMANDS_TOPIC', value: 'ml-commands' }
+  { name: 'SOCWIRE_NGC_ALLOWED_HOSTS', value: mlAssetHosts }
+  { name: 'SOCWIRE_ML_LOCAL_ASSET_DIRS', value: '' }
+  { name: 'SOCWIRE_ML_MAX_ASSET_BYTES', value: '4294967296' }
+  { name: 'SOCWIRE_ML_MAX_UNPACKED_BYTES', value: '17179869184' }
+  { name: 'SOCWIRE_ML_IMAGE', value: 'nvcr.io/nvidia/pytorch:24.08-py3' }
+  { name: 'SOCWIRE_ML_POLL_SECS', value: '30' }
+  { name: 'SOCWIRE_ML_DIVERGENCE_EVALS', value: '3' }
+  { name: 'SOCWIRE_ML_LOCAL_PROVISION_MS', value: '3000' }
+  { name: 'SOCWIRE_ML_LOCAL_MAX_NODES', value: '8' }
+  { name: 'SOCWIRE_ML_RUNNER', value: '' }
+  { name: 'SOCWIRE_TRIAGE_RULE', value: 'seed' }
+  { name: 'SOCWIRE_TI_CONCURRENCY', value: '8' }
+  { name: 'SOCWIRE_TI_TIMEOUT', value: '10s' }
+  { name: 'SOCWIRE_TI_CACHE_TTL', value: '1h' }
+  { name: 'SOCWIRE_TI_CACHE_ENTRIES', value: '10000' }
+  { name: 'SOCWIRE_TI_VIRUSTOTAL_URL', value: '' }
+  { name: 'SOCWIRE_TI_ABUSEIPDB_URL', value: '' }
+  { name: 'SOCWIRE_TI_GREYNOISE_URL', value: '' }
+  { name: 'SOCWIRE_TI_OTX_URL', value: '' }
+  { name: 'SOCWIRE_SWEEP_LOOKBACK', value: '24h' }
+  { name: 'SOCWIRE_SWEEP_MAX', value: '1000' }
   // Key Vault references (versionless: a new secret version is picked up without a deploy).
   // A provider left out of tiProviders gets an empty value: the handler treats it as off.
   { name: 'SOCWIRE_TI_VIRUSTOTAL_KEY', value: contains(tiProviders, 'virustotal') ? '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/ti-virustotal-key/)' : '' }

@@ -386,10 +386,9 @@ impl Settings {
         if self.logs_endpoint.is_none() || self.logs_dcr_id.is_none() {
             missing.push("SOCWIRE_LOGS_ENDPOINT and SOCWIRE_LOGS_DCR_ID");
         }
-        if self.ml_endpoint.is_none() || self.ml_workspace.is_none() {
-            missing.push("SOCWIRE_ML_ENDPOINT and SOCWIRE_ML_WORKSPACE");
-        }
-        if self.servicebus_namespace.is_none() {
+        // The GPU lifecycle is optional in Azure (the Bicep's hasMl): without
+        // SOCWIRE_ML_WORKSPACE its functions must be disabled, not the whole handler refused.
+        if self.ml_workspace.is_some() && self.servicebus_namespace.is_none() {
             missing.push("SOCWIRE_SERVICEBUS_NAMESPACE");
         }
         missing
@@ -485,7 +484,7 @@ mod tests {
     fn defaults_are_local() {
         let s = from(&[]).unwrap();
         assert_eq!(s.port, 8080);
-        assert_eq!(s.missing_azure_settings().len(), 5);
+        assert_eq!(s.missing_azure_settings().len(), 3);
         assert_eq!(s.ngc_allowed_hosts[0], "api.ngc.nvidia.com");
         assert_eq!(
             s.ml_local_asset_dirs,
@@ -556,6 +555,9 @@ mod tests {
                 "SOCWIRE_LOGS_DCR_ID",
                 "dcr-00000000000000000000000000000000",
             ),
+            ("SOCWIRE_ML_ENDPOINT", "https://management.azure.com"),
+            ("SOCWIRE_ML_WORKSPACE", "/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w"),
+            ("SOCWIRE_SERVICEBUS_NAMESPACE", "sb-1.servicebus.windows.net"),
         ])
         .unwrap();
         assert!(s.wrong_azure_settings().is_empty());

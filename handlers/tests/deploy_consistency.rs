@@ -95,6 +95,13 @@ struct Bicep {
 }
 
 impl Bicep {
+    /// True when the Bicep declares an Event Grid system topic named `<prefix>-{name}` (the
+    /// local host stands in for it with a topic of that name, e.g. Azure ML's run events).
+    fn is_system_topic(&self, name: &str) -> bool {
+        self.text.contains("Microsoft.EventGrid/systemTopics")
+            && self.text.contains(&format!("'${{prefix}}-{name}'"))
+    }
+
     fn load() -> Self {
         let text = read("infra/main.bicep");
         let mut settings = BTreeMap::new();
@@ -395,7 +402,7 @@ fn every_broker_entity_and_connection_a_function_names_exists_in_the_bicep() {
                         .collect::<Vec<_>>();
                     for e in &in_json {
                         let t = e["topic"].as_str().unwrap_or("");
-                        if !eg_topics.iter().any(|x| x == t) {
+                        if !eg_topics.iter().any(|x| x == t) && !bicep.is_system_topic(t) {
                             problems.push(format!("{f}: infra/eventgrid-subscriptions.json subscribes it to {t:?}, not in eventGridTopicNames"));
                         }
                     }
@@ -456,9 +463,9 @@ fn subscription_files_agree_with_the_bicep_that_loads_them() {
             ));
         }
         let subjects = e["subjects"].as_array().map(Vec::len).unwrap_or(0);
-        if subjects == 0 {
+        if subjects == 0 && !e["sqlFilter"].is_string() {
             problems.push(format!(
-                "servicebus-subscriptions.json: {topic}/{sub} filters on no subject"
+                "servicebus-subscriptions.json: {topic}/{sub} filters on no subject and has no sqlFilter"
             ));
         }
         let max = e["maxDeliveryCount"].as_u64().unwrap_or(0);
@@ -485,9 +492,9 @@ fn subscription_files_agree_with_the_bicep_that_loads_them() {
         .unwrap()
     {
         let topic = e["topic"].as_str().unwrap_or("");
-        if !eg_topics.iter().any(|t| t == topic) {
+        if !eg_topics.iter().any(|t| t == topic) && !bicep.is_system_topic(topic) {
             problems.push(format!(
-                "eventgrid-subscriptions.json: topic {topic:?} is not in eventGridTopicNames"
+                "eventgrid-subscriptions.json: topic {topic:?} is neither in eventGridTopicNames nor a system topic"
             ));
         }
     }
@@ -652,7 +659,13 @@ fn every_adapter_call_is_covered_by_a_commented_role_assignment() {
             .collect();
         marks_seen += marks.len();
         let uses_tokens = TOKEN_USE.iter().any(|t| source.contains(t));
-        if uses_tokens && marks.is_empty() && !shown.ends_with("azure/mod.rs") {
+        // azure/mod.rs and azure/rest.rs are the shared token and retry plumbing: the calls are
+        // made (and marked) by the adapters that use them.
+        if uses_tokens
+            && marks.is_empty()
+            && !shown.ends_with("azure/mod.rs")
+            && !shown.ends_with("azure/rest.rs")
+        {
             problems.push(format!("{shown} gets Entra ID tokens but makes no call CALL_ROLES knows (tests/deploy_consistency.rs): add the call's mark and its role in infra/main.bicep"));
         }
         for (mark, role, scope) in marks {

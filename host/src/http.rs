@@ -58,7 +58,13 @@ pub(crate) async fn serve(
 const MIN_KEY_CHARS: usize = 32;
 
 fn function_key(s: &Shared) -> anyhow::Result<String> {
-    if let Some(k) = s.cfg.settings.get("SOCWIRE_FUNCTION_KEY") {
+    // An empty value means "not set", as everywhere in the settings.
+    if let Some(k) = s
+        .cfg
+        .settings
+        .get("SOCWIRE_FUNCTION_KEY")
+        .filter(|k| !k.trim().is_empty())
+    {
         let k = k.trim();
         if k.chars().count() < MIN_KEY_CHARS {
             anyhow::bail!(

@@ -55,9 +55,10 @@ pub use onnx::{export_onnx, OnnxInfo};
 
 use data::{Rng, Volumes};
 
-/// Hyper-parameters of a fine-tuning job, as they travel in the `RunFineTune` command.
+/// Hyper-parameters of a fine-tuning job, as they travel in the `RunFineTune` command; a
+/// field left out takes its default.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct HyperParameters {
     /// Passes over the fine-tuning set.
     pub epochs: u32,
