@@ -528,6 +528,7 @@ fn chaos_kills_of_host_and_handler_lose_nothing_and_repeat_no_effect() {
         dir.path(),
         &[
             "--demo",
+            "--no-ml-demo",
             "--incidents",
             &incidents.to_string(),
             "--lease-secs",

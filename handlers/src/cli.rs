@@ -18,6 +18,9 @@ pub struct UpArgs {
     /// How many demo incidents to seed.
     #[arg(long, default_value_t = 5, requires = "demo")]
     pub incidents: usize,
+    /// Seed only the triage demo, not the GPU lifecycle.
+    #[arg(long, requires = "demo")]
+    pub no_ml_demo: bool,
     /// Exit when every broker is idle, printing a summary (for scripts and CI).
     #[arg(long)]
     pub exit_when_idle: bool,
@@ -65,7 +68,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let ml_started = if args.demo {
+    let ml_started = if args.demo && !args.no_ml_demo {
         Some(send_demo_lifecycle(&host, &args.data_dir)?)
     } else {
         None
