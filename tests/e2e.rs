@@ -555,12 +555,14 @@ fn chaos_kills_of_host_and_handler_lose_nothing_and_repeat_no_effect() {
         }
     }
     drop(run);
-    let stdout = up_until_idle(dir.path(), &[]);
+    // Deliveries the kills failed wait out Event Grid's back-off (30 min after the sixth
+    // failure): skip the wait, keeping the attempt counts, as time passing would.
+    let stdout = up_until_idle(dir.path(), &["--retries-due-now"]);
 
     // Incidents: each triaged exactly once, with at most its one comment.
     let store = SqliteIncidentStore::open(&dir.path().join("sentinel.sqlite3")).unwrap();
     let ledger = socwire::local::SqliteLedger::open(&dir.path().join("ledger.sqlite3")).unwrap();
-    let triaged = ledger.count("triage:").unwrap() as usize;
+    let triaged = ledger.count("triage:v1:").unwrap() as usize;
     let mut duplicated = 0;
     let mut comments_total = 0;
     for n in 1..=incidents {

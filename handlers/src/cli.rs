@@ -40,6 +40,10 @@ pub struct UpArgs {
     /// Print no line per delivery, only the summary.
     #[arg(long)]
     pub quiet: bool,
+    /// Make retries that are waiting out a back-off (Event Grid's schedule runs to hours,
+    /// queue visibility timeouts) due at once; attempt counts are kept.
+    #[arg(long)]
+    pub retries_due_now: bool,
 }
 
 /// Runs the local host.
@@ -53,6 +57,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         exit_when_idle: args.exit_when_idle,
         quiet: args.quiet,
         lease: Duration::from_secs(args.lease_secs.max(1)),
+        retries_due_now: args.retries_due_now,
     })?;
     let store = if args.demo {
         let store = SqliteIncidentStore::open(&args.data_dir.join("sentinel.sqlite3"))?;

@@ -34,6 +34,8 @@ pub struct UpOptions {
     pub quiet: bool,
     /// How long a delivered message stays locked before another delivery may take it.
     pub lease: Duration,
+    /// At start, make retries that are waiting out a back-off due now (attempt counts kept).
+    pub retries_due_now: bool,
 }
 
 /// An opened local host: configuration loaded, data directory locked, brokers ready.
@@ -78,6 +80,10 @@ impl Host {
         let released = brokers.release_leases()?;
         if released > 0 {
             tracing::info!(released, "released deliveries a previous run held");
+        }
+        if opts.retries_due_now {
+            let n = brokers.retries_due_now()?;
+            println!("socwire up: {n} retry(ies) waiting out a back-off made due now");
         }
         Ok(Self {
             cfg,
@@ -289,13 +295,29 @@ async fn wait_until_idle(shared: &Shared) -> anyhow::Result<()> {
         }
     }
     let mut quiet_ticks = 0;
+    let mut announced = None;
     loop {
         // A poll, not a synchronisation: idleness is a property of the brokers' durable state.
         tokio::time::sleep(Duration::from_millis(20)).await;
         let pending = shared.brokers.pending_work(&consumers)?;
-        let busy = shared.inflight.load(Ordering::SeqCst) > 0
-            || pending.ready_now > 0
-            || pending.waiting > 0;
+        let running = shared.inflight.load(Ordering::SeqCst) > 0;
+        if !running && pending.ready_now == 0 && pending.waiting > 0 {
+            // Only back-offs and leases left: say what we wait for, once per change.
+            let now = chrono::Utc::now().timestamp_millis();
+            let key = (pending.waiting, pending.next_due_ms);
+            if announced != Some(key) && pending.next_due_ms.is_some_and(|t| t - now > 5_000) {
+                let secs = (pending.next_due_ms.unwrap_or(now) - now) / 1000;
+                println!(
+                    "socwire up: waiting for {} delivery(ies) held or backing off; the next is due in {}m{:02}s \
+                     (a later `socwire up --retries-due-now` skips the back-off)",
+                    pending.waiting,
+                    secs / 60,
+                    secs % 60
+                );
+                announced = Some(key);
+            }
+        }
+        let busy = running || pending.ready_now > 0 || pending.waiting > 0;
         quiet_ticks = if busy { 0 } else { quiet_ticks + 1 };
         if quiet_ticks >= 3 {
             return Ok(());

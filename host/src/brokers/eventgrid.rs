@@ -296,6 +296,27 @@ mod tests {
     }
 
     #[test]
+    fn retries_due_now_skips_only_the_back_off_and_keeps_the_attempt_count() {
+        let (_d, b, _clock) = brokers();
+        b.eg_subscribe("t", "f", EgSubscriptionOptions::default())
+            .unwrap();
+        b.eg_publish("t", vec![event("1")]).unwrap();
+        for _ in 0..6 {
+            let d = b.eg_due(1).unwrap().remove(0);
+            b.eg_failed(d.id, Some(500), "boom").unwrap();
+            assert!(b.eg_due(1).unwrap().is_empty(), "waiting out its back-off");
+            assert_eq!(b.retries_due_now().unwrap(), 1);
+        }
+        let d = b.eg_due(1).unwrap().remove(0);
+        assert_eq!(d.attempt, 7, "attempts counted as before");
+        assert_eq!(
+            b.retries_due_now().unwrap(),
+            0,
+            "a leased delivery is not a retry"
+        );
+    }
+
+    #[test]
     fn bad_request_is_dead_lettered_at_once_and_can_be_replayed() {
         let (_d, b, _c) = brokers();
         b.eg_subscribe("t", "f", EgSubscriptionOptions::default())

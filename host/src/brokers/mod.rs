@@ -227,6 +227,26 @@ impl Brokers {
         tx.commit()?;
         Ok(n)
     }
+
+    /// Makes every retry that is waiting out a back-off due now, as if its wait had passed:
+    /// Event Grid deliveries after a failed attempt and queue messages after a failed dequeue.
+    /// Attempt and dequeue counts are kept, so dead-lettering and poisoning happen exactly as
+    /// they would have. Messages a sender delayed on purpose are left alone.
+    pub fn retries_due_now(&self) -> BrokerResult<usize> {
+        let now = self.now();
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let mut n = tx.execute(
+            "UPDATE eg_deliveries SET next_ms = ?1 WHERE attempts > 0 AND next_ms > ?1",
+            [now],
+        )?;
+        n += tx.execute(
+            "UPDATE queue_messages SET next_visible_ms = ?1 WHERE leased = 0 AND dequeue_count > 0 AND next_visible_ms > ?1",
+            [now],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
 }
 
 fn new_token() -> String {
