@@ -1,7 +1,7 @@
 //! End-to-end tests: the real `socwire` binary runs the function set under its local host,
 //! with the handler as a child process and durable SQLite brokers in a temporary directory.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use socwire::local::SqliteIncidentStore;
 use socwire::ports::IncidentStore;
 use socwire::sentinel::Severity;
@@ -483,9 +483,10 @@ fn children_of(parent: u32) -> Vec<u32> {
 }
 
 /// The chaos harness (issue #8): incidents through Event Grid and a Storage queue, alerts through
-/// Event Hubs, all while the host and the handler are killed with SIGKILL at random points
-/// (chosen by progress, not by time), then a restart runs to idle. Nothing may be lost and no
-/// effect repeated. `SOCWIRE_CHAOS_INCIDENTS`, `SOCWIRE_CHAOS_ALERTS` and
+/// Event Hubs, GPU cluster commands through Service Bus (each with a scheduled follow-up), all
+/// while the host and the handler are killed with SIGKILL at random points (chosen by progress,
+/// not by time), then a restart runs to idle. Nothing may be lost and no effect repeated.
+/// `SOCWIRE_CHAOS_INCIDENTS`, `SOCWIRE_CHAOS_ALERTS`, `SOCWIRE_CHAOS_COMMANDS` and
 /// `SOCWIRE_CHAOS_KILLS` scale it (CI runs the defaults); it prints its figures.
 #[test]
 fn chaos_kills_of_host_and_handler_lose_nothing_and_repeat_no_effect() {
@@ -497,6 +498,7 @@ fn chaos_kills_of_host_and_handler_lose_nothing_and_repeat_no_effect() {
     };
     let incidents = env("SOCWIRE_CHAOS_INCIDENTS", 600);
     let alerts = env("SOCWIRE_CHAOS_ALERTS", 800);
+    let commands = env("SOCWIRE_CHAOS_COMMANDS", 200);
     let kills = env("SOCWIRE_CHAOS_KILLS", 20);
     let seed = env("SOCWIRE_CHAOS_SEED", 7) as u64;
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -521,6 +523,28 @@ fn chaos_kills_of_host_and_handler_lose_nothing_and_repeat_no_effect() {
         "--lines",
         "--file",
         alerts_file.to_str().unwrap(),
+    ]));
+
+    let commands_file = dir.path().join("commands.jsonl");
+    let lines: Vec<String> = (1..=commands)
+        .map(|n| {
+            json!({ "commandId": format!("chaos-{n}"), "schemaVersion": 1,
+                    "clusterName": format!("chaos-{n}"), "vmSize": "Standard_NC6s_v3" })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&commands_file, lines.join("\n")).unwrap();
+    run_ok(socwire(dir.path()).args([
+        "send",
+        "servicebus",
+        "ml-commands",
+        "--subject",
+        "ProvisionGpuCluster",
+        "--message-id",
+        "chaos",
+        "--lines",
+        "--file",
+        commands_file.to_str().unwrap(),
     ]));
 
     let (mut host_kills, mut handler_kills) = (0, 0);
@@ -591,6 +615,25 @@ fn chaos_kills_of_host_and_handler_lose_nothing_and_repeat_no_effect() {
         .iter()
         .map(|s| s["due"].as_u64().unwrap() + s["retrying"].as_u64().unwrap())
         .sum();
+    let pending_bus: i64 = status["service_bus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            ["active", "locked", "scheduled", "dead_lettered"]
+                .iter()
+                .map(|k| e[k].as_i64().unwrap())
+                .sum::<i64>()
+        })
+        .sum();
+    let clusters_handled = ledger.count("ml:cluster:v1:chaos-").unwrap() as usize;
+    let ml = ml_status(dir.path());
+    let clusters_ready = ml["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"].as_str().unwrap().starts_with("chaos-") && c["state"] == "Succeeded")
+        .count();
     let hub = status["event_hubs"]
         .as_array()
         .unwrap()
@@ -608,10 +651,12 @@ fn chaos_kills_of_host_and_handler_lose_nothing_and_repeat_no_effect() {
         .map(|g| g["unprocessed"].as_u64().unwrap())
         .unwrap_or(alerts as u64);
     println!(
-        "chaos: {incidents} incidents (Event Grid + Storage queue) and {alerts} alert events (Event Hubs); \
-         {host_kills} host and {handler_kills} handler kill -9; {:.1} s; triaged {triaged}/{incidents}, \
-         comments {comments_total}, duplicated effects {duplicated}, pending queue {pending_queue}, \
-         pending Event Grid {pending_grid}, unprocessed events {unprocessed_alerts}, set aside {}",
+        "chaos: {incidents} incidents (Event Grid + Storage queue), {alerts} alert events (Event Hubs) and \
+         {commands} cluster commands (Service Bus); {host_kills} host and {handler_kills} handler kill -9; \
+         {:.1} s; triaged {triaged}/{incidents}, comments {comments_total}, duplicated effects {duplicated}, \
+         clusters ready {clusters_ready}/{commands} (handled {clusters_handled}), pending queue {pending_queue}, \
+         pending Service Bus {pending_bus}, pending Event Grid {pending_grid}, unprocessed events \
+         {unprocessed_alerts}, set aside {}",
         started.elapsed().as_secs_f64(),
         letters.len()
     );
@@ -619,8 +664,13 @@ fn chaos_kills_of_host_and_handler_lose_nothing_and_repeat_no_effect() {
     assert_eq!(triaged, incidents, "lost incidents\n{stdout}");
     assert_eq!(duplicated, 0, "duplicated comments");
     assert_eq!(
-        (pending_queue, pending_grid, unprocessed_alerts),
-        (0, 0, 0),
+        (clusters_ready, clusters_handled),
+        (commands, commands),
+        "one cluster per command\n{stdout}"
+    );
+    assert_eq!(
+        (pending_queue, pending_bus, pending_grid, unprocessed_alerts),
+        (0, 0, 0, 0),
         "{status}"
     );
     assert!(

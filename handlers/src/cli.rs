@@ -337,6 +337,10 @@ pub enum SendTarget {
         /// Deliver no earlier than this RFC 3339 time.
         #[arg(long)]
         scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Send each non-empty input line as its own message (with --message-id X, the n-th
+        /// line's MessageId is X-n, counting from 1).
+        #[arg(long)]
+        lines: bool,
     },
     /// An Event Hub (one event per line with --lines).
     Eventhub {
@@ -354,6 +358,14 @@ pub enum SendTarget {
         /// Topic name.
         topic: String,
     },
+}
+
+/// The non-blank lines of `body`, each as its own message.
+fn split_lines(body: &[u8]) -> Vec<Vec<u8>> {
+    body.split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 fn read_input(file: &Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
@@ -432,28 +444,38 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
             subject,
             session_id,
             scheduled_at,
+            lines,
         } => {
-            let message = SbMessage {
-                message_id: message_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                body,
-                subject,
-                session_id,
-                scheduled_enqueue_ms: scheduled_at.map(|t| t.timestamp_millis()),
-                ..Default::default()
+            let bodies = if lines {
+                split_lines(&body)
+            } else {
+                vec![body]
             };
-            let outcome = brokers.sb_send(&entity, message)?;
-            println!("{entity}: {outcome:?}");
+            for (n, body) in bodies.into_iter().enumerate() {
+                let message_id = match (&message_id, lines) {
+                    (Some(id), true) => format!("{id}-{}", n + 1),
+                    (Some(id), false) => id.clone(),
+                    (None, _) => uuid::Uuid::new_v4().to_string(),
+                };
+                let message = SbMessage {
+                    message_id,
+                    body,
+                    subject: subject.clone(),
+                    session_id: session_id.clone(),
+                    scheduled_enqueue_ms: scheduled_at.map(|t| t.timestamp_millis()),
+                    ..Default::default()
+                };
+                let outcome = brokers.sb_send(&entity, message)?;
+                println!("{entity}: {outcome:?}");
+            }
         }
         SendTarget::Eventhub {
             hub,
             partition_key,
             lines,
         } => {
-            let events: Vec<Vec<u8>> = if lines {
-                body.split(|b| *b == b'\n')
-                    .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-                    .map(<[u8]>::to_vec)
-                    .collect()
+            let events = if lines {
+                split_lines(&body)
             } else {
                 vec![body]
             };
