@@ -554,6 +554,21 @@ var socwireSettings = [
   { name: 'SOCWIRE_TI_OTX_KEY', value: contains(tiProviders, 'otx') ? '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/ti-otx-key/)' : '' }
 ]
 
+// Without an Azure ML workspace the GPU lifecycle's functions are switched off, so their
+// triggers take no commands that nothing could run (the host skips a function whose
+// AzureWebJobs.<name>.Disabled setting is true). deploy_consistency keeps this list equal to the
+// functions that use the ML workspace.
+var mlFunctions = [
+  'cancel-job'
+  'export-model'
+  'ml-run-status'
+  'ml-unrouted'
+  'provision-gpu-cluster'
+  'run-fine-tune'
+  'training-telemetry'
+]
+var mlSwitchSettings = [for f in mlFunctions: { name: 'AzureWebJobs.${f}.Disabled', value: hasMl ? 'false' : 'true' }]
+
 // Premium runs from the package blob with the identity (no Azure Files content share, so the
 // storage account keeps shared keys off).
 var premiumSettings = [
@@ -582,7 +597,7 @@ resource premiumApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'Premi
       // The scale limit alert-stream needs (see maximumInstances).
       functionAppScaleLimit: maximumInstances
       minimumElasticInstanceCount: 1
-      appSettings: concat(premiumSettings, socwireSettings)
+      appSettings: concat(premiumSettings, socwireSettings, mlSwitchSettings)
     }
   }
   dependsOn: [
@@ -622,7 +637,7 @@ resource flexApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'FlexCons
     }
     siteConfig: {
       minTlsVersion: '1.2'
-      appSettings: socwireSettings
+      appSettings: concat(socwireSettings, mlSwitchSettings)
     }
   }
   dependsOn: [

@@ -208,6 +208,35 @@ fn fail_if(problems: Vec<String>) {
     );
 }
 
+/// Without an ML workspace the Bicep disables exactly the functions whose code uses it.
+#[test]
+fn the_bicep_switches_off_every_ml_function_and_only_those_without_a_workspace() {
+    let bicep = Bicep::load();
+    let listed: BTreeSet<String> = bicep.list("mlFunctions").into_iter().collect();
+    let uses_ml: BTreeSet<String> = functions()
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            let module = name.replace('-', "_");
+            let dir = repo().join("handlers/src/functions");
+            let source = std::fs::read_to_string(dir.join(format!("{module}.rs")))
+                .or_else(|_| std::fs::read_to_string(dir.join(&module).join("mod.rs")))
+                .unwrap_or_else(|e| panic!("source of {name}: {e}"));
+            source.contains("crate::ml") || source.contains("ctx.ml")
+        })
+        .collect();
+    assert!(!uses_ml.is_empty());
+    assert_eq!(listed, uses_ml);
+    assert!(bicep
+        .text
+        .contains("{ name: 'AzureWebJobs.${f}.Disabled', value: hasMl ? 'false' : 'true' }"));
+    assert_eq!(
+        bicep.text.matches("mlSwitchSettings)").count(),
+        2,
+        "both hosting plans carry the switches"
+    );
+}
+
 #[test]
 fn every_setting_the_code_reads_is_in_the_example_and_the_bicep() {
     let code = code_settings();
