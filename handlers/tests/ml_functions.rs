@@ -502,7 +502,8 @@ async fn fine_tune_to_exported_model_with_duplicates_divergence_and_unknown_runs
     assert!(meta["averagePrecisionAfter"].as_f64().unwrap() > 0.0);
     assert_eq!(meta["lineage"]["job"], job_id.as_str());
     assert_eq!(meta["lineage"]["commands"]["fineTune"], "ft-1");
-    assert_eq!(meta["inputName"], "inputs");
+    // The input the trainer's ONNX graph declares (consumers feed it by this name).
+    assert_eq!(meta["inputName"], "volume");
     let sha = &meta["lineage"]["baseModel"]["assets"][0]["sha256"];
     assert_eq!(sha.as_str().unwrap().len(), 64);
     let twice = f.call("export-model", Some("ExportModel"), &export).await;
