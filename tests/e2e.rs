@@ -559,9 +559,14 @@ fn chaos_kills_of_host_and_handler_lose_nothing_and_repeat_no_effect() {
             "2",
         ],
     );
+    // Deliveries the run makes without kills (one per incident-created and triage-incident, one
+    // per batch of 32 alerts, four per command: two subscriptions, each with a follow-up), so
+    // the kills spread over the whole run, not only its start.
+    let deliveries = incidents * 2 + alerts.div_ceil(32) + commands * 4;
+    let max_gap = (2 * deliveries / kills.max(1)).max(25);
     for _ in 0..kills {
-        // Kill after a random amount of progress: 1 to 25 deliveries of any function.
-        for _ in 0..rng.usize(1..=25) {
+        // Kill after a random amount of progress (deliveries of any function).
+        for _ in 0..rng.usize(1..=max_gap) {
             if run.lines.recv_timeout(Duration::from_secs(20)).is_err() {
                 break; // idle: the kill lands between deliveries
             }
