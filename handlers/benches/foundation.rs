@@ -1,13 +1,12 @@
 //! `cargo bench -p socwire --bench foundation`: figures for the custom handler and the local
 //! brokers. Prints numbers; asserts nothing.
-//! - handler: requests/s, p50/p99 latency of `POST /incident-created` (in-process server,
-//!   loopback HTTP, 32 concurrent clients), and a minimal Node.js handler under the same load;
-//! - `socwire serve` process: spawn → ready time and idle RSS (needs `target/release/socwire`);
+//! - handler: requests/s, p50/p99 latency of `POST /incident-created` to a `socwire serve`
+//!   process (loopback HTTP, 32 concurrent clients), and to a minimal Node.js handler process
+//!   under the same load;
+//! - `socwire serve` process: spawn → ready time and idle RSS;
 //! - local Storage queue broker: put / receive / delete messages per second;
 //! - the same against Azurite through `azure_storage_queue`, when Azurite listens on :10001.
 
-use socwire::context::Context;
-use socwire::settings::Settings;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,32 +67,47 @@ const server = http.createServer((req, res) => {
 server.listen(0, '127.0.0.1', () => { console.log(server.address().port); });
 "#;
 
+/// Starts `socwire serve` (this build's binary) on a free port with its state in `dir`;
+/// returns the process, its port and how long it took to accept connections.
+fn spawn_serve(dir: &std::path::Path) -> (std::process::Child, u16, Duration) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_socwire"))
+        .arg("serve")
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("SOCWIRE_DATA_DIR", dir)
+        .env("SOCWIRE_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break started.elapsed();
+        }
+        std::thread::yield_now();
+    };
+    (child, port, ready)
+}
+
+/// `incident-created` through a `socwire serve` process and through a minimal Node.js
+/// process, each under the same load from this process.
 async fn handler(dir: &std::path::Path) {
-    let settings =
-        Settings::from_lookup(|k| (k == "SOCWIRE_DATA_DIR").then(|| dir.display().to_string()))
-            .unwrap();
-    let ctx = Arc::new(Context::from_settings(&settings).unwrap());
-    let app = socwire::serve::app(ctx, settings.max_body_bytes);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(socwire_common::listener::serve(
-        listener,
-        app,
-        socwire_common::listener::Limits::default(),
-    ));
+    let (mut serve, port, _) = spawn_serve(dir);
     let event = serde_json::json!({"id": "e1", "subject": ID, "eventType": "Sentinel.IncidentCreated", "eventTime": "2026-11-23T00:00:00Z",
         "data": {"object": {"id": ID, "properties": {"title": "t", "severity": "High", "status": "New"}}}});
     let body = serde_json::json!({"Data": {"event": event}, "Metadata": {}}).to_string();
     let (total, workers) = (20_000, 32);
-    let (rate, p50, p99) = load(
-        &format!("http://{addr}/incident-created"),
-        &body,
-        total,
-        workers,
-    )
-    .await;
+    let url = format!("http://127.0.0.1:{port}/incident-created");
+    load(&url, &body, 2_000, workers).await; // warm-up: connections, caches
+    let (rate, p50, p99) = load(&url, &body, total, workers).await;
+    let _ = serve.kill();
+    let _ = serve.wait();
     println!(
-        "handler: {total} invocations of incident-created = {rate:.0} req/s; p50 {p50:.2} ms, p99 {p99:.2} ms ({workers} concurrent, loopback)"
+        "handler (socwire serve process): {total} invocations of incident-created = {rate:.0} req/s; p50 {p50:.2} ms, p99 {p99:.2} ms ({workers} concurrent, loopback)"
     );
     let node = std::process::Command::new("node")
         .args(["-e", NODE_HANDLER])
@@ -110,9 +124,10 @@ async fn handler(dir: &std::path::Path) {
     )
     .unwrap();
     let url = format!("http://127.0.0.1:{}/incident-created", port.trim());
+    load(&url, &body, 2_000, workers).await;
     let (node_rate, node_p50, node_p99) = load(&url, &body, total, workers).await;
     println!(
-        "node handler (same request, same client, same run): {node_rate:.0} req/s; p50 {node_p50:.2} ms, p99 {node_p99:.2} ms; socwire is {:.2}x",
+        "node handler process (same request, same client, same run): {node_rate:.0} req/s; p50 {node_p50:.2} ms, p99 {node_p99:.2} ms; socwire is {:.2}x",
         rate / node_rate
     );
     let _ = node.kill();
@@ -120,33 +135,8 @@ async fn handler(dir: &std::path::Path) {
 }
 
 fn serve_process() {
-    let exe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/socwire");
-    if !exe.exists() {
-        println!(
-            "serve process: skipped (build target/release/socwire first: cargo build --release)"
-        );
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let started = Instant::now();
-    let mut child = std::process::Command::new(&exe)
-        .arg("serve")
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("SOCWIRE_DATA_DIR", dir.path())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let ready = loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break started.elapsed();
-        }
-        std::thread::yield_now();
-    };
+    let (mut child, _, ready) = spawn_serve(dir.path());
     let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
         .ok()
         .and_then(|s| {
