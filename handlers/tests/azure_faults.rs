@@ -28,6 +28,7 @@ fn quick() -> AdapterOptions {
         max_retries: 3,
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(50),
+        ..AdapterOptions::default()
     }
 }
 

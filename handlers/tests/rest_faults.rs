@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use serde_json::{json, Value};
-use socwire::azure::{LogAnalyticsQuery, RetryPolicy, SentinelRest, SENTINEL_API_VERSION};
+use socwire::azure::{AdapterOptions, LogAnalyticsQuery, SentinelRest, SENTINEL_API_VERSION};
 use socwire::ports::{IncidentStore, PortError, Question, WorkspaceQueries};
 use socwire::sentinel::{IncidentId, Indicator, Severity};
 use std::collections::{HashMap, VecDeque};
@@ -207,13 +207,14 @@ impl TokenCredential for Tokens {
     }
 }
 
-fn policy() -> RetryPolicy {
-    RetryPolicy {
-        attempts: 3,
-        base_backoff: Duration::from_millis(10),
-        max_wait: Duration::from_secs(3),
+fn options() -> AdapterOptions {
+    AdapterOptions {
+        max_retries: 2,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_secs(3),
         timeout: Duration::from_millis(500),
         max_body: 1024 * 1024,
+        ..AdapterOptions::json_api()
     }
 }
 
@@ -222,7 +223,7 @@ async fn setup(script: Vec<Step>) -> (Arc<Fake>, SentinelRest, Arc<Tokens>, Inci
     fake.script.lock().unwrap().extend(script);
     let endpoint = serve(fake.clone()).await;
     let tokens = Arc::new(Tokens::default());
-    let sentinel = SentinelRest::with_policy(&endpoint, tokens.clone(), policy()).unwrap();
+    let sentinel = SentinelRest::with_options(&endpoint, tokens.clone(), options()).unwrap();
     (fake, sentinel, tokens, IncidentId::parse(INCIDENT).unwrap())
 }
 
@@ -394,7 +395,7 @@ async fn log_analytics_answers_typed_questions_with_escaped_kql() {
     ));
     let endpoint = serve(fake.clone()).await;
     let ws = "11111111-2222-3333-4444-555555555555";
-    let la = LogAnalyticsQuery::with_policy(&endpoint, ws, Arc::new(Tokens::default()), policy())
+    let la = LogAnalyticsQuery::with_options(&endpoint, ws, Arc::new(Tokens::default()), options())
         .unwrap();
     let host = "fin\"ws | union *; \n take";
     let answer = la
@@ -452,7 +453,7 @@ async fn the_incident_list_follows_next_links_on_the_same_list_only() {
         page(None),
     ]);
     let sentinel =
-        SentinelRest::with_policy(&endpoint, Arc::new(Tokens::default()), policy()).unwrap();
+        SentinelRest::with_options(&endpoint, Arc::new(Tokens::default()), options()).unwrap();
     let ws = socwire::sentinel::WorkspaceRef {
         subscription: "0000".into(),
         resource_group: "soc".into(),
