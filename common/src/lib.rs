@@ -6,4 +6,6 @@
 pub mod fs;
 #[cfg(feature = "listener")]
 pub mod listener;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod text;
