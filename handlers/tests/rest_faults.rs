@@ -5,9 +5,7 @@
 
 mod support;
 
-use async_trait::async_trait;
 use axum::http::Method;
-use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use serde_json::{json, Value};
 use socwire::azure::{AdapterOptions, LogAnalyticsQuery, SentinelRest, SENTINEL_API_VERSION};
 use socwire::ports::{IncidentStore, PortError, Question, WorkspaceQueries};
@@ -16,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::fault_server::{Answer, Fault, FaultServer, Seen};
+use support::tokens::Tokens;
 
 const INCIDENT: &str = "/subscriptions/0000/resourceGroups/soc/providers/Microsoft.OperationalInsights/workspaces/ws/providers/Microsoft.SecurityInsights/incidents/73e01a99-5cd7-4139-a149-9f2736ff2ab5";
 
@@ -66,26 +65,6 @@ async fn serve() -> (FaultServer, Arc<Mutex<HashMap<String, String>>>) {
         FaultServer::start(arm_service(comments.clone())).await,
         comments,
     )
-}
-
-/// Hands out `token-1`, then `token-2`, …; counts the asks.
-#[derive(Debug, Default)]
-struct Tokens(Mutex<u32>);
-
-#[async_trait]
-impl TokenCredential for Tokens {
-    async fn get_token(
-        &self,
-        _: &[&str],
-        _: Option<TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<AccessToken> {
-        let mut n = self.0.lock().unwrap();
-        *n += 1;
-        Ok(AccessToken::new(
-            format!("token-{n}"),
-            azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
-        ))
-    }
 }
 
 fn options() -> AdapterOptions {
@@ -219,7 +198,7 @@ async fn an_expired_token_is_refreshed_once() {
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[0].header("authorization"), Some("Bearer token-1"));
     assert_eq!(seen[1].header("authorization"), Some("Bearer token-2"));
-    assert_eq!(*tokens.0.lock().unwrap(), 2);
+    assert_eq!(tokens.asked(), 2);
     // A second 401 after the refresh is a clear, permanent failure.
     let (_, _, sentinel, _, id) = setup(vec![reply(401, "{}"), reply(401, "{}")]).await;
     let err = sentinel.get(&id).await.unwrap_err();

@@ -3,3 +3,4 @@
 #![allow(dead_code)]
 
 pub mod fault_server;
+pub mod tokens;
