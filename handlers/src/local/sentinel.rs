@@ -54,6 +54,26 @@ impl SqliteIncidentStore {
         Ok(Self { pool })
     }
 
+    /// The JSON bodies `sql` selects for incident `id`, in order; `what` names one in errors.
+    fn listed<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        id: &IncidentId,
+        what: &str,
+    ) -> PortResult<Vec<T>> {
+        let conn = self.pool.lock();
+        let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
+        let rows = stmt
+            .query_map([id.key()], |r| r.get::<_, String>(0))
+            .map_err(sqlite_error)?;
+        rows.map(|row| {
+            let body = row.map_err(sqlite_error)?;
+            serde_json::from_str(&body)
+                .map_err(|e| PortError::Permanent(format!("stored {what} is corrupt: {e}")))
+        })
+        .collect()
+    }
+
     /// Inserts or replaces an incident and its entities (used by the demo and tests).
     pub fn seed(&self, incident: &Incident, entities: &[Entity]) -> PortResult<IncidentId> {
         self.import(incident, entities, &[])
@@ -240,35 +260,19 @@ impl IncidentStore for SqliteIncidentStore {
     }
 
     async fn entities(&self, id: &IncidentId) -> PortResult<Vec<Entity>> {
-        let conn = self.pool.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT body FROM entities WHERE key = ?1 ORDER BY position")
-            .map_err(sqlite_error)?;
-        let rows = stmt
-            .query_map([id.key()], |r| r.get::<_, String>(0))
-            .map_err(sqlite_error)?;
-        rows.map(|row| {
-            let body = row.map_err(sqlite_error)?;
-            serde_json::from_str(&body)
-                .map_err(|e| PortError::Permanent(format!("stored entity is corrupt: {e}")))
-        })
-        .collect()
+        self.listed(
+            "SELECT body FROM entities WHERE key = ?1 ORDER BY position",
+            id,
+            "entity",
+        )
     }
 
     async fn alerts(&self, id: &IncidentId) -> PortResult<Vec<Value>> {
-        let conn = self.pool.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT body FROM alerts WHERE key = ?1 ORDER BY position")
-            .map_err(sqlite_error)?;
-        let rows = stmt
-            .query_map([id.key()], |r| r.get::<_, String>(0))
-            .map_err(sqlite_error)?;
-        rows.map(|row| {
-            let body = row.map_err(sqlite_error)?;
-            serde_json::from_str(&body)
-                .map_err(|e| PortError::Permanent(format!("stored alert is corrupt: {e}")))
-        })
-        .collect()
+        self.listed(
+            "SELECT body FROM alerts WHERE key = ?1 ORDER BY position",
+            id,
+            "alert",
+        )
     }
 
     async fn update(&self, id: &IncidentId, incident: &Incident) -> PortResult<()> {
