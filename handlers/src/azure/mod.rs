@@ -38,9 +38,10 @@ use std::time::Duration;
 /// Every Azure REST call — storage, Logs Ingestion, ARM, Log Analytics, threat intelligence —
 /// goes through the one retry loop these bound.
 ///
-/// A call is retried when the service answers 408, 429, 500, 502, 503 or 504, when no answer
-/// came (connection refused or reset, timeout, a body cut short), and once on 401 with a fresh
-/// credential; any other 4xx is final. The wait before retry `n` (0-based) is the service's
+/// A call is retried (at most `max_retries` times) when the service answers 408, 429, 500,
+/// 502, 503 or 504, or when no answer came (connection refused or reset, timeout, a body cut
+/// short); any other 4xx is final, except that a 401 gets one more attempt with a fresh
+/// credential on top of the retries. The wait before retry `n` (0-based) is the service's
 /// `Retry-After` when it sent one, else `base_delay × 2ⁿ` with jitter (a random point in its
 /// upper half); either way at most `max_delay`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,6 +267,8 @@ pub(crate) fn transport_error(what: &str, e: reqwest::Error) -> PortError {
 pub(crate) struct Reply {
     /// Final status.
     pub status: reqwest::StatusCode,
+    /// Its headers.
+    pub headers: reqwest::header::HeaderMap,
     /// Full body.
     pub body: Vec<u8>,
     /// Requests sent.
@@ -330,10 +333,12 @@ where
     let mut ambiguous = false;
     let mut refresh = false;
     let mut refreshed = false;
+    let mut attempts = 0;
     let mut retry = 0;
     loop {
         // A credential failure is final here: the credential retried on its own already.
         let request = build(std::mem::take(&mut refresh)).await?;
+        attempts += 1;
         let attempt = async {
             // The error says whether the request may have reached the service.
             let response = request.send().await.map_err(|e| {
@@ -349,19 +354,22 @@ where
         };
         let (error, wait) = match attempt.await {
             Ok((status, headers, body)) => {
-                let unauthorised =
-                    status == reqwest::StatusCode::UNAUTHORIZED && refreshable && !refreshed;
-                if !(retryable(status) || unauthorised) || retry >= options.max_retries {
+                if status == reqwest::StatusCode::UNAUTHORIZED && refreshable && !refreshed {
+                    tracing::info!("{what}: 401: retrying once with a fresh credential");
+                    refreshed = true;
+                    refresh = true;
+                    continue;
+                }
+                if !retryable(status) || retry >= options.max_retries {
                     return Ok(Reply {
                         status,
+                        headers,
                         body,
-                        attempts: retry + 1,
+                        attempts,
                         ambiguous,
                         refreshed,
                     });
                 }
-                refreshed |= unauthorised;
-                refresh = unauthorised;
                 ambiguous |= status.is_server_error() || status.as_u16() == 408;
                 let wait = retry_after(|name| {
                     headers
@@ -382,10 +390,11 @@ where
                 (error, wait)
             }
             Err((PortError::Transient(text), _)) if retry >= options.max_retries => {
-                return Err(PortError::Transient(format!(
-                    "{text} (gave up after {} attempts)",
-                    retry + 1
-                )));
+                return Err(PortError::Transient(if attempts > 1 {
+                    format!("{text} (gave up after {attempts} attempts)")
+                } else {
+                    text
+                }));
             }
             Err((e @ PortError::Transient(_), sent)) => {
                 ambiguous |= sent;
