@@ -104,6 +104,25 @@ impl AdapterOptions {
             .unwrap_or_default()
     }
 
+    /// Logs that `what` failed with `error` and waits [`AdapterOptions::delay`] before retry
+    /// `retry` (0-based).
+    pub(crate) async fn back_off(
+        &self,
+        what: &str,
+        retry: u32,
+        retry_after: Option<Duration>,
+        error: &PortError,
+    ) {
+        let wait = self.delay(retry, retry_after);
+        tracing::warn!(
+            retry = retry + 1,
+            wait_ms = wait.as_millis() as u64,
+            error = %error,
+            "{what}: retrying"
+        );
+        tokio::time::sleep(wait).await;
+    }
+
     /// How long to wait before retry `retry` (0-based).
     pub(crate) fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
         match retry_after {
@@ -402,14 +421,7 @@ where
             }
             Err((e, _)) => return Err(e),
         };
-        let wait = options.delay(retry, wait);
-        tracing::warn!(
-            retry = retry + 1,
-            wait_ms = wait.as_millis() as u64,
-            error = %error,
-            "{what}: retrying"
-        );
-        tokio::time::sleep(wait).await;
+        options.back_off(what, retry, wait, &error).await;
         retry += 1;
     }
 }
