@@ -426,7 +426,8 @@ where
     }
 }
 
-/// One HTTP client for the adapters without retries of their own, with the default timeouts.
+/// An HTTP client with the default [`AdapterOptions`] timeouts, for the adapters that take no
+/// options (Service Bus, Azure ML, report links).
 pub(crate) fn http_client() -> reqwest::Client {
     AdapterOptions::default().client()
 }
