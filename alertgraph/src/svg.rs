@@ -3,24 +3,8 @@
 //! is attacker-influenced).
 
 use crate::subgraph::Subgraph;
+use socwire_common::text::escape_html;
 use std::fmt::Write as _;
-
-/// Escapes text for XML content and attributes.
-pub fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Renders `s` (at most its first 60 nodes, nodes on a circle in time order of first contact).
 pub fn render(s: &Subgraph) -> String {
@@ -58,7 +42,7 @@ pub fn render(s: &Subgraph) -> String {
             svg,
             r##"<text x="12" y="{}" fill="#333">• {}</text>"##,
             38 + 14 * i,
-            xml_escape(reason)
+            escape_html(reason)
         );
     }
     for e in s.edges.iter().take(120) {
@@ -80,7 +64,7 @@ pub fn render(s: &Subgraph) -> String {
             w = 1.0 + (f64::from(e.alerts)).ln(),
             mx = (x1 + x2) / 2.0,
             my = (y1 + y2) / 2.0 - 3.0,
-            t = xml_escape(&label),
+            t = escape_html(&label),
         );
     }
     for (i, node) in nodes.iter().enumerate() {
@@ -103,7 +87,7 @@ pub fn render(s: &Subgraph) -> String {
             r##"{shape}<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
             x,
             y + 22.0,
-            xml_escape(&name)
+            escape_html(&name)
         );
     }
     let _ = writeln!(
@@ -121,7 +105,7 @@ mod tests {
     #[test]
     fn escapes_markup() {
         assert_eq!(
-            xml_escape("<script>&\"'\u{7}"),
+            escape_html("<script>&\"'\u{7}"),
             "&lt;script&gt;&amp;&quot;&#39;"
         );
     }

@@ -1,7 +1,11 @@
 //! Helpers shared by the handler (`socwire`) and the local host (`socwire-host`), so that
 //! neither depends on the other for them: log-safe text and secret redaction ([`text`]) and an
-//! HTTP listener with connection and time bounds ([`listener`]).
+//! HTTP listener with connection and time bounds (`listener`, the default feature of the same
+//! name).
 
 pub mod fs;
+#[cfg(feature = "listener")]
 pub mod listener;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod text;

@@ -70,7 +70,9 @@ fn is_secret(name: &str) -> bool {
     SECRET_PARAMS.contains(&name.as_str()) || name.contains("secret") || name.contains("password")
 }
 
-/// `text` escaped for HTML text and attribute values (`&`, `<`, `>`, `"`, `'`).
+/// `text` escaped for HTML and XML (SVG) text and attribute values (`&`, `<`, `>`, `"`,
+/// `'`); control characters other than tab, line feed and carriage return, which neither
+/// allows, are dropped.
 pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
@@ -80,6 +82,8 @@ pub fn escape_html(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if c.is_control() => {}
             c => out.push(c),
         }
     }
@@ -119,5 +123,6 @@ mod tests {
             escape_html("<script>alert('x')</script> & \"q\""),
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
         );
+        assert_eq!(escape_html("a\u{7}b\u{0}\tc\nd"), "ab\tc\nd");
     }
 }

@@ -6,7 +6,7 @@
 //! reported as such in the findings instead of failing the triage. Sentinel's own TI table is
 //! asked through the workspace port ([`crate::ports::Question::ThreatIndicator`]).
 
-use crate::azure::{Auth, RestClient, RetryPolicy};
+use crate::azure::{AdapterOptions, Auth, RestClient};
 use crate::ports::{PortError, PortResult, ThreatIntel, TiFinding, TiSeverity};
 use crate::sentinel::Indicator;
 use async_trait::async_trait;
@@ -41,12 +41,13 @@ pub trait Provider: Send + Sync {
 fn client(header: &'static str, key: &Secret, timeout: Duration) -> RestClient {
     RestClient::new(
         Auth::Header(header, key.0.clone()),
-        RetryPolicy {
-            attempts: 2,
-            base_backoff: Duration::from_millis(200),
-            max_wait: Duration::from_secs(5),
+        AdapterOptions {
             timeout,
+            max_retries: 1,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
             max_body: 1024 * 1024,
+            ..AdapterOptions::json_api()
         },
     )
 }

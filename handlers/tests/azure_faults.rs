@@ -5,9 +5,7 @@
 
 mod support;
 
-use async_trait::async_trait;
 use axum::http::Method;
-use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use serde_json::{json, Value};
 use socwire::azure::{
     AdapterOptions, AzureQueue, BlobLedger, BlobReportStore, BlobStateStore, LogsIngestionRest,
@@ -18,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::fault_server::{closed_port, Answer, Fault, FaultServer, Seen};
+use support::tokens::Tokens;
 
 /// Fast bounds for tests: a timeout well above a loopback answer even on a loaded machine,
 /// small back-off, a cap far below any Retry-After used.
@@ -28,6 +27,7 @@ fn quick() -> AdapterOptions {
         max_retries: 3,
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(50),
+        ..AdapterOptions::default()
     }
 }
 
@@ -297,33 +297,10 @@ async fn slow_answers_and_cut_bodies_are_retried_never_returned() {
     assert!(!leaks_sas(&err.to_string()), "{err}");
 }
 
-/// Hands out `t1`, `t2`, … one per call.
-#[derive(Debug, Default)]
-struct Rotating(Mutex<u32>);
-
-#[async_trait]
-impl TokenCredential for Rotating {
-    async fn get_token(
-        &self,
-        _: &[&str],
-        _: Option<TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<AccessToken> {
-        let mut n = self.0.lock().unwrap();
-        *n += 1;
-        Ok(AccessToken::new(
-            format!("t{n}"),
-            azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
-        ))
-    }
-}
-
 #[tokio::test]
 async fn a_token_refused_mid_run_is_replaced_once() {
     let (server, _) = blob_server().await;
-    let account = account(
-        &server.url,
-        StorageAuth::Token(Arc::new(Rotating::default())),
-    );
+    let account = account(&server.url, StorageAuth::Token(Arc::new(Tokens::default())));
     let state = BlobStateStore::with_options(&account, "state", quick()).unwrap();
     state.save("a", b"1").await.unwrap();
     let expired = "AuthenticationFailed: Lifetime validation failed. The token is expired.";
@@ -506,7 +483,7 @@ async fn logs_ingestion_retries_send_the_same_rows_so_readers_can_deduplicate() 
     let logs = LogsIngestionRest::with_options(
         &server.url,
         "dcr-0123abcd",
-        Arc::new(Rotating::default()),
+        Arc::new(Tokens::default()),
         quick(),
     )
     .unwrap();

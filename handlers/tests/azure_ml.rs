@@ -4,13 +4,13 @@
 //! errors, 429 + Retry-After, 5xx, job status sequences, and an expired token (401 → a fresh
 //! token → success).
 
-use async_trait::async_trait;
+mod support;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use serde_json::{json, Value};
 use socwire::azure::{AzureMlRest, ServiceBusRest, ML_API_VERSION};
 use socwire::ports::{
@@ -18,29 +18,10 @@ use socwire::ports::{
     PortError, Provisioning,
 };
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use support::tokens::Tokens;
 
 const WS: &str = "/subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourceGroups/testrg123/providers/Microsoft.MachineLearningServices/workspaces/workspaces123";
-
-/// Hands out `token-1`, `token-2`, …: each call is a fresh token.
-#[derive(Debug, Default)]
-struct Tokens(AtomicUsize);
-
-#[async_trait]
-impl TokenCredential for Tokens {
-    async fn get_token(
-        &self,
-        _: &[&str],
-        _: Option<TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<AccessToken> {
-        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
-        Ok(AccessToken::new(
-            format!("token-{n}"),
-            azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
-        ))
-    }
-}
 
 /// Scripted answers per route, consumed in order; what was asked is recorded.
 #[derive(Default)]
@@ -333,7 +314,7 @@ async fn an_expired_token_is_replaced_once() {
     let seen = arm.seen.lock().unwrap();
     assert_eq!(seen[0].1, "Bearer token-1");
     assert_eq!(seen[1].1, "Bearer token-2");
-    assert_eq!(tokens.0.load(Ordering::SeqCst), 2);
+    assert_eq!(tokens.asked(), 2);
 }
 
 #[tokio::test]

@@ -64,7 +64,7 @@ impl Container {
         build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> PortResult<Reply> {
         let http = &self.http;
-        send_retrying(&self.options, "blob storage", || async {
+        send_retrying(&self.options, "blob storage", true, |_| async {
             let request = self
                 .account
                 .authorise(url.clone(), |u| http.request(method.clone(), u))

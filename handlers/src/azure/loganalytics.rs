@@ -1,7 +1,8 @@
 //! The Log Analytics query API (`POST {endpoint}/v1/workspaces/{id}/query`, SENTINEL.md §3)
 //! answering the workspace's typed questions, rendered as KQL by [`crate::queries`].
 
-use super::rest::{Auth, RestClient, RetryPolicy};
+use super::rest::{Auth, RestClient};
+use super::AdapterOptions;
 use crate::ports::{Answer, PortError, PortResult, Question, WorkspaceQueries};
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
@@ -24,15 +25,20 @@ impl LogAnalyticsQuery {
         workspace_id: &str,
         credential: Arc<dyn TokenCredential>,
     ) -> anyhow::Result<Self> {
-        Self::with_policy(endpoint, workspace_id, credential, RetryPolicy::default())
+        Self::with_options(
+            endpoint,
+            workspace_id,
+            credential,
+            AdapterOptions::json_api(),
+        )
     }
 
-    /// As [`LogAnalyticsQuery::new`] with a retry policy.
-    pub fn with_policy(
+    /// As [`LogAnalyticsQuery::new`] with explicit timeouts and retry bounds.
+    pub fn with_options(
         endpoint: &str,
         workspace_id: &str,
         credential: Arc<dyn TokenCredential>,
-        policy: RetryPolicy,
+        options: AdapterOptions,
     ) -> anyhow::Result<Self> {
         let mut url = url::Url::parse(endpoint)
             .map_err(|e| anyhow::anyhow!("SOCWIRE_LA_ENDPOINT {endpoint:?}: {e}"))?;
@@ -49,7 +55,7 @@ impl LogAnalyticsQuery {
             .extend(["v1", "workspaces", workspace_id, "query"]);
         Ok(Self {
             url,
-            rest: RestClient::new(Auth::Bearer(credential, scope), policy),
+            rest: RestClient::new(Auth::Bearer(credential, scope), options),
         })
     }
 }

@@ -122,7 +122,7 @@ impl LogsIngestionRest {
                 serde_json::to_vec(&rows).map_err(|e| PortError::Permanent(e.to_string()))?;
             let request_id = request_id(&body);
             let what = format!("Logs Ingestion to {stream}");
-            let reply = send_retrying(&self.options, &what, || async {
+            let reply = send_retrying(&self.options, &what, true, |_| async {
                 let token = bearer(
                     self.credential.as_ref(),
                     "https://monitor.azure.com/.default",

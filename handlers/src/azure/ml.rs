@@ -3,7 +3,7 @@
 //! go to the workspace's blob datastore. A 401 is retried once with a fresh token; 429/5xx
 //! are transient (the caller's broker retries, nothing waits here); quota errors are permanent.
 
-use super::{bearer, http_client, transport_error};
+use super::{bearer, http_client, send_retrying, transport_error, AdapterOptions};
 use crate::ports::{
     ClusterInfo, ClusterSpec, JobInfo, JobSubmission, MlWorkspace, ModelRegistration,
     OperationStatus, PortError, PortResult, Provisioning,
@@ -110,7 +110,8 @@ impl AzureMlRest {
         format!("{}/.default", self.endpoint.as_str().trim_end_matches('/'))
     }
 
-    /// One call; a 401 gets one more try with a fresh token.
+    /// One call, not retried here (the caller's broker redelivers), except that a 401 gets
+    /// one more try with a fresh token.
     async fn send(
         &self,
         method: Method,
@@ -119,39 +120,30 @@ impl AzureMlRest {
         scope: &str,
     ) -> PortResult<Answer> {
         let what = format!("Azure ML {method} {}", url.path());
-        for attempt in 0..2 {
+        let options = AdapterOptions {
+            max_retries: 0,
+            ..AdapterOptions::default()
+        };
+        let reply = send_retrying(&options, &what, true, |_| async {
             let token = bearer(self.credential.as_ref(), scope).await?;
-            let mut request = self
+            let request = self
                 .http
                 .request(method.clone(), url.clone())
                 .header("authorization", token);
-            request = match body {
+            Ok(match body {
                 Some(b) => request.json(b),
                 None if method == Method::POST => request.header("content-length", "0"),
                 None => request,
-            };
-            let response = request
-                .send()
-                .await
-                .map_err(|e| transport_error(&what, e))?;
-            let status = response.status();
-            let headers = response.headers().clone();
-            let text = response
-                .text()
-                .await
-                .map_err(|e| transport_error(&what, e))?;
-            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
-                tracing::info!(call = %what, "401: retrying once with a fresh token");
-                continue;
-            }
-            let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-            return Ok(Answer {
-                status,
-                headers,
-                body,
-            });
-        }
-        unreachable!("the loop returns on its second pass")
+            })
+        })
+        .await?;
+        let text = reply.text();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Answer {
+            status: reply.status,
+            headers: reply.headers,
+            body,
+        })
     }
 
     /// A call whose non-2xx answer becomes a port error (404 → None through `found`).

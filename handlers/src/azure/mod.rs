@@ -21,7 +21,7 @@ pub use loganalytics::LogAnalyticsQuery;
 pub use logs::{LogsIngestionRest, LOGS_API_VERSION, MAX_CALL_BYTES};
 pub use ml::{AzureMlRest, ML_API_VERSION};
 pub use queue::{AzureQueue, ReceivedQueueMessage};
-pub use rest::{Auth, RestClient, RetryPolicy};
+pub use rest::{Auth, RestClient};
 pub use sas::{user_delegation_sas, LinkSigner, UserDelegationKey, UD_SAS_VERSION};
 pub use sentinel::{SentinelRest, SENTINEL_API_VERSION};
 pub use servicebus::ServiceBusRest;
@@ -35,14 +35,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Timeouts and retry bounds of one Azure adapter, given to its constructor (never global).
+/// Every Azure REST call — storage, Logs Ingestion, ARM, Log Analytics, threat intelligence —
+/// goes through the one retry loop these bound.
 ///
-/// A call is retried when the service answers 408, 429, 500, 502, 503 or 504, when no answer
-/// came (connection refused or reset, timeout, a body cut short), and once on 401 with a fresh
-/// credential. The wait before retry `n` (0-based) is the service's `Retry-After` when it sent
-/// one, else `base_delay × 2ⁿ`; either way at most `max_delay`.
+/// A call is retried (at most `max_retries` times) when the service answers 408, 429, 500,
+/// 502, 503 or 504, or when no answer came (connection refused or reset, timeout, a body cut
+/// short); any other 4xx is final, except that a 401 gets one more attempt with a fresh
+/// credential on top of the retries. The wait before retry `n` (0-based) is the service's
+/// `Retry-After` when it sent one, else `base_delay × 2ⁿ` with jitter (a random point in its
+/// upper half); either way at most `max_delay`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdapterOptions {
-    /// Whole-request limit: connect, send, and read the full response body.
+    /// Per-attempt limit: connect, send, and read the full response body.
     pub timeout: Duration,
     /// Limit on establishing the connection.
     pub connect_timeout: Duration,
@@ -52,6 +56,11 @@ pub struct AdapterOptions {
     pub base_delay: Duration,
     /// Longest wait before any retry, `Retry-After` included.
     pub max_delay: Duration,
+    /// Largest answer body read, in bytes; a longer one fails the call as permanent.
+    pub max_body: usize,
+    /// When true, a `Retry-After` longer than `max_delay` fails the call at once as transient
+    /// (a later delivery retries it) instead of waiting `max_delay` and retrying early.
+    pub defer_long_waits: bool,
 }
 
 impl Default for AdapterOptions {
@@ -62,25 +71,71 @@ impl Default for AdapterOptions {
             max_retries: 5,
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(60),
+            max_body: 256 * 1024 * 1024,
+            defer_long_waits: false,
         }
     }
 }
 
 impl AdapterOptions {
-    /// An HTTP client with these timeouts.
+    /// The bounds for JSON APIs called while a message is handled (ARM, Log Analytics):
+    /// 30 s per attempt, 3 retries from 500 ms, answers up to 16 MiB, and a `Retry-After` over
+    /// 30 s left to a later delivery.
+    pub fn json_api() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_retries: 3,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_body: 16 * 1024 * 1024,
+            defer_long_waits: true,
+        }
+    }
+
+    /// An HTTP client with these timeouts that follows no redirect (a token or key is never
+    /// sent on to another host).
     pub(crate) fn client(&self) -> reqwest::Client {
         reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout)
+            .connect_timeout(self.connect_timeout.min(self.timeout))
             .timeout(self.timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default()
     }
 
+    /// Logs that `what` failed with `error` and waits [`AdapterOptions::delay`] before retry
+    /// `retry` (0-based).
+    pub(crate) async fn back_off(
+        &self,
+        what: &str,
+        retry: u32,
+        retry_after: Option<Duration>,
+        error: &PortError,
+    ) {
+        let wait = self.delay(retry, retry_after);
+        tracing::warn!(
+            retry = retry + 1,
+            wait_ms = wait.as_millis() as u64,
+            error = %error,
+            "{what}: retrying"
+        );
+        tokio::time::sleep(wait).await;
+    }
+
     /// How long to wait before retry `retry` (0-based).
     pub(crate) fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        retry_after
-            .unwrap_or_else(|| self.base_delay.saturating_mul(1 << retry.min(16)))
-            .min(self.max_delay)
+        match retry_after {
+            Some(asked) => asked.min(self.max_delay),
+            None => {
+                let full = self
+                    .base_delay
+                    .saturating_mul(1 << retry.min(16))
+                    .min(self.max_delay);
+                // Jitter: callers that failed together do not all retry together.
+                full / 2 + full.mul_f64(fastrand::f64() / 2.0)
+            }
+        }
     }
 }
 
@@ -150,15 +205,22 @@ pub(crate) async fn bearer(
     credential: &dyn TokenCredential,
     scope: &str,
 ) -> Result<String, PortError> {
-    let token = credential.get_token(&[scope], None).await.map_err(|e| {
-        let text = format!("getting a token for {scope}: {}", error_chain(&e));
-        match http_status_in_chain(&e) {
-            // The identity is not assigned, or the endpoint refuses it: retrying won't help.
-            Some(400 | 401 | 403 | 404) => PortError::Permanent(text),
-            _ => PortError::Transient(text),
-        }
-    })?;
+    let token = credential
+        .get_token(&[scope], None)
+        .await
+        .map_err(|e| token_error(scope, &e))?;
     Ok(format!("Bearer {}", token.token.secret()))
+}
+
+/// A credential's failure to give a token for `scope` as a port error: permanent when the
+/// identity endpoint refused (the identity is not assigned: retrying won't help), else
+/// transient.
+pub(crate) fn token_error(scope: &str, e: &azure_core::Error) -> PortError {
+    let text = format!("getting a token for {scope}: {}", error_chain(e));
+    match http_status_in_chain(e) {
+        Some(400 | 401 | 403 | 404) => PortError::Permanent(text),
+        _ => PortError::Transient(text),
+    }
 }
 
 /// The first HTTP status in an SDK error or its causes (credentials wrap the endpoint's error).
@@ -224,6 +286,8 @@ pub(crate) fn transport_error(what: &str, e: reqwest::Error) -> PortError {
 pub(crate) struct Reply {
     /// Final status.
     pub status: reqwest::StatusCode,
+    /// Its headers.
+    pub headers: reqwest::header::HeaderMap,
     /// Full body.
     pub body: Vec<u8>,
     /// Requests sent.
@@ -231,6 +295,8 @@ pub(crate) struct Reply {
     /// True when an earlier attempt may have taken effect although no success came back
     /// (a timeout, a cut connection or a 5xx after the request was sent).
     pub ambiguous: bool,
+    /// True when a 401 was answered and the request sent again with a fresh credential.
+    pub refreshed: bool,
 }
 
 impl Reply {
@@ -245,24 +311,53 @@ fn retryable(status: reqwest::StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
 }
 
+/// Reads a whole body, refusing (as permanent) one over `max` bytes without reading it all.
+async fn read_body(
+    mut response: reqwest::Response,
+    max: usize,
+    what: &str,
+) -> Result<Vec<u8>, PortError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(what, e))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(PortError::Permanent(format!(
+                "{what}: answer is over {max} bytes; not read"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Sends the request `build` makes (called again for every attempt, so each gets a fresh SAS
-/// or token), reads the whole body, and retries under `options`; see [`AdapterOptions`].
-/// Returns the last answer, success or not; `Err` only when no answer came at all.
+/// or token; its argument is true right after a 401, when a cached token must be replaced),
+/// reads the whole body, and retries under `options`; see [`AdapterOptions`]. A 401 is
+/// retried once only when `refreshable` (a fixed API key would be refused again).
+/// Returns the last answer, success or not; `Err` only when no answer came at all, the
+/// answer was too large, or a `Retry-After` was deferred.
 pub(crate) async fn send_retrying<F, Fut>(
     options: &AdapterOptions,
     what: &str,
+    refreshable: bool,
     mut build: F,
 ) -> Result<Reply, PortError>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(bool) -> Fut,
     Fut: Future<Output = Result<reqwest::RequestBuilder, PortError>>,
 {
     let mut ambiguous = false;
+    let mut refresh = false;
     let mut refreshed = false;
+    let mut attempts = 0;
     let mut retry = 0;
     loop {
         // A credential failure is final here: the credential retried on its own already.
-        let request = build().await?;
+        let request = build(std::mem::take(&mut refresh)).await?;
+        attempts += 1;
         let attempt = async {
             // The error says whether the request may have reached the service.
             let response = request.send().await.map_err(|e| {
@@ -271,24 +366,29 @@ where
             })?;
             let status = response.status();
             let headers = response.headers().clone();
-            let body = response
-                .bytes()
+            let body = read_body(response, options.max_body, what)
                 .await
-                .map_err(|e| (transport_error(what, e), true))?;
+                .map_err(|e| (e, true))?;
             Ok::<_, (PortError, bool)>((status, headers, body))
         };
         let (error, wait) = match attempt.await {
             Ok((status, headers, body)) => {
-                let unauthorised = status == reqwest::StatusCode::UNAUTHORIZED && !refreshed;
-                if !(retryable(status) || unauthorised) || retry >= options.max_retries {
+                if status == reqwest::StatusCode::UNAUTHORIZED && refreshable && !refreshed {
+                    tracing::info!("{what}: 401: retrying once with a fresh credential");
+                    refreshed = true;
+                    refresh = true;
+                    continue;
+                }
+                if !retryable(status) || retry >= options.max_retries {
                     return Ok(Reply {
                         status,
-                        body: body.to_vec(),
-                        attempts: retry + 1,
+                        headers,
+                        body,
+                        attempts,
                         ambiguous,
+                        refreshed,
                     });
                 }
-                refreshed |= unauthorised;
                 ambiguous |= status.is_server_error() || status.as_u16() == 408;
                 let wait = retry_after(|name| {
                     headers
@@ -297,13 +397,23 @@ where
                         .map(str::to_string)
                 });
                 let error = status_error(what, status, &String::from_utf8_lossy(&body));
+                if let Some(asked) =
+                    wait.filter(|w| options.defer_long_waits && *w > options.max_delay)
+                {
+                    return Err(PortError::Transient(format!(
+                        "{error}; Retry-After {}s is over the {}s bound: left to a later delivery",
+                        asked.as_secs(),
+                        options.max_delay.as_secs()
+                    )));
+                }
                 (error, wait)
             }
             Err((PortError::Transient(text), _)) if retry >= options.max_retries => {
-                return Err(PortError::Transient(format!(
-                    "{text} (gave up after {} attempts)",
-                    retry + 1
-                )));
+                return Err(PortError::Transient(if attempts > 1 {
+                    format!("{text} (gave up after {attempts} attempts)")
+                } else {
+                    text
+                }));
             }
             Err((e @ PortError::Transient(_), sent)) => {
                 ambiguous |= sent;
@@ -311,25 +421,15 @@ where
             }
             Err((e, _)) => return Err(e),
         };
-        let wait = options.delay(retry, wait);
-        tracing::warn!(
-            retry = retry + 1,
-            wait_ms = wait.as_millis() as u64,
-            error = %error,
-            "{what}: retrying"
-        );
-        tokio::time::sleep(wait).await;
+        options.back_off(what, retry, wait, &error).await;
         retry += 1;
     }
 }
 
-/// One HTTP client for every adapter, with timeouts.
+/// An HTTP client with the default [`AdapterOptions`] timeouts, for the adapters that take no
+/// options (Service Bus, Azure ML, report links).
 pub(crate) fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .unwrap_or_default()
+    AdapterOptions::default().client()
 }
 
 #[cfg(test)]
@@ -343,9 +443,12 @@ mod tests {
             max_delay: Duration::from_secs(1),
             ..Default::default()
         };
-        assert_eq!(o.delay(0, None), Duration::from_millis(100));
-        assert_eq!(o.delay(2, None), Duration::from_millis(400));
-        assert_eq!(o.delay(40, None), Duration::from_secs(1));
+        let within = |d: Duration, full: u64| (full / 2..=full).contains(&(d.as_millis() as u64));
+        for _ in 0..20 {
+            assert!(within(o.delay(0, None), 100));
+            assert!(within(o.delay(2, None), 400));
+            assert!(within(o.delay(40, None), 1000));
+        }
         assert_eq!(
             o.delay(0, Some(Duration::from_millis(700))),
             Duration::from_millis(700)

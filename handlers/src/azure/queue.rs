@@ -135,14 +135,10 @@ impl AzureQueue {
             if retry >= self.options.max_retries || !should_retry(&e, repeat) {
                 return Err(sdk_error(what, e));
             }
-            let wait = self.options.delay(retry, error_retry_after(&e));
-            tracing::warn!(
-                retry = retry + 1,
-                wait_ms = wait.as_millis() as u64,
-                error = %sdk_error(what, e),
-                "{what}: retrying"
-            );
-            tokio::time::sleep(wait).await;
+            let retry_after = error_retry_after(&e);
+            self.options
+                .back_off(what, retry, retry_after, &sdk_error(what, e))
+                .await;
             retry += 1;
         }
     }

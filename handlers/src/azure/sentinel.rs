@@ -3,7 +3,8 @@
 //! one by one ([`IncidentId::path_segments`]); a `nextLink` is followed only on the same origin
 //! and under the same workspace.
 
-use super::rest::{Auth, RestClient, RetryPolicy};
+use super::rest::{Auth, RestClient};
+use super::AdapterOptions;
 use crate::ports::{IncidentStore, PortError, PortResult};
 use crate::sentinel::{Entity, Incident, IncidentId, WorkspaceRef};
 use async_trait::async_trait;
@@ -35,14 +36,15 @@ struct EntityList {
 impl SentinelRest {
     /// An adapter for the ARM endpoint (`https://management.azure.com` in the public cloud).
     pub fn new(endpoint: &str, credential: Arc<dyn TokenCredential>) -> anyhow::Result<Self> {
-        Self::with_policy(endpoint, credential, RetryPolicy::default())
+        Self::with_options(endpoint, credential, AdapterOptions::json_api())
     }
 
-    /// As [`SentinelRest::new`], with a retry policy (tests shorten the waits).
-    pub fn with_policy(
+    /// As [`SentinelRest::new`], with explicit timeouts and retry bounds (tests shorten the
+    /// waits).
+    pub fn with_options(
         endpoint: &str,
         credential: Arc<dyn TokenCredential>,
-        policy: RetryPolicy,
+        options: AdapterOptions,
     ) -> anyhow::Result<Self> {
         let endpoint = Url::parse(endpoint)
             .map_err(|e| anyhow::anyhow!("SOCWIRE_SENTINEL_ENDPOINT {endpoint:?}: {e}"))?;
@@ -56,7 +58,7 @@ impl SentinelRest {
         }
         let scope = format!("{}/.default", endpoint.origin().ascii_serialization());
         Ok(Self {
-            rest: RestClient::new(Auth::Bearer(credential, scope), policy),
+            rest: RestClient::new(Auth::Bearer(credential, scope), options),
             endpoint,
         })
     }

@@ -3,7 +3,7 @@
 //! environments, jobs run as separate `socwire ml run-job` processes, and a model registry of
 //! folders under `<data-dir>/models/<name>/<version>/`. Commands go to the local broker.
 
-use super::{open_sqlite, sqlite_error};
+use super::{sqlite_error, SqlitePool};
 use crate::ports::{
     ClusterInfo, ClusterSpec, CommandBus, JobInfo, JobSubmission, MlWorkspace, ModelRegistration,
     OperationStatus, OutgoingCommand, PortError, PortResult, Provisioning,
@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Local workspace settings.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ pub struct LocalMlOptions {
 
 /// The local workspace: `<data-dir>/ml/workspace.sqlite3` plus folders.
 pub struct LocalWorkspace {
-    conn: Mutex<rusqlite::Connection>,
+    pool: SqlitePool,
     data_dir: PathBuf,
     opts: LocalMlOptions,
 }
@@ -54,7 +54,7 @@ fn now_ms() -> i64 {
 impl LocalWorkspace {
     /// Opens (or creates) the workspace under `data_dir`.
     pub fn open(data_dir: &Path, opts: LocalMlOptions) -> PortResult<Self> {
-        let conn = open_sqlite(
+        let pool = SqlitePool::open(
             &data_dir.join("ml").join("workspace.sqlite3"),
             "CREATE TABLE IF NOT EXISTS clusters (
                  name TEXT PRIMARY KEY, spec TEXT NOT NULL, state TEXT NOT NULL,
@@ -67,16 +67,13 @@ impl LocalWorkspace {
              CREATE TABLE IF NOT EXISTS models (
                  name TEXT NOT NULL, version TEXT NOT NULL, folder TEXT NOT NULL,
                  job_id TEXT NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY (name, version));",
+            1,
         )?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            pool,
             data_dir: data_dir.to_path_buf(),
             opts,
         })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The datastore folder.
@@ -92,6 +89,7 @@ impl LocalWorkspace {
     /// The submission of a job.
     pub fn job_spec(&self, id: &str) -> PortResult<Option<JobSubmission>> {
         let spec: Option<String> = self
+            .pool
             .lock()
             .query_row("SELECT spec FROM jobs WHERE id = ?1", [id], |r| r.get(0))
             .optional()
@@ -102,7 +100,7 @@ impl LocalWorkspace {
 
     /// Sets a job's status (and error); the runner reports through this.
     pub fn set_job_status(&self, id: &str, status: &str, error: Option<&str>) -> PortResult<()> {
-        self.lock()
+        self.pool.lock()
             .execute(
                 "UPDATE jobs SET status = ?2, error = COALESCE(?3, error), updated_ms = ?4 WHERE id = ?1",
                 params![id, status, error, now_ms()],
@@ -113,7 +111,8 @@ impl LocalWorkspace {
 
     /// True once someone asked the job to stop.
     pub fn cancel_requested(&self, id: &str) -> PortResult<bool> {
-        self.lock()
+        self.pool
+            .lock()
             .query_row(
                 "SELECT cancel_requested FROM jobs WHERE id = ?1",
                 [id],
@@ -127,7 +126,7 @@ impl LocalWorkspace {
     /// Every cluster (state brought up to date).
     pub fn clusters(&self) -> PortResult<Vec<ClusterInfo>> {
         let names: Vec<String> = {
-            let conn = self.lock();
+            let conn = self.pool.lock();
             let mut stmt = conn
                 .prepare("SELECT name FROM clusters ORDER BY name")
                 .map_err(sqlite_error)?;
@@ -146,7 +145,7 @@ impl LocalWorkspace {
     /// Every job, oldest first.
     pub fn jobs(&self) -> PortResult<Vec<JobInfo>> {
         let ids: Vec<String> = {
-            let conn = self.lock();
+            let conn = self.pool.lock();
             let mut stmt = conn
                 .prepare("SELECT id FROM jobs ORDER BY created_ms, id")
                 .map_err(sqlite_error)?;
@@ -164,7 +163,7 @@ impl LocalWorkspace {
 
     /// Every registered model version.
     pub fn models(&self) -> PortResult<Vec<LocalModel>> {
-        let conn = self.lock();
+        let conn = self.pool.lock();
         let mut stmt = conn
             .prepare("SELECT name, version, folder, job_id FROM models ORDER BY name, created_ms")
             .map_err(sqlite_error)?;
@@ -182,7 +181,7 @@ impl LocalWorkspace {
     }
 
     fn cluster(&self, name: &str) -> PortResult<Option<ClusterInfo>> {
-        let conn = self.lock();
+        let conn = self.pool.lock();
         let row: Option<(String, String, i64, Option<String>)> = conn
             .query_row(
                 "SELECT spec, state, ready_ms, error FROM clusters WHERE name = ?1",
@@ -231,6 +230,7 @@ impl LocalWorkspace {
 
     fn job(&self, id: &str) -> PortResult<Option<JobInfo>> {
         let row: Option<(String, String, Option<String>, i64)> = self
+            .pool
             .lock()
             .query_row(
                 "SELECT spec, status, error, created_ms FROM jobs WHERE id = ?1",
@@ -327,7 +327,8 @@ impl MlWorkspace for LocalWorkspace {
             }
             // Update the scale settings, as a PUT on an existing compute does.
             let text = serde_json::to_string(spec).unwrap_or_default();
-            self.lock()
+            self.pool
+                .lock()
                 .execute(
                     "UPDATE clusters SET spec = ?2 WHERE name = ?1",
                     params![spec.name, text],
@@ -340,7 +341,7 @@ impl MlWorkspace for LocalWorkspace {
             }
         } else {
             let text = serde_json::to_string(spec).unwrap_or_default();
-            self.lock()
+            self.pool.lock()
                 .execute(
                     "INSERT OR IGNORE INTO clusters (name, spec, state, ready_ms) VALUES (?1, ?2, 'Creating', ?3)",
                     params![spec.name, text, now_ms() + self.opts.provision_ms],
@@ -378,7 +379,7 @@ impl MlWorkspace for LocalWorkspace {
     }
 
     async fn register_environment(&self, name: &str, image: &str) -> PortResult<String> {
-        self.lock()
+        self.pool.lock()
             .execute(
                 "INSERT INTO environments (name, image) VALUES (?1, ?2) ON CONFLICT DO UPDATE SET image = ?2",
                 params![name, image],
@@ -391,6 +392,7 @@ impl MlWorkspace for LocalWorkspace {
         let text = serde_json::to_string(job).unwrap_or_default();
         let now = now_ms();
         let inserted = self
+            .pool
             .lock()
             .execute(
                 "INSERT OR IGNORE INTO jobs (id, spec, status, created_ms, updated_ms) VALUES (?1, ?2, 'Queued', ?3, ?3)",
@@ -410,6 +412,7 @@ impl MlWorkspace for LocalWorkspace {
 
     async fn cancel_job(&self, id: &str) -> PortResult<()> {
         let n = self
+            .pool
             .lock()
             .execute(
                 "UPDATE jobs SET cancel_requested = 1, status = CASE WHEN status IN ('Completed','Failed','Canceled') THEN status ELSE 'CancelRequested' END WHERE id = ?1",
@@ -451,7 +454,7 @@ impl MlWorkspace for LocalWorkspace {
             .unwrap_or(dest)
             .display()
             .to_string();
-        self.lock()
+        self.pool.lock()
             .execute(
                 "INSERT OR IGNORE INTO models (name, version, folder, job_id, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![model.name, model.version, folder, model.job_id, now_ms()],

@@ -18,20 +18,22 @@ pub use threat_intel::{OfflineThreatIntel, TiEntry};
 pub use workspace::{LogRow, SqliteWorkspace};
 
 use crate::ports::PortError;
+use socwire_common::sqlite::OpenError;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
-/// Opens a SQLite database for an adapter: WAL, a busy timeout so the host and the CLI can share
-/// it, and `synchronous=NORMAL` (durable across a killed process).
-pub(crate) fn open_sqlite(path: &Path, schema: &str) -> Result<rusqlite::Connection, PortError> {
-    socwire_common::fs::private_file(path)
-        .map_err(|e| PortError::Permanent(format!("cannot create {}: {e}", path.display())))?;
-    let conn = rusqlite::Connection::open(path).map_err(sqlite_error)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(sqlite_error)?;
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; {schema}"
-    ))
-    .map_err(sqlite_error)?;
+/// Opens a SQLite database for an adapter through [`socwire_common::sqlite::open`] (a 0600
+/// file, WAL, `synchronous=NORMAL`, a busy timeout so the host and the CLI can share it) and
+/// creates `schema`.
+fn open_sqlite(path: &Path, schema: &str) -> Result<rusqlite::Connection, PortError> {
+    let conn = socwire_common::sqlite::open(path).map_err(|e| match e {
+        OpenError::File(e) => {
+            PortError::Permanent(format!("cannot create {}: {e}", path.display()))
+        }
+        OpenError::Sqlite(e) => sqlite_error(e),
+    })?;
+    conn.execute_batch(schema).map_err(sqlite_error)?;
     Ok(conn)
 }
 
@@ -39,36 +41,41 @@ pub(crate) fn open_sqlite(path: &Path, schema: &str) -> Result<rusqlite::Connect
 /// lock: WAL lets readers run beside each other and beside one writer, and SQLite's own
 /// locking (with the busy timeout) orders the writers.
 pub(crate) struct SqlitePool {
-    conns: Vec<std::sync::Mutex<rusqlite::Connection>>,
-    next: std::sync::atomic::AtomicUsize,
+    conns: Vec<Mutex<rusqlite::Connection>>,
+    next: AtomicUsize,
 }
 
 impl SqlitePool {
     /// Opens `size` connections (at least one) to `path`, creating `schema` once.
     pub(crate) fn open(path: &Path, schema: &str, size: usize) -> Result<Self, PortError> {
-        let mut conns = vec![std::sync::Mutex::new(open_sqlite(path, schema)?)];
+        let mut conns = vec![Mutex::new(open_sqlite(path, schema)?)];
         for _ in 1..size.max(1) {
-            conns.push(std::sync::Mutex::new(open_sqlite(path, "")?));
+            conns.push(Mutex::new(open_sqlite(path, "")?));
         }
         Ok(Self {
             conns,
-            next: std::sync::atomic::AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
         })
     }
 
-    /// Runs `f` on a free connection, or waits for one (round robin) when all are busy.
-    pub(crate) fn with<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
-        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    /// A free connection, or (when all are busy) the next one round robin once it is free. A
+    /// panic while one was held does not make it unusable: SQLite rolled back what was left.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, rusqlite::Connection> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.conns.len();
         for i in 0..n {
             if let Ok(conn) = self.conns[(start + i) % n].try_lock() {
-                return f(&conn);
+                return conn;
             }
         }
-        let conn = self.conns[start % n]
+        self.conns[start % n]
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        f(&conn)
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on a connection from [`SqlitePool::lock`].
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
+        f(&self.lock())
     }
 }
 

@@ -1,16 +1,15 @@
-use super::{open_sqlite, sqlite_error};
+use super::{sqlite_error, SqlitePool};
 use crate::ports::{IncidentStore, PortError, PortResult};
 use crate::sentinel::{Entity, Incident, IncidentId, WorkspaceRef};
 use async_trait::async_trait;
 use rusqlite::OptionalExtension;
 use serde_json::Value;
 use std::path::Path;
-use std::sync::Mutex;
 
 /// The local Sentinel: incidents, entities and comments in SQLite, with the same etag and
 /// comment-id semantics as the REST API.
 pub struct SqliteIncidentStore {
-    conn: Mutex<rusqlite::Connection>,
+    pool: SqlitePool,
 }
 
 /// A comment as stored.
@@ -25,7 +24,7 @@ pub struct StoredComment {
 impl SqliteIncidentStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> PortResult<Self> {
-        let conn = open_sqlite(
+        let pool = SqlitePool::open(
             path,
             "CREATE TABLE IF NOT EXISTS incidents (
                  key TEXT PRIMARY KEY,
@@ -50,14 +49,29 @@ impl SqliteIncidentStore {
                  message TEXT NOT NULL,
                  PRIMARY KEY (key, comment_id)
              );",
+            1,
         )?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        Ok(Self { pool })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// The JSON bodies `sql` selects for incident `id`, in order; `what` names one in errors.
+    fn listed<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        id: &IncidentId,
+        what: &str,
+    ) -> PortResult<Vec<T>> {
+        let conn = self.pool.lock();
+        let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
+        let rows = stmt
+            .query_map([id.key()], |r| r.get::<_, String>(0))
+            .map_err(sqlite_error)?;
+        rows.map(|row| {
+            let body = row.map_err(sqlite_error)?;
+            serde_json::from_str(&body)
+                .map_err(|e| PortError::Permanent(format!("stored {what} is corrupt: {e}")))
+        })
+        .collect()
     }
 
     /// Inserts or replaces an incident and its entities (used by the demo and tests).
@@ -84,7 +98,7 @@ impl SqliteIncidentStore {
         let other = &mut stored.properties.other;
         other.entry("createdTimeUtc").or_insert_with(|| now.clone());
         other.entry("lastModifiedTimeUtc").or_insert(now);
-        let mut conn = self.lock();
+        let mut conn = self.pool.lock();
         let tx = conn.transaction().map_err(sqlite_error)?;
         let body =
             serde_json::to_string(&stored).map_err(|e| PortError::Permanent(e.to_string()))?;
@@ -140,7 +154,7 @@ impl SqliteIncidentStore {
 
     /// The comments on an incident, in id order.
     pub fn comments(&self, id: &IncidentId) -> PortResult<Vec<StoredComment>> {
-        let conn = self.lock();
+        let conn = self.pool.lock();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT comment_id, message FROM comments WHERE key = ?1 ORDER BY comment_id",
@@ -159,7 +173,7 @@ impl SqliteIncidentStore {
 
     /// Every incident, in key order.
     pub fn list(&self) -> PortResult<Vec<Incident>> {
-        let conn = self.lock();
+        let conn = self.pool.lock();
         let mut stmt = conn
             .prepare_cached("SELECT body, version FROM incidents ORDER BY key")
             .map_err(sqlite_error)?;
@@ -175,7 +189,7 @@ impl SqliteIncidentStore {
 
     /// A PUT of the whole incident, checked against the etag in the body as ARM does.
     fn put_incident(&self, id: &IncidentId, incident: &Incident) -> PortResult<()> {
-        let conn = self.lock();
+        let conn = self.pool.lock();
         let current: Option<i64> = conn
             .query_row(
                 "SELECT version FROM incidents WHERE key = ?1",
@@ -215,7 +229,7 @@ fn now_rfc3339() -> String {
 }
 
 fn futures_lite_get(store: &SqliteIncidentStore, id: &IncidentId) -> PortResult<Incident> {
-    let conn = store.lock();
+    let conn = store.pool.lock();
     let row: Option<(String, i64)> = conn
         .query_row(
             "SELECT body, version FROM incidents WHERE key = ?1",
@@ -246,35 +260,19 @@ impl IncidentStore for SqliteIncidentStore {
     }
 
     async fn entities(&self, id: &IncidentId) -> PortResult<Vec<Entity>> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT body FROM entities WHERE key = ?1 ORDER BY position")
-            .map_err(sqlite_error)?;
-        let rows = stmt
-            .query_map([id.key()], |r| r.get::<_, String>(0))
-            .map_err(sqlite_error)?;
-        rows.map(|row| {
-            let body = row.map_err(sqlite_error)?;
-            serde_json::from_str(&body)
-                .map_err(|e| PortError::Permanent(format!("stored entity is corrupt: {e}")))
-        })
-        .collect()
+        self.listed(
+            "SELECT body FROM entities WHERE key = ?1 ORDER BY position",
+            id,
+            "entity",
+        )
     }
 
     async fn alerts(&self, id: &IncidentId) -> PortResult<Vec<Value>> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT body FROM alerts WHERE key = ?1 ORDER BY position")
-            .map_err(sqlite_error)?;
-        let rows = stmt
-            .query_map([id.key()], |r| r.get::<_, String>(0))
-            .map_err(sqlite_error)?;
-        rows.map(|row| {
-            let body = row.map_err(sqlite_error)?;
-            serde_json::from_str(&body)
-                .map_err(|e| PortError::Permanent(format!("stored alert is corrupt: {e}")))
-        })
-        .collect()
+        self.listed(
+            "SELECT body FROM alerts WHERE key = ?1 ORDER BY position",
+            id,
+            "alert",
+        )
     }
 
     async fn update(&self, id: &IncidentId, incident: &Incident) -> PortResult<()> {
@@ -328,7 +326,7 @@ impl IncidentStore for SqliteIncidentStore {
         comment_id: &str,
         message: &str,
     ) -> PortResult<()> {
-        let conn = self.lock();
+        let conn = self.pool.lock();
         let exists: bool = conn
             .query_row("SELECT 1 FROM incidents WHERE key = ?1", [id.key()], |_| {
                 Ok(true)

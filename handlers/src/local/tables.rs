@@ -1,22 +1,21 @@
-use super::{open_sqlite, sqlite_error};
+use super::{sqlite_error, SqlitePool};
 use crate::ports::{LogsIngestion, PortError, PortResult, StateStore};
 use async_trait::async_trait;
 use rusqlite::OptionalExtension;
 use serde_json::Value;
 use std::path::Path;
-use std::sync::Mutex;
 
 /// Local stand-in for Log Analytics custom tables and for blob-held state: SQLite tables that
 /// the CLI and tests read. Rows carrying the same `RowKey` are stored once, which is what the
 /// KQL de-duplication on that column does in Azure.
 pub struct SqliteTables {
-    conn: Mutex<rusqlite::Connection>,
+    pool: SqlitePool,
 }
 
 impl SqliteTables {
     /// Opens (or creates) the tables at `path`.
     pub fn open(path: &Path) -> PortResult<Self> {
-        let conn = open_sqlite(
+        let pool = SqlitePool::open(
             path,
             "CREATE TABLE IF NOT EXISTS rows (
                  seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -29,19 +28,14 @@ impl SqliteTables {
                  key TEXT PRIMARY KEY,
                  bytes BLOB NOT NULL
              );",
+            1,
         )?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        Ok(Self { pool })
     }
 
     /// Every row of `stream`, oldest first.
     pub fn rows(&self, stream: &str) -> PortResult<Vec<Value>> {
-        let conn = self.lock();
+        let conn = self.pool.lock();
         let mut stmt = conn
             .prepare_cached("SELECT body FROM rows WHERE stream = ?1 ORDER BY seq")
             .map_err(sqlite_error)?;
@@ -60,7 +54,7 @@ impl SqliteTables {
 #[async_trait]
 impl LogsIngestion for SqliteTables {
     async fn upload(&self, stream: &str, rows: &[Value]) -> PortResult<usize> {
-        let mut conn = self.lock();
+        let mut conn = self.pool.lock();
         let tx = conn.transaction().map_err(sqlite_error)?;
         for row in rows {
             let key = row.get("RowKey").and_then(Value::as_str);
@@ -78,7 +72,8 @@ impl LogsIngestion for SqliteTables {
 #[async_trait]
 impl StateStore for SqliteTables {
     async fn load(&self, key: &str) -> PortResult<Option<Vec<u8>>> {
-        self.lock()
+        self.pool
+            .lock()
             .query_row("SELECT bytes FROM state WHERE key = ?1", [key], |r| {
                 r.get(0)
             })
@@ -87,7 +82,7 @@ impl StateStore for SqliteTables {
     }
 
     async fn save(&self, key: &str, bytes: &[u8]) -> PortResult<()> {
-        self.lock()
+        self.pool.lock()
             .execute(
                 "INSERT INTO state (key, bytes) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET bytes = excluded.bytes",
                 rusqlite::params![key, bytes],
@@ -97,7 +92,8 @@ impl StateStore for SqliteTables {
     }
 
     async fn create(&self, key: &str, bytes: &[u8]) -> PortResult<bool> {
-        self.lock()
+        self.pool
+            .lock()
             .execute(
                 "INSERT OR IGNORE INTO state (key, bytes) VALUES (?1, ?2)",
                 rusqlite::params![key, bytes],
@@ -107,7 +103,8 @@ impl StateStore for SqliteTables {
     }
 
     async fn delete(&self, key: &str) -> PortResult<()> {
-        self.lock()
+        self.pool
+            .lock()
             .execute("DELETE FROM state WHERE key = ?1", [key])
             .map(|_| ())
             .map_err(sqlite_error)

@@ -2,12 +2,11 @@
 //! network sightings, threat indicators) in SQLite, filled by `socwire sentinel import` and the
 //! demo, answering the same typed [`Question`]s the Azure adapter renders as KQL.
 
-use super::{open_sqlite, sqlite_error};
+use super::{sqlite_error, SqlitePool};
 use crate::ports::{Answer, PortError, PortResult, Question, WorkspaceQueries};
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 use std::path::Path;
-use std::sync::Mutex;
 
 /// One row of a local workspace table, with the columns questions filter on pulled out.
 #[derive(Debug, Clone, Default)]
@@ -30,13 +29,13 @@ pub struct LogRow {
 
 /// SQLite stand-in for a Log Analytics workspace.
 pub struct SqliteWorkspace {
-    conn: Mutex<rusqlite::Connection>,
+    pool: SqlitePool,
 }
 
 impl SqliteWorkspace {
     /// Opens (or creates) the workspace at `path`.
     pub fn open(path: &Path) -> PortResult<Self> {
-        let conn = open_sqlite(
+        let pool = SqlitePool::open(
             path,
             "CREATE TABLE IF NOT EXISTS la_rows (
                  row_key TEXT PRIMARY KEY,
@@ -53,19 +52,14 @@ impl SqliteWorkspace {
                  kind TEXT NOT NULL, value TEXT NOT NULL, body TEXT NOT NULL,
                  PRIMARY KEY (kind, value)
              );",
+            1,
         )?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        Ok(Self { pool })
     }
 
     /// Adds rows; a row with the same table, time and body is stored once.
     pub fn add_rows(&self, rows: &[LogRow]) -> PortResult<()> {
-        let mut conn = self.lock();
+        let mut conn = self.pool.lock();
         let tx = conn.transaction().map_err(sqlite_error)?;
         for r in rows {
             let body = Value::Object(r.body.clone()).to_string();
@@ -90,7 +84,8 @@ impl SqliteWorkspace {
         value: &str,
         body: &Map<String, Value>,
     ) -> PortResult<()> {
-        self.lock()
+        self.pool
+            .lock()
             .execute(
                 "INSERT OR REPLACE INTO la_ti (kind, value, body) VALUES (?1, ?2, ?3)",
                 rusqlite::params![
@@ -108,7 +103,7 @@ impl SqliteWorkspace {
         sql: &str,
         params: &[&dyn rusqlite::ToSql],
     ) -> PortResult<Vec<Map<String, Value>>> {
-        let conn = self.lock();
+        let conn = self.pool.lock();
         let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
         let rows = stmt
             .query_map(params, |r| r.get::<_, String>(0))
@@ -159,7 +154,7 @@ impl WorkspaceQueries for SqliteWorkspace {
                 &[&host.to_ascii_lowercase(), &since_ms(*days), &limit],
             )?,
             Question::SigninsForAccount { account, days } => {
-                let conn = self.lock();
+                let conn = self.pool.lock();
                 let (total, failures, last): (i64, i64, Option<i64>) = conn
                     .query_row(
                         "SELECT COUNT(*), COALESCE(SUM(COALESCE(json_extract(body, '$.ResultType'), '0') != '0'), 0), MAX(time_ms)
@@ -175,7 +170,7 @@ impl WorkspaceQueries for SqliteWorkspace {
             }
             Question::FirstSeenIp { ip: value, days } | Question::FirstSeenDomain { domain: value, days } => {
                 let column = if matches!(question, Question::FirstSeenIp { .. }) { "ip" } else { "domain" };
-                let conn = self.lock();
+                let conn = self.pool.lock();
                 let (first, count): (Option<i64>, i64) = conn
                     .query_row(
                         &format!("SELECT MIN(time_ms), COUNT(*) FROM la_rows WHERE {column} = ?1 AND time_ms > ?2"),

@@ -47,6 +47,9 @@ pub type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
 pub enum Fault {
     /// Answer this status with these headers and body; the service never sees the request.
     Status(u16, Vec<(&'static str, String)>, &'static str),
+    /// Answer this instead of the service (a body made at run time: a huge one, a link to
+    /// this server); the service never sees the request.
+    Reply(Answer),
     /// The service handles the request (a write lands), then this status goes back instead.
     LandThen(u16),
     /// The service handles the request, then the answer is held back for this long (longer
@@ -156,6 +159,7 @@ async fn handle(
         Some(Fault::Status(status, headers, body)) => {
             respond((status, headers, body.as_bytes().to_vec()))
         }
+        Some(Fault::Reply(answer)) => respond(answer),
         Some(Fault::LandThen(status)) => {
             (state.behaviour)(&seen);
             respond((status, vec![], b"injected after the write".to_vec()))

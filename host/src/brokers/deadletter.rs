@@ -183,13 +183,18 @@ impl Brokers {
     /// Puts a dead letter back where it came from with fresh delivery counts, and removes it
     /// from the store, in one transaction.
     pub fn replay(&self, id: &str) -> BrokerResult<()> {
-        if let (DeadLetterKind::Rejected, seq) = parse_id(id)? {
-            return self.replay_reject(seq);
-        }
+        let (kind, seq) = parse_id(id)?;
+        let restore: Restore = match kind {
+            DeadLetterKind::Rejected => return self.replay_reject(seq),
+            DeadLetterKind::QueuePoison => restore_queue_message,
+            DeadLetterKind::ServiceBus => {
+                |tx, letter, body, now| super::servicebus::restore(tx, &letter.meta, body, now)
+            }
+            DeadLetterKind::EventGrid => restore_event,
+        };
         let letter = self
             .dead_letter(id)?
             .ok_or_else(|| BrokerError::Invalid(format!("no dead letter {id:?}")))?;
-        let (_, seq) = parse_id(id)?;
         let now = self.now();
         let mut conn = self.lock();
         let tx = conn.transaction()?;
@@ -197,38 +202,53 @@ impl Brokers {
             tx.query_row("SELECT body FROM dead_letters WHERE seq = ?1", [seq], |r| {
                 r.get(0)
             })?;
-        let meta = &letter.meta;
-        match letter.kind {
-            DeadLetterKind::QueuePoison => {
-                if let Some(pid) = meta.get("poisonMessageId").and_then(Value::as_i64) {
-                    tx.execute("DELETE FROM queue_messages WHERE id = ?1", [pid])?;
-                }
-                tx.execute(
-                    "INSERT INTO queue_messages (queue, body, insertion_ms, expiration_ms, next_visible_ms) VALUES (?1, ?2, ?3, ?4, ?3)",
-                    params![letter.source, body, now, now + super::queue::DEFAULT_TTL_MS],
-                )?;
-            }
-            DeadLetterKind::ServiceBus => super::servicebus::restore(&tx, meta, &body, now)?,
-            DeadLetterKind::Rejected => unreachable!("rejects are replayed by replay_reject"),
-            DeadLetterKind::EventGrid => {
-                let topic = meta
-                    .get("topic")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let subscriber = meta
-                    .get("subscriber")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                tx.execute(
-                    "INSERT INTO eg_deliveries (topic, subscriber, event, first_ms, next_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
-                    params![topic, subscriber, String::from_utf8_lossy(&body), now],
-                )?;
-            }
-        }
+        restore(&tx, &letter, &body, now)?;
         tx.execute("DELETE FROM dead_letters WHERE seq = ?1", [seq])?;
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Puts a stored dead letter (its body given) back into its broker, inside the replay's
+/// transaction.
+type Restore = fn(&Transaction<'_>, &DeadLetter, &[u8], i64) -> BrokerResult<()>;
+
+/// A poisoned queue message goes back on its queue; its `-poison` copy is removed.
+fn restore_queue_message(
+    tx: &Transaction<'_>,
+    letter: &DeadLetter,
+    body: &[u8],
+    now: i64,
+) -> BrokerResult<()> {
+    if let Some(pid) = letter.meta.get("poisonMessageId").and_then(Value::as_i64) {
+        tx.execute("DELETE FROM queue_messages WHERE id = ?1", [pid])?;
+    }
+    tx.execute(
+        "INSERT INTO queue_messages (queue, body, insertion_ms, expiration_ms, next_visible_ms) VALUES (?1, ?2, ?3, ?4, ?3)",
+        params![letter.source, body, now, now + super::queue::DEFAULT_TTL_MS],
+    )?;
+    Ok(())
+}
+
+/// An undelivered Event Grid event is due again for its subscriber.
+fn restore_event(
+    tx: &Transaction<'_>,
+    letter: &DeadLetter,
+    body: &[u8],
+    now: i64,
+) -> BrokerResult<()> {
+    let text = |k: &str| {
+        letter
+            .meta
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    tx.execute(
+        "INSERT INTO eg_deliveries (topic, subscriber, event, first_ms, next_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
+        params![text("topic"), text("subscriber"), String::from_utf8_lossy(body), now],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

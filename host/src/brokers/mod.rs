@@ -41,6 +41,15 @@ pub enum BrokerError {
     Io(#[from] std::io::Error),
 }
 
+impl From<socwire_common::sqlite::OpenError> for BrokerError {
+    fn from(e: socwire_common::sqlite::OpenError) -> Self {
+        match e {
+            socwire_common::sqlite::OpenError::File(e) => Self::Io(e),
+            socwire_common::sqlite::OpenError::Sqlite(e) => Self::Sqlite(e),
+        }
+    }
+}
+
 /// Result of broker calls.
 pub type BrokerResult<T> = Result<T, BrokerError>;
 
@@ -176,13 +185,8 @@ pub struct Brokers {
 impl Brokers {
     /// Opens (or creates) `dir/brokers.sqlite3`.
     pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> BrokerResult<Self> {
-        let path = dir.join("brokers.sqlite3");
-        socwire_common::fs::private_file(&path)?;
-        let conn = rusqlite::Connection::open(&path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;",
-        )?;
+        let conn = socwire_common::sqlite::open(&dir.join("brokers.sqlite3"))?;
+        conn.execute_batch("PRAGMA foreign_keys=OFF;")?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(BrokerError::Invalid(format!(

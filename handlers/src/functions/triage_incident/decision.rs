@@ -1,0 +1,343 @@
+//! What triage decides: the rule, the findings, the incident as first read, and the
+//! recorded [`Decision`]; [`assess`] turns findings into a verdict and target changes.
+
+use crate::ports::{TiFinding, TiSeverity};
+use crate::sentinel::{Incident, IncidentId, Indicator, Severity};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How findings become a severity change (`SOCWIRE_TRIAGE_RULE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TriageRule {
+    /// The Sentinel notebooks' automated triage: any High or Warning finding sets severity
+    /// High and status New; every indicator allow-listed lowers to Low.
+    #[default]
+    Seed,
+    /// High → High; Warning → at least Medium (never lowers, status kept); allow-listed → Low.
+    Graded,
+}
+
+impl std::str::FromStr for TriageRule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "seed" => Ok(TriageRule::Seed),
+            "graded" => Ok(TriageRule::Graded),
+            other => Err(format!("triage rule {other:?}: use seed or graded")),
+        }
+    }
+}
+
+/// One reasoned finding, with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// What it is about (`ipv4 203.0.113.7`, `host fin-ws-042`).
+    pub about: String,
+    /// The provider or workspace question that produced it.
+    pub source: String,
+    /// Its level.
+    pub severity: TiSeverity,
+    /// Why, in words.
+    pub reason: String,
+    /// The query that produced it, when a query did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+}
+
+impl Finding {
+    pub(super) fn from_ti(f: &TiFinding) -> Self {
+        Self {
+            about: format!("{} {}", f.indicator.kind, f.indicator.value),
+            source: f.provider.clone(),
+            severity: f.severity,
+            reason: f.details.clone(),
+            query: None,
+        }
+    }
+}
+
+/// The incident as first read: what an analyst's change is detected against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadStamp {
+    /// Severity read.
+    pub severity: Severity,
+    /// Status read.
+    pub status: String,
+    /// `lastModifiedTimeUtc` read.
+    #[serde(default)]
+    pub last_modified: Option<String>,
+}
+
+impl ReadStamp {
+    pub(super) fn of(incident: &Incident) -> Self {
+        Self {
+            severity: incident.properties.severity,
+            status: incident.properties.status.clone(),
+            last_modified: incident
+                .properties
+                .other
+                .get("lastModifiedTimeUtc")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        }
+    }
+}
+
+/// What triage decided, recorded before its first effect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// `socwire.triage-decision.v1`.
+    pub schema: String,
+    /// The incident.
+    pub incident_id: String,
+    /// Incident number, for people.
+    #[serde(default)]
+    pub incident_number: Option<i64>,
+    /// The incident as first read.
+    pub read: ReadStamp,
+    /// The strongest level among the findings; Benign when every indicator is allow-listed.
+    pub verdict: Option<TiSeverity>,
+    /// Whether the findings matter enough to change and comment.
+    pub significant: bool,
+    /// Severity to set, when it should change.
+    pub target_severity: Option<Severity>,
+    /// Status to set, when it should change.
+    pub target_status: Option<String>,
+    /// Why, in words (includes bounds that were hit).
+    pub reasons: Vec<String>,
+    /// The findings (bounded).
+    pub findings: Vec<Finding>,
+    /// Comment id (derived from the incident).
+    pub comment_id: String,
+    /// Report blob name (derived from the incident).
+    pub report_name: String,
+    /// Link to the report, when one was written.
+    pub report_url: Option<String>,
+    /// Event id (derived from the incident).
+    pub event_id: String,
+    /// When the decision was taken (RFC 3339); also the event's time.
+    pub decided_at: String,
+}
+
+impl Decision {
+    /// Action in words: what triage does (or did) to the incident.
+    pub fn action(&self) -> String {
+        if !self.significant {
+            return "no action".into();
+        }
+        match (self.target_severity, &self.target_status) {
+            (Some(to), Some(st)) => {
+                format!("severity {} -> {to}, status -> {st}", self.read.severity)
+            }
+            (Some(to), None) => format!("severity {} -> {to}", self.read.severity),
+            (None, Some(st)) => format!("status -> {st}"),
+            (None, None) => "comment only".into(),
+        }
+    }
+}
+
+/// The ledger key of an incident's decision.
+pub fn decision_key(incident: &IncidentId) -> String {
+    format!("triage:decision:v1:{}", incident.key())
+}
+
+/// Decides from the findings under `rule`. Closed incidents are never touched.
+pub fn assess(
+    rule: TriageRule,
+    incident: &Incident,
+    indicators: &[Indicator],
+    ti: &[TiFinding],
+    findings: &[Finding],
+) -> (
+    Option<TiSeverity>,
+    bool,
+    Option<Severity>,
+    Option<String>,
+    Vec<String>,
+) {
+    let p = &incident.properties;
+    let worst = findings
+        .iter()
+        .map(|f| f.severity)
+        .filter(|s| *s != TiSeverity::Benign)
+        .max();
+    let all_benign = !indicators.is_empty()
+        && indicators.iter().all(|i| {
+            ti.iter()
+                .any(|f| &f.indicator == i && f.severity == TiSeverity::Benign)
+        });
+    let verdict = match worst {
+        Some(w) if w >= TiSeverity::Warning => Some(w),
+        _ if all_benign => Some(TiSeverity::Benign),
+        other => other,
+    };
+    let mut reasons = Vec::new();
+    if p.status.eq_ignore_ascii_case("Closed") {
+        reasons.push("the incident is closed: left alone".into());
+        return (verdict, false, None, None, reasons);
+    }
+    let (severity, status) = match (verdict, rule) {
+        (Some(TiSeverity::High | TiSeverity::Warning), TriageRule::Seed) => {
+            (Some(Severity::High), Some("New".to_string()))
+        }
+        (Some(TiSeverity::High), TriageRule::Graded) => (Some(Severity::High), None),
+        (Some(TiSeverity::Warning), TriageRule::Graded) => {
+            (Some(p.severity.max(Severity::Medium)), None)
+        }
+        (Some(TiSeverity::Benign), _) if p.severity > Severity::Low => (Some(Severity::Low), None),
+        _ => (None, None),
+    };
+    let count = |s: TiSeverity| findings.iter().filter(|f| f.severity == s).count();
+    match verdict {
+        Some(TiSeverity::High | TiSeverity::Warning) => reasons.push(format!(
+            "{} high and {} warning finding(s) (rule: {rule:?})",
+            count(TiSeverity::High),
+            count(TiSeverity::Warning)
+        )),
+        Some(TiSeverity::Benign) => reasons.push(format!(
+            "every one of {} indicator(s) is allow-listed",
+            indicators.len()
+        )),
+        _ if indicators.is_empty() => {
+            reasons.push("no indicator to look up; nothing rated warning or high".into())
+        }
+        _ => reasons.push(format!(
+            "nothing rated warning or high among {} indicator(s) and {} finding(s)",
+            indicators.len(),
+            findings.len()
+        )),
+    }
+    let severity = severity.filter(|t| *t != p.severity);
+    let status = status.filter(|s| !s.eq_ignore_ascii_case(&p.status));
+    let significant = matches!(verdict, Some(TiSeverity::High | TiSeverity::Warning))
+        || (verdict == Some(TiSeverity::Benign) && severity.is_some());
+    if verdict == Some(TiSeverity::Benign) && !significant {
+        reasons.push(format!("already {}: left alone", p.severity));
+    }
+    (verdict, significant, severity, status, reasons)
+}
+
+/// The verdict as MSTICPy names it, or `none`.
+pub(super) fn verdict_name(v: Option<TiSeverity>) -> &'static str {
+    v.map(|v| v.msticpy()).unwrap_or("none")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sentinel::IncidentProperties;
+
+    fn incident(severity: Severity, status: &str) -> Incident {
+        Incident {
+            id: "x".into(),
+            name: "x".into(),
+            etag: None,
+            properties: IncidentProperties {
+                title: "t".into(),
+                severity,
+                status: status.into(),
+                description: None,
+                incident_number: None,
+                other: Default::default(),
+            },
+        }
+    }
+
+    fn finding(value: &str, severity: TiSeverity) -> (Indicator, TiFinding) {
+        let indicator = Indicator {
+            kind: "ipv4".into(),
+            value: value.into(),
+        };
+        let finding = TiFinding {
+            indicator: indicator.clone(),
+            provider: "p".into(),
+            severity,
+            details: String::new(),
+        };
+        (indicator, finding)
+    }
+
+    fn run_assess(
+        rule: TriageRule,
+        inc: &Incident,
+        i: &[Indicator],
+        f: &[TiFinding],
+    ) -> (
+        Option<TiSeverity>,
+        bool,
+        Option<Severity>,
+        Option<String>,
+        Vec<String>,
+    ) {
+        let findings: Vec<Finding> = f.iter().map(Finding::from_ti).collect();
+        assess(rule, inc, i, f, &findings)
+    }
+
+    #[test]
+    fn seed_rule_raises_any_warning_to_high_and_new() {
+        let (i, f) = finding("198.51.100.23", TiSeverity::Warning);
+        let (_, sig, sev, status, reasons) = run_assess(
+            TriageRule::Seed,
+            &incident(Severity::Low, "Active"),
+            &[i],
+            &[f],
+        );
+        assert!(sig);
+        assert_eq!(
+            (sev, status.as_deref()),
+            (Some(Severity::High), Some("New"))
+        );
+        assert!(reasons[0].contains("1 warning"), "{reasons:?}");
+    }
+
+    #[test]
+    fn graded_rule_warning_never_lowers() {
+        let (i, f) = finding("198.51.100.23", TiSeverity::Warning);
+        let (_, sig, sev, status, _) = run_assess(
+            TriageRule::Graded,
+            &incident(Severity::High, "Active"),
+            &[i],
+            &[f],
+        );
+        assert_eq!((sig, sev, status), (true, None, None));
+    }
+
+    #[test]
+    fn all_benign_lowers_but_one_unknown_does_not() {
+        let (i, f) = finding("192.0.2.10", TiSeverity::Benign);
+        let a = run_assess(
+            TriageRule::Seed,
+            &incident(Severity::High, "New"),
+            std::slice::from_ref(&i),
+            std::slice::from_ref(&f),
+        );
+        assert_eq!(a.2, Some(Severity::Low));
+        let unknown = Indicator {
+            kind: "ipv4".into(),
+            value: "192.0.2.99".into(),
+        };
+        let b = run_assess(
+            TriageRule::Seed,
+            &incident(Severity::High, "New"),
+            &[i, unknown],
+            &[f],
+        );
+        assert_eq!((b.2, b.1), (None, false));
+        assert!(b.4[0].contains("nothing rated"), "{:?}", b.4);
+    }
+
+    #[test]
+    fn closed_incidents_are_left_alone() {
+        let (i, f) = finding("203.0.113.66", TiSeverity::High);
+        let a = run_assess(
+            TriageRule::Seed,
+            &incident(Severity::Low, "Closed"),
+            &[i],
+            &[f],
+        );
+        assert!(!a.1 && a.2.is_none());
+    }
+}

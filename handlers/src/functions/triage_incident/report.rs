@@ -1,0 +1,272 @@
+//! What people read: the incident comment (bounded, linking the report) and the HTML
+//! report. Every text from the incident, providers or the workspace is escaped.
+
+use super::decision::verdict_name;
+use super::evidence::Gathered;
+use super::{Decision, Finding, ReadStamp, MAX_COMMENT_CHARS, MAX_INDICATORS};
+use crate::ports::{TiFinding, TiSeverity};
+use crate::sentinel::{EntityKind, Incident};
+use serde_json::Value;
+use socwire_common::text::escape_html;
+use std::collections::BTreeSet;
+
+const MAX_FINDINGS_IN_COMMENT: usize = 10;
+
+fn notable(findings: &[Finding]) -> Vec<&Finding> {
+    findings
+        .iter()
+        .filter(|f| f.severity >= TiSeverity::Warning)
+        .collect()
+}
+
+/// The incident comment: the notable findings, what was applied or kept, the report link.
+pub(super) fn render_comment(d: &Decision, kept: Option<&ReadStamp>) -> String {
+    let notable = notable(&d.findings);
+    let mut text = String::from("<p><b>socwire triage</b>: ");
+    match d.verdict {
+        Some(TiSeverity::Benign) => text.push_str("every indicator is on an allow-list."),
+        _ => text.push_str(&format!(
+            "{} finding(s) rated warning or high:",
+            notable.len()
+        )),
+    }
+    text.push_str("</p><ul>");
+    for f in notable.iter().take(MAX_FINDINGS_IN_COMMENT) {
+        text.push_str(&format!(
+            "<li>{} — {} ({}: {})</li>",
+            escape_html(&f.about),
+            f.severity.msticpy(),
+            escape_html(&f.source),
+            escape_html(&f.reason)
+        ));
+    }
+    if notable.len() > MAX_FINDINGS_IN_COMMENT {
+        text.push_str(&format!(
+            "<li>and {} more in the report</li>",
+            notable.len() - MAX_FINDINGS_IN_COMMENT
+        ));
+    }
+    text.push_str("</ul>");
+    match kept {
+        Some(k) => text.push_str(&format!(
+            "<p>Proposed {}; not applied: the incident was changed since triage read it (now severity {}, status {}), and that change was kept.</p>",
+            escape_html(&d.action()),
+            k.severity,
+            escape_html(&k.status)
+        )),
+        None if d.target_severity.is_some() || d.target_status.is_some() => {
+            text.push_str(&format!("<p>Applied: {}.</p>", escape_html(&d.action())))
+        }
+        None => {}
+    }
+    let link = match &d.report_url {
+        Some(url) => format!(
+            "<p><a href='{}'>View triage report</a></p>",
+            escape_html(url)
+        ),
+        None => String::new(),
+    };
+    let budget = MAX_COMMENT_CHARS.saturating_sub(link.chars().count());
+    if text.chars().count() > budget {
+        text = text.chars().take(budget).collect();
+    }
+    text.push_str(&link);
+    text
+}
+
+fn alert_time(a: &Value) -> String {
+    a.pointer("/properties/startTimeUtc")
+        .or_else(|| a.pointer("/properties/timeGenerated"))
+        .or_else(|| a.get("TimeGenerated"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The standalone HTML report: findings, threat intelligence by provider, entities and the
+/// alerts' timeline.
+pub(super) fn render_report(incident: &Incident, g: &Gathered, d: &Decision) -> String {
+    let p = &incident.properties;
+    let e = escape_html;
+    let mut html = String::with_capacity(16 * 1024);
+    html.push_str(&format!(
+        "<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'>\
+         <meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'\">\
+         <title>Triage: {title}</title><style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:80em}}\
+         table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}}\
+         .high{{background:#fdd}}.warning{{background:#ffe8c0}}.benign{{background:#dfd}}pre{{white-space:pre-wrap;margin:0}}</style></head><body>\
+         <h1>Triage report</h1><p>Incident {number}: <b>{title}</b></p>\
+         <p>Status {status}; severity {severity}. Verdict <b>{verdict}</b>; action: {action}.</p><ul>",
+        title = e(&p.title),
+        number = p.incident_number.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+        status = e(&p.status),
+        severity = p.severity,
+        verdict = verdict_name(d.verdict),
+        action = e(&d.action()),
+    ));
+    for r in &d.reasons {
+        html.push_str(&format!("<li>{}</li>", e(r)));
+    }
+    html.push_str("</ul><h2>Findings</h2><table><tr><th>Level</th><th>About</th><th>Source</th><th>Reason</th><th>Query</th></tr>");
+    for f in &d.findings {
+        html.push_str(&format!(
+            "<tr class='{lvl}'><td>{lvl}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e(&f.about),
+            e(&f.source),
+            e(&f.reason),
+            f.query
+                .as_ref()
+                .map(|q| format!(
+                    "<details><summary>KQL</summary><pre>{}</pre></details>",
+                    e(q)
+                ))
+                .unwrap_or_default(),
+            lvl = f.severity.msticpy(),
+        ));
+    }
+    html.push_str("</table><h2>Threat intelligence by provider</h2><table><tr><th>Indicator</th><th>Provider</th><th>Level</th><th>Details</th></tr>");
+    for i in &g.indicators {
+        let found: Vec<&TiFinding> = g.ti.iter().filter(|f| &f.indicator == i).collect();
+        if found.is_empty() {
+            html.push_str(&format!(
+                "<tr><td>{} {}</td><td>-</td><td>not known</td><td></td></tr>",
+                e(&i.kind),
+                e(&i.value)
+            ));
+        }
+        for f in found {
+            html.push_str(&format!(
+                "<tr class='{lvl}'><td>{} {}</td><td>{}</td><td>{lvl}</td><td>{}</td></tr>",
+                e(&i.kind),
+                e(&i.value),
+                e(&f.provider),
+                e(&f.details),
+                lvl = f.severity.msticpy()
+            ));
+        }
+    }
+    html.push_str("</table>");
+    if g.skipped_indicators > 0 {
+        html.push_str(&format!(
+            "<p>{} further indicator(s) not checked (limit {MAX_INDICATORS}).</p>",
+            g.skipped_indicators
+        ));
+    }
+    html.push_str(&format!(
+        "<h2>Entities ({} of {})</h2><table><tr><th>Kind</th><th>Name</th><th>Indicators</th></tr>",
+        g.entities.len(),
+        g.entities_total
+    ));
+    let mut unknown = BTreeSet::new();
+    for ent in g.entities.iter().take(1000) {
+        if let EntityKind::Other(k) = ent.entity_kind() {
+            unknown.insert(k);
+        }
+        let inds: Vec<String> = ent
+            .indicators()
+            .iter()
+            .map(|i| format!("{} {}", i.kind, i.value))
+            .collect();
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e(&ent.kind.chars().take(64).collect::<String>()),
+            e(&ent.label()),
+            e(&inds.join(", "))
+        ));
+    }
+    html.push_str("</table>");
+    if !unknown.is_empty() {
+        let list: Vec<String> = unknown.iter().map(|k| e(k)).collect();
+        html.push_str(&format!(
+            "<p>Entity kinds this version does not read (listed, not assessed): {}</p>",
+            list.join(", ")
+        ));
+    }
+    let mut timeline: Vec<(String, String, String)> = g
+        .alerts
+        .iter()
+        .map(|a| {
+            (
+                alert_time(a),
+                a.pointer("/properties/alertDisplayName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(alert)")
+                    .to_string(),
+                a.pointer("/properties/severity")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    timeline.sort();
+    html.push_str("<h2>Timeline of the incident's alerts</h2><table><tr><th>Time</th><th>Alert</th><th>Severity</th></tr>");
+    for (t, name, sev) in &timeline {
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e(t),
+            e(name),
+            e(sev)
+        ));
+    }
+    html.push_str(&format!(
+        "</table><p><small>Decision {} at {}; incident {}</small></p></body></html>",
+        e(&d.event_id),
+        e(&d.decided_at),
+        e(&d.incident_id)
+    ));
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::TiSeverity;
+    use crate::sentinel::Severity;
+
+    #[test]
+    fn comment_escapes_attacker_text_and_notes_a_kept_analyst_change() {
+        let mut d = Decision {
+            schema: String::new(),
+            incident_id: String::new(),
+            incident_number: None,
+            read: ReadStamp {
+                severity: Severity::Low,
+                status: "New".into(),
+                last_modified: None,
+            },
+            verdict: Some(TiSeverity::High),
+            significant: true,
+            target_severity: Some(Severity::High),
+            target_status: None,
+            reasons: vec![],
+            findings: vec![Finding {
+                about: "domain <b>x</b>".into(),
+                source: "p".into(),
+                severity: TiSeverity::High,
+                reason: "<script>alert(1)</script>".into(),
+                query: None,
+            }],
+            comment_id: String::new(),
+            report_name: String::new(),
+            report_url: Some("http://r/x'onload='y".into()),
+            event_id: String::new(),
+            decided_at: String::new(),
+        };
+        let kept = ReadStamp {
+            severity: Severity::Medium,
+            status: "<i>Active</i>".into(),
+            last_modified: None,
+        };
+        let c = render_comment(&d, Some(&kept));
+        assert!(
+            !c.contains("<script>") && !c.contains("<b>x") && !c.contains("<i>"),
+            "{c}"
+        );
+        assert!(c.contains("&lt;script&gt;"));
+        assert!(c.contains("x&#39;onload=&#39;y"));
+        assert!(c.contains("change was kept"), "{c}");
+        d.report_url = None;
+        assert!(!render_comment(&d, None).contains("href"));
+    }
+}
