@@ -368,7 +368,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "enable after the triage-depth merge fixes IncidentId::parse"]
     fn accepted_incident_ids_have_no_dot_segments_or_encoded_separators(
         text in incident_id_text()
     ) {
