@@ -7,6 +7,9 @@ use std::time::Duration;
 /// How long a statement waits for another connection's lock before failing as busy.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How much of a database file reads may map into memory (SQLite's `mmap_size`).
+pub const MMAP_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Why a database could not be opened.
 #[derive(Debug)]
 pub enum OpenError {
@@ -36,14 +39,17 @@ impl std::error::Error for OpenError {
 
 /// Opens the database at `path`, creating it (and its directory) private to the user first
 /// ([`crate::fs::private_file`]): WAL, so readers run beside one writer; `synchronous=NORMAL`,
-/// durable across a killed process; and a [`BUSY_TIMEOUT`], so the host and the CLI can share
-/// the file.
+/// durable across a killed process; a [`BUSY_TIMEOUT`], so the host and the CLI can share
+/// the file; and reads through a memory map of up to [`MMAP_BYTES`], so a connection whose page
+/// cache another connection's commit invalidated reads pages without copying them in again.
 pub fn open(path: &Path) -> Result<rusqlite::Connection, OpenError> {
     crate::fs::private_file(path).map_err(OpenError::File)?;
     let conn = rusqlite::Connection::open(path).map_err(OpenError::Sqlite)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(OpenError::Sqlite)?;
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-        .map_err(OpenError::Sqlite)?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA mmap_size={MMAP_BYTES};"
+    ))
+    .map_err(OpenError::Sqlite)?;
     Ok(conn)
 }
 

@@ -52,7 +52,9 @@ impl SqliteWorkspace {
                  kind TEXT NOT NULL, value TEXT NOT NULL, body TEXT NOT NULL,
                  PRIMARY KEY (kind, value)
              );",
-            1,
+            // Triage asks many questions per incident, several incidents at once: readers run
+            // side by side in WAL mode.
+            4,
         )?;
         Ok(Self { pool })
     }
