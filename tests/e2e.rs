@@ -795,6 +795,11 @@ fn gpu_lifecycle_runs_from_one_command_to_an_exported_model_and_a_duplicate_chan
     for k in ["averagePrecisionBefore", "averagePrecisionAfter"] {
         assert!((0.0..=1.0).contains(&meta[k].as_f64().unwrap()), "{meta}");
     }
+    // The demo's hyper-parameters are the trainer's defaults: fine-tuning must help.
+    assert!(
+        meta["averagePrecisionAfter"].as_f64() > meta["averagePrecisionBefore"].as_f64(),
+        "{meta}"
+    );
     assert_eq!(meta["lineage"]["commands"]["provision"], "e2e-1");
     assert_eq!(status["clusters"][0]["state"], "Succeeded");
     let job = &status["jobs"][0];

@@ -154,7 +154,7 @@ fn print_ml_demo(data_dir: &Path, t0: chrono::DateTime<chrono::Utc>) -> anyhow::
             runner: None,
         },
     )?;
-    println!("\nGPU model lifecycle (local compute back end; placeholder trainer until the trainer merge):");
+    println!("\nGPU model lifecycle (local compute back end, CPU trainer):");
     for m in ws.models()? {
         let meta: serde_json::Value = std::fs::read(Path::new(&m.folder).join("metadata.json"))
             .ok()

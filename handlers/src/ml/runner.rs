@@ -278,7 +278,7 @@ pub fn demo_command(command_id: &str, archive: &Path, sha256: &str) -> Value {
         "pipeline": {
             "model": "clara-covid-ct",
             "assets": [{ "url": url::Url::from_file_path(archive).map(|u| u.to_string()).unwrap_or_default(), "sha256": sha256 }],
-            "hyperParameters": { "epochs": 5, "learningRate": 0.1, "batchSize": 32 }
+            "hyperParameters": HyperParameters::default()
         }
     })
 }
