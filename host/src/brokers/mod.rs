@@ -12,6 +12,7 @@ mod eventgrid;
 mod eventhub;
 mod queue;
 mod rejects;
+mod replay;
 mod servicebus;
 mod status;
 
