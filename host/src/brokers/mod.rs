@@ -269,4 +269,13 @@ pub(crate) mod testing {
         let b = Brokers::open(dir.path(), clock.clone()).unwrap();
         (dir, b, clock)
     }
+
+    /// A Service Bus message with this MessageId and body.
+    pub fn msg(id: &str, body: &str) -> SbMessage {
+        SbMessage {
+            message_id: id.into(),
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        }
+    }
 }
