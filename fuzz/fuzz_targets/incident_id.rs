@@ -1,9 +1,9 @@
 //! Sentinel incident ARM ids on arbitrary text.
 #![no_main]
 
-// The handler's Sentinel types, compiled from their source (serde, serde_json and url only).
+// The handler's incident ids, compiled from their source (serde, serde_json and url only).
 #[allow(dead_code, unused_imports)]
-#[path = "../../handlers/src/sentinel.rs"]
+#[path = "../../handlers/src/sentinel/incident_id.rs"]
 mod sentinel;
 
 use libfuzzer_sys::fuzz_target;

@@ -5,12 +5,9 @@
 pub mod brokers;
 pub mod config;
 pub mod envelope;
-mod http;
 pub mod runtime;
 pub mod stats;
-mod timer;
 pub mod worker;
 
-pub use runtime::{Host, UpOptions};
+pub use runtime::{parse_schedule, Host, UpOptions};
 pub use stats::Summary;
-pub use timer::parse_schedule;

@@ -12,6 +12,7 @@ mod eventgrid;
 mod eventhub;
 mod queue;
 mod rejects;
+mod replay;
 mod servicebus;
 mod status;
 
@@ -267,5 +268,14 @@ pub(crate) mod testing {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let b = Brokers::open(dir.path(), clock.clone()).unwrap();
         (dir, b, clock)
+    }
+
+    /// A Service Bus message with this MessageId and body.
+    pub fn msg(id: &str, body: &str) -> SbMessage {
+        SbMessage {
+            message_id: id.into(),
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        }
     }
 }

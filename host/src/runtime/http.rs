@@ -1,9 +1,9 @@
 //! HTTP triggers at `http://127.0.0.1:{port}/api/{route}` with function-key checks, and the
 //! triage reports the local report store writes, at `/reports/…`.
 
+use super::shared::Shared;
 use crate::config::{OutputTarget, Trigger};
 use crate::envelope;
-use crate::runtime::Shared;
 use crate::stats::Outcome;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};

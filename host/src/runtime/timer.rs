@@ -1,8 +1,8 @@
 //! Timer triggers: six-field NCRONTAB schedules (`{second} {minute} {hour} {day} {month}
 //! {day-of-week}`) and `runOnStartup`.
 
+use super::shared::Shared;
 use crate::config::Trigger;
-use crate::runtime::Shared;
 use crate::stats::Outcome;
 use chrono::Utc;
 use serde_json::{json, Map};

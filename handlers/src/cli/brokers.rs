@@ -1,0 +1,292 @@
+//! The broker tools: `socwire send`, `status` and `dlq`, straight on the local brokers.
+
+use clap::{Args, Subcommand};
+use socwire_host::brokers::{Brokers, DeadLetterKind, SbMessage, SystemClock};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `socwire send` options.
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    #[command(subcommand)]
+    pub target: SendTarget,
+    /// Read the message from this file ("-" or absent: standard input).
+    #[arg(long, global = true)]
+    pub file: Option<PathBuf>,
+    /// Where the local host keeps its state.
+    #[arg(
+        long,
+        global = true,
+        default_value = ".socwire",
+        env = "SOCWIRE_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// The app root, to read host.json's queue message encoding.
+    #[arg(long, global = true, default_value = ".")]
+    pub app_root: PathBuf,
+}
+
+/// Where `socwire send` sends.
+#[derive(Subcommand, Debug)]
+pub enum SendTarget {
+    /// A Storage queue (encoded as host.json `extensions.queues.messageEncoding` says).
+    Queue {
+        /// Queue name.
+        name: String,
+        /// Seconds before the message becomes visible.
+        #[arg(long, default_value_t = 0)]
+        delay_secs: u64,
+        /// Send to this Azure Storage account instead of the local broker (a connection string
+        /// such as `UseDevelopmentStorage=true` for Azurite under `func start`, or an account
+        /// blob URL for managed identity).
+        #[arg(long)]
+        storage: Option<String>,
+    },
+    /// A Service Bus queue or topic.
+    Servicebus {
+        /// Queue or topic name.
+        entity: String,
+        /// MessageId (duplicate detection key); a random one when absent.
+        #[arg(long)]
+        message_id: Option<String>,
+        /// Subject (topic subscriptions filter on it).
+        #[arg(long)]
+        subject: Option<String>,
+        /// Session id.
+        #[arg(long)]
+        session_id: Option<String>,
+        /// Deliver no earlier than this RFC 3339 time.
+        #[arg(long)]
+        scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Send each non-empty input line as its own message (with --message-id X, the n-th
+        /// line's MessageId is X-n, counting from 1).
+        #[arg(long)]
+        lines: bool,
+    },
+    /// An Event Hub (one event per line with --lines).
+    Eventhub {
+        /// Hub name.
+        hub: String,
+        /// Partition key.
+        #[arg(long)]
+        partition_key: Option<String>,
+        /// Send each non-empty input line as its own event.
+        #[arg(long)]
+        lines: bool,
+    },
+    /// An Event Grid topic (an event object or an array, Event Grid or CloudEvents schema).
+    Eventgrid {
+        /// Topic name.
+        topic: String,
+    },
+}
+
+/// The non-blank lines of `body`, each as its own message.
+fn split_lines(body: &[u8]) -> Vec<Vec<u8>> {
+    body.split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn read_input(file: &Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
+    const MAX: u64 = 64 * 1024 * 1024;
+    let mut buf = Vec::new();
+    match file.as_deref() {
+        Some(p) if p != Path::new("-") => {
+            std::fs::File::open(p)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+                .take(MAX + 1)
+                .read_to_end(&mut buf)?;
+        }
+        _ => {
+            std::io::stdin().take(MAX + 1).read_to_end(&mut buf)?;
+        }
+    }
+    anyhow::ensure!(buf.len() as u64 <= MAX, "input is over {MAX} bytes");
+    Ok(buf)
+}
+
+fn open_brokers(data_dir: &Path) -> anyhow::Result<Brokers> {
+    socwire_common::fs::private_dir(data_dir)?;
+    Ok(Brokers::open(data_dir, Arc::new(SystemClock))?)
+}
+
+/// Sends one message or event.
+pub async fn send(args: SendArgs) -> anyhow::Result<()> {
+    let body = read_input(&args.file)?;
+    let brokers = open_brokers(&args.data_dir)?;
+    // Declare the app's entities first, as a deployment would, so this message is routed.
+    match socwire_host::config::AppConfig::load(&args.app_root) {
+        Ok(cfg) => {
+            socwire_host::runtime::declare_entities(&cfg, &brokers, Duration::from_secs(300))?
+        }
+        Err(e) => eprintln!(
+            "note: no app at {} ({e:#}); sending without declaring its entities",
+            args.app_root.display()
+        ),
+    }
+    match args.target {
+        SendTarget::Queue {
+            name,
+            delay_secs,
+            storage,
+        } => {
+            let base64 = socwire_host::config::AppConfig::load(&args.app_root)
+                .map(|c| {
+                    c.host.queues.message_encoding == socwire_host::config::MessageEncoding::Base64
+                })
+                .unwrap_or(true);
+            let wire = if base64 {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .encode(&body)
+                    .into_bytes()
+            } else {
+                body
+            };
+            if let Some(storage) = storage {
+                let text = String::from_utf8(wire).map_err(|_| anyhow::anyhow!("an Azure queue message must be UTF-8 text (or set messageEncoding to base64)"))?;
+                let account = crate::azure::StorageAccount::parse(&storage)?;
+                let queue = crate::azure::AzureQueue::new(&account, &name)?;
+                queue.create_if_missing().await?;
+                let id = queue
+                    .put(&text, u32::try_from(delay_secs).unwrap_or(u32::MAX))
+                    .await?;
+                println!("queued {id} on {name} at {}", account.queue_endpoint);
+                return Ok(());
+            }
+            let id = brokers.queue_put(&name, &wire, (delay_secs * 1000) as i64)?;
+            println!("queued {id} on {name}");
+        }
+        SendTarget::Servicebus {
+            entity,
+            message_id,
+            subject,
+            session_id,
+            scheduled_at,
+            lines,
+        } => {
+            let bodies = if lines {
+                split_lines(&body)
+            } else {
+                vec![body]
+            };
+            for (n, body) in bodies.into_iter().enumerate() {
+                let message_id = match (&message_id, lines) {
+                    (Some(id), true) => format!("{id}-{}", n + 1),
+                    (Some(id), false) => id.clone(),
+                    (None, _) => uuid::Uuid::new_v4().to_string(),
+                };
+                let message = SbMessage {
+                    message_id,
+                    body,
+                    subject: subject.clone(),
+                    session_id: session_id.clone(),
+                    scheduled_enqueue_ms: scheduled_at.map(|t| t.timestamp_millis()),
+                    ..Default::default()
+                };
+                let outcome = brokers.sb_send(&entity, message)?;
+                println!("{entity}: {outcome:?}");
+            }
+        }
+        SendTarget::Eventhub {
+            hub,
+            partition_key,
+            lines,
+        } => {
+            let events = if lines {
+                split_lines(&body)
+            } else {
+                vec![body]
+            };
+            for e in &events {
+                brokers.eh_send(&hub, partition_key.as_deref(), e, Default::default())?;
+            }
+            println!("sent {} event(s) to {hub}", events.len());
+        }
+        SendTarget::Eventgrid { topic } => {
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| anyhow::anyhow!("event is not JSON: {e}"))?;
+            let events = match v {
+                serde_json::Value::Array(items) => items,
+                one => vec![one],
+            };
+            let n = brokers.eg_publish(&topic, events)?;
+            println!("published to {topic}: {n} delivery(ies) scheduled");
+        }
+    }
+    Ok(())
+}
+
+/// Prints broker counts.
+pub fn status(data_dir: &Path, json: bool) -> anyhow::Result<()> {
+    let brokers = open_brokers(data_dir)?;
+    let status = brokers.status()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{status}");
+    }
+    Ok(())
+}
+
+/// `socwire dlq` actions.
+#[derive(Subcommand, Debug)]
+pub enum DlqAction {
+    /// List what was set aside: function rejects, poison queues, Service Bus dead-letter
+    /// queues, Event Grid dead letters.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter with its body.
+    Show {
+        /// Id from `dlq list`.
+        id: String,
+    },
+    /// Put a dead letter back where it came from, with fresh delivery counts.
+    Replay {
+        /// Id from `dlq list`.
+        id: String,
+    },
+}
+
+/// Lists, shows or replays dead letters.
+pub fn dlq(data_dir: &Path, action: DlqAction) -> anyhow::Result<()> {
+    let brokers = open_brokers(data_dir)?;
+    match action {
+        DlqAction::List { json } => {
+            let letters = brokers.dead_letters(None::<DeadLetterKind>)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else if letters.is_empty() {
+                println!("no dead letters");
+            } else {
+                for d in letters {
+                    println!(
+                        "{:<10} {:<32} attempts {:<3} {}",
+                        d.id,
+                        socwire_common::text::for_log(&d.source, 32),
+                        d.attempts,
+                        socwire_common::text::for_log(&d.reason, 120)
+                    );
+                }
+            }
+        }
+        DlqAction::Show { id } => {
+            let d = brokers
+                .dead_letter(&id)?
+                .ok_or_else(|| anyhow::anyhow!("no dead letter {id:?}"))?;
+            println!("{}", serde_json::to_string_pretty(&d)?);
+        }
+        DlqAction::Replay { id } => {
+            brokers.replay(&id)?;
+            println!("replayed {id}");
+        }
+    }
+    Ok(())
+}

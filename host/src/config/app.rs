@@ -1,0 +1,208 @@
+//! The whole app: host.json, every function.json, the settings (`local.settings.json`) and
+//! the subscriptions `infra/` declares.
+
+use super::function_json::{FunctionDef, Trigger};
+use super::host_json::HostOptions;
+use super::json::{err, read_json, ConfigError};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Everything `socwire up` needs to know about the app.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// The app root (where host.json is).
+    pub root: PathBuf,
+    /// Parsed host.json.
+    pub host: HostOptions,
+    /// One entry per function folder.
+    pub functions: Vec<FunctionDef>,
+    /// App settings (local.settings.json `Values`), passed to the handler as environment.
+    pub settings: BTreeMap<String, String>,
+    /// Event Grid topic subscriptions.
+    pub eventgrid_subscriptions: Vec<EventGridSubscription>,
+    /// Service Bus topic subscriptions' filters and delivery counts
+    /// (`infra/servicebus-subscriptions.json`).
+    pub servicebus_subscriptions: Vec<ServiceBusSubscription>,
+}
+
+/// A Service Bus topic subscription as `infra/servicebus-subscriptions.json` declares it (the
+/// same file the Bicep templates load).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceBusSubscription {
+    /// Topic name.
+    pub topic: String,
+    /// Subscription name.
+    pub subscription: String,
+    /// Takes only messages whose Subject is one of these; absent = every message.
+    #[serde(default)]
+    pub subjects: Option<Vec<String>>,
+    /// Deliveries before dead-lettering (overrides host.json's).
+    #[serde(default)]
+    pub max_delivery_count: Option<u32>,
+    /// The SQL filter Bicep applies in Azure when `subjects` cannot say it (the local broker
+    /// filters on `subjects` only).
+    #[serde(default)]
+    pub sql_filter: Option<String>,
+}
+
+/// An Event Grid subscription: deliver `topic`'s events to `function`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventGridSubscription {
+    /// Topic name.
+    pub topic: String,
+    /// Subscribed function.
+    pub function: String,
+    /// Max delivery attempts (1–30, default 30).
+    #[serde(default = "default_attempts")]
+    pub max_delivery_attempts: u32,
+    /// Event time-to-live in minutes (default 1440).
+    #[serde(default = "default_ttl")]
+    pub event_time_to_live_minutes: u32,
+}
+
+fn default_attempts() -> u32 {
+    30
+}
+fn default_ttl() -> u32 {
+    1440
+}
+
+impl AppConfig {
+    /// Loads the app rooted at `root`: host.json, `function-defs/*/function.json` (or
+    /// `*/function.json` beside host.json, the deployed layout), local.settings.json (or
+    /// local.settings.example.json) and infra/eventgrid-subscriptions.json.
+    pub fn load(root: &Path) -> Result<Self, ConfigError> {
+        let host_path = root.join("host.json");
+        let host = HostOptions::parse(&read_json(&host_path)?, &host_path)?;
+        let settings = load_settings(root)?;
+        let defs_dir = if root.join("function-defs").is_dir() {
+            root.join("function-defs")
+        } else {
+            root.to_path_buf()
+        };
+        let mut functions = Vec::new();
+        let entries = std::fs::read_dir(&defs_dir).map_err(|e| err(&defs_dir, e.to_string()))?;
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.join("function.json").is_file())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let name = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let path = dir.join("function.json");
+            functions.push(FunctionDef::parse(
+                &name,
+                &read_json(&path)?,
+                &path,
+                &settings,
+            )?);
+        }
+        if functions.is_empty() {
+            return Err(err(&defs_dir, "no */function.json found"));
+        }
+        let subs_path = root.join("infra").join("eventgrid-subscriptions.json");
+        let eventgrid_subscriptions: Vec<EventGridSubscription> = if subs_path.is_file() {
+            serde_json::from_value(read_json(&subs_path)?)
+                .map_err(|e| err(&subs_path, e.to_string()))?
+        } else {
+            Vec::new()
+        };
+        for s in &eventgrid_subscriptions {
+            let known = functions
+                .iter()
+                .any(|f| f.name == s.function && matches!(f.trigger, Trigger::EventGrid { .. }));
+            if !known {
+                return Err(err(&subs_path, format!("subscription to {:?} names {:?}, which is not an eventGridTrigger function", s.topic, s.function)));
+            }
+            if !(1..=30).contains(&s.max_delivery_attempts) {
+                return Err(err(
+                    &subs_path,
+                    format!(
+                        "maxDeliveryAttempts {} is outside 1..=30",
+                        s.max_delivery_attempts
+                    ),
+                ));
+            }
+        }
+        let sb_path = root.join("infra").join("servicebus-subscriptions.json");
+        let servicebus_subscriptions: Vec<ServiceBusSubscription> = if sb_path.is_file() {
+            serde_json::from_value(read_json(&sb_path)?)
+                .map_err(|e| err(&sb_path, e.to_string()))?
+        } else {
+            Vec::new()
+        };
+        for s in &servicebus_subscriptions {
+            if s.max_delivery_count == Some(0) {
+                return Err(err(
+                    &sb_path,
+                    format!(
+                        "{}/{}: maxDeliveryCount must be at least 1",
+                        s.topic, s.subscription
+                    ),
+                ));
+            }
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            host,
+            functions,
+            settings,
+            eventgrid_subscriptions,
+            servicebus_subscriptions,
+        })
+    }
+
+    /// The declared filter and delivery count of `topic/subscriptions/sub`, if any.
+    pub fn servicebus_subscription(
+        &self,
+        topic: &str,
+        sub: &str,
+    ) -> Option<&ServiceBusSubscription> {
+        self.servicebus_subscriptions
+            .iter()
+            .find(|s| s.topic == topic && s.subscription == sub)
+    }
+
+    /// The function named `name`.
+    pub fn function(&self, name: &str) -> Option<&FunctionDef> {
+        self.functions.iter().find(|f| f.name == name)
+    }
+}
+
+fn load_settings(root: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let path = [
+        root.join("local.settings.json"),
+        root.join("local.settings.example.json"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file());
+    let Some(path) = path else {
+        return Ok(BTreeMap::new());
+    };
+    let v = read_json(&path)?;
+    let values = v
+        .get("Values")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    Ok(values
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                v.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| v.to_string()),
+            )
+        })
+        .collect())
+}
