@@ -63,7 +63,7 @@ pub struct Settings {
     pub alert_rows_top: usize,
     /// How findings become a severity change (`SOCWIRE_TRIAGE_RULE`: `seed`, the default, or
     /// `graded`).
-    pub triage_rule: crate::functions::triage_incident::TriageRule,
+    pub triage_rule: TriageRule,
     /// The Sentinel workspace (`SOCWIRE_SENTINEL_SUBSCRIPTION_ID`,
     /// `SOCWIRE_SENTINEL_RESOURCE_GROUP`, `SOCWIRE_SENTINEL_WORKSPACE`): lets a triage request
     /// name an incident by GUID, and is what `incident-sweep` lists.
@@ -465,6 +465,28 @@ fn parse_timespan(text: &str) -> Option<Duration> {
         .collect::<Option<_>>()?;
     let [h, m, s] = parts[..] else { return None };
     Some(Duration::from_secs(((days * 24 + h) * 60 + m) * 60 + s))
+}
+
+/// How findings become a severity change (`SOCWIRE_TRIAGE_RULE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TriageRule {
+    /// The Sentinel notebooks' automated triage: any High or Warning finding sets severity
+    /// High and status New; every indicator allow-listed lowers to Low.
+    #[default]
+    Seed,
+    /// High → High; Warning → at least Medium (never lowers, status kept); allow-listed → Low.
+    Graded,
+}
+
+impl std::str::FromStr for TriageRule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "seed" => Ok(TriageRule::Seed),
+            "graded" => Ok(TriageRule::Graded),
+            other => Err(format!("triage rule {other:?}: use seed or graded")),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,27 +6,7 @@ use crate::sentinel::{Incident, IncidentId, Indicator, Severity};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// How findings become a severity change (`SOCWIRE_TRIAGE_RULE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TriageRule {
-    /// The Sentinel notebooks' automated triage: any High or Warning finding sets severity
-    /// High and status New; every indicator allow-listed lowers to Low.
-    #[default]
-    Seed,
-    /// High → High; Warning → at least Medium (never lowers, status kept); allow-listed → Low.
-    Graded,
-}
-
-impl std::str::FromStr for TriageRule {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "seed" => Ok(TriageRule::Seed),
-            "graded" => Ok(TriageRule::Graded),
-            other => Err(format!("triage rule {other:?}: use seed or graded")),
-        }
-    }
-}
+pub use crate::settings::TriageRule;
 
 /// One reasoned finding, with where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
