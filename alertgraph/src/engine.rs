@@ -15,8 +15,8 @@
 //! half a window later (the part that left). Every accepted alert ends in exactly one row;
 //! [`Engine::finish`] emits what is left at the end of a stream.
 
-use crate::alert::{Alert, Domain, Rejected, Severity};
-use crate::score::score_row;
+use crate::alert::{Alert, AlertView, Domain, Rejected, Severity};
+use crate::score::{score_row, Scratch};
 use crate::subgraph::Subgraph;
 use crate::FastMap;
 use serde::{Deserialize, Serialize};
@@ -141,6 +141,9 @@ pub(crate) struct Slot {
     pub(crate) tactic: u32,
     pub(crate) name: u32,
     pub(crate) id: Box<str>,
+    /// Keyed hash of `id` (the key is per process: recomputed on restore).
+    #[serde(skip)]
+    hash: u64,
     /// Information (nats) of the improbable continuation that attached it; 0 when none.
     pub(crate) link: f32,
     /// A host-only alert attached to the path it follows.
@@ -416,6 +419,9 @@ pub struct Engine {
     arrivals: u64,
     bytes: usize,
     early: EarlyEvictions,
+    /// Tables the scoring of a row reuses.
+    #[serde(skip)]
+    scratch: Scratch,
 }
 
 impl Engine {
@@ -447,6 +453,7 @@ impl Engine {
             arrivals: 0,
             bytes: 0,
             early: EarlyEvictions::default(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -699,16 +706,21 @@ impl Engine {
     /// Adds an alert. Refuses a duplicate AlertId still held, and an alert older than the
     /// window.
     pub fn ingest(&mut self, alert: &Alert) -> Result<(), Rejected> {
-        let hash = self.id_hasher.hash_one(alert.alert_id.as_str());
+        self.ingest_view(&alert.view())
+    }
+
+    /// [`Engine::ingest`] of a view (text borrowed from the input).
+    pub fn ingest_view(&mut self, alert: &AlertView<'_>) -> Result<(), Rejected> {
+        let hash = self.id_hasher.hash_one(&*alert.alert_id);
         if self.seen.contains_key(&hash) {
             return Err(Rejected {
-                alert_id: Some(alert.alert_id.clone()),
+                alert_id: Some(alert.alert_id.to_string()),
                 reason: "duplicate AlertId (already in the window)".into(),
             });
         }
         if self.max_time != i64::MIN && alert.time_generated < self.window_start() {
             return Err(Rejected {
-                alert_id: Some(alert.alert_id.clone()),
+                alert_id: Some(alert.alert_id.to_string()),
                 reason: format!(
                     "TimeGenerated is older than the window ({} min before the newest alert)",
                     self.cfg.window_ms / 60_000
@@ -828,7 +840,8 @@ impl Engine {
             protocol: self.protocols.intern(alert.protocol.as_deref()),
             tactic: self.tactics.intern(alert.tactic.as_deref()),
             name,
-            id: alert.alert_id.as_str().into(),
+            id: (*alert.alert_id).into(),
+            hash,
             link,
             attached,
             group,
@@ -973,10 +986,12 @@ impl Engine {
             let (x, y) = (self.slot(a), self.slot(b));
             x.time.cmp(&y.time).then_with(|| x.id.cmp(&y.id))
         });
-        out.push(score_row(self, &part, counted));
+        let mut scratch = std::mem::take(&mut self.scratch);
+        out.push(score_row(self, &part, counted, &mut scratch));
+        self.scratch = scratch;
         for s in part {
             let slot = self.slots[s as usize].take().expect("live slot");
-            self.seen.remove(&self.id_hasher.hash_one(&*slot.id));
+            self.seen.remove(&slot.hash);
             self.bytes -= ALERT_OVERHEAD_BYTES + slot.id.len();
             self.release(slot.src);
             self.release(slot.dst);
@@ -1147,8 +1162,9 @@ impl Engine {
             .collect();
         e.id_hasher = RandomState::new();
         e.seen = FastMap::default();
-        for s in e.slots.iter().flatten() {
-            e.seen.insert(e.id_hasher.hash_one(&*s.id), 1);
+        for s in e.slots.iter_mut().flatten() {
+            s.hash = e.id_hasher.hash_one(&*s.id);
+            e.seen.insert(s.hash, 1);
         }
         e.protocols.reindex();
         e.tactics.reindex();
