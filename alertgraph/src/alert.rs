@@ -616,7 +616,10 @@ mod tests {
         assert_eq!(view.alert_name, "SMB A"); // an escape: owned
         assert_eq!(view.dst_ip.as_deref(), Some("2001:db8::1"));
         let value: Value = serde_json::from_str(line).unwrap();
-        assert_eq!(view.clone().into_owned(), Alert::from_json(&value, None).unwrap());
+        assert_eq!(
+            view.clone().into_owned(),
+            Alert::from_json(&value, None).unwrap()
+        );
         assert_eq!(view.into_owned().view().into_owned().alert_id, "a1");
     }
 

@@ -58,7 +58,7 @@ impl Default for Config {
 const RARE_PAIR: u32 = 2;
 
 /// Incoming rare alerts remembered per node for continuations.
-const RECENT_IN: usize = 4;
+const RECENT_IN: usize = 8;
 
 /// A continuation is linked when the expected number of such continuations by chance is
 /// below this.
@@ -661,6 +661,7 @@ impl Engine {
         }
         let start = self.window_start().max(time - self.cfg.flow_gap_ms);
         let mut best: Option<(Link, f64)> = None;
+        let mut candidates = 0.0;
         for i in 0..self.nodes[node as usize].recent_in.len() {
             let inc = self.nodes[node as usize].recent_in[i];
             if inc.time > time || inc.time < start {
@@ -675,16 +676,16 @@ impl Engine {
             // Alerts that arrived in between, at least a few (a minimum time resolution).
             let between = (self.arrivals.saturating_sub(inc.seq) as f64).max(MIN_BETWEEN);
             let expected = rate * between * f64::from(inc.chance);
+            candidates += 1.0;
             if expected >= LINK_CHANCE {
                 continue;
             }
-            let info = (LINK_CHANCE / expected).ln().min(MAX_LINK_INFO) as f32;
             let joint = expected * f64::from(inc.share);
             if best.is_none_or(|(_, b)| joint < b) {
                 best = Some((
                     Link {
                         group: root,
-                        info,
+                        info: 0.0,
                         entry: i,
                         expected,
                     },
@@ -692,7 +693,16 @@ impl Engine {
                 ));
             }
         }
-        best.map(|(link, _)| link)
+        // The continuation was looked for behind every recent incoming alert of the node: the
+        // chance that one of them is followed this closely is that many times larger (a busy
+        // node with many incoming alerts gets many chances).
+        let (mut link, _) = best?;
+        link.expected *= candidates;
+        if link.expected >= LINK_CHANCE {
+            return None;
+        }
+        link.info = (LINK_CHANCE / link.expected).ln().min(MAX_LINK_INFO) as f32;
+        Some(link)
     }
 
     /// Share of the window of `name`'s rarity class (it and every rule about as rare), counting
