@@ -126,7 +126,7 @@ const MIN_CHANCE: f32 = 1e-2;
 
 /// Fewest alerts in the window before any continuation is judged improbable: rates need a
 /// background to be measured against.
-const MIN_BACKGROUND: usize = 500;
+const MIN_BACKGROUND: usize = 200;
 
 /// An alert held by the engine.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -790,8 +790,10 @@ impl Engine {
                 if let Some(l) = self.best_link(src, time, name, pair_before.is_none()) {
                     g = self.union(g, l.group);
                     link = l.info;
-                    // The evidence on the node is spent: a further continuation needs its own.
-                    self.nodes[src as usize].recent_in[l.entry].chance = 1.0;
+                    // Half the evidence on the node (in nats) is spent: a second continuation out
+                    // of it (a chance one before the real one, or a fan-out) needs more of its own.
+                    let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
+                    *chance = chance.sqrt();
                 }
                 let share = self.rule_share(name) as f32;
                 let recent = &mut self.nodes[dst as usize].recent_in;
