@@ -55,9 +55,6 @@ param alertWindow string = '24h'
 @description('Subgraphs scoring at least this publish socwire.AlertSubgraphPrioritized.')
 param alertEventScore string = '20'
 
-@description('Changed subgraphs among the top N are written after each batch.')
-param alertRowsTop string = '50'
-
 @description('Azure Machine Learning workspace in this resource group for the GPU functions (empty: none; the ML roles and system topic are left out).')
 param azureMlWorkspaceName string = ''
 
@@ -237,6 +234,8 @@ resource subgraphTable 'Microsoft.OperationalInsights/workspaces/tables@2022-10-
         { name: 'Edges', type: 'dynamic' }
         { name: 'AlertIds', type: 'dynamic' }
         { name: 'Reasons', type: 'dynamic' }
+        { name: 'AlertIdsOmitted', type: 'int' }
+        { name: 'Truncated', type: 'boolean' }
       ]
     }
     retentionInDays: 90
@@ -293,6 +292,8 @@ resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
           { name: 'Edges', type: 'dynamic' }
           { name: 'AlertIds', type: 'dynamic' }
           { name: 'Reasons', type: 'dynamic' }
+          { name: 'AlertIdsOmitted', type: 'int' }
+          { name: 'Truncated', type: 'boolean' }
         ]
       }
       'Custom-AlertRejects': {
@@ -503,7 +504,6 @@ var socwireSettings = [
   { name: 'SOCWIRE_SWEEP_SCHEDULE', value: sweepSchedule }
   { name: 'SOCWIRE_ALERT_WINDOW', value: alertWindow }
   { name: 'SOCWIRE_ALERT_EVENT_SCORE', value: alertEventScore }
-  { name: 'SOCWIRE_ALERT_ROWS_TOP', value: alertRowsTop }
   { name: 'SOCWIRE_EVENTS_TOPIC__topicEndpointUri', value: topics[1].properties.endpoint }
   { name: 'SOCWIRE_EVENTS_TOPIC__credential', value: connectionIdentity.credential }
   { name: 'SOCWIRE_EVENTS_TOPIC__clientId', value: connectionIdentity.clientId }

@@ -126,7 +126,22 @@ pub fn format_time(ms: i64) -> String {
         in_day / 1000 % 60,
         in_day % 1000,
     );
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{sec:02}.{milli:03}Z")
+    let mut out = String::with_capacity(24);
+    for (value, digits, after) in [
+        (y, 4, '-'),
+        (m, 2, '-'),
+        (d, 2, 'T'),
+        (h, 2, ':'),
+        (min, 2, ':'),
+        (sec, 2, '.'),
+        (milli, 3, 'Z'),
+    ] {
+        for p in (0..digits).rev() {
+            out.push(char::from(b'0' + (value / 10i64.pow(p) % 10) as u8));
+        }
+        out.push(after);
+    }
+    out
 }
 
 /// (year, month, day) of a day number since 1970-01-01 (Howard Hinnant's algorithm).
@@ -316,24 +331,45 @@ struct RawAlert<'a> {
 fn text_of<'f>(name: &str, field: &'f Option<Field<'_>>) -> Result<Option<&'f str>, String> {
     match field {
         None => Ok(None),
-        Some(Field::Text(s)) if s.chars().count() > MAX_FIELD_CHARS => Err(format!(
-            "{name} is longer than {MAX_FIELD_CHARS} characters"
-        )),
-        Some(Field::Text(s)) if s.chars().any(char::is_control) => {
-            Err(format!("{name} contains control characters"))
+        Some(Field::Text(s)) => {
+            // ASCII (the common case) in one pass; other text character by character.
+            let (chars, control) = if s.is_ascii() {
+                (s.len(), s.bytes().any(|b| b.is_ascii_control()))
+            } else {
+                (s.chars().count(), s.chars().any(char::is_control))
+            };
+            if chars > MAX_FIELD_CHARS {
+                Err(format!(
+                    "{name} is longer than {MAX_FIELD_CHARS} characters"
+                ))
+            } else if control {
+                Err(format!("{name} contains control characters"))
+            } else {
+                let t = s.trim();
+                Ok((!t.is_empty()).then_some(t))
+            }
         }
-        Some(Field::Text(s)) if s.trim().is_empty() => Ok(None),
-        Some(Field::Text(s)) => Ok(Some(s.trim())),
         Some(_) => Err(format!("{name} must be a string")),
     }
 }
 
+/// The text of a field [`text_of`] accepted, trimmed, kept borrowed from the input when it was.
+fn take_text(field: Option<Field<'_>>) -> Option<Cow<'_, str>> {
+    let text = match field {
+        Some(Field::Text(Cow::Borrowed(s))) => Cow::Borrowed(s.trim()),
+        Some(Field::Text(Cow::Owned(s))) if s.trim().len() == s.len() => Cow::Owned(s),
+        Some(Field::Text(Cow::Owned(s))) => Cow::Owned(s.trim().to_string()),
+        _ => return None,
+    };
+    (!text.is_empty()).then_some(text)
+}
+
 /// Normalised address text. Rust's IPv4 parser accepts only the canonical dotted form, so
 /// IPv4 text is kept as written; IPv6 is reformatted (zero compression, lower case).
-fn ip_text(ip: IpAddr, original: &str) -> String {
+fn ip_text(ip: IpAddr, original: Cow<'_, str>) -> Cow<'_, str> {
     match ip {
-        IpAddr::V4(_) => original.to_string(),
-        IpAddr::V6(_) => ip.to_string(),
+        IpAddr::V4(_) => original,
+        IpAddr::V6(_) => Cow::Owned(ip.to_string()),
     }
 }
 
@@ -348,7 +384,7 @@ impl Alert {
             });
         }
         match RawAlert::deserialize(value) {
-            Ok(raw) => raw.validate(now_ms),
+            Ok(raw) => raw.validate(now_ms).map(AlertView::into_owned),
             Err(e) => Err(Rejected {
                 alert_id: None,
                 reason: format!("not a valid alert object: {e}"),
@@ -359,16 +395,24 @@ impl Alert {
     /// Parses and validates one JSON text (a JSON lines line) without building a JSON tree:
     /// the fast path of batch mode.
     pub fn from_json_str(text: &str, now_ms: Option<i64>) -> Result<Alert, Rejected> {
-        match serde_json::from_str::<RawAlert>(text) {
-            Ok(raw) => raw.validate(now_ms),
-            Err(e) => Err(Rejected {
-                alert_id: None,
-                reason: if e.is_data() {
-                    "an alert must be a JSON object with known fields of the right shape".into()
-                } else {
-                    format!("not JSON: {e}")
-                },
-            }),
+        AlertView::parse(text, now_ms).map(AlertView::into_owned)
+    }
+
+    /// This alert as a view (borrowed text), as [`crate::Engine::ingest_view`] takes it.
+    pub fn view(&self) -> AlertView<'_> {
+        AlertView {
+            time_generated: self.time_generated,
+            alert_id: Cow::Borrowed(&self.alert_id),
+            alert_name: Cow::Borrowed(&self.alert_name),
+            severity: self.severity,
+            domain: self.domain,
+            src_ip: Cow::Borrowed(&self.src_ip),
+            dst_ip: self.dst_ip.as_deref().map(Cow::Borrowed),
+            src_host: self.src_host.as_deref().map(Cow::Borrowed),
+            dst_host: self.dst_host.as_deref().map(Cow::Borrowed),
+            dst_port: self.dst_port,
+            protocol: self.protocol.as_deref().map(Cow::Borrowed),
+            tactic: self.tactic.as_deref().map(Cow::Borrowed),
         }
     }
 
@@ -382,8 +426,8 @@ impl Alert {
     }
 }
 
-impl RawAlert<'_> {
-    fn validate(&self, now_ms: Option<i64>) -> Result<Alert, Rejected> {
+impl<'a> RawAlert<'a> {
+    fn validate(self, now_ms: Option<i64>) -> Result<AlertView<'a>, Rejected> {
         let alert_id = text_of("AlertId", &self.alert_id).ok().flatten();
         let reject = |reason: String| Rejected {
             alert_id: alert_id.map(str::to_string),
@@ -392,7 +436,7 @@ impl RawAlert<'_> {
         let text = |name: &str, f| text_of(name, f).map_err(&reject);
         let required =
             |name: &str, f| text(name, f)?.ok_or_else(|| reject(format!("{name} is required")));
-        let alert_id_value = required("AlertId", &self.alert_id)?;
+        required("AlertId", &self.alert_id)?;
         let time_text = required("TimeGenerated", &self.time_generated)?;
         let time_generated = parse_time(time_text).map_err(&reject)?;
         if let Some(now) = now_ms {
@@ -407,7 +451,7 @@ impl RawAlert<'_> {
                 )));
             }
         }
-        let alert_name = required("AlertName", &self.alert_name)?;
+        required("AlertName", &self.alert_name)?;
         let severity_text = required("Severity", &self.severity)?;
         let severity = Severity::parse(severity_text).ok_or_else(|| {
             reject(format!(
@@ -426,23 +470,20 @@ impl RawAlert<'_> {
                 clip(&domain_text.to_ascii_uppercase())
             )));
         };
-        let ip = |name: &str, f| -> Result<Option<String>, Rejected> {
+        let ip = |name: &str, f| -> Result<Option<IpAddr>, Rejected> {
             match text(name, f)? {
                 None => Ok(None),
-                Some(s) => s
-                    .parse::<IpAddr>()
-                    .map(|ip| Some(ip_text(ip, s)))
-                    .map_err(|_| {
-                        reject(format!(
-                            "{name} {:?} is not an IPv4 or IPv6 address",
-                            clip(s)
-                        ))
-                    }),
+                Some(s) => s.parse::<IpAddr>().map(Some).map_err(|_| {
+                    reject(format!(
+                        "{name} {:?} is not an IPv4 or IPv6 address",
+                        clip(s)
+                    ))
+                }),
             }
         };
-        let src_ip =
+        let src_addr =
             ip("SrcIp", &self.src_ip)?.ok_or_else(|| reject("SrcIp is required".into()))?;
-        let dst_ip = ip("DstIp", &self.dst_ip)?;
+        let dst_addr = ip("DstIp", &self.dst_ip)?;
         let dst_port = match &self.dst_port {
             None => None,
             Some(f) => Some(
@@ -455,21 +496,99 @@ impl RawAlert<'_> {
                 .ok_or_else(|| reject("DstPort must be an integer from 0 to 65535".into()))?,
             ),
         };
-        let owned = |name: &str, f| text(name, f).map(|t| t.map(str::to_string));
-        Ok(Alert {
+        for (name, f) in [
+            ("SrcHost", &self.src_host),
+            ("DstHost", &self.dst_host),
+            ("Protocol", &self.protocol),
+            ("Tactic", &self.tactic),
+        ] {
+            text(name, f)?;
+        }
+        // Every field is valid: move the text out (borrowed from the input where it was).
+        let alert_id = take_text(self.alert_id).unwrap_or_default();
+        let alert_name = take_text(self.alert_name).unwrap_or_default();
+        let src_ip = ip_text(src_addr, take_text(self.src_ip).unwrap_or_default());
+        let dst_ip = dst_addr.map(|a| ip_text(a, take_text(self.dst_ip).unwrap_or_default()));
+        Ok(AlertView {
             time_generated,
-            alert_id: alert_id_value.to_string(),
-            alert_name: alert_name.to_string(),
+            alert_id,
+            alert_name,
             severity,
             domain,
             src_ip,
             dst_ip,
-            src_host: owned("SrcHost", &self.src_host)?,
-            dst_host: owned("DstHost", &self.dst_host)?,
+            src_host: take_text(self.src_host),
+            dst_host: take_text(self.dst_host),
             dst_port,
-            protocol: owned("Protocol", &self.protocol)?,
-            tactic: owned("Tactic", &self.tactic)?,
+            protocol: take_text(self.protocol),
+            tactic: take_text(self.tactic),
         })
+    }
+}
+
+/// A validated alert whose text stays borrowed from the input where it can (no escapes, IPv4):
+/// batch mode reads a JSON lines file without copying each field. [`Alert`] owns its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertView<'a> {
+    /// Event time, unix milliseconds.
+    pub time_generated: i64,
+    /// Unique id.
+    pub alert_id: Cow<'a, str>,
+    /// Rule name.
+    pub alert_name: Cow<'a, str>,
+    /// Severity.
+    pub severity: Severity,
+    /// IT or OT.
+    pub domain: Domain,
+    /// Source address (normalised text).
+    pub src_ip: Cow<'a, str>,
+    /// Destination address, absent for host-only alerts.
+    pub dst_ip: Option<Cow<'a, str>>,
+    /// Source host name.
+    pub src_host: Option<Cow<'a, str>>,
+    /// Destination host name.
+    pub dst_host: Option<Cow<'a, str>>,
+    /// Destination port.
+    pub dst_port: Option<u16>,
+    /// Protocol.
+    pub protocol: Option<Cow<'a, str>>,
+    /// MITRE ATT&CK tactic.
+    pub tactic: Option<Cow<'a, str>>,
+}
+
+impl<'a> AlertView<'a> {
+    /// Parses and validates one JSON text (a JSON lines line), borrowing from it.
+    pub fn parse(text: &'a str, now_ms: Option<i64>) -> Result<Self, Rejected> {
+        match serde_json::from_str::<RawAlert<'a>>(text) {
+            Ok(raw) => raw.validate(now_ms),
+            Err(e) => Err(Rejected {
+                alert_id: None,
+                reason: if e.is_data() {
+                    "an alert must be a JSON object with known fields of the right shape".into()
+                } else {
+                    format!("not JSON: {e}")
+                },
+            }),
+        }
+    }
+
+    /// The owned alert.
+    pub fn into_owned(self) -> Alert {
+        let own = |t: Option<Cow<'_, str>>| t.map(Cow::into_owned);
+        Alert {
+            time_generated: self.time_generated,
+            alert_id: self.alert_id.into_owned(),
+            alert_name: self.alert_name.into_owned(),
+            severity: self.severity,
+            domain: self.domain,
+            src_ip: self.src_ip.into_owned(),
+            dst_ip: own(self.dst_ip),
+            src_host: own(self.src_host),
+            dst_host: own(self.dst_host),
+            dst_port: self.dst_port,
+            protocol: own(self.protocol),
+            tactic: own(self.tactic),
+        }
     }
 }
 
@@ -486,6 +605,22 @@ mod tests {
 
     fn reason(v: Value, now: Option<i64>) -> String {
         Alert::from_json(&v, now).unwrap_err().reason
+    }
+
+    #[test]
+    fn a_view_borrows_plain_text_and_reads_as_the_owned_alert() {
+        let line = r#"{"TimeGenerated":"2026-11-20T10:00:00Z","AlertId":" a1 ","AlertName":"SMB \u0041","Severity":"High","Domain":"IT","SrcIp":"10.0.0.5","DstIp":"2001:DB8:0:0::1","Protocol":"SMB"}"#;
+        let view = AlertView::parse(line, None).unwrap();
+        assert!(matches!(view.alert_id, Cow::Borrowed("a1")));
+        assert!(matches!(view.src_ip, Cow::Borrowed("10.0.0.5")));
+        assert_eq!(view.alert_name, "SMB A"); // an escape: owned
+        assert_eq!(view.dst_ip.as_deref(), Some("2001:db8::1"));
+        let value: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            view.clone().into_owned(),
+            Alert::from_json(&value, None).unwrap()
+        );
+        assert_eq!(view.into_owned().view().into_owned().alert_id, "a1");
     }
 
     #[test]

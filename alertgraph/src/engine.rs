@@ -15,8 +15,8 @@
 //! half a window later (the part that left). Every accepted alert ends in exactly one row;
 //! [`Engine::finish`] emits what is left at the end of a stream.
 
-use crate::alert::{Alert, Domain, Rejected, Severity};
-use crate::score::score_row;
+use crate::alert::{Alert, AlertView, Domain, Rejected, Severity};
+use crate::score::{score_row, Scratch};
 use crate::subgraph::Subgraph;
 use crate::FastMap;
 use serde::{Deserialize, Serialize};
@@ -58,7 +58,7 @@ impl Default for Config {
 const RARE_PAIR: u32 = 2;
 
 /// Incoming rare alerts remembered per node for continuations.
-const RECENT_IN: usize = 4;
+const RECENT_IN: usize = 8;
 
 /// A continuation is linked when the expected number of such continuations by chance is
 /// below this.
@@ -96,6 +96,10 @@ pub(crate) struct Node {
     refs: u32,
     /// Alerts in the window this node sent (host-only alerts included).
     pub(crate) sent: u32,
+    /// Of those, alerts that opened a pair (the first alert from it to that peer in the window).
+    opened: u32,
+    /// And alerts to a peer it already had an alert to in the window.
+    repeated: u32,
     /// Distinct peers in the window.
     degree: u32,
     /// Recent incoming alerts on rare pairs.
@@ -112,6 +116,9 @@ struct Incoming {
     /// Chance that what already followed it on this node (host alerts) happened by chance: a
     /// continuation after them is that much less likely by chance.
     chance: f32,
+    /// Share of the window of its rule's rarity class when it arrived: of two incoming alerts a
+    /// continuation could follow, it follows the rarer.
+    share: f32,
 }
 
 /// Lowest chance carried by an incoming alert.
@@ -119,7 +126,7 @@ const MIN_CHANCE: f32 = 1e-2;
 
 /// Fewest alerts in the window before any continuation is judged improbable: rates need a
 /// background to be measured against.
-const MIN_BACKGROUND: usize = 500;
+const MIN_BACKGROUND: usize = 200;
 
 /// An alert held by the engine.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,6 +141,9 @@ pub(crate) struct Slot {
     pub(crate) tactic: u32,
     pub(crate) name: u32,
     pub(crate) id: Box<str>,
+    /// Keyed hash of `id` (the key is per process: recomputed on restore).
+    #[serde(skip)]
+    hash: u64,
     /// Information (nats) of the improbable continuation that attached it; 0 when none.
     pub(crate) link: f32,
     /// A host-only alert attached to the path it follows.
@@ -141,6 +151,8 @@ pub(crate) struct Slot {
     group: u32,
     /// Counted in the pair table (false for attached host-only alerts).
     counted_pair: bool,
+    /// Opened its pair (counted in its sender's `opened`).
+    opened: bool,
     /// Next slot in its group's waiting list.
     next: u32,
 }
@@ -276,6 +288,8 @@ impl Strings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct RuleCounts {
     counts: Vec<u32>,
+    /// Distinct nodes that sent each rule in the window.
+    senders: Vec<u32>,
     /// Alerts per class (class = bit length of the rule's count).
     mass: Vec<u64>,
 }
@@ -284,6 +298,7 @@ impl RuleCounts {
     fn new() -> Self {
         Self {
             counts: Vec::new(),
+            senders: Vec::new(),
             mass: vec![0; 33],
         }
     }
@@ -302,6 +317,29 @@ impl RuleCounts {
         self.mass[Self::class(before)] -= u64::from(before);
         self.mass[Self::class(after)] += u64::from(after);
         self.counts[r] = after;
+    }
+
+    /// A node started (`up`) or stopped sending `rule` in the window.
+    fn sender(&mut self, rule: u32, up: bool) {
+        let r = rule as usize;
+        if self.senders.len() <= r {
+            self.senders.resize(r + 1, 0);
+        }
+        if up {
+            self.senders[r] += 1;
+        } else {
+            self.senders[r] -= 1;
+        }
+    }
+
+    /// Distinct senders of `rule` per alert of it in the window (1 when it has none): near 1
+    /// for a rule any host may send, small for one a few hosts send over and over.
+    pub(crate) fn spread(&self, rule: u32) -> f64 {
+        let count = self.count(rule);
+        if count == 0 {
+            return 1.0;
+        }
+        f64::from(self.senders.get(rule as usize).copied().unwrap_or(0).max(1)) / f64::from(count)
     }
 
     /// Alerts of `rule` in the window.
@@ -381,6 +419,9 @@ pub struct Engine {
     arrivals: u64,
     bytes: usize,
     early: EarlyEvictions,
+    /// Tables the scoring of a row reuses.
+    #[serde(skip)]
+    scratch: Scratch,
 }
 
 impl Engine {
@@ -412,6 +453,7 @@ impl Engine {
             arrivals: 0,
             bytes: 0,
             early: EarlyEvictions::default(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -597,21 +639,29 @@ impl Engine {
 
     /// The best improbable continuation into `node` for an alert of rule `name` at `time`:
     /// (group, information in nats).
-    fn best_link(&mut self, node: u32, time: i64, name: u32) -> Option<Link> {
+    fn best_link(&mut self, node: u32, time: i64, name: u32, opens: bool) -> Option<Link> {
         if self.window.len() < MIN_BACKGROUND {
             return None;
         }
         let total = self.window.len() as f64 + 1.0;
-        let count = self.rules.count(name) + 1;
-        let share = (self.rules.tail(count) as f64 + f64::from(count)) / total;
-        // The share of the window's alerts that are this node sending this rule: its own count
-        // when it has one, else all it sends times the rule's share.
-        let sent = (f64::from(self.nodes[node as usize].sent) + 1.0) * share;
-        let rate = sent.max(f64::from(
-            self.node_rules.get(&(node, name)).copied().unwrap_or(0),
-        )) / total;
+        let share = self.rule_share(name);
+        // The share of the window's alerts that are this node sending this rule: its own count,
+        // plus what it sends (plus one) times the rule's share times the rule's spread (distinct
+        // senders per alert). A rule that every host sends (spread ≈ 1) is as likely from a node
+        // that has not sent it yet; a rule only a few hosts send (a jump host's admin sessions)
+        // is unlikely from any other node.
+        let sent = f64::from(self.nodes[node as usize].sent);
+        let own = f64::from(self.node_rules.get(&(node, name)).copied().unwrap_or(0));
+        let mut rate = (own + (sent + 1.0) * share * self.rules.spread(name)) / total;
+        if opens {
+            // A first alert to this peer: as likely as the node opening a new pair at all (a
+            // server that backs up to the same few peers seldom does).
+            let n = &self.nodes[node as usize];
+            rate *= (f64::from(n.opened) + 1.0) / (f64::from(n.opened + n.repeated) + 2.0);
+        }
         let start = self.window_start().max(time - self.cfg.flow_gap_ms);
-        let mut best: Option<Link> = None;
+        let mut best: Option<(Link, f64)> = None;
+        let mut candidates = 0.0;
         for i in 0..self.nodes[node as usize].recent_in.len() {
             let inc = self.nodes[node as usize].recent_in[i];
             if inc.time > time || inc.time < start {
@@ -626,35 +676,61 @@ impl Engine {
             // Alerts that arrived in between, at least a few (a minimum time resolution).
             let between = (self.arrivals.saturating_sub(inc.seq) as f64).max(MIN_BETWEEN);
             let expected = rate * between * f64::from(inc.chance);
+            candidates += 1.0;
             if expected >= LINK_CHANCE {
                 continue;
             }
-            let info = (LINK_CHANCE / expected).ln().min(MAX_LINK_INFO) as f32;
-            if best.is_none_or(|b| info > b.info) {
-                best = Some(Link {
-                    group: root,
-                    info,
-                    entry: i,
-                    expected,
-                });
+            let joint = expected * f64::from(inc.share);
+            if best.is_none_or(|(_, b)| joint < b) {
+                best = Some((
+                    Link {
+                        group: root,
+                        info: 0.0,
+                        entry: i,
+                        expected,
+                    },
+                    joint,
+                ));
             }
         }
-        best
+        // The continuation was looked for behind every recent incoming alert of the node: the
+        // chance that one of them is followed this closely is that many times larger (a busy
+        // node with many incoming alerts gets many chances).
+        let (mut link, _) = best?;
+        link.expected *= candidates;
+        if link.expected >= LINK_CHANCE {
+            return None;
+        }
+        link.info = (LINK_CHANCE / link.expected).ln().min(MAX_LINK_INFO) as f32;
+        Some(link)
+    }
+
+    /// Share of the window of `name`'s rarity class (it and every rule about as rare), counting
+    /// one more alert of it.
+    fn rule_share(&self, name: u32) -> f64 {
+        let total = self.window.len() as f64 + 1.0;
+        let count = self.rules.count(name) + 1;
+        (self.rules.tail(count) as f64 + f64::from(count)) / total
     }
 
     /// Adds an alert. Refuses a duplicate AlertId still held, and an alert older than the
     /// window.
     pub fn ingest(&mut self, alert: &Alert) -> Result<(), Rejected> {
-        let hash = self.id_hasher.hash_one(alert.alert_id.as_str());
+        self.ingest_view(&alert.view())
+    }
+
+    /// [`Engine::ingest`] of a view (text borrowed from the input).
+    pub fn ingest_view(&mut self, alert: &AlertView<'_>) -> Result<(), Rejected> {
+        let hash = self.id_hasher.hash_one(&*alert.alert_id);
         if self.seen.contains_key(&hash) {
             return Err(Rejected {
-                alert_id: Some(alert.alert_id.clone()),
+                alert_id: Some(alert.alert_id.to_string()),
                 reason: "duplicate AlertId (already in the window)".into(),
             });
         }
         if self.max_time != i64::MIN && alert.time_generated < self.window_start() {
             return Err(Rejected {
-                alert_id: Some(alert.alert_id.clone()),
+                alert_id: Some(alert.alert_id.to_string()),
                 reason: format!(
                     "TimeGenerated is older than the window ({} min before the newest alert)",
                     self.cfg.window_ms / 60_000
@@ -693,7 +769,7 @@ impl Engine {
             };
             (g, 0.0, false)
         } else if host_only {
-            match self.best_link(src, time, name) {
+            match self.best_link(src, time, name, false) {
                 Some(link) => {
                     let entry = &mut self.nodes[src as usize].recent_in[link.entry];
                     entry.chance = (entry.chance * link.expected as f32).max(MIN_CHANCE);
@@ -711,12 +787,15 @@ impl Engine {
                 && self.groups[g as usize].live <= MAX_LINKED_GROUP;
             let mut link = 0.0;
             if rare {
-                if let Some(l) = self.best_link(src, time, name) {
+                if let Some(l) = self.best_link(src, time, name, pair_before.is_none()) {
                     g = self.union(g, l.group);
                     link = l.info;
-                    // The evidence on the node is spent: a further continuation needs its own.
-                    self.nodes[src as usize].recent_in[l.entry].chance = 1.0;
+                    // Half the evidence on the node (in nats) is spent: a second continuation out
+                    // of it (a chance one before the real one, or a fan-out) needs more of its own.
+                    let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
+                    *chance = chance.sqrt();
                 }
+                let share = self.rule_share(name) as f32;
                 let recent = &mut self.nodes[dst as usize].recent_in;
                 if recent.len() == RECENT_IN {
                     recent.pop_front();
@@ -726,6 +805,7 @@ impl Engine {
                     seq: self.arrivals,
                     group: g,
                     chance: 1.0,
+                    share,
                 });
             }
             (g, link, false)
@@ -734,7 +814,12 @@ impl Engine {
         // Background counters.
         self.rules.change(name, true);
         self.nodes[src as usize].sent += 1;
-        *self.node_rules.entry((src, name)).or_insert(0) += 1;
+        let sends = self.node_rules.entry((src, name)).or_insert(0);
+        *sends += 1;
+        if *sends == 1 {
+            self.rules.sender(name, true);
+        }
+        let mut opened = false;
         if !attached {
             let p = self.pairs.entry((src, dst)).or_insert(Pair {
                 count: 0,
@@ -742,7 +827,12 @@ impl Engine {
             });
             p.count += 1;
             p.group = group;
+            if p.count > 1 && !host_only {
+                self.nodes[src as usize].repeated += 1;
+            }
             if p.count == 1 && !host_only {
+                opened = true;
+                self.nodes[src as usize].opened += 1;
                 self.nodes[src as usize].degree += 1;
                 self.nodes[dst as usize].degree += 1;
                 self.distinct_pairs += 1;
@@ -762,11 +852,13 @@ impl Engine {
             protocol: self.protocols.intern(alert.protocol.as_deref()),
             tactic: self.tactics.intern(alert.tactic.as_deref()),
             name,
-            id: alert.alert_id.as_str().into(),
+            id: (*alert.alert_id).into(),
+            hash,
             link,
             attached,
             group,
             counted_pair: !attached,
+            opened,
             next: NO_SLOT,
         };
         self.bytes += ALERT_OVERHEAD_BYTES + slot.id.len();
@@ -808,12 +900,18 @@ impl Engine {
     fn uncount(&mut self, s: u32) {
         let slot = self.slot(s);
         let (src, dst, name, counted) = (slot.src, slot.dst, slot.name, slot.counted_pair);
+        if slot.opened {
+            self.nodes[src as usize].opened -= 1;
+        } else if counted && src != dst {
+            self.nodes[src as usize].repeated -= 1;
+        }
         self.rules.change(name, false);
         self.nodes[src as usize].sent -= 1;
         if let Some(c) = self.node_rules.get_mut(&(src, name)) {
             *c -= 1;
             if *c == 0 {
                 self.node_rules.remove(&(src, name));
+                self.rules.sender(name, false);
             }
         }
         if counted {
@@ -900,10 +998,12 @@ impl Engine {
             let (x, y) = (self.slot(a), self.slot(b));
             x.time.cmp(&y.time).then_with(|| x.id.cmp(&y.id))
         });
-        out.push(score_row(self, &part, counted));
+        let mut scratch = std::mem::take(&mut self.scratch);
+        out.push(score_row(self, &part, counted, &mut scratch));
+        self.scratch = scratch;
         for s in part {
             let slot = self.slots[s as usize].take().expect("live slot");
-            self.seen.remove(&self.id_hasher.hash_one(&*slot.id));
+            self.seen.remove(&slot.hash);
             self.bytes -= ALERT_OVERHEAD_BYTES + slot.id.len();
             self.release(slot.src);
             self.release(slot.dst);
@@ -1062,7 +1162,7 @@ impl Engine {
     pub fn restore(bytes: &[u8]) -> Result<Self, String> {
         let body = bytes
             .strip_prefix(SNAPSHOT_MAGIC)
-            .ok_or("engine snapshot: not a version 2 snapshot")?;
+            .ok_or("engine snapshot: not a version 3 snapshot")?;
         let mut e: Engine = bincode::deserialize(body)
             .map_err(|e| format!("engine snapshot is unreadable: {e}"))?;
         e.node_index = e
@@ -1074,8 +1174,9 @@ impl Engine {
             .collect();
         e.id_hasher = RandomState::new();
         e.seen = FastMap::default();
-        for s in e.slots.iter().flatten() {
-            e.seen.insert(e.id_hasher.hash_one(&*s.id), 1);
+        for s in e.slots.iter_mut().flatten() {
+            s.hash = e.id_hasher.hash_one(&*s.id);
+            e.seen.insert(s.hash, 1);
         }
         e.protocols.reindex();
         e.tactics.reindex();
@@ -1085,16 +1186,30 @@ impl Engine {
 }
 
 /// Marks (and versions) a snapshot.
-const SNAPSHOT_MAGIC: &[u8] = b"alertgraph-v2\n";
+const SNAPSHOT_MAGIC: &[u8] = b"alertgraph-v3\n";
 
 /// Sorts by score (ties: fewer alerts to read first, then id) and numbers the ranks from 1.
 pub fn rank(subgraphs: &mut [Subgraph]) {
-    subgraphs.sort_by(|a, b| {
+    // Sort small keys, then move each row once (rows are large to swap).
+    let mut order: Vec<usize> = (0..subgraphs.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&subgraphs[a], &subgraphs[b]);
         b.score
             .total_cmp(&a.score)
             .then(a.alert_count.cmp(&b.alert_count))
             .then(a.subgraph_id.cmp(&b.subgraph_id))
     });
+    // Apply the permutation in place, cycle by cycle: position i takes row order[i].
+    for start in 0..order.len() {
+        let mut i = start;
+        while order[i] != start {
+            let next = order[i];
+            subgraphs.swap(i, next);
+            order[i] = i;
+            i = next;
+        }
+        order[i] = i;
+    }
     for (i, s) in subgraphs.iter_mut().enumerate() {
         s.rank = i as u32 + 1;
     }

@@ -12,7 +12,7 @@ mod score;
 pub mod subgraph;
 pub mod svg;
 
-pub use alert::{Alert, Domain, Rejected, Severity};
+pub use alert::{Alert, AlertView, Domain, Rejected, Severity};
 pub use engine::{rank, Config, EarlyEvictions, Engine};
 pub use subgraph::{Subgraph, SubgraphEdge, SubgraphNode};
 

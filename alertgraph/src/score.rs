@@ -48,6 +48,9 @@ fn is_ot_protocol(p: &str) -> bool {
 }
 
 fn clip(text: &str, chars: usize) -> String {
+    if text.len() <= chars {
+        return text.to_string(); // at most `chars` bytes, so at most `chars` characters
+    }
     let mut out: String = text.chars().take(chars).collect();
     if text.chars().count() > chars {
         out.push('…');
@@ -55,9 +58,71 @@ fn clip(text: &str, chars: usize) -> String {
     out
 }
 
+/// A row's alerts on one directed pair.
+#[derive(Clone, Copy, Debug)]
+struct PairAgg {
+    first: i64,
+    alerts: u32,
+    protocols: Tags,
+    tactics: Tags,
+}
+
+/// Up to [`MAX_TAGS`] distinct interned strings, inline.
+#[derive(Clone, Copy, Default, Debug)]
+struct Tags {
+    items: [u32; MAX_TAGS],
+    len: usize,
+}
+
+impl Tags {
+    fn add(&mut self, x: u32) {
+        if x != 0 && self.len < MAX_TAGS && !self.items[..self.len].contains(&x) {
+            self.items[self.len] = x;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        &self.items[..self.len]
+    }
+}
+
+/// Tables reused from row to row (cleared, not reallocated).
+#[derive(Default, Debug)]
+pub(crate) struct Scratch {
+    pairs: FastMap<(u32, u32), PairAgg>,
+    nodes: FastMap<u32, ()>,
+    rules: FastMap<u32, u32>,
+}
+
+impl Clone for Scratch {
+    /// Empty: the tables hold nothing between rows.
+    fn clone(&self) -> Self {
+        Scratch::default()
+    }
+}
+
+impl Scratch {
+    fn clear(&mut self) {
+        // A table a huge row grew is dropped rather than cleared bucket by bucket ever after.
+        if self.pairs.capacity() > 4096 {
+            *self = Scratch::default();
+        }
+        self.pairs.clear();
+        self.nodes.clear();
+        self.rules.clear();
+    }
+}
+
 /// The row of `part` (slots sorted by time). When `part` is still counted in the window
 /// (end of stream), `counted` is true and its own alerts are taken out of the background.
-pub(crate) fn score_row(engine: &Engine, part: &[u32], counted: bool) -> Subgraph {
+pub(crate) fn score_row(
+    engine: &Engine,
+    part: &[u32],
+    counted: bool,
+    scratch: &mut Scratch,
+) -> Subgraph {
+    scratch.clear();
     let slots: Vec<_> = part.iter().map(|&s| engine.slot(s)).collect();
     let ip = |n: u32| &*engine.nodes[n as usize].ip;
 
@@ -69,22 +134,20 @@ pub(crate) fn score_row(engine: &Engine, part: &[u32], counted: bool) -> Subgrap
         hasher.update(id.as_bytes());
         hasher.update([0u8]);
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let subgraph_id: String = hasher.finalize()[..16]
         .iter()
-        .map(|b| format!("{b:02x}"))
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+        .map(char::from)
         .collect();
 
-    struct PairAgg {
-        first: i64,
-        alerts: u32,
-        protocols: Vec<u32>,
-        tactics: Vec<u32>,
-    }
-    let mut pairs: FastMap<(u32, u32), PairAgg> = FastMap::default();
+    let Scratch {
+        pairs,
+        nodes: node_seen,
+        rules,
+    } = scratch;
     let mut pair_order: Vec<(u32, u32)> = Vec::new();
     let mut nodes: Vec<u32> = Vec::new();
-    let mut node_seen: FastMap<u32, ()> = FastMap::default();
-    let mut rules: FastMap<u32, u32> = FastMap::default();
     for s in &slots {
         for n in [s.src, s.dst] {
             if node_seen.insert(n, ()).is_none() {
@@ -97,17 +160,13 @@ pub(crate) fn score_row(engine: &Engine, part: &[u32], counted: bool) -> Subgrap
             PairAgg {
                 first: s.time,
                 alerts: 0,
-                protocols: Vec::new(),
-                tactics: Vec::new(),
+                protocols: Tags::default(),
+                tactics: Tags::default(),
             }
         });
         p.alerts += 1;
-        if s.protocol != 0 && !p.protocols.contains(&s.protocol) && p.protocols.len() < MAX_TAGS {
-            p.protocols.push(s.protocol);
-        }
-        if s.tactic != 0 && !p.tactics.contains(&s.tactic) && p.tactics.len() < MAX_TAGS {
-            p.tactics.push(s.tactic);
-        }
+        p.protocols.add(s.protocol);
+        p.tactics.add(s.tactic);
     }
 
     let mut score = 0.0;
@@ -258,8 +317,8 @@ pub(crate) fn score_row(engine: &Engine, part: &[u32], counted: bool) -> Subgrap
                 dst: ip(k.1).into(),
                 first_seen: format_time(p.first),
                 alerts: p.alerts,
-                protocols: tags(&p.protocols, &engine.protocols),
-                tactics: tags(&p.tactics, &engine.tactics),
+                protocols: tags(p.protocols.as_slice(), &engine.protocols),
+                tactics: tags(p.tactics.as_slice(), &engine.tactics),
             }
         })
         .collect();

@@ -95,19 +95,15 @@ fn write_fitting<T: Serialize>(
     let start = out.len();
     out.push(b'[');
     let mut written = 0;
-    let mut item = Vec::new();
     for x in items.iter().take(max_items) {
-        item.clear();
-        if serde_json::to_writer(&mut item, x).is_err() {
-            break;
-        }
-        if out.len() - start + item.len() + 2 > budget {
-            break;
-        }
+        let before = out.len();
         if written > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&item);
+        if serde_json::to_writer(&mut *out, x).is_err() || out.len() - start + 1 > budget {
+            out.truncate(before);
+            break;
+        }
         written += 1;
     }
     out.push(b']');

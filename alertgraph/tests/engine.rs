@@ -506,3 +506,27 @@ fn one_pair_with_a_million_alerts_stays_bounded() {
         .sum::<u64>();
     assert_eq!(total, 1_000_000);
 }
+
+/// Ranking orders rows by score, then fewer alerts, then id, and numbers them from 1.
+#[test]
+fn rank_orders_by_score_then_size_then_id() {
+    let g = generate(GenConfig {
+        alerts: 5_000,
+        chains: 5,
+        seed: 11,
+        family: Family::B,
+        ..GenConfig::default()
+    });
+    let (rows, _) = stream(&mut Engine::new(Config::default()), &g.alerts, 500);
+    assert!(rows.len() > 100);
+    for (i, w) in rows.windows(2).enumerate() {
+        let (a, b) = (&w[0], &w[1]);
+        let key = |r: &Subgraph| (-r.score, r.alert_count, r.subgraph_id.clone());
+        assert!(key(a).partial_cmp(&key(b)) != Some(std::cmp::Ordering::Greater));
+        assert_eq!((a.rank, b.rank), (i as u32 + 1, i as u32 + 2));
+    }
+    let mut shuffled: Vec<Subgraph> = rows.iter().rev().cloned().collect();
+    shuffled.rotate_left(rows.len() / 3);
+    rank(&mut shuffled);
+    assert_eq!(shuffled, rows);
+}

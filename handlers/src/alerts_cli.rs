@@ -2,9 +2,9 @@
 
 use alertgraph::eval::evaluate;
 use alertgraph::generate::{generate, ChainLabel, Family, GenConfig};
-use alertgraph::{rank, Alert, Config, Engine};
+use alertgraph::{rank, AlertView, Config, Engine};
 use clap::Subcommand;
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::PathBuf;
 
 /// `socwire alerts` actions.
@@ -139,19 +139,20 @@ pub fn run(action: AlertsAction) -> anyhow::Result<()> {
             svg_top,
             labels,
         } => {
-            let reader: Box<dyn BufRead> = if input.as_os_str() == "-" {
-                Box::new(std::io::stdin().lock())
-            } else {
-                Box::new(std::io::BufReader::new(
-                    std::fs::File::open(&input)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?,
-                ))
-            };
+            // The whole input is read once and alerts borrow their text from it (no copy per
+            // field); it is sorted by time before the engine sees it anyway.
             let started = std::time::Instant::now();
-            let mut alerts = Vec::new();
+            let mut text = String::new();
+            if input.as_os_str() == "-" {
+                std::io::stdin().lock().read_to_string(&mut text)?;
+            } else {
+                std::fs::File::open(&input)
+                    .and_then(|mut f| f.read_to_string(&mut text))
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+            }
+            let mut alerts = Vec::with_capacity(text.bytes().filter(|&b| b == b'\n').count() + 1);
             let mut rejected = 0usize;
-            for (n, line) in reader.lines().enumerate() {
-                let line = line?;
+            for (n, line) in text.lines().enumerate() {
                 if line.trim().is_empty() {
                     continue;
                 }
@@ -160,7 +161,7 @@ pub fn run(action: AlertsAction) -> anyhow::Result<()> {
                     eprintln!("line {}: longer than 64 KiB, skipped", n + 1);
                     continue;
                 }
-                match Alert::from_json_str(&line, None) {
+                match AlertView::parse(line, None) {
                     Ok(a) => alerts.push(a),
                     Err(r) => {
                         rejected += 1;
@@ -182,7 +183,7 @@ pub fn run(action: AlertsAction) -> anyhow::Result<()> {
             let mut all = Vec::new();
             let mut refused = 0usize;
             for a in &alerts {
-                if let Err(e) = engine.ingest(a) {
+                if let Err(e) = engine.ingest_view(a) {
                     refused += 1;
                     if refused <= 20 {
                         eprintln!(

@@ -58,9 +58,6 @@ pub struct Settings {
     /// Subgraphs scoring at least this publish `socwire.AlertSubgraphPrioritized`
     /// (`SOCWIRE_ALERT_EVENT_SCORE`, default 20).
     pub alert_event_score: f64,
-    /// Changed subgraphs among the top N are written as rows after each batch
-    /// (`SOCWIRE_ALERT_ROWS_TOP`, default 50).
-    pub alert_rows_top: usize,
     /// How findings become a severity change (`SOCWIRE_TRIAGE_RULE`: `seed`, the default, or
     /// `graded`).
     pub triage_rule: TriageRule,
@@ -325,7 +322,6 @@ impl Settings {
                 .unwrap_or_else(|| "socwire-state".into()),
             alert_window_ms,
             alert_event_score: number("SOCWIRE_ALERT_EVENT_SCORE", 20.0)?,
-            alert_rows_top: number("SOCWIRE_ALERT_ROWS_TOP", 50.0)? as usize,
             port,
             data_dir,
             reports_base_url: get("SOCWIRE_REPORTS_BASE_URL")
