@@ -123,8 +123,19 @@ async fn load(ctx: &Context, partition: &str) -> Result<PartitionState, Function
     let mut state = match ctx.state.load(&base_key(partition)).await? {
         Some(bytes) => {
             let base: Base = bincode::deserialize(&bytes).map_err(|e| state_error("base", e))?;
+            // A base this engine cannot read (one an older release wrote) would fail every
+            // batch until the retry policy gave up on it: start a new window instead, say so,
+            // and go on with the journal after it.
+            let engine = Engine::restore(&base.engine).unwrap_or_else(|e| {
+                tracing::error!(
+                    partition = %socwire_common::text::for_log(partition, 64),
+                    error = %e,
+                    "alert engine: the saved window cannot be read; starting a new one (its alerts are in no row)"
+                );
+                Engine::new(cfg)
+            });
             PartitionState {
-                engine: Engine::restore(&base.engine).map_err(FunctionError::Failed)?,
+                engine,
                 next: base.next,
                 base_next: base.next,
                 recent: base.recent.into(),
@@ -514,6 +525,31 @@ mod tests {
         let after_restart = run(&restarted, batch(2, &later)).await.unwrap();
         assert_eq!(event_ids(&after_restart), ids);
         assert_eq!(rows(dir.path()), written, "no row written twice");
+    }
+
+    #[tokio::test]
+    async fn a_saved_window_this_engine_cannot_read_does_not_stall_the_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let old = Base {
+            next: 7,
+            engine: b"an older release's snapshot".to_vec(),
+            recent: Vec::new(),
+        };
+        ctx.state
+            .save(&base_key("3"), &bincode::serialize(&old).unwrap())
+            .await
+            .unwrap();
+        let r = run(&ctx, batch(0, &[alert("n1", 5, "10.0.0.1", "10.0.0.2")]))
+            .await
+            .unwrap();
+        assert_eq!(r.return_value.as_ref().unwrap()["accepted"], 1, "{r:?}");
+        assert!(ctx
+            .state
+            .load(&journal_key("3", 7))
+            .await
+            .unwrap()
+            .is_some());
     }
 
     #[tokio::test]
