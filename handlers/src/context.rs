@@ -28,7 +28,8 @@ pub struct Context {
     /// Log Analytics custom tables.
     pub logs: Arc<dyn LogsIngestion>,
     /// The alert engine, its window and what was already written, in memory between batches.
-    pub alert_engine: Arc<tokio::sync::Mutex<Option<crate::functions::alert_stream::EngineState>>>,
+    pub alert_engine:
+        Arc<tokio::sync::Mutex<Option<crate::functions::alert_stream::state::EngineState>>>,
     /// The Azure ML workspace (or its local stand-in).
     pub ml: Arc<dyn MlWorkspace>,
     /// Commands the ML functions send themselves (Subject, MessageId, schedule).

@@ -19,6 +19,8 @@
 //! numbers) is recognised from the journal and answered with the same events, same ids; its
 //! alerts are not applied twice.
 
+pub mod state;
+
 use super::FunctionError;
 use crate::context::Context;
 use crate::ports::PortError;
@@ -27,7 +29,8 @@ use alertgraph::{Alert, Config, EarlyEvictions, Engine, Subgraph};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest as _;
-use std::collections::{BTreeMap, VecDeque};
+use state::{Base, BatchRecord, EngineState, JournalEntry, PartitionState};
+use std::collections::VecDeque;
 
 /// Function name.
 pub const NAME: &str = "alert-stream";
@@ -43,55 +46,6 @@ pub const REJECT_STREAM: &str = "Custom-AlertRejects";
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
 /// Batches between compactions of a partition's journal into its base.
 const COMPACT_EVERY: u64 = 64;
-/// Recent batches remembered per partition to answer redeliveries.
-const RECENT_BATCHES: usize = 32;
-
-/// The engines of the partitions this process has seen, held between batches.
-#[derive(Default)]
-pub struct EngineState {
-    partitions: BTreeMap<String, PartitionState>,
-}
-
-/// One partition's engine and journal position.
-struct PartitionState {
-    engine: Engine,
-    /// Number of the next journal entry.
-    next: u64,
-    /// Number of the first entry not yet compacted into the base.
-    base_next: u64,
-    recent: VecDeque<BatchRecord>,
-}
-
-/// A batch as the journal holds it (JSON: alerts carry optional fields).
-#[derive(Serialize, Deserialize)]
-struct JournalEntry {
-    batch: BatchRecord,
-    /// Accepted alerts, in the order they were applied.
-    alerts: Vec<Alert>,
-}
-
-/// Which events a batch emitted, to answer its redelivery.
-#[derive(Clone, Serialize, Deserialize)]
-struct BatchRecord {
-    first_seq: i64,
-    last_seq: i64,
-    /// The events' JSON text.
-    events: Vec<String>,
-}
-
-impl BatchRecord {
-    fn overlaps(&self, first: i64, last: i64) -> bool {
-        self.first_seq <= last && first <= self.last_seq
-    }
-}
-
-/// The compacted state of a partition.
-#[derive(Serialize, Deserialize)]
-struct Base {
-    next: u64,
-    engine: Vec<u8>,
-    recent: Vec<BatchRecord>,
-}
 
 fn base_key(partition: &str) -> String {
     format!("alertgraph/p/{partition}/base")
@@ -159,15 +113,6 @@ async fn load(ctx: &Context, partition: &str) -> Result<PartitionState, Function
         state.next += 1;
     }
     Ok(state)
-}
-
-impl PartitionState {
-    fn remember(&mut self, batch: BatchRecord) {
-        if self.recent.len() == RECENT_BATCHES {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(batch);
-    }
 }
 
 #[derive(Serialize, Deserialize)]
