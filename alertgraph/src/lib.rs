@@ -8,7 +8,6 @@ pub mod alert;
 pub mod engine;
 pub mod eval;
 pub mod generate;
-mod score;
 pub mod subgraph;
 pub mod svg;
 

@@ -1,6 +1,7 @@
 //! Scoring one final row against the window's own background, with the reasons an analyst
-//! reads. Nothing here is an absolute threshold on path length, severity or tactic: a signal
-//! counts by how improbable it is in this window.
+//! reads. Part of the engine: it reads the window the engine keeps. Nothing here is an absolute
+//! threshold on path length, severity or tactic: a signal counts by how improbable it is in
+//! this window.
 //!
 //! Signals (information in nats, summed):
 //! - improbable continuations: each alert that joined a path because the continuation was
@@ -13,8 +14,8 @@
 //!   window (an engineering workstation that programs PLCs daily is not novel);
 //! - severity only as a tie-breaker, and a reading cost of 0.1 ln(alerts).
 
+use super::{Engine, Strings, LINK_CHANCE};
 use crate::alert::{format_time, Severity};
-use crate::engine::{Engine, LINK_CHANCE};
 use crate::subgraph::{Subgraph, SubgraphEdge, SubgraphNode, MAX_ROW_ALERT_IDS};
 use crate::FastMap;
 use sha2::{Digest, Sha256};
@@ -301,7 +302,7 @@ pub(crate) fn score_row(
             .cmp(&pairs[a].alerts)
             .then(pairs[a].first.cmp(&pairs[b].first))
     });
-    let tags = |list: &[u32], table: &crate::engine::Strings| -> Vec<String> {
+    let tags = |list: &[u32], table: &Strings| -> Vec<String> {
         list.iter()
             .filter_map(|&x| table.get(x))
             .map(|t| clip(t, 64))

@@ -16,9 +16,11 @@
 //! [`Engine::finish`] emits what is left at the end of a stream.
 
 use crate::alert::{Alert, AlertView, Domain, Rejected, Severity};
-use crate::score::{score_row, Scratch};
+mod score;
+
 use crate::subgraph::Subgraph;
 use crate::FastMap;
+use score::{score_row, Scratch};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
