@@ -1,0 +1,270 @@
+//! Eviction and final rows: alerts leaving the window, groups emitted whole or in parts, the
+//! count/byte bound, the end of a stream, and group-id compaction.
+
+use super::score::score_row;
+use super::state::SlotList;
+use super::{Engine, ALERT_OVERHEAD_BYTES};
+use crate::subgraph::Subgraph;
+use std::cmp::Reverse;
+
+impl Engine {
+    /// Takes `s` out of the window's background; it waits in its group.
+    fn leave_window(&mut self, s: u32) {
+        self.uncount(s);
+        self.wait(s);
+    }
+
+    /// Takes `s` out of the background counters.
+    fn uncount(&mut self, s: u32) {
+        let slot = self.slot(s);
+        let (src, dst, name, counted) = (slot.src, slot.dst, slot.name, slot.counted_pair);
+        if slot.opened {
+            self.nodes[src as usize].opened -= 1;
+        } else if counted && src != dst {
+            self.nodes[src as usize].repeated -= 1;
+        }
+        self.rules.change(name, false);
+        self.nodes[src as usize].sent -= 1;
+        if let Some(c) = self.node_rules.get_mut(&(src, name)) {
+            *c -= 1;
+            if *c == 0 {
+                self.node_rules.remove(&(src, name));
+                self.rules.sender(name, false);
+            }
+        }
+        if counted {
+            if let Some(p) = self.pairs.get_mut(&(src, dst)) {
+                p.count -= 1;
+                if p.count == 0 {
+                    self.pairs.remove(&(src, dst));
+                    if src != dst {
+                        self.nodes[src as usize].degree -= 1;
+                        self.nodes[dst as usize].degree -= 1;
+                        self.distinct_pairs -= 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts `s` (out of the window) in its group's waiting part and queues the group's check.
+    fn wait(&mut self, s: u32) {
+        let slot = self.slot(s);
+        let (time, group) = (slot.time, slot.group);
+        let root = self.find(group);
+        let hold = self.hold_ms();
+        let g = &mut self.groups[root as usize];
+        let mut pending = g.pending;
+        pending.push(s, &mut self.slots);
+        let g = &mut self.groups[root as usize];
+        g.pending = pending;
+        g.pending_oldest = g.pending_oldest.min(time);
+        let due = g.newest.min(g.pending_oldest.saturating_add(hold));
+        if due < g.scheduled {
+            g.scheduled = due;
+            self.checks.push(Reverse((due, root)));
+        }
+    }
+
+    /// Emits `root`'s waiting alerts as a row when due: all of them when the group closed
+    /// (its newest alert left the window), the waiting part when it has straddled the window
+    /// edge for half a window, or at once when `forced`.
+    fn check(&mut self, root: u32, cutoff: i64, forced: bool, out: &mut Vec<Subgraph>) {
+        self.check_counted(root, cutoff, forced, false, out);
+    }
+
+    /// [`Engine::check`]; `counted` when the waiting alerts are still in the background.
+    fn check_counted(
+        &mut self,
+        root: u32,
+        cutoff: i64,
+        forced: bool,
+        counted: bool,
+        out: &mut Vec<Subgraph>,
+    ) {
+        let hold = self.hold_ms();
+        let g = &mut self.groups[root as usize];
+        g.scheduled = i64::MAX;
+        if g.live == 0 || g.pending.len == 0 {
+            return;
+        }
+        let closed = g.newest < cutoff;
+        if closed || forced || g.pending_oldest < cutoff.saturating_sub(hold) {
+            let list = std::mem::replace(&mut g.pending, SlotList::EMPTY);
+            g.pending_oldest = i64::MAX;
+            g.live -= list.len;
+            let closes = g.live == 0;
+            let star = g.star;
+            let part = list.collect(&self.slots);
+            if closes {
+                if let Some(h) = star {
+                    if self.stars.get(&h) == Some(&root) {
+                        self.stars.remove(&h);
+                    }
+                }
+            }
+            self.emit(part, counted, out);
+        } else {
+            let due = g.newest.min(g.pending_oldest.saturating_add(hold));
+            g.scheduled = due;
+            self.checks.push(Reverse((due, root)));
+        }
+    }
+
+    fn emit(&mut self, mut part: Vec<u32>, counted: bool, out: &mut Vec<Subgraph>) {
+        part.sort_unstable_by(|&a, &b| {
+            let (x, y) = (self.slot(a), self.slot(b));
+            x.time.cmp(&y.time).then_with(|| x.id.cmp(&y.id))
+        });
+        let mut scratch = std::mem::take(&mut self.scratch);
+        out.push(score_row(self, &part, counted, &mut scratch));
+        self.scratch = scratch;
+        for s in part {
+            let slot = self.slots[s as usize].take().expect("live slot");
+            self.seen.remove(&slot.hash);
+            self.bytes -= ALERT_OVERHEAD_BYTES + slot.id.len();
+            self.release(slot.src);
+            self.release(slot.dst);
+            self.free_slots.push(s);
+        }
+    }
+
+    /// Emits the rows that are final now: groups that closed, parts of groups that straddle
+    /// the window edge, and, when the count or byte bound is exceeded, the oldest alerts early
+    /// (counted in [`Engine::early_evictions`]). Cheap when nothing is due.
+    pub fn evict(&mut self) -> Vec<Subgraph> {
+        let mut out = Vec::new();
+        let cutoff = self.window_start();
+        while let Some(&s) = self.window.front() {
+            if self.slot(s).time >= cutoff {
+                break;
+            }
+            self.window.pop_front();
+            self.leave_window(s);
+        }
+        while let Some(&Reverse((due, g))) = self.checks.peek() {
+            if due >= cutoff {
+                break;
+            }
+            self.checks.pop();
+            let root = self.find(g);
+            self.check(root, cutoff, false, &mut out);
+        }
+        if self.held() > self.cfg.max_alerts || self.bytes > self.cfg.max_bytes {
+            self.evict_early(cutoff, &mut out);
+        }
+        self.compact_groups();
+        out
+    }
+
+    /// The bound is exceeded: emit waiting parts oldest first, then move the oldest tenth of
+    /// the window out and emit it, until the engine is at 90 % of its bound.
+    fn evict_early(&mut self, cutoff: i64, out: &mut Vec<Subgraph>) {
+        let target_alerts = self.cfg.max_alerts / 10 * 9;
+        let target_bytes = self.cfg.max_bytes / 10 * 9;
+        let over = |e: &Self| e.held() > target_alerts || e.bytes > target_bytes;
+        let before = self.held();
+        while over(self) {
+            if let Some(Reverse((_, g))) = self.checks.pop() {
+                let root = self.find(g);
+                self.check(root, cutoff, true, out);
+                continue;
+            }
+            let chunk = (self.window.len() / 10).max(1);
+            let mut roots = Vec::new();
+            for _ in 0..chunk {
+                let Some(s) = self.window.pop_front() else {
+                    break;
+                };
+                self.leave_window(s);
+                roots.push(self.slot(s).group);
+            }
+            if roots.is_empty() {
+                break;
+            }
+            for g in roots {
+                let root = self.find(g);
+                self.check(root, cutoff, true, out);
+            }
+        }
+        self.early.times += 1;
+        self.early.alerts += (before - self.held()) as u64;
+    }
+
+    /// Emits every group still held, as at the end of a stream, scored against the window as
+    /// it stands; the engine is empty afterwards.
+    pub fn finish(&mut self) -> Vec<Subgraph> {
+        let mut out = Vec::new();
+        let window = std::mem::take(&mut self.window);
+        for &s in &window {
+            self.wait(s);
+        }
+        while let Some(Reverse((_, g))) = self.checks.pop() {
+            let root = self.find(g);
+            self.check_counted(root, i64::MAX, true, true, &mut out);
+        }
+        self.pairs.clear();
+        self.node_rules.clear();
+        self.rules.clear();
+        self.distinct_pairs = 0;
+        self.stars.clear();
+        self.compact_groups();
+        out
+    }
+
+    /// Frees merged-away and emitted group ids once they outnumber the groups in use, so
+    /// group memory stays proportional to the alerts held (amortised O(1) per alert).
+    fn compact_groups(&mut self) {
+        let in_use = self.groups.len() - self.free_groups.len();
+        if in_use < 2 * self.groups_after_compaction + 4096 {
+            return;
+        }
+        let n = self.groups.len();
+        for i in 0..self.slots.len() {
+            if let Some(g) = self.slots[i].as_ref().map(|s| s.group) {
+                let root = self.find(g);
+                self.slots[i].as_mut().expect("live slot").group = root;
+            }
+        }
+        let pairs: Vec<((u32, u32), u32)> = self.pairs.iter().map(|(k, p)| (*k, p.group)).collect();
+        for (k, g) in pairs {
+            let root = self.find(g);
+            self.pairs.get_mut(&k).expect("pair").group = root;
+        }
+        for n in 0..self.nodes.len() {
+            for i in 0..self.nodes[n].recent_in.len() {
+                let g = self.nodes[n].recent_in[i].group;
+                let root = self.find(g);
+                self.nodes[n].recent_in[i].group = root;
+            }
+        }
+        let stars: Vec<(u32, u32)> = self.stars.iter().map(|(h, g)| (*h, *g)).collect();
+        for (h, g) in stars {
+            let root = self.find(g);
+            self.stars.insert(h, root);
+        }
+        let checks = std::mem::take(&mut self.checks).into_vec();
+        for Reverse((due, g)) in checks {
+            let root = self.find(g);
+            self.checks.push(Reverse((due, root)));
+        }
+        // A group id stays when it is a live root; recent_in may name an emitted root, which
+        // `live_root` already reads as "none" and which the time check skips.
+        let mut keep = vec![false; n];
+        for s in self.slots.iter().flatten() {
+            keep[s.group as usize] = true;
+        }
+        for node in &mut self.nodes {
+            node.recent_in.retain(|i| keep[i.group as usize]);
+        }
+        self.pairs.retain(|_, p| keep[p.group as usize]);
+        self.stars.retain(|_, g| keep[*g as usize]);
+        let mut checks = std::mem::take(&mut self.checks).into_vec();
+        checks.retain(|Reverse((_, g))| keep[*g as usize]);
+        checks.sort_unstable();
+        checks.dedup();
+        self.checks = checks.into();
+        self.free_groups = (0..n as u32).rev().filter(|&g| !keep[g as usize]).collect();
+        self.groups_after_compaction = n - self.free_groups.len();
+    }
+}

@@ -1,0 +1,189 @@
+//! Grouping: the union-find groups alerts join, and the link test that decides when an alert
+//! continues a recent one.
+
+use super::state::{Group, SlotList};
+use super::{
+    Engine, LINK_CHANCE, MAX_LINKED_GROUP, MAX_LINK_INFO, MIN_BACKGROUND, MIN_BETWEEN, NO_GROUP,
+};
+
+/// An improbable continuation found for a new alert.
+#[derive(Clone, Copy)]
+pub(super) struct Link {
+    /// The group it continues.
+    pub(super) group: u32,
+    /// Information (nats).
+    pub(super) info: f32,
+    /// Which of the node's recent incoming alerts it follows.
+    pub(super) entry: usize,
+    /// Expected number of such continuations by chance.
+    pub(super) expected: f64,
+}
+
+impl Engine {
+    pub(super) fn find(&mut self, mut g: u32) -> u32 {
+        while self.groups[g as usize].parent != g {
+            let parent = self.groups[g as usize].parent;
+            self.groups[g as usize].parent = self.groups[parent as usize].parent;
+            g = parent;
+        }
+        g
+    }
+
+    /// The live root of `g`, or None when its group was emitted whole.
+    pub(super) fn live_root(&mut self, g: u32) -> Option<u32> {
+        if g == NO_GROUP {
+            return None;
+        }
+        let r = self.find(g);
+        (self.groups[r as usize].live > 0).then_some(r)
+    }
+
+    pub(super) fn new_group(&mut self, star: Option<u32>) -> u32 {
+        let fresh = Group {
+            parent: 0,
+            live: 0,
+            newest: i64::MIN,
+            pending: SlotList::EMPTY,
+            pending_oldest: i64::MAX,
+            star,
+            scheduled: i64::MAX,
+        };
+        let id = match self.free_groups.pop() {
+            Some(id) => id,
+            None => {
+                self.groups.push(fresh.clone());
+                (self.groups.len() - 1) as u32
+            }
+        };
+        self.groups[id as usize] = Group {
+            parent: id,
+            ..fresh
+        };
+        id
+    }
+
+    pub(super) fn union(&mut self, a: u32, b: u32) -> u32 {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra == rb {
+            return ra;
+        }
+        let (big, small) = if self.groups[ra as usize].live >= self.groups[rb as usize].live {
+            (ra, rb)
+        } else {
+            (rb, ra)
+        };
+        let s = std::mem::replace(
+            &mut self.groups[small as usize],
+            Group {
+                parent: big,
+                live: 0,
+                newest: i64::MIN,
+                pending: SlotList::EMPTY,
+                pending_oldest: i64::MAX,
+                star: None,
+                scheduled: i64::MAX,
+            },
+        );
+        let g = &mut self.groups[big as usize];
+        g.live += s.live;
+        g.newest = g.newest.max(s.newest);
+        let mut pending = g.pending;
+        pending.append(s.pending, &mut self.slots);
+        let g = &mut self.groups[big as usize];
+        g.pending = pending;
+        g.pending_oldest = g.pending_oldest.min(s.pending_oldest);
+        g.scheduled = g.scheduled.min(s.scheduled);
+        big
+    }
+
+    pub(super) fn is_hub(&self, n: u32) -> bool {
+        let degree = self.nodes[n as usize].degree as usize;
+        if degree <= self.cfg.hub_degree {
+            return false;
+        }
+        let active = self.node_count().max(1) as f64;
+        degree as f64 > 8.0 * (2.0 * self.distinct_pairs as f64 / active)
+    }
+
+    /// The best improbable continuation into `node` for an alert of rule `name` at `time`:
+    /// (group, information in nats).
+    pub(super) fn best_link(
+        &mut self,
+        node: u32,
+        time: i64,
+        name: u32,
+        opens: bool,
+    ) -> Option<Link> {
+        if self.window.len() < MIN_BACKGROUND {
+            return None;
+        }
+        let total = self.window.len() as f64 + 1.0;
+        let share = self.rule_share(name);
+        // The share of the window's alerts that are this node sending this rule: its own count,
+        // plus what it sends (plus one) times the rule's share times the rule's spread (distinct
+        // senders per alert). A rule that every host sends (spread ≈ 1) is as likely from a node
+        // that has not sent it yet; a rule only a few hosts send (a jump host's admin sessions)
+        // is unlikely from any other node.
+        let sent = f64::from(self.nodes[node as usize].sent);
+        let own = f64::from(self.node_rules.get(&(node, name)).copied().unwrap_or(0));
+        let mut rate = (own + (sent + 1.0) * share * self.rules.spread(name)) / total;
+        if opens {
+            // A first alert to this peer: as likely as the node opening a new pair at all (a
+            // server that backs up to the same few peers seldom does).
+            let n = &self.nodes[node as usize];
+            rate *= (f64::from(n.opened) + 1.0) / (f64::from(n.opened + n.repeated) + 2.0);
+        }
+        let start = self.window_start().max(time - self.cfg.flow_gap_ms);
+        let mut best: Option<(Link, f64)> = None;
+        let mut candidates = 0.0;
+        for i in 0..self.nodes[node as usize].recent_in.len() {
+            let inc = self.nodes[node as usize].recent_in[i];
+            if inc.time > time || inc.time < start {
+                continue;
+            }
+            let Some(root) = self.live_root(inc.group) else {
+                continue;
+            };
+            if self.groups[root as usize].live > MAX_LINKED_GROUP {
+                continue;
+            }
+            // Alerts that arrived in between, at least a few (a minimum time resolution).
+            let between = (self.arrivals.saturating_sub(inc.seq) as f64).max(MIN_BETWEEN);
+            let expected = rate * between * f64::from(inc.chance);
+            candidates += 1.0;
+            if expected >= LINK_CHANCE {
+                continue;
+            }
+            let joint = expected * f64::from(inc.share);
+            if best.is_none_or(|(_, b)| joint < b) {
+                best = Some((
+                    Link {
+                        group: root,
+                        info: 0.0,
+                        entry: i,
+                        expected,
+                    },
+                    joint,
+                ));
+            }
+        }
+        // The continuation was looked for behind every recent incoming alert of the node: the
+        // chance that one of them is followed this closely is that many times larger (a busy
+        // node with many incoming alerts gets many chances).
+        let (mut link, _) = best?;
+        link.expected *= candidates;
+        if link.expected >= LINK_CHANCE {
+            return None;
+        }
+        link.info = (LINK_CHANCE / link.expected).ln().min(MAX_LINK_INFO) as f32;
+        Some(link)
+    }
+
+    /// Share of the window of `name`'s rarity class (it and every rule about as rare), counting
+    /// one more alert of it.
+    pub(super) fn rule_share(&self, name: u32) -> f64 {
+        let total = self.window.len() as f64 + 1.0;
+        let count = self.rules.count(name) + 1;
+        (self.rules.tail(count) as f64 + f64::from(count)) / total
+    }
+}

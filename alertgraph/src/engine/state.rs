@@ -1,0 +1,198 @@
+//! What the engine holds: nodes, alerts (slots), their groups and the pair table.
+
+use super::{Engine, NO_SLOT};
+use crate::alert::{Domain, Severity};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// A node (an address) with alerts in the engine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Node {
+    pub(crate) ip: Box<str>,
+    pub(crate) host: Option<Box<str>>,
+    /// Endpoint of an IT alert.
+    pub(crate) it: bool,
+    /// Endpoint of an OT alert.
+    pub(crate) ot: bool,
+    /// Alerts held that name this node.
+    pub(super) refs: u32,
+    /// Alerts in the window this node sent (host-only alerts included).
+    pub(crate) sent: u32,
+    /// Of those, alerts that opened a pair (the first alert from it to that peer in the window).
+    pub(super) opened: u32,
+    /// And alerts to a peer it already had an alert to in the window.
+    pub(super) repeated: u32,
+    /// Distinct peers in the window.
+    pub(super) degree: u32,
+    /// Recent incoming alerts on rare pairs.
+    pub(super) recent_in: VecDeque<Incoming>,
+}
+
+/// A recent incoming alert on a rare pair, that a continuation from its node may follow.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(super) struct Incoming {
+    pub(super) time: i64,
+    /// Arrival number.
+    pub(super) seq: u64,
+    pub(super) group: u32,
+    /// Chance that what already followed it on this node (host alerts) happened by chance: a
+    /// continuation after them is that much less likely by chance.
+    pub(super) chance: f32,
+    /// Share of the window of its rule's rarity class when it arrived: of two incoming alerts a
+    /// continuation could follow, it follows the rarer.
+    pub(super) share: f32,
+}
+
+/// An alert held by the engine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Slot {
+    pub(crate) time: i64,
+    pub(crate) src: u32,
+    /// Equal to `src` for host-only alerts.
+    pub(crate) dst: u32,
+    pub(crate) severity: Severity,
+    pub(crate) domain: Domain,
+    pub(crate) protocol: u32,
+    pub(crate) tactic: u32,
+    pub(crate) name: u32,
+    pub(crate) id: Box<str>,
+    /// Keyed hash of `id` (the key is per process: recomputed on restore).
+    #[serde(skip)]
+    pub(super) hash: u64,
+    /// Information (nats) of the improbable continuation that attached it; 0 when none.
+    pub(crate) link: f32,
+    /// A host-only alert attached to the path it follows.
+    pub(crate) attached: bool,
+    pub(super) group: u32,
+    /// Counted in the pair table (false for attached host-only alerts).
+    pub(super) counted_pair: bool,
+    /// Opened its pair (counted in its sender's `opened`).
+    pub(super) opened: bool,
+    /// Next slot in its group's waiting list.
+    pub(super) next: u32,
+}
+
+/// A singly linked list of slots threaded through [`Slot::next`]: a group's waiting alerts,
+/// appended and joined in O(1) without allocating.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(super) struct SlotList {
+    pub(super) head: u32,
+    pub(super) tail: u32,
+    pub(super) len: u32,
+}
+
+impl SlotList {
+    pub(super) const EMPTY: SlotList = SlotList {
+        head: NO_SLOT,
+        tail: NO_SLOT,
+        len: 0,
+    };
+
+    pub(super) fn push(&mut self, s: u32, slots: &mut [Option<Slot>]) {
+        if let Some(slot) = slots[s as usize].as_mut() {
+            slot.next = NO_SLOT;
+        }
+        self.append(
+            SlotList {
+                head: s,
+                tail: s,
+                len: 1,
+            },
+            slots,
+        );
+    }
+
+    pub(super) fn append(&mut self, other: SlotList, slots: &mut [Option<Slot>]) {
+        if other.len == 0 {
+            return;
+        }
+        if self.len == 0 {
+            *self = other;
+            return;
+        }
+        if let Some(tail) = slots[self.tail as usize].as_mut() {
+            tail.next = other.head;
+        }
+        self.tail = other.tail;
+        self.len += other.len;
+    }
+
+    pub(super) fn collect(self, slots: &[Option<Slot>]) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.len as usize);
+        let mut s = self.head;
+        while out.len() < self.len as usize {
+            out.push(s);
+            s = slots[s as usize].as_ref().map_or(NO_SLOT, |x| x.next);
+        }
+        out
+    }
+}
+
+/// A group of alerts (union-find node; the fields beyond `parent` are kept at the root).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Group {
+    pub(super) parent: u32,
+    /// Alerts held (in the window or waiting to be emitted).
+    pub(super) live: u32,
+    pub(super) newest: i64,
+    /// Alerts that left the window and wait in this group to be emitted.
+    pub(super) pending: SlotList,
+    pub(super) pending_oldest: i64,
+    /// The hub whose star this is.
+    pub(super) star: Option<u32>,
+    /// Cutoff at which a check is queued, i64::MAX when none.
+    pub(super) scheduled: i64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct Pair {
+    pub(crate) count: u32,
+    pub(super) group: u32,
+}
+
+impl Engine {
+    pub(super) fn node(&mut self, ip: &str, host: Option<&str>, domain: Domain) -> u32 {
+        let id = match self.node_index.get(ip) {
+            Some(&id) => id,
+            None => {
+                let fresh = Node {
+                    ip: ip.into(),
+                    ..Node::default()
+                };
+                let id = match self.free_nodes.pop() {
+                    Some(id) => {
+                        self.nodes[id as usize] = fresh;
+                        id
+                    }
+                    None => {
+                        self.nodes.push(fresh);
+                        (self.nodes.len() - 1) as u32
+                    }
+                };
+                self.node_index.insert(ip.into(), id);
+                id
+            }
+        };
+        let n = &mut self.nodes[id as usize];
+        n.refs += 1;
+        match domain {
+            Domain::IT => n.it = true,
+            Domain::OT => n.ot = true,
+        }
+        if n.host.is_none() {
+            n.host = host.map(Into::into);
+        }
+        id
+    }
+
+    pub(super) fn release(&mut self, id: u32) {
+        let n = &mut self.nodes[id as usize];
+        n.refs -= 1;
+        if n.refs == 0 {
+            let ip = std::mem::take(&mut n.ip);
+            self.node_index.remove(&ip);
+            *n = Node::default();
+            self.free_nodes.push(id);
+        }
+    }
+}
