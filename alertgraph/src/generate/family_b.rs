@@ -29,187 +29,17 @@
 //!   plant's EWS ("RDP session to EWS") and download a program to one or two PLCs ("S7 program
 //!   download"): the same rules as the benign engineering traffic. Severities random.
 
+mod rules;
+mod topology;
+
 use super::{severity, Draft, GenConfig, Rng};
 use crate::alert::{Domain, Severity};
+use rules::{background_time, endpoint, net, LONG_TAIL};
+use topology::{plant_host, Net, PLANTS};
 
-const PLANTS: usize = 3;
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
 const DAY: i64 = 24 * HOUR;
-
-struct Plant {
-    workstations: Vec<String>,
-    servers: Vec<String>,
-    jump: String,
-    scanner: String,
-    ews: String,
-    hmis: Vec<String>,
-    historian: String,
-    plcs: Vec<String>,
-}
-
-struct Net {
-    plants: Vec<Plant>,
-    dcs: Vec<String>,
-    file_servers: Vec<String>,
-    internet: Vec<String>,
-}
-
-impl Net {
-    fn new() -> Self {
-        let plants = (0..PLANTS)
-            .map(|p| Plant {
-                workstations: (10..130).map(|i| format!("172.16.{p}.{i}")).collect(),
-                servers: (1..=15).map(|i| format!("172.17.{p}.{i}")).collect(),
-                jump: format!("172.18.0.{}", p + 1),
-                scanner: format!("172.18.1.{}", p + 1),
-                ews: format!("172.16.{p}.250"),
-                hmis: vec![
-                    format!("192.168.{}.10", 10 + p),
-                    format!("192.168.{}.11", 10 + p),
-                ],
-                historian: format!("192.168.{}.20", 10 + p),
-                plcs: (100..112)
-                    .map(|i| format!("192.168.{}.{i}", 10 + p))
-                    .collect(),
-            })
-            .collect();
-        Self {
-            plants,
-            dcs: (1..=3).map(|i| format!("172.19.0.{i}")).collect(),
-            file_servers: (1..=4).map(|i| format!("172.19.1.{i}")).collect(),
-            internet: (1..=300).map(|i| format!("2001:db8::{i:x}")).collect(),
-        }
-    }
-
-    fn it_host(&self, rng: &mut Rng) -> String {
-        let p = &self.plants[rng.below(PLANTS)];
-        if rng.chance(0.8) {
-            rng.pick(&p.workstations).clone()
-        } else {
-            rng.pick(&p.servers).clone()
-        }
-    }
-}
-
-const ENDPOINT_RULES: [(&str, &str); 3] = [
-    ("Suspicious PowerShell", "Execution"),
-    ("Credential dumping heuristic", "CredentialAccess"),
-    ("LOLBin execution", "DefenseEvasion"),
-];
-
-/// A network draft.
-#[allow(clippy::too_many_arguments)]
-fn net(
-    time: i64,
-    name: &'static str,
-    severity: Severity,
-    domain: Domain,
-    src: String,
-    dst: String,
-    port: u16,
-    protocol: &'static str,
-    tactic: Option<&'static str>,
-    chain: Option<u32>,
-    hop: bool,
-) -> Draft {
-    Draft {
-        time,
-        name,
-        severity,
-        domain,
-        src,
-        dst: Some(dst),
-        port: Some(port),
-        protocol: Some(protocol),
-        tactic,
-        chain,
-        hop,
-    }
-}
-
-fn endpoint(rng: &mut Rng, time: i64, host: String, chain: Option<u32>) -> Draft {
-    let (name, tactic) = *rng.pick(&ENDPOINT_RULES);
-    Draft {
-        time,
-        name,
-        severity: severity(rng, 0.2, 0.4),
-        domain: Domain::IT,
-        src: host,
-        dst: None,
-        port: None,
-        protocol: None,
-        tactic: Some(tactic),
-        chain,
-        hop: false,
-    }
-}
-
-/// Traffic weight at `t`: diurnal, and the busy second day of a long stream.
-fn weight(t: i64, t0: i64, span: i64) -> f64 {
-    let hour = t.rem_euclid(DAY) / HOUR;
-    let diurnal = if (8..18).contains(&hour) { 3.0 } else { 1.0 };
-    let busy = if span >= 3 * DAY && (t - t0) / DAY == 1 {
-        10.0
-    } else {
-        1.0
-    };
-    diurnal * busy
-}
-
-/// A background time drawn with the traffic weight (rejection sampling).
-fn background_time(rng: &mut Rng, t0: i64, span: i64) -> i64 {
-    let max = 30.0;
-    loop {
-        let t = t0 + rng.below(span as usize) as i64;
-        if rng.chance(weight(t, t0, span) / max) {
-            return t;
-        }
-    }
-}
-
-const LONG_TAIL: [&str; 40] = [
-    "Rule-01 unusual service",
-    "Rule-02 registry run key",
-    "Rule-03 scheduled task",
-    "Rule-04 WMI subscription",
-    "Rule-05 unsigned driver",
-    "Rule-06 token manipulation",
-    "Rule-07 shadow copy deletion",
-    "Rule-08 LSASS access",
-    "Rule-09 DCSync attempt",
-    "Rule-10 Kerberos downgrade",
-    "Rule-11 rare parent process",
-    "Rule-12 encoded command",
-    "Rule-13 remote thread",
-    "Rule-14 hollowed process",
-    "Rule-15 AMSI bypass",
-    "Rule-16 browser credential read",
-    "Rule-17 mailbox rule",
-    "Rule-18 archive staging",
-    "Rule-19 DNS tunnelling",
-    "Rule-20 ICMP tunnel",
-    "Rule-21 rare SMB pipe",
-    "Rule-22 RPC to unusual host",
-    "Rule-23 new local admin",
-    "Rule-24 firewall change",
-    "Rule-25 log cleared",
-    "Rule-26 USB mass storage",
-    "Rule-27 print spooler abuse",
-    "Rule-28 BITS job",
-    "Rule-29 certutil download",
-    "Rule-30 rundll32 network",
-    "Rule-31 MSHTA execution",
-    "Rule-32 WinRM from workstation",
-    "Rule-33 PsExec pattern",
-    "Rule-34 SSH from Windows",
-    "Rule-35 rare user agent",
-    "Rule-36 TOR exit contact",
-    "Rule-37 cloud storage upload",
-    "Rule-38 password in command line",
-    "Rule-39 disabled defender",
-    "Rule-40 timestomping",
-];
 
 /// The drafts of a family B stream (chains first).
 pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
@@ -630,13 +460,4 @@ pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
         }
     }
     drafts
-}
-
-/// A host of `plant` (mostly workstations).
-fn plant_host(plant: &Plant, rng: &mut Rng) -> String {
-    if rng.chance(0.85) {
-        rng.pick(&plant.workstations).clone()
-    } else {
-        rng.pick(&plant.servers).clone()
-    }
 }
