@@ -1,10 +1,15 @@
 //! The alert shape of `ALERTS.md`, validated: every field is attacker-influenced, so sizes are
 //! bounded, IPs parsed, times checked, and every rejection says why.
 
+mod raw;
+mod timestamp;
+
+use raw::RawAlert;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::borrow::Cow;
-use std::net::IpAddr;
+pub use timestamp::format_time;
+use timestamp::time_ms;
 
 /// Longest text kept from any alert field (longer values are rejected, not truncated, so two
 /// different alerts never collapse into one).
@@ -97,129 +102,6 @@ pub struct Alert {
     pub tactic: Option<String>,
 }
 
-mod time_ms {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_time(*ms))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse_time(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-/// Formats unix milliseconds as RFC 3339 UTC with milliseconds.
-pub fn format_time(ms: i64) -> String {
-    let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let (y, m, d) = civil_from_days(days);
-    if !(0..=9999).contains(&y) {
-        return chrono::DateTime::from_timestamp_millis(ms)
-            .unwrap_or_default()
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string();
-    }
-    let (h, min, sec, milli) = (
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1000 % 60,
-        in_day % 1000,
-    );
-    let mut out = String::with_capacity(24);
-    for (value, digits, after) in [
-        (y, 4, '-'),
-        (m, 2, '-'),
-        (d, 2, 'T'),
-        (h, 2, ':'),
-        (min, 2, ':'),
-        (sec, 2, '.'),
-        (milli, 3, 'Z'),
-    ] {
-        for p in (0..digits).rev() {
-            out.push(char::from(b'0' + (value / 10i64.pow(p) % 10) as u8));
-        }
-        out.push(after);
-    }
-    out
-}
-
-/// (year, month, day) of a day number since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Day number since 1970-01-01 of a civil date (inverse of [`civil_from_days`]).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The common UTC shape `YYYY-MM-DDTHH:MM:SS[.fff]Z` without a general parser; None for any
-/// other shape (which then goes through chrono's full RFC 3339 parser).
-fn parse_utc_fast(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
-        return None;
-    }
-    if b[16] != b':' || *b.last()? != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        b[r].iter().try_fold(0i64, |n, &c| {
-            c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
-        })
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let days_in_month = match mo {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        _ => return None,
-    };
-    if d < 1 || d > days_in_month || h > 23 || mi > 59 || s > 59 {
-        return None;
-    }
-    let frac = &b[19..b.len() - 1];
-    let millis = match frac {
-        [] => 0,
-        [b'.', digits @ ..] if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => {
-            digits
-                .iter()
-                .take(3)
-                .chain(std::iter::repeat(&b'0'))
-                .take(3)
-                .fold(0i64, |n, &c| n * 10 + i64::from(c - b'0'))
-        }
-        _ => return None,
-    };
-    Some(((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60_000 + s * 1000 + millis)
-}
-
-fn parse_time(text: &str) -> Result<i64, String> {
-    if let Some(ms) = parse_utc_fast(text) {
-        return Ok(ms);
-    }
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp_millis())
-        .map_err(|e| format!("TimeGenerated {:?} is not RFC 3339: {e}", clip(text)))
-}
-
 /// Why an alert was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
@@ -236,141 +118,6 @@ fn clip(text: &str) -> String {
         out.push('…');
     }
     out
-}
-
-/// One field of an incoming alert object, before validation: text (borrowed from the input
-/// when it has no escapes), an unsigned integer, or anything else.
-enum Field<'a> {
-    Text(Cow<'a, str>),
-    Unsigned(u64),
-    Other,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct FieldVisitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for FieldVisitor<'a> {
-            type Value = Field<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'a>, E> {
-                Ok(Field::Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Field<'a>, E> {
-                Ok(Field::Text(Cow::Owned(v.to_string())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Field<'a>, E> {
-                Ok(Field::Text(Cow::Owned(v)))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Field<'a>, E> {
-                Ok(Field::Unsigned(v))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Field<'a>, E> {
-                Ok(Field::Other)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Field<'a>, E> {
-                Ok(Field::Other)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Field<'a>, E> {
-                Ok(Field::Other)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Field<'a>, A::Error> {
-                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Field::Other)
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Field<'a>, A::Error> {
-                while a
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(Field::Other)
-            }
-        }
-        d.deserialize_any(FieldVisitor(std::marker::PhantomData))
-    }
-}
-
-/// An alert object as read, every field optional and untyped: validation gives the reasons.
-#[derive(Deserialize)]
-struct RawAlert<'a> {
-    #[serde(rename = "TimeGenerated", borrow)]
-    time_generated: Option<Field<'a>>,
-    #[serde(rename = "AlertId", borrow)]
-    alert_id: Option<Field<'a>>,
-    #[serde(rename = "AlertName", borrow)]
-    alert_name: Option<Field<'a>>,
-    #[serde(rename = "Severity", borrow)]
-    severity: Option<Field<'a>>,
-    #[serde(rename = "Domain", borrow)]
-    domain: Option<Field<'a>>,
-    #[serde(rename = "SrcIp", borrow)]
-    src_ip: Option<Field<'a>>,
-    #[serde(rename = "DstIp", borrow)]
-    dst_ip: Option<Field<'a>>,
-    #[serde(rename = "SrcHost", borrow)]
-    src_host: Option<Field<'a>>,
-    #[serde(rename = "DstHost", borrow)]
-    dst_host: Option<Field<'a>>,
-    #[serde(rename = "DstPort", borrow)]
-    dst_port: Option<Field<'a>>,
-    #[serde(rename = "Protocol", borrow)]
-    protocol: Option<Field<'a>>,
-    #[serde(rename = "Tactic", borrow)]
-    tactic: Option<Field<'a>>,
-}
-
-/// A text field: absent, null and blank are "none"; too long, control characters and
-/// non-strings are refused.
-fn text_of<'f>(name: &str, field: &'f Option<Field<'_>>) -> Result<Option<&'f str>, String> {
-    match field {
-        None => Ok(None),
-        Some(Field::Text(s)) => {
-            // ASCII (the common case) in one pass; other text character by character.
-            let (chars, control) = if s.is_ascii() {
-                (s.len(), s.bytes().any(|b| b.is_ascii_control()))
-            } else {
-                (s.chars().count(), s.chars().any(char::is_control))
-            };
-            if chars > MAX_FIELD_CHARS {
-                Err(format!(
-                    "{name} is longer than {MAX_FIELD_CHARS} characters"
-                ))
-            } else if control {
-                Err(format!("{name} contains control characters"))
-            } else {
-                let t = s.trim();
-                Ok((!t.is_empty()).then_some(t))
-            }
-        }
-        Some(_) => Err(format!("{name} must be a string")),
-    }
-}
-
-/// The text of a field [`text_of`] accepted, trimmed, kept borrowed from the input when it was.
-fn take_text(field: Option<Field<'_>>) -> Option<Cow<'_, str>> {
-    let text = match field {
-        Some(Field::Text(Cow::Borrowed(s))) => Cow::Borrowed(s.trim()),
-        Some(Field::Text(Cow::Owned(s))) if s.trim().len() == s.len() => Cow::Owned(s),
-        Some(Field::Text(Cow::Owned(s))) => Cow::Owned(s.trim().to_string()),
-        _ => return None,
-    };
-    (!text.is_empty()).then_some(text)
-}
-
-/// Normalised address text. Rust's IPv4 parser accepts only the canonical dotted form, so
-/// IPv4 text is kept as written; IPv6 is reformatted (zero compression, lower case).
-fn ip_text(ip: IpAddr, original: Cow<'_, str>) -> Cow<'_, str> {
-    match ip {
-        IpAddr::V4(_) => original,
-        IpAddr::V6(_) => Cow::Owned(ip.to_string()),
-    }
 }
 
 impl Alert {
@@ -423,106 +170,6 @@ impl Alert {
             Value::Array(items) => items.iter().map(|v| Alert::from_json(v, now_ms)).collect(),
             one => vec![Alert::from_json(one, now_ms)],
         }
-    }
-}
-
-impl<'a> RawAlert<'a> {
-    fn validate(self, now_ms: Option<i64>) -> Result<AlertView<'a>, Rejected> {
-        let alert_id = text_of("AlertId", &self.alert_id).ok().flatten();
-        let reject = |reason: String| Rejected {
-            alert_id: alert_id.map(str::to_string),
-            reason,
-        };
-        let text = |name: &str, f| text_of(name, f).map_err(&reject);
-        let required =
-            |name: &str, f| text(name, f)?.ok_or_else(|| reject(format!("{name} is required")));
-        required("AlertId", &self.alert_id)?;
-        let time_text = required("TimeGenerated", &self.time_generated)?;
-        let time_generated = parse_time(time_text).map_err(&reject)?;
-        if let Some(now) = now_ms {
-            if time_generated > now + MAX_FUTURE_MS {
-                return Err(reject(format!(
-                    "TimeGenerated {time_text} is more than 15 minutes in the future"
-                )));
-            }
-            if time_generated < now - MAX_PAST_MS {
-                return Err(reject(format!(
-                    "TimeGenerated {time_text} is more than 30 days in the past"
-                )));
-            }
-        }
-        required("AlertName", &self.alert_name)?;
-        let severity_text = required("Severity", &self.severity)?;
-        let severity = Severity::parse(severity_text).ok_or_else(|| {
-            reject(format!(
-                "Severity {:?} is not Informational, Low, Medium or High",
-                clip(severity_text)
-            ))
-        })?;
-        let domain_text = required("Domain", &self.domain)?;
-        let domain = if domain_text.eq_ignore_ascii_case("IT") {
-            Domain::IT
-        } else if domain_text.eq_ignore_ascii_case("OT") {
-            Domain::OT
-        } else {
-            return Err(reject(format!(
-                "Domain {:?} is not IT or OT",
-                clip(&domain_text.to_ascii_uppercase())
-            )));
-        };
-        let ip = |name: &str, f| -> Result<Option<IpAddr>, Rejected> {
-            match text(name, f)? {
-                None => Ok(None),
-                Some(s) => s.parse::<IpAddr>().map(Some).map_err(|_| {
-                    reject(format!(
-                        "{name} {:?} is not an IPv4 or IPv6 address",
-                        clip(s)
-                    ))
-                }),
-            }
-        };
-        let src_addr =
-            ip("SrcIp", &self.src_ip)?.ok_or_else(|| reject("SrcIp is required".into()))?;
-        let dst_addr = ip("DstIp", &self.dst_ip)?;
-        let dst_port = match &self.dst_port {
-            None => None,
-            Some(f) => Some(
-                match f {
-                    Field::Unsigned(n) => Some(*n),
-                    Field::Text(s) => s.parse().ok(),
-                    Field::Other => None,
-                }
-                .and_then(|p| u16::try_from(p).ok())
-                .ok_or_else(|| reject("DstPort must be an integer from 0 to 65535".into()))?,
-            ),
-        };
-        for (name, f) in [
-            ("SrcHost", &self.src_host),
-            ("DstHost", &self.dst_host),
-            ("Protocol", &self.protocol),
-            ("Tactic", &self.tactic),
-        ] {
-            text(name, f)?;
-        }
-        // Every field is valid: move the text out (borrowed from the input where it was).
-        let alert_id = take_text(self.alert_id).unwrap_or_default();
-        let alert_name = take_text(self.alert_name).unwrap_or_default();
-        let src_ip = ip_text(src_addr, take_text(self.src_ip).unwrap_or_default());
-        let dst_ip = dst_addr.map(|a| ip_text(a, take_text(self.dst_ip).unwrap_or_default()));
-        Ok(AlertView {
-            time_generated,
-            alert_id,
-            alert_name,
-            severity,
-            domain,
-            src_ip,
-            dst_ip,
-            src_host: take_text(self.src_host),
-            dst_host: take_text(self.dst_host),
-            dst_port,
-            protocol: take_text(self.protocol),
-            tactic: take_text(self.tactic),
-        })
     }
 }
 
@@ -594,6 +241,7 @@ impl<'a> AlertView<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::timestamp::{parse_time, parse_utc_fast};
     use super::*;
     use serde_json::json;
 
