@@ -9,37 +9,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{Device, Tensor, Var, D};
 
 use crate::data::{DataConfig, Rng};
+use crate::weights::{read_model, shapes, ModelMetadata, FORMAT, METADATA_KEY, PARAMETERS};
 use crate::TrainerError;
 
 /// Names of the parameter tensors in `model.safetensors`, in a fixed order.
-pub(crate) const PARAMETERS: [&str; 6] = [
-    "conv1.weight",
-    "conv1.bias",
-    "conv2.weight",
-    "conv2.bias",
-    "head.weight",
-    "head.bias",
-];
-
-/// The one metadata key (one, so the file is byte-for-byte deterministic: safetensors writes
-/// metadata from a hash map) holding a [`ModelMetadata`] as JSON.
-const METADATA_KEY: &str = "socwire.model";
-/// Format tag telling our models apart from other safetensors files.
-const FORMAT: &str = "socwire-trainer/cnn3d-v1";
-
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ModelMetadata {
-    format: String,
-    data_config: DataConfig,
-}
-
-/// A parameter's shape and its values, flattened.
-pub(crate) type Parameter = (Vec<usize>, Vec<f32>);
-
 /// A trained (or training) model with the data configuration it belongs to.
 pub struct Model {
     pub(crate) vars: Vec<Var>,
@@ -54,16 +30,8 @@ impl Model {
         device: &Device,
     ) -> Result<Self, TrainerError> {
         let [c1, c2] = config.channels;
-        let shapes: [Vec<usize>; 6] = [
-            vec![c1, 1, 3, 3, 3],
-            vec![c1],
-            vec![c2, c1, 3, 3, 3],
-            vec![c2],
-            vec![1, c2],
-            vec![1],
-        ];
         let mut vars = Vec::with_capacity(6);
-        for shape in shapes {
+        for shape in shapes(c1, c2) {
             let n: usize = shape.iter().product();
             let values: Vec<f32> = if shape.len() == 1 {
                 vec![0.0; n]
@@ -83,72 +51,12 @@ impl Model {
     /// Reads a model written by [`Model::save`]; any other file is a clear
     /// [`TrainerError::BadModel`].
     pub fn load(path: &Path, device: &Device) -> Result<Self, TrainerError> {
-        let bad = |reason: String| TrainerError::BadModel {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let meta = meta.metadata().clone().unwrap_or_default();
-        let json = meta.get(METADATA_KEY).ok_or_else(|| {
-            bad(format!(
-                "metadata {METADATA_KEY} missing: not a model written by this trainer"
-            ))
-        })?;
-        let meta: ModelMetadata =
-            serde_json::from_str(json).map_err(|e| bad(format!("metadata {METADATA_KEY}: {e}")))?;
-        if meta.format != FORMAT {
-            return Err(bad(format!(
-                "format {} is not {FORMAT}: not a model written by this trainer",
-                meta.format
-            )));
-        }
-        let config = meta.data_config;
-        if let Some(problem) = config.problem() {
-            return Err(bad(format!("metadata {METADATA_KEY}: {problem}")));
-        }
-        let mut tensors: HashMap<String, Tensor> =
-            candle_core::safetensors::load_buffer(&bytes, device)
-                .map_err(|e| bad(format!("unreadable tensors: {e}")))?;
-        let mut vars = Vec::with_capacity(6);
-        for name in PARAMETERS {
-            let t = tensors
-                .remove(name)
-                .ok_or_else(|| bad(format!("tensor {name} missing")))?;
-            if t.dtype() != DType::F32 {
-                return Err(bad(format!(
-                    "tensor {name} is {:?}, expected f32",
-                    t.dtype()
-                )));
-            }
-            vars.push(Var::from_tensor(&t)?);
-        }
-        let model = Self { vars, config };
-        model.check_shapes().map_err(bad)?;
-        Ok(model)
-    }
-
-    fn check_shapes(&self) -> Result<(), String> {
-        let dims: Vec<&[usize]> = self.vars.iter().map(|v| v.dims()).collect();
-        let c1 = dims[0].first().copied().unwrap_or(0);
-        let c2 = dims[2].first().copied().unwrap_or(0);
-        let expected: [Vec<usize>; 6] = [
-            vec![c1, 1, 3, 3, 3],
-            vec![c1],
-            vec![c2, c1, 3, 3, 3],
-            vec![c2],
-            vec![1, c2],
-            vec![1],
-        ];
-        for ((name, got), want) in PARAMETERS.iter().zip(&dims).zip(&expected) {
-            if *got != want.as_slice() || want.contains(&0) {
-                return Err(format!(
-                    "tensor {name} has shape {got:?}, expected {want:?}"
-                ));
-            }
-        }
-        Ok(())
+        let (config, params) = read_model(path)?;
+        let vars = params
+            .into_iter()
+            .map(|(shape, values)| Var::from_tensor(&Tensor::from_vec(values, shape, device)?))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { vars, config })
     }
 
     /// Writes the parameters and the data configuration to a safetensors file.
@@ -172,19 +80,6 @@ impl Model {
     /// The data configuration this model was made with.
     pub fn config(&self) -> &DataConfig {
         &self.config
-    }
-
-    /// Parameter values in [`PARAMETERS`] order, each flattened, with its shape.
-    pub(crate) fn parameters(&self) -> Result<Vec<Parameter>, TrainerError> {
-        self.vars
-            .iter()
-            .map(|v| {
-                Ok((
-                    v.dims().to_vec(),
-                    v.as_tensor().flatten_all()?.to_vec1::<f32>()?,
-                ))
-            })
-            .collect()
     }
 
     /// Logits `[n]` for volumes `[n, 1, e, e, e]`.

@@ -14,7 +14,7 @@ use onnx_protobuf::{
     StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
-use crate::model::{Model, PARAMETERS};
+use crate::weights::{read_model, PARAMETERS};
 use crate::TrainerError;
 
 /// Names and shape of the exported graph's interface.
@@ -35,9 +35,8 @@ const IR_VERSION: i64 = 8;
 
 /// Converts a model written by the trainer (`model.safetensors`) to ONNX at `out`.
 pub fn export_onnx(model: &Path, out: &Path) -> Result<OnnxInfo, TrainerError> {
-    let loaded = Model::load(model, &candle_core::Device::Cpu)?;
-    let edge = loaded.config().edge as i64;
-    let params = loaded.parameters()?;
+    let (config, params) = read_model(model)?;
+    let edge = config.edge as i64;
 
     let mut graph = GraphProto {
         name: "socwire_lesion_cnn3d".into(),
@@ -114,7 +113,7 @@ pub fn export_onnx(model: &Path, out: &Path) -> Result<OnnxInfo, TrainerError> {
         doc_string: "Lesion classifier for 3D CT-like volumes; output is P(lesion).".into(),
         metadata_props: vec![StringStringEntryProto {
             key: "socwire.dataConfig".into(),
-            value: serde_json::to_string(loaded.config()).expect("DataConfig serialises"),
+            value: serde_json::to_string(&config).expect("DataConfig serialises"),
             ..Default::default()
         }],
         graph: Some(graph).into(),
