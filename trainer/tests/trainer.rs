@@ -253,3 +253,52 @@ fn onnx_export_matches_the_trainer_under_tract() {
         assert!(worst < 1e-4, "largest difference {worst} at batch {n}");
     }
 }
+
+/// The command line `run-fine-tune` gives an Azure ML job gives the same model as the library.
+#[test]
+fn the_job_command_line_fine_tunes_like_the_library() {
+    let out = scratch("cli");
+    let h = HyperParameters::default();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_socwire-trainer"))
+        .args(["fine-tune", "--base-model"])
+        .arg(base_model())
+        .args(["--epochs", &h.epochs.to_string()])
+        .args(["--learning-rate", &h.learning_rate.to_string()])
+        .args(["--batch-size", &h.batch_size.to_string()])
+        .args(["--seed", &JOB_SEED.to_string(), "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8(run.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    let progress: Vec<Progress> = lines[..lines.len() - 1]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let result: JobResult = serde_json::from_str(lines[lines.len() - 1]).unwrap();
+    let (reference, events) = reference_run();
+    assert_eq!(progress.len(), events.len());
+    assert_eq!(
+        result.average_precision_after,
+        reference.average_precision_after
+    );
+    assert!(out.join("model.safetensors").is_file() && out.join("eval.safetensors").is_file());
+
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_socwire-trainer"))
+        .args([
+            "fine-tune",
+            "--base-model",
+            "/nonexistent/base.safetensors",
+            "--out",
+        ])
+        .arg(scratch("cli-missing"))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("bad model file"));
+}
