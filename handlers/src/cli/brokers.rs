@@ -248,10 +248,15 @@ pub enum DlqAction {
         /// Id from `dlq list`.
         id: String,
     },
-    /// Put a dead letter back where it came from, with fresh delivery counts.
+    /// Put dead letters back where they came from, with fresh delivery counts.
     Replay {
-        /// Id from `dlq list`.
-        id: String,
+        /// Ids from `dlq list`.
+        #[arg(required_unless_present = "reason")]
+        ids: Vec<String>,
+        /// Also every dead letter whose reason contains this text (say
+        /// `MaxDeliveryCountExceeded`, after a crash loop).
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -283,9 +288,22 @@ pub fn dlq(data_dir: &Path, action: DlqAction) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("no dead letter {id:?}"))?;
             println!("{}", serde_json::to_string_pretty(&d)?);
         }
-        DlqAction::Replay { id } => {
-            brokers.replay(&id)?;
-            println!("replayed {id}");
+        DlqAction::Replay { mut ids, reason } => {
+            if let Some(reason) = reason {
+                ids.extend(
+                    brokers
+                        .dead_letters(None::<DeadLetterKind>)?
+                        .into_iter()
+                        .filter(|d| d.reason.contains(&reason))
+                        .map(|d| d.id),
+                );
+            }
+            ids.sort();
+            ids.dedup();
+            for id in ids {
+                brokers.replay(&id)?;
+                println!("replayed {id}");
+            }
         }
     }
     Ok(())
