@@ -830,3 +830,38 @@ fn gpu_lifecycle_runs_from_one_command_to_an_exported_model_and_a_duplicate_chan
     assert_eq!(after["clusters"].as_array().unwrap().len(), 1);
     assert_eq!(after["jobs"].as_array().unwrap().len(), 1);
 }
+
+/// A handler whose port another process took exits with the reason, even while the host's
+/// stdin pipe stays open, so the host can start it again on another port instead of waiting on
+/// a process that will never answer.
+#[test]
+fn a_handler_that_cannot_listen_exits_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut child = socwire(dir.path())
+        .arg("serve")
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("SOCWIRE_EXIT_ON_STDIN_EOF", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take(); // held open: the host is still there
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the handler exits on its own")
+        .unwrap();
+    drop(stdin);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot listen"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

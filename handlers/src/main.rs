@@ -129,6 +129,9 @@ fn main() -> ExitCode {
             Command::DemoEvents { data, incidents } => cli::demo_events(&data.data_dir, incidents),
         }
     });
+    // Do not wait for blocking tasks (the stdin watch of `serve` never ends by itself): a
+    // handler that failed, say on a port another process took, must exit so the host sees it.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -24,9 +24,15 @@ pub fn app(ctx: Arc<Context>, max_body_bytes: usize) -> Router {
         .with_state(ctx)
 }
 
-/// The host polls `GET /` until any answer comes: that is readiness.
-async fn ready() -> &'static str {
-    "socwire handler ready"
+/// The host polls `GET /` until any answer comes: that is readiness. The answer names the
+/// worker id the host gave this process, so a host never mistakes another handler that took
+/// the same port for its own.
+async fn ready() -> String {
+    let id = std::env::var("FUNCTIONS_CUSTOMHANDLER_WORKER_ID").unwrap_or_default();
+    format!(
+        "socwire handler ready {}",
+        socwire_common::text::for_log(&id, 64)
+    )
 }
 
 async fn invoke(

@@ -105,18 +105,35 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
+/// Starts the handler on a free port and waits for it, trying another port when the handler
+/// exits during start-up (another process can take a port between our probe and its bind).
 async fn start(spec: &WorkerSpec, client: &reqwest::Client) -> anyhow::Result<(Running, Duration)> {
+    const ATTEMPTS: u32 = 3;
+    let mut attempt = 1;
+    loop {
+        match start_once(spec, client).await {
+            Err(e) if attempt < ATTEMPTS && e.to_string().contains("exited during start-up") => {
+                tracing::warn!(error = %e, attempt, "handler start failed; trying another port");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn start_once(
+    spec: &WorkerSpec,
+    client: &reqwest::Client,
+) -> anyhow::Result<(Running, Duration)> {
     let port = free_port()?;
+    let worker_id = uuid::Uuid::new_v4().to_string();
     let began = Instant::now();
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .current_dir(&spec.dir)
         .envs(&spec.env)
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env(
-            "FUNCTIONS_CUSTOMHANDLER_WORKER_ID",
-            uuid::Uuid::new_v4().to_string(),
-        )
+        .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", &worker_id)
         .env("FUNCTIONS_APP_ROOT_PATH", &spec.dir)
         // The handler exits when this pipe closes, so a killed host leaves no orphan behind.
         .env("SOCWIRE_EXIT_ON_STDIN_EOF", "1")
@@ -128,8 +145,11 @@ async fn start(spec: &WorkerSpec, client: &reqwest::Client) -> anyhow::Result<(R
     let base_url = format!("http://127.0.0.1:{port}");
     let deadline = began + Duration::from_secs(30);
     loop {
-        if client.get(&base_url).send().await.is_ok() {
-            break;
+        // Only our own handler counts: it answers with the worker id it was given.
+        if let Ok(answer) = client.get(&base_url).send().await {
+            if answer.text().await.is_ok_and(|t| t.contains(&worker_id)) {
+                break;
+            }
         }
         if let Some(status) = child.try_wait()? {
             anyhow::bail!("handler exited during start-up with {status}");
