@@ -32,10 +32,10 @@ param sentinelWorkspaceName string
 ])
 param hostingPlan string = 'Premium'
 
-@description('Most instances the app scales out to. alert-stream keeps its alert window in one process (handlers/src/functions/alert_stream.rs): two instances would hold competing windows, so this stays 1 while alert-stream runs in this app. Raise it only after moving alert-stream to an app of its own (docs/deploying.md).')
+@description('Most instances the app scales out to. alert-stream keeps one alert window per Event Hubs partition and commits it with conditional writes (decision 0005), so instances may share the hub; more instances than eventHubPartitions add nothing to alert-stream.')
 @minValue(1)
 @maxValue(100)
-param maximumInstances int = 1
+param maximumInstances int = 4
 
 @description('Blob name of the package in the app-package container (Premium runs from it).')
 param packageBlobName string = 'app.zip'
@@ -594,7 +594,7 @@ resource premiumApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'Premi
       linuxFxVersion: ''
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
-      // The scale limit alert-stream needs (see maximumInstances).
+      // The scale limit (see maximumInstances).
       functionAppScaleLimit: maximumInstances
       minimumElasticInstanceCount: 1
       appSettings: concat(premiumSettings, socwireSettings, mlSwitchSettings)
@@ -629,7 +629,7 @@ resource flexApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'FlexCons
         }
       }
       scaleAndConcurrency: {
-        // The scale limit alert-stream needs (see maximumInstances).
+        // The scale limit (see maximumInstances).
         maximumInstanceCount: maximumInstances
         instanceMemoryMB: 2048
       }

@@ -9,8 +9,9 @@ param sentinelWorkspaceName = 'sentinel-workspace'
 // the pay-per-use alternative (see docs/deploying.md, "Hosting plans").
 param hostingPlan = 'Premium'
 
-// alert-stream keeps one alert window per process: one instance (docs/deploying.md, "Scale").
-param maximumInstances = 1
+// alert-stream keeps one window per Event Hubs partition, so up to one instance per partition
+// helps it (docs/deploying.md, "Scale").
+param maximumInstances = 4
 
 // Providers whose keys you put in Key Vault (secrets ti-<provider>-key): virustotal, abuseipdb,
 // greynoise, otx. None by default: triage uses the offline list and Sentinel's own TI.
