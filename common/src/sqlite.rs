@@ -40,11 +40,15 @@ impl std::error::Error for OpenError {
 /// Opens the database at `path`, creating it (and its directory) private to the user first
 /// ([`crate::fs::private_file`]): WAL, so readers run beside one writer; `synchronous=NORMAL`,
 /// durable across a killed process; a [`BUSY_TIMEOUT`], so the host and the CLI can share
-/// the file; and reads through a memory map of up to [`MMAP_BYTES`], so a connection whose page
+/// the file; transactions that take the write lock when they begin; and reads through a memory map of up to [`MMAP_BYTES`], so a connection whose page
 /// cache another connection's commit invalidated reads pages without copying them in again.
 pub fn open(path: &Path) -> Result<rusqlite::Connection, OpenError> {
     crate::fs::private_file(path).map_err(OpenError::File)?;
-    let conn = rusqlite::Connection::open(path).map_err(OpenError::Sqlite)?;
+    let mut conn = rusqlite::Connection::open(path).map_err(OpenError::Sqlite)?;
+    // Transactions take the write lock when they begin (and wait for it up to the busy
+    // timeout). A deferred one that reads first and then writes fails at once with "database
+    // is locked" when another process (the host beside its handler) committed in between.
+    conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
     conn.busy_timeout(BUSY_TIMEOUT).map_err(OpenError::Sqlite)?;
     conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA mmap_size={MMAP_BYTES};"
@@ -75,6 +79,27 @@ mod tests {
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         drop(conn);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_transaction_holds_the_write_lock_from_its_start() {
+        let dir = std::env::temp_dir().join(format!("socwire-sqlite-tx-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("db.sqlite3");
+        let mut a = open(&path).unwrap();
+        let b = open(&path).unwrap();
+        b.busy_timeout(Duration::ZERO).unwrap();
+        let tx = a.transaction().unwrap();
+        // A deferred transaction would hold nothing yet, and b could start writing.
+        let err = b.execute_batch("BEGIN IMMEDIATE").unwrap_err();
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy)
+        );
+        drop(tx);
+        b.execute_batch("BEGIN IMMEDIATE; COMMIT").unwrap();
+        drop((a, b));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
