@@ -111,20 +111,25 @@ async fn start(spec: &WorkerSpec, client: &reqwest::Client) -> anyhow::Result<(R
     const ATTEMPTS: u32 = 3;
     let mut attempt = 1;
     loop {
-        match start_once(spec, client).await {
-            Err(e) if attempt < ATTEMPTS && e.to_string().contains("exited during start-up") => {
-                tracing::warn!(error = %e, attempt, "handler start failed; trying another port");
+        match start_once(spec, client).await? {
+            Ok(ready) => return Ok(ready),
+            Err(status) if attempt < ATTEMPTS => {
+                tracing::warn!(%status, attempt, "handler exited during start-up; trying another port");
                 attempt += 1;
             }
-            other => return other,
+            Err(status) => {
+                anyhow::bail!("handler exited during start-up with {status}, {ATTEMPTS} times")
+            }
         }
     }
 }
 
+/// One start: the running handler once it answers with its worker id, or the exit status of a
+/// handler that exited before it answered.
 async fn start_once(
     spec: &WorkerSpec,
     client: &reqwest::Client,
-) -> anyhow::Result<(Running, Duration)> {
+) -> anyhow::Result<Result<(Running, Duration), std::process::ExitStatus>> {
     let port = free_port()?;
     let worker_id = uuid::Uuid::new_v4().to_string();
     let began = Instant::now();
@@ -152,14 +157,14 @@ async fn start_once(
             }
         }
         if let Some(status) = child.try_wait()? {
-            anyhow::bail!("handler exited during start-up with {status}");
+            return Ok(Err(status));
         }
         if Instant::now() > deadline {
             anyhow::bail!("handler did not answer GET / on port {port} within 30 s");
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    Ok((Running { base_url, child }, began.elapsed()))
+    Ok(Ok((Running { base_url, child }, began.elapsed())))
 }
 
 impl Worker {
