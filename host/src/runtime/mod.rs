@@ -272,12 +272,14 @@ async fn wait_until_idle(shared: &Shared) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let pending = shared.brokers.pending_work(&consumers)?;
         let running = shared.inflight.load(Ordering::SeqCst) > 0;
-        if !running && pending.ready_now == 0 && pending.waiting > 0 {
-            // Only back-offs and leases left: say what we wait for, once per change.
-            let now = chrono::Utc::now().timestamp_millis();
-            let key = (pending.waiting, pending.next_due_ms);
-            if announced != Some(key) && pending.next_due_ms.is_some_and(|t| t - now > 5_000) {
-                let secs = (pending.next_due_ms.unwrap_or(now) - now) / 1000;
+        // Only back-offs and leases left, the next more than 5 s away: say what we wait for,
+        // once per change.
+        let only_waiting = !running && pending.ready_now == 0 && pending.waiting > 0;
+        if let Some(due) = pending.next_due_ms.filter(|_| only_waiting) {
+            let left_ms = due - chrono::Utc::now().timestamp_millis();
+            let key = (pending.waiting, due);
+            if left_ms > 5_000 && announced != Some(key) {
+                let secs = left_ms / 1000;
                 println!(
                     "socwire up: waiting for {} delivery(ies) held or backing off; the next is due in {}m{:02}s \
                      (a later `socwire up --retries-due-now` skips the back-off)",
