@@ -1,9 +1,8 @@
 //! The `socwire` command: the custom handler (`serve`), the local Functions host (`up`), and
 //! tools for its brokers and the alert graph engine.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use socwire::{cli, serve, settings::Settings};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -28,7 +27,7 @@ enum Command {
     /// Show message counts per queue, subscription, hub and topic.
     Status {
         #[command(flatten)]
-        data: DataDir,
+        data: cli::DataDir,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -37,7 +36,7 @@ enum Command {
     /// events (an Event Grid array), e.g. to post to `func start`'s Event Grid webhook.
     DemoEvents {
         #[command(flatten)]
-        data: DataDir,
+        data: cli::DataDir,
         /// How many incidents.
         #[arg(long, default_value_t = 3)]
         incidents: usize,
@@ -52,7 +51,7 @@ enum Command {
     /// Local Sentinel: import incidents (JSONL) and export them with what triage did.
     Sentinel {
         #[command(flatten)]
-        data: DataDir,
+        data: cli::DataDir,
         #[command(subcommand)]
         action: socwire::sentinel_cli::SentinelAction,
     },
@@ -61,17 +60,10 @@ enum Command {
     /// Inspect and replay poison queues, dead-letter queues and Event Grid dead letters.
     Dlq {
         #[command(flatten)]
-        data: DataDir,
+        data: cli::DataDir,
         #[command(subcommand)]
         action: cli::DlqAction,
     },
-}
-
-#[derive(Args)]
-struct DataDir {
-    /// Where the local host keeps its state.
-    #[arg(long, default_value = ".socwire", env = "SOCWIRE_DATA_DIR")]
-    data_dir: PathBuf,
 }
 
 /// Logs go to stderr: JSON lines in Azure (`WEBSITE_INSTANCE_ID` is set there, and Application

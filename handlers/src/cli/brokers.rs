@@ -15,14 +15,8 @@ pub struct SendArgs {
     /// Read the message from this file ("-" or absent: standard input).
     #[arg(long, global = true)]
     pub file: Option<PathBuf>,
-    /// Where the local host keeps its state.
-    #[arg(
-        long,
-        global = true,
-        default_value = ".socwire",
-        env = "SOCWIRE_DATA_DIR"
-    )]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: super::DataDir,
     /// The app root, to read host.json's queue message encoding.
     #[arg(long, global = true, default_value = ".")]
     pub app_root: PathBuf,
@@ -117,7 +111,7 @@ fn open_brokers(data_dir: &Path) -> anyhow::Result<Brokers> {
 /// Sends one message or event.
 pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     let body = read_input(&args.file)?;
-    let brokers = open_brokers(&args.data_dir)?;
+    let brokers = open_brokers(&args.data.data_dir)?;
     // Declare the app's entities first, as a deployment would, so this message is routed.
     match socwire_host::config::AppConfig::load(&args.app_root) {
         Ok(cfg) => {

@@ -193,9 +193,9 @@ fn print_ml_demo(data_dir: &Path, t0: chrono::DateTime<chrono::Utc>) -> anyhow::
     Ok(())
 }
 
-/// `socwire ml` options.
+/// `--data-dir`, for the commands that read or write the local host's state.
 #[derive(Args, Debug)]
-pub struct MlArgs {
+pub struct DataDir {
     /// Where the local host keeps its state.
     #[arg(
         long,
@@ -204,6 +204,13 @@ pub struct MlArgs {
         env = "SOCWIRE_DATA_DIR"
     )]
     pub data_dir: PathBuf,
+}
+
+/// `socwire ml` options.
+#[derive(Args, Debug)]
+pub struct MlArgs {
+    #[command(flatten)]
+    pub data: DataDir,
     #[command(subcommand)]
     pub action: MlAction,
 }
@@ -236,7 +243,7 @@ pub enum MlAction {
 pub async fn ml(args: MlArgs) -> anyhow::Result<()> {
     match args.action {
         MlAction::Status { json } => {
-            let status = crate::ml::runner::status(&args.data_dir).await?;
+            let status = crate::ml::runner::status(&args.data.data_dir).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -271,13 +278,13 @@ pub async fn ml(args: MlArgs) -> anyhow::Result<()> {
         }
         MlAction::RunJob { job } => {
             let status = tokio::task::spawn_blocking(move || {
-                crate::ml::runner::run_job(&args.data_dir, &job)
+                crate::ml::runner::run_job(&args.data.data_dir, &job)
             })
             .await??;
             println!("job ended {status}");
         }
         MlAction::DemoCommand { command_id } => {
-            let (archive, sha) = crate::ml::runner::write_demo_base_model(&args.data_dir)?;
+            let (archive, sha) = crate::ml::runner::write_demo_base_model(&args.data.data_dir)?;
             println!(
                 "{}",
                 crate::ml::runner::demo_command(&command_id, &archive, &sha)
