@@ -58,6 +58,9 @@ param alertEventScore string = '20'
 @description('Azure Machine Learning workspace in this resource group for the GPU functions (empty: none; the ML roles and system topic are left out).')
 param azureMlWorkspaceName string = ''
 
+@description('Container image of the fine-tune jobs, built from infra/job-image/Dockerfile and pushed to a registry the workspace pulls from (required with azureMlWorkspaceName).')
+param mlJobImage string = ''
+
 @description('Hosts the ML functions may download model assets from (comma-separated).')
 param mlAssetHosts string = 'api.ngc.nvidia.com'
 
@@ -127,6 +130,8 @@ var roles = {
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   azureMlDataScientist: 'f6c7c914-8db3-469d-8ca1-694a8f32e121'
   azureMlComputeOperator: 'e503ece1-11d0-4e8e-8e2c-7a6c3bf38815'
+  eventHubsDataSender: '2b629674-e913-4c01-ae53-ef4638d8f975'
+  managedIdentityOperator: 'f1a07417-d97a-45cb-824c-7a7467783830'
 }
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
@@ -139,6 +144,13 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existin
 // first start already has them, and every identity-based connection names it (__clientId).
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: '${prefix}-app-identity'
+  location: location
+}
+
+// The identity of the GPU clusters provision-gpu-cluster creates (SOCWIRE_ML_CLUSTER_IDENTITY):
+// fine-tune jobs send their telemetry to the training-telemetry hub as it.
+resource mlJobIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (hasMl) {
+  name: '${prefix}-ml-jobs'
   location: location
 }
 
@@ -529,7 +541,9 @@ var socwireSettings = [
   { name: 'SOCWIRE_ML_LOCAL_ASSET_DIRS', value: '' }
   { name: 'SOCWIRE_ML_MAX_ASSET_BYTES', value: '4294967296' }
   { name: 'SOCWIRE_ML_MAX_UNPACKED_BYTES', value: '17179869184' }
-  { name: 'SOCWIRE_ML_IMAGE', value: 'nvcr.io/nvidia/pytorch:24.08-py3' }
+  { name: 'SOCWIRE_ML_IMAGE', value: mlJobImage }
+  { name: 'SOCWIRE_ML_TELEMETRY_EVENTHUB', value: hasMl ? 'https://${eventHubs.name}.servicebus.windows.net/training-telemetry' : '' }
+  { name: 'SOCWIRE_ML_CLUSTER_IDENTITY', value: hasMl ? mlJobIdentity.id : '' }
   { name: 'SOCWIRE_ML_POLL_SECS', value: '30' }
   { name: 'SOCWIRE_ML_DIVERGENCE_EVALS', value: '3' }
   { name: 'SOCWIRE_ML_LOCAL_PROVISION_MS', value: '3000' }
@@ -753,6 +767,21 @@ resource roleMlCompute 'Microsoft.Authorization/roleAssignments@2022-04-01' = if
   scope: mlWorkspace
   name: guid(resourceGroup().id, azureMlWorkspaceName, identity.id, roles.azureMlComputeOperator)
   properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.azureMlComputeOperator) }
+}
+
+// provision-gpu-cluster gives new clusters the jobs' identity: assigning a user-assigned
+// identity to a resource needs Managed Identity Operator on it.
+resource roleMlJobIdentityOperator 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasMl) {
+  scope: mlJobIdentity
+  name: guid(resourceGroup().id, '${prefix}-ml-jobs', identity.id, roles.managedIdentityOperator)
+  properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.managedIdentityOperator) }
+}
+
+// Fine-tune jobs send telemetry to training-telemetry (Event Hubs REST, socwire ml fine-tune).
+resource roleMlJobsTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasMl) {
+  scope: hubs[indexOf(eventHubNames, 'training-telemetry')]
+  name: guid(resourceGroup().id, '${prefix}-ml-jobs', 'training-telemetry', roles.eventHubsDataSender)
+  properties: { principalId: hasMl ? mlJobIdentity.properties.principalId : '', principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventHubsDataSender) }
 }
 
 // ---------------------------------------------------------------- roles of the topics' identities

@@ -22,3 +22,6 @@ param alertWindow = '24h'
 
 // An Azure ML workspace in the same resource group turns on the ML roles and the system topic.
 param azureMlWorkspaceName = ''
+// With a workspace: the fine-tune jobs' image, built from infra/job-image/Dockerfile
+// (docs/deploying.md, "Job image"), e.g. '<registry>.azurecr.io/socwire-job:0.1.0'.
+param mlJobImage = ''

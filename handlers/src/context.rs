@@ -231,13 +231,16 @@ impl Context {
         let ml: Arc<dyn MlWorkspace> = match (&settings.ml_endpoint, &settings.ml_workspace) {
             (Some(endpoint), Some(workspace)) => {
                 adapters.push(("ml", format!("Azure ML REST {workspace}")));
-                Arc::new(crate::azure::AzureMlRest::new(
-                    endpoint,
-                    workspace,
-                    &settings.ml_location,
-                    settings.ml_datastore_url.as_deref(),
-                    crate::azure::default_credential()?,
-                )?)
+                Arc::new(
+                    crate::azure::AzureMlRest::new(
+                        endpoint,
+                        workspace,
+                        &settings.ml_location,
+                        settings.ml_datastore_url.as_deref(),
+                        crate::azure::default_credential()?,
+                    )?
+                    .with_cluster_identity(settings.ml_cluster_identity.clone()),
+                )
             }
             _ => {
                 adapters.push((

@@ -112,8 +112,16 @@ pub struct Settings {
     pub ml_max_asset_bytes: u64,
     /// Largest unpacked asset (`SOCWIRE_ML_MAX_UNPACKED_BYTES`).
     pub ml_max_unpacked_bytes: u64,
-    /// Container image of the fine-tune environment (`SOCWIRE_ML_IMAGE`).
-    pub ml_image: String,
+    /// Container image of the fine-tune environment, holding this binary built with the
+    /// trainer (`SOCWIRE_ML_IMAGE`; required with an Azure ML workspace).
+    pub ml_image: Option<String>,
+    /// Event Hub the fine-tune jobs send telemetry to, as
+    /// `https://{namespace}.servicebus.windows.net/{hub}` (`SOCWIRE_ML_TELEMETRY_EVENTHUB`);
+    /// unset = Azure ML jobs send none.
+    pub ml_telemetry_eventhub: Option<String>,
+    /// Resource id of the user-assigned identity new clusters get, which jobs use to send
+    /// telemetry (`SOCWIRE_ML_CLUSTER_IDENTITY`).
+    pub ml_cluster_identity: Option<String>,
     /// Seconds between follow-up checks when the service gives no Retry-After
     /// (`SOCWIRE_ML_POLL_SECS`).
     pub ml_poll_secs: u64,
@@ -309,8 +317,9 @@ impl Settings {
                 "SOCWIRE_ML_MAX_UNPACKED_BYTES",
                 16.0 * (1u64 << 30) as f64,
             )? as u64,
-            ml_image: get("SOCWIRE_ML_IMAGE")
-                .unwrap_or_else(|| "nvcr.io/nvidia/pytorch:24.08-py3".into()),
+            ml_image: get("SOCWIRE_ML_IMAGE"),
+            ml_telemetry_eventhub: get("SOCWIRE_ML_TELEMETRY_EVENTHUB"),
+            ml_cluster_identity: get("SOCWIRE_ML_CLUSTER_IDENTITY"),
             ml_poll_secs: number("SOCWIRE_ML_POLL_SECS", 30.0)?.max(1.0) as u64,
             ml_divergence_evals: number("SOCWIRE_ML_DIVERGENCE_EVALS", 3.0)?.max(2.0) as usize,
             ml_local_provision_ms: number("SOCWIRE_ML_LOCAL_PROVISION_MS", 3000.0)? as i64,
@@ -387,6 +396,9 @@ impl Settings {
         if self.ml_workspace.is_some() && self.servicebus_namespace.is_none() {
             missing.push("SOCWIRE_SERVICEBUS_NAMESPACE");
         }
+        if self.ml_workspace.is_some() && self.ml_image.is_none() {
+            missing.push("SOCWIRE_ML_IMAGE");
+        }
         missing
     }
 
@@ -411,6 +423,11 @@ impl Settings {
             &mut wrong,
         );
         https("SOCWIRE_LOGS_ENDPOINT", &self.logs_endpoint, &mut wrong);
+        https(
+            "SOCWIRE_ML_TELEMETRY_EVENTHUB",
+            &self.ml_telemetry_eventhub,
+            &mut wrong,
+        );
         if let Some(storage) = &self.storage {
             let lower = storage.to_ascii_lowercase();
             if lower.contains("usedevelopmentstorage") || lower.contains("127.0.0.1") {
@@ -551,6 +568,10 @@ mod tests {
             ("SOCWIRE_STORAGE", "UseDevelopmentStorage=true"),
             ("SOCWIRE_LOGS_ENDPOINT", "http://dce.example"),
             ("SOCWIRE_LOGS_DCR_ID", "my-rule"),
+            (
+                "SOCWIRE_ML_TELEMETRY_EVENTHUB",
+                "http://ns.servicebus.windows.net/training-telemetry",
+            ),
         ])
         .unwrap();
         let wrong = s.wrong_azure_settings().join("\n");
@@ -559,10 +580,11 @@ mod tests {
             "SOCWIRE_STORAGE",
             "SOCWIRE_LOGS_ENDPOINT",
             "SOCWIRE_LOGS_DCR_ID",
+            "SOCWIRE_ML_TELEMETRY_EVENTHUB",
         ] {
             assert!(wrong.contains(name), "{name} not named in {wrong}");
         }
-        let s = from(&[
+        let azure = [
             ("SOCWIRE_SENTINEL_ENDPOINT", "https://management.azure.com/"),
             ("SOCWIRE_STORAGE", "https://acct.blob.core.windows.net"),
             (
@@ -576,8 +598,17 @@ mod tests {
             ("SOCWIRE_ML_ENDPOINT", "https://management.azure.com"),
             ("SOCWIRE_ML_WORKSPACE", "/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w"),
             ("SOCWIRE_SERVICEBUS_NAMESPACE", "sb-1.servicebus.windows.net"),
-        ])
-        .unwrap();
+            (
+                "SOCWIRE_ML_TELEMETRY_EVENTHUB",
+                "https://ns.servicebus.windows.net/training-telemetry",
+            ),
+        ];
+        // With an Azure ML workspace, the job image is required.
+        let s = from(&azure).unwrap();
+        assert_eq!(s.missing_azure_settings(), ["SOCWIRE_ML_IMAGE"]);
+        let mut complete = azure.to_vec();
+        complete.push(("SOCWIRE_ML_IMAGE", "reg.azurecr.io/socwire-job:0.1.0"));
+        let s = from(&complete).unwrap();
         assert!(s.wrong_azure_settings().is_empty());
         assert!(s.missing_azure_settings().is_empty());
     }

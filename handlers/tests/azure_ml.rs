@@ -254,6 +254,30 @@ async fn create_answers_201_with_an_async_operation_that_is_polled_to_success() 
     ));
 }
 
+/// With `SOCWIRE_ML_CLUSTER_IDENTITY`, a new cluster gets that user-assigned identity (its jobs
+/// send telemetry as it); without it, the body has no identity.
+#[tokio::test]
+async fn a_cluster_identity_is_given_to_new_clusters() {
+    let (arm, ml, _, tokens) = adapter().await;
+    let identity = "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/socwire-ml-jobs";
+    let with = AzureMlRest::new(&server(arm.clone()).await, WS, "eastus", None, tokens)
+        .unwrap()
+        .with_cluster_identity(Some(identity.into()));
+    script(
+        &arm,
+        "PUT compute compute123",
+        vec![ok(200, succeeded()), ok(200, succeeded())],
+    );
+    ml.create_cluster(&spec()).await.unwrap();
+    with.create_cluster(&spec()).await.unwrap();
+    let seen = arm.seen.lock().unwrap().clone();
+    assert_eq!(seen[0].2.get("identity"), None);
+    assert_eq!(
+        seen[1].2["identity"],
+        json!({ "type": "UserAssigned", "userAssignedIdentities": { identity: {} } })
+    );
+}
+
 #[tokio::test]
 async fn errors_map_to_what_the_caller_must_do() {
     let (arm, ml, _, _) = adapter().await;

@@ -63,7 +63,7 @@ pub use model::{load_eval_set, Model};
 pub use onnx::{export_onnx, OnnxInfo};
 #[cfg(feature = "train")]
 pub use train::device;
-pub use train::{fine_tune, pretrain_base_model, pretrain_base_model_with};
+pub use train::{device_name, fine_tune, pretrain_base_model, pretrain_base_model_with};
 
 /// Hyper-parameters of a fine-tuning job, as they travel in the `RunFineTune` command; a
 /// field left out takes its default.

@@ -29,3 +29,8 @@ pub fn fine_tune(
 ) -> Result<JobResult, TrainerError> {
     Err(TrainerError::NotBuilt)
 }
+
+/// This build has no trainer.
+pub fn device_name() -> String {
+    "nothing: this build has no trainer".into()
+}

@@ -24,6 +24,17 @@ pub fn device() -> Result<Device, TrainerError> {
     }
 }
 
+/// What [`device`] trains on, in words (a job's log says it, so a GPU job that fell back to the
+/// CPU is seen at once).
+pub fn device_name() -> String {
+    match device() {
+        Ok(Device::Cpu) => "the CPU".into(),
+        Ok(Device::Cuda(_)) => "CUDA GPU 0".into(),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => format!("no device ({e})"),
+    }
+}
+
 // Independent random streams of one seed.
 const STREAM_PRETRAIN_DATA: u64 = 1;
 const STREAM_INIT: u64 = 2;

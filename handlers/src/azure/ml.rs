@@ -28,6 +28,7 @@ pub struct AzureMlRest {
     workspace: String,
     location: String,
     datastore: Option<Url>,
+    cluster_identity: Option<String>,
     credential: Arc<dyn TokenCredential>,
     http: reqwest::Client,
 }
@@ -94,9 +95,17 @@ impl AzureMlRest {
             workspace: workspace.trim_end_matches('/').to_string(),
             location: location.to_string(),
             datastore,
+            cluster_identity: None,
             credential,
             http: http_client(),
         })
+    }
+
+    /// New clusters get the user-assigned identity `resource_id`
+    /// (`SOCWIRE_ML_CLUSTER_IDENTITY`): jobs on them send telemetry as it.
+    pub fn with_cluster_identity(mut self, resource_id: Option<String>) -> Self {
+        self.cluster_identity = resource_id;
+        self
     }
 
     fn url(&self, sub: &str) -> Url {
@@ -336,7 +345,7 @@ impl MlWorkspace for AzureMlRest {
     }
 
     async fn create_cluster(&self, spec: &ClusterSpec) -> PortResult<Provisioning> {
-        let body = json!({
+        let mut body = json!({
             "location": self.location,
             "properties": {
                 "computeType": "AmlCompute",
@@ -351,6 +360,12 @@ impl MlWorkspace for AzureMlRest {
                 }
             }
         });
+        if let Some(identity) = &self.cluster_identity {
+            body["identity"] = json!({
+                "type": "UserAssigned",
+                "userAssignedIdentities": { identity.as_str(): {} },
+            });
+        }
         let a = self
             .call(
                 Method::PUT,

@@ -5,9 +5,11 @@
 
 mod assets;
 mod blob;
+mod eventhubs;
 mod loganalytics;
 mod logs;
 mod ml;
+mod ml_identity;
 mod queue;
 mod rest;
 mod sas;
@@ -17,9 +19,11 @@ mod storage;
 
 pub use assets::{host_allowed, AllowListedFetcher};
 pub use blob::{BlobLedger, BlobReportStore, BlobStateStore};
+pub use eventhubs::{EventHubsRest, MAX_BATCH_BYTES};
 pub use loganalytics::LogAnalyticsQuery;
 pub use logs::{LogsIngestionRest, LOGS_API_VERSION, MAX_CALL_BYTES};
 pub use ml::{AzureMlRest, ML_API_VERSION};
+pub use ml_identity::{job_credential, AzureMlIdentity};
 pub use queue::{AzureQueue, ReceivedQueueMessage};
 pub use rest::{Auth, RestClient};
 pub use sas::{user_delegation_sas, LinkSigner, UserDelegationKey, UD_SAS_VERSION};

@@ -9,6 +9,7 @@ use crate::local::SqliteIncidentStore;
 use clap::{Args, Subcommand};
 use socwire_host::brokers::SbMessage;
 use socwire_host::{Host, UpOptions};
+use socwire_trainer::{HyperParameters, JobSpec};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -230,6 +231,35 @@ pub enum MlAction {
         #[arg(long)]
         job: String,
     },
+    /// Fine-tune a base model: the command an Azure ML job runs (`run-fine-tune` submits it).
+    /// Prints one telemetry event per step and evaluation, then the result, as JSON lines.
+    FineTune {
+        /// The job's name (the `jobId` of its telemetry).
+        #[arg(long)]
+        job_id: String,
+        /// The base model (a safetensors file this trainer wrote).
+        #[arg(long)]
+        base_model: PathBuf,
+        /// Passes over the fine-tuning set.
+        #[arg(long, default_value_t = HyperParameters::default().epochs)]
+        epochs: u32,
+        /// Peak learning rate.
+        #[arg(long, default_value_t = HyperParameters::default().learning_rate)]
+        learning_rate: f64,
+        /// Volumes per step.
+        #[arg(long, default_value_t = HyperParameters::default().batch_size)]
+        batch_size: usize,
+        /// Seeds the data, the evaluation set and the batch order.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Folder for model.safetensors and eval.safetensors.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also send the telemetry to this Event Hub
+        /// (`https://{namespace}.servicebus.windows.net/{hub}`), as the job's managed identity.
+        #[arg(long)]
+        telemetry_eventhub: Option<String>,
+    },
     /// Write the demo's pre-trained base model (a tar.gz in an allow-listed folder) and print a
     /// ProvisionGpuCluster command with the pipeline option that uses it.
     DemoCommand {
@@ -282,6 +312,36 @@ pub async fn ml(args: MlArgs) -> anyhow::Result<()> {
             })
             .await??;
             println!("job ended {status}");
+        }
+        MlAction::FineTune {
+            job_id,
+            base_model,
+            epochs,
+            learning_rate,
+            batch_size,
+            seed,
+            out,
+            telemetry_eventhub,
+        } => {
+            let hub = match telemetry_eventhub {
+                Some(url) => {
+                    let options = crate::ml::job::telemetry_options();
+                    let credential = crate::azure::job_credential(&options)?;
+                    Some(crate::azure::EventHubsRest::new(&url, credential, options)?)
+                }
+                None => None,
+            };
+            let spec = JobSpec {
+                seed,
+                base_model,
+                hyper: HyperParameters {
+                    epochs,
+                    learning_rate,
+                    batch_size,
+                },
+                work_dir: out,
+            };
+            crate::ml::job::run(job_id, spec, hub).await?;
         }
         MlAction::DemoCommand { command_id } => {
             let (archive, sha) = crate::ml::runner::write_demo_base_model(&args.data.data_dir)?;

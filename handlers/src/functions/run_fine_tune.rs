@@ -209,6 +209,19 @@ pub async fn run(
     let job = match ctx.ml.get_job(&job_id).await? {
         Some(existing) => existing, // submitted before a crash; do not stage or submit again
         None => {
+            // The local back end runs jobs itself; Azure ML needs the image holding `socwire`.
+            let image = cmd
+                .spec
+                .image
+                .clone()
+                .or_else(|| ctx.settings.ml_image.clone())
+                .or_else(|| ctx.settings.ml_workspace.is_none().then(|| "local".into()))
+                .ok_or_else(|| {
+                    refuse(
+                        "RunFineTune: no job image: set SOCWIRE_ML_IMAGE to the image built from \
+                         infra/job-image/Dockerfile (docs/deploying.md), or give the command an image",
+                    )
+                })?;
             let work = ctx
                 .settings
                 .data_dir
@@ -261,11 +274,6 @@ pub async fn run(
                 .upload_folder(&assets_dir, &format!("socwire/assets/{job_id}"))
                 .await?;
             let _ = std::fs::remove_dir_all(&work);
-            let image = cmd
-                .spec
-                .image
-                .clone()
-                .unwrap_or_else(|| ctx.settings.ml_image.clone());
             let environment_id = ctx.ml.register_environment(ENVIRONMENT, &image).await?;
             let h = &cmd.spec.hyper_parameters;
             let mut tags = BTreeMap::new();
@@ -291,9 +299,12 @@ pub async fn run(
                 experiment: cmd.spec.model.clone(),
                 cluster: cluster.name.clone(),
                 environment_id,
-                command: format!(
-                    "socwire-trainer fine-tune --base-model ${{{{inputs.assets}}}}/{base} --epochs {} --learning-rate {} --batch-size {} --seed {} --out ${{{{outputs.model}}}}",
-                    h.epochs, h.learning_rate, h.batch_size, cmd.spec.seed
+                command: crate::ml::job::command_line(
+                    &job_id,
+                    &base,
+                    h,
+                    cmd.spec.seed,
+                    ctx.settings.ml_telemetry_eventhub.as_deref(),
                 ),
                 inputs: BTreeMap::from([("assets".to_string(), uri)]),
                 tags,

@@ -1,7 +1,8 @@
-//! The GPU model lifecycle: command schemas, asset staging, the local job runner and the
-//! helpers the ML functions share (events, follow-ups, ids).
+//! The GPU model lifecycle: command schemas, asset staging, the Azure ML job command, the
+//! local job runner and the helpers the ML functions share (events, follow-ups, ids).
 
 pub mod commands;
+pub mod job;
 pub mod runner;
 pub mod staging;
 

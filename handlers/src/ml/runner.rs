@@ -134,28 +134,7 @@ pub fn run_job(data_dir: &Path, job_id: &str) -> anyhow::Result<String> {
         Ok(())
     };
     let result = socwire_trainer::fine_tune(&job, &cancel, &mut |p: Progress| {
-        let number = |x: f64| {
-            if x.is_finite() {
-                json!(x)
-            } else {
-                json!("NaN")
-            }
-        };
-        let body = match p {
-            Progress::Step {
-                step,
-                epoch,
-                loss,
-                learning_rate,
-            } => json!({
-                "jobId": job_id, "kind": "step", "step": step, "epoch": epoch, "loss": number(loss), "learningRate": learning_rate }),
-            Progress::Eval {
-                step,
-                loss,
-                average_precision,
-            } => json!({
-                "jobId": job_id, "kind": "eval", "step": step, "loss": number(loss), "averagePrecision": average_precision }),
-        };
+        let body = super::job::telemetry_event(job_id, &p);
         pending.push(body.to_string().into_bytes());
         if pending.len() >= 25 {
             if let Err(e) = flush(&mut pending) {
