@@ -31,22 +31,27 @@ pub fn format_time(ms: i64) -> String {
         in_day / 1000 % 60,
         in_day % 1000,
     );
-    let mut out = String::with_capacity(24);
-    for (value, digits, after) in [
-        (y, 4, '-'),
-        (m, 2, '-'),
-        (d, 2, 'T'),
-        (h, 2, ':'),
-        (min, 2, ':'),
-        (sec, 2, '.'),
-        (milli, 3, 'Z'),
+    let mut text = [0u8; 24];
+    let mut at = 0;
+    for (mut value, digits, after) in [
+        (y, 4, b'-'),
+        (m, 2, b'-'),
+        (d, 2, b'T'),
+        (h, 2, b':'),
+        (min, 2, b':'),
+        (sec, 2, b'.'),
+        (milli, 3, b'Z'),
     ] {
-        for p in (0..digits).rev() {
-            out.push(char::from(b'0' + (value / 10i64.pow(p) % 10) as u8));
+        for digit in text[at..at + digits].iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
         }
-        out.push(after);
+        text[at + digits] = after;
+        at += digits + 1;
     }
-    out
+    std::str::from_utf8(&text)
+        .expect("ASCII digits")
+        .to_string()
 }
 
 /// (year, month, day) of a day number since 1970-01-01 (Howard Hinnant's algorithm).

@@ -95,7 +95,6 @@ impl Engine {
             g.live -= list.len;
             let closes = g.live == 0;
             let star = g.star;
-            let part = list.collect(&self.slots);
             if closes {
                 if let Some(h) = star {
                     if self.stars.get(&h) == Some(&root) {
@@ -103,7 +102,7 @@ impl Engine {
                     }
                 }
             }
-            self.emit(part, counted, out);
+            self.emit(list, counted, out);
         } else {
             let due = g.newest.min(g.pending_oldest.saturating_add(hold));
             g.scheduled = due;
@@ -111,15 +110,16 @@ impl Engine {
         }
     }
 
-    fn emit(&mut self, mut part: Vec<u32>, counted: bool, out: &mut Vec<Subgraph>) {
-        part.sort_unstable_by(|&a, &b| {
+    /// Emits the row of `list` (a group's waiting alerts) and frees its alerts.
+    fn emit(&mut self, list: SlotList, counted: bool, out: &mut Vec<Subgraph>) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        list.collect_into(&self.slots, &mut scratch.part);
+        scratch.part.sort_unstable_by(|&a, &b| {
             let (x, y) = (self.slot(a), self.slot(b));
             x.time.cmp(&y.time).then_with(|| x.id.cmp(&y.id))
         });
-        let mut scratch = std::mem::take(&mut self.scratch);
-        out.push(score_row(self, &part, counted, &mut scratch));
-        self.scratch = scratch;
-        for s in part {
+        out.push(score_row(self, counted, &mut scratch));
+        for &s in &scratch.part {
             let slot = self.slots[s as usize].take().expect("live slot");
             self.seen.remove(&slot.hash);
             self.bytes -= ALERT_OVERHEAD_BYTES + slot.id.len();
@@ -127,6 +127,7 @@ impl Engine {
             self.release(slot.dst);
             self.free_slots.push(s);
         }
+        self.scratch = scratch;
     }
 
     /// Emits the rows that are final now: groups that closed, parts of groups that straddle

@@ -94,6 +94,20 @@ pub(crate) struct Scratch {
     pairs: FastMap<(u32, u32), PairAgg>,
     nodes: FastMap<u32, ()>,
     rules: FastMap<u32, u32>,
+    /// The row's slots in id order.
+    by_id: Vec<u32>,
+    /// The row's pairs in first-seen order.
+    pair_order: Vec<(u32, u32)>,
+    /// The row's nodes in first-contact order.
+    node_order: Vec<u32>,
+    /// Longest time-respecting path found so far into each node, as (start, length) in `paths`.
+    best: FastMap<u32, (usize, usize)>,
+    /// Every path recorded in `best`, one after another.
+    paths: Vec<u32>,
+    /// Rare rules of the row: (share of the window, rule, alerts in the window).
+    rare: Vec<(f64, u32, u32)>,
+    /// The slots of the part being emitted.
+    pub(super) part: Vec<u32>,
 }
 
 impl Clone for Scratch {
@@ -104,34 +118,54 @@ impl Clone for Scratch {
 }
 
 impl Scratch {
+    /// Empties the tables for the next row; `part`, filled before scoring, is kept.
     fn clear(&mut self) {
-        // A table a huge row grew is dropped rather than cleared bucket by bucket ever after.
-        if self.pairs.capacity() > 4096 {
-            *self = Scratch::default();
+        // Tables a huge row grew are dropped rather than cleared bucket by bucket ever after.
+        if self.pairs.capacity() > 4096 || self.paths.capacity() > 1 << 16 {
+            let part = std::mem::take(&mut self.part);
+            *self = Scratch {
+                part,
+                ..Scratch::default()
+            };
         }
         self.pairs.clear();
         self.nodes.clear();
         self.rules.clear();
+        self.by_id.clear();
+        self.pair_order.clear();
+        self.node_order.clear();
+        self.best.clear();
+        self.paths.clear();
+        self.rare.clear();
     }
 }
 
-/// The row of `part` (slots sorted by time). When `part` is still counted in the window
-/// (end of stream), `counted` is true and its own alerts are taken out of the background.
-pub(crate) fn score_row(
-    engine: &Engine,
-    part: &[u32],
-    counted: bool,
-    scratch: &mut Scratch,
-) -> Subgraph {
+/// The row of `scratch.part` (slots sorted by time). When the part is still counted in the
+/// window (end of stream), `counted` is true and its own alerts are taken out of the background.
+pub(crate) fn score_row(engine: &Engine, counted: bool, scratch: &mut Scratch) -> Subgraph {
     scratch.clear();
-    let slots: Vec<_> = part.iter().map(|&s| engine.slot(s)).collect();
+    let Scratch {
+        pairs,
+        nodes: node_seen,
+        rules,
+        by_id,
+        pair_order,
+        node_order: nodes,
+        best,
+        paths,
+        rare,
+        part,
+    } = scratch;
+    let slots = || part.iter().map(|&s| engine.slot(s));
+    let alerts = part.len();
     let ip = |n: u32| &*engine.nodes[n as usize].ip;
 
     // Stable id from the sorted alert ids.
-    let mut ids: Vec<&str> = slots.iter().map(|s| &*s.id).collect();
-    ids.sort_unstable();
+    by_id.extend_from_slice(part);
+    by_id.sort_unstable_by(|&a, &b| engine.slot(a).id.cmp(&engine.slot(b).id));
+    let ids = || by_id.iter().map(|&s| &*engine.slot(s).id);
     let mut hasher = Sha256::new();
-    for id in &ids {
+    for id in ids() {
         hasher.update(id.as_bytes());
         hasher.update([0u8]);
     }
@@ -142,14 +176,7 @@ pub(crate) fn score_row(
         .map(char::from)
         .collect();
 
-    let Scratch {
-        pairs,
-        nodes: node_seen,
-        rules,
-    } = scratch;
-    let mut pair_order: Vec<(u32, u32)> = Vec::new();
-    let mut nodes: Vec<u32> = Vec::new();
-    for s in &slots {
+    for s in slots() {
         for n in [s.src, s.dst] {
             if node_seen.insert(n, ()).is_none() {
                 nodes.push(n);
@@ -173,24 +200,31 @@ pub(crate) fn score_row(
     let mut score = 0.0;
     let mut reasons = Vec::new();
 
-    // Longest time-respecting simple path (reported; its weight comes from the links).
-    let mut best: FastMap<u32, Vec<u32>> = FastMap::default();
-    let mut longest: Vec<u32> = Vec::new();
-    for s in slots.iter().filter(|s| s.src != s.dst) {
-        let (len, blocked) = match best.get(&s.src) {
-            Some(path) => (path.len(), path.contains(&s.dst)),
+    // Longest time-respecting simple path (reported; its weight comes from the links). Each
+    // node's best path so far is a range of `paths`; a longer one is appended, never rewritten.
+    let mut longest = 0..0;
+    for s in slots().filter(|s| s.src != s.dst) {
+        let from = best.get(&s.src).map(|&(at, len)| at..at + len);
+        let (len, blocked) = match &from {
+            Some(path) => (path.len(), paths[path.clone()].contains(&s.dst)),
             None => (1, false),
         };
-        if blocked || len >= MAX_TRACKED_PATH || len < best.get(&s.dst).map_or(1, Vec::len) {
+        if blocked || len >= MAX_TRACKED_PATH || len < best.get(&s.dst).map_or(1, |&(_, len)| len) {
             continue;
         }
-        let mut candidate = best.get(&s.src).cloned().unwrap_or_else(|| vec![s.src]);
-        candidate.push(s.dst);
+        let at = paths.len();
+        match from {
+            Some(path) => paths.extend_from_within(path),
+            None => paths.push(s.src),
+        }
+        paths.push(s.dst);
+        let candidate = at..paths.len();
         if candidate.len() > longest.len() {
             longest = candidate.clone();
         }
-        best.insert(s.dst, candidate);
+        best.insert(s.dst, (at, candidate.len()));
     }
+    let longest = &paths[longest];
     let hops = longest.len().saturating_sub(1) as u32;
     if hops >= 2 {
         let path: Vec<String> = longest.iter().map(|&n| ip(n).to_string()).collect();
@@ -198,48 +232,38 @@ pub(crate) fn score_row(
     }
 
     // Improbable continuations.
-    let links: Vec<f64> = slots
-        .iter()
-        .filter(|s| s.link > 0.0 && !s.attached)
-        .map(|s| f64::from(s.link))
-        .collect();
-    let attached: Vec<f64> = slots
-        .iter()
-        .filter(|s| s.attached)
-        .map(|s| f64::from(s.link))
-        .collect();
+    let links = || slots().filter(|s| s.link > 0.0 && !s.attached);
+    let attached = || slots().filter(|s| s.attached);
+    let (link_count, attached_count) = (links().count(), attached().count());
     // Evidence counts in proportion to how much of the row it explains: a routine group that
     // once linked a few alerts is mostly routine traffic to read.
-    let linked = (links.len() + attached.len()) as f64;
-    let explained = (2.0 * (linked + 1.0) / slots.len() as f64).min(1.0);
-    let link_info: f64 = (links.iter().sum::<f64>() + attached.iter().sum::<f64>()) * explained;
+    let linked = (link_count + attached_count) as f64;
+    let explained = (2.0 * (linked + 1.0) / alerts as f64).min(1.0);
+    let link_info: f64 = (links().map(|s| f64::from(s.link)).sum::<f64>()
+        + attached().map(|s| f64::from(s.link)).sum::<f64>())
+        * explained;
     score += link_info;
-    if !links.is_empty() {
-        let best = links.iter().copied().fold(0.0, f64::max);
+    if link_count > 0 {
+        let best = links().map(|s| f64::from(s.link)).fold(0.0, f64::max);
         reasons.push(format!(
-            "{} continuation(s) unlikely by chance in this window (best: {:.1e} expected)",
-            links.len(),
+            "{link_count} continuation(s) unlikely by chance in this window (best: {:.1e} expected)",
             LINK_CHANCE * (-best).exp()
         ));
     }
-    if !attached.is_empty() {
+    if attached_count > 0 {
         reasons.push(format!(
-            "{} host alert(s) follow the path on its hosts",
-            attached.len()
+            "{attached_count} host alert(s) follow the path on its hosts"
         ));
     }
 
     // Rare rules, against the window's background.
-    let total = engine.len() as f64 + if counted { 0.0 } else { slots.len() as f64 };
-    let mut rare: Vec<(f64, u32, u32)> = rules
-        .iter()
-        .map(|(&r, &n)| {
-            let in_window = engine.rules.count(r) + if counted { 0 } else { n };
-            let tail = engine.rules.tail(in_window) + if counted { 0 } else { u64::from(n) };
-            (tail.max(1) as f64 / total.max(1.0), r, in_window)
-        })
-        .filter(|&(share, _, _)| share < RARE_RULE_SHARE)
-        .collect();
+    let total = engine.len() as f64 + if counted { 0.0 } else { alerts as f64 };
+    rare.extend(rules.iter().map(|(&r, &n)| {
+        let in_window = engine.rules.count(r) + if counted { 0 } else { n };
+        let tail = engine.rules.tail(in_window) + if counted { 0 } else { u64::from(n) };
+        (tail.max(1) as f64 / total.max(1.0), r, in_window)
+    }));
+    rare.retain(|&(share, _, _)| share < RARE_RULE_SHARE);
     rare.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     for &(share, r, count) in rare.iter().take(MAX_RARE_RULES) {
         score += (RARE_RULE_SHARE / share).ln();
@@ -251,7 +275,7 @@ pub(crate) fn score_row(
     }
 
     // A novel IT → OT crossing.
-    let crossing = slots.iter().find(|s| {
+    let crossing = slots().find(|s| {
         s.src != s.dst
             && s.domain == crate::Domain::OT
             && engine.nodes[s.src as usize].it
@@ -263,7 +287,7 @@ pub(crate) fn score_row(
                 }
                 <= NOVEL_PAIR
     });
-    let crosses_it_ot = slots.iter().any(|s| {
+    let crosses_it_ot = slots().any(|s| {
         s.src != s.dst && s.domain == crate::Domain::OT && engine.nodes[s.src as usize].it
     });
     if let Some(s) = crossing {
@@ -282,16 +306,15 @@ pub(crate) fn score_row(
         ));
     }
 
-    let max_severity = slots
-        .iter()
+    let max_severity = slots()
         .map(|s| s.severity)
         .max()
         .unwrap_or(Severity::Informational);
-    score += W_SEVERITY * max_severity.weight() - W_READING * (slots.len() as f64).ln();
+    score += W_SEVERITY * max_severity.weight() - W_READING * (alerts as f64).ln();
     if reasons.is_empty() {
         reasons.push(format!(
             "{} alert(s), nothing improbable against this window",
-            slots.len()
+            alerts
         ));
     }
 
@@ -344,17 +367,16 @@ pub(crate) fn score_row(
         subgraph_id,
         rank: 0,
         score,
-        first_seen: slots.first().map_or(0, |s| s.time),
-        last_seen: slots.iter().map(|s| s.time).max().unwrap_or(0),
+        first_seen: slots().next().map_or(0, |s| s.time),
+        last_seen: slots().map(|s| s.time).max().unwrap_or(0),
         node_count: nodes.len() as u32,
         edge_count: pairs.len() as u32,
-        alert_count: slots.len() as u32,
+        alert_count: alerts as u32,
         longest_path: hops,
         crosses_it_ot,
         nodes: node_rows,
         edges,
-        alert_ids: ids
-            .iter()
+        alert_ids: ids()
             .take(MAX_ROW_ALERT_IDS)
             .map(|s| s.to_string())
             .collect(),

@@ -117,14 +117,15 @@ impl SlotList {
         self.len += other.len;
     }
 
-    pub(super) fn collect(self, slots: &[Option<Slot>]) -> Vec<u32> {
-        let mut out = Vec::with_capacity(self.len as usize);
+    /// Replaces `out`'s contents with the list's slots, in list order.
+    pub(super) fn collect_into(self, slots: &[Option<Slot>], out: &mut Vec<u32>) {
+        out.clear();
+        out.reserve(self.len as usize);
         let mut s = self.head;
         while out.len() < self.len as usize {
             out.push(s);
             s = slots[s as usize].as_ref().map_or(NO_SLOT, |x| x.next);
         }
-        out
     }
 }
 
