@@ -14,29 +14,25 @@ use socwire_trainer::{
     fine_tune, pretrain_base_model_with, DataConfig, HyperParameters, JobResult, JobSpec,
 };
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
 use support::fault_server::{Fault, FaultServer, Seen};
+use tempfile::TempDir;
 
 const JOB: &str = "socwire-ft-0123456789abcdef";
 const HUB_PATH: &str = "/training-telemetry/messages";
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join(format!("socwire-ml-job-test-{}", std::process::id()))
-        .join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A tiny base model, pre-trained once per test process.
-fn base_model() -> &'static Path {
-    static BASE: OnceLock<PathBuf> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let path = scratch("base").join("base.safetensors");
-        pretrain_base_model_with(7, &DataConfig::tiny(), &path).unwrap();
-        path
-    })
+fn base_model() -> PathBuf {
+    static BASE: OnceLock<TempDir> = OnceLock::new();
+    let dir = BASE.get_or_init(|| {
+        let dir = TempDir::new().unwrap();
+        pretrain_base_model_with(7, &DataConfig::tiny(), &dir.path().join("base.safetensors"))
+            .unwrap();
+        dir
+    });
+    dir.path().join("base.safetensors")
 }
 
 fn hyper() -> HyperParameters {
@@ -63,7 +59,20 @@ async fn azure(hub_status: u16) -> FaultServer {
     .await
 }
 
-fn run_job(server: &FaultServer, out: &Path) -> std::process::Output {
+/// Runs the job against `server` (identity endpoint and hub); returns its output, its stderr
+/// and its `--out` folder.
+async fn run_job(server: &FaultServer) -> (Output, String, TempDir) {
+    let out = TempDir::new().unwrap();
+    let (server, dir) = (server.clone(), out.path().to_path_buf());
+    let run = tokio::task::spawn_blocking(move || job_process(&server, &dir))
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{stderr}");
+    (run, stderr, out)
+}
+
+fn job_process(server: &FaultServer, out: &Path) -> Output {
     let h = hyper();
     std::process::Command::new(env!("CARGO_BIN_EXE_socwire"))
         .args(["ml", "fine-tune", "--job-id", JOB, "--base-model"])
@@ -95,23 +104,16 @@ async fn the_job_trains_like_the_library_and_sends_every_event_once_after_a_thro
             "busy",
         )],
     );
-    let out = scratch("job");
-    let run = tokio::task::spawn_blocking({
-        let (server, out) = (server.clone(), out.clone());
-        move || run_job(&server, &out)
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
+    let (run, stderr, out) = run_job(&server).await;
 
     // The same run through the library.
+    let library = TempDir::new().unwrap();
     let mut expected = Vec::new();
     let spec = JobSpec {
         seed: 8,
-        base_model: base_model().to_path_buf(),
+        base_model: base_model(),
         hyper: hyper(),
-        work_dir: scratch("library"),
+        work_dir: library.path().to_path_buf(),
     };
     let reference = fine_tune(&spec, &AtomicBool::new(false), &mut |p| {
         expected.push(telemetry_event(JOB, &p).to_string())
@@ -128,6 +130,7 @@ async fn the_job_trains_like_the_library_and_sends_every_event_once_after_a_thro
         result.average_precision_after,
         reference.average_precision_after
     );
+    let out = out.path();
     assert!(out.join("model.safetensors").is_file() && out.join("eval.safetensors").is_file());
 
     // Tokens came from the Azure ML identity endpoint, asked the way MSAL asks.
@@ -177,16 +180,8 @@ async fn the_job_trains_like_the_library_and_sends_every_event_once_after_a_thro
 #[tokio::test(flavor = "multi_thread")]
 async fn telemetry_the_hub_refuses_is_reported_and_the_job_still_succeeds() {
     let server = azure(403).await;
-    let out = scratch("refused");
-    let run = tokio::task::spawn_blocking({
-        let (server, out) = (server.clone(), out.clone());
-        move || run_job(&server, &out)
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
-    assert!(out.join("model.safetensors").is_file());
+    let (_, stderr, out) = run_job(&server).await;
+    assert!(out.path().join("model.safetensors").is_file());
     assert!(
         stderr.contains("not sent") && stderr.contains("403"),
         "{stderr}"
