@@ -273,6 +273,7 @@ impl Context {
                     ns,
                     &settings.ml_commands_topic,
                     crate::azure::default_credential()?,
+                    crate::azure::AdapterOptions::json_api(),
                 )?)
             }
             None => {

@@ -12,13 +12,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use socwire::azure::{AzureMlRest, ServiceBusRest, ML_API_VERSION};
+use socwire::azure::{AdapterOptions, AzureMlRest, ServiceBusRest, ML_API_VERSION};
 use socwire::ports::{
     ClusterSpec, CommandBus, JobSubmission, MlWorkspace, OperationStatus, OutgoingCommand,
     PortError, Provisioning,
 };
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use support::tokens::Tokens;
 
 const WS: &str = "/subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourceGroups/testrg123/providers/Microsoft.MachineLearningServices/workspaces/workspaces123";
@@ -434,12 +435,24 @@ async fn jobs_are_submitted_once_and_followed_through_their_statuses() {
 async fn service_bus_sends_carry_subject_message_id_and_schedule() {
     let arm: Shared = Arc::default();
     let base = server(arm.clone()).await;
+    // The first send lands; the second meets 503 on every attempt.
     script(
         &arm,
         "SB send",
-        vec![ok(201, Value::Null), ok(503, json!({}))],
+        vec![
+            ok(201, Value::Null),
+            ok(503, json!({})),
+            ok(503, json!({})),
+            ok(503, json!({})),
+        ],
     );
-    let bus = ServiceBusRest::new(&base, "ml-commands", Arc::new(Tokens::default())).unwrap();
+    let options = AdapterOptions {
+        max_retries: 2,
+        base_delay: Duration::from_millis(1),
+        ..AdapterOptions::json_api()
+    };
+    let bus =
+        ServiceBusRest::new(&base, "ml-commands", Arc::new(Tokens::default()), options).unwrap();
     let cmd = OutgoingCommand {
         subject: "ProvisionGpuCluster".into(),
         message_id: "c-1:poll:2".into(),
@@ -456,5 +469,14 @@ async fn service_bus_sends_carry_subject_message_id_and_schedule() {
         "Thu, 28 May 2026 20:26:40 GMT"
     );
     assert_eq!(seen["body"], r#"{"commandId":"c-1"}"#);
-    assert!(bus.send(&cmd).await.unwrap_err().is_transient());
+    assert_eq!(arm.seen.lock().unwrap()[0].1, "Bearer token-1");
+    let e = bus.send(&cmd).await.unwrap_err();
+    assert!(
+        e.is_transient() && e.to_string().contains("after 3 attempts"),
+        "{e}"
+    );
+    // Every retry carries the same MessageId, so duplicate detection drops a repeat.
+    let seen = arm.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4);
+    assert!(seen.iter().all(|s| s.2["props"] == seen[0].2["props"]));
 }

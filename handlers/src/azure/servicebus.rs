@@ -1,12 +1,15 @@
 //! Sending commands to a Service Bus topic over REST (`POST https://{ns}/{topic}/messages`),
 //! because a custom handler's output binding can set neither Subject, MessageId nor
 //! ScheduledEnqueueTimeUtc. Authorised with a managed-identity token for
-//! `https://servicebus.azure.net/.default` (Azure Service Bus Data Sender).
+//! `https://servicebus.azure.net/.default` (Azure Service Bus Data Sender), on the adapters'
+//! one retry loop: a send repeated after an unclear failure carries the same MessageId, which
+//! the topic's duplicate detection drops.
 
-use super::{bearer, http_client, status_error, transport_error};
+use super::{AdapterOptions, Auth, RestClient};
 use crate::ports::{CommandBus, OutgoingCommand, PortResult};
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
+use reqwest::Method;
 use std::sync::Arc;
 use url::Url;
 
@@ -14,16 +17,17 @@ use url::Url;
 #[derive(Debug)]
 pub struct ServiceBusRest {
     url: Url,
-    credential: Arc<dyn TokenCredential>,
-    http: reqwest::Client,
+    client: RestClient,
 }
 
 impl ServiceBusRest {
-    /// `namespace` is `https://{ns}.servicebus.windows.net` (or a bare host name).
+    /// `namespace` is `https://{ns}.servicebus.windows.net` (or a bare host name); calls are
+    /// bounded by `options`.
     pub fn new(
         namespace: &str,
         topic: &str,
         credential: Arc<dyn TokenCredential>,
+        options: AdapterOptions,
     ) -> anyhow::Result<Self> {
         let base = if namespace.contains("://") {
             namespace.to_string()
@@ -35,8 +39,10 @@ impl ServiceBusRest {
         url.set_path(&format!("{topic}/messages"));
         Ok(Self {
             url,
-            credential,
-            http: http_client(),
+            client: RestClient::new(
+                Auth::Bearer(credential, "https://servicebus.azure.net/.default".into()),
+                options,
+            ),
         })
     }
 
@@ -56,27 +62,16 @@ impl ServiceBusRest {
 #[async_trait]
 impl CommandBus for ServiceBusRest {
     async fn send(&self, c: &OutgoingCommand) -> PortResult<()> {
-        let token = bearer(
-            self.credential.as_ref(),
-            "https://servicebus.azure.net/.default",
-        )
-        .await?;
-        let what = format!("Service Bus send {}", c.subject);
-        let r = self
-            .http
-            .post(self.url.clone())
-            .header("authorization", token)
-            .header("content-type", "application/json")
-            .header("BrokerProperties", Self::broker_properties(c))
-            .body(c.body.to_string())
-            .send()
+        let properties = Self::broker_properties(c);
+        self.client
+            .call(
+                Method::POST,
+                &self.url,
+                Some(&c.body),
+                &[("BrokerProperties", properties.as_str())],
+                &format!("Service Bus send {}", c.subject),
+            )
             .await
-            .map_err(|e| transport_error(&what, e))?;
-        let status = r.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let text = r.text().await.unwrap_or_default();
-        Err(status_error(&what, status, &text))
+            .map(|_| ())
     }
 }
