@@ -34,6 +34,11 @@ impl Engine {
         }
         if counted {
             if let Some(p) = self.pairs.get_mut(&(src, dst)) {
+                if src != dst && p.count == 1 {
+                    self.nodes[src as usize].singles -= 1;
+                } else if src != dst && p.count == 2 {
+                    self.nodes[src as usize].singles += 1;
+                }
                 p.count -= 1;
                 if p.count == 0 {
                     self.pairs.remove(&(src, dst));

@@ -128,10 +128,14 @@ impl Engine {
         let own = f64::from(self.node_rules.get(&(node, name)).copied().unwrap_or(0));
         let mut rate = (own + (sent + 1.0) * share * self.rules.spread(name)) / total;
         if opens {
-            // A first alert to this peer: as likely as the node opening a new pair at all (a
-            // server that backs up to the same few peers seldom does).
+            // A first alert to this peer: as likely as the node's next alert going to a peer it
+            // has no alert to in the window. Estimated as Good-Turing's missing mass, the share
+            // of its alerts that went to a peer only once: a workstation whose alerts each go to
+            // a different host opens pairs all the time; a server that backs up to the same few
+            // peers every hour seldom does, however many of those peers it first met in the
+            // window.
             let n = &self.nodes[node as usize];
-            rate *= (f64::from(n.opened) + 1.0) / (f64::from(n.opened + n.repeated) + 2.0);
+            rate *= (f64::from(n.singles) + 1.0) / (f64::from(n.opened + n.repeated) + 2.0);
         }
         let start = self.window_start().max(time - self.cfg.flow_gap_ms);
         let mut best: Option<(Link, f64)> = None;
@@ -180,10 +184,10 @@ impl Engine {
     }
 
     /// Share of the window of `name`'s rarity class (it and every rule about as rare), counting
-    /// one more alert of it.
+    /// one more alert of it. The class mass already holds the rule's alerts in the window.
     pub(super) fn rule_share(&self, name: u32) -> f64 {
         let total = self.window.len() as f64 + 1.0;
         let count = self.rules.count(name) + 1;
-        (self.rules.tail(count) as f64 + f64::from(count)) / total
+        (self.rules.tail(count) as f64 + 1.0) / total
     }
 }

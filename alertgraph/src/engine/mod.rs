@@ -352,6 +352,11 @@ impl Engine {
             });
             p.count += 1;
             p.group = group;
+            if !host_only && p.count == 1 {
+                self.nodes[src as usize].singles += 1;
+            } else if !host_only && p.count == 2 {
+                self.nodes[src as usize].singles -= 1;
+            }
             if p.count > 1 && !host_only {
                 self.nodes[src as usize].repeated += 1;
             }

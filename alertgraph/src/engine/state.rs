@@ -24,6 +24,8 @@ pub(crate) struct Node {
     pub(super) repeated: u32,
     /// Distinct peers in the window.
     pub(super) degree: u32,
+    /// Peers it sent exactly one alert to in the window (host-only alerts aside).
+    pub(super) singles: u32,
     /// Recent incoming alerts on rare pairs.
     pub(super) recent_in: VecDeque<Incoming>,
 }
