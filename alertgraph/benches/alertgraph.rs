@@ -10,6 +10,10 @@ use alertgraph::generate::{generate, Family, GenConfig};
 use alertgraph::{rank, AlertView, Config, Engine, Subgraph};
 use std::time::Instant;
 
+/// The allocator of the socwire binary (handlers/src/main.rs), so the figures are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// Resident and peak resident memory of this process in bytes (Linux).

@@ -5,6 +5,12 @@ use clap::{Parser, Subcommand};
 use socwire::{cli, serve, settings::Settings};
 use std::process::ExitCode;
 
+/// mimalloc instead of the C library's allocator: the alert engine builds and frees many small
+/// strings and vectors per row, and with glibc's malloc allocation was about 30 % of its time
+/// (decision 0005: streaming ingest 178k → 602k alerts/s at 1M alerts).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "socwire",
