@@ -122,17 +122,7 @@ fn to_letter(row: Row) -> DeadLetter {
 const SELECT: &str = "SELECT seq, kind, source, reason, description, attempts, dead_lettered_ms, body, meta FROM dead_letters";
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-    ))
+    r.try_into()
 }
 
 pub(super) fn parse_id(id: &str) -> BrokerResult<(DeadLetterKind, i64)> {

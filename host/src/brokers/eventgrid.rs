@@ -116,16 +116,7 @@ impl Brokers {
                 "SELECT id, topic, subscriber, event, attempts, first_ms FROM eg_deliveries
                  WHERE next_ms <= ?1 AND (lease_until IS NULL OR lease_until <= ?1) ORDER BY next_ms, id LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![now, max as i64], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })?;
+            let rows = stmt.query_map(params![now, max as i64], |r| r.try_into())?;
             rows.collect::<Result<_, _>>()?
         };
         let mut out = Vec::with_capacity(rows.len());

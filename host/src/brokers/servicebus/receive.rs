@@ -102,21 +102,7 @@ impl Brokers {
             } else {
                 max
             } as i64;
-            let rows = stmt.query_map(params![entity_name, now, limit], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                    r.get(10)?,
-                ))
-            })?;
+            let rows = stmt.query_map(params![entity_name, now, limit], |r| r.try_into())?;
             rows.collect::<Result<_, _>>()?
         };
         let mut out = Vec::new();
