@@ -245,27 +245,16 @@ pub async fn run(
                 Value::Array(items) => items.get(i).map(Value::to_string).unwrap_or_default(),
                 one => one.to_string(),
             };
-            let alert = match parsed {
-                Ok(a) => a,
-                Err(r) => {
-                    counts.rejected += 1;
-                    rejects.push(reject_row(
-                        &now,
-                        r.alert_id.as_deref(),
-                        &r.reason,
-                        &element(),
-                    ));
-                    continue;
-                }
-            };
-            match state.engine.ingest(&alert) {
-                Ok(()) => {
+            // A refusal while parsing and one by the engine are set aside alike; only a
+            // repeat of an alert already in the window is counted, not set aside.
+            match parsed.and_then(|alert| state.engine.ingest(&alert).map(|()| alert)) {
+                Ok(alert) => {
                     counts.accepted += 1;
                     applied.push(alert);
                 }
                 Err(r) if r.reason.starts_with("duplicate") => {
                     counts.duplicates += 1;
-                    first_duplicate.get_or_insert_with(|| alert.alert_id.clone());
+                    first_duplicate.get_or_insert_with(|| r.alert_id.unwrap_or_default());
                 }
                 Err(r) => {
                     counts.rejected += 1;
