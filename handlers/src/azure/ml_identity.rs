@@ -111,6 +111,12 @@ impl TokenCredential for AzureMlIdentity {
             .append_pair("resource", resource)
             .append_pair("clientid", &self.client_id);
         let asked = OffsetDateTime::now_utc();
+        let no_answer = |e: reqwest::Error| {
+            failure(
+                None,
+                format!("Azure ML identity endpoint: {}", error_chain(&e)),
+            )
+        };
         let answer = self
             .http
             .get(url)
@@ -118,19 +124,9 @@ impl TokenCredential for AzureMlIdentity {
             .header("secret", &self.secret)
             .send()
             .await
-            .map_err(|e| {
-                failure(
-                    None,
-                    format!("Azure ML identity endpoint: {}", error_chain(&e)),
-                )
-            })?;
+            .map_err(no_answer)?;
         let status = answer.status().as_u16();
-        let body = answer.bytes().await.map_err(|e| {
-            failure(
-                None,
-                format!("Azure ML identity endpoint: {}", error_chain(&e)),
-            )
-        })?;
+        let body = answer.bytes().await.map_err(no_answer)?;
         if !(200..300).contains(&status) {
             let text = for_log(&String::from_utf8_lossy(&body), 300);
             return Err(failure(
