@@ -46,13 +46,16 @@ impl Severity {
     }
 
     fn parse(text: &str) -> Option<Self> {
-        match text.to_ascii_lowercase().as_str() {
-            "informational" | "information" | "info" => Some(Severity::Informational),
-            "low" => Some(Severity::Low),
-            "medium" => Some(Severity::Medium),
-            "high" => Some(Severity::High),
-            _ => None,
-        }
+        [
+            ("high", Severity::High),
+            ("medium", Severity::Medium),
+            ("low", Severity::Low),
+            ("informational", Severity::Informational),
+            ("information", Severity::Informational),
+            ("info", Severity::Informational),
+        ]
+        .into_iter()
+        .find_map(|(name, severity)| text.eq_ignore_ascii_case(name).then_some(severity))
     }
 }
 

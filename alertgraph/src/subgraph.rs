@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::io::Write;
 
 /// Largest row written (Logs Ingestion takes 1 MB per call; a row stays well under).
 pub const MAX_ROW_BYTES: usize = 64 * 1024;
@@ -84,9 +85,75 @@ pub struct Subgraph {
     pub reasons: Vec<String>,
 }
 
+/// The JSON text of a row item, written straight into the row (the same text serde_json writes
+/// for it, without its per-call machinery: a row is written for every subgraph).
+trait RowJson {
+    fn write_json(&self, out: &mut Vec<u8>);
+}
+
+/// Appends `s` as a JSON string: printable ASCII without quote or backslash as it is, anything
+/// else through serde_json's escaping.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+impl RowJson for String {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_str(out, self);
+    }
+}
+
+impl RowJson for SubgraphNode {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"Ip\":");
+        write_str(out, &self.ip);
+        if let Some(host) = &self.host {
+            out.extend_from_slice(b",\"Host\":");
+            write_str(out, host);
+        }
+        out.extend_from_slice(b",\"Domain\":");
+        write_str(out, &self.domain);
+        out.push(b'}');
+    }
+}
+
+impl RowJson for SubgraphEdge {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let list = |out: &mut Vec<u8>, items: &[String]| {
+            out.push(b'[');
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, x);
+            }
+            out.push(b']');
+        };
+        out.extend_from_slice(b"{\"Src\":");
+        write_str(out, &self.src);
+        out.extend_from_slice(b",\"Dst\":");
+        write_str(out, &self.dst);
+        out.extend_from_slice(b",\"FirstSeen\":");
+        write_str(out, &self.first_seen);
+        let _ = write!(out, ",\"Alerts\":{},\"Protocols\":", self.alerts);
+        list(out, &self.protocols);
+        out.extend_from_slice(b",\"Tactics\":");
+        list(out, &self.tactics);
+        out.push(b'}');
+    }
+}
+
 /// Writes a JSON array of the longest prefix of `items` (at most `max_items`) that fits
 /// `budget` bytes; returns how many were left out.
-fn write_fitting<T: Serialize>(
+fn write_fitting<T: RowJson>(
     out: &mut Vec<u8>,
     items: &[T],
     max_items: usize,
@@ -100,7 +167,8 @@ fn write_fitting<T: Serialize>(
         if written > 0 {
             out.push(b',');
         }
-        if serde_json::to_writer(&mut *out, x).is_err() || out.len() - start + 1 > budget {
+        x.write_json(out);
+        if out.len() - start + 1 > budget {
             out.truncate(before);
             break;
         }
@@ -117,17 +185,15 @@ impl Subgraph {
     /// not listed), so the row is at most [`MAX_ROW_BYTES`] whatever the alerts held.
     pub fn write_row(&self, time_generated: &str, out: &mut Vec<u8>) {
         let start = out.len();
-        let text = |out: &mut Vec<u8>, s: &str| {
-            let _ = serde_json::to_writer(&mut *out, s);
-        };
         out.extend_from_slice(b"{\"TimeGenerated\":");
-        text(out, time_generated);
+        write_str(out, time_generated);
         out.extend_from_slice(b",\"RowKey\":");
-        text(out, &self.subgraph_id);
+        write_str(out, &self.subgraph_id);
         out.extend_from_slice(b",\"SubgraphId\":");
-        text(out, &self.subgraph_id);
+        write_str(out, &self.subgraph_id);
         let score = (self.score * 1000.0).round() / 1000.0;
-        let head = format!(
+        let _ = write!(
+            out,
             ",\"Rank\":{},\"Score\":{},\"FirstSeen\":\"{}\",\"LastSeen\":\"{}\",\"NodeCount\":{},\"EdgeCount\":{},\"AlertCount\":{},\"LongestPath\":{},\"CrossesItOt\":{}",
             self.rank,
             if score.is_finite() { score } else { 0.0 },
@@ -139,7 +205,6 @@ impl Subgraph {
             self.longest_path,
             self.crosses_it_ot
         );
-        out.extend_from_slice(head.as_bytes());
         out.extend_from_slice(b",\"Nodes\":");
         let nodes_omitted = write_fitting(out, &self.nodes, usize::MAX, MAX_LIST_BYTES);
         out.extend_from_slice(b",\"Edges\":");
@@ -154,9 +219,12 @@ impl Subgraph {
             if i > 0 {
                 out.push(b',');
             }
-            let clipped: String = r.chars().take(MAX_REASON_CHARS).collect();
+            let clipped = r
+                .char_indices()
+                .nth(MAX_REASON_CHARS)
+                .map_or(r.as_str(), |(end, _)| &r[..end]);
             reasons_cut |= clipped.len() < r.len();
-            text(out, &clipped);
+            write_str(out, clipped);
         }
         out.push(b']');
         let truncated = ids_omitted > 0
@@ -165,8 +233,10 @@ impl Subgraph {
             || reasons_cut
             || self.nodes.len() < self.node_count as usize
             || self.edges.len() < self.edge_count as usize;
-        let tail = format!(",\"AlertIdsOmitted\":{ids_omitted},\"Truncated\":{truncated}}}");
-        out.extend_from_slice(tail.as_bytes());
+        let _ = write!(
+            out,
+            ",\"AlertIdsOmitted\":{ids_omitted},\"Truncated\":{truncated}}}"
+        );
         debug_assert!(out.len() - start <= MAX_ROW_BYTES);
     }
 
@@ -175,5 +245,48 @@ impl Subgraph {
         let mut out = Vec::with_capacity(1024);
         self.write_row(time_generated, &mut out);
         serde_json::from_slice(&out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Row items are written as serde_json writes them, whatever their text holds.
+    #[test]
+    fn row_items_are_the_json_serde_writes() {
+        let odd = [
+            "10.0.0.5",
+            "",
+            "quote \" and \\ backslash",
+            "tab\t newline\n nul\u{0} del\u{7f}",
+            "é ✓ \u{2028}",
+        ];
+        for text in odd {
+            let node = SubgraphNode {
+                ip: text.into(),
+                host: (!text.is_empty()).then(|| text.to_string()),
+                domain: "IT/OT".into(),
+            };
+            let edge = SubgraphEdge {
+                src: text.into(),
+                dst: "::1".into(),
+                first_seen: "2026-11-20T10:00:00.000Z".into(),
+                alerts: 7,
+                protocols: vec![text.into(), "SMB".into()],
+                tactics: vec![],
+            };
+            let written = |x: &dyn RowJson| {
+                let mut out = Vec::new();
+                x.write_json(&mut out);
+                String::from_utf8(out).unwrap()
+            };
+            assert_eq!(
+                written(&text.to_string()),
+                serde_json::to_string(text).unwrap()
+            );
+            assert_eq!(written(&node), serde_json::to_string(&node).unwrap());
+            assert_eq!(written(&edge), serde_json::to_string(&edge).unwrap());
+        }
     }
 }

@@ -102,12 +102,12 @@ fn text_of<'f>(name: &str, field: &'f Option<Field<'_>>) -> Result<Option<&'f st
     match field {
         None => Ok(None),
         Some(Field::Text(s)) => {
-            // ASCII (the common case) in one pass; other text character by character.
-            let (chars, control) = if s.is_ascii() {
-                (s.len(), s.bytes().any(|b| b.is_ascii_control()))
-            } else {
-                (s.chars().count(), s.chars().any(char::is_control))
-            };
+            // Printable ASCII (the common case) in one pass; other text character by character.
+            if s.len() <= MAX_FIELD_CHARS && s.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+                let t = s.trim_ascii();
+                return Ok((!t.is_empty()).then_some(t));
+            }
+            let (chars, control) = (s.chars().count(), s.chars().any(char::is_control));
             if chars > MAX_FIELD_CHARS {
                 Err(format!(
                     "{name} is longer than {MAX_FIELD_CHARS} characters"
