@@ -45,7 +45,7 @@ pub fn evaluate(ranked: &[Subgraph], labels: &[ChainLabel], alerts: usize, k: us
     for row in top {
         let mut hits: HashMap<usize, usize> = HashMap::new();
         for id in &row.alert_ids {
-            if let Some(&c) = chain_of.get(id.as_str()) {
+            if let Some(&c) = chain_of.get(&**id) {
                 *hits.entry(c).or_default() += 1;
             }
         }

@@ -1,9 +1,10 @@
 //! A ranked subgraph and the row `AlertSubgraphs_CL` holds (see `ALERTS.md`), with byte bounds
 //! on every field so that a row always fits a Logs Ingestion call.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use std::io::Write;
+use std::sync::Arc;
 
 /// Largest row written (Logs Ingestion takes 1 MB per call; a row stays well under).
 pub const MAX_ROW_BYTES: usize = 64 * 1024;
@@ -18,38 +19,38 @@ const MAX_REASONS: usize = 8;
 const MAX_REASON_CHARS: usize = 300;
 
 /// A node of a subgraph.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SubgraphNode {
     /// Address.
-    pub ip: String,
+    pub ip: Arc<str>,
     /// Host name, when an alert named it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<Arc<str>>,
     /// `IT`, `OT` or `IT/OT` (seen in both kinds of alert).
-    pub domain: String,
+    pub domain: &'static str,
 }
 
 /// A communication pair of a subgraph, with the alerts on it folded together.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SubgraphEdge {
     /// Source address.
-    pub src: String,
+    pub src: Arc<str>,
     /// Destination address (the source again for host-only alerts).
-    pub dst: String,
+    pub dst: Arc<str>,
     /// First alert time (RFC 3339).
     pub first_seen: String,
     /// Alerts on this pair.
     pub alerts: u32,
     /// Protocols seen (at most 8).
-    pub protocols: Vec<String>,
+    pub protocols: Vec<Arc<str>>,
     /// Tactics seen (at most 8).
-    pub tactics: Vec<String>,
+    pub tactics: Vec<Arc<str>>,
 }
 
 /// A scored subgraph: a final row of the alert graph.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Subgraph {
     /// Stable id: the same set of alerts always gives the same id.
@@ -80,7 +81,7 @@ pub struct Subgraph {
     pub edges: Vec<SubgraphEdge>,
     /// Alert ids in id order, at most [`MAX_ROW_ALERT_IDS`] (`alert_count` is exact; a chain
     /// can only be "found" in a row at most five times its size, so evaluation needs no more).
-    pub alert_ids: Vec<String>,
+    pub alert_ids: Vec<Arc<str>>,
     /// Short human-readable reasons for the score.
     pub reasons: Vec<String>,
 }
@@ -105,7 +106,7 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-impl RowJson for String {
+impl RowJson for Arc<str> {
     fn write_json(&self, out: &mut Vec<u8>) {
         write_str(out, self);
     }
@@ -120,14 +121,14 @@ impl RowJson for SubgraphNode {
             write_str(out, host);
         }
         out.extend_from_slice(b",\"Domain\":");
-        write_str(out, &self.domain);
+        write_str(out, self.domain);
         out.push(b'}');
     }
 }
 
 impl RowJson for SubgraphEdge {
     fn write_json(&self, out: &mut Vec<u8>) {
-        let list = |out: &mut Vec<u8>, items: &[String]| {
+        let list = |out: &mut Vec<u8>, items: &[Arc<str>]| {
             out.push(b'[');
             for (i, x) in items.iter().enumerate() {
                 if i > 0 {
@@ -265,8 +266,8 @@ mod tests {
         for text in odd {
             let node = SubgraphNode {
                 ip: text.into(),
-                host: (!text.is_empty()).then(|| text.to_string()),
-                domain: "IT/OT".into(),
+                host: (!text.is_empty()).then(|| text.into()),
+                domain: "IT/OT",
             };
             let edge = SubgraphEdge {
                 src: text.into(),
@@ -281,10 +282,8 @@ mod tests {
                 x.write_json(&mut out);
                 String::from_utf8(out).unwrap()
             };
-            assert_eq!(
-                written(&text.to_string()),
-                serde_json::to_string(text).unwrap()
-            );
+            let shared: Arc<str> = text.into();
+            assert_eq!(written(&shared), serde_json::to_string(text).unwrap());
             assert_eq!(written(&node), serde_json::to_string(&node).unwrap());
             assert_eq!(written(&edge), serde_json::to_string(&edge).unwrap());
         }

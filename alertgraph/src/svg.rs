@@ -16,7 +16,7 @@ pub fn render(s: &Subgraph) -> String {
         let a = std::f64::consts::TAU * i as f64 / n - std::f64::consts::FRAC_PI_2;
         (cx + r * a.cos(), cy + r * a.sin())
     };
-    let index = |ip: &str| nodes.iter().position(|x| x.ip == ip);
+    let index = |ip: &str| nodes.iter().position(|x| &*x.ip == ip);
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -80,7 +80,7 @@ pub fn render(s: &Subgraph) -> String {
         };
         let name = match &node.host {
             Some(h) => format!("{} ({})", node.ip, h),
-            None => node.ip.clone(),
+            None => node.ip.to_string(),
         };
         let _ = writeln!(
             svg,

@@ -143,7 +143,7 @@ fn a_time_ordered_chain_into_ot_is_one_row_with_reasons_and_ranks_first() {
     let (rows, accepted) = stream(&mut e, &alerts, 500);
     assert_nothing_lost(&rows, accepted);
     let top = &rows[0];
-    assert_eq!(top.alert_ids, ["c1", "c2", "c3"]);
+    assert_eq!(top.alert_ids, ["c1".into(), "c2".into(), "c3".into()]);
     assert_eq!(
         (
             top.rank,
@@ -250,7 +250,7 @@ fn a_group_is_emitted_whole_once_its_last_alert_left_the_window() {
     let closed = e.evict();
     let ids: HashSet<&str> = closed
         .iter()
-        .flat_map(|r| r.alert_ids.iter().map(String::as_str))
+        .flat_map(|r| r.alert_ids.iter().map(|id| &**id))
         .collect();
     assert_eq!(ids, HashSet::from(["c1", "c2", "c3"]));
     assert_eq!((e.held(), e.node_count()), (1, 2));

@@ -33,6 +33,7 @@ use state::{Group, Incoming, Node, Pair, Slot};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 use tables::{RuleCounts, Strings};
 
 /// Engine settings.
@@ -116,7 +117,7 @@ pub struct Engine {
     cfg: Config,
     pub(crate) nodes: Vec<Node>,
     #[serde(skip)]
-    node_index: HashMap<Box<str>, u32>,
+    node_index: HashMap<Arc<str>, u32>,
     free_nodes: Vec<u32>,
     pub(crate) slots: Vec<Option<Slot>>,
     free_slots: Vec<u32>,

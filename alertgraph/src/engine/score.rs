@@ -19,6 +19,7 @@ use crate::alert::{format_time, Severity};
 use crate::subgraph::{Subgraph, SubgraphEdge, SubgraphNode, MAX_ROW_ALERT_IDS};
 use crate::FastMap;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// Longest path tracked per node (bounds the work on large groups).
 const MAX_TRACKED_PATH: usize = 16;
@@ -46,6 +47,15 @@ fn is_ot_protocol(p: &str) -> bool {
     ]
     .iter()
     .any(|o| o.eq_ignore_ascii_case(p))
+}
+
+/// `text` clipped as [`clip`] does, shared when it is short enough already.
+fn shared_clip(text: &Arc<str>, chars: usize) -> Arc<str> {
+    if text.len() <= chars {
+        text.clone()
+    } else {
+        clip(text, chars).into()
+    }
 }
 
 fn clip(text: &str, chars: usize) -> String {
@@ -325,10 +335,10 @@ pub(crate) fn score_row(engine: &Engine, counted: bool, scratch: &mut Scratch) -
             .cmp(&pairs[a].alerts)
             .then(pairs[a].first.cmp(&pairs[b].first))
     });
-    let tags = |list: &[u32], table: &Strings| -> Vec<String> {
+    let tags = |list: &[u32], table: &Strings| -> Vec<Arc<str>> {
         list.iter()
-            .filter_map(|&x| table.get(x))
-            .map(|t| clip(t, 64))
+            .filter_map(|&x| table.shared(x))
+            .map(|t| shared_clip(t, 64))
             .collect()
     };
     let edges = pair_order
@@ -352,14 +362,13 @@ pub(crate) fn score_row(engine: &Engine, counted: bool, scratch: &mut Scratch) -
         .map(|&n| {
             let node = &engine.nodes[n as usize];
             SubgraphNode {
-                ip: node.ip.to_string(),
-                host: node.host.as_deref().map(|h| clip(h, 64)),
+                ip: node.ip.clone(),
+                host: node.host.as_ref().map(|h| shared_clip(h, 64)),
                 domain: match (node.it, node.ot) {
                     (true, true) => "IT/OT",
                     (false, true) => "OT",
                     _ => "IT",
-                }
-                .into(),
+                },
             }
         })
         .collect();
@@ -376,9 +385,10 @@ pub(crate) fn score_row(engine: &Engine, counted: bool, scratch: &mut Scratch) -
         crosses_it_ot,
         nodes: node_rows,
         edges,
-        alert_ids: ids()
+        alert_ids: by_id
+            .iter()
             .take(MAX_ROW_ALERT_IDS)
-            .map(|s| s.to_string())
+            .map(|&s| engine.slot(s).id.clone())
             .collect(),
         reasons,
     }

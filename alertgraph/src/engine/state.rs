@@ -4,12 +4,13 @@ use super::{Engine, NO_SLOT};
 use crate::alert::{Domain, Severity};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// A node (an address) with alerts in the engine.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Node {
-    pub(crate) ip: Box<str>,
-    pub(crate) host: Option<Box<str>>,
+    pub(crate) ip: Arc<str>,
+    pub(crate) host: Option<Arc<str>>,
     /// Endpoint of an IT alert.
     pub(crate) it: bool,
     /// Endpoint of an OT alert.
@@ -57,7 +58,7 @@ pub(crate) struct Slot {
     pub(crate) protocol: u32,
     pub(crate) tactic: u32,
     pub(crate) name: u32,
-    pub(crate) id: Box<str>,
+    pub(crate) id: Arc<str>,
     /// Keyed hash of `id` (the key is per process: recomputed on restore).
     #[serde(skip)]
     pub(super) hash: u64,
@@ -158,8 +159,9 @@ impl Engine {
         let id = match self.node_index.get(ip) {
             Some(&id) => id,
             None => {
+                let ip: Arc<str> = ip.into();
                 let fresh = Node {
-                    ip: ip.into(),
+                    ip: ip.clone(),
                     ..Node::default()
                 };
                 let id = match self.free_nodes.pop() {
@@ -172,7 +174,7 @@ impl Engine {
                         (self.nodes.len() - 1) as u32
                     }
                 };
-                self.node_index.insert(ip.into(), id);
+                self.node_index.insert(ip, id);
                 id
             }
         };

@@ -2,13 +2,14 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Interned short strings (protocols, tactics, alert names); index 0 is "none".
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Strings {
-    pub(crate) values: Vec<Box<str>>,
+    pub(crate) values: Vec<Arc<str>>,
     #[serde(skip)]
-    index: HashMap<Box<str>, u32>,
+    index: HashMap<Arc<str>, u32>,
     limit: usize,
 }
 
@@ -30,8 +31,9 @@ impl Strings {
             return 0; // an attacker cannot grow this table without bound
         }
         let i = self.values.len() as u32;
-        self.values.push(s.into());
-        self.index.insert(s.into(), i);
+        let s: Arc<str> = s.into();
+        self.values.push(s.clone());
+        self.index.insert(s, i);
         i
     }
 
@@ -46,7 +48,12 @@ impl Strings {
     }
 
     pub(crate) fn get(&self, i: u32) -> Option<&str> {
-        (i != 0).then(|| &*self.values[i as usize])
+        self.shared(i).map(|s| &**s)
+    }
+
+    /// The interned text itself, to share.
+    pub(crate) fn shared(&self, i: u32) -> Option<&Arc<str>> {
+        (i != 0).then(|| &self.values[i as usize])
     }
 }
 
