@@ -8,8 +8,8 @@ use raw::RawAlert;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::borrow::Cow;
-pub use timestamp::format_time;
 use timestamp::time_ms;
+pub use timestamp::{format_time, TimeText};
 
 /// Longest text kept from any alert field (longer values are rejected, not truncated, so two
 /// different alerts never collapse into one).

@@ -17,41 +17,53 @@ pub(super) mod time_ms {
 
 /// Formats unix milliseconds as RFC 3339 UTC with milliseconds.
 pub fn format_time(ms: i64) -> String {
-    let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let (y, m, d) = civil_from_days(days);
-    if !(0..=9999).contains(&y) {
-        return chrono::DateTime::from_timestamp_millis(ms)
-            .unwrap_or_default()
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string();
-    }
-    let (h, min, sec, milli) = (
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1000 % 60,
-        in_day % 1000,
-    );
-    let mut text = [0u8; 24];
-    let mut at = 0;
-    for (mut value, digits, after) in [
-        (y, 4, b'-'),
-        (m, 2, b'-'),
-        (d, 2, b'T'),
-        (h, 2, b':'),
-        (min, 2, b':'),
-        (sec, 2, b'.'),
-        (milli, 3, b'Z'),
-    ] {
-        for digit in text[at..at + digits].iter_mut().rev() {
-            *digit = b'0' + (value % 10) as u8;
-            value /= 10;
+    TimeText(ms).to_string()
+}
+
+/// Unix milliseconds shown as RFC 3339 UTC with milliseconds ([`format_time`]'s text), written
+/// where it is formatted without a string of its own.
+pub struct TimeText(pub i64);
+
+impl std::fmt::Display for TimeText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0;
+        let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+        let (y, m, d) = civil_from_days(days);
+        if !(0..=9999).contains(&y) {
+            return write!(
+                f,
+                "{}",
+                chrono::DateTime::from_timestamp_millis(ms)
+                    .unwrap_or_default()
+                    .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            );
         }
-        text[at + digits] = after;
-        at += digits + 1;
+        let (h, min, sec, milli) = (
+            in_day / 3_600_000,
+            in_day / 60_000 % 60,
+            in_day / 1000 % 60,
+            in_day % 1000,
+        );
+        let mut text = [0u8; 24];
+        let mut at = 0;
+        for (mut value, digits, after) in [
+            (y, 4, b'-'),
+            (m, 2, b'-'),
+            (d, 2, b'T'),
+            (h, 2, b':'),
+            (min, 2, b':'),
+            (sec, 2, b'.'),
+            (milli, 3, b'Z'),
+        ] {
+            for digit in text[at..at + digits].iter_mut().rev() {
+                *digit = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+            text[at + digits] = after;
+            at += digits + 1;
+        }
+        f.write_str(std::str::from_utf8(&text).expect("ASCII digits"))
     }
-    std::str::from_utf8(&text)
-        .expect("ASCII digits")
-        .to_string()
 }
 
 /// (year, month, day) of a day number since 1970-01-01 (Howard Hinnant's algorithm).
