@@ -6,6 +6,30 @@ use super::{
     Engine, LINK_CHANCE, MAX_LINKED_GROUP, MAX_LINK_INFO, MIN_BACKGROUND, MIN_BETWEEN, NO_GROUP,
 };
 
+/// What the link test saw for one alert (diagnostics: [`Engine::set_trace`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct LinkTrace {
+    /// Arrival number of the alert.
+    pub arrival: u64,
+    /// 0 hub star, 1 host-only, 2 network on a routine pair (not judged), 3 network, judged.
+    pub kind: u8,
+    /// Alerts on its pair in the window before it.
+    pub pair_count: u32,
+    /// The rate (per arrival) the test used, with the per-pair factor.
+    pub rate: f64,
+    /// The per-pair factor (1 when the pair was not new).
+    pub pair_factor: f64,
+    /// Candidates counted.
+    pub candidates: u32,
+    /// Recent incoming alerts looked at: (arrival, expected, live size of its group).
+    pub seen: Vec<(u64, f64, u32)>,
+    /// Expected by chance of the chosen link (times candidates), when one passed the first cut.
+    pub expected: Option<f64>,
+    /// Linked.
+    pub linked: bool,
+}
+
 /// An improbable continuation found for a new alert.
 #[derive(Clone, Copy)]
 pub(super) struct Link {
@@ -135,7 +159,11 @@ impl Engine {
             // peers every hour seldom does, however many of those peers it first met in the
             // window.
             let n = &self.nodes[node as usize];
-            rate *= (f64::from(n.singles) + 1.0) / (f64::from(n.opened + n.repeated) + 2.0);
+            let factor = (f64::from(n.singles) + 1.0) / (f64::from(n.opened + n.repeated) + 2.0);
+            rate *= factor;
+            if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                t.pair_factor = factor;
+            }
         }
         let start = self.window_start().max(time - self.cfg.flow_gap_ms);
         let mut best: Option<(Link, f64)> = None;
@@ -155,6 +183,10 @@ impl Engine {
             let between = (self.arrivals.saturating_sub(inc.seq) as f64).max(MIN_BETWEEN);
             let expected = rate * between * f64::from(inc.chance);
             candidates += 1.0;
+            let live = self.groups[root as usize].live;
+            if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                t.seen.push((inc.seq, expected, live));
+            }
             if expected >= LINK_CHANCE {
                 continue;
             }
@@ -174,6 +206,11 @@ impl Engine {
         // The continuation was looked for behind every recent incoming alert of the node: the
         // chance that one of them is followed this closely is that many times larger (a busy
         // node with many incoming alerts gets many chances).
+        if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+            t.rate = rate;
+            t.candidates = candidates as u32;
+            t.expected = best.map(|(l, _)| l.expected * candidates);
+        }
         let (mut link, _) = best?;
         link.expected *= candidates;
         if link.expected >= LINK_CHANCE {

@@ -23,6 +23,8 @@ mod snapshot;
 mod state;
 mod tables;
 
+#[doc(hidden)]
+pub use link::LinkTrace;
 pub use ranking::rank;
 
 use crate::alert::{Alert, AlertView, Rejected};
@@ -153,6 +155,9 @@ pub struct Engine {
     /// Tables the scoring of a row reuses.
     #[serde(skip)]
     scratch: Scratch,
+    /// What the link test saw for each alert, when diagnostics are on.
+    #[serde(skip)]
+    trace: Option<Vec<LinkTrace>>,
 }
 
 impl Engine {
@@ -185,7 +190,20 @@ impl Engine {
             bytes: 0,
             early: EarlyEvictions::default(),
             scratch: Scratch::default(),
+            trace: None,
         }
+    }
+
+    /// Diagnostics: records what the link test saw for every alert from now on.
+    #[doc(hidden)]
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on.then(Vec::new);
+    }
+
+    /// Diagnostics: the records since [`Engine::set_trace`].
+    #[doc(hidden)]
+    pub fn take_trace(&mut self) -> Vec<LinkTrace> {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// The settings.
@@ -282,6 +300,21 @@ impl Engine {
         let hub = [src, dst]
             .into_iter()
             .find(|&n| !host_only && self.is_hub(n));
+        if let Some(t) = self.trace.as_mut() {
+            t.push(LinkTrace {
+                arrival: self.arrivals,
+                kind: if hub.is_some() {
+                    0
+                } else if host_only {
+                    1
+                } else {
+                    2
+                },
+                pair_count: pair_before.map_or(0, |p| p.count),
+                pair_factor: 1.0,
+                ..LinkTrace::default()
+            });
+        }
         let (group, link, attached) = if let Some(h) = hub {
             let star = self.stars.get(&h).copied();
             let g = match star.and_then(|g| self.live_root(g)) {
@@ -298,6 +331,9 @@ impl Engine {
                 Some(link) => {
                     let entry = &mut self.nodes[src as usize].recent_in[link.entry];
                     entry.chance = (entry.chance * link.expected as f32).max(MIN_CHANCE);
+                    if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                        t.linked = true;
+                    }
                     (link.group, link.info, true)
                 }
                 None => (
@@ -312,7 +348,13 @@ impl Engine {
                 && self.groups[g as usize].live <= MAX_LINKED_GROUP;
             let mut link = 0.0;
             if rare {
+                if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                    t.kind = 3;
+                }
                 if let Some(l) = self.best_link(src, time, name, pair_before.is_none()) {
+                    if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                        t.linked = true;
+                    }
                     g = self.union(g, l.group);
                     link = l.info;
                     // Half the evidence on the node (in nats) is spent: a second continuation out
