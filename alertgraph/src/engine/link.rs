@@ -4,6 +4,7 @@
 use super::state::{Group, SlotList};
 use super::{
     Engine, LINK_CHANCE, MAX_LINKED_GROUP, MAX_LINK_INFO, MIN_BACKGROUND, MIN_BETWEEN, NO_GROUP,
+    RECENT_IN,
 };
 
 /// What the link test saw for one alert (diagnostics: [`Engine::set_trace`]).
@@ -167,6 +168,9 @@ impl Engine {
         }
         let start = self.window_start().max(time - self.cfg.flow_gap_ms);
         let mut best: Option<(Link, f64)> = None;
+        // Groups behind the incoming alerts looked at: a story that reached the node with two
+        // alerts (a share enumeration, then the hop) is one chance, not two.
+        let mut stories = [NO_GROUP; RECENT_IN];
         let mut candidates = 0.0;
         for i in 0..self.nodes[node as usize].recent_in.len() {
             let inc = self.nodes[node as usize].recent_in[i];
@@ -182,7 +186,12 @@ impl Engine {
             // Alerts that arrived in between, at least a few (a minimum time resolution).
             let between = (self.arrivals.saturating_sub(inc.seq) as f64).max(MIN_BETWEEN);
             let expected = rate * between * f64::from(inc.chance);
-            candidates += 1.0;
+            if let Some(free) = stories.iter().position(|&g| g == root || g == NO_GROUP) {
+                if stories[free] == NO_GROUP {
+                    stories[free] = root;
+                    candidates += 1.0;
+                }
+            }
             let live = self.groups[root as usize].live;
             if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
                 t.seen.push((inc.seq, expected, live));

@@ -71,7 +71,7 @@ impl Default for Config {
 const RARE_PAIR: u32 = 2;
 
 /// Incoming rare alerts remembered per node for continuations.
-const RECENT_IN: usize = 8;
+pub(crate) const RECENT_IN: usize = 8;
 
 /// A continuation is linked when the expected number of such continuations by chance is
 /// below this.
