@@ -2,9 +2,10 @@
 //! continues a recent one.
 
 use super::state::{Group, SlotList};
+use super::tables::RuleCounts;
 use super::{
-    Engine, LINK_CHANCE, MAX_LINKED_GROUP, MAX_LINK_INFO, MIN_BACKGROUND, MIN_BETWEEN, NO_GROUP,
-    RECENT_IN,
+    Engine, LINK_CHANCE, MAX_KINDS, MAX_LINKED_GROUP, MAX_LINK_INFO, MIN_BACKGROUND, MIN_BETWEEN,
+    NO_GROUP, NO_KIND, RECENT_IN,
 };
 
 /// What the link test saw for one alert (diagnostics: [`Engine::set_trace`]).
@@ -137,21 +138,33 @@ impl Engine {
         node: u32,
         time: i64,
         name: u32,
+        kind: u32,
         opens: bool,
     ) -> Option<Link> {
         if self.window.len() < MIN_BACKGROUND {
             return None;
         }
         let total = self.window.len() as f64 + 1.0;
-        let share = self.rule_share(name);
         // The share of the window's alerts that are this node sending this rule: its own count,
         // plus what it sends (plus one) times the rule's share times the rule's spread (distinct
         // senders per alert). A rule that every host sends (spread ≈ 1) is as likely from a node
         // that has not sent it yet; a rule only a few hosts send (a jump host's admin sessions)
         // is unlikely from any other node.
+        //
+        // Counted per kind (rule, protocol), not per rule: a node's routine repeats one
+        // kind (a backup job is the same rule on the same service every hour), so the same rule
+        // on another service is not a repetition of it, and is as likely as a kind the node has
+        // not sent (its activity times the kind's share and spread).
         let sent = f64::from(self.nodes[node as usize].sent);
-        let own = f64::from(self.node_rules.get(&(node, name)).copied().unwrap_or(0));
-        let mut rate = (own + (sent + 1.0) * share * self.rules.spread(name)) / total;
+        let (own, share, spread) = if kind == NO_KIND {
+            let own = self.node_rules.get(&(node, name)).copied().unwrap_or(0);
+            (own, self.rule_share(name), self.rules.spread(name))
+        } else {
+            let own = self.node_kinds.get(&(node, kind)).copied().unwrap_or(0);
+            let counts = &self.kind_counts;
+            (own, class_share(counts, kind, total), counts.spread(kind))
+        };
+        let mut rate = (f64::from(own) + (sent + 1.0) * share * spread) / total;
         if opens {
             // A first alert to this peer: as likely as the node's next alert going to a peer it
             // has no alert to in the window. Estimated as Good-Turing's missing mass, the share
@@ -232,8 +245,146 @@ impl Engine {
     /// Share of the window of `name`'s rarity class (it and every rule about as rare), counting
     /// one more alert of it. The class mass already holds the rule's alerts in the window.
     pub(super) fn rule_share(&self, name: u32) -> f64 {
-        let total = self.window.len() as f64 + 1.0;
-        let count = self.rules.count(name) + 1;
-        (self.rules.tail(count) as f64 + 1.0) / total
+        class_share(&self.rules, name, self.window.len() as f64 + 1.0)
+    }
+
+    /// Share of the window of the rarity class of `kind` (of `name`'s when it has none).
+    pub(super) fn kind_share(&self, name: u32, kind: u32) -> f64 {
+        if kind == NO_KIND {
+            return self.rule_share(name);
+        }
+        class_share(&self.kind_counts, kind, self.window.len() as f64 + 1.0)
+    }
+
+    /// The kind of an alert of rule `name` on `protocol` (NO_KIND once the table is full: such
+    /// alerts are judged by their rule).
+    pub(super) fn kind(&mut self, name: u32, protocol: u32) -> u32 {
+        let key = (name, protocol);
+        if let Some(&k) = self.kinds.get(&key) {
+            return k;
+        }
+        if self.kinds.len() >= MAX_KINDS {
+            return NO_KIND;
+        }
+        let k = self.kinds.len() as u32;
+        self.kinds.insert(key, k);
+        k
+    }
+
+    /// Counts (`up`) or uncounts an alert of `kind` sent by `src` in the window.
+    pub(super) fn count_kind(&mut self, src: u32, kind: u32, up: bool) {
+        if kind == NO_KIND {
+            return;
+        }
+        self.kind_counts.change(kind, up);
+        let sends = self.node_kinds.entry((src, kind)).or_insert(0);
+        if up {
+            *sends += 1;
+            if *sends == 1 {
+                self.kind_counts.sender(kind, true);
+            }
+        } else {
+            *sends -= 1;
+            if *sends == 0 {
+                self.node_kinds.remove(&(src, kind));
+                self.kind_counts.sender(kind, false);
+            }
+        }
+    }
+}
+
+/// Share of a window of `total` alerts of `id`'s rarity class in `counts`, counting one more
+/// alert of it. The class mass already holds its alerts in the window.
+fn class_share(counts: &RuleCounts, id: u32, total: f64) -> f64 {
+    let count = counts.count(id) + 1;
+    (counts.tail(count) as f64 + 1.0) / total
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Alert, Config, Domain, Engine, Severity};
+
+    fn alert(id: String, second: i64, src: &str, dst: &str, name: &str, protocol: &str) -> Alert {
+        Alert {
+            time_generated: 1_795_132_800_000 + second * 1000,
+            alert_id: id,
+            alert_name: name.into(),
+            severity: Severity::Medium,
+            domain: Domain::IT,
+            src_ip: src.into(),
+            dst_ip: Some(dst.into()),
+            src_host: None,
+            dst_host: None,
+            dst_port: None,
+            protocol: Some(protocol.into()),
+            tactic: Some("LateralMovement".into()),
+        }
+    }
+
+    /// Ten hours of a server S sending "Remote service creation" over SMB to its ten backup
+    /// peers every minute (and to a new peer every hour), beside one alert a minute between
+    /// other hosts; then a workstation reaches S, and 30 minutes later S sends the same rule
+    /// to a new peer over `protocol`. True when that hop joins the workstation's row.
+    fn hop_joins(protocol: &str) -> bool {
+        let s = "10.2.0.1";
+        let mut alerts = Vec::new();
+        for m in 0..630 {
+            let peer = if m % 60 == 30 {
+                format!("10.2.2.{}", m / 60)
+            } else {
+                format!("10.2.1.{}", m % 10)
+            };
+            alerts.push(alert(
+                format!("b{m}"),
+                m * 60,
+                s,
+                &peer,
+                "Remote service creation",
+                "SMB",
+            ));
+            let (a, b) = (
+                format!("10.3.{}.{}", m / 250, m % 250),
+                format!("10.4.{}.{}", m / 250, m % 250),
+            );
+            alerts.push(alert(format!("n{m}"), m * 60 + 20, &a, &b, "Noise", "TCP"));
+        }
+        alerts.push(alert(
+            "w".into(),
+            600 * 60 + 30,
+            "10.1.0.5",
+            s,
+            "RDP logon from unusual host",
+            "RDP",
+        ));
+        alerts.push(alert(
+            "hop".into(),
+            630 * 60,
+            s,
+            "10.2.9.9",
+            "Remote service creation",
+            protocol,
+        ));
+        alerts.sort_by_key(|a| a.time_generated);
+        let mut engine = Engine::new(Config::default());
+        let mut rows = Vec::new();
+        for a in &alerts {
+            engine.ingest(a).expect("accepted");
+            rows.extend(engine.evict());
+        }
+        rows.extend(engine.finish());
+        let row = rows
+            .iter()
+            .find(|r| r.alert_ids.iter().any(|id| id == "w"))
+            .expect("a row holds the workstation's alert");
+        row.alert_ids.iter().any(|id| id == "hop")
+    }
+
+    #[test]
+    fn a_busy_servers_rule_on_a_service_it_never_uses_for_it_continues_the_path() {
+        // The server's routine is this rule over SMB: the same rule over RDP is not a
+        // repetition of it, and after the workstation's alert it is improbable by chance.
+        assert!(hop_joins("RDP"));
+        // Over SMB it is what the server does every minute: likely by chance, not linked.
+        assert!(!hop_joins("SMB"));
     }
 }

@@ -93,6 +93,12 @@ const ALERT_OVERHEAD_BYTES: usize = 160;
 /// Never a group.
 const NO_GROUP: u32 = u32::MAX;
 
+/// Most alert kinds told apart; alerts of further kinds are judged by their rule alone.
+const MAX_KINDS: usize = 1 << 16;
+
+/// Not a kind (the kind table is full).
+const NO_KIND: u32 = u32::MAX;
+
 /// Never a slot.
 const NO_SLOT: u32 = u32::MAX;
 
@@ -130,6 +136,13 @@ pub struct Engine {
     pub(crate) rules: RuleCounts,
     /// Alerts per (sending node, rule name) in the window.
     node_rules: FastMap<(u32, u32), u32>,
+    /// Alert kinds, (rule name, protocol) → id: what a node's routine repeats (a backup job is
+    /// one rule on one service), the unit of the link test's rates.
+    kinds: FastMap<(u32, u32), u32>,
+    /// Alerts per kind in the window (rarity classes and spread, as for rules).
+    kind_counts: RuleCounts,
+    /// Alerts per (sending node, kind) in the window.
+    node_kinds: FastMap<(u32, u32), u32>,
     groups: Vec<Group>,
     free_groups: Vec<u32>,
     /// Groups in use (not free) when the last compaction ran.
@@ -174,6 +187,9 @@ impl Engine {
             pairs: FastMap::default(),
             rules: RuleCounts::new(),
             node_rules: FastMap::default(),
+            kinds: FastMap::default(),
+            kind_counts: RuleCounts::new(),
+            node_kinds: FastMap::default(),
             groups: Vec::new(),
             free_groups: Vec::new(),
             groups_after_compaction: 0,
@@ -294,6 +310,8 @@ impl Engine {
             }
         };
         let name = self.names.intern(Some(&alert.alert_name));
+        let protocol = self.protocols.intern(alert.protocol.as_deref());
+        let kind = self.kind(name, protocol);
         let host_only = src == dst;
         let pair_before = self.pairs.get(&(src, dst)).copied();
         let pair_group = pair_before.and_then(|p| self.live_root(p.group));
@@ -327,7 +345,7 @@ impl Engine {
             };
             (g, 0.0, false)
         } else if host_only {
-            match self.best_link(src, time, name, false) {
+            match self.best_link(src, time, name, kind, false) {
                 Some(link) => {
                     let entry = &mut self.nodes[src as usize].recent_in[link.entry];
                     entry.chance = (entry.chance * link.expected as f32).max(MIN_CHANCE);
@@ -351,7 +369,7 @@ impl Engine {
                 if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
                     t.kind = 3;
                 }
-                if let Some(l) = self.best_link(src, time, name, pair_before.is_none()) {
+                if let Some(l) = self.best_link(src, time, name, kind, pair_before.is_none()) {
                     if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
                         t.linked = true;
                     }
@@ -362,7 +380,7 @@ impl Engine {
                     let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
                     *chance = chance.sqrt();
                 }
-                let share = self.rule_share(name) as f32;
+                let share = self.kind_share(name, kind) as f32;
                 let recent = &mut self.nodes[dst as usize].recent_in;
                 if recent.len() == RECENT_IN {
                     recent.pop_front();
@@ -386,6 +404,7 @@ impl Engine {
         if *sends == 1 {
             self.rules.sender(name, true);
         }
+        self.count_kind(src, kind, true);
         let mut opened = false;
         if !attached {
             let p = self.pairs.entry((src, dst)).or_insert(Pair {
@@ -421,9 +440,10 @@ impl Engine {
             dst,
             severity: alert.severity,
             domain: alert.domain,
-            protocol: self.protocols.intern(alert.protocol.as_deref()),
+            protocol,
             tactic: self.tactics.intern(alert.tactic.as_deref()),
             name,
+            kind,
             id: (*alert.alert_id).into(),
             hash,
             link,
