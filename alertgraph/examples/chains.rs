@@ -1,5 +1,6 @@
 //! Per-chain diagnostics for tuning the link test (tuning seeds only):
-//! `cargo run --release -p alertgraph --example chains -- a 1 100000 0,1,2 [all]`.
+//! `cargo run --release -p alertgraph --example chains -- a 1 100000 0,1,2 [all|quiet]`
+//! (`CHAINS=n` in the environment for n chains instead of 20; K = 2n).
 //!
 //! For each stream (family, days, alerts, seed) prints recall at K = 2 × chains and, for every
 //! missed chain (every chain with `all`), its alerts in time order: which row holds each (rank,
@@ -33,7 +34,7 @@ fn main() {
         .collect();
     let all = args.get(4).is_some_and(|s| s == "all");
     let quiet = args.get(4).is_some_and(|s| s == "quiet");
-    let chains = 20;
+    let chains: usize = std::env::var("CHAINS").map_or(20, |v| v.parse().expect("CHAINS"));
     let mut total_found = 0;
     for seed in seeds {
         let g = generate(GenConfig {
