@@ -1,11 +1,11 @@
 //! Grouping: the union-find groups alerts join, and the link test that decides when an alert
 //! continues a recent one.
 
-use super::state::{Group, SlotList};
+use super::state::{Group, Incoming, Pair, SlotList};
 use super::tables::RuleCounts;
 use super::{
     Engine, LINK_CHANCE, MAX_KINDS, MAX_LINKED_GROUP, MAX_LINK_INFO, MIN_BACKGROUND, MIN_BETWEEN,
-    NO_GROUP, NO_KIND, RECENT_IN,
+    NO_GROUP, NO_KIND, RARE_PAIR, RECENT_IN,
 };
 
 /// What the link test saw for one alert (diagnostics: [`Engine::set_trace`]).
@@ -14,7 +14,8 @@ use super::{
 pub struct LinkTrace {
     /// Arrival number of the alert.
     pub arrival: u64,
-    /// 0 hub star, 1 host-only, 2 network on a routine pair (not judged), 3 network, judged.
+    /// 0 hub star, 1 host-only, 2 network on a routine pair (not judged), 3 network, judged,
+    /// 4 network on a routine pair, a kind new on it, judged.
     pub kind: u8,
     /// Alerts on its pair in the window before it.
     pub pair_count: u32,
@@ -271,10 +272,77 @@ impl Engine {
         k
     }
 
-    /// Counts (`up`) or uncounts an alert of `kind` sent by `src` in the window.
-    pub(super) fn count_kind(&mut self, src: u32, kind: u32, up: bool) {
+    /// The continuation a network alert makes when its pair is routine (at least RARE_PAIR
+    /// alerts in the window) but has carried no alert of its kind in the window: judged like an
+    /// alert on a rare pair, by its source's rate for this kind.
+    pub(super) fn fresh_kind_link(
+        &mut self,
+        src: u32,
+        dst: u32,
+        time: i64,
+        name: u32,
+        kind: u32,
+        pair_before: Option<Pair>,
+    ) -> Option<Link> {
+        if kind == NO_KIND
+            || pair_before.is_none_or(|p| p.count < RARE_PAIR)
+            || self.pair_kinds.contains_key(&(src, dst, kind))
+        {
+            return None;
+        }
+        if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+            t.kind = 4;
+        }
+        self.best_link(src, time, name, kind, false)
+    }
+
+    /// Remembers a network alert into `dst` at `time` (group `group`) for continuations out of
+    /// `dst`.
+    pub(super) fn remember_incoming(
+        &mut self,
+        dst: u32,
+        time: i64,
+        group: u32,
+        name: u32,
+        kind: u32,
+    ) {
+        let share = self.kind_share(name, kind) as f32;
+        let seq = self.arrivals;
+        let recent = &mut self.nodes[dst as usize].recent_in;
+        if recent.len() == RECENT_IN {
+            recent.pop_front();
+        }
+        recent.push_back(Incoming {
+            time,
+            seq,
+            group,
+            chance: 1.0,
+            share,
+        });
+    }
+
+    /// Forgets every kind counter (the end of a stream).
+    pub(super) fn clear_kinds(&mut self) {
+        self.node_kinds.clear();
+        self.kind_counts.clear();
+        self.pair_kinds.clear();
+    }
+
+    /// Counts (`up`) or uncounts an alert of `kind` sent by `src` to `dst` in the window.
+    pub(super) fn count_kind(&mut self, src: u32, dst: u32, kind: u32, up: bool) {
         if kind == NO_KIND {
             return;
+        }
+        if src != dst {
+            let on_pair = self.pair_kinds.entry((src, dst, kind)).or_insert(0);
+            if up {
+                *on_pair += 1;
+            } else {
+                *on_pair -= 1;
+                if *on_pair == 0 {
+                    self.pair_kinds.remove(&(src, dst, kind));
+                }
+            }
         }
         self.kind_counts.change(kind, up);
         let sends = self.node_kinds.entry((src, kind)).or_insert(0);
@@ -323,9 +391,9 @@ mod tests {
 
     /// Ten hours of a server S sending "Remote service creation" over SMB to its ten backup
     /// peers every minute (and to a new peer every hour), beside one alert a minute between
-    /// other hosts; then a workstation reaches S, and 30 minutes later S sends the same rule
-    /// to a new peer over `protocol`. True when that hop joins the workstation's row.
-    fn hop_joins(protocol: &str) -> bool {
+    /// other hosts; then a workstation reaches S, and 30 minutes later S sends `name` over
+    /// `protocol` to `peer`. The workstation's row: (holds the hop, alerts in it).
+    fn hop_row(peer: &str, name: &str, protocol: &str) -> (bool, u32) {
         let s = "10.2.0.1";
         let mut alerts = Vec::new();
         for m in 0..630 {
@@ -356,14 +424,7 @@ mod tests {
             "RDP logon from unusual host",
             "RDP",
         ));
-        alerts.push(alert(
-            "hop".into(),
-            630 * 60,
-            s,
-            "10.2.9.9",
-            "Remote service creation",
-            protocol,
-        ));
+        alerts.push(alert("hop".into(), 630 * 60, s, peer, name, protocol));
         alerts.sort_by_key(|a| a.time_generated);
         let mut engine = Engine::new(Config::default());
         let mut rows = Vec::new();
@@ -376,7 +437,11 @@ mod tests {
             .iter()
             .find(|r| r.alert_ids.iter().any(|id| id == "w"))
             .expect("a row holds the workstation's alert");
-        row.alert_ids.iter().any(|id| id == "hop")
+        (row.alert_ids.iter().any(|id| id == "hop"), row.alert_count)
+    }
+
+    fn hop_joins(protocol: &str) -> bool {
+        hop_row("10.2.9.9", "Remote service creation", protocol).0
     }
 
     #[test]
@@ -386,5 +451,18 @@ mod tests {
         assert!(hop_joins("RDP"));
         // Over SMB it is what the server does every minute: likely by chance, not linked.
         assert!(!hop_joins("SMB"));
+    }
+
+    #[test]
+    fn a_new_kind_on_a_routine_pair_continues_the_path_without_its_routine() {
+        // 10.2.1.3 is a backup peer of S (63 alerts of the routine on the pair): an RDP logon on
+        // that pair is a kind it never carried, improbable after the workstation's alert. It
+        // joins the workstation's row, and the pair's routine stays out of it.
+        assert_eq!(
+            hop_row("10.2.1.3", "RDP logon from unusual host", "RDP"),
+            (true, 2)
+        );
+        // The routine itself on that pair does not.
+        assert!(!hop_row("10.2.1.3", "Remote service creation", "SMB").0);
     }
 }

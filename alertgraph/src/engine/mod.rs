@@ -31,7 +31,7 @@ use crate::alert::{Alert, AlertView, Rejected};
 use crate::FastMap;
 use score::Scratch;
 use serde::{Deserialize, Serialize};
-use state::{Group, Incoming, Node, Pair, Slot};
+use state::{Group, Node, Pair, Slot};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -143,6 +143,8 @@ pub struct Engine {
     kind_counts: RuleCounts,
     /// Alerts per (sending node, kind) in the window.
     node_kinds: FastMap<(u32, u32), u32>,
+    /// Alerts per (source, destination, kind) in the window, network alerts only.
+    pair_kinds: FastMap<(u32, u32, u32), u32>,
     groups: Vec<Group>,
     free_groups: Vec<u32>,
     /// Groups in use (not free) when the last compaction ran.
@@ -190,6 +192,7 @@ impl Engine {
             kinds: FastMap::default(),
             kind_counts: RuleCounts::new(),
             node_kinds: FastMap::default(),
+            pair_kinds: FastMap::default(),
             groups: Vec::new(),
             free_groups: Vec::new(),
             groups_after_compaction: 0,
@@ -333,7 +336,7 @@ impl Engine {
                 ..LinkTrace::default()
             });
         }
-        let (group, link, attached) = if let Some(h) = hub {
+        let (group, link, attached, kept_pair) = if let Some(h) = hub {
             let star = self.stars.get(&h).copied();
             let g = match star.and_then(|g| self.live_root(g)) {
                 Some(g) => g,
@@ -343,7 +346,7 @@ impl Engine {
                     g
                 }
             };
-            (g, 0.0, false)
+            (g, 0.0, false, false)
         } else if host_only {
             match self.best_link(src, time, name, kind, false) {
                 Some(link) => {
@@ -352,14 +355,25 @@ impl Engine {
                     if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
                         t.linked = true;
                     }
-                    (link.group, link.info, true)
+                    (link.group, link.info, true, false)
                 }
                 None => (
                     pair_group.unwrap_or_else(|| self.new_group(None)),
                     0.0,
                     false,
+                    false,
                 ),
             }
+        } else if let Some(l) = self.fresh_kind_link(src, dst, time, name, kind, pair_before) {
+            // A kind the routine pair has not carried, improbable after a story on its source:
+            // it joins the story, not the pair's routine group (which keeps the pair).
+            if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                t.linked = true;
+            }
+            let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
+            *chance = chance.sqrt();
+            self.remember_incoming(dst, time, l.group, name, kind);
+            (l.group, l.info, false, true)
         } else {
             let mut g = pair_group.unwrap_or_else(|| self.new_group(None));
             let rare = pair_before.map_or(0, |p| p.count) < RARE_PAIR
@@ -380,20 +394,9 @@ impl Engine {
                     let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
                     *chance = chance.sqrt();
                 }
-                let share = self.kind_share(name, kind) as f32;
-                let recent = &mut self.nodes[dst as usize].recent_in;
-                if recent.len() == RECENT_IN {
-                    recent.pop_front();
-                }
-                recent.push_back(Incoming {
-                    time,
-                    seq: self.arrivals,
-                    group: g,
-                    chance: 1.0,
-                    share,
-                });
+                self.remember_incoming(dst, time, g, name, kind);
             }
-            (g, link, false)
+            (g, link, false, false)
         };
 
         // Background counters.
@@ -404,7 +407,7 @@ impl Engine {
         if *sends == 1 {
             self.rules.sender(name, true);
         }
-        self.count_kind(src, kind, true);
+        self.count_kind(src, dst, kind, true);
         let mut opened = false;
         if !attached {
             let p = self.pairs.entry((src, dst)).or_insert(Pair {
@@ -412,7 +415,9 @@ impl Engine {
                 group: NO_GROUP,
             });
             p.count += 1;
-            p.group = group;
+            if !kept_pair {
+                p.group = group;
+            }
             if !host_only && p.count == 1 {
                 self.nodes[src as usize].singles += 1;
             } else if !host_only && p.count == 2 {
