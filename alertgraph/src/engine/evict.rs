@@ -24,6 +24,7 @@ impl Engine {
             self.nodes[src as usize].repeated -= 1;
         }
         self.rules.change(name, false);
+        self.count_kind(src, dst, self.slot(s).kind, false);
         self.nodes[src as usize].sent -= 1;
         if let Some(c) = self.node_rules.get_mut(&(src, name)) {
             *c -= 1;
@@ -212,6 +213,7 @@ impl Engine {
         self.pairs.clear();
         self.node_rules.clear();
         self.rules.clear();
+        self.clear_kinds();
         self.distinct_pairs = 0;
         self.stars.clear();
         self.compact_groups();

@@ -1,10 +1,37 @@
 //! Grouping: the union-find groups alerts join, and the link test that decides when an alert
 //! continues a recent one.
 
-use super::state::{Group, SlotList};
+use super::state::{Group, Incoming, Pair, SlotList};
+use super::tables::RuleCounts;
 use super::{
-    Engine, LINK_CHANCE, MAX_LINKED_GROUP, MAX_LINK_INFO, MIN_BACKGROUND, MIN_BETWEEN, NO_GROUP,
+    Engine, LINK_CHANCE, MAX_KINDS, MAX_LINKED_GROUP, MAX_LINK_INFO, MIN_BACKGROUND, MIN_BETWEEN,
+    NO_GROUP, NO_KIND, RARE_PAIR, RECENT_IN,
 };
+
+/// What the link test saw for one alert (diagnostics: [`Engine::set_trace`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct LinkTrace {
+    /// Arrival number of the alert.
+    pub arrival: u64,
+    /// 0 hub star, 1 host-only, 2 network on a routine pair (not judged), 3 network, judged,
+    /// 4 network on a routine pair, a kind new on it, judged.
+    pub kind: u8,
+    /// Alerts on its pair in the window before it.
+    pub pair_count: u32,
+    /// The rate (per arrival) the test used, with the per-pair factor.
+    pub rate: f64,
+    /// The per-pair factor (1 when the pair was not new).
+    pub pair_factor: f64,
+    /// Candidates counted.
+    pub candidates: u32,
+    /// Recent incoming alerts looked at: (arrival, expected, live size of its group).
+    pub seen: Vec<(u64, f64, u32)>,
+    /// Expected by chance of the chosen link (times candidates), when one passed the first cut.
+    pub expected: Option<f64>,
+    /// Linked.
+    pub linked: bool,
+}
 
 /// An improbable continuation found for a new alert.
 #[derive(Clone, Copy)]
@@ -112,21 +139,33 @@ impl Engine {
         node: u32,
         time: i64,
         name: u32,
+        kind: u32,
         opens: bool,
     ) -> Option<Link> {
         if self.window.len() < MIN_BACKGROUND {
             return None;
         }
         let total = self.window.len() as f64 + 1.0;
-        let share = self.rule_share(name);
         // The share of the window's alerts that are this node sending this rule: its own count,
         // plus what it sends (plus one) times the rule's share times the rule's spread (distinct
         // senders per alert). A rule that every host sends (spread ≈ 1) is as likely from a node
         // that has not sent it yet; a rule only a few hosts send (a jump host's admin sessions)
         // is unlikely from any other node.
+        //
+        // Counted per kind (rule, protocol), not per rule: a node's routine repeats one
+        // kind (a backup job is the same rule on the same service every hour), so the same rule
+        // on another service is not a repetition of it, and is as likely as a kind the node has
+        // not sent (its activity times the kind's share and spread).
         let sent = f64::from(self.nodes[node as usize].sent);
-        let own = f64::from(self.node_rules.get(&(node, name)).copied().unwrap_or(0));
-        let mut rate = (own + (sent + 1.0) * share * self.rules.spread(name)) / total;
+        let (own, share, spread) = if kind == NO_KIND {
+            let own = self.node_rules.get(&(node, name)).copied().unwrap_or(0);
+            (own, self.rule_share(name), self.rules.spread(name))
+        } else {
+            let own = self.node_kinds.get(&(node, kind)).copied().unwrap_or(0);
+            let counts = &self.kind_counts;
+            (own, class_share(counts, kind, total), counts.spread(kind))
+        };
+        let mut rate = (f64::from(own) + (sent + 1.0) * share * spread) / total;
         if opens {
             // A first alert to this peer: as likely as the node's next alert going to a peer it
             // has no alert to in the window. Estimated as Good-Turing's missing mass, the share
@@ -135,10 +174,17 @@ impl Engine {
             // peers every hour seldom does, however many of those peers it first met in the
             // window.
             let n = &self.nodes[node as usize];
-            rate *= (f64::from(n.singles) + 1.0) / (f64::from(n.opened + n.repeated) + 2.0);
+            let factor = (f64::from(n.singles) + 1.0) / (f64::from(n.opened + n.repeated) + 2.0);
+            rate *= factor;
+            if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                t.pair_factor = factor;
+            }
         }
         let start = self.window_start().max(time - self.cfg.flow_gap_ms);
         let mut best: Option<(Link, f64)> = None;
+        // Groups behind the incoming alerts looked at: a story that reached the node with two
+        // alerts (a share enumeration, then the hop) is one chance, not two.
+        let mut stories = [NO_GROUP; RECENT_IN];
         let mut candidates = 0.0;
         for i in 0..self.nodes[node as usize].recent_in.len() {
             let inc = self.nodes[node as usize].recent_in[i];
@@ -154,7 +200,16 @@ impl Engine {
             // Alerts that arrived in between, at least a few (a minimum time resolution).
             let between = (self.arrivals.saturating_sub(inc.seq) as f64).max(MIN_BETWEEN);
             let expected = rate * between * f64::from(inc.chance);
-            candidates += 1.0;
+            if let Some(free) = stories.iter().position(|&g| g == root || g == NO_GROUP) {
+                if stories[free] == NO_GROUP {
+                    stories[free] = root;
+                    candidates += 1.0;
+                }
+            }
+            let live = self.groups[root as usize].live;
+            if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                t.seen.push((inc.seq, expected, live));
+            }
             if expected >= LINK_CHANCE {
                 continue;
             }
@@ -174,6 +229,11 @@ impl Engine {
         // The continuation was looked for behind every recent incoming alert of the node: the
         // chance that one of them is followed this closely is that many times larger (a busy
         // node with many incoming alerts gets many chances).
+        if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+            t.rate = rate;
+            t.candidates = candidates as u32;
+            t.expected = best.map(|(l, _)| l.expected * candidates);
+        }
         let (mut link, _) = best?;
         link.expected *= candidates;
         if link.expected >= LINK_CHANCE {
@@ -186,8 +246,226 @@ impl Engine {
     /// Share of the window of `name`'s rarity class (it and every rule about as rare), counting
     /// one more alert of it. The class mass already holds the rule's alerts in the window.
     pub(super) fn rule_share(&self, name: u32) -> f64 {
-        let total = self.window.len() as f64 + 1.0;
-        let count = self.rules.count(name) + 1;
-        (self.rules.tail(count) as f64 + 1.0) / total
+        class_share(&self.rules, name, self.window.len() as f64 + 1.0)
+    }
+
+    /// Share of the window of the rarity class of `kind` (of `name`'s when it has none).
+    pub(super) fn kind_share(&self, name: u32, kind: u32) -> f64 {
+        if kind == NO_KIND {
+            return self.rule_share(name);
+        }
+        class_share(&self.kind_counts, kind, self.window.len() as f64 + 1.0)
+    }
+
+    /// The kind of an alert of rule `name` on `protocol` (NO_KIND once the table is full: such
+    /// alerts are judged by their rule).
+    pub(super) fn kind(&mut self, name: u32, protocol: u32) -> u32 {
+        let key = (name, protocol);
+        if let Some(&k) = self.kinds.get(&key) {
+            return k;
+        }
+        if self.kinds.len() >= MAX_KINDS {
+            return NO_KIND;
+        }
+        let k = self.kinds.len() as u32;
+        self.kinds.insert(key, k);
+        k
+    }
+
+    /// The continuation a network alert makes when its pair is routine (at least RARE_PAIR
+    /// alerts in the window) but has carried no alert of its kind in the window: judged like an
+    /// alert on a rare pair, by its source's rate for this kind.
+    pub(super) fn fresh_kind_link(
+        &mut self,
+        src: u32,
+        dst: u32,
+        time: i64,
+        name: u32,
+        kind: u32,
+        pair_before: Option<Pair>,
+    ) -> Option<Link> {
+        if kind == NO_KIND
+            || pair_before.is_none_or(|p| p.count < RARE_PAIR)
+            || self.pair_kinds.contains_key(&(src, dst, kind))
+        {
+            return None;
+        }
+        if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+            t.kind = 4;
+        }
+        self.best_link(src, time, name, kind, false)
+    }
+
+    /// Remembers a network alert into `dst` at `time` (group `group`) for continuations out of
+    /// `dst`.
+    pub(super) fn remember_incoming(
+        &mut self,
+        dst: u32,
+        time: i64,
+        group: u32,
+        name: u32,
+        kind: u32,
+    ) {
+        let share = self.kind_share(name, kind) as f32;
+        let seq = self.arrivals;
+        let recent = &mut self.nodes[dst as usize].recent_in;
+        if recent.len() == RECENT_IN {
+            recent.pop_front();
+        }
+        recent.push_back(Incoming {
+            time,
+            seq,
+            group,
+            chance: 1.0,
+            share,
+        });
+    }
+
+    /// Forgets every kind counter (the end of a stream).
+    pub(super) fn clear_kinds(&mut self) {
+        self.node_kinds.clear();
+        self.kind_counts.clear();
+        self.pair_kinds.clear();
+    }
+
+    /// Counts (`up`) or uncounts an alert of `kind` sent by `src` to `dst` in the window.
+    pub(super) fn count_kind(&mut self, src: u32, dst: u32, kind: u32, up: bool) {
+        if kind == NO_KIND {
+            return;
+        }
+        if src != dst {
+            let on_pair = self.pair_kinds.entry((src, dst, kind)).or_insert(0);
+            if up {
+                *on_pair += 1;
+            } else {
+                *on_pair -= 1;
+                if *on_pair == 0 {
+                    self.pair_kinds.remove(&(src, dst, kind));
+                }
+            }
+        }
+        self.kind_counts.change(kind, up);
+        let sends = self.node_kinds.entry((src, kind)).or_insert(0);
+        if up {
+            *sends += 1;
+            if *sends == 1 {
+                self.kind_counts.sender(kind, true);
+            }
+        } else {
+            *sends -= 1;
+            if *sends == 0 {
+                self.node_kinds.remove(&(src, kind));
+                self.kind_counts.sender(kind, false);
+            }
+        }
+    }
+}
+
+/// Share of a window of `total` alerts of `id`'s rarity class in `counts`, counting one more
+/// alert of it. The class mass already holds its alerts in the window.
+fn class_share(counts: &RuleCounts, id: u32, total: f64) -> f64 {
+    let count = counts.count(id) + 1;
+    (counts.tail(count) as f64 + 1.0) / total
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Alert, Config, Domain, Engine, Severity};
+
+    fn alert(id: String, second: i64, src: &str, dst: &str, name: &str, protocol: &str) -> Alert {
+        Alert {
+            time_generated: 1_795_132_800_000 + second * 1000,
+            alert_id: id,
+            alert_name: name.into(),
+            severity: Severity::Medium,
+            domain: Domain::IT,
+            src_ip: src.into(),
+            dst_ip: Some(dst.into()),
+            src_host: None,
+            dst_host: None,
+            dst_port: None,
+            protocol: Some(protocol.into()),
+            tactic: Some("LateralMovement".into()),
+        }
+    }
+
+    /// Ten hours of a server S sending "Remote service creation" over SMB to its ten backup
+    /// peers every minute (and to a new peer every hour), beside one alert a minute between
+    /// other hosts; then a workstation reaches S, and 30 minutes later S sends `name` over
+    /// `protocol` to `peer`. The workstation's row: (holds the hop, alerts in it).
+    fn hop_row(peer: &str, name: &str, protocol: &str) -> (bool, u32) {
+        let s = "10.2.0.1";
+        let mut alerts = Vec::new();
+        for m in 0..630 {
+            let peer = if m % 60 == 30 {
+                format!("10.2.2.{}", m / 60)
+            } else {
+                format!("10.2.1.{}", m % 10)
+            };
+            alerts.push(alert(
+                format!("b{m}"),
+                m * 60,
+                s,
+                &peer,
+                "Remote service creation",
+                "SMB",
+            ));
+            let (a, b) = (
+                format!("10.3.{}.{}", m / 250, m % 250),
+                format!("10.4.{}.{}", m / 250, m % 250),
+            );
+            alerts.push(alert(format!("n{m}"), m * 60 + 20, &a, &b, "Noise", "TCP"));
+        }
+        alerts.push(alert(
+            "w".into(),
+            600 * 60 + 30,
+            "10.1.0.5",
+            s,
+            "RDP logon from unusual host",
+            "RDP",
+        ));
+        alerts.push(alert("hop".into(), 630 * 60, s, peer, name, protocol));
+        alerts.sort_by_key(|a| a.time_generated);
+        let mut engine = Engine::new(Config::default());
+        let mut rows = Vec::new();
+        for a in &alerts {
+            engine.ingest(a).expect("accepted");
+            rows.extend(engine.evict());
+        }
+        rows.extend(engine.finish());
+        let row = rows
+            .iter()
+            .find(|r| r.alert_ids.iter().any(|id| &**id == "w"))
+            .expect("a row holds the workstation's alert");
+        (
+            row.alert_ids.iter().any(|id| &**id == "hop"),
+            row.alert_count,
+        )
+    }
+
+    fn hop_joins(protocol: &str) -> bool {
+        hop_row("10.2.9.9", "Remote service creation", protocol).0
+    }
+
+    #[test]
+    fn a_busy_servers_rule_on_a_service_it_never_uses_for_it_continues_the_path() {
+        // The server's routine is this rule over SMB: the same rule over RDP is not a
+        // repetition of it, and after the workstation's alert it is improbable by chance.
+        assert!(hop_joins("RDP"));
+        // Over SMB it is what the server does every minute: likely by chance, not linked.
+        assert!(!hop_joins("SMB"));
+    }
+
+    #[test]
+    fn a_new_kind_on_a_routine_pair_continues_the_path_without_its_routine() {
+        // 10.2.1.3 is a backup peer of S (63 alerts of the routine on the pair): an RDP logon on
+        // that pair is a kind it never carried, improbable after the workstation's alert. It
+        // joins the workstation's row, and the pair's routine stays out of it.
+        assert_eq!(
+            hop_row("10.2.1.3", "RDP logon from unusual host", "RDP"),
+            (true, 2)
+        );
+        // The routine itself on that pair does not.
+        assert!(!hop_row("10.2.1.3", "Remote service creation", "SMB").0);
     }
 }

@@ -23,13 +23,15 @@ mod snapshot;
 mod state;
 mod tables;
 
+#[doc(hidden)]
+pub use link::LinkTrace;
 pub use ranking::rank;
 
 use crate::alert::{Alert, AlertView, Rejected};
 use crate::FastMap;
 use score::Scratch;
 use serde::{Deserialize, Serialize};
-use state::{Group, Incoming, Node, Pair, Slot};
+use state::{Group, Node, Pair, Slot};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -70,7 +72,7 @@ impl Default for Config {
 const RARE_PAIR: u32 = 2;
 
 /// Incoming rare alerts remembered per node for continuations.
-const RECENT_IN: usize = 8;
+pub(crate) const RECENT_IN: usize = 8;
 
 /// A continuation is linked when the expected number of such continuations by chance is
 /// below this.
@@ -91,6 +93,12 @@ const ALERT_OVERHEAD_BYTES: usize = 160;
 
 /// Never a group.
 const NO_GROUP: u32 = u32::MAX;
+
+/// Most alert kinds told apart; alerts of further kinds are judged by their rule alone.
+const MAX_KINDS: usize = 1 << 16;
+
+/// Not a kind (the kind table is full).
+const NO_KIND: u32 = u32::MAX;
 
 /// Never a slot.
 const NO_SLOT: u32 = u32::MAX;
@@ -129,6 +137,15 @@ pub struct Engine {
     pub(crate) rules: RuleCounts,
     /// Alerts per (sending node, rule name) in the window.
     node_rules: FastMap<(u32, u32), u32>,
+    /// Alert kinds, (rule name, protocol) → id: what a node's routine repeats (a backup job is
+    /// one rule on one service), the unit of the link test's rates.
+    kinds: FastMap<(u32, u32), u32>,
+    /// Alerts per kind in the window (rarity classes and spread, as for rules).
+    kind_counts: RuleCounts,
+    /// Alerts per (sending node, kind) in the window.
+    node_kinds: FastMap<(u32, u32), u32>,
+    /// Alerts per (source, destination, kind) in the window, network alerts only.
+    pair_kinds: FastMap<(u32, u32, u32), u32>,
     groups: Vec<Group>,
     free_groups: Vec<u32>,
     /// Groups in use (not free) when the last compaction ran.
@@ -154,6 +171,9 @@ pub struct Engine {
     /// Tables the scoring of a row reuses.
     #[serde(skip)]
     scratch: Scratch,
+    /// What the link test saw for each alert, when diagnostics are on.
+    #[serde(skip)]
+    trace: Option<Vec<LinkTrace>>,
 }
 
 impl Engine {
@@ -170,6 +190,10 @@ impl Engine {
             pairs: FastMap::default(),
             rules: RuleCounts::new(),
             node_rules: FastMap::default(),
+            kinds: FastMap::default(),
+            kind_counts: RuleCounts::new(),
+            node_kinds: FastMap::default(),
+            pair_kinds: FastMap::default(),
             groups: Vec::new(),
             free_groups: Vec::new(),
             groups_after_compaction: 0,
@@ -186,7 +210,20 @@ impl Engine {
             bytes: 0,
             early: EarlyEvictions::default(),
             scratch: Scratch::default(),
+            trace: None,
         }
+    }
+
+    /// Diagnostics: records what the link test saw for every alert from now on.
+    #[doc(hidden)]
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on.then(Vec::new);
+    }
+
+    /// Diagnostics: the records since [`Engine::set_trace`].
+    #[doc(hidden)]
+    pub fn take_trace(&mut self) -> Vec<LinkTrace> {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// The settings.
@@ -277,13 +314,30 @@ impl Engine {
             }
         };
         let name = self.names.intern(Some(&alert.alert_name));
+        let protocol = self.protocols.intern(alert.protocol.as_deref());
+        let kind = self.kind(name, protocol);
         let host_only = src == dst;
         let pair_before = self.pairs.get(&(src, dst)).copied();
         let pair_group = pair_before.and_then(|p| self.live_root(p.group));
         let hub = [src, dst]
             .into_iter()
             .find(|&n| !host_only && self.is_hub(n));
-        let (group, link, attached) = if let Some(h) = hub {
+        if let Some(t) = self.trace.as_mut() {
+            t.push(LinkTrace {
+                arrival: self.arrivals,
+                kind: if hub.is_some() {
+                    0
+                } else if host_only {
+                    1
+                } else {
+                    2
+                },
+                pair_count: pair_before.map_or(0, |p| p.count),
+                pair_factor: 1.0,
+                ..LinkTrace::default()
+            });
+        }
+        let (group, link, attached, kept_pair) = if let Some(h) = hub {
             let star = self.stars.get(&h).copied();
             let g = match star.and_then(|g| self.live_root(g)) {
                 Some(g) => g,
@@ -293,27 +347,47 @@ impl Engine {
                     g
                 }
             };
-            (g, 0.0, false)
+            (g, 0.0, false, false)
         } else if host_only {
-            match self.best_link(src, time, name, false) {
+            match self.best_link(src, time, name, kind, false) {
                 Some(link) => {
                     let entry = &mut self.nodes[src as usize].recent_in[link.entry];
                     entry.chance = (entry.chance * link.expected as f32).max(MIN_CHANCE);
-                    (link.group, link.info, true)
+                    if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                        t.linked = true;
+                    }
+                    (link.group, link.info, true, false)
                 }
                 None => (
                     pair_group.unwrap_or_else(|| self.new_group(None)),
                     0.0,
                     false,
+                    false,
                 ),
             }
+        } else if let Some(l) = self.fresh_kind_link(src, dst, time, name, kind, pair_before) {
+            // A kind the routine pair has not carried, improbable after a story on its source:
+            // it joins the story, not the pair's routine group (which keeps the pair).
+            if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                t.linked = true;
+            }
+            let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
+            *chance = chance.sqrt();
+            self.remember_incoming(dst, time, l.group, name, kind);
+            (l.group, l.info, false, true)
         } else {
             let mut g = pair_group.unwrap_or_else(|| self.new_group(None));
             let rare = pair_before.map_or(0, |p| p.count) < RARE_PAIR
                 && self.groups[g as usize].live <= MAX_LINKED_GROUP;
             let mut link = 0.0;
             if rare {
-                if let Some(l) = self.best_link(src, time, name, pair_before.is_none()) {
+                if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                    t.kind = 3;
+                }
+                if let Some(l) = self.best_link(src, time, name, kind, pair_before.is_none()) {
+                    if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                        t.linked = true;
+                    }
                     g = self.union(g, l.group);
                     link = l.info;
                     // Half the evidence on the node (in nats) is spent: a second continuation out
@@ -321,20 +395,9 @@ impl Engine {
                     let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
                     *chance = chance.sqrt();
                 }
-                let share = self.rule_share(name) as f32;
-                let recent = &mut self.nodes[dst as usize].recent_in;
-                if recent.len() == RECENT_IN {
-                    recent.pop_front();
-                }
-                recent.push_back(Incoming {
-                    time,
-                    seq: self.arrivals,
-                    group: g,
-                    chance: 1.0,
-                    share,
-                });
+                self.remember_incoming(dst, time, g, name, kind);
             }
-            (g, link, false)
+            (g, link, false, false)
         };
 
         // Background counters.
@@ -345,6 +408,7 @@ impl Engine {
         if *sends == 1 {
             self.rules.sender(name, true);
         }
+        self.count_kind(src, dst, kind, true);
         let mut opened = false;
         if !attached {
             let p = self.pairs.entry((src, dst)).or_insert(Pair {
@@ -352,7 +416,9 @@ impl Engine {
                 group: NO_GROUP,
             });
             p.count += 1;
-            p.group = group;
+            if !kept_pair {
+                p.group = group;
+            }
             if !host_only && p.count == 1 {
                 self.nodes[src as usize].singles += 1;
             } else if !host_only && p.count == 2 {
@@ -380,9 +446,10 @@ impl Engine {
             dst,
             severity: alert.severity,
             domain: alert.domain,
-            protocol: self.protocols.intern(alert.protocol.as_deref()),
+            protocol,
             tactic: self.tactics.intern(alert.tactic.as_deref()),
             name,
+            kind,
             id: (*alert.alert_id).into(),
             hash,
             link,

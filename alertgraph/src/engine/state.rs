@@ -41,8 +41,8 @@ pub(super) struct Incoming {
     /// Chance that what already followed it on this node (host alerts) happened by chance: a
     /// continuation after them is that much less likely by chance.
     pub(super) chance: f32,
-    /// Share of the window of its rule's rarity class when it arrived: of two incoming alerts a
-    /// continuation could follow, it follows the rarer.
+    /// Share of the window of its kind's rarity class (rule and protocol) when it arrived: of
+    /// two incoming alerts a continuation could follow, it follows the rarer.
     pub(super) share: f32,
 }
 
@@ -58,6 +58,8 @@ pub(crate) struct Slot {
     pub(crate) protocol: u32,
     pub(crate) tactic: u32,
     pub(crate) name: u32,
+    /// Its kind (rule, protocol), for the link test's counters.
+    pub(super) kind: u32,
     pub(crate) id: Arc<str>,
     /// Keyed hash of `id` (the key is per process: recomputed on restore).
     #[serde(skip)]
