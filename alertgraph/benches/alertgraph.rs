@@ -6,7 +6,7 @@
 //! used for tuning, `tune` runs 1-2; seeds 8-12 were first run once, after the fifth pass, as a
 //! fresh check). `ALERTGRAPH_BENCH_10M=1` adds the 10M-alert speed run.
 
-use alertgraph::eval::evaluate;
+use alertgraph::eval::{evaluate, rank_stream};
 use alertgraph::generate::{generate, Family, GenConfig};
 use alertgraph::{rank, AlertView, Config, Engine, Subgraph};
 use std::time::Instant;
@@ -225,15 +225,8 @@ fn quality(seeds: &[u64], quick: bool) {
                         ..GenConfig::default()
                     });
                     let started = Instant::now();
-                    let mut engine = Engine::new(Config::default());
-                    let mut rows = Vec::new();
-                    let mut accepted = 0;
-                    for a in &g.alerts {
-                        accepted += usize::from(engine.ingest(a).is_ok());
-                        rows.extend(engine.evict());
-                    }
-                    rows.extend(engine.finish());
-                    rank(&mut rows);
+                    let (rows, accepted) =
+                        rank_stream(&mut Engine::new(Config::default()), &g.alerts);
                     let secs = started.elapsed().as_secs_f64();
                     let e = evaluate(&rows, &g.labels, accepted, 2 * chains);
                     println!(

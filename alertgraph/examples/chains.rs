@@ -7,9 +7,9 @@
 //! alerts in the row), and what the link test saw (pair count before it, rate, per-pair factor,
 //! the recent incoming alerts it could follow with their expected count by chance, linked or not).
 
-use alertgraph::eval::{evaluate, CHAIN_SHARE, ROW_SHARE};
+use alertgraph::eval::{evaluate, rank_stream, CHAIN_SHARE, ROW_SHARE};
 use alertgraph::generate::{generate, Family, GenConfig};
-use alertgraph::{rank, Config, Engine};
+use alertgraph::{Config, Engine};
 use std::collections::HashMap;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -47,15 +47,8 @@ fn main() {
         });
         let mut engine = Engine::new(Config::default());
         engine.set_trace(!quiet);
-        let mut rows = Vec::new();
-        let mut accepted = 0;
-        for a in &g.alerts {
-            accepted += usize::from(engine.ingest(a).is_ok());
-            rows.extend(engine.evict());
-        }
-        rows.extend(engine.finish());
+        let (rows, accepted) = rank_stream(&mut engine, &g.alerts);
         let trace = engine.take_trace();
-        rank(&mut rows);
         let k = 2 * chains;
         let e = evaluate(&rows, &g.labels, accepted, k);
         total_found += e.found;
