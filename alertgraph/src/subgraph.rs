@@ -128,16 +128,6 @@ impl RowJson for SubgraphNode {
 
 impl RowJson for SubgraphEdge {
     fn write_json(&self, out: &mut Vec<u8>) {
-        let list = |out: &mut Vec<u8>, items: &[Arc<str>]| {
-            out.push(b'[');
-            for (i, x) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, x);
-            }
-            out.push(b']');
-        };
         out.extend_from_slice(b"{\"Src\":");
         write_str(out, &self.src);
         out.extend_from_slice(b",\"Dst\":");
@@ -145,9 +135,10 @@ impl RowJson for SubgraphEdge {
         out.extend_from_slice(b",\"FirstSeen\":");
         write_str(out, &self.first_seen);
         let _ = write!(out, ",\"Alerts\":{},\"Protocols\":", self.alerts);
-        list(out, &self.protocols);
+        // Tags are few and short (at most 8 of 64 characters): no budget to fit.
+        write_fitting(out, &self.protocols, usize::MAX, usize::MAX);
         out.extend_from_slice(b",\"Tactics\":");
-        list(out, &self.tactics);
+        write_fitting(out, &self.tactics, usize::MAX, usize::MAX);
         out.push(b'}');
     }
 }

@@ -370,6 +370,7 @@ fn class_share(counts: &RuleCounts, id: u32, total: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use crate::eval::rank_stream;
     use crate::{Alert, Config, Domain, Engine, Severity};
 
     fn alert(id: String, second: i64, src: &str, dst: &str, name: &str, protocol: &str) -> Alert {
@@ -426,13 +427,8 @@ mod tests {
         ));
         alerts.push(alert("hop".into(), 630 * 60, s, peer, name, protocol));
         alerts.sort_by_key(|a| a.time_generated);
-        let mut engine = Engine::new(Config::default());
-        let mut rows = Vec::new();
-        for a in &alerts {
-            engine.ingest(a).expect("accepted");
-            rows.extend(engine.evict());
-        }
-        rows.extend(engine.finish());
+        let (rows, accepted) = rank_stream(&mut Engine::new(Config::default()), &alerts);
+        assert_eq!(accepted, alerts.len(), "every alert accepted");
         let row = rows
             .iter()
             .find(|r| r.alert_ids.iter().any(|id| &**id == "w"))
