@@ -376,6 +376,36 @@ fn a_window_flooded_by_one_noisy_source_stays_within_its_bound() {
 }
 
 #[test]
+fn a_flood_of_made_up_alert_kinds_fills_the_kind_table_and_loses_nothing() {
+    // 70,000 alerts of 81,920 possible (rule, protocol) kinds: the kind table (65,536) fills
+    // and the rest are judged by their rule. Each alert continues the previous one (a walk
+    // over fresh pairs), so the link test runs on every one of them.
+    let node = |i: i64| format!("10.{}.{}.{}", i / 65_536, (i / 256) % 256, i % 256);
+    let alerts: Vec<Alert> = (0..70_000i64)
+        .map(|i| {
+            let mut a = alert(
+                &format!("k{i}"),
+                0,
+                &node(i),
+                Some(&node(i + 1)),
+                Domain::IT,
+                &format!("P{}", (i / 20) % 4096),
+                "LateralMovement",
+                Severity::Medium,
+            );
+            a.time_generated = T0 + i * 1000;
+            a.alert_name = format!("R{}", i % 20);
+            a
+        })
+        .collect();
+    let mut e = Engine::new(Config::default());
+    let (rows, accepted) = stream(&mut e, &alerts, 1000);
+    assert_eq!(accepted, alerts.len(), "every alert accepted");
+    assert_nothing_lost(&rows, accepted);
+    assert!(e.is_empty());
+}
+
+#[test]
 fn rows_always_fit_whatever_the_alerts() {
     // A thousand alerts on one pair with every text field at the length limit, each with its
     // own protocol and tactic, plus a chain of such hosts: the row stays under the bound.

@@ -26,13 +26,6 @@ impl Engine {
         self.rules.change(name, false);
         self.count_kind(src, dst, self.slot(s).kind, false);
         self.nodes[src as usize].sent -= 1;
-        if let Some(c) = self.node_rules.get_mut(&(src, name)) {
-            *c -= 1;
-            if *c == 0 {
-                self.node_rules.remove(&(src, name));
-                self.rules.sender(name, false);
-            }
-        }
         if counted {
             if let Some(p) = self.pairs.get_mut(&(src, dst)) {
                 if src != dst && p.count == 1 {
@@ -131,6 +124,9 @@ impl Engine {
             self.bytes -= ALERT_OVERHEAD_BYTES + slot.id.len();
             self.release(slot.src);
             self.release(slot.dst);
+            self.names.release(slot.name);
+            self.protocols.release(slot.protocol);
+            self.tactics.release(slot.tactic);
             self.free_slots.push(s);
         }
         self.scratch = scratch;
@@ -211,7 +207,6 @@ impl Engine {
             self.check_counted(root, i64::MAX, true, true, &mut out);
         }
         self.pairs.clear();
-        self.node_rules.clear();
         self.rules.clear();
         self.clear_kinds();
         self.distinct_pairs = 0;

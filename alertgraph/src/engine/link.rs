@@ -158,8 +158,10 @@ impl Engine {
         // not sent (its activity times the kind's share and spread).
         let sent = f64::from(self.nodes[node as usize].sent);
         let (own, share, spread) = if kind == NO_KIND {
-            let own = self.node_rules.get(&(node, name)).copied().unwrap_or(0);
-            (own, self.rule_share(name), self.rules.spread(name))
+            // The kind table is full (a flood of made-up kinds): judged by the rule, as if every
+            // alert the node sent were of it, sent by every host. That bounds the rate from
+            // above, so such alerts link less readily, never more.
+            (self.nodes[node as usize].sent, self.rule_share(name), 1.0)
         } else {
             let own = self.node_kinds.get(&(node, kind)).copied().unwrap_or(0);
             let counts = &self.kind_counts;
@@ -260,16 +262,9 @@ impl Engine {
     /// The kind of an alert of rule `name` on `protocol` (NO_KIND once the table is full: such
     /// alerts are judged by their rule).
     pub(super) fn kind(&mut self, name: u32, protocol: u32) -> u32 {
-        let key = (name, protocol);
-        if let Some(&k) = self.kinds.get(&key) {
-            return k;
-        }
-        if self.kinds.len() >= MAX_KINDS {
-            return NO_KIND;
-        }
-        let k = self.kinds.len() as u32;
-        self.kinds.insert(key, k);
-        k
+        self.kinds
+            .id((name, protocol), MAX_KINDS)
+            .unwrap_or(NO_KIND)
     }
 
     /// The continuation a network alert makes when its pair is routine (at least RARE_PAIR
@@ -321,8 +316,9 @@ impl Engine {
         });
     }
 
-    /// Forgets every kind counter (the end of a stream).
+    /// Forgets every kind and kind counter (the end of a stream).
     pub(super) fn clear_kinds(&mut self) {
+        self.kinds.clear();
         self.node_kinds.clear();
         self.kind_counts.clear();
         self.pair_kinds.clear();
@@ -345,6 +341,9 @@ impl Engine {
             }
         }
         self.kind_counts.change(kind, up);
+        if !up && self.kind_counts.count(kind) == 0 {
+            self.kinds.release(kind);
+        }
         let sends = self.node_kinds.entry((src, kind)).or_insert(0);
         if up {
             *sends += 1;
@@ -463,5 +462,40 @@ mod tests {
         );
         // The routine itself on that pair does not.
         assert!(!hop_row("10.2.1.3", "Remote service creation", "SMB").0);
+    }
+
+    #[test]
+    fn rule_names_and_kinds_leave_their_tables_with_their_alerts() {
+        // 100,000 alerts over 2.3 days, each rule name carrying an entity value (as many real
+        // alert names do), on three protocols: more names and kinds over the stream than either
+        // table holds at once, while the 24 h window holds 43,200 alerts.
+        let mut e = Engine::new(Config::default());
+        for i in 0..100_000i64 {
+            let mut a = alert(
+                format!("a{i}"),
+                2 * i,
+                &format!("10.1.{}.{}", (i / 250) % 250, i % 250),
+                &format!("10.2.{}.{}", (i / 250) % 250, i % 250),
+                "",
+                ["TCP", "UDP", "QUIC"][i as usize % 3],
+            );
+            a.alert_name = format!("Sign-in from unusual address 10.9.{i}");
+            e.ingest(&a).expect("accepted");
+            if i % 1000 == 999 {
+                e.evict();
+            }
+        }
+        assert!(e.held() <= 45_000, "{} alerts held", e.held());
+        assert!(
+            e.names.values.len() <= 50_000,
+            "{} name slots for {} alerts held",
+            e.names.values.len(),
+            e.held()
+        );
+        assert!(e.kinds.len() <= 50_000, "{} kinds held", e.kinds.len());
+        let name = e.names.intern(Some("A rule never seen before"));
+        assert_ne!(name, 0, "a new rule name still gets its own entry");
+        let protocol = e.protocols.intern(Some("TCP"));
+        assert_ne!(e.kind(name, protocol), super::NO_KIND, "and its own kind");
     }
 }

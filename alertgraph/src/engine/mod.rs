@@ -28,15 +28,13 @@ pub use link::LinkTrace;
 pub use ranking::rank;
 
 use crate::alert::{Alert, AlertView, Rejected};
-use crate::FastMap;
+use crate::{FastMap, TextMap};
 use score::Scratch;
 use serde::{Deserialize, Serialize};
 use state::{Group, Node, Pair, Slot};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::{BuildHasher, RandomState};
-use std::sync::Arc;
-use tables::{RuleCounts, Strings};
+use std::collections::{BinaryHeap, VecDeque};
+use tables::{Kinds, RuleCounts, Strings};
 
 /// Engine settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -125,7 +123,7 @@ pub struct Engine {
     cfg: Config,
     pub(crate) nodes: Vec<Node>,
     #[serde(skip)]
-    node_index: HashMap<Arc<str>, u32>,
+    node_index: TextMap<u32>,
     free_nodes: Vec<u32>,
     pub(crate) slots: Vec<Option<Slot>>,
     free_slots: Vec<u32>,
@@ -135,11 +133,9 @@ pub struct Engine {
     pub(crate) pairs: FastMap<(u32, u32), Pair>,
     /// Alerts per rule name in the window.
     pub(crate) rules: RuleCounts,
-    /// Alerts per (sending node, rule name) in the window.
-    node_rules: FastMap<(u32, u32), u32>,
     /// Alert kinds, (rule name, protocol) → id: what a node's routine repeats (a backup job is
     /// one rule on one service), the unit of the link test's rates.
-    kinds: FastMap<(u32, u32), u32>,
+    kinds: Kinds,
     /// Alerts per kind in the window (rarity classes and spread, as for rules).
     kind_counts: RuleCounts,
     /// Alerts per (sending node, kind) in the window.
@@ -158,7 +154,7 @@ pub struct Engine {
     #[serde(skip)]
     seen: FastMap<u64, u32>,
     #[serde(skip)]
-    id_hasher: RandomState,
+    id_hasher: ahash::RandomState,
     pub(crate) protocols: Strings,
     pub(crate) tactics: Strings,
     pub(crate) names: Strings,
@@ -182,15 +178,14 @@ impl Engine {
         Self {
             cfg,
             nodes: Vec::new(),
-            node_index: HashMap::new(),
+            node_index: TextMap::default(),
             free_nodes: Vec::new(),
             slots: Vec::new(),
             free_slots: Vec::new(),
             window: VecDeque::new(),
             pairs: FastMap::default(),
             rules: RuleCounts::new(),
-            node_rules: FastMap::default(),
-            kinds: FastMap::default(),
+            kinds: Kinds::default(),
             kind_counts: RuleCounts::new(),
             node_kinds: FastMap::default(),
             pair_kinds: FastMap::default(),
@@ -201,7 +196,7 @@ impl Engine {
             checks: BinaryHeap::new(),
             distinct_pairs: 0,
             seen: FastMap::default(),
-            id_hasher: RandomState::new(),
+            id_hasher: ahash::RandomState::new(),
             protocols: Strings::new(4096),
             tactics: Strings::new(256),
             names: Strings::new(1 << 16),
@@ -403,11 +398,6 @@ impl Engine {
         // Background counters.
         self.rules.change(name, true);
         self.nodes[src as usize].sent += 1;
-        let sends = self.node_rules.entry((src, name)).or_insert(0);
-        *sends += 1;
-        if *sends == 1 {
-            self.rules.sender(name, true);
-        }
         self.count_kind(src, dst, kind, true);
         let mut opened = false;
         if !attached {

@@ -274,7 +274,11 @@ pub(crate) fn score_row(engine: &Engine, counted: bool, scratch: &mut Scratch) -
         (tail.max(1) as f64 / total.max(1.0), r, in_window)
     }));
     rare.retain(|&(share, _, _)| share < RARE_RULE_SHARE);
-    rare.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    // Ties in rule name order (not by index: indexes are reused as rules come and go).
+    rare.sort_by(|a, b| {
+        a.0.total_cmp(&b.0)
+            .then_with(|| engine.names.get(a.1).cmp(&engine.names.get(b.1)))
+    });
     for &(share, r, count) in rare.iter().take(MAX_RARE_RULES) {
         score += (RARE_RULE_SHARE / share).ln();
         reasons.push(format!(

@@ -2,7 +2,6 @@
 
 use super::Engine;
 use crate::FastMap;
-use std::hash::{BuildHasher, RandomState};
 
 impl Engine {
     /// Serialises the engine (settings, alerts held, groups, counters) for a state store: a
@@ -17,7 +16,7 @@ impl Engine {
     pub fn restore(bytes: &[u8]) -> Result<Self, String> {
         let body = bytes
             .strip_prefix(SNAPSHOT_MAGIC)
-            .ok_or("engine snapshot: not a version 5 snapshot")?;
+            .ok_or("engine snapshot: not a version 6 snapshot")?;
         let mut e: Engine = bincode::deserialize(body)
             .map_err(|e| format!("engine snapshot is unreadable: {e}"))?;
         e.node_index = e
@@ -27,7 +26,7 @@ impl Engine {
             .filter(|(_, n)| n.refs > 0)
             .map(|(i, n)| (n.ip.clone(), i as u32))
             .collect();
-        e.id_hasher = RandomState::new();
+        e.id_hasher = ahash::RandomState::new();
         e.seen = FastMap::default();
         for s in e.slots.iter_mut().flatten() {
             s.hash = e.id_hasher.hash_one(&*s.id);
@@ -41,4 +40,4 @@ impl Engine {
 }
 
 /// Marks (and versions) a snapshot.
-const SNAPSHOT_MAGIC: &[u8] = b"alertgraph-v5\n";
+const SNAPSHOT_MAGIC: &[u8] = b"alertgraph-v6\n";

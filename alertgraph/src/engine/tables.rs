@@ -1,15 +1,22 @@
-//! Interning tables and per-rule counters: the engine's [`Strings`] and [`RuleCounts`].
+//! Interning tables and per-rule counters: the engine's [`Strings`], [`Kinds`] and
+//! [`RuleCounts`].
 
+use crate::{FastMap, TextMap};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Interned short strings (protocols, tactics, alert names); index 0 is "none".
+/// Interned short strings (protocols, tactics, alert names) held by the engine's alerts,
+/// counted, so a string leaves the table with the last alert that named it (alert names that
+/// carry entity values would otherwise fill it in a long-running stream); index 0 is "none".
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Strings {
     pub(crate) values: Vec<Arc<str>>,
+    /// Alerts held that name each value.
+    refs: Vec<u32>,
+    /// Indexes no value holds, for reuse.
+    free: Vec<u32>,
     #[serde(skip)]
-    index: HashMap<Arc<str>, u32>,
+    index: TextMap<u32>,
     limit: usize,
 }
 
@@ -17,33 +24,64 @@ impl Strings {
     pub(super) fn new(limit: usize) -> Self {
         Self {
             values: vec!["".into()],
-            index: HashMap::new(),
+            refs: vec![0],
+            free: Vec::new(),
+            index: TextMap::default(),
             limit,
         }
     }
 
+    /// The index of `s`, counting one more alert that names it; 0 ("none") for no text, and
+    /// when `limit` strings are held at once (an attacker cannot grow the table without bound).
     pub(super) fn intern(&mut self, s: Option<&str>) -> u32 {
         let Some(s) = s else { return 0 };
         if let Some(&i) = self.index.get(s) {
+            self.refs[i as usize] += 1;
             return i;
         }
-        if self.values.len() >= self.limit {
-            return 0; // an attacker cannot grow this table without bound
+        if self.values.len() - self.free.len() >= self.limit {
+            return 0;
         }
-        let i = self.values.len() as u32;
         let s: Arc<str> = s.into();
-        self.values.push(s.clone());
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.values[i as usize] = s.clone();
+                self.refs[i as usize] = 1;
+                i
+            }
+            None => {
+                self.values.push(s.clone());
+                self.refs.push(1);
+                (self.values.len() - 1) as u32
+            }
+        };
         self.index.insert(s, i);
         i
+    }
+
+    /// One alert that named `i` is gone; the value leaves the table with the last.
+    pub(super) fn release(&mut self, i: u32) {
+        if i == 0 {
+            return;
+        }
+        let refs = &mut self.refs[i as usize];
+        *refs -= 1;
+        if *refs == 0 {
+            let value = std::mem::replace(&mut self.values[i as usize], "".into());
+            self.index.remove(&value);
+            self.free.push(i);
+        }
     }
 
     pub(super) fn reindex(&mut self) {
         self.index = self
             .values
             .iter()
+            .zip(&self.refs)
             .enumerate()
             .skip(1)
-            .map(|(i, v)| (v.clone(), i as u32))
+            .filter(|(_, (_, &refs))| refs > 0)
+            .map(|(i, (v, _))| (v.clone(), i as u32))
             .collect();
     }
 
@@ -54,6 +92,57 @@ impl Strings {
     /// The interned text itself, to share.
     pub(crate) fn shared(&self, i: u32) -> Option<&Arc<str>> {
         (i != 0).then(|| &self.values[i as usize])
+    }
+}
+
+/// Alert kinds, (rule name, protocol) → id, for the alerts in the window: a kind leaves the
+/// table when its last alert leaves the window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Kinds {
+    ids: FastMap<(u32, u32), u32>,
+    /// The key of each id (unused ids: their last key).
+    keys: Vec<(u32, u32)>,
+    free: Vec<u32>,
+}
+
+impl Kinds {
+    /// The id of `key`, a new one when it has none; None when `limit` kinds are held.
+    pub(super) fn id(&mut self, key: (u32, u32), limit: usize) -> Option<u32> {
+        if let Some(&k) = self.ids.get(&key) {
+            return Some(k);
+        }
+        if self.ids.len() >= limit {
+            return None;
+        }
+        let k = match self.free.pop() {
+            Some(k) => {
+                self.keys[k as usize] = key;
+                k
+            }
+            None => {
+                self.keys.push(key);
+                (self.keys.len() - 1) as u32
+            }
+        };
+        self.ids.insert(key, k);
+        Some(k)
+    }
+
+    /// Kind `k` has no alert in the window any more.
+    pub(super) fn release(&mut self, k: u32) {
+        if self.ids.remove(&self.keys[k as usize]).is_some() {
+            self.free.push(k);
+        }
+    }
+
+    pub(super) fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Kinds held.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.ids.len()
     }
 }
 
@@ -129,5 +218,32 @@ impl RuleCounts {
 
     pub(super) fn clear(&mut self) {
         *self = Self::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Strings;
+
+    #[test]
+    fn a_string_leaves_with_its_last_holder_and_its_index_is_reused() {
+        let mut t = Strings::new(3);
+        let a = t.intern(Some("a"));
+        assert_eq!(t.intern(Some("a")), a);
+        let b = t.intern(Some("b"));
+        assert_eq!(t.intern(Some("c")), 0, "full: two held besides \"none\"");
+        t.release(a);
+        assert_eq!(t.get(a), Some("a"), "one holder left");
+        t.release(a);
+        let c = t.intern(Some("c"));
+        assert_eq!(c, a, "a's index is reused");
+        assert_eq!((t.get(b), t.get(c)), (Some("b"), Some("c")));
+        assert_eq!(t.intern(None), 0);
+        t.reindex();
+        assert_eq!(
+            t.intern(Some("c")),
+            c,
+            "the index is rebuilt from held values"
+        );
     }
 }
