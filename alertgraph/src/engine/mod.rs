@@ -92,7 +92,8 @@ const ALERT_OVERHEAD_BYTES: usize = 160;
 /// Never a group.
 const NO_GROUP: u32 = u32::MAX;
 
-/// Most alert kinds told apart; alerts of further kinds are judged by their rule alone.
+/// Most alert kinds held at once (in the window); alerts of further kinds are judged by their
+/// rule alone.
 const MAX_KINDS: usize = 1 << 16;
 
 /// Not a kind (the kind table is full).
