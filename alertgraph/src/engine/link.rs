@@ -2,7 +2,7 @@
 //! continues a recent one.
 
 use super::state::{Group, Incoming, Pair, SlotList};
-use super::tables::RuleCounts;
+use super::tables::{put, RuleCounts};
 use super::{
     Engine, LINK_CHANCE, MAX_KINDS, MAX_LINKED_GROUP, MAX_LINK_INFO, MIN_BACKGROUND, MIN_BETWEEN,
     NO_GROUP, NO_KIND, RARE_PAIR, RECENT_IN,
@@ -75,17 +75,8 @@ impl Engine {
             star,
             scheduled: i64::MAX,
         };
-        let id = match self.free_groups.pop() {
-            Some(id) => id,
-            None => {
-                self.groups.push(fresh.clone());
-                (self.groups.len() - 1) as u32
-            }
-        };
-        self.groups[id as usize] = Group {
-            parent: id,
-            ..fresh
-        };
+        let id = put(&mut self.groups, &mut self.free_groups, fresh);
+        self.groups[id as usize].parent = id;
         id
     }
 

@@ -451,16 +451,7 @@ impl Engine {
             next: NO_SLOT,
         };
         self.bytes += ALERT_OVERHEAD_BYTES + slot.id.len();
-        let s = match self.free_slots.pop() {
-            Some(s) => {
-                self.slots[s as usize] = Some(slot);
-                s
-            }
-            None => {
-                self.slots.push(Some(slot));
-                (self.slots.len() - 1) as u32
-            }
-        };
+        let s = tables::put(&mut self.slots, &mut self.free_slots, Some(slot));
         // Keep the window in time order; a late alert is inserted near the back (cheap).
         if self
             .window

@@ -1,5 +1,6 @@
 //! What the engine holds: nodes, alerts (slots), their groups and the pair table.
 
+use super::tables::put;
 use super::{Engine, NO_SLOT};
 use crate::alert::{Domain, Severity};
 use serde::{Deserialize, Serialize};
@@ -166,16 +167,7 @@ impl Engine {
                     ip: ip.clone(),
                     ..Node::default()
                 };
-                let id = match self.free_nodes.pop() {
-                    Some(id) => {
-                        self.nodes[id as usize] = fresh;
-                        id
-                    }
-                    None => {
-                        self.nodes.push(fresh);
-                        (self.nodes.len() - 1) as u32
-                    }
-                };
+                let id = put(&mut self.nodes, &mut self.free_nodes, fresh);
                 self.node_index.insert(ip, id);
                 id
             }

@@ -5,6 +5,20 @@ use crate::{FastMap, TextMap};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+/// Puts `item` at a free index of `items` (the last freed), or at a new one at the end.
+pub(super) fn put<T>(items: &mut Vec<T>, free: &mut Vec<u32>, item: T) -> u32 {
+    match free.pop() {
+        Some(i) => {
+            items[i as usize] = item;
+            i
+        }
+        None => {
+            items.push(item);
+            (items.len() - 1) as u32
+        }
+    }
+}
+
 /// Interned short strings (protocols, tactics, alert names) held by the engine's alerts,
 /// counted, so a string leaves the table with the last alert that named it (alert names that
 /// carry entity values would otherwise fill it in a long-running stream); index 0 is "none".
@@ -114,16 +128,7 @@ impl Kinds {
         if self.ids.len() >= limit {
             return None;
         }
-        let k = match self.free.pop() {
-            Some(k) => {
-                self.keys[k as usize] = key;
-                k
-            }
-            None => {
-                self.keys.push(key);
-                (self.keys.len() - 1) as u32
-            }
-        };
+        let k = put(&mut self.keys, &mut self.free, key);
         self.ids.insert(key, k);
         Some(k)
     }
