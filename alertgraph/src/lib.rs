@@ -18,6 +18,9 @@ pub use subgraph::{Subgraph, SubgraphEdge, SubgraphNode};
 /// A hash map keyed by integers (FxHash): fast, and never keyed by attacker-chosen text.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;
 
+/// A hash set of integers (FxHash).
+pub(crate) type FastSet<K> = std::collections::HashSet<K, rustc_hash::FxBuildHasher>;
+
 /// A hash map keyed by text an alert carries (addresses, rule names), with keyed hashing
 /// ([`ahash::RandomState`], random keys per process): an attacker cannot craft collisions.
 pub(crate) type TextMap<V> = std::collections::HashMap<std::sync::Arc<str>, V, ahash::RandomState>;

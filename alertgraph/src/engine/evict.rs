@@ -3,7 +3,7 @@
 
 use super::score::score_row;
 use super::state::SlotList;
-use super::{Engine, ALERT_OVERHEAD_BYTES};
+use super::{Engine, ALERT_OVERHEAD_BYTES, NO_KIND};
 use crate::subgraph::Subgraph;
 use std::cmp::Reverse;
 
@@ -17,17 +17,28 @@ impl Engine {
     /// Takes `s` out of the background counters.
     fn uncount(&mut self, s: u32) {
         let slot = self.slot(s);
-        let (src, dst, name, counted) = (slot.src, slot.dst, slot.name, slot.counted_pair);
+        let (src, dst, name, kind, counted) =
+            (slot.src, slot.dst, slot.name, slot.kind, slot.counted_pair);
         if slot.opened {
             self.nodes[src as usize].opened -= 1;
         } else if counted && src != dst {
             self.nodes[src as usize].repeated -= 1;
         }
         self.rules.change(name, false);
-        self.count_kind(src, dst, self.slot(s).kind, false);
+        self.count_kind(src, kind, false);
         self.nodes[src as usize].sent -= 1;
         if counted {
             if let Some(p) = self.pairs.get_mut(&(src, dst)) {
+                if src != dst && kind != NO_KIND && !p.count_kind(kind, false) {
+                    p.spilled -= 1;
+                    let key = (src, dst, kind);
+                    if let Some(c) = self.pair_kinds.get_mut(&key) {
+                        *c -= 1;
+                        if *c == 0 {
+                            self.pair_kinds.remove(&key);
+                        }
+                    }
+                }
                 if src != dst && p.count == 1 {
                     self.nodes[src as usize].singles -= 1;
                 } else if src != dst && p.count == 2 {

@@ -270,9 +270,10 @@ impl Engine {
         kind: u32,
         pair_before: Option<Pair>,
     ) -> Option<Link> {
+        let pair = pair_before.filter(|p| p.count >= RARE_PAIR)?;
         if kind == NO_KIND
-            || pair_before.is_none_or(|p| p.count < RARE_PAIR)
-            || self.pair_kinds.contains_key(&(src, dst, kind))
+            || pair.has_kind(kind)
+            || (pair.spilled > 0 && self.pair_kinds.contains_key(&(src, dst, kind)))
         {
             return None;
         }
@@ -315,21 +316,11 @@ impl Engine {
         self.pair_kinds.clear();
     }
 
-    /// Counts (`up`) or uncounts an alert of `kind` sent by `src` to `dst` in the window.
-    pub(super) fn count_kind(&mut self, src: u32, dst: u32, kind: u32, up: bool) {
+    /// Counts (`up`) or uncounts an alert of `kind` sent by `src` in the window (the pair's
+    /// count per kind is kept with the pair).
+    pub(super) fn count_kind(&mut self, src: u32, kind: u32, up: bool) {
         if kind == NO_KIND {
             return;
-        }
-        if src != dst {
-            let on_pair = self.pair_kinds.entry((src, dst, kind)).or_insert(0);
-            if up {
-                *on_pair += 1;
-            } else {
-                *on_pair -= 1;
-                if *on_pair == 0 {
-                    self.pair_kinds.remove(&(src, dst, kind));
-                }
-            }
         }
         self.kind_counts.change(kind, up);
         if !up && self.kind_counts.count(kind) == 0 {
@@ -488,5 +479,52 @@ mod tests {
         assert_ne!(name, 0, "a new rule name still gets its own entry");
         let protocol = e.protocols.intern(Some("TCP"));
         assert_ne!(e.kind(name, protocol), super::NO_KIND, "and its own kind");
+    }
+
+    #[test]
+    fn kinds_counted_with_their_pair_or_spilled_balance_out_when_they_leave() {
+        // 50 pairs, each carrying up to five kinds at once (two counted with the pair, the rest
+        // in the spill table), one alert a minute over 3.5 days: kinds come and go on every
+        // pair as alerts leave the 24 h window.
+        let mut e = Engine::new(Config::default());
+        let mut spilled_seen = 0;
+        for i in 0..5000i64 {
+            let src = format!("10.1.0.{}", i % 50);
+            let dst = format!("10.2.0.{}", (i * 7) % 50);
+            let protocol = format!("P{}", (i / 50) % 5);
+            e.ingest(&alert(
+                format!("a{i}"),
+                i * 60,
+                &src,
+                &dst,
+                "Job",
+                &protocol,
+            ))
+            .expect("accepted");
+            spilled_seen = spilled_seen.max(e.pair_kinds.len());
+            if i % 100 == 99 {
+                e.evict();
+            }
+        }
+        assert!(spilled_seen > 0, "some kinds were spilled");
+        let late = alert(
+            "late".into(),
+            6000 * 60 + 2 * 86_400,
+            "10.9.0.1",
+            "10.9.0.2",
+            "Job",
+            "P0",
+        );
+        e.ingest(&late).expect("accepted");
+        e.evict();
+        assert_eq!(e.held(), 1, "only the late alert is held");
+        assert!(
+            e.pair_kinds.is_empty(),
+            "{} spilled kinds left",
+            e.pair_kinds.len()
+        );
+        let pair = e.pairs.values().next().expect("the late alert's pair");
+        assert_eq!((e.pairs.len(), pair.count, pair.spilled), (1, 1, 0));
+        assert_eq!(pair.kinds.iter().filter(|k| k.1 > 0).count(), 1);
     }
 }

@@ -28,7 +28,7 @@ pub use link::LinkTrace;
 pub use ranking::rank;
 
 use crate::alert::{Alert, AlertView, Rejected};
-use crate::{FastMap, TextMap};
+use crate::{FastMap, FastSet, TextMap};
 use score::Scratch;
 use serde::{Deserialize, Serialize};
 use state::{Group, Node, Pair, Slot};
@@ -141,7 +141,8 @@ pub struct Engine {
     kind_counts: RuleCounts,
     /// Alerts per (sending node, kind) in the window.
     node_kinds: FastMap<(u32, u32), u32>,
-    /// Alerts per (source, destination, kind) in the window, network alerts only.
+    /// Alerts per (source, destination, kind) in the window, network alerts only, for kinds a
+    /// pair has no place for in [`Pair::kinds`].
     pair_kinds: FastMap<(u32, u32, u32), u32>,
     groups: Vec<Group>,
     free_groups: Vec<u32>,
@@ -153,7 +154,7 @@ pub struct Engine {
     /// AlertIds held, by keyed hash (an attacker cannot craft collisions without the
     /// per-process key; a 64-bit clash between honest ids is a ~1e-8 chance per million).
     #[serde(skip)]
-    seen: FastMap<u64, u32>,
+    seen: FastSet<u64>,
     #[serde(skip)]
     id_hasher: ahash::RandomState,
     pub(crate) protocols: Strings,
@@ -196,7 +197,7 @@ impl Engine {
             stars: FastMap::default(),
             checks: BinaryHeap::new(),
             distinct_pairs: 0,
-            seen: FastMap::default(),
+            seen: FastSet::default(),
             id_hasher: ahash::RandomState::new(),
             protocols: Strings::new(4096),
             tactics: Strings::new(256),
@@ -280,13 +281,6 @@ impl Engine {
 
     /// [`Engine::ingest`] of a view (text borrowed from the input).
     pub fn ingest_view(&mut self, alert: &AlertView<'_>) -> Result<(), Rejected> {
-        let hash = self.id_hasher.hash_one(&*alert.alert_id);
-        if self.seen.contains_key(&hash) {
-            return Err(Rejected {
-                alert_id: Some(alert.alert_id.to_string()),
-                reason: "duplicate AlertId (already in the window)".into(),
-            });
-        }
         if self.max_time != i64::MIN && alert.time_generated < self.window_start() {
             return Err(Rejected {
                 alert_id: Some(alert.alert_id.to_string()),
@@ -294,6 +288,14 @@ impl Engine {
                     "TimeGenerated is older than the window ({} min before the newest alert)",
                     self.cfg.window_ms / 60_000
                 ),
+            });
+        }
+        // Held from here on: nothing below refuses the alert.
+        let hash = self.id_hasher.hash_one(&*alert.alert_id);
+        if !self.seen.insert(hash) {
+            return Err(Rejected {
+                alert_id: Some(alert.alert_id.to_string()),
+                reason: "duplicate AlertId (already in the window)".into(),
             });
         }
         let time = alert.time_generated;
@@ -399,14 +401,15 @@ impl Engine {
         // Background counters.
         self.rules.change(name, true);
         self.nodes[src as usize].sent += 1;
-        self.count_kind(src, dst, kind, true);
+        self.count_kind(src, kind, true);
         let mut opened = false;
         if !attached {
-            let p = self.pairs.entry((src, dst)).or_insert(Pair {
-                count: 0,
-                group: NO_GROUP,
-            });
+            let p = self.pairs.entry((src, dst)).or_insert(Pair::NEW);
             p.count += 1;
+            if !host_only && kind != NO_KIND && !p.count_kind(kind, true) {
+                p.spilled += 1;
+                *self.pair_kinds.entry((src, dst, kind)).or_insert(0) += 1;
+            }
             if !kept_pair {
                 p.group = group;
             }
@@ -426,7 +429,6 @@ impl Engine {
                 self.distinct_pairs += 1;
             }
         }
-        self.seen.insert(hash, 1);
         let g = &mut self.groups[group as usize];
         g.live += 1;
         g.newest = g.newest.max(time);

@@ -1,7 +1,7 @@
 //! Snapshot and restore: the engine serialised for a state store, and rebuilt from it.
 
 use super::Engine;
-use crate::FastMap;
+use crate::FastSet;
 
 impl Engine {
     /// Serialises the engine (settings, alerts held, groups, counters) for a state store: a
@@ -27,10 +27,10 @@ impl Engine {
             .map(|(i, n)| (n.ip.clone(), i as u32))
             .collect();
         e.id_hasher = ahash::RandomState::new();
-        e.seen = FastMap::default();
+        e.seen = FastSet::default();
         for s in e.slots.iter_mut().flatten() {
             s.hash = e.id_hasher.hash_one(&*s.id);
-            e.seen.insert(s.hash, 1);
+            e.seen.insert(s.hash);
         }
         e.protocols.reindex();
         e.tactics.reindex();

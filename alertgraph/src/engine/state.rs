@@ -1,7 +1,7 @@
 //! What the engine holds: nodes, alerts (slots), their groups and the pair table.
 
 use super::tables::put;
-use super::{Engine, NO_SLOT};
+use super::{Engine, NO_GROUP, NO_KIND, NO_SLOT};
 use crate::alert::{Domain, Severity};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -151,10 +151,57 @@ pub(super) struct Group {
     pub(super) scheduled: i64,
 }
 
+/// Alerts on a directed pair in the window.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Pair {
     pub(crate) count: u32,
     pub(super) group: u32,
+    /// Network alerts per kind on the pair, for two kinds (`NO_KIND` when free): most pairs
+    /// carry one or two, and they are counted here without a second table; further kinds are
+    /// counted in `Engine::pair_kinds`.
+    pub(super) kinds: [(u32, u32); 2],
+    /// Its alerts counted in `Engine::pair_kinds` instead.
+    pub(super) spilled: u32,
+}
+
+impl Pair {
+    pub(super) const NEW: Pair = Pair {
+        count: 0,
+        group: NO_GROUP,
+        kinds: [(NO_KIND, 0); 2],
+        spilled: 0,
+    };
+
+    /// Counts (`up`) or uncounts a network alert of `kind` on the pair; false when the kind has
+    /// no place here (it is counted in the spill table).
+    pub(super) fn count_kind(&mut self, kind: u32, up: bool) -> bool {
+        if let Some(k) = self.kinds.iter_mut().find(|k| k.0 == kind) {
+            if up {
+                k.1 += 1;
+            } else {
+                k.1 -= 1;
+                if k.1 == 0 {
+                    k.0 = NO_KIND;
+                }
+            }
+            return true;
+        }
+        if !up {
+            return false;
+        }
+        match self.kinds.iter_mut().find(|k| k.0 == NO_KIND) {
+            Some(k) => {
+                *k = (kind, 1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True when the pair carries an alert of `kind` in its own places.
+    pub(super) fn has_kind(&self, kind: u32) -> bool {
+        self.kinds.iter().any(|k| k.0 == kind)
+    }
 }
 
 impl Engine {
