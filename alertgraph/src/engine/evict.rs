@@ -3,7 +3,7 @@
 
 use super::score::score_row;
 use super::state::SlotList;
-use super::{Engine, ALERT_OVERHEAD_BYTES, NO_KIND};
+use super::{Engine, ALERT_OVERHEAD_BYTES, NO_GROUP, NO_KIND};
 use crate::subgraph::Subgraph;
 use std::cmp::Reverse;
 
@@ -240,7 +240,12 @@ impl Engine {
                 self.slots[i].as_mut().expect("live slot").group = root;
             }
         }
-        let pairs: Vec<((u32, u32), u32)> = self.pairs.iter().map(|(k, p)| (*k, p.group)).collect();
+        let pairs: Vec<((u32, u32), u32)> = self
+            .pairs
+            .iter()
+            .filter(|(_, p)| p.group != NO_GROUP)
+            .map(|(k, p)| (*k, p.group))
+            .collect();
         for (k, g) in pairs {
             let root = self.find(g);
             self.pairs.get_mut(&k).expect("pair").group = root;
@@ -248,8 +253,10 @@ impl Engine {
         for n in 0..self.nodes.len() {
             for i in 0..self.nodes[n].recent_in.len() {
                 let g = self.nodes[n].recent_in[i].group;
-                let root = self.find(g);
-                self.nodes[n].recent_in[i].group = root;
+                if g != NO_GROUP {
+                    let root = self.find(g);
+                    self.nodes[n].recent_in[i].group = root;
+                }
             }
         }
         let stars: Vec<(u32, u32)> = self.stars.iter().map(|(h, g)| (*h, *g)).collect();
@@ -262,16 +269,27 @@ impl Engine {
             let root = self.find(g);
             self.checks.push(Reverse((due, root)));
         }
-        // A group id stays when it is a live root; recent_in may name an emitted root, which
-        // `live_root` already reads as "none" and which the time check skips.
+        // A group id stays when it is a live root. What names an emitted group (a pair whose
+        // alerts in the window joined other groups, a remembered incoming alert) names no
+        // group from now on, which `live_root` reads as it read the emitted group: "none".
+        // Nothing is removed, so compaction never changes what the engine decides.
         let mut keep = vec![false; n];
         for s in self.slots.iter().flatten() {
             keep[s.group as usize] = true;
         }
+        let dead = |g: u32| g != NO_GROUP && !keep[g as usize];
         for node in &mut self.nodes {
-            node.recent_in.retain(|i| keep[i.group as usize]);
+            for i in &mut node.recent_in {
+                if dead(i.group) {
+                    i.group = NO_GROUP;
+                }
+            }
         }
-        self.pairs.retain(|_, p| keep[p.group as usize]);
+        for p in self.pairs.values_mut() {
+            if dead(p.group) {
+                p.group = NO_GROUP;
+            }
+        }
         self.stars.retain(|_, g| keep[*g as usize]);
         let mut checks = std::mem::take(&mut self.checks).into_vec();
         checks.retain(|Reverse((_, g))| keep[*g as usize]);
