@@ -57,18 +57,9 @@ impl Strings {
             return 0;
         }
         let s: Arc<str> = s.into();
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.values[i as usize] = s.clone();
-                self.refs[i as usize] = 1;
-                i
-            }
-            None => {
-                self.values.push(s.clone());
-                self.refs.push(1);
-                (self.values.len() - 1) as u32
-            }
-        };
+        let i = put(&mut self.values, &mut self.free, s.clone());
+        self.refs.resize(self.values.len(), 0);
+        self.refs[i as usize] = 1;
         self.index.insert(s, i);
         i
     }
