@@ -83,7 +83,9 @@ pub struct Alert {
     pub severity: Severity,
     /// IT or OT.
     pub domain: Domain,
-    /// Source address (normalised text).
+    /// Source address (normalised text); empty when the alert names its source only by
+    /// `src_host` (contract v2).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub src_ip: String,
     /// Destination address, absent for host-only alerts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,6 +105,118 @@ pub struct Alert {
     /// MITRE ATT&CK tactic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tactic: Option<String>,
+    /// Contract v2's optional sensor detail.
+    #[serde(flatten)]
+    pub ext: AlertExt,
+}
+
+/// Whether an alert's packet went from client to server (a request) or back (a response).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Direction {
+    /// Client to server (the attacker's probe, exploit or command).
+    Request,
+    /// Server to client (what a victim answered).
+    Response,
+}
+
+impl Direction {
+    fn parse(text: &str) -> Option<Self> {
+        [
+            ("request", Direction::Request),
+            ("to_server", Direction::Request),
+            ("response", Direction::Response),
+            ("to_client", Direction::Response),
+        ]
+        .into_iter()
+        .find_map(|(name, d)| text.eq_ignore_ascii_case(name).then_some(d))
+    }
+}
+
+/// Most MITRE technique ids an alert carries.
+pub const MAX_TECHNIQUES: usize = 16;
+/// Most extra fields an alert carries through to its row.
+pub const MAX_EXTRA: usize = 16;
+/// Longest extra-field name.
+pub const MAX_EXTRA_KEY_CHARS: usize = 64;
+
+/// Contract v2 (`ALERTS.md`): what sensors know beyond the v1 fields. Every field is optional
+/// and bounded like the v1 text fields (at most [`MAX_FIELD_CHARS`] characters, no control
+/// characters); longer values are refused, never cut.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AlertExt {
+    /// Rule id at the sensor (Suricata signature id, Wazuh rule id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_id: Option<String>,
+    /// Rule category (Suricata classtype text, Wazuh groups, Sentinel alert type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Source port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_port: Option<u16>,
+    /// Sensor flow id (alerts of one connection share it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<String>,
+    /// Account the activity ran as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// That account's domain (NT domain or UPN suffix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_domain: Option<String>,
+    /// Process image (file name or path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_image: Option<String>,
+    /// Hash of the process command line (the line itself may hold secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_line_hash: Option<String>,
+    /// Logon session id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logon_id: Option<String>,
+    /// MITRE ATT&CK technique ids (at most [`MAX_TECHNIQUES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub techniques: Vec<String>,
+    /// Sensor or product that raised the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor: Option<String>,
+    /// Request or response, when the sensor says (otherwise inferred by the engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// Further fields carried through to the row (URL, user agent, DNS name…), at most
+    /// [`MAX_EXTRA`], names of at most [`MAX_EXTRA_KEY_CHARS`] characters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "extra_map")]
+    pub extra: Vec<(String, String)>,
+}
+
+impl AlertExt {
+    /// True when no v2 field is set.
+    pub fn is_empty(&self) -> bool {
+        *self == AlertExt::default()
+    }
+}
+
+/// `Extra` as a JSON object (in the order given).
+mod extra_map {
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(items: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(items.len()))?;
+        for (k, v) in items {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+        let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        Ok(map
+            .into_iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => (k, s),
+                other => (k, other.to_string()),
+            })
+            .collect())
+    }
 }
 
 /// Why an alert was rejected.
@@ -163,6 +277,7 @@ impl Alert {
             dst_port: self.dst_port,
             protocol: self.protocol.as_deref().map(Cow::Borrowed),
             tactic: self.tactic.as_deref().map(Cow::Borrowed),
+            ext: (!self.ext.is_empty()).then(|| Box::new(self.ext.clone())),
         }
     }
 
@@ -204,6 +319,8 @@ pub struct AlertView<'a> {
     pub protocol: Option<Cow<'a, str>>,
     /// MITRE ATT&CK tactic.
     pub tactic: Option<Cow<'a, str>>,
+    /// Contract v2's fields, when the alert carries any.
+    pub ext: Option<Box<AlertExt>>,
 }
 
 impl<'a> AlertView<'a> {
@@ -238,6 +355,7 @@ impl<'a> AlertView<'a> {
             dst_port: self.dst_port,
             protocol: own(self.protocol),
             tactic: own(self.tactic),
+            ext: self.ext.map(|e| *e).unwrap_or_default(),
         }
     }
 }

@@ -5,8 +5,10 @@
 //! except the seeded generator.
 
 pub mod alert;
+pub mod classify;
 pub mod engine;
 pub mod eval;
+pub mod formats;
 pub mod generate;
 pub mod subgraph;
 pub mod svg;

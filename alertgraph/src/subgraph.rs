@@ -75,12 +75,14 @@ pub struct Subgraph {
     pub longest_path: u32,
     /// An IT host reached into the OT network.
     pub crosses_it_ot: bool,
+    /// The time-ordered path of `longest_path` hops, when the row claims one (two hops or more).
+    pub path: Vec<Arc<str>>,
     /// Nodes (the first 100 by first contact).
     pub nodes: Vec<SubgraphNode>,
     /// Pairs (the busiest 100).
     pub edges: Vec<SubgraphEdge>,
-    /// Alert ids in id order, at most [`MAX_ROW_ALERT_IDS`] (`alert_count` is exact; a chain
-    /// can only be "found" in a row at most five times its size, so evaluation needs no more).
+    /// Alert ids in id order, at most [`MAX_ROW_ALERT_IDS`] unless the engine lists them all
+    /// (`Config::list_all_alert_ids`, for evaluation); `alert_count` is exact.
     pub alert_ids: Vec<Arc<str>>,
     /// Short human-readable reasons for the score.
     pub reasons: Vec<String>,
@@ -197,6 +199,10 @@ impl Subgraph {
             self.longest_path,
             self.crosses_it_ot
         );
+        if !self.path.is_empty() {
+            out.extend_from_slice(b",\"Path\":");
+            write_fitting(out, &self.path, 32, 4096);
+        }
         out.extend_from_slice(b",\"Nodes\":");
         let nodes_omitted = write_fitting(out, &self.nodes, usize::MAX, MAX_LIST_BYTES);
         out.extend_from_slice(b",\"Edges\":");

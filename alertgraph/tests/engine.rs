@@ -34,6 +34,7 @@ fn alert(
         dst_port: None,
         protocol: Some(protocol.into()),
         tactic: Some(tactic.into()),
+        ext: Default::default(),
     }
 }
 
@@ -431,6 +432,7 @@ fn rows_always_fit_whatever_the_alerts() {
             dst_port: Some(445),
             protocol: Some(long('p', i)),
             tactic: Some(long('t', i)),
+            ext: Default::default(),
         };
         assert!(Alert::from_json(&serde_json::to_value(&a).unwrap(), None).is_ok());
         e.ingest(&a).unwrap();

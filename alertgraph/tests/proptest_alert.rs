@@ -59,7 +59,8 @@ fn field(name: &'static str) -> impl Strategy<Value = Option<Value>> {
             ],
             vec!["fe80::1%eth0", "10.0.0.999", "010.0.0.1", "host.example"],
         ),
-        "DstPort" => (vec!["445", "0", "65535"], vec!["65536", "-1", "0x1bd"]),
+        "DstPort" | "SrcPort" => (vec!["445", "0", "65535"], vec!["65536", "-1", "0x1bd"]),
+        "Direction" => (vec!["request", "Response", "to_client"], vec!["sideways"]),
         _ => (
             vec!["a1", "SMB lateral movement", "LateralMovement", " padded "],
             vec!["\u{1b}"],
@@ -83,7 +84,7 @@ fn field(name: &'static str) -> impl Strategy<Value = Option<Value>> {
     ]
 }
 
-const FIELDS: [&str; 12] = [
+const FIELDS: [&str; 18] = [
     "TimeGenerated",
     "AlertId",
     "AlertName",
@@ -96,6 +97,12 @@ const FIELDS: [&str; 12] = [
     "DstPort",
     "Protocol",
     "Tactic",
+    "SrcPort",
+    "Category",
+    "Account",
+    "Direction",
+    "Techniques",
+    "SignatureId",
 ];
 
 fn alert_like() -> impl Strategy<Value = Value> {
@@ -140,13 +147,20 @@ proptest! {
                                              now in proptest::option::of(0i64..4_102_444_800_000)) {
         match Alert::from_json(&v, now) {
             Ok(a) => {
-                for t in [&a.alert_id, &a.alert_name, &a.src_ip] {
+                for t in [&a.alert_id, &a.alert_name] {
                     prop_assert!(check_text(t), "{:?}", t);
                 }
-                for t in [&a.dst_ip, &a.src_host, &a.dst_host, &a.protocol, &a.tactic].into_iter().flatten() {
+                // A source known only by name has no address.
+                prop_assert!(!a.src_ip.is_empty() || a.src_host.is_some());
+                let ext = &a.ext;
+                for t in [&a.dst_ip, &a.src_host, &a.dst_host, &a.protocol, &a.tactic, &ext.category, &ext.account, &ext.signature_id]
+                    .into_iter()
+                    .flatten()
+                    .chain(ext.techniques.iter())
+                {
                     prop_assert!(check_text(t), "{:?}", t);
                 }
-                for ip in std::iter::once(&a.src_ip).chain(a.dst_ip.iter()) {
+                for ip in std::iter::once(&a.src_ip).filter(|ip| !ip.is_empty()).chain(a.dst_ip.iter()) {
                     let parsed: IpAddr = ip.parse().unwrap();
                     prop_assert_eq!(&parsed.to_string(), ip, "addresses are normalised");
                 }

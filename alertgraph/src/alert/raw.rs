@@ -2,7 +2,8 @@
 
 use super::timestamp::parse_time;
 use super::{
-    clip, AlertView, Domain, Rejected, Severity, MAX_FIELD_CHARS, MAX_FUTURE_MS, MAX_PAST_MS,
+    clip, AlertExt, AlertView, Direction, Domain, Rejected, Severity, MAX_EXTRA,
+    MAX_EXTRA_KEY_CHARS, MAX_FIELD_CHARS, MAX_FUTURE_MS, MAX_PAST_MS, MAX_TECHNIQUES,
 };
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -94,6 +95,33 @@ pub(super) struct RawAlert<'a> {
     protocol: Option<Field<'a>>,
     #[serde(rename = "Tactic", borrow)]
     tactic: Option<Field<'a>>,
+    // Contract v2.
+    #[serde(rename = "SignatureId", borrow)]
+    signature_id: Option<Field<'a>>,
+    #[serde(rename = "Category", borrow)]
+    category: Option<Field<'a>>,
+    #[serde(rename = "SrcPort", borrow)]
+    src_port: Option<Field<'a>>,
+    #[serde(rename = "FlowId", borrow)]
+    flow_id: Option<Field<'a>>,
+    #[serde(rename = "Account", borrow)]
+    account: Option<Field<'a>>,
+    #[serde(rename = "AccountDomain", borrow)]
+    account_domain: Option<Field<'a>>,
+    #[serde(rename = "ProcessImage", borrow)]
+    process_image: Option<Field<'a>>,
+    #[serde(rename = "CommandLineHash", borrow)]
+    command_line_hash: Option<Field<'a>>,
+    #[serde(rename = "LogonId", borrow)]
+    logon_id: Option<Field<'a>>,
+    #[serde(rename = "Sensor", borrow)]
+    sensor: Option<Field<'a>>,
+    #[serde(rename = "Direction", borrow)]
+    direction: Option<Field<'a>>,
+    #[serde(rename = "Techniques")]
+    techniques: Option<serde_json::Value>,
+    #[serde(rename = "Extra")]
+    extra: Option<serde_json::Value>,
 }
 
 /// A text field: absent, null and blank are "none"; too long, control characters and
@@ -127,6 +155,105 @@ fn text_of<'f>(name: &str, field: &'f Option<Field<'_>>) -> Result<Option<&'f st
     }
 }
 
+/// An id field (`SignatureId`, `FlowId`): text, or a non-negative integer written as text.
+fn id_of(name: &str, field: &Option<Field<'_>>) -> Result<Option<String>, String> {
+    match field {
+        Some(Field::Unsigned(n)) => Ok(Some(n.to_string())),
+        _ => Ok(text_of(name, field)?.map(str::to_string)),
+    }
+}
+
+/// A port field: an integer (or its text) from 0 to 65535.
+fn port_of(name: &str, field: &Option<Field<'_>>) -> Result<Option<u16>, String> {
+    match field {
+        None => Ok(None),
+        Some(f) => match f {
+            Field::Unsigned(n) => Some(*n),
+            Field::Text(s) => s.trim().parse().ok(),
+            Field::Other => None,
+        }
+        .and_then(|p| u16::try_from(p).ok())
+        .map(Some)
+        .ok_or_else(|| format!("{name} must be an integer from 0 to 65535")),
+    }
+}
+
+/// A bounded text value inside a list or map field.
+fn bounded_item(name: &str, text: &str, max_chars: usize) -> Result<String, String> {
+    let t = text.trim();
+    if t.chars().count() > max_chars {
+        return Err(format!(
+            "{name} has an item longer than {max_chars} characters"
+        ));
+    }
+    if t.chars().any(char::is_control) {
+        return Err(format!("{name} has an item with control characters"));
+    }
+    Ok(t.to_string())
+}
+
+/// `Techniques`: an array of strings, or one comma-separated string; at most
+/// [`MAX_TECHNIQUES`] ids of at most 32 characters.
+fn techniques_of(value: Option<serde_json::Value>) -> Result<Vec<String>, String> {
+    use serde_json::Value;
+    let items: Vec<String> = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::String(s)) => s.split(',').map(str::to_string).collect(),
+        Some(Value::Array(a)) => a
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                _ => Err("Techniques must be strings".to_string()),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err("Techniques must be an array of strings".into()),
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let t = bounded_item("Techniques", &item, 32)?;
+        if !t.is_empty() && !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    if out.len() > MAX_TECHNIQUES {
+        return Err(format!("Techniques has more than {MAX_TECHNIQUES} items"));
+    }
+    Ok(out)
+}
+
+/// `Extra`: an object of strings, numbers or booleans, at most [`MAX_EXTRA`] entries.
+fn extra_of(value: Option<serde_json::Value>) -> Result<Vec<(String, String)>, String> {
+    use serde_json::Value;
+    let map = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err("Extra must be an object".into()),
+    };
+    if map.len() > MAX_EXTRA {
+        return Err(format!("Extra has more than {MAX_EXTRA} fields"));
+    }
+    let mut out = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let key = bounded_item("Extra", &k, MAX_EXTRA_KEY_CHARS)?;
+        let value = match v {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => continue,
+            _ => {
+                return Err(format!(
+                    "Extra field {key:?} must be text, a number or a boolean"
+                ))
+            }
+        };
+        let value = bounded_item("Extra", &value, MAX_FIELD_CHARS)?;
+        if !key.is_empty() && !value.is_empty() {
+            out.push((key, value));
+        }
+    }
+    Ok(out)
+}
+
 /// The text of a field [`text_of`] accepted, trimmed, kept borrowed from the input when it was.
 fn take_text(field: Option<Field<'_>>) -> Option<Cow<'_, str>> {
     let text = match field {
@@ -148,7 +275,8 @@ fn ip_text(ip: IpAddr, original: Cow<'_, str>) -> Cow<'_, str> {
 }
 
 impl<'a> RawAlert<'a> {
-    pub(super) fn validate(self, now_ms: Option<i64>) -> Result<AlertView<'a>, Rejected> {
+    pub(super) fn validate(mut self, now_ms: Option<i64>) -> Result<AlertView<'a>, Rejected> {
+        let (techniques, extra) = (self.techniques.take(), self.extra.take());
         let alert_id = text_of("AlertId", &self.alert_id).ok().flatten();
         let reject = |reason: String| Rejected {
             alert_id: alert_id.map(str::to_string),
@@ -202,21 +330,14 @@ impl<'a> RawAlert<'a> {
                 }),
             }
         };
-        let src_addr =
-            ip("SrcIp", &self.src_ip)?.ok_or_else(|| reject("SrcIp is required".into()))?;
+        let src_addr = ip("SrcIp", &self.src_ip)?;
+        if src_addr.is_none() && text("SrcHost", &self.src_host)?.is_none() {
+            return Err(reject(
+                "SrcIp (or, for a host known only by name, SrcHost) is required".into(),
+            ));
+        }
         let dst_addr = ip("DstIp", &self.dst_ip)?;
-        let dst_port = match &self.dst_port {
-            None => None,
-            Some(f) => Some(
-                match f {
-                    Field::Unsigned(n) => Some(*n),
-                    Field::Text(s) => s.parse().ok(),
-                    Field::Other => None,
-                }
-                .and_then(|p| u16::try_from(p).ok())
-                .ok_or_else(|| reject("DstPort must be an integer from 0 to 65535".into()))?,
-            ),
-        };
+        let dst_port = port_of("DstPort", &self.dst_port).map_err(&reject)?;
         for (name, f) in [
             ("SrcHost", &self.src_host),
             ("DstHost", &self.dst_host),
@@ -225,10 +346,14 @@ impl<'a> RawAlert<'a> {
         ] {
             text(name, f)?;
         }
+        let ext = self.ext(techniques, extra, &reject)?;
         // Every field is valid: move the text out (borrowed from the input where it was).
         let alert_id = take_text(self.alert_id).unwrap_or_default();
         let alert_name = take_text(self.alert_name).unwrap_or_default();
-        let src_ip = ip_text(src_addr, take_text(self.src_ip).unwrap_or_default());
+        let src_ip = match src_addr {
+            Some(a) => ip_text(a, take_text(self.src_ip).unwrap_or_default()),
+            None => Cow::Borrowed(""),
+        };
         let dst_ip = dst_addr.map(|a| ip_text(a, take_text(self.dst_ip).unwrap_or_default()));
         Ok(AlertView {
             time_generated,
@@ -243,6 +368,62 @@ impl<'a> RawAlert<'a> {
             dst_port,
             protocol: take_text(self.protocol),
             tactic: take_text(self.tactic),
+            ext,
         })
+    }
+
+    /// Contract v2's fields, validated; None when the alert carries none (v1).
+    fn ext(
+        &self,
+        techniques: Option<serde_json::Value>,
+        extra: Option<serde_json::Value>,
+        reject: &impl Fn(String) -> Rejected,
+    ) -> Result<Option<Box<AlertExt>>, Rejected> {
+        let any = self.signature_id.is_some()
+            || self.category.is_some()
+            || self.src_port.is_some()
+            || self.flow_id.is_some()
+            || self.account.is_some()
+            || self.account_domain.is_some()
+            || self.process_image.is_some()
+            || self.command_line_hash.is_some()
+            || self.logon_id.is_some()
+            || self.sensor.is_some()
+            || self.direction.is_some()
+            || techniques.is_some()
+            || extra.is_some();
+        if !any {
+            return Ok(None);
+        }
+        let owned = |name: &str, f: &Option<Field<'_>>| -> Result<Option<String>, Rejected> {
+            text_of(name, f)
+                .map(|t| t.map(str::to_string))
+                .map_err(reject)
+        };
+        let direction = match owned("Direction", &self.direction)? {
+            None => None,
+            Some(d) => Some(Direction::parse(&d).ok_or_else(|| {
+                reject(format!(
+                    "Direction {:?} is not request or response",
+                    clip(&d)
+                ))
+            })?),
+        };
+        let ext = AlertExt {
+            signature_id: id_of("SignatureId", &self.signature_id).map_err(reject)?,
+            category: owned("Category", &self.category)?,
+            src_port: port_of("SrcPort", &self.src_port).map_err(reject)?,
+            flow_id: id_of("FlowId", &self.flow_id).map_err(reject)?,
+            account: owned("Account", &self.account)?,
+            account_domain: owned("AccountDomain", &self.account_domain)?,
+            process_image: owned("ProcessImage", &self.process_image)?,
+            command_line_hash: owned("CommandLineHash", &self.command_line_hash)?,
+            logon_id: owned("LogonId", &self.logon_id)?,
+            sensor: owned("Sensor", &self.sensor)?,
+            direction,
+            techniques: techniques_of(techniques).map_err(reject)?,
+            extra: extra_of(extra).map_err(reject)?,
+        };
+        Ok((!ext.is_empty()).then(|| Box::new(ext)))
     }
 }

@@ -368,6 +368,7 @@ mod tests {
             dst_port: None,
             protocol: Some(protocol.into()),
             tactic: Some("LateralMovement".into()),
+            ext: Default::default(),
         }
     }
 

@@ -51,6 +51,8 @@ pub struct Config {
     pub max_alerts: usize,
     /// Most bytes held (estimated); above it the oldest alerts leave early.
     pub max_bytes: usize,
+    /// Rows list every AlertId (for evaluation), not only the first [`crate::subgraph::MAX_ROW_ALERT_IDS`].
+    pub list_all_alert_ids: bool,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             flow_gap_ms: 2 * 3600 * 1000,
             max_alerts: 4_000_000,
             max_bytes: 1 << 30,
+            list_all_alert_ids: false,
         }
     }
 }
@@ -301,11 +304,15 @@ impl Engine {
         let time = alert.time_generated;
         self.arrivals += 1;
         self.max_time = self.max_time.max(time);
-        let src = self.node(&alert.src_ip, alert.src_host.as_deref(), alert.domain);
-        let dst = match &alert.dst_ip {
-            Some(ip) if *ip != alert.src_ip => {
-                self.node(ip, alert.dst_host.as_deref(), alert.domain)
-            }
+        // A host known only by name (no address) is its own node, keyed by the name.
+        let src_key = match &*alert.src_ip {
+            "" => alert.src_host.as_deref().unwrap_or_default(),
+            ip => ip,
+        };
+        let dst_key = alert.dst_ip.as_deref().or(alert.dst_host.as_deref());
+        let src = self.node(src_key, alert.src_host.as_deref(), alert.domain);
+        let dst = match dst_key {
+            Some(key) if key != src_key => self.node(key, alert.dst_host.as_deref(), alert.domain),
             _ => {
                 self.nodes[src as usize].refs += 1;
                 src

@@ -236,9 +236,14 @@ pub(crate) fn score_row(engine: &Engine, counted: bool, scratch: &mut Scratch) -
     }
     let longest = &paths[longest];
     let hops = longest.len().saturating_sub(1) as u32;
+    let mut path = Vec::new();
     if hops >= 2 {
-        let path: Vec<String> = longest.iter().map(|&n| ip(n).to_string()).collect();
-        reasons.push(format!("{hops}-hop time-ordered path {}", path.join(" → ")));
+        path = longest
+            .iter()
+            .map(|&n| engine.nodes[n as usize].ip.clone())
+            .collect();
+        let text: Vec<&str> = path.iter().map(|n: &Arc<str>| &**n).collect();
+        reasons.push(format!("{hops}-hop time-ordered path {}", text.join(" → ")));
     }
 
     // Improbable continuations.
@@ -387,11 +392,16 @@ pub(crate) fn score_row(engine: &Engine, counted: bool, scratch: &mut Scratch) -
         alert_count: alerts as u32,
         longest_path: hops,
         crosses_it_ot,
+        path,
         nodes: node_rows,
         edges,
         alert_ids: by_id
             .iter()
-            .take(MAX_ROW_ALERT_IDS)
+            .take(if engine.cfg.list_all_alert_ids {
+                usize::MAX
+            } else {
+                MAX_ROW_ALERT_IDS
+            })
             .map(|&s| engine.slot(s).id.clone())
             .collect(),
         reasons,

@@ -190,6 +190,7 @@ pub fn generate(cfg: GenConfig) -> Generated {
                 dst_port: d.port,
                 protocol: d.protocol.map(Into::into),
                 tactic: d.tactic.map(Into::into),
+                ext: Default::default(),
             }
         })
         .collect();
