@@ -17,9 +17,12 @@
 //! in the window (a rule that fires on every host all day is routine, whatever it is called).
 
 use crate::alert::Direction;
+use serde::{Deserialize, Serialize};
 
 /// The attack stage an alert speaks of, roughly in kill-chain order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[repr(u8)]
 pub enum Stage {
     /// Says nothing about an attack (policy, information, housekeeping).

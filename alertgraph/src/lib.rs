@@ -15,7 +15,7 @@ pub mod svg;
 
 pub use alert::{Alert, AlertView, Domain, Rejected, Severity};
 pub use engine::{rank, Config, EarlyEvictions, Engine};
-pub use subgraph::{Subgraph, SubgraphEdge, SubgraphNode};
+pub use subgraph::{EvidenceItem, Subgraph, SubgraphEdge, SubgraphNode};
 
 /// A hash map keyed by integers (FxHash): fast, and never keyed by attacker-chosen text.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;

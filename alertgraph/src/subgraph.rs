@@ -49,6 +49,25 @@ pub struct SubgraphEdge {
     pub tactics: Vec<Arc<str>>,
 }
 
+/// A compromise-evidence alert of a row, described.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EvidenceItem {
+    /// The alert.
+    pub alert_id: Arc<str>,
+    /// Its time (RFC 3339).
+    pub time: String,
+    /// Its rule.
+    pub name: Arc<str>,
+    /// The stage it shows.
+    pub stage: &'static str,
+    /// The host it is about.
+    pub host: Arc<str>,
+    /// The other end (the attacker, the controller), for a network alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<Arc<str>>,
+}
+
 /// A scored subgraph: a final row of the alert graph.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -86,6 +105,8 @@ pub struct Subgraph {
     pub alert_ids: Vec<Arc<str>>,
     /// Short human-readable reasons for the score.
     pub reasons: Vec<String>,
+    /// The compromise-evidence alerts (the first ten), described.
+    pub evidence: Vec<EvidenceItem>,
 }
 
 /// The JSON text of a row item, written straight into the row (the same text serde_json writes
@@ -124,6 +145,26 @@ impl RowJson for SubgraphNode {
         }
         out.extend_from_slice(b",\"Domain\":");
         write_str(out, self.domain);
+        out.push(b'}');
+    }
+}
+
+impl RowJson for EvidenceItem {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"AlertId\":");
+        write_str(out, &self.alert_id);
+        out.extend_from_slice(b",\"Time\":");
+        write_str(out, &self.time);
+        out.extend_from_slice(b",\"Name\":");
+        write_str(out, &self.name);
+        out.extend_from_slice(b",\"Stage\":");
+        write_str(out, self.stage);
+        out.extend_from_slice(b",\"Host\":");
+        write_str(out, &self.host);
+        if let Some(peer) = &self.peer {
+            out.extend_from_slice(b",\"Peer\":");
+            write_str(out, peer);
+        }
         out.push(b'}');
     }
 }
@@ -211,6 +252,10 @@ impl Subgraph {
         let ids_listed = self.alert_ids.len()
             - write_fitting(out, &self.alert_ids, MAX_ROW_ALERT_IDS, MAX_ALERT_ID_BYTES);
         let ids_omitted = (self.alert_count as usize).saturating_sub(ids_listed);
+        if !self.evidence.is_empty() {
+            out.extend_from_slice(b",\"Evidence\":");
+            write_fitting(out, &self.evidence, usize::MAX, MAX_LIST_BYTES / 2);
+        }
         out.extend_from_slice(b",\"Reasons\":[");
         let mut reasons_cut = self.reasons.len() > MAX_REASONS;
         for (i, r) in self.reasons.iter().take(MAX_REASONS).enumerate() {

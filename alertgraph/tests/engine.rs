@@ -144,7 +144,10 @@ fn a_time_ordered_chain_into_ot_is_one_row_with_reasons_and_ranks_first() {
     let (rows, accepted) = stream(&mut e, &alerts, 500);
     assert_nothing_lost(&rows, accepted);
     let top = &rows[0];
-    assert_eq!(top.alert_ids, ["c1".into(), "c2".into(), "c3".into()]);
+    // The compromise evidence (the OT impact) is listed first.
+    assert_eq!(top.alert_ids, ["c3".into(), "c1".into(), "c2".into()]);
+    assert_eq!(top.evidence.len(), 1);
+    assert_eq!(&*top.evidence[0].host, "10.20.0.9");
     assert_eq!(
         (
             top.rank,

@@ -4,6 +4,7 @@
 use super::score::score_row;
 use super::state::SlotList;
 use super::{Engine, ALERT_OVERHEAD_BYTES, NO_GROUP, NO_KIND};
+use crate::classify::Stage;
 use crate::subgraph::Subgraph;
 use std::cmp::Reverse;
 
@@ -19,7 +20,16 @@ impl Engine {
         let slot = self.slot(s);
         let (src, dst, name, kind, counted) =
             (slot.src, slot.dst, slot.name, slot.kind, slot.counted_pair);
-        if slot.opened {
+        let (stage, evidence, account, opened) =
+            (slot.stage, slot.evidence, slot.account, slot.opened);
+        let subject = &mut self.nodes[dst as usize];
+        if super::counts_as_stage(stage, evidence) {
+            subject.stages[stage as usize] -= 1;
+        }
+        subject.evidence -= u32::from(evidence);
+        self.count_account(src, account, false);
+        let attack = src != dst && matches!(stage, Stage::Recon | Stage::Attempt);
+        if opened {
             self.nodes[src as usize].opened -= 1;
         } else if counted && src != dst {
             self.nodes[src as usize].repeated -= 1;
@@ -37,6 +47,12 @@ impl Engine {
                         if *c == 0 {
                             self.pair_kinds.remove(&key);
                         }
+                    }
+                }
+                if attack {
+                    p.attacks -= 1;
+                    if p.attacks == 0 {
+                        self.nodes[src as usize].attacked -= 1;
                     }
                 }
                 if src != dst && p.count == 1 {
@@ -112,7 +128,7 @@ impl Engine {
                     }
                 }
             }
-            self.emit(list, counted, out);
+            self.emit(list, counted, star, out);
         } else {
             let due = g.newest.min(g.pending_oldest.saturating_add(hold));
             g.scheduled = due;
@@ -121,21 +137,23 @@ impl Engine {
     }
 
     /// Emits the row of `list` (a group's waiting alerts) and frees its alerts.
-    fn emit(&mut self, list: SlotList, counted: bool, out: &mut Vec<Subgraph>) {
+    fn emit(&mut self, list: SlotList, counted: bool, star: Option<u32>, out: &mut Vec<Subgraph>) {
         let mut scratch = std::mem::take(&mut self.scratch);
         list.collect_into(&self.slots, &mut scratch.part);
         scratch.part.sort_unstable_by(|&a, &b| {
             let (x, y) = (self.slot(a), self.slot(b));
             x.time.cmp(&y.time).then_with(|| x.id.cmp(&y.id))
         });
-        out.push(score_row(self, counted, &mut scratch));
+        out.push(score_row(self, counted, star, &mut scratch));
         for &s in &scratch.part {
             let slot = self.slots[s as usize].take().expect("live slot");
             self.seen.remove(&slot.hash);
             self.bytes -= ALERT_OVERHEAD_BYTES + slot.id.len();
             self.release(slot.src);
             self.release(slot.dst);
-            self.names.release(slot.name);
+            if self.names.release(slot.name) {
+                self.forget_name(slot.name);
+            }
             self.protocols.release(slot.protocol);
             self.tactics.release(slot.tactic);
             self.free_slots.push(s);
@@ -210,6 +228,8 @@ impl Engine {
     pub fn finish(&mut self) -> Vec<Subgraph> {
         let mut out = Vec::new();
         let window = std::mem::take(&mut self.window);
+        // Rows are scored against the window as it stood (their own alerts still counted).
+        self.finishing = Some(window.len());
         for &s in &window {
             self.wait(s);
         }
@@ -217,9 +237,12 @@ impl Engine {
             let root = self.find(g);
             self.check_counted(root, i64::MAX, true, true, &mut out);
         }
+        self.finishing = None;
         self.pairs.clear();
         self.rules.clear();
         self.clear_kinds();
+        self.accounts.clear();
+        self.node_accounts.clear();
         self.distinct_pairs = 0;
         self.stars.clear();
         self.compact_groups();
@@ -259,6 +282,22 @@ impl Engine {
                 }
             }
         }
+        for n in 0..self.nodes.len() {
+            let g = self.nodes[n].evidence_group;
+            if g != NO_GROUP && (g as usize) < self.groups.len() {
+                self.nodes[n].evidence_group = self.find(g);
+            }
+        }
+        let episodes: Vec<((u32, u32), u32)> = self
+            .node_kinds
+            .iter()
+            .filter(|(_, k)| k.episode != NO_GROUP)
+            .map(|(key, k)| (*key, k.episode))
+            .collect();
+        for (key, g) in episodes {
+            let root = self.find(g);
+            self.node_kinds.get_mut(&key).expect("kind").episode = root;
+        }
         let stars: Vec<(u32, u32)> = self.stars.iter().map(|(h, g)| (*h, *g)).collect();
         for (h, g) in stars {
             let root = self.find(g);
@@ -288,6 +327,16 @@ impl Engine {
         for p in self.pairs.values_mut() {
             if dead(p.group) {
                 p.group = NO_GROUP;
+            }
+        }
+        for node in &mut self.nodes {
+            if dead(node.evidence_group) {
+                node.evidence_group = NO_GROUP;
+            }
+        }
+        for k in self.node_kinds.values_mut() {
+            if dead(k.episode) {
+                k.episode = NO_GROUP;
             }
         }
         self.stars.retain(|_, g| keep[*g as usize]);

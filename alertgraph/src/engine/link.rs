@@ -1,7 +1,7 @@
 //! Grouping: the union-find groups alerts join, and the link test that decides when an alert
 //! continues a recent one.
 
-use super::state::{Group, Incoming, Pair, SlotList};
+use super::state::{Group, Identity, Incoming, NodeKind, Pair, SlotList};
 use super::tables::{put, RuleCounts};
 use super::{
     Engine, LINK_CHANCE, MAX_KINDS, MAX_LINKED_GROUP, MAX_LINK_INFO, MIN_BACKGROUND, MIN_BETWEEN,
@@ -31,6 +31,14 @@ pub struct LinkTrace {
     pub expected: Option<f64>,
     /// Linked.
     pub linked: bool,
+}
+
+/// What the link test reads of an arriving alert.
+pub(super) struct Arrival {
+    pub(super) time: i64,
+    pub(super) name: u32,
+    pub(super) kind: u32,
+    pub(super) identity: Identity,
 }
 
 /// An improbable continuation found for a new alert.
@@ -124,16 +132,12 @@ impl Engine {
     }
 
     /// The best improbable continuation into `node` for an alert of rule `name` at `time`:
-    /// (group, information in nats).
-    pub(super) fn best_link(
-        &mut self,
-        node: u32,
-        time: i64,
-        name: u32,
-        kind: u32,
-        opens: bool,
-    ) -> Option<Link> {
-        if self.window.len() < MIN_BACKGROUND {
+    /// (group, information in nats). An alert that reuses the identity (account, logon session,
+    /// command line) of the incoming alert it would follow is that much less likely by chance:
+    /// the share of the node's alerts that carry that identity.
+    pub(super) fn best_link(&mut self, node: u32, a: &Arrival, opens: bool) -> Option<Link> {
+        let (time, name, kind, identity) = (a.time, a.name, a.kind, &a.identity);
+        if self.window.len() < MIN_BACKGROUND || self.nodes[node as usize].campaign {
             return None;
         }
         let total = self.window.len() as f64 + 1.0;
@@ -154,7 +158,7 @@ impl Engine {
             // above, so such alerts link less readily, never more.
             (self.nodes[node as usize].sent, self.rule_share(name), 1.0)
         } else {
-            let own = self.node_kinds.get(&(node, kind)).copied().unwrap_or(0);
+            let own = self.node_kinds.get(&(node, kind)).map_or(0, |k| k.sends);
             let counts = &self.kind_counts;
             (own, class_share(counts, kind, total), counts.spread(kind))
         };
@@ -192,7 +196,13 @@ impl Engine {
             }
             // Alerts that arrived in between, at least a few (a minimum time resolution).
             let between = (self.arrivals.saturating_sub(inc.seq) as f64).max(MIN_BETWEEN);
-            let expected = rate * between * f64::from(inc.chance);
+            let reuse = match inc.identity.shared_with(identity) {
+                None => 1.0,
+                Some(0) => self.account_share(node, identity.account, sent),
+                // A logon session or command line is the node's own: one of its alerts.
+                Some(_) => 1.0 / (sent + 1.0),
+            };
+            let expected = rate * between * f64::from(inc.chance) * reuse;
             if let Some(free) = stories.iter().position(|&g| g == root || g == NO_GROUP) {
                 if stories[free] == NO_GROUP {
                     stories[free] = root;
@@ -236,6 +246,46 @@ impl Engine {
         Some(link)
     }
 
+    /// Share of `node`'s next alert carrying `account`: its own alerts with it, and the
+    /// account's share of the window for the rest (an account every host uses is as likely
+    /// anywhere; one seen on a single host is unlikely on another).
+    fn account_share(&self, node: u32, account: u64, sent: f64) -> f64 {
+        let own = f64::from(
+            self.node_accounts
+                .get(&(node, account))
+                .copied()
+                .unwrap_or(0),
+        );
+        let total = self.window.len() as f64 + 1.0;
+        let share = (f64::from(self.accounts.get(&account).copied().unwrap_or(0)) + 1.0) / total;
+        ((own + (sent + 1.0) * share) / (sent + 1.0)).min(1.0)
+    }
+
+    /// Counts (`up`) or uncounts an alert with `account` sent by `node`.
+    pub(super) fn count_account(&mut self, node: u32, account: u64, up: bool) {
+        if account == 0 {
+            return;
+        }
+        for count in [
+            self.accounts.entry(account).or_insert(0),
+            self.node_accounts.entry((node, account)).or_insert(0),
+        ] {
+            if up {
+                *count += 1;
+            } else {
+                *count -= 1;
+            }
+        }
+        if !up {
+            if self.accounts.get(&account) == Some(&0) {
+                self.accounts.remove(&account);
+            }
+            if self.node_accounts.get(&(node, account)) == Some(&0) {
+                self.node_accounts.remove(&(node, account));
+            }
+        }
+    }
+
     /// Share of the window of `name`'s rarity class (it and every rule about as rare), counting
     /// one more alert of it. The class mass already holds the rule's alerts in the window.
     pub(super) fn rule_share(&self, name: u32) -> f64 {
@@ -265,11 +315,10 @@ impl Engine {
         &mut self,
         src: u32,
         dst: u32,
-        time: i64,
-        name: u32,
-        kind: u32,
+        a: &Arrival,
         pair_before: Option<Pair>,
     ) -> Option<Link> {
+        let kind = a.kind;
         let pair = pair_before.filter(|p| p.count >= RARE_PAIR)?;
         if kind == NO_KIND
             || pair.has_kind(kind)
@@ -280,19 +329,22 @@ impl Engine {
         if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
             t.kind = 4;
         }
-        self.best_link(src, time, name, kind, false)
+        self.best_link(src, a, false)
     }
 
     /// Remembers a network alert into `dst` at `time` (group `group`) for continuations out of
     /// `dst`.
-    pub(super) fn remember_incoming(
-        &mut self,
-        dst: u32,
-        time: i64,
-        group: u32,
-        name: u32,
-        kind: u32,
-    ) {
+    pub(super) fn remember_incoming(&mut self, dst: u32, a: &Arrival, group: u32) {
+        let (time, name, kind, identity) = (a.time, a.name, a.kind, a.identity);
+        // Only an attack makes its target a place a path may run through, and never into a
+        // campaign's source (an attacker's own address: what it receives is a teammate's
+        // traffic or a victim's request, not a compromise).
+        let said = self.name_classes.get(name as usize).copied().flatten();
+        if said.is_some_and(|(_, _, c)| c.stage == crate::classify::Stage::None)
+            || self.nodes[dst as usize].campaign
+        {
+            return;
+        }
         let share = self.kind_share(name, kind) as f32;
         let seq = self.arrivals;
         let recent = &mut self.nodes[dst as usize].recent_in;
@@ -305,6 +357,7 @@ impl Engine {
             group,
             chance: 1.0,
             share,
+            identity,
         });
     }
 
@@ -326,7 +379,12 @@ impl Engine {
         if !up && self.kind_counts.count(kind) == 0 {
             self.kinds.release(kind);
         }
-        let sends = self.node_kinds.entry((src, kind)).or_insert(0);
+        let entry = self.node_kinds.entry((src, kind)).or_insert(NodeKind {
+            sends: 0,
+            episode: NO_GROUP,
+            last: i64::MIN,
+        });
+        let sends = &mut entry.sends;
         if up {
             *sends += 1;
             if *sends == 1 {

@@ -23,15 +23,17 @@ mod snapshot;
 mod state;
 mod tables;
 
+use link::Arrival;
 #[doc(hidden)]
 pub use link::LinkTrace;
 pub use ranking::rank;
 
-use crate::alert::{Alert, AlertView, Rejected};
+use crate::alert::{Alert, AlertExt, AlertView, Direction, Rejected};
+use crate::classify::{classify, infer_direction, Class, Stage, Subject};
 use crate::{FastMap, FastSet, TextMap};
 use score::Scratch;
 use serde::{Deserialize, Serialize};
-use state::{Group, Node, Pair, Slot};
+use state::{Group, Identity, Node, NodeKind, Pair, Slot};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use tables::{Kinds, RuleCounts, Strings};
@@ -100,17 +102,35 @@ const NO_GROUP: u32 = u32::MAX;
 const MAX_KINDS: usize = 1 << 16;
 
 /// Not a kind (the kind table is full).
-const NO_KIND: u32 = u32::MAX;
+pub(super) const NO_KIND: u32 = u32::MAX;
 
 /// Never a slot.
 const NO_SLOT: u32 = u32::MAX;
+
+/// A kind under this share of the window is rare: a compromise stage of a rare kind is
+/// compromise evidence.
+pub(crate) const RARE_KIND_SHARE: f64 = 0.01;
+
+/// Host-only alerts of one kind on one host more than this apart are separate episodes, and
+/// so are episodes of compromise evidence about one host.
+const EPISODE_GAP_MS: i64 = 3600 * 1000;
+
+/// A node that sent attack alerts (reconnaissance, attempts) to this many hosts in the window
+/// is a campaign's source: its further attack alerts form one campaign row.
+pub(super) const CAMPAIGN_VICTIMS: u32 = 6;
+
+/// Whether an alert counts in its subject's stages: attacks always, compromise stages only as
+/// evidence (a routine "suspicious process" on every host is no stage reached).
+pub(crate) fn counts_as_stage(stage: Stage, evidence: bool) -> bool {
+    stage.is_attack() || evidence
+}
 
 /// Lowest chance carried by an incoming alert.
 const MIN_CHANCE: f32 = 1e-2;
 
 /// Fewest alerts in the window before any continuation is judged improbable: rates need a
 /// background to be measured against.
-const MIN_BACKGROUND: usize = 200;
+pub(super) const MIN_BACKGROUND: usize = 200;
 
 /// Counters of early evictions forced by the count/byte bound.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,9 +161,19 @@ pub struct Engine {
     /// one rule on one service), the unit of the link test's rates.
     kinds: Kinds,
     /// Alerts per kind in the window (rarity classes and spread, as for rules).
-    kind_counts: RuleCounts,
-    /// Alerts per (sending node, kind) in the window.
-    node_kinds: FastMap<(u32, u32), u32>,
+    pub(super) kind_counts: RuleCounts,
+    /// Alerts per (sending node, kind) in the window, and host-only episodes.
+    node_kinds: FastMap<(u32, u32), NodeKind>,
+    /// Alerts per account (keyed hash) in the window, and per (sending node, account).
+    accounts: FastMap<u64, u32>,
+    node_accounts: FastMap<(u32, u64), u32>,
+    /// Seeds of the keyed hash of identities (kept with the snapshot: identities hashed before
+    /// a restore still match those hashed after it).
+    identity_seeds: [u64; 4],
+    /// What each rule name says (by name index): the class, and the category (keyed hash) and
+    /// tactic it was read with.
+    #[serde(skip)]
+    pub(super) name_classes: Vec<Option<(u64, u32, Class)>>,
     /// Alerts per (source, destination, kind) in the window, network alerts only, for kinds a
     /// pair has no place for in [`Pair::kinds`].
     pair_kinds: FastMap<(u32, u32, u32), u32>,
@@ -172,6 +202,10 @@ pub struct Engine {
     /// Tables the scoring of a row reuses.
     #[serde(skip)]
     scratch: Scratch,
+    /// While [`Engine::finish`] runs: the alerts the window held, the background rows are
+    /// scored against.
+    #[serde(skip)]
+    finishing: Option<usize>,
     /// What the link test saw for each alert, when diagnostics are on.
     #[serde(skip)]
     trace: Option<Vec<LinkTrace>>,
@@ -193,6 +227,13 @@ impl Engine {
             kinds: Kinds::default(),
             kind_counts: RuleCounts::new(),
             node_kinds: FastMap::default(),
+            accounts: FastMap::default(),
+            node_accounts: FastMap::default(),
+            identity_seeds: {
+                let r = ahash::RandomState::new();
+                [0u64, 1, 2, 3].map(|i| r.hash_one(i))
+            },
+            name_classes: Vec::new(),
             pair_kinds: FastMap::default(),
             groups: Vec::new(),
             free_groups: Vec::new(),
@@ -210,6 +251,7 @@ impl Engine {
             bytes: 0,
             early: EarlyEvictions::default(),
             scratch: Scratch::default(),
+            finishing: None,
             trace: None,
         }
     }
@@ -239,6 +281,12 @@ impl Engine {
     /// True when the engine holds no alert.
     pub fn is_empty(&self) -> bool {
         self.held() == 0
+    }
+
+    /// Alerts in the window rows are scored against (during [`Engine::finish`], the window as
+    /// it stood).
+    pub(crate) fn background_len(&self) -> usize {
+        self.finishing.unwrap_or(self.window.len())
     }
 
     /// Alerts held: in the window, or out of it and waiting in an open group.
@@ -320,17 +368,49 @@ impl Engine {
         };
         let name = self.names.intern(Some(&alert.alert_name));
         let protocol = self.protocols.intern(alert.protocol.as_deref());
+        let tactic = self.tactics.intern(alert.tactic.as_deref());
         let kind = self.kind(name, protocol);
+        let ext = alert.ext.as_deref();
+        let class = self.class_of(name, alert, tactic);
         let host_only = src == dst;
+        // Every network alert is held as actor → subject: a response, or a compromised host's
+        // own traffic (its beacon, the output an attack got back), is about its source.
+        let direction = infer_direction(
+            ext.and_then(|e| e.direction),
+            ext.and_then(|e| e.src_port),
+            alert.dst_port,
+        );
+        let reversed = !host_only
+            && match class.subject {
+                Subject::Source => {
+                    !(class.stage == Stage::Control && direction == Direction::Response)
+                }
+                Subject::Destination => direction == Direction::Response,
+            };
+        let (src, dst) = if reversed { (dst, src) } else { (src, dst) };
+        let identity = self.identity_of(ext);
+        let arrival = Arrival {
+            time,
+            name,
+            kind,
+            identity,
+        };
+        let rare_kind = self.kind_is_rare(kind, self.window.len(), 1);
+        let evidence = class.stage.is_compromise() && rare_kind;
+        let attack = !host_only && matches!(class.stage, Stage::Recon | Stage::Attempt);
         let pair_before = self.pairs.get(&(src, dst)).copied();
         let pair_group = pair_before.and_then(|p| self.live_root(p.group));
-        let hub = [src, dst]
-            .into_iter()
-            .find(|&n| !host_only && self.is_hub(n));
+        let star = if host_only || evidence {
+            None
+        } else if attack && self.nodes[src as usize].attacked >= CAMPAIGN_VICTIMS {
+            Some(src)
+        } else {
+            [src, dst].into_iter().find(|&n| self.is_hub(n))
+        };
         if let Some(t) = self.trace.as_mut() {
             t.push(LinkTrace {
                 arrival: self.arrivals,
-                kind: if hub.is_some() {
+                kind: if star.is_some() {
                     0
                 } else if host_only {
                     1
@@ -342,7 +422,7 @@ impl Engine {
                 ..LinkTrace::default()
             });
         }
-        let (group, link, attached, kept_pair) = if let Some(h) = hub {
+        let (group, link, attached, kept_pair) = if let Some(h) = star {
             let star = self.stars.get(&h).copied();
             let g = match star.and_then(|g| self.live_root(g)) {
                 Some(g) => g,
@@ -354,7 +434,7 @@ impl Engine {
             };
             (g, 0.0, false, false)
         } else if host_only {
-            match self.best_link(src, time, name, kind, false) {
+            match self.best_link(src, &arrival, false) {
                 Some(link) => {
                     let entry = &mut self.nodes[src as usize].recent_in[link.entry];
                     entry.chance = (entry.chance * link.expected as f32).max(MIN_CHANCE);
@@ -363,14 +443,33 @@ impl Engine {
                     }
                     (link.group, link.info, true, false)
                 }
-                None => (
-                    pair_group.unwrap_or_else(|| self.new_group(None)),
-                    0.0,
-                    false,
-                    false,
-                ),
+                // Host-only alerts form episodes by host, kind and time: a flood of one rule is
+                // one row, and never hides a rare alert after it.
+                None if evidence => (self.evidence_episode(src, time), 0.0, false, true),
+                None => (self.host_episode(src, kind, time), 0.0, false, true),
             }
-        } else if let Some(l) = self.fresh_kind_link(src, dst, time, name, kind, pair_before) {
+        } else if evidence {
+            // Compromise evidence about `dst` is an episode of its own, never part of the
+            // pair's routine (an attacker's floods). A hop that carries it (remote execution on
+            // `dst`) continues a story into `src` when that is improbable by chance; a host's
+            // own traffic (a beacon, an attack response) is a finding about it, not a hop.
+            let mut g = self.evidence_episode(dst, time);
+            let mut link = 0.0;
+            let rare = !reversed
+                && pair_before.map_or(0, |p| p.count) < RARE_PAIR
+                && self.groups[g as usize].live <= MAX_LINKED_GROUP;
+            if rare {
+                if let Some(l) = self.best_link(src, &arrival, pair_before.is_none()) {
+                    g = self.union(g, l.group);
+                    link = l.info;
+                    let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
+                    *chance = chance.sqrt();
+                    self.nodes[dst as usize].evidence_group = g;
+                }
+                self.remember_incoming(dst, &arrival, g);
+            }
+            (g, link, false, true)
+        } else if let Some(l) = self.fresh_kind_link(src, dst, &arrival, pair_before) {
             // A kind the routine pair has not carried, improbable after a story on its source:
             // it joins the story, not the pair's routine group (which keeps the pair).
             if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
@@ -378,7 +477,7 @@ impl Engine {
             }
             let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
             *chance = chance.sqrt();
-            self.remember_incoming(dst, time, l.group, name, kind);
+            self.remember_incoming(dst, &arrival, l.group);
             (l.group, l.info, false, true)
         } else {
             let mut g = pair_group.unwrap_or_else(|| self.new_group(None));
@@ -389,7 +488,7 @@ impl Engine {
                 if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
                     t.kind = 3;
                 }
-                if let Some(l) = self.best_link(src, time, name, kind, pair_before.is_none()) {
+                if let Some(l) = self.best_link(src, &arrival, pair_before.is_none()) {
                     if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
                         t.linked = true;
                     }
@@ -400,7 +499,7 @@ impl Engine {
                     let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
                     *chance = chance.sqrt();
                 }
-                self.remember_incoming(dst, time, g, name, kind);
+                self.remember_incoming(dst, &arrival, g);
             }
             (g, link, false, false)
         };
@@ -409,6 +508,16 @@ impl Engine {
         self.rules.change(name, true);
         self.nodes[src as usize].sent += 1;
         self.count_kind(src, kind, true);
+        self.count_account(src, identity.account, true);
+        let subject = &mut self.nodes[dst as usize];
+        if counts_as_stage(class.stage, evidence) {
+            subject.stages[class.stage as usize] += 1;
+        }
+        if evidence {
+            subject.evidence += 1;
+            subject.top_evidence = subject.top_evidence.max(class.stage);
+            subject.last_evidence = subject.last_evidence.max(time);
+        }
         let mut opened = false;
         if !attached {
             let p = self.pairs.entry((src, dst)).or_insert(Pair::NEW);
@@ -419,6 +528,14 @@ impl Engine {
             }
             if !kept_pair {
                 p.group = group;
+            }
+            if attack {
+                p.attacks += 1;
+                if p.attacks == 1 {
+                    let actor = &mut self.nodes[src as usize];
+                    actor.attacked += 1;
+                    actor.campaign |= actor.attacked >= CAMPAIGN_VICTIMS;
+                }
             }
             if !host_only && p.count == 1 {
                 self.nodes[src as usize].singles += 1;
@@ -447,12 +564,16 @@ impl Engine {
             severity: alert.severity,
             domain: alert.domain,
             protocol,
-            tactic: self.tactics.intern(alert.tactic.as_deref()),
+            tactic,
             name,
             kind,
             id: (*alert.alert_id).into(),
             hash,
             link,
+            stage: class.stage,
+            evidence,
+            reversed,
+            account: identity.account,
             attached,
             group,
             counted_pair: !attached,
@@ -473,6 +594,104 @@ impl Engine {
             self.window.insert(at, s);
         }
         Ok(())
+    }
+
+    /// Whether alerts of `kind` are rare in a window of `total` alerts, counting `extra` more of
+    /// it: a compromise stage of a rare kind is compromise evidence. By the kind's own share
+    /// (not its rarity class, as rules are judged for the rare-rule reason: a lone beacon is
+    /// not made routine by other rare rules), and never routine before its third alert.
+    pub(super) fn kind_is_rare(&self, kind: u32, total: usize, extra: u32) -> bool {
+        if kind == NO_KIND {
+            return false;
+        }
+        let count = self.kind_counts.count(kind) + extra;
+        count < 3 || f64::from(count) / (total as f64 + f64::from(extra)) < RARE_KIND_SHARE
+    }
+
+    /// What an alert of rule `name` says, read once per rule (and again when its category or
+    /// tactic differ from the last time).
+    fn class_of(&mut self, name: u32, alert: &AlertView<'_>, tactic: u32) -> Class {
+        let category = alert.ext.as_deref().and_then(|e| e.category.as_deref());
+        let key = category.map_or(0, |c| self.id_hasher.hash_one(c));
+        let i = name as usize;
+        if let Some(Some((k, t, class))) = self.name_classes.get(i) {
+            if *k == key && *t == tactic {
+                return *class;
+            }
+        }
+        let class = classify(&alert.alert_name, category, alert.tactic.as_deref());
+        if self.name_classes.len() <= i {
+            self.name_classes.resize(i + 1, None);
+        }
+        self.name_classes[i] = Some((key, tactic, class));
+        class
+    }
+
+    /// A rule name left the table: what was read for its index no longer holds.
+    pub(super) fn forget_name(&mut self, name: u32) {
+        if let Some(c) = self.name_classes.get_mut(name as usize) {
+            *c = None;
+        }
+    }
+
+    /// The identity an alert ran as, by keyed hash (0 for each part it lacks).
+    fn identity_of(&self, ext: Option<&AlertExt>) -> Identity {
+        let Some(e) = ext else {
+            return Identity::default();
+        };
+        let [a, b, c, d] = self.identity_seeds;
+        let hasher = ahash::RandomState::with_seeds(a, b, c, d);
+        let hash = |parts: &[Option<&str>]| -> u64 {
+            if parts[0].is_none() {
+                return 0;
+            }
+            let text: Vec<String> = parts
+                .iter()
+                .map(|p| p.unwrap_or_default().to_lowercase())
+                .collect();
+            hasher.hash_one(text).max(1)
+        };
+        Identity {
+            account: hash(&[e.account.as_deref(), e.account_domain.as_deref()]),
+            logon: hash(&[e.logon_id.as_deref()]),
+            process: hash(&[e.command_line_hash.as_deref()]),
+        }
+    }
+
+    /// The current episode of compromise evidence about `node` (a new one after a gap).
+    fn evidence_episode(&mut self, node: u32, time: i64) -> u32 {
+        let n = &self.nodes[node as usize];
+        let (current, last) = (n.evidence_group, n.evidence_last);
+        let g = match self.live_root(current) {
+            Some(g) if time - last <= EPISODE_GAP_MS => g,
+            _ => self.new_group(None),
+        };
+        let n = &mut self.nodes[node as usize];
+        n.evidence_group = g;
+        n.evidence_last = n.evidence_last.max(time);
+        g
+    }
+
+    /// The current host-only episode of `kind` on `node` (a new one after a gap).
+    fn host_episode(&mut self, node: u32, kind: u32, time: i64) -> u32 {
+        let (current, last) = self
+            .node_kinds
+            .get(&(node, kind))
+            .map_or((NO_GROUP, i64::MIN), |k| (k.episode, k.last));
+        let g = match self.live_root(current) {
+            Some(g) if time.saturating_sub(last) <= EPISODE_GAP_MS => g,
+            _ => self.new_group(None),
+        };
+        if kind != NO_KIND {
+            let entry = self.node_kinds.entry((node, kind)).or_insert(NodeKind {
+                sends: 0,
+                episode: NO_GROUP,
+                last: i64::MIN,
+            });
+            entry.episode = g;
+            entry.last = entry.last.max(time);
+        }
+        g
     }
 
     pub(crate) fn slot(&self, s: u32) -> &Slot {

@@ -14,9 +14,10 @@
 //!   window (an engineering workstation that programs PLCs daily is not novel);
 //! - severity only as a tie-breaker, and a reading cost of 0.1 ln(alerts).
 
-use super::{Engine, Strings, LINK_CHANCE};
+use super::{counts_as_stage, Engine, Strings, LINK_CHANCE};
 use crate::alert::{format_time, Severity};
-use crate::subgraph::{Subgraph, SubgraphEdge, SubgraphNode, MAX_ROW_ALERT_IDS};
+use crate::classify::Stage;
+use crate::subgraph::{EvidenceItem, Subgraph, SubgraphEdge, SubgraphNode, MAX_ROW_ALERT_IDS};
 use crate::FastMap;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -40,6 +41,34 @@ const W_READING: f64 = 0.1;
 const MAX_DESCRIBED: usize = 100;
 /// Protocols and tactics listed per edge.
 const MAX_TAGS: usize = 8;
+/// Evidence alerts described per row.
+const MAX_EVIDENCE_ITEMS: usize = 10;
+/// Victims named in a campaign's reasons.
+const MAX_VICTIMS_NAMED: usize = 8;
+/// Weight of each stage a host reached beyond its first (nats).
+const W_PROGRESSION: f64 = 1.0;
+
+/// Information (nats) of compromise evidence of `stage`: how much likelier a host showing it is
+/// compromised than one that does not, on a log scale; the strongest stages are those an
+/// attacker reaches last.
+fn evidence_weight(stage: Stage) -> f64 {
+    match stage {
+        Stage::Execution | Stage::Credential => 5.0,
+        Stage::Privilege | Stage::Control => 6.0,
+        Stage::Exfiltration => 6.5,
+        Stage::Impact => 7.0,
+        _ => 0.0,
+    }
+}
+
+/// Names of the stages in `mask` (bit = stage index), in kill-chain order.
+fn stage_names(mask: u16) -> String {
+    (1..10u8)
+        .filter(|i| mask & (1 << i) != 0)
+        .map(|i| Stage::from_index(i).name())
+        .collect::<Vec<_>>()
+        .join(" → ")
+}
 
 fn is_ot_protocol(p: &str) -> bool {
     [
@@ -152,7 +181,13 @@ impl Scratch {
 
 /// The row of `scratch.part` (slots sorted by time). When the part is still counted in the
 /// window (end of stream), `counted` is true and its own alerts are taken out of the background.
-pub(crate) fn score_row(engine: &Engine, counted: bool, scratch: &mut Scratch) -> Subgraph {
+/// `star` is the node whose star (a hub's, or a campaign's source) the row is.
+pub(crate) fn score_row(
+    engine: &Engine,
+    counted: bool,
+    star: Option<u32>,
+    scratch: &mut Scratch,
+) -> Subgraph {
     scratch.clear();
     let Scratch {
         pairs,
@@ -213,8 +248,16 @@ pub(crate) fn score_row(engine: &Engine, counted: bool, scratch: &mut Scratch) -
     // Longest time-respecting simple path (reported; its weight comes from the links). Each
     // node's best path so far is a range of `paths`; a longer one is appended, never rewritten.
     let mut longest = 0..0;
-    for s in slots().filter(|s| s.src != s.dst) {
-        let from = best.get(&s.src).map(|&(at, len)| at..at + len);
+    // A path runs over hops: network alerts that speak of an attack, or that joined as an
+    // improbable continuation (a response or a host's own beacon is held as actor → subject,
+    // so no path runs back through the attacker).
+    for s in slots().filter(|s| s.src != s.dst && (s.stage != Stage::None || s.link > 0.0)) {
+        // A campaign's source starts paths; none runs through it.
+        let through = !engine.nodes[s.src as usize].campaign;
+        let from = best
+            .get(&s.src)
+            .filter(|_| through)
+            .map(|&(at, len)| at..at + len);
         let (len, blocked) = match &from {
             Some(path) => (path.len(), paths[path.clone()].contains(&s.dst)),
             None => (1, false),
@@ -271,8 +314,108 @@ pub(crate) fn score_row(engine: &Engine, counted: bool, scratch: &mut Scratch) -
         ));
     }
 
+    // Compromise evidence: the strongest stage, more stages, more alerts.
+    let mut evidence_alerts = 0usize;
+    let mut evidence_stages = 0u16;
+    let mut top: Option<&super::state::Slot> = None;
+    // Judged again against the window as it stands: an alert taken for evidence before the
+    // window had a background (the first minutes of a stream) may be of a routine kind.
+    let routine = |kind: u32| -> bool {
+        let own = if counted {
+            0
+        } else {
+            slots().filter(|o| o.kind == kind).count() as u32
+        };
+        kind != super::NO_KIND && !engine.kind_is_rare(kind, engine.background_len(), own)
+    };
+    for s in slots().filter(|s| s.evidence && !routine(s.kind)) {
+        evidence_alerts += 1;
+        evidence_stages |= 1 << s.stage as u8;
+        if top.is_none_or(|t| s.stage > t.stage) {
+            top = Some(s);
+        }
+    }
+    if let Some(t) = top {
+        score += evidence_weight(t.stage)
+            + 0.5 * f64::from(evidence_stages.count_ones() - 1)
+            + 0.3 * (evidence_alerts as f64).ln();
+        reasons.push(format!(
+            "compromise evidence about {}: {evidence_alerts} alert(s) of {} (strongest: {:?})",
+            ip(t.dst),
+            stage_names(evidence_stages),
+            clip(engine.names.get(t.name).unwrap_or_default(), 80)
+        ));
+    }
+
+    // A campaign: its source's attacks on many hosts, with the strongest evidence about them.
+    let campaign = star.filter(|&h| slots().filter(|s| s.src == h).count() * 2 > alerts);
+    if let Some(h) = campaign {
+        let mut victims: Vec<u32> = Vec::new();
+        for s in slots().filter(|s| s.src == h && s.dst != h) {
+            if !victims.contains(&s.dst) && victims.len() < 4096 {
+                victims.push(s.dst);
+            }
+        }
+        let stage_of = |n: u32| engine.nodes[n as usize].top_evidence;
+        victims.sort_by_key(|&n| {
+            (
+                std::cmp::Reverse(stage_of(n)),
+                engine.nodes[n as usize].ip.clone(),
+            )
+        });
+        let strongest = victims.first().map_or(Stage::None, |&n| stage_of(n));
+        // Ranked by the strongest evidence about its victims (their own rows rank above it:
+        // they are what to read first); its breadth alone is no evidence (a vulnerability
+        // scanner reaches every host).
+        score += 0.25 * evidence_weight(strongest);
+        let named: Vec<String> = victims
+            .iter()
+            .take(MAX_VICTIMS_NAMED)
+            .map(|&n| match stage_of(n) {
+                Stage::None => ip(n).to_string(),
+                st => format!("{} ({})", ip(n), st.name()),
+            })
+            .collect();
+        reasons.push(format!(
+            "campaign from {}: {} host(s) attacked: {}{}",
+            ip(h),
+            victims.len(),
+            named.join(", "),
+            if victims.len() > MAX_VICTIMS_NAMED {
+                ", …"
+            } else {
+                ""
+            }
+        ));
+    } else {
+        // Progression: the stages a host this row attacks or speaks of reached in the window.
+        let mut best: Option<(u32, u16)> = None;
+        for s in slots().filter(|s| s.stage >= Stage::Attempt) {
+            let node = &engine.nodes[s.dst as usize];
+            let mut mask = (1..10usize)
+                .filter(|&i| node.stages[i] > 0)
+                .fold(0u16, |m, i| m | 1 << i);
+            for o in slots().filter(|o| o.dst == s.dst && counts_as_stage(o.stage, o.evidence)) {
+                mask |= 1 << o.stage as u8;
+            }
+            mask &= !1;
+            if best.is_none_or(|(_, m)| mask.count_ones() > m.count_ones()) {
+                best = Some((s.dst, mask));
+            }
+        }
+        if let Some((n, mask)) = best.filter(|(_, m)| m.count_ones() >= 2) {
+            score += W_PROGRESSION * f64::from(mask.count_ones() - 1);
+            reasons.push(format!(
+                "host {} reached {} stages: {}",
+                ip(n),
+                mask.count_ones(),
+                stage_names(mask)
+            ));
+        }
+    }
+
     // Rare rules, against the window's background.
-    let total = engine.len() as f64 + if counted { 0.0 } else { alerts as f64 };
+    let total = engine.background_len() as f64 + if counted { 0.0 } else { alerts as f64 };
     rare.extend(rules.iter().map(|(&r, &n)| {
         let in_window = engine.rules.count(r) + if counted { 0 } else { n };
         let tail = engine.rules.tail(in_window) + if counted { 0 } else { u64::from(n) };
@@ -284,8 +427,14 @@ pub(crate) fn score_row(engine: &Engine, counted: bool, scratch: &mut Scratch) -
         a.0.total_cmp(&b.0)
             .then_with(|| engine.names.get(a.1).cmp(&engine.names.get(b.1)))
     });
-    for &(share, r, count) in rare.iter().take(MAX_RARE_RULES) {
-        score += (RARE_RULE_SHARE / share).ln();
+    // The rarest rule counts in full, the next ones a quarter each; and, as for links, in
+    // proportion to how much of the row the rare alerts are (a campaign's thousands of probes
+    // with a few rare ones among them is mostly routine to read).
+    let rare_alerts: u32 = rare.iter().map(|&(_, r, _)| rules[&r]).sum();
+    let rare_explained = (2.0 * (f64::from(rare_alerts) + 1.0) / alerts as f64).min(1.0);
+    for (i, &(share, r, count)) in rare.iter().take(MAX_RARE_RULES).enumerate() {
+        let weight = if i == 0 { 1.0 } else { 0.25 };
+        score += weight * rare_explained * (RARE_RULE_SHARE / share).ln();
         reasons.push(format!(
             "rare rule {:?}: {count} of {} alerts in the window",
             clip(engine.names.get(r).unwrap_or_default(), 80),
@@ -381,6 +530,34 @@ pub(crate) fn score_row(engine: &Engine, counted: bool, scratch: &mut Scratch) -
             }
         })
         .collect();
+    let evidence = slots()
+        .filter(|s| s.evidence)
+        .take(MAX_EVIDENCE_ITEMS)
+        .map(|s| EvidenceItem {
+            alert_id: s.id.clone(),
+            time: format_time(s.time),
+            name: engine
+                .names
+                .shared(s.name)
+                .map_or_else(|| "".into(), |n| shared_clip(n, 120)),
+            stage: s.stage.name(),
+            host: engine.nodes[s.dst as usize].ip.clone(),
+            peer: (s.src != s.dst).then(|| engine.nodes[s.src as usize].ip.clone()),
+        })
+        .collect();
+    // Evidence first in the listed ids, so a cut list never hides it.
+    let limit = if engine.cfg.list_all_alert_ids {
+        usize::MAX
+    } else {
+        MAX_ROW_ALERT_IDS
+    };
+    let alert_ids = by_id
+        .iter()
+        .filter(|&&s| engine.slot(s).evidence)
+        .chain(by_id.iter().filter(|&&s| !engine.slot(s).evidence))
+        .take(limit)
+        .map(|&s| engine.slot(s).id.clone())
+        .collect();
     Subgraph {
         subgraph_id,
         rank: 0,
@@ -395,15 +572,8 @@ pub(crate) fn score_row(engine: &Engine, counted: bool, scratch: &mut Scratch) -
         path,
         nodes: node_rows,
         edges,
-        alert_ids: by_id
-            .iter()
-            .take(if engine.cfg.list_all_alert_ids {
-                usize::MAX
-            } else {
-                MAX_ROW_ALERT_IDS
-            })
-            .map(|&s| engine.slot(s).id.clone())
-            .collect(),
+        alert_ids,
+        evidence,
         reasons,
     }
 }

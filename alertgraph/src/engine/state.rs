@@ -3,6 +3,7 @@
 use super::tables::put;
 use super::{Engine, NO_GROUP, NO_KIND, NO_SLOT};
 use crate::alert::{Domain, Severity};
+use crate::classify::Stage;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -30,6 +31,23 @@ pub(crate) struct Node {
     pub(super) singles: u32,
     /// Recent incoming alerts on rare pairs.
     pub(super) recent_in: VecDeque<Incoming>,
+    /// Alerts in the window about this node (it is their subject), per stage.
+    pub(crate) stages: [u32; 10],
+    /// Alerts in the window that are compromise evidence about this node.
+    pub(crate) evidence: u32,
+    /// The group of the current episode of compromise evidence about this node (`NO_GROUP`
+    /// when none), and the time of its newest alert.
+    pub(super) evidence_group: u32,
+    pub(super) evidence_last: i64,
+    /// Distinct hosts this node sent attack alerts (reconnaissance, attempts) to in the window.
+    pub(crate) attacked: u32,
+    /// It has been a campaign's source (an attacker's address, or a pivot's) while held: no
+    /// path is claimed through it, and nothing it sends continues a story into it.
+    pub(crate) campaign: bool,
+    /// The strongest compromise evidence seen about this node while it is held (for the rows
+    /// of campaigns that reached it), and when it was last seen.
+    pub(crate) top_evidence: Stage,
+    pub(crate) last_evidence: i64,
 }
 
 /// A recent incoming alert on a rare pair, that a continuation from its node may follow.
@@ -45,6 +63,31 @@ pub(super) struct Incoming {
     /// Share of the window of its kind's rarity class (rule and protocol) when it arrived: of
     /// two incoming alerts a continuation could follow, it follows the rarer.
     pub(super) share: f32,
+    /// Identity it carried (keyed hashes; 0 for none): account, logon session, command line.
+    pub(super) identity: Identity,
+}
+
+/// Who or what an alert ran as, by keyed hash (0 for none): a hop that reuses the identity of
+/// the hop into its source continues it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Identity {
+    pub(super) account: u64,
+    pub(super) logon: u64,
+    pub(super) process: u64,
+}
+
+impl Identity {
+    /// The part both share, if any: (account, logon, process).
+    pub(super) fn shared_with(&self, other: &Identity) -> Option<u8> {
+        [
+            (self.account, other.account),
+            (self.logon, other.logon),
+            (self.process, other.process),
+        ]
+        .iter()
+        .position(|&(a, b)| a != 0 && a == b)
+        .map(|i| i as u8)
+    }
 }
 
 /// An alert held by the engine.
@@ -67,6 +110,15 @@ pub(crate) struct Slot {
     pub(super) hash: u64,
     /// Information (nats) of the improbable continuation that attached it; 0 when none.
     pub(crate) link: f32,
+    /// The attack stage it speaks of (about `dst`, its subject).
+    pub(crate) stage: Stage,
+    /// Compromise evidence about `dst`: a compromise stage of a kind rare in the window.
+    pub(crate) evidence: bool,
+    /// The sensor saw the packet go from `dst` to `src` (a response, or the compromised host's
+    /// own traffic): the engine holds every network alert as actor → subject.
+    pub(crate) reversed: bool,
+    /// Keyed hash of its account (0 for none), counted in the window's account table.
+    pub(super) account: u64,
     /// A host-only alert attached to the path it follows.
     pub(crate) attached: bool,
     pub(super) group: u32,
@@ -135,6 +187,15 @@ impl SlotList {
     }
 }
 
+/// Alerts a node sent of one kind in the window, and its current host-only episode of that
+/// kind (a group, and the time of its newest alert).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(super) struct NodeKind {
+    pub(super) sends: u32,
+    pub(super) episode: u32,
+    pub(super) last: i64,
+}
+
 /// A group of alerts (union-find node; the fields beyond `parent` are kept at the root).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Group {
@@ -162,6 +223,8 @@ pub(crate) struct Pair {
     pub(super) kinds: [(u32, u32); 2],
     /// Its alerts counted in `Engine::pair_kinds` instead.
     pub(super) spilled: u32,
+    /// Attack alerts (reconnaissance, attempts) on the pair.
+    pub(super) attacks: u32,
 }
 
 impl Pair {
@@ -170,6 +233,7 @@ impl Pair {
         group: NO_GROUP,
         kinds: [(NO_KIND, 0); 2],
         spilled: 0,
+        attacks: 0,
     };
 
     /// Counts (`up`) or uncounts a network alert of `kind` on the pair; false when the kind has
@@ -212,6 +276,7 @@ impl Engine {
                 let ip: Arc<str> = ip.into();
                 let fresh = Node {
                     ip: ip.clone(),
+                    evidence_group: NO_GROUP,
                     ..Node::default()
                 };
                 let id = put(&mut self.nodes, &mut self.free_nodes, fresh);

@@ -64,10 +64,10 @@ impl Strings {
         i
     }
 
-    /// One alert that named `i` is gone; the value leaves the table with the last.
-    pub(super) fn release(&mut self, i: u32) {
+    /// One alert that named `i` is gone; the value leaves the table with the last (true then).
+    pub(super) fn release(&mut self, i: u32) -> bool {
         if i == 0 {
-            return;
+            return false;
         }
         let refs = &mut self.refs[i as usize];
         *refs -= 1;
@@ -75,7 +75,9 @@ impl Strings {
             let value = std::mem::replace(&mut self.values[i as usize], "".into());
             self.index.remove(&value);
             self.free.push(i);
+            return true;
         }
+        false
     }
 
     pub(super) fn reindex(&mut self) {

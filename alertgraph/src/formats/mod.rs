@@ -215,9 +215,7 @@ pub fn one_alert(value: &Value, format: Format, now_ms: Option<i64>) -> Result<A
         reason: format!("{format} alert: {}", r.reason),
         ..r
     };
-    let contract = contract
-        .map_err(rejected)
-        .map_err(prefix)?;
+    let contract = contract.map_err(rejected).map_err(prefix)?;
     Alert::from_json(&Value::Object(contract), now_ms).map_err(prefix)
 }
 
