@@ -4,10 +4,15 @@
 //! # Data
 //! No labelled CT data set ships in a package registry, so [`data`] generates small CT-like
 //! volumes (`1 × e × e × e`, `e = 8` by default, any multiple of 4): smooth tissue texture (broad Gaussian bumps
-//! of either sign), one or two bright vessels (tubes along a random axis, in both classes so
-//! brightness alone gives nothing away) and Gaussian noise. A positive volume also holds a
-//! lesion: a compact, roughly spherical bright blob of 1-2 voxels radius. Labels alternate,
-//! so every set is balanced.
+//! of either sign), one or two bright vessels (tubes along a random axis, in both classes)
+//! and Gaussian noise. A positive volume also holds a lesion: a compact, roughly spherical
+//! blob of 1-2 voxels radius. Labels alternate, so every set is balanced.
+//!
+//! Each volume's intensities are then matched to one fixed histogram, so positives and
+//! negatives hold the same values and differ only in where those values sit; a per-volume
+//! gain, offset and read-out noise (independent of the label) follow. No statistic of the
+//! intensities alone (mean, spread, extremes, quantiles) finds the lesions: [`baselines`]
+//! measures exactly that on an exported evaluation set.
 //!
 //! # Domain shift
 //! The base model ("the NGC model", [`pretrain_base_model`]) is trained on
@@ -44,6 +49,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub mod baselines;
 pub mod data;
 #[cfg(feature = "train")]
 mod model;
