@@ -166,7 +166,7 @@ async fn the_job_trains_like_the_library_and_sends_every_event_once_after_a_thro
         for e in batch {
             assert_eq!(e["BrokerProperties"]["PartitionKey"], JOB);
             let body = e["Body"].as_str().unwrap();
-            socwire::functions::training_telemetry::parse_event(body).unwrap();
+            socwire::ml::telemetry::parse_event(body).unwrap();
             delivered.push(body.to_string());
         }
     }

@@ -4,10 +4,11 @@
 //! lineage), registers it and emits `socwire.ModelExported`. The version is derived from the
 //! job, and the ledger records the export per job and model, so a repeat changes nothing.
 
+use super::refuse;
 use super::FunctionError;
 use crate::context::Context;
 use crate::ml::commands::{expect_subject, ExportModel};
-use crate::ml::{event, model_version_for, refuse};
+use crate::ml::{event, model_version_for};
 use crate::ports::ModelRegistration;
 use crate::protocol::{InvocationRequest, InvocationResponse, ServiceBusTrigger};
 use serde_json::{json, Value};

@@ -3,10 +3,11 @@
 //! Failed/Canceled → `socwire.FineTuneFailed` with the reason. Events for runs this workspace
 //! does not know, or did not start, are ignored with a log line.
 
+use super::refuse;
 use super::FunctionError;
 use crate::context::Context;
 use crate::ml::commands::{ExportModel, SCHEMA_VERSION};
-use crate::ml::{event, refuse, send_command};
+use crate::ml::{event, send_command};
 use crate::protocol::{EventGridTrigger, InvocationRequest, InvocationResponse};
 use serde_json::{json, Value};
 
@@ -91,7 +92,7 @@ pub async fn run(
                     model_name: job.tags.get("model").cloned(),
                 };
                 send_command(
-                    ctx,
+                    ctx.commands.as_ref(),
                     "ExportModel",
                     export.command_id.clone(),
                     serde_json::to_value(&export).unwrap_or_default(),

@@ -5,11 +5,12 @@
 //! second. It then watches the job with scheduled follow-ups: a job still Queued/Preparing past
 //! `queueDeadlineMinutes` is cancelled and reported as `socwire.FineTuneFailed`.
 
+use super::refuse;
 use super::FunctionError;
 use crate::context::Context;
 use crate::ml::commands::{expect_subject, FollowUp, FollowUpKind, RunFineTune};
 use crate::ml::staging::{self, Limits, StageError};
-use crate::ml::{event, job_id_for, now_ms, refuse, send_command};
+use crate::ml::{event, job_id_for, now_ms, send_command};
 use crate::ports::{JobInfo, JobSubmission};
 use crate::protocol::{InvocationRequest, InvocationResponse, ServiceBusTrigger};
 use serde_json::json;
@@ -55,13 +56,14 @@ async fn follow_up(
         "wait"
     };
     send_command(
-        ctx,
+        ctx.commands.as_ref(),
         SUBJECT,
         format!("{}:{tag}:{attempt}", cmd.command_id),
         serde_json::to_value(&next).unwrap_or_default(),
         Some(now_ms() + ctx.settings.ml_poll_secs as i64 * 1000),
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 fn failed_event(job: &JobInfo, reason: &str) -> serde_json::Value {

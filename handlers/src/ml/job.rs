@@ -229,8 +229,7 @@ mod tests {
             },
         );
         assert_eq!(e["loss"], "NaN");
-        let (job, point) =
-            crate::functions::training_telemetry::parse_event(&e.to_string()).unwrap();
+        let (job, point) = crate::ml::telemetry::parse_event(&e.to_string()).unwrap();
         assert_eq!((job.as_str(), point.step, point.loss), ("j", 4, None));
     }
 }

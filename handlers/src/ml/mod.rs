@@ -1,14 +1,16 @@
 //! The GPU model lifecycle: command schemas, asset staging, the Azure ML job command, the
-//! local job runner and the helpers the ML functions share (events, follow-ups, ids).
+//! local job runner, telemetry records and the helpers the ML functions share (events,
+//! follow-ups, ids). It depends on the ports and the trainer, never on [`crate::functions`]:
+//! the ML functions use this module, not the other way round.
 
 pub mod commands;
 pub mod job;
 pub mod runner;
 pub mod staging;
+pub mod telemetry;
 
-use crate::context::Context;
-use crate::functions::{stable_id, FunctionError};
-use crate::ports::OutgoingCommand;
+use crate::ids::stable_id;
+use crate::ports::{CommandBus, OutgoingCommand, PortResult};
 use serde_json::{json, Value};
 
 /// Event Grid topic the local back end publishes Azure ML's run events to (Azure ML publishes
@@ -47,24 +49,17 @@ pub fn model_version_for(job_id: &str) -> String {
 
 /// Sends a command on `ml-commands` now or at `not_before_ms`.
 pub async fn send_command(
-    ctx: &Context,
+    bus: &dyn CommandBus,
     subject: &str,
     message_id: String,
     body: Value,
     not_before_ms: Option<i64>,
-) -> Result<(), FunctionError> {
-    ctx.commands
-        .send(&OutgoingCommand {
-            subject: subject.into(),
-            message_id,
-            body,
-            not_before_ms,
-        })
-        .await
-        .map_err(FunctionError::from)
-}
-
-/// A permanent refusal.
-pub fn refuse(reason: impl Into<String>) -> FunctionError {
-    FunctionError::BadInput(reason.into())
+) -> PortResult<()> {
+    bus.send(&OutgoingCommand {
+        subject: subject.into(),
+        message_id,
+        body,
+        not_before_ms,
+    })
+    .await
 }

@@ -31,13 +31,13 @@ fn workspace(data_dir: &Path) -> anyhow::Result<LocalWorkspace> {
 
 /// A RunStatusChanged event as Azure ML publishes it (Event Grid schema).
 pub fn run_status_event(job_id: &str, experiment: &str, tags: &Value, status: &str) -> Value {
-    let experiment_id = crate::functions::stable_id("experiment", experiment);
+    let experiment_id = crate::ids::stable_id("experiment", experiment);
     json!({
         "topic": LOCAL_WORKSPACE_ID,
         "subject": format!("experiments/{experiment_id}/runs/{job_id}"),
         "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
         "eventTime": chrono::Utc::now().to_rfc3339(),
-        "id": crate::functions::stable_id("run-status", &format!("{job_id}/{status}")),
+        "id": crate::ids::stable_id("run-status", &format!("{job_id}/{status}")),
         "data": {
             "experimentId": experiment_id,
             "experimentName": experiment,
@@ -189,13 +189,11 @@ pub async fn status(data_dir: &Path) -> anyhow::Result<Value> {
     let tables = crate::local::SqliteTables::open(&data_dir.join("tables.sqlite3"))?;
     let mut jobs = Vec::new();
     for j in ws.jobs()? {
-        let m: crate::functions::training_telemetry::JobMetrics = match tables
-            .load(&crate::functions::training_telemetry::metrics_key(&j.id))
-            .await?
-        {
-            Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
-            None => Default::default(),
-        };
+        let m: super::telemetry::JobMetrics =
+            match tables.load(&super::telemetry::metrics_key(&j.id)).await? {
+                Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
+                None => Default::default(),
+            };
         let last = |kind: &str| m.points.iter().rev().find(|p| p.kind == kind);
         jobs.push(json!({
             "id": j.id,
