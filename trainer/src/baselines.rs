@@ -52,7 +52,10 @@ pub fn read_eval_set(path: &Path) -> Result<EvalSet, TrainerError> {
             .tensor(name)
             .map_err(|_| bad(format!("tensor {name} missing")))?;
         if t.dtype() != safetensors::Dtype::F32 {
-            return Err(bad(format!("tensor {name} is {:?}, expected f32", t.dtype())));
+            return Err(bad(format!(
+                "tensor {name} is {:?}, expected f32",
+                t.dtype()
+            )));
         }
         let values = t
             .data()
@@ -90,7 +93,15 @@ pub fn statistics(volume: &[f32]) -> [f64; 7] {
         sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo as f64)
     };
     let (min, max) = (sorted[0], sorted[sorted.len() - 1]);
-    [mean, std, min, max, max - min, quantile(0.01), quantile(0.99)]
+    [
+        mean,
+        std,
+        min,
+        max,
+        max - min,
+        quantile(0.01),
+        quantile(0.99),
+    ]
 }
 
 /// Every one-statistic scorer in either sign, then the cross-validated logistic regression.
@@ -128,7 +139,11 @@ fn cross_validated_logistic(features: &[[f64; 7]], labels: &[f32]) -> Vec<f32> {
     for fold in 0..FOLDS {
         let train: Vec<usize> = (0..features.len()).filter(|i| i % FOLDS != fold).collect();
         let model = Logistic::fit(features, labels, &train);
-        for (i, f) in features.iter().enumerate().filter(|(i, _)| i % FOLDS == fold) {
+        for (i, f) in features
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % FOLDS == fold)
+        {
             scores[i] = model.logit(f) as f32;
         }
     }

@@ -66,7 +66,7 @@ pub use candle_core;
 pub use data::{DataConfig, Domain};
 #[cfg(feature = "train")]
 pub use model::{load_eval_set, Model};
-pub use onnx::{export_onnx, OnnxInfo};
+pub use onnx::{describe_onnx, export_onnx, OnnxInfo};
 #[cfg(feature = "train")]
 pub use train::device;
 pub use train::{device_name, fine_tune, pretrain_base_model, pretrain_base_model_with};

@@ -118,7 +118,11 @@ fn intensity_statistics_alone_do_not_find_the_lesions() {
     let set = read_eval_set(&result.eval_path).unwrap();
     assert_eq!(set.labels.len(), DataConfig::tiny().eval_samples);
     let table = baselines(&set);
-    assert_eq!(table.len(), 15, "7 statistics in either sign and the regression");
+    assert_eq!(
+        table.len(),
+        15,
+        "7 statistics in either sign and the regression"
+    );
     for b in &table {
         println!("{:<45} AP {:.3}", b.scorer, b.average_precision);
     }
@@ -137,7 +141,10 @@ fn intensity_statistics_alone_do_not_find_the_lesions() {
         result.average_precision_after,
     );
     println!("CNN before {before:.3}, after {after:.3}");
-    assert!(after >= 0.85 && after - before >= 0.10, "AP {before:.3} -> {after:.3}");
+    assert!(
+        after >= 0.85 && after - before >= 0.10,
+        "AP {before:.3} -> {after:.3}"
+    );
     assert!(after - best.average_precision >= 0.25);
 }
 

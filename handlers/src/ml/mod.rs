@@ -4,13 +4,14 @@
 //! the ML functions use this module, not the other way round.
 
 pub mod commands;
+pub mod container;
 pub mod job;
 pub mod runner;
 pub mod staging;
 pub mod telemetry;
 
 use crate::ids::stable_id;
-use crate::ports::{CommandBus, OutgoingCommand, PortResult};
+use crate::ports::{CommandBus, MlWorkspace, OutgoingCommand, PortResult};
 use serde_json::{json, Value};
 
 /// Event Grid topic the local back end publishes Azure ML's run events to (Azure ML publishes
@@ -62,4 +63,20 @@ pub async fn send_command(
         not_before_ms,
     })
     .await
+}
+
+/// After a pipeline's fine-tune was refused or failed, sets the cluster the pipeline provisioned
+/// back to 0 minimum nodes, so no GPU node stays up for it. Only pipeline runs (those with a
+/// parent `ProvisionGpuCluster`) touch the cluster; a failure to scale back is logged, never
+/// hides the refusal it follows. Returns a log line.
+pub async fn scale_back_pipeline(
+    ml: &dyn MlWorkspace,
+    parent_command: Option<&str>,
+    cluster: &str,
+) -> Option<String> {
+    parent_command?;
+    Some(match ml.scale_back(cluster).await {
+        Ok(()) => format!("cluster {cluster} scaled back to 0 minimum nodes"),
+        Err(e) => format!("cluster {cluster} could not be scaled back: {e}"),
+    })
 }
