@@ -340,8 +340,8 @@ pub fn demo_command(command_id: &str, archive: &Path, sha256: &str) -> Value {
     json!({
         "commandId": command_id,
         "schemaVersion": 1,
-        "clusterName": "gpu-nc6s",
-        "vmSize": "Standard_NC6s_v3",
+        "clusterName": "gpu-a100",
+        "vmSize": "Standard_NC24ads_A100_v4",
         "minNodes": 0,
         "maxNodes": 2,
         "priority": "LowPriority",
