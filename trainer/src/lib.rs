@@ -68,7 +68,7 @@ pub use data::{DataConfig, Domain};
 pub use model::{load_eval_set, Model};
 pub use onnx::{describe_onnx, export_onnx, OnnxInfo};
 #[cfg(feature = "train")]
-pub use train::device;
+pub use train::{device, DEVICE_VARIABLE};
 pub use train::{device_name, fine_tune, pretrain_base_model, pretrain_base_model_with};
 
 /// Hyper-parameters of a fine-tuning job, as they travel in the `RunFineTune` command; a
@@ -187,6 +187,10 @@ pub enum TrainerError {
     /// The loss became NaN or infinite: the run diverged (learning rate too high?).
     #[error("training diverged at step {step}: loss is {loss}; lower the learning rate")]
     Diverged { step: u64, loss: f64 },
+    /// The device asked for cannot be used (no GPU in a `cuda` build, or `cuda` asked of a
+    /// build without it). Never answered by training on the CPU instead.
+    #[error("no usable training device: {0}")]
+    Device(String),
     /// The caller's cancel flag was set; nothing was written.
     #[error("fine-tuning cancelled")]
     Cancelled,

@@ -258,6 +258,14 @@ fn onnx_export_matches_the_trainer_under_tract() {
     let info = export_onnx(&result.model_path, &onnx_path).unwrap();
     let e = DataConfig::tiny().edge as i64;
     assert_eq!(info.input_shape, vec![-1, 1, e, e, e]);
+    // Read back from the file, as export-model reads a container job's model.onnx.
+    assert_eq!(socwire_trainer::describe_onnx(&onnx_path).unwrap(), info);
+    let junk = scratch("onnx").join("junk.onnx");
+    std::fs::write(&junk, b"\x08\x07 not a model at all").unwrap();
+    assert!(matches!(
+        socwire_trainer::describe_onnx(&junk),
+        Err(TrainerError::BadModel { .. })
+    ));
 
     let device = candle_core::Device::Cpu;
     let (inputs, _) = load_eval_set(&result.eval_path, &device).unwrap();

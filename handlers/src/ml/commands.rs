@@ -901,6 +901,18 @@ mod tests {
         }
     }
 
+    /// The job image stops at the same compute capability the commands refuse below.
+    #[test]
+    fn the_job_image_refuses_the_same_compute_capabilities() {
+        let dockerfile = include_str!("../../../infra/job-image/Dockerfile");
+        assert!(
+            dockerfile.contains(&format!(
+                "\"${{CUDA_COMPUTE_CAP}}\" -lt {MIN_SOCWIRE_TRAINER_CAPABILITY} ]"
+            )),
+            "infra/job-image/Dockerfile must refuse CUDA_COMPUTE_CAP below {MIN_SOCWIRE_TRAINER_CAPABILITY}"
+        );
+    }
+
     #[test]
     fn subjects_are_checked() {
         assert!(expect_subject("RunFineTune", Some("RunFineTune")).is_ok());
