@@ -656,7 +656,7 @@ impl Fixture {
 
     /// Submits a container fine-tune, runs its job in-process and delivers its Completed or
     /// Failed event; returns the job id, the job's final status and the ml-run-status answer.
-    async fn run_container(&self, id: &str, body: Value) -> (String, String, InvocationResponse) {
+    async fn run_container(&self, body: Value) -> (String, String, InvocationResponse) {
         let r = self.call("run-fine-tune", Some("RunFineTune"), &body).await;
         assert!(reject(&r).is_none(), "{r:?}");
         let job_id = events(&r)[0]["data"]["jobId"].as_str().unwrap().to_string();
@@ -667,7 +667,6 @@ impl Fixture {
             socwire::ml::runner::run_status_event(&job_id, "ct", &json!({}), &status),
         );
         let answer = dispatch("ml-run-status", &self.ctx, req).await.unwrap();
-        let _ = id;
         (job_id, status, answer)
     }
 }
@@ -706,7 +705,7 @@ async fn a_container_command_of_our_own_is_fine_tuned_and_exported() {
 
     let url = f.container_assets(Some(&onnx));
     let (job_id, status, done) = f
-        .run_container("ct-1", container_fine_tune("ct-1", &url, "good", json!({})))
+        .run_container(container_fine_tune("ct-1", &url, "good", json!({})))
         .await;
     assert_eq!(status, "Completed");
     let log = std::fs::read_to_string(f.ws.job_dir(&job_id).join("job.log")).unwrap_or_default();
@@ -758,10 +757,12 @@ async fn a_container_command_of_our_own_is_fine_tuned_and_exported() {
     // evaluation "mlflow", no ONNX: AP from the MLflow metrics, registered as artifacts.
     let url = f.container_assets(None);
     let (_, status, _) = f
-        .run_container(
+        .run_container(container_fine_tune(
             "ct-2",
-            container_fine_tune("ct-2", &url, "none", json!({"evaluation": "mlflow"})),
-        )
+            &url,
+            "none",
+            json!({"evaluation": "mlflow"}),
+        ))
         .await;
     assert_eq!(status, "Completed");
     let export = f
@@ -795,10 +796,7 @@ async fn container_jobs_that_break_the_contract_are_set_aside_and_the_cluster_sc
     let pipeline = json!({"parentCommandId": "p-w"});
 
     let (_, status, failed) = f
-        .run_container(
-            "cf-1",
-            container_fine_tune("cf-1", &url, "fail", pipeline.clone()),
-        )
+        .run_container(container_fine_tune("cf-1", &url, "fail", pipeline.clone()))
         .await;
     assert_eq!(status, "Failed");
     let ev = events(&failed);
@@ -832,7 +830,7 @@ async fn container_jobs_that_break_the_contract_are_set_aside_and_the_cluster_sc
         assert_eq!(min_nodes(&f), 1);
         let id = format!("cb-{i}");
         let (job_id, status, _) = f
-            .run_container(&id, container_fine_tune(&id, &url, mode, pipeline.clone()))
+            .run_container(container_fine_tune(&id, &url, mode, pipeline.clone()))
             .await;
         assert_eq!(status, "Completed", "the process itself succeeded");
         let export = f

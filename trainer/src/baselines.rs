@@ -190,13 +190,13 @@ impl Logistic {
                 let z = model.standardise(&features[i]);
                 let p = 1.0 / (1.0 + (-model.logit(&features[i])).exp());
                 let err = p - f64::from(labels[i]);
-                for k in 0..7 {
-                    grad[k] += err * z[k];
+                for (g, zk) in grad.iter_mut().zip(z) {
+                    *g += err * zk;
                 }
                 grad_bias += err;
             }
-            for k in 0..7 {
-                model.weights[k] -= Self::RATE * (grad[k] / n + Self::L2 * model.weights[k]);
+            for (w, g) in model.weights.iter_mut().zip(grad) {
+                *w -= Self::RATE * (g / n + Self::L2 * *w);
             }
             model.bias -= Self::RATE * grad_bias / n;
         }

@@ -785,11 +785,9 @@ mod tests {
             assert!(e.contains(needle), "{b}: {e}");
         }
         // Without sha256, only when the command says so.
-        let unverified = format!(
-            r#"{{"commandId":"c","schemaVersion":1,"clusterName":"gpu-a","model":"m","allowUnverified":true,"assets":[{{"url":"https://a/b"}}]}}"#
-        );
+        let unverified = r#"{"commandId":"c","schemaVersion":1,"clusterName":"gpu-a","model":"m","allowUnverified":true,"assets":[{"url":"https://a/b"}]}"#;
         assert!(
-            RunFineTune::parse(&unverified)
+            RunFineTune::parse(unverified)
                 .unwrap()
                 .spec
                 .allow_unverified
