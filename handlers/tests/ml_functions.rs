@@ -919,3 +919,42 @@ async fn mlflow_metrics_with_gaps_and_out_of_order_steps_cancel_a_diverging_cont
         "{cancel}"
     );
 }
+
+/// socwire's trainer image cannot run below compute capability 8.0: a RunFineTune with it on a
+/// T4 cluster is set aside with the reason, before any asset is staged; a container fine-tune
+/// on the same cluster is submitted.
+#[tokio::test]
+async fn the_socwire_trainer_is_refused_on_a_t4_cluster_and_a_container_job_is_not() {
+    let f = fixture();
+    let mut t4 = provision("p-t4", 1);
+    t4["vmSize"] = json!("Standard_NC4as_T4_v3");
+    let r = f
+        .call("provision-gpu-cluster", Some("ProvisionGpuCluster"), &t4)
+        .await;
+    assert!(reject(&r).is_none(), "{r:?}");
+    let url = f.container_assets(None);
+    let r = f
+        .call(
+            "run-fine-tune",
+            Some("RunFineTune"),
+            &fine_tune("t4-1", &url),
+        )
+        .await;
+    let rej = reject(&r).expect("set aside");
+    assert!(
+        rej["reason"]
+            .as_str()
+            .unwrap()
+            .contains("compute capability 7.5"),
+        "{rej}"
+    );
+    let r = f
+        .call(
+            "run-fine-tune",
+            Some("RunFineTune"),
+            &container_fine_tune("t4-2", &url, "good", json!({})),
+        )
+        .await;
+    assert!(reject(&r).is_none(), "{r:?}");
+    assert_eq!(f.ws.jobs().unwrap().len(), 1);
+}
