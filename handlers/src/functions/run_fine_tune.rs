@@ -97,16 +97,17 @@ fn cluster_failed_event(cmd: &RunFineTune, cluster: &str, reason: &str) -> serde
     )
 }
 
-/// MLflow metric histories as telemetry points: `loss` per step, and `eval_loss` with
-/// `average_precision` per evaluation step. Values are sorted by step (MLflow returns them
-/// in logging order, which a restarted job can break); a step logged twice keeps its latest
-/// value; steps may have gaps.
+/// MLflow metric histories as telemetry points: `loss` per step, and `eval_loss` (with
+/// `average_precision` when logged at the same step) per evaluation. Values are sorted by step
+/// (MLflow returns them in logging order, which a restarted job can break); a step logged twice
+/// keeps its latest value; steps may have gaps. An `average_precision` with no `eval_loss` at its
+/// step makes no point: the divergence rule reads evaluation losses, and none is invented.
 pub fn mlflow_points(
     loss: &[MetricPoint],
     eval_loss: &[MetricPoint],
     ap: &[MetricPoint],
 ) -> Vec<Point> {
-    fn latest(points: &[MetricPoint]) -> std::collections::BTreeMap<u64, Option<f64>> {
+    fn latest(points: &[MetricPoint]) -> BTreeMap<u64, Option<f64>> {
         let mut sorted: Vec<&MetricPoint> = points.iter().filter(|p| p.step >= 0).collect();
         sorted.sort_by_key(|p| (p.step, p.timestamp));
         sorted
@@ -114,30 +115,22 @@ pub fn mlflow_points(
             .map(|p| (p.step as u64, p.value))
             .collect()
     }
-    let mut out: Vec<Point> = latest(loss)
-        .into_iter()
-        .map(|(step, loss)| Point {
-            kind: "step".into(),
-            step,
-            loss,
-            average_precision: None,
-            learning_rate: None,
-        })
-        .collect();
     let aps = latest(ap);
-    let losses = latest(eval_loss);
-    let steps: std::collections::BTreeSet<u64> = aps.keys().chain(losses.keys()).copied().collect();
-    for step in steps {
-        // An evaluation with no loss logged is not a divergence signal: treat it as 0.
-        out.push(Point {
-            kind: "eval".into(),
-            step,
-            loss: losses.get(&step).copied().unwrap_or(Some(0.0)),
-            average_precision: aps.get(&step).copied().flatten(),
-            learning_rate: None,
-        });
-    }
-    out
+    let steps = latest(loss).into_iter().map(|(step, loss)| Point {
+        kind: "step".into(),
+        step,
+        loss,
+        average_precision: None,
+        learning_rate: None,
+    });
+    let evals = latest(eval_loss).into_iter().map(|(step, loss)| Point {
+        kind: "eval".into(),
+        step,
+        loss,
+        average_precision: aps.get(&step).copied().flatten(),
+        learning_rate: None,
+    });
+    steps.chain(evals).collect()
 }
 
 /// Folds a container job's MLflow metrics into its telemetry record and sends one CancelJob
@@ -577,4 +570,44 @@ async fn submit(ctx: &Context, cmd: &RunFineTune) -> Result<InvocationResponse, 
         job.id, job.cluster, job.status
     ));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(step: i64, timestamp: i64, value: Option<f64>) -> MetricPoint {
+        MetricPoint {
+            step,
+            timestamp,
+            value,
+        }
+    }
+
+    #[test]
+    fn mlflow_points_are_sorted_keep_the_latest_repeat_and_invent_nothing() {
+        let loss = [
+            p(5, 50, Some(0.4)),
+            p(1, 10, Some(0.9)),
+            p(3, 30, Some(0.7)),
+            p(3, 31, None),
+        ];
+        let eval_loss = [p(4, 40, Some(0.6)), p(2, 20, Some(0.65))];
+        let ap = [p(4, 41, Some(0.8)), p(6, 60, Some(0.9))];
+        let points = mlflow_points(&loss, &eval_loss, &ap);
+        let got: Vec<(&str, u64, Option<f64>, Option<f64>)> = points
+            .iter()
+            .map(|q| (q.kind.as_str(), q.step, q.loss, q.average_precision))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("step", 1, Some(0.9), None),
+                ("step", 3, None, None),
+                ("step", 5, Some(0.4), None),
+                ("eval", 2, Some(0.65), None),
+                ("eval", 4, Some(0.6), Some(0.8)),
+            ]
+        );
+    }
 }
