@@ -127,7 +127,7 @@ impl AzureMlRest {
         let workspace = workspace.trim_end_matches('/').to_string();
         let tracking = tracking_url(&format!(
             "azureml://{}.api.azureml.ms/mlflow/v1.0{workspace}",
-            location.to_ascii_lowercase()
+            location.to_ascii_lowercase().replace(' ', "")
         ))?;
         let mut me = Self {
             endpoint,
