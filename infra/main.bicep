@@ -544,6 +544,8 @@ var socwireSettings = [
   { name: 'SOCWIRE_ML_IMAGE', value: mlJobImage }
   { name: 'SOCWIRE_ML_TELEMETRY_EVENTHUB', value: hasMl ? 'https://${eventHubs.name}.servicebus.windows.net/training-telemetry' : '' }
   { name: 'SOCWIRE_ML_CLUSTER_IDENTITY', value: hasMl ? mlJobIdentity.id : '' }
+  // Empty: derived from the location and the workspace id (azureml://<region>.api.azureml.ms/mlflow/v1.0/…).
+  { name: 'SOCWIRE_ML_TRACKING_URI', value: '' }
   { name: 'SOCWIRE_ML_POLL_SECS', value: '30' }
   { name: 'SOCWIRE_ML_DIVERGENCE_EVALS', value: '3' }
   { name: 'SOCWIRE_ML_LOCAL_PROVISION_MS', value: '3000' }
@@ -755,14 +757,16 @@ resource roleVault 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 }
 
 // Azure ML ARM: PUT jobs, POST jobs/{id}/cancel, PUT models/{name}/versions/{v} (run-fine-tune,
-// export-model, cancel-job).
+// export-model, cancel-job); run history and MLflow metric reads (a failed job's error, a
+// container job's metrics).
 resource roleMlDataScientist 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasMl) {
   scope: mlWorkspace
   name: guid(resourceGroup().id, azureMlWorkspaceName, identity.id, roles.azureMlDataScientist)
   properties: { principalId: identity.properties.principalId, principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.azureMlDataScientist) }
 }
 
-// Azure ML ARM: PUT computes/{name} and its async-operation polling (provision-gpu-cluster).
+// Azure ML ARM: GET, PUT (new) and PATCH (scale settings) computes/{name} and its async-operation
+// polling (provision-gpu-cluster; scale-back after a failed pipeline).
 resource roleMlCompute 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasMl) {
   scope: mlWorkspace
   name: guid(resourceGroup().id, azureMlWorkspaceName, identity.id, roles.azureMlComputeOperator)

@@ -239,7 +239,8 @@ impl Context {
                         settings.ml_datastore_url.as_deref(),
                         crate::azure::default_credential()?,
                     )?
-                    .with_cluster_identity(settings.ml_cluster_identity.clone()),
+                    .with_cluster_identity(settings.ml_cluster_identity.clone())
+                    .with_tracking_uri(settings.ml_tracking_uri.as_deref())?,
                 )
             }
             _ => {

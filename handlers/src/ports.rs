@@ -246,6 +246,21 @@ pub struct ClusterInfo {
     /// Why it failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why nodes could not be added (AmlCompute's `errors`, such as a core quota reached
+    /// during scale-up) while the cluster itself reads Succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_error: Option<String>,
+}
+
+/// One logged value of a job's metric (MLflow's metric history).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    /// The step it was logged at.
+    pub step: i64,
+    /// When, unix ms.
+    pub timestamp: i64,
+    /// The value; None when it was NaN or infinite.
+    pub value: Option<f64>,
 }
 
 /// What to create: an AmlCompute cluster.
@@ -362,9 +377,13 @@ pub struct ModelRegistration {
 pub trait MlWorkspace: Send + Sync {
     /// The cluster, if it exists.
     async fn get_cluster(&self, name: &str) -> PortResult<Option<ClusterInfo>>;
-    /// Creates the cluster or updates its scale settings. Quota and bad requests are
-    /// `Permanent`; throttling and server errors `Transient`.
+    /// Creates the cluster, or updates the scale settings of one with the same VM size (a
+    /// different VM size is `Permanent`: a cluster's VM size never changes in place). Quota and
+    /// bad requests are `Permanent`; throttling and server errors `Transient`.
     async fn create_cluster(&self, spec: &ClusterSpec) -> PortResult<Provisioning>;
+    /// Sets the cluster's minimum node count to 0, so its nodes go once idle (after a pipeline
+    /// ended or failed). An absent cluster is fine.
+    async fn scale_back(&self, name: &str) -> PortResult<()>;
     /// Follows a long-running operation returned by [`MlWorkspace::create_cluster`].
     async fn operation_status(&self, operation: &str) -> PortResult<OperationStatus>;
     /// Copies a staged folder into the workspace datastore under `path`; returns its URI.
@@ -377,8 +396,16 @@ pub trait MlWorkspace: Send + Sync {
     async fn get_job(&self, id: &str) -> PortResult<Option<JobInfo>>;
     /// Asks the job to stop.
     async fn cancel_job(&self, id: &str) -> PortResult<()>;
-    /// Copies the job's `model` output folder to `dest`.
-    async fn download_job_output(&self, id: &str, dest: &std::path::Path) -> PortResult<()>;
+    /// Copies the job's `model` output folder to `dest`, streamed, refusing (`Permanent`) an
+    /// output larger than `max_bytes` in all.
+    async fn download_job_output(
+        &self,
+        id: &str,
+        dest: &std::path::Path,
+        max_bytes: u64,
+    ) -> PortResult<()>;
+    /// Every logged value of the job's metric `key`, in the order logged (MLflow tracking).
+    async fn metric_history(&self, id: &str, key: &str) -> PortResult<Vec<MetricPoint>>;
     /// Registers a model version from a folder; returns where it now lives.
     async fn register_model(&self, model: &ModelRegistration) -> PortResult<String>;
 }

@@ -122,6 +122,10 @@ pub struct Settings {
     /// Resource id of the user-assigned identity new clusters get, which jobs use to send
     /// telemetry (`SOCWIRE_ML_CLUSTER_IDENTITY`).
     pub ml_cluster_identity: Option<String>,
+    /// The workspace's MLflow tracking URI (`SOCWIRE_ML_TRACKING_URI`, `azureml://<region>.
+    /// api.azureml.ms/mlflow/v1.0/…`); unset = derived from the location and workspace id.
+    /// Container jobs' metrics and failed jobs' errors are read from its host.
+    pub ml_tracking_uri: Option<String>,
     /// Seconds between follow-up checks when the service gives no Retry-After
     /// (`SOCWIRE_ML_POLL_SECS`).
     pub ml_poll_secs: u64,
@@ -320,6 +324,7 @@ impl Settings {
             ml_image: get("SOCWIRE_ML_IMAGE"),
             ml_telemetry_eventhub: get("SOCWIRE_ML_TELEMETRY_EVENTHUB"),
             ml_cluster_identity: get("SOCWIRE_ML_CLUSTER_IDENTITY"),
+            ml_tracking_uri: get("SOCWIRE_ML_TRACKING_URI"),
             ml_poll_secs: number("SOCWIRE_ML_POLL_SECS", 30.0)?.max(1.0) as u64,
             ml_divergence_evals: number("SOCWIRE_ML_DIVERGENCE_EVALS", 3.0)?.max(2.0) as usize,
             ml_local_provision_ms: number("SOCWIRE_ML_LOCAL_PROVISION_MS", 3000.0)? as i64,

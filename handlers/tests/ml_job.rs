@@ -132,6 +132,17 @@ async fn the_job_trains_like_the_library_and_sends_every_event_once_after_a_thro
     );
     let out = out.path();
     assert!(out.join("model.safetensors").is_file() && out.join("eval.safetensors").is_file());
+    // result.json carries the AP to export-model in Azure as locally (issue #23, finding 3).
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["averagePrecisionAfter"].as_f64(),
+        Some(result.average_precision_after)
+    );
+    assert_eq!(
+        summary["averagePrecisionBefore"].as_f64(),
+        Some(result.average_precision_before)
+    );
 
     // Tokens came from the Azure ML identity endpoint, asked the way MSAL asks.
     let tokens = server.seen_on(Method::GET, "/msi/token");
@@ -166,7 +177,7 @@ async fn the_job_trains_like_the_library_and_sends_every_event_once_after_a_thro
         for e in batch {
             assert_eq!(e["BrokerProperties"]["PartitionKey"], JOB);
             let body = e["Body"].as_str().unwrap();
-            socwire::functions::training_telemetry::parse_event(body).unwrap();
+            socwire::ml::telemetry::parse_event(body).unwrap();
             delivered.push(body.to_string());
         }
     }

@@ -1,5 +1,7 @@
-//! Fine-tuning figures over seeds: wall time and average precision before → after, with the
-//! default data configuration and hyper-parameters.
+//! Fine-tuning figures over seeds: wall time, average precision before → after, and the best
+//! intensity-statistic baseline on the same exported evaluation set (every statistic in either
+//! sign and the cross-validated logistic regression; the full table for the first seed), with
+//! the default data configuration and hyper-parameters.
 //!
 //! `cargo bench -p socwire-trainer` (release). Environment:
 //! `TRAINER_BENCH_SEEDS` (default 5), `TRAINER_BENCH_TINY=1` for the test-size configuration,
@@ -9,6 +11,7 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use socwire_trainer::baselines::{baselines, read_eval_set};
 use socwire_trainer::{fine_tune, pretrain_base_model_with, DataConfig, HyperParameters, JobSpec};
 
 fn main() {
@@ -40,10 +43,11 @@ fn main() {
     println!("data {config:?}");
     println!("hyper {hyper:?}");
     println!(
-        "{:>4} {:>12} {:>12} {:>6} {:>9} {:>8}",
-        "seed", "pretrain_s", "finetune_s", "steps", "ap_before", "ap_after"
+        "{:>4} {:>12} {:>12} {:>6} {:>9} {:>8} {:>13}  best baseline",
+        "seed", "pretrain_s", "finetune_s", "steps", "ap_before", "ap_after", "ap_baseline"
     );
-    let (mut pre, mut fine, mut before, mut after) = (vec![], vec![], vec![], vec![]);
+    let (mut pre, mut fine, mut before, mut after, mut baseline) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for seed in 1..=seeds {
         let base = dir.join(format!("base-{seed}.safetensors"));
         let t = Instant::now();
@@ -64,10 +68,25 @@ fn main() {
         })
         .expect("fine-tuning");
         let fine_s = t.elapsed().as_secs_f64();
+        let table = baselines(&read_eval_set(&result.eval_path).expect("eval set"));
+        if seed == 1 {
+            for b in &table {
+                println!("     {:<45} AP {:.3}", b.scorer, b.average_precision);
+            }
+        }
+        let best = table
+            .iter()
+            .max_by(|a, b| a.average_precision.total_cmp(&b.average_precision))
+            .expect("baselines");
         println!(
-            "{seed:>4} {pretrain_s:>12.2} {fine_s:>12.2} {:>6} {:>9.3} {:>8.3}",
-            result.steps, result.average_precision_before, result.average_precision_after
+            "{seed:>4} {pretrain_s:>12.2} {fine_s:>12.2} {:>6} {:>9.3} {:>8.3} {:>13.3}  {}",
+            result.steps,
+            result.average_precision_before,
+            result.average_precision_after,
+            best.average_precision,
+            best.scorer
         );
+        baseline.push(best.average_precision);
         pre.push(pretrain_s);
         fine.push(fine_s);
         before.push(result.average_precision_before);
@@ -80,6 +99,7 @@ fn main() {
         ("fine-tune wall s", &fine),
         ("AP before", &before),
         ("AP after", &after),
+        ("best baseline AP", &baseline),
     ] {
         let (mean, std, min, max) = summary(values);
         println!("  {name:<17} {mean:.3} ± {std:.3}  [{min:.3}, {max:.3}]");

@@ -4,10 +4,15 @@
 //! # Data
 //! No labelled CT data set ships in a package registry, so [`data`] generates small CT-like
 //! volumes (`1 × e × e × e`, `e = 8` by default, any multiple of 4): smooth tissue texture (broad Gaussian bumps
-//! of either sign), one or two bright vessels (tubes along a random axis, in both classes so
-//! brightness alone gives nothing away) and Gaussian noise. A positive volume also holds a
-//! lesion: a compact, roughly spherical bright blob of 1-2 voxels radius. Labels alternate,
-//! so every set is balanced.
+//! of either sign), one or two bright vessels (tubes along a random axis, in both classes)
+//! and Gaussian noise. A positive volume also holds a lesion: a compact, roughly spherical
+//! blob of 1-2 voxels radius. Labels alternate, so every set is balanced.
+//!
+//! Each volume's intensities are then matched to one fixed histogram, so positives and
+//! negatives hold the same values and differ only in where those values sit; a per-volume
+//! gain, offset and read-out noise (independent of the label) follow. No statistic of the
+//! intensities alone (mean, spread, extremes, quantiles) finds the lesions: [`baselines`]
+//! measures exactly that on an exported evaluation set.
 //!
 //! # Domain shift
 //! The base model ("the NGC model", [`pretrain_base_model`]) is trained on
@@ -44,6 +49,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub mod baselines;
 pub mod data;
 #[cfg(feature = "train")]
 mod model;
@@ -60,9 +66,9 @@ pub use candle_core;
 pub use data::{DataConfig, Domain};
 #[cfg(feature = "train")]
 pub use model::{load_eval_set, Model};
-pub use onnx::{export_onnx, OnnxInfo};
+pub use onnx::{describe_onnx, export_onnx, OnnxInfo};
 #[cfg(feature = "train")]
-pub use train::device;
+pub use train::{device, DEVICE_VARIABLE};
 pub use train::{device_name, fine_tune, pretrain_base_model, pretrain_base_model_with};
 
 /// Hyper-parameters of a fine-tuning job, as they travel in the `RunFineTune` command; a
@@ -181,6 +187,10 @@ pub enum TrainerError {
     /// The loss became NaN or infinite: the run diverged (learning rate too high?).
     #[error("training diverged at step {step}: loss is {loss}; lower the learning rate")]
     Diverged { step: u64, loss: f64 },
+    /// The device asked for cannot be used (no GPU in a `cuda` build, or `cuda` asked of a
+    /// build without it). Never answered by training on the CPU instead.
+    #[error("no usable training device: {0}")]
+    Device(String),
     /// The caller's cancel flag was set; nothing was written.
     #[error("fine-tuning cancelled")]
     Cancelled,

@@ -33,6 +33,56 @@ const OUTPUT: &str = "probability";
 const OPSET: i64 = 13;
 const IR_VERSION: i64 = 8;
 
+/// Reads the interface of any ONNX model (a container job's `model.onnx`): its first graph
+/// input that is not an initializer, and its first output. A dimension without a fixed size
+/// is `-1`. A file that is not an ONNX model, or a graph without an input or an output, is a
+/// [`TrainerError::BadModel`].
+pub fn describe_onnx(path: &Path) -> Result<OnnxInfo, TrainerError> {
+    let bad = |reason: String| TrainerError::BadModel {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let model =
+        ModelProto::parse_from_bytes(&bytes).map_err(|e| bad(format!("not an ONNX model: {e}")))?;
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| bad("not an ONNX model: no graph".into()))?;
+    let initialised: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let input = graph
+        .input
+        .iter()
+        .find(|i| !initialised.contains(i.name.as_str()))
+        .ok_or_else(|| bad("the graph has no input".into()))?;
+    let output = graph
+        .output
+        .first()
+        .ok_or_else(|| bad("the graph has no output".into()))?;
+    let shape = match &input.type_.as_ref().and_then(|t| t.value.clone()) {
+        Some(type_proto::Value::TensorType(t)) => t
+            .shape
+            .as_ref()
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match d.value {
+                        Some(dimension::Value::DimValue(v)) => v,
+                        _ => -1,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    Ok(OnnxInfo {
+        input_name: input.name.clone(),
+        input_shape: shape,
+        output_name: output.name.clone(),
+    })
+}
+
 /// Converts a model written by the trainer (`model.safetensors`) to ONNX at `out`.
 pub fn export_onnx(model: &Path, out: &Path) -> Result<OnnxInfo, TrainerError> {
     let (config, params) = read_model(model)?;

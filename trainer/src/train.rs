@@ -11,21 +11,45 @@ use crate::data::{self, DataConfig, Domain, Rng, Volumes};
 use crate::model::{self, Model};
 use crate::{average_precision, HyperParameters, JobResult, JobSpec, Progress, TrainerError};
 
-/// The device training runs on: the first CUDA device with the `cuda` feature (falling back to
-/// CPU when none is present), the CPU otherwise.
+/// The environment variable that picks the device: `cpu`, or `cuda` (the default of a build
+/// with the `cuda` feature). The GPU check sets `cpu` to train the same job on both.
+pub const DEVICE_VARIABLE: &str = "SOCWIRE_TRAINER_DEVICE";
+
+/// The device training runs on: CUDA device 0 in a build with the `cuda` feature, the CPU
+/// otherwise or when [`DEVICE_VARIABLE`] says `cpu`.
+///
+/// There is no silent CPU fallback: a `cuda` build that finds no usable GPU fails here with
+/// candle's reason (candle 0.9's `cuda_if_available` is `new_cuda` whenever the feature is
+/// on, and cudarc links the CUDA driver library, so such a binary does not even start on a
+/// machine without it). Asking for `cuda` from a build without the feature is an error too.
 pub fn device() -> Result<Device, TrainerError> {
-    #[cfg(feature = "cuda")]
-    {
-        Ok(Device::cuda_if_available(0)?)
-    }
-    #[cfg(not(feature = "cuda"))]
-    {
-        Ok(Device::Cpu)
+    let wanted = std::env::var(DEVICE_VARIABLE).unwrap_or_default();
+    match wanted.as_str() {
+        "cpu" => Ok(Device::Cpu),
+        "" | "cuda" => {
+            #[cfg(feature = "cuda")]
+            {
+                Device::new_cuda(0).map_err(|e| TrainerError::Device(format!("CUDA device 0: {e}")))
+            }
+            #[cfg(not(feature = "cuda"))]
+            {
+                if wanted == "cuda" {
+                    Err(TrainerError::Device(format!(
+                        "{DEVICE_VARIABLE}=cuda, but this build has no CUDA backend (build with --features cuda)"
+                    )))
+                } else {
+                    Ok(Device::Cpu)
+                }
+            }
+        }
+        other => Err(TrainerError::Device(format!(
+            "{DEVICE_VARIABLE}={other:?}: use cpu or cuda"
+        ))),
     }
 }
 
-/// What [`device`] trains on, in words (a job's log says it, so a GPU job that fell back to the
-/// CPU is seen at once).
+/// What [`device`] trains on, in words (a job's log says it, so a GPU job is seen to be on the
+/// GPU, and a job that cannot reach one says why).
 pub fn device_name() -> String {
     match device() {
         Ok(Device::Cpu) => "the CPU".into(),

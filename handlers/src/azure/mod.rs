@@ -22,7 +22,7 @@ pub use blob::{BlobLedger, BlobReportStore, BlobStateStore};
 pub use eventhubs::{EventHubsRest, MAX_BATCH_BYTES};
 pub use loganalytics::LogAnalyticsQuery;
 pub use logs::{LogsIngestionRest, LOGS_API_VERSION, MAX_CALL_BYTES};
-pub use ml::{AzureMlRest, ML_API_VERSION};
+pub use ml::{AzureMlRest, BLOCK_BYTES as ML_BLOCK_BYTES, ML_API_VERSION};
 pub use ml_identity::{job_credential, AzureMlIdentity};
 pub use queue::{AzureQueue, ReceivedQueueMessage};
 pub use rest::{Auth, RestClient};

@@ -182,6 +182,19 @@ fn print_ml_demo(data_dir: &Path, t0: chrono::DateTime<chrono::Utc>) -> anyhow::
             meta["averagePrecisionAfter"].as_f64().unwrap_or(f64::NAN),
             m.folder
         );
+        // What a scorer that sees only intensity statistics reaches on the same evaluation set.
+        let eval = Path::new(&m.folder).join("eval.safetensors");
+        if let Ok(set) = socwire_trainer::baselines::read_eval_set(&eval) {
+            if let Some(best) = socwire_trainer::baselines::baselines(&set)
+                .into_iter()
+                .max_by(|a, b| a.average_precision.total_cmp(&b.average_precision))
+            {
+                println!(
+                    "  best intensity-statistic baseline on its evaluation set: {} AP {:.3}",
+                    best.scorer, best.average_precision
+                );
+            }
+        }
     }
     for j in ws.jobs()?.iter().filter(|j| j.status != "Completed") {
         println!(

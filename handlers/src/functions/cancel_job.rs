@@ -3,10 +3,10 @@
 //! aside with the reason, a finished one is left alone with a log line. The job's own
 //! `RunStatusChanged` (Canceled) event then produces `socwire.FineTuneFailed`.
 
+use super::refuse;
 use super::FunctionError;
 use crate::context::Context;
 use crate::ml::commands::{expect_subject, CancelJob};
-use crate::ml::refuse;
 use crate::protocol::{InvocationRequest, InvocationResponse, ServiceBusTrigger};
 
 /// Function name.

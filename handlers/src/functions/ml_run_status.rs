@@ -1,12 +1,14 @@
 //! `ml-run-status` (Event Grid trigger on Azure ML's `Microsoft.MachineLearningServices.
 //! RunStatusChanged`): Completed → an `ExportModel` command (stable MessageId = commandId);
-//! Failed/Canceled → `socwire.FineTuneFailed` with the reason. Events for runs this workspace
-//! does not know, or did not start, are ignored with a log line.
+//! Failed/Canceled → `socwire.FineTuneFailed` with the job's own error (run history in Azure,
+//! the trainer's error locally) and, for a pipeline, its cluster scaled back. Events for runs
+//! this workspace does not know, or did not start, are ignored with a log line.
 
+use super::refuse;
 use super::FunctionError;
 use crate::context::Context;
 use crate::ml::commands::{ExportModel, SCHEMA_VERSION};
-use crate::ml::{event, refuse, send_command};
+use crate::ml::{event, scale_back_pipeline, send_command};
 use crate::protocol::{EventGridTrigger, InvocationRequest, InvocationResponse};
 use serde_json::{json, Value};
 
@@ -91,7 +93,7 @@ pub async fn run(
                     model_name: job.tags.get("model").cloned(),
                 };
                 send_command(
-                    ctx,
+                    ctx.commands.as_ref(),
                     "ExportModel",
                     export.command_id.clone(),
                     serde_json::to_value(&export).unwrap_or_default(),
@@ -123,6 +125,15 @@ pub async fn run(
                 job.id,
                 socwire_common::text::for_log(&reason, 200)
             ));
+            if let Some(line) = scale_back_pipeline(
+                ctx.ml.as_ref(),
+                job.tags.get("parentCommandId").map(String::as_str),
+                &job.cluster,
+            )
+            .await
+            {
+                response.log(line);
+            }
         }
         other => {
             response.log(format!("run {} is {other}", job.id));

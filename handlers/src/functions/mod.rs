@@ -16,6 +16,7 @@ pub mod training_telemetry;
 pub mod triage_incident;
 
 use crate::context::Context;
+pub use crate::ids::stable_id;
 use crate::ports::PortError;
 use crate::protocol::{InvocationRequest, InvocationResponse, ProtocolError};
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,11 @@ impl FunctionError {
             FunctionError::Failed(_) => 500,
         }
     }
+}
+
+/// A permanent refusal: the input can never succeed (it is set aside with `reason`).
+pub fn refuse(reason: impl Into<String>) -> FunctionError {
+    FunctionError::BadInput(reason.into())
 }
 
 impl From<ProtocolError> for FunctionError {
@@ -197,18 +203,4 @@ impl TriageRequest {
 /// The ledger key that marks an incident as triaged.
 pub fn triaged_key(incident: &crate::sentinel::IncidentId) -> String {
     format!("triage:v1:{}", incident.key())
-}
-
-/// A deterministic UUID-shaped id from a namespace and a key (sha-256, UUIDv8 layout), used for
-/// comment ids and event ids so that a repeated effect overwrites instead of duplicating.
-pub fn stable_id(namespace: &str, key: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::new()
-        .chain_update(namespace.as_bytes())
-        .chain_update([0u8])
-        .chain_update(key.as_bytes())
-        .finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Uuid::new_v8(bytes).to_string()
 }

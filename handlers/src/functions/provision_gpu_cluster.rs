@@ -6,13 +6,14 @@
 //! set aside with the reason. One commandId never makes a second cluster: the ledger records
 //! the outcome, and a create on an existing name only updates its scale settings.
 
+use super::refuse;
 use super::reject::RejectRecord;
 use super::FunctionError;
 use crate::context::Context;
 use crate::ml::commands::{
     expect_subject, FollowUp, FollowUpKind, ProvisionGpuCluster, RunFineTune, SCHEMA_VERSION,
 };
-use crate::ml::{event, now_ms, refuse, send_command};
+use crate::ml::{event, now_ms, send_command};
 use crate::ports::{ClusterInfo, ClusterSpec, OperationStatus, PortError, Provisioning};
 use crate::protocol::{InvocationRequest, InvocationResponse, ServiceBusTrigger};
 use serde_json::json;
@@ -114,7 +115,7 @@ pub async fn run(
             });
             let at = now + secs.max(1) as i64 * 1000;
             send_command(
-                ctx,
+                ctx.commands.as_ref(),
                 SUBJECT,
                 format!("{}:poll:{attempt}", cmd.command_id),
                 serde_json::to_value(&next).unwrap_or_default(),
@@ -145,7 +146,7 @@ pub async fn run(
                     follow_up: None,
                 };
                 send_command(
-                    ctx,
+                    ctx.commands.as_ref(),
                     "RunFineTune",
                     next.command_id.clone(),
                     serde_json::to_value(&next).unwrap_or_default(),

@@ -1,16 +1,27 @@
 //! `run-fine-tune` (Service Bus trigger, Subject `RunFineTune`): stages the NGC assets (allow-
-//! listed hosts, size caps, sha-256, safe unpacking) into the workspace datastore, registers the
-//! environment, submits a Command job and emits `socwire.FineTuneSubmitted`. The job id is
-//! derived from the commandId, so a redelivered command finds its job instead of making a
-//! second. It then watches the job with scheduled follow-ups: a job still Queued/Preparing past
-//! `queueDeadlineMinutes` is cancelled and reported as `socwire.FineTuneFailed`.
+//! listed hosts, size caps, sha-256 or `allowUnverified`, safe unpacking) into the workspace
+//! datastore, registers the environment, submits a Command job — socwire's trainer, or with
+//! `trainer: "container"` the container's own command — and emits `socwire.FineTuneSubmitted`.
+//! The job id is derived from the commandId, so a redelivered command finds its job instead of
+//! making a second. It then watches the job with scheduled follow-ups: a job still waiting
+//! past `queueDeadlineMinutes`, or whose cluster cannot add nodes (a scale error such as a core
+//! quota), is cancelled and reported as `socwire.FineTuneFailed` (and `socwire.ClusterFailed`);
+//! a container job's MLflow metrics are folded into its telemetry, so a diverging run is
+//! cancelled as the socwire trainer's is. A pipeline's cluster is scaled back after a refusal
+//! or failure.
 
+use super::refuse;
 use super::FunctionError;
 use crate::context::Context;
-use crate::ml::commands::{expect_subject, FollowUp, FollowUpKind, RunFineTune};
+use crate::ml::commands::{
+    expect_subject, socwire_trainer_refusal, CancelJob, FollowUp, FollowUpKind, RunFineTune,
+    Trainer, SCHEMA_VERSION,
+};
+use crate::ml::container::{self, ContainerCommand};
 use crate::ml::staging::{self, Limits, StageError};
-use crate::ml::{event, job_id_for, now_ms, refuse, send_command};
-use crate::ports::{JobInfo, JobSubmission};
+use crate::ml::telemetry::{fold, metrics_key, JobMetrics, Point};
+use crate::ml::{event, job_id_for, now_ms, scale_back_pipeline, send_command};
+use crate::ports::{JobInfo, JobSubmission, MetricPoint};
 use crate::protocol::{InvocationRequest, InvocationResponse, ServiceBusTrigger};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -21,8 +32,10 @@ const TRIGGER: &str = "command";
 const EVENTS_OUT: &str = "events";
 /// The Subject it takes.
 pub const SUBJECT: &str = "RunFineTune";
-/// Environment name registered for fine-tunes.
+/// Environment name registered for fine-tunes with socwire's trainer.
 pub const ENVIRONMENT: &str = "socwire-fine-tune";
+/// Environment name registered for `trainer: "container"` fine-tunes.
+pub const CONTAINER_ENVIRONMENT: &str = "socwire-container";
 const WAITING: &[&str] = &[
     "NotStarted",
     "Queued",
@@ -55,13 +68,14 @@ async fn follow_up(
         "wait"
     };
     send_command(
-        ctx,
+        ctx.commands.as_ref(),
         SUBJECT,
         format!("{}:{tag}:{attempt}", cmd.command_id),
         serde_json::to_value(&next).unwrap_or_default(),
         Some(now_ms() + ctx.settings.ml_poll_secs as i64 * 1000),
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 fn failed_event(job: &JobInfo, reason: &str) -> serde_json::Value {
@@ -71,6 +85,111 @@ fn failed_event(job: &JobInfo, reason: &str) -> serde_json::Value {
         &job.id,
         json!({ "jobId": job.id, "commandId": job.tags.get("commandId"), "status": job.status, "reason": reason }),
     )
+}
+
+fn cluster_failed_event(cmd: &RunFineTune, cluster: &str, reason: &str) -> serde_json::Value {
+    event(
+        "socwire.ClusterFailed",
+        &format!("ml/clusters/{cluster}"),
+        &format!("{}:{cluster}:scale", cmd.command_id),
+        json!({ "commandId": cmd.parent_command_id.as_deref().unwrap_or(&cmd.command_id),
+                "clusterName": cluster, "reason": reason }),
+    )
+}
+
+/// MLflow metric histories as telemetry points: `loss` per step, and `eval_loss` (with
+/// `average_precision` when logged at the same step) per evaluation. Values are sorted by step
+/// (MLflow returns them in logging order, which a restarted job can break); a step logged twice
+/// keeps its latest value; steps may have gaps. An `average_precision` with no `eval_loss` at its
+/// step makes no point: the divergence rule reads evaluation losses, and none is invented.
+pub fn mlflow_points(
+    loss: &[MetricPoint],
+    eval_loss: &[MetricPoint],
+    ap: &[MetricPoint],
+) -> Vec<Point> {
+    fn latest(points: &[MetricPoint]) -> BTreeMap<u64, Option<f64>> {
+        let mut sorted: Vec<&MetricPoint> = points.iter().filter(|p| p.step >= 0).collect();
+        sorted.sort_by_key(|p| (p.step, p.timestamp));
+        sorted
+            .into_iter()
+            .map(|p| (p.step as u64, p.value))
+            .collect()
+    }
+    let aps = latest(ap);
+    let steps = latest(loss).into_iter().map(|(step, loss)| Point {
+        kind: "step".into(),
+        step,
+        loss,
+        average_precision: None,
+        learning_rate: None,
+    });
+    let evals = latest(eval_loss).into_iter().map(|(step, loss)| Point {
+        kind: "eval".into(),
+        step,
+        loss,
+        average_precision: aps.get(&step).copied().flatten(),
+        learning_rate: None,
+    });
+    steps.chain(evals).collect()
+}
+
+/// Folds a container job's MLflow metrics into its telemetry record and sends one CancelJob
+/// when they diverge. Metrics that cannot be read now are logged and tried at the next watch.
+async fn sync_mlflow_metrics(
+    ctx: &Context,
+    job: &JobInfo,
+) -> Result<Option<String>, FunctionError> {
+    let mut histories = Vec::new();
+    for key in [
+        container::MLFLOW_LOSS,
+        container::MLFLOW_EVAL_LOSS,
+        container::MLFLOW_AP,
+    ] {
+        match ctx.ml.metric_history(&job.id, key).await {
+            Ok(h) => histories.push(h),
+            Err(e) => {
+                return Ok(Some(format!(
+                    "job {}: MLflow metrics not read now: {e}",
+                    job.id
+                )))
+            }
+        }
+    }
+    let points = mlflow_points(&histories[0], &histories[1], &histories[2]);
+    if points.is_empty() {
+        return Ok(None);
+    }
+    let key = metrics_key(&job.id);
+    let mut m: JobMetrics = match ctx.state.load(&key).await? {
+        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        None => JobMetrics::default(),
+    };
+    let added = fold(&mut m, points, ctx.settings.ml_divergence_evals);
+    let mut log = format!("job {}: {added} new MLflow metric point(s)", job.id);
+    if let (Some(reason), false) = (m.diverged.clone(), m.cancel_sent) {
+        if !job.is_terminal() {
+            let cancel = CancelJob {
+                command_id: format!("{}:diverged", job.id),
+                schema_version: SCHEMA_VERSION,
+                job_id: job.id.clone(),
+                reason: Some(format!("training diverged: {reason}")),
+            };
+            send_command(
+                ctx.commands.as_ref(),
+                "CancelJob",
+                cancel.command_id.clone(),
+                serde_json::to_value(&cancel).unwrap_or_default(),
+                None,
+            )
+            .await?;
+            log.push_str(&format!("; diverged ({reason}): sent CancelJob"));
+        }
+        m.cancel_sent = true;
+    }
+    ctx.state
+        .save(&key, &serde_json::to_vec(&m).unwrap_or_default())
+        .await?;
+    Ok(Some(log))
 }
 
 /// A scheduled check of a submitted job: cancel it past the queue deadline; stop once it ended.
@@ -88,6 +207,11 @@ async fn watch(
         response.log(format!("job {job_id} is gone; watch ends"));
         return Ok(response);
     };
+    if job.tags.get("trainer").is_some_and(|t| t == "container") {
+        if let Some(line) = sync_mlflow_metrics(ctx, &job).await? {
+            response.log(line);
+        }
+    }
     if f.last {
         response.log(format!("job {job_id} {}; watch ends", job.status));
         return Ok(response);
@@ -107,10 +231,44 @@ async fn watch(
         response.log(format!("job {} {}", job.id, job.status));
         return Ok(response);
     }
+    let waiting = WAITING.contains(&job.status.as_str());
+    // A cluster that cannot add the node the job waits for says so in its errors while it
+    // still reads Succeeded: waiting out the queue deadline would only burn the time.
+    let scale_error = if waiting {
+        ctx.ml
+            .get_cluster(&job.cluster)
+            .await?
+            .and_then(|c| c.scale_error)
+    } else {
+        None
+    };
+    if let Some(cluster_reason) = scale_error {
+        ctx.ml.cancel_job(&job.id).await?;
+        let reason = format!(
+            "cluster {} cannot add nodes ({cluster_reason}); job {} cancelled",
+            job.cluster, job.id
+        );
+        response.log(format!("job {}: {reason}", job.id));
+        response.messages(
+            EVENTS_OUT,
+            vec![
+                cluster_failed_event(cmd, &job.cluster, &cluster_reason),
+                failed_event(&job, &reason),
+            ],
+        );
+        if let Some(line) = scale_back_pipeline(
+            ctx.ml.as_ref(),
+            cmd.parent_command_id.as_deref(),
+            &job.cluster,
+        )
+        .await
+        {
+            response.log(line);
+        }
+        return Ok(response);
+    }
     let waited_ms = now_ms() - f.started_ms;
-    if WAITING.contains(&job.status.as_str())
-        && waited_ms > i64::from(cmd.spec.queue_deadline_minutes) * 60_000
-    {
+    if waiting && waited_ms > i64::from(cmd.spec.queue_deadline_minutes) * 60_000 {
         ctx.ml.cancel_job(&job.id).await?;
         let reason = format!(
             "job stayed {} for more than queueDeadlineMinutes ({}); cancelled",
@@ -118,6 +276,15 @@ async fn watch(
         );
         response.log(format!("job {}: {reason}", job.id));
         response.messages(EVENTS_OUT, vec![failed_event(&job, &reason)]);
+        if let Some(line) = scale_back_pipeline(
+            ctx.ml.as_ref(),
+            cmd.parent_command_id.as_deref(),
+            &job.cluster,
+        )
+        .await
+        {
+            response.log(line);
+        }
         return Ok(response);
     }
     follow_up(
@@ -137,7 +304,8 @@ async fn watch(
     Ok(response)
 }
 
-/// Handles one command or follow-up.
+/// Handles one command or follow-up. A refused fine-tune of a pipeline scales its cluster back
+/// before it is set aside.
 pub async fn run(
     ctx: &Context,
     req: InvocationRequest,
@@ -145,6 +313,25 @@ pub async fn run(
     let t = ServiceBusTrigger::from_request(&req, TRIGGER)?;
     expect_subject(SUBJECT, t.metadata.subject.as_deref()).map_err(refuse)?;
     let cmd = RunFineTune::parse(&t.body).map_err(refuse)?;
+    match submit(ctx, &cmd).await {
+        Err(FunctionError::BadInput(reason)) => {
+            if let Some(line) = scale_back_pipeline(
+                ctx.ml.as_ref(),
+                cmd.parent_command_id.as_deref(),
+                &cmd.cluster_name,
+            )
+            .await
+            {
+                tracing::info!(command = %cmd.command_id, "{line}");
+            }
+            Err(FunctionError::BadInput(reason))
+        }
+        other => other,
+    }
+}
+
+async fn submit(ctx: &Context, cmd: &RunFineTune) -> Result<InvocationResponse, FunctionError> {
+    let cmd = cmd.clone();
     if let Some(f) = cmd
         .follow_up
         .as_ref()
@@ -168,6 +355,11 @@ pub async fn run(
             cmd.cluster_name
         ))
     })?;
+    if cmd.spec.trainer == Trainer::Socwire {
+        if let Some(reason) = socwire_trainer_refusal(&cluster.vm_size) {
+            return Err(refuse(format!("RunFineTune: {reason}")));
+        }
+    }
     match cluster.state.as_str() {
         "Succeeded" => {}
         "Failed" => {
@@ -209,12 +401,17 @@ pub async fn run(
     let job = match ctx.ml.get_job(&job_id).await? {
         Some(existing) => existing, // submitted before a crash; do not stage or submit again
         None => {
-            // The local back end runs jobs itself; Azure ML needs the image holding `socwire`.
+            // The local back end runs jobs itself; Azure ML needs the image holding `socwire`
+            // (a container job always names its own image).
             let image = cmd
                 .spec
                 .image
                 .clone()
-                .or_else(|| ctx.settings.ml_image.clone())
+                .or_else(|| {
+                    (cmd.spec.trainer == Trainer::Socwire)
+                        .then(|| ctx.settings.ml_image.clone())
+                        .flatten()
+                })
                 .or_else(|| ctx.settings.ml_workspace.is_none().then(|| "local".into()))
                 .ok_or_else(|| {
                     refuse(
@@ -252,29 +449,46 @@ pub async fn run(
                     "staged assets[{i}]: {} bytes, {} file(s), {}",
                     staged.bytes, staged.files, staged.format
                 ));
-                lineage.push(json!({ "url": socwire_common::text::redact_secrets(&staged.url), "sha256": staged.sha256, "bytes": staged.bytes }));
+                let verified = asset.sha256.is_some();
+                if !verified {
+                    response.log(format!(
+                        "assets[{i}] staged UNVERIFIED (no sha256; allowUnverified): sha256 of the download is {}",
+                        staged.sha256
+                    ));
+                }
+                lineage.push(json!({ "url": socwire_common::text::redact_secrets(&staged.url), "sha256": staged.sha256,
+                                     "bytes": staged.bytes, "verified": verified }));
             }
-            let base = match &cmd.spec.base_model {
-                Some(b) if assets_dir.join(b).is_file() => b.clone(),
-                Some(b) => {
+            let base = match (&cmd.spec.base_model, cmd.spec.trainer) {
+                (Some(b), _) if assets_dir.join(b).exists() => Some(b.clone()),
+                (Some(b), _) => {
                     return Err(refuse(format!(
                         "RunFineTune: baseModel {b:?} is not in the staged assets"
                     )))
                 }
-                None => staging::find_safetensors(&assets_dir)
-                    .map(|p| p.to_string_lossy().replace('\\', "/"))
-                    .ok_or_else(|| {
-                        refuse(
-                            "RunFineTune: no *.safetensors base model in the assets; set baseModel",
-                        )
-                    })?,
+                (None, Trainer::Container) => None,
+                (None, Trainer::Socwire) => Some(
+                    staging::find_safetensors(&assets_dir)
+                        .map(|p| p.to_string_lossy().replace('\\', "/"))
+                        .ok_or_else(|| {
+                            refuse(
+                                "RunFineTune: no *.safetensors base model in the assets (socwire's trainer fine-tunes \
+                                 its own models); set baseModel, or run the NGC model's own training with \
+                                 \"trainer\": \"container\"",
+                            )
+                        })?,
+                ),
             };
             let uri = ctx
                 .ml
                 .upload_folder(&assets_dir, &format!("socwire/assets/{job_id}"))
                 .await?;
             let _ = std::fs::remove_dir_all(&work);
-            let environment_id = ctx.ml.register_environment(ENVIRONMENT, &image).await?;
+            let environment = match cmd.spec.trainer {
+                Trainer::Socwire => ENVIRONMENT,
+                Trainer::Container => CONTAINER_ENVIRONMENT,
+            };
+            let environment_id = ctx.ml.register_environment(environment, &image).await?;
             let h = &cmd.spec.hyper_parameters;
             let mut tags = BTreeMap::new();
             tags.insert("commandId".into(), cmd.command_id.clone());
@@ -282,7 +496,13 @@ pub async fn run(
                 tags.insert("parentCommandId".into(), p.clone());
             }
             tags.insert("model".into(), cmd.spec.model.clone());
-            tags.insert("baseModel".into(), base.clone());
+            if let Some(b) = &base {
+                tags.insert("baseModel".into(), b.clone());
+            }
+            tags.insert("trainer".into(), cmd.spec.trainer.as_str().into());
+            if cmd.spec.allow_unverified {
+                tags.insert("allowUnverified".into(), "true".into());
+            }
             tags.insert(
                 "assets".into(),
                 serde_json::to_string(&lineage).unwrap_or_default(),
@@ -294,18 +514,28 @@ pub async fn run(
             tags.insert("seed".into(), cmd.spec.seed.to_string());
             tags.insert("autoExport".into(), cmd.spec.auto_export.to_string());
             tags.insert("image".into(), image);
+            let command = match (cmd.spec.trainer, cmd.spec.command.as_deref()) {
+                (Trainer::Container, Some(template)) => {
+                    tags.insert("containerCommand".into(), template.to_string());
+                    tags.insert("evaluation".into(), cmd.spec.evaluation.as_str().into());
+                    ContainerCommand::parse(template)
+                        .map_err(refuse)?
+                        .azure_line(base.as_deref(), h, cmd.spec.seed)
+                }
+                _ => crate::ml::job::command_line(
+                    &job_id,
+                    base.as_deref().unwrap_or_default(),
+                    h,
+                    cmd.spec.seed,
+                    ctx.settings.ml_telemetry_eventhub.as_deref(),
+                ),
+            };
             let submission = JobSubmission {
                 id: job_id.clone(),
                 experiment: cmd.spec.model.clone(),
                 cluster: cluster.name.clone(),
                 environment_id,
-                command: crate::ml::job::command_line(
-                    &job_id,
-                    &base,
-                    h,
-                    cmd.spec.seed,
-                    ctx.settings.ml_telemetry_eventhub.as_deref(),
-                ),
+                command,
                 inputs: BTreeMap::from([("assets".to_string(), uri)]),
                 tags,
             };
@@ -330,6 +560,7 @@ pub async fn run(
             &job.id,
             json!({ "jobId": job.id, "commandId": cmd.command_id, "clusterName": job.cluster,
                     "model": cmd.spec.model, "status": job.status, "assets": lineage,
+                    "allowUnverified": cmd.spec.allow_unverified, "trainer": cmd.spec.trainer,
                     "hyperParameters": cmd.spec.hyper_parameters }),
         )],
     );
@@ -339,4 +570,44 @@ pub async fn run(
         job.id, job.cluster, job.status
     ));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(step: i64, timestamp: i64, value: Option<f64>) -> MetricPoint {
+        MetricPoint {
+            step,
+            timestamp,
+            value,
+        }
+    }
+
+    #[test]
+    fn mlflow_points_are_sorted_keep_the_latest_repeat_and_invent_nothing() {
+        let loss = [
+            p(5, 50, Some(0.4)),
+            p(1, 10, Some(0.9)),
+            p(3, 30, Some(0.7)),
+            p(3, 31, None),
+        ];
+        let eval_loss = [p(4, 40, Some(0.6)), p(2, 20, Some(0.65))];
+        let ap = [p(4, 41, Some(0.8)), p(6, 60, Some(0.9))];
+        let points = mlflow_points(&loss, &eval_loss, &ap);
+        let got: Vec<(&str, u64, Option<f64>, Option<f64>)> = points
+            .iter()
+            .map(|q| (q.kind.as_str(), q.step, q.loss, q.average_precision))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("step", 1, Some(0.9), None),
+                ("step", 3, None, None),
+                ("step", 5, Some(0.4), None),
+                ("eval", 2, Some(0.65), None),
+                ("eval", 4, Some(0.6), Some(0.8)),
+            ]
+        );
+    }
 }

@@ -1,12 +1,15 @@
 //! The local Azure ML stand-in: AmlCompute clusters with Azure ML's state machine (Creating →
-//! Succeeded after a provisioning delay; Resizing while nodes change), a datastore folder,
-//! environments, jobs run as separate `socwire ml run-job` processes, and a model registry of
-//! folders under `<data-dir>/models/<name>/<version>/`. Commands go to the local broker.
+//! Succeeded after a provisioning delay; Resizing while nodes change), a node quota that bites
+//! at scale-up as Azure's core quota does (the cluster reads Succeeded, its `errors` say why no
+//! node came, the job stays Queued), a datastore folder, environments, jobs run as separate
+//! `socwire ml run-job` processes, MLflow metrics read from each job's MLflow file store, and
+//! a model registry of folders under `<data-dir>/models/<name>/<version>/`. Commands go to the
+//! local broker.
 
 use super::{sqlite_error, SqlitePool};
 use crate::ports::{
-    ClusterInfo, ClusterSpec, CommandBus, JobInfo, JobSubmission, MlWorkspace, ModelRegistration,
-    OperationStatus, OutgoingCommand, PortError, PortResult, Provisioning,
+    ClusterInfo, ClusterSpec, CommandBus, JobInfo, JobSubmission, MetricPoint, MlWorkspace,
+    ModelRegistration, OperationStatus, OutgoingCommand, PortError, PortResult, Provisioning,
 };
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
@@ -19,7 +22,9 @@ use std::sync::Arc;
 pub struct LocalMlOptions {
     /// How long a new cluster stays Creating.
     pub provision_ms: i64,
-    /// Most nodes a cluster may ask for (the local "quota").
+    /// Nodes the workspace may run at once (the local "core quota"): a cluster whose
+    /// `minNodes` exceed it is refused at creation; a job that would need a node beyond it is
+    /// held Queued and its cluster reports a scale error, as Azure ML does at scale-up.
     pub max_nodes_quota: u32,
     /// The executable that runs jobs (`socwire`); None = jobs are queued but not started
     /// (unit tests drive [`crate::ml::runner`] themselves).
@@ -203,15 +208,24 @@ impl LocalWorkspace {
             )
             .map_err(sqlite_error)?;
         }
-        let running: u32 = conn
+        let (running, queued): (u32, u32) = conn
             .query_row(
-                "SELECT COUNT(*) FROM jobs WHERE json_extract(spec, '$.cluster') = ?1 AND status IN ('Preparing', 'Running', 'Finalizing')",
+                "SELECT COALESCE(SUM(status IN ('Preparing', 'Running', 'Finalizing')), 0), COALESCE(SUM(status = 'Queued'), 0)
+                 FROM jobs WHERE json_extract(spec, '$.cluster') = ?1",
                 [name],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(sqlite_error)?;
         let target = running.clamp(spec.min_nodes, spec.max_nodes);
         let nodes = if state == "Succeeded" { target } else { 0 };
+        let wanted = (running + queued).clamp(spec.min_nodes, spec.max_nodes);
+        let scale_error = (state == "Succeeded" && wanted > self.opts.max_nodes_quota).then(|| {
+            format!(
+                "ClusterCoreQuotaReached: scaling {} to {wanted} node(s) of {} exceeds this workspace's quota of {} node(s); \
+                 request more quota for the VM family, lower maxNodes, or wait for running jobs",
+                spec.name, spec.vm_size, self.opts.max_nodes_quota
+            )
+        });
         Ok(Some(ClusterInfo {
             name: spec.name,
             vm_size: spec.vm_size,
@@ -225,6 +239,7 @@ impl LocalWorkspace {
             min_nodes: spec.min_nodes,
             max_nodes: spec.max_nodes,
             error,
+            scale_error,
         }))
     }
 
@@ -252,6 +267,44 @@ impl LocalWorkspace {
             error,
             created_ms,
         }))
+    }
+
+    /// Nodes running jobs on `cluster` now.
+    fn busy_nodes(&self, cluster: &str) -> PortResult<u32> {
+        self.pool
+            .lock()
+            .query_row(
+                "SELECT COUNT(*) FROM jobs WHERE json_extract(spec, '$.cluster') = ?1 AND status IN ('Preparing', 'Running', 'Finalizing')",
+                [cluster],
+                |r| r.get(0),
+            )
+            .map_err(sqlite_error)
+    }
+
+    /// Sets a cluster's scale settings.
+    fn set_scale(&self, name: &str, spec: &ClusterSpec) -> PortResult<()> {
+        let text = serde_json::to_string(spec).unwrap_or_default();
+        self.pool
+            .lock()
+            .execute(
+                "UPDATE clusters SET spec = ?2 WHERE name = ?1",
+                params![name, text],
+            )
+            .map(|_| ())
+            .map_err(sqlite_error)
+    }
+
+    fn cluster_spec(&self, name: &str) -> PortResult<Option<ClusterSpec>> {
+        let spec: Option<String> = self
+            .pool
+            .lock()
+            .query_row("SELECT spec FROM clusters WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sqlite_error)?;
+        spec.map(|s| serde_json::from_str(&s).map_err(|e| PortError::Permanent(e.to_string())))
+            .transpose()
     }
 
     fn spawn_runner(&self, id: &str) -> PortResult<()> {
@@ -291,6 +344,63 @@ impl LocalWorkspace {
     }
 }
 
+fn dir_size(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let ty = e.file_type()?;
+        if ty.is_dir() {
+            total += dir_size(&e.path())?;
+        } else if ty.is_file() {
+            total += e.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
+/// The MLflow tracking URI a local job gets: a file store in its folder.
+pub fn mlflow_store(job_dir: &Path) -> PathBuf {
+    job_dir.join("mlruns")
+}
+
+/// Reads metric `key` from an MLflow file store (`<root>/<experiment>/<run>/metrics/<key>`,
+/// one `timestamp value step` line per logged value, as MLflow's `FileStore` writes them),
+/// every run under the store. A line that does not parse is skipped; NaN and infinities
+/// come back as `None`.
+pub fn read_mlflow_file_store(root: &Path, key: &str) -> std::io::Result<Vec<MetricPoint>> {
+    let mut out = Vec::new();
+    if key.contains(['/', '\\']) || key.starts_with('.') || !root.is_dir() {
+        return Ok(out);
+    }
+    for experiment in std::fs::read_dir(root)?.flatten() {
+        if !experiment.file_type()?.is_dir() {
+            continue;
+        }
+        for run in std::fs::read_dir(experiment.path())?.flatten() {
+            let file = run.path().join("metrics").join(key);
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            for line in text.lines() {
+                let mut f = line.split_whitespace();
+                let (Some(ts), Some(value)) = (f.next(), f.next()) else {
+                    continue;
+                };
+                let (Ok(timestamp), Ok(value)) = (ts.parse::<i64>(), value.parse::<f64>()) else {
+                    continue;
+                };
+                let step = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                out.push(MetricPoint {
+                    step,
+                    timestamp,
+                    value: value.is_finite().then_some(value),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {
@@ -312,10 +422,10 @@ impl MlWorkspace for LocalWorkspace {
     }
 
     async fn create_cluster(&self, spec: &ClusterSpec) -> PortResult<Provisioning> {
-        if spec.max_nodes > self.opts.max_nodes_quota {
+        if spec.min_nodes > self.opts.max_nodes_quota {
             return Err(PortError::Permanent(format!(
-                "QuotaExceeded: {} nodes of {} exceed the {}-node quota of this workspace; lower maxNodes or request more quota",
-                spec.max_nodes, spec.vm_size, self.opts.max_nodes_quota
+                "QuotaExceeded: minNodes {} of {} exceed the {}-node quota of this workspace; lower minNodes or request more quota",
+                spec.min_nodes, spec.vm_size, self.opts.max_nodes_quota
             )));
         }
         if let Some(existing) = self.cluster(&spec.name)? {
@@ -325,15 +435,8 @@ impl MlWorkspace for LocalWorkspace {
                     spec.name, existing.vm_size
                 )));
             }
-            // Update the scale settings, as a PUT on an existing compute does.
-            let text = serde_json::to_string(spec).unwrap_or_default();
-            self.pool
-                .lock()
-                .execute(
-                    "UPDATE clusters SET spec = ?2 WHERE name = ?1",
-                    params![spec.name, text],
-                )
-                .map_err(sqlite_error)?;
+            // Update the scale settings only, as the Azure adapter's PATCH does.
+            self.set_scale(&spec.name, spec)?;
             if existing.state == "Succeeded" {
                 return Ok(Provisioning::Ready(
                     self.cluster(&spec.name)?.unwrap_or(existing),
@@ -352,6 +455,16 @@ impl MlWorkspace for LocalWorkspace {
             operation: Some(format!("local:{}", spec.name)),
             retry_after_secs: (self.opts.provision_ms as u64).div_ceil(1000).max(1),
         })
+    }
+
+    async fn scale_back(&self, name: &str) -> PortResult<()> {
+        match self.cluster_spec(name)? {
+            Some(mut spec) if spec.min_nodes > 0 => {
+                spec.min_nodes = 0;
+                self.set_scale(name, &spec)
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn operation_status(&self, operation: &str) -> PortResult<OperationStatus> {
@@ -399,7 +512,9 @@ impl MlWorkspace for LocalWorkspace {
                 params![job.id, text, now],
             )
             .map_err(sqlite_error)?;
-        if inserted == 1 {
+        // A job starts only when a node fits the quota; otherwise it stays Queued and the
+        // cluster reports the scale error, as Azure ML does.
+        if inserted == 1 && self.busy_nodes(&job.cluster)? < self.opts.max_nodes_quota {
             self.spawn_runner(&job.id)?;
         }
         self.job(&job.id)?
@@ -411,12 +526,17 @@ impl MlWorkspace for LocalWorkspace {
     }
 
     async fn cancel_job(&self, id: &str) -> PortResult<()> {
+        // A job whose process never started (held for nodes) has nobody to finish it: it ends
+        // Canceled at once. Otherwise its process sees the request before its next step.
+        let never_started =
+            self.opts.runner.is_some() && !self.job_dir(id).join("job.log").exists();
         let n = self
             .pool
             .lock()
             .execute(
-                "UPDATE jobs SET cancel_requested = 1, status = CASE WHEN status IN ('Completed','Failed','Canceled') THEN status ELSE 'CancelRequested' END WHERE id = ?1",
-                [id],
+                "UPDATE jobs SET cancel_requested = 1, status = CASE WHEN status IN ('Completed','Failed','Canceled') THEN status
+                 WHEN ?2 AND status = 'Queued' THEN 'Canceled' ELSE 'CancelRequested' END WHERE id = ?1",
+                params![id, never_started],
             )
             .map_err(sqlite_error)?;
         if n == 0 {
@@ -425,12 +545,23 @@ impl MlWorkspace for LocalWorkspace {
         Ok(())
     }
 
-    async fn download_job_output(&self, id: &str, dest: &Path) -> PortResult<()> {
+    async fn download_job_output(&self, id: &str, dest: &Path, max_bytes: u64) -> PortResult<()> {
         let src = self.job_dir(id).join("outputs").join("model");
         if !src.is_dir() {
             return Err(PortError::NotFound(format!("job {id} has no model output")));
         }
+        let size = dir_size(&src).map_err(|e| PortError::Transient(e.to_string()))?;
+        if size > max_bytes {
+            return Err(PortError::Permanent(format!(
+                "job {id}'s model output is {size} bytes; at most {max_bytes} are exported"
+            )));
+        }
         copy_dir(&src, dest).map_err(|e| PortError::Transient(e.to_string()))
+    }
+
+    async fn metric_history(&self, id: &str, key: &str) -> PortResult<Vec<MetricPoint>> {
+        read_mlflow_file_store(&self.job_dir(id).join("mlruns"), key)
+            .map_err(|e| PortError::Transient(format!("job {id} MLflow metrics: {e}")))
     }
 
     async fn register_model(&self, model: &ModelRegistration) -> PortResult<String> {

@@ -10,7 +10,10 @@ mod threat_intel;
 mod workspace;
 
 pub use ledger::SqliteLedger;
-pub use ml::{LocalCommandBus, LocalMlOptions, LocalModel, LocalWorkspace};
+pub use ml::{
+    mlflow_store, read_mlflow_file_store, LocalCommandBus, LocalMlOptions, LocalModel,
+    LocalWorkspace,
+};
 pub use reports::FileReportStore;
 pub use sentinel::{SqliteIncidentStore, StoredComment};
 pub use tables::SqliteTables;

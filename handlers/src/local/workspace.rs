@@ -65,7 +65,7 @@ impl SqliteWorkspace {
         let tx = conn.transaction().map_err(sqlite_error)?;
         for r in rows {
             let body = Value::Object(r.body.clone()).to_string();
-            let key = crate::functions::stable_id(
+            let key = crate::ids::stable_id(
                 "la-row",
                 &format!("{}\u{0}{}\u{0}{body}", r.table, r.time_ms),
             );

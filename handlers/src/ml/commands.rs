@@ -28,76 +28,134 @@ pub struct GpuFamily {
     pub family: &'static str,
     /// The GPU it carries.
     pub gpu: &'static str,
+    /// The GPU's CUDA compute capability × 10 (70 = 7.0).
+    pub compute_capability: u32,
     /// VM sizes (without the `Standard_` prefix).
     pub sizes: &'static [&'static str],
 }
 
+/// The lowest compute capability socwire's own trainer image builds for. candle-kernels 0.9.2
+/// (the candle the trainer uses) compiles bf16 WMMA kernels unconditionally, which nvcc
+/// refuses below 8.0 (candle issues #3366 and #3793; the guard arrived in candle 0.10, which
+/// also pulls `tokenizers`): the image cannot be built for V100 (7.0) or T4 (7.5). Those
+/// clusters run `trainer: "container"` jobs (an NGC PyTorch, MONAI or Clara image).
+pub const MIN_SOCWIRE_TRAINER_CAPABILITY: u32 = 80;
+
+impl GpuFamily {
+    /// True when socwire's trainer image can run on this family's GPU.
+    pub fn runs_socwire_trainer(&self) -> bool {
+        self.compute_capability >= MIN_SOCWIRE_TRAINER_CAPABILITY
+    }
+}
+
+/// The family of a GPU VM size (any spelling accepted by [`gpu_vm_size`]).
+pub fn gpu_family(vm_size: &str) -> Option<&'static GpuFamily> {
+    let canonical = gpu_vm_size(vm_size).ok()?;
+    let bare = canonical.strip_prefix("Standard_")?;
+    GPU_FAMILIES.iter().find(|f| f.sizes.contains(&bare))
+}
+
+/// Why socwire's trainer cannot run on a cluster of `vm_size`, if it cannot.
+pub fn socwire_trainer_refusal(vm_size: &str) -> Option<String> {
+    let family = gpu_family(vm_size)?;
+    if family.runs_socwire_trainer() {
+        return None;
+    }
+    let supported: Vec<&str> = GPU_FAMILIES
+        .iter()
+        .filter(|f| f.runs_socwire_trainer())
+        .map(|f| f.family)
+        .collect();
+    Some(format!(
+        "socwire's trainer image cannot run on {vm_size} ({} {}, compute capability {}.{}): its CUDA build needs          compute capability 8.0 or newer (candle-kernels 0.9.2 cannot compile for older GPUs). Use a cluster of {}          or run the job with \"trainer\": \"container\" and an NGC image",
+        family.family,
+        family.gpu,
+        family.compute_capability / 10,
+        family.compute_capability % 10,
+        supported.join(", ")
+    ))
+}
+
 /// Every GPU family accepted for `vmSize` (a list, not a pattern: a size outside it is refused
-/// with the families named, so a typo never reaches ARM as a quota or SKU error).
+/// with the families named, so a typo never reaches ARM as a quota or SKU error). Compute
+/// capabilities from NVIDIA's CUDA GPU list.
 pub const GPU_FAMILIES: &[GpuFamily] = &[
     GpuFamily {
         family: "NC",
         gpu: "K80 (retired)",
+        compute_capability: 37,
         sizes: &["NC6", "NC12", "NC24", "NC24r"],
     },
     GpuFamily {
         family: "NCv2",
         gpu: "P100",
+        compute_capability: 60,
         sizes: &["NC6s_v2", "NC12s_v2", "NC24s_v2", "NC24rs_v2"],
     },
     GpuFamily {
         family: "NCv3",
         gpu: "V100",
+        compute_capability: 70,
         sizes: &["NC6s_v3", "NC12s_v3", "NC24s_v3", "NC24rs_v3"],
     },
     GpuFamily {
         family: "NCasT4_v3",
         gpu: "T4",
+        compute_capability: 75,
         sizes: &["NC4as_T4_v3", "NC8as_T4_v3", "NC16as_T4_v3", "NC64as_T4_v3"],
     },
     GpuFamily {
         family: "NCads_A100_v4",
         gpu: "A100 PCIe",
+        compute_capability: 80,
         sizes: &["NC24ads_A100_v4", "NC48ads_A100_v4", "NC96ads_A100_v4"],
     },
     GpuFamily {
         family: "NCadsH100_v5",
         gpu: "H100 NVL",
+        compute_capability: 90,
         sizes: &["NC40ads_H100_v5", "NC80adis_H100_v5"],
     },
     GpuFamily {
         family: "ND",
         gpu: "P40",
+        compute_capability: 61,
         sizes: &["ND6s", "ND12s", "ND24s", "ND24rs"],
     },
     GpuFamily {
         family: "NDv2",
         gpu: "V100 NVLink",
+        compute_capability: 70,
         sizes: &["ND40rs_v2"],
     },
     GpuFamily {
         family: "ND A100 v4",
         gpu: "A100 SXM",
+        compute_capability: 80,
         sizes: &["ND96asr_v4", "ND96amsr_A100_v4"],
     },
     GpuFamily {
         family: "ND H100 v5",
         gpu: "H100 SXM",
+        compute_capability: 90,
         sizes: &["ND96isr_H100_v5"],
     },
     GpuFamily {
         family: "NV",
         gpu: "M60 (retired)",
+        compute_capability: 52,
         sizes: &["NV6", "NV12", "NV24"],
     },
     GpuFamily {
         family: "NVv3",
         gpu: "M60",
+        compute_capability: 52,
         sizes: &["NV12s_v3", "NV24s_v3", "NV48s_v3"],
     },
     GpuFamily {
         family: "NVadsA10_v5",
         gpu: "A10",
+        compute_capability: 86,
         sizes: &[
             "NV6ads_A10_v5",
             "NV12ads_A10_v5",
@@ -141,6 +199,28 @@ pub enum Priority {
     Dedicated,
     /// Low-priority (spot) nodes: cheaper, preemptible.
     LowPriority,
+}
+
+/// Which trainer a fine-tune runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trainer {
+    /// socwire's own trainer (`socwire ml fine-tune` in the job image built from
+    /// `infra/job-image/Dockerfile`).
+    #[default]
+    Socwire,
+    /// The container's own training entry (`image` + `command`), see [`super::container`].
+    Container,
+}
+
+impl Trainer {
+    /// The spelling commands and tags use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trainer::Socwire => "socwire",
+            Trainer::Container => "container",
+        }
+    }
 }
 
 /// One asset to stage: an NGC catalogue URL (or an allow-listed `file://` URL offline).
@@ -213,6 +293,18 @@ pub struct FineTuneSpec {
     /// Send `ExportModel` when the job completes.
     #[serde(default = "yes")]
     pub auto_export: bool,
+    /// `socwire` (default) or `container`.
+    #[serde(default)]
+    pub trainer: Trainer,
+    /// The container's training entry with placeholders (`trainer: "container"` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Where a container job's AP comes from: `evalJson` (default) or `mlflow`.
+    #[serde(default)]
+    pub evaluation: super::container::Evaluation,
+    /// Stage assets that carry no sha256 (each is reported as unverified).
+    #[serde(default)]
+    pub allow_unverified: bool,
 }
 
 fn default_seed() -> u64 {
@@ -320,7 +412,28 @@ pub struct CancelJob {
     pub reason: Option<String>,
 }
 
-/// Checks a name Azure uses in a URL path (compute, model, job).
+/// Checks a model name against Azure ML's pattern for model containers,
+/// `^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$` (Microsoft.MachineLearningServices 2025-12-01,
+/// `ModelVersions_CreateOrUpdate`): a name ARM would refuse is refused here, before any GPU
+/// time is spent.
+pub fn check_model_name(field: &str, value: &str) -> Result<(), String> {
+    let ok = (1..=255).contains(&value.len())
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field} {:?} is not a model name Azure ML accepts: 1 to 255 characters, a letter or digit first, \
+             then letters, digits, '-' or '_' (no '.')",
+            socwire_common::text::for_log(value, 64)
+        ))
+    }
+}
+
+/// Checks a name Azure uses in a URL path (compute, job).
 fn check_name(field: &str, value: &str, min: usize, max: usize) -> Result<(), String> {
     let ok = (min..=max).contains(&value.len())
         && value.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -391,7 +504,7 @@ fn range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: T) -> 
 impl FineTuneSpec {
     /// Validates the fine-tune fields.
     pub fn validate(&self) -> Result<(), String> {
-        check_name("model", &self.model, 1, 255)?;
+        check_model_name("model", &self.model)?;
         if self.assets.is_empty() || self.assets.len() > MAX_ASSETS {
             return Err(format!(
                 "assets must list 1 to {MAX_ASSETS} assets (got {})",
@@ -406,15 +519,56 @@ impl FineTuneSpec {
                     "assets[{i}].url must be https:// (NGC) or file:// (an allow-listed local folder)"
                 ));
             }
-            if let Some(sha) = &a.sha256 {
-                if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+            match &a.sha256 {
+                Some(sha) if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) => {
                     return Err(format!("assets[{i}].sha256 must be 64 hexadecimal digits"));
+                }
+                Some(_) => {}
+                None if self.allow_unverified => {}
+                None => {
+                    return Err(format!(
+                        "assets[{i}].sha256 is required (the download is checked against it); \
+                         set \"allowUnverified\": true to stage assets without one, reported as unverified"
+                    ))
                 }
             }
         }
         if let Some(base) = &self.base_model {
             if base.starts_with('/') || base.split(['/', '\\']).any(|p| p == "..") {
                 return Err("baseModel must be a relative path inside the staged assets".into());
+            }
+        }
+        match self.trainer {
+            Trainer::Socwire => {
+                if self.command.is_some() {
+                    return Err(
+                        "command is for \"trainer\": \"container\"; socwire's trainer takes none"
+                            .into(),
+                    );
+                }
+                if self.evaluation != super::container::Evaluation::EvalJson {
+                    return Err("evaluation is for \"trainer\": \"container\"; socwire's trainer writes result.json".into());
+                }
+            }
+            Trainer::Container => {
+                if self.image.is_none() {
+                    return Err("trainer \"container\" needs image: the container (NGC Clara, MONAI, PyTorch, …) whose training entry runs".into());
+                }
+                let command = self.command.as_deref().ok_or(
+                    "trainer \"container\" needs command: the container's training entry, with placeholders such as {assets} and {outputs}",
+                )?;
+                let parsed = super::container::ContainerCommand::parse(command)?;
+                match &self.base_model {
+                    Some(base) => {
+                        if let Some(bad) = super::container::unsafe_text(base) {
+                            return Err(format!("baseModel: {bad} is not allowed in a path a container command receives"));
+                        }
+                    }
+                    None if parsed.uses("base_model") => {
+                        return Err("command uses {base_model}: set baseModel, its path inside the staged assets".into())
+                    }
+                    None => {}
+                }
             }
         }
         let h = &self.hyper_parameters;
@@ -460,6 +614,11 @@ impl ProvisionGpuCluster {
         range("deadlineMinutes", c.deadline_minutes, 1, 1440).map_err(at)?;
         if let Some(p) = &c.pipeline {
             p.validate().map_err(|e| at(format!("pipeline: {e}")))?;
+            if p.trainer == Trainer::Socwire {
+                if let Some(reason) = socwire_trainer_refusal(&c.vm_size) {
+                    return Err(at(format!("pipeline: {reason}")));
+                }
+            }
         }
         Ok(c)
     }
@@ -482,7 +641,7 @@ impl ExportModel {
         let c: Self = parse("ExportModel", body)?;
         check_name("jobId", &c.job_id, 1, 255).map_err(|e| format!("ExportModel: {e}"))?;
         if let Some(m) = &c.model_name {
-            check_name("modelName", m, 1, 255).map_err(|e| format!("ExportModel: {e}"))?;
+            check_model_name("modelName", m).map_err(|e| format!("ExportModel: {e}"))?;
         }
         Ok(c)
     }
@@ -574,6 +733,14 @@ mod tests {
         }
     }
 
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn fine_tune_body(extra: &str) -> String {
+        format!(
+            r#"{{"commandId":"c","schemaVersion":1,"clusterName":"gpu-a","model":"m","assets":[{{"url":"https://api.ngc.nvidia.com/v2/x.zip","sha256":"{SHA}"}}]{extra}}}"#
+        )
+    }
+
     #[test]
     fn fine_tune_validation_covers_assets_and_hyper_parameters() {
         let body = |assets: &str, hyper: &str| {
@@ -581,17 +748,15 @@ mod tests {
                 r#"{{"commandId":"c","schemaVersion":1,"clusterName":"gpu-a","model":"m","assets":{assets},"hyperParameters":{hyper}}}"#
             )
         };
-        let ok = RunFineTune::parse(&body(
-            r#"[{"url":"https://api.ngc.nvidia.com/v2/x.zip"}]"#,
-            r#"{"epochs":2}"#,
-        ))
-        .unwrap();
+        let ok = RunFineTune::parse(&fine_tune_body(r#","hyperParameters":{"epochs":2}"#)).unwrap();
         assert_eq!(ok.spec.hyper_parameters.epochs, 2);
         assert_eq!(
             ok.spec.hyper_parameters.batch_size,
             HyperParameters::default().batch_size
         );
-        assert!(ok.spec.auto_export);
+        assert!(ok.spec.auto_export && !ok.spec.allow_unverified);
+        assert_eq!(ok.spec.trainer, Trainer::Socwire);
+        let sha = format!(r#""sha256":"{SHA}""#);
         let cases = [
             (body("[]", "{}"), "1 to 16"),
             (body(r#"[{"url":"ftp://x/y"}]"#, "{}"), "https://"),
@@ -600,18 +765,150 @@ mod tests {
                 "64 hexadecimal",
             ),
             (
-                body(r#"[{"url":"https://a/b"}]"#, r#"{"learningRate":0}"#),
+                body(
+                    &format!(r#"[{{"url":"https://a/b",{sha}}}]"#),
+                    r#"{"learningRate":0}"#,
+                ),
                 "learningRate",
             ),
             (
-                body(r#"[{"url":"https://a/b"}]"#, r#"{"epochs":0}"#),
+                body(
+                    &format!(r#"[{{"url":"https://a/b",{sha}}}]"#),
+                    r#"{"epochs":0}"#,
+                ),
                 "epochs",
             ),
+            (body(r#"[{"url":"https://a/b"}]"#, "{}"), "allowUnverified"),
         ];
         for (b, needle) in cases {
             let e = RunFineTune::parse(&b).unwrap_err();
             assert!(e.contains(needle), "{b}: {e}");
         }
+        // Without sha256, only when the command says so.
+        let unverified = r#"{"commandId":"c","schemaVersion":1,"clusterName":"gpu-a","model":"m","allowUnverified":true,"assets":[{"url":"https://a/b"}]}"#;
+        assert!(
+            RunFineTune::parse(unverified)
+                .unwrap()
+                .spec
+                .allow_unverified
+        );
+    }
+
+    /// Model names follow Azure ML's pattern at command time, not after the GPU run.
+    #[test]
+    fn model_names_are_checked_against_azure_mls_pattern() {
+        for good in ["clara-covid-ct", "m", "3d_ct", &"a".repeat(255)] {
+            assert!(check_model_name("model", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "clara.covid",
+            "-ct",
+            "_ct",
+            "ct ",
+            "ct/1",
+            "",
+            &"a".repeat(256),
+        ] {
+            assert!(check_model_name("model", bad).is_err(), "{bad}");
+        }
+        let e =
+            RunFineTune::parse(&fine_tune_body("").replace(r#""model":"m""#, r#""model":"ct.v2""#))
+                .unwrap_err();
+        assert!(e.contains("no '.'"), "{e}");
+        let e = ExportModel::parse(
+            r#"{"commandId":"c","schemaVersion":1,"jobId":"j","modelName":"a.b"}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains("modelName"), "{e}");
+    }
+
+    #[test]
+    fn container_fine_tunes_need_an_image_and_a_safe_command() {
+        let container = |extra: &str| fine_tune_body(&format!(r#","trainer":"container"{extra}"#));
+        let ok = RunFineTune::parse(&container(
+            r#","image":"nvcr.io/nvidia/clara-train-sdk:v4.1","command":"python3 train.py --out {outputs} --epochs {epochs}","evaluation":"mlflow""#,
+        ))
+        .unwrap();
+        assert_eq!(ok.spec.trainer, Trainer::Container);
+        assert_eq!(
+            ok.spec.evaluation,
+            super::super::container::Evaluation::Mlflow
+        );
+        for (extra, needle) in [
+            (r#","command":"train {outputs}""#.to_string(), "needs image"),
+            (r#","image":"i""#.to_string(), "needs command"),
+            (
+                r#","image":"i","command":"train {outputs} && curl x""#.to_string(),
+                "'&'",
+            ),
+            (
+                r#","image":"i","command":"train {outputs} {ckpt}""#.to_string(),
+                "unknown placeholder",
+            ),
+            (
+                r#","image":"i","command":"train {outputs} {seed} {seed}""#.to_string(),
+                "more than once",
+            ),
+            (
+                r#","image":"i","command":"train --ckpt {base_model} {outputs}""#.to_string(),
+                "set baseModel",
+            ),
+            (
+                r#","image":"i","command":"train {outputs}","baseModel":"a b.pt""#.to_string(),
+                "baseModel",
+            ),
+        ] {
+            let e = RunFineTune::parse(&container(&extra)).unwrap_err();
+            assert!(e.contains(needle), "{extra}: {e}");
+        }
+        let e = RunFineTune::parse(&fine_tune_body(r#","command":"train {outputs}""#)).unwrap_err();
+        assert!(e.contains("trainer"), "{e}");
+    }
+
+    /// socwire's trainer image needs compute capability 8.0: a T4 or V100 pipeline with it is
+    /// refused at once; a container pipeline on the same cluster is fine.
+    #[test]
+    fn the_socwire_trainer_is_refused_on_gpus_its_image_cannot_build_for() {
+        assert!(socwire_trainer_refusal("Standard_NC24ads_A100_v4").is_none());
+        assert!(socwire_trainer_refusal("STANDARD_NC40ADS_H100_V5").is_none());
+        for size in [
+            "Standard_NC6s_v3",
+            "standard_nc4as_t4_v3",
+            "Standard_ND40rs_v2",
+        ] {
+            let e = socwire_trainer_refusal(size).unwrap();
+            assert!(
+                e.contains("compute capability 7.") && e.contains("container"),
+                "{e}"
+            );
+        }
+        let pipeline = |vm: &str, trainer: &str| {
+            format!(
+                r#"{{"commandId":"p","schemaVersion":1,"clusterName":"gpu-a","vmSize":"{vm}","pipeline":{{"model":"m","trainer":"{trainer}","image":"nvcr.io/x","command":"train {{outputs}}","assets":[{{"url":"https://a/b","sha256":"{SHA}"}}]}}}}"#
+            )
+        };
+        let e = ProvisionGpuCluster::parse(
+            &pipeline("Standard_NC4as_T4_v3", "socwire")
+                .replace(r#","image":"nvcr.io/x","command":"train {outputs}""#, ""),
+        )
+        .unwrap_err();
+        assert!(e.contains("compute capability 7.5"), "{e}");
+        assert!(ProvisionGpuCluster::parse(&pipeline("Standard_NC4as_T4_v3", "container")).is_ok());
+        for f in GPU_FAMILIES {
+            assert!((30..=120).contains(&f.compute_capability), "{}", f.family);
+        }
+    }
+
+    /// The job image stops at the same compute capability the commands refuse below.
+    #[test]
+    fn the_job_image_refuses_the_same_compute_capabilities() {
+        let dockerfile = include_str!("../../../infra/job-image/Dockerfile");
+        assert!(
+            dockerfile.contains(&format!(
+                "\"${{CUDA_COMPUTE_CAP}}\" -lt {MIN_SOCWIRE_TRAINER_CAPABILITY} ]"
+            )),
+            "infra/job-image/Dockerfile must refuse CUDA_COMPUTE_CAP below {MIN_SOCWIRE_TRAINER_CAPABILITY}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `socwire ml fine-tune`: the command an Azure ML job runs (`run-fine-tune` submits it; the
 //! job image holds this binary, built with the trainer). It fine-tunes a base model, writes
-//! `model.safetensors` and `eval.safetensors` to `--out`, prints one telemetry event per
+//! `model.safetensors`, `eval.safetensors` and `result.json` (AP before and after, which
+//! `export-model` reads) to `--out`, prints one telemetry event per
 //! trainer step or evaluation (the job's log) and the result last, and — given
 //! `--telemetry-eventhub` — sends the same events to the `training-telemetry` Event Hub, where
 //! `training-telemetry` stores them and cancels a diverging job. The local compute back end's
@@ -79,6 +80,25 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// Writes `result.json` (AP before and after, steps, wall time) beside the model: what
+/// `export-model` reads, from Azure ML jobs and local ones alike.
+pub fn write_result(
+    dir: &std::path::Path,
+    r: &JobResult,
+    wall_seconds: f64,
+) -> std::io::Result<()> {
+    let summary = json!({
+        "averagePrecisionBefore": r.average_precision_before,
+        "averagePrecisionAfter": r.average_precision_after,
+        "steps": r.steps,
+        "wallSeconds": wall_seconds,
+    });
+    std::fs::write(
+        dir.join("result.json"),
+        serde_json::to_vec_pretty(&summary).unwrap_or_default(),
+    )
+}
+
 /// Runs the fine-tune of `spec` as job `job_id`, printing its events and sending them to
 /// `hub` when given. Telemetry that cannot be sent is counted and reported on stderr; it
 /// never fails the job (the model is what the job is for).
@@ -93,6 +113,8 @@ pub async fn run(
     );
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let sender = hub.map(|hub| tokio::spawn(send_events(hub, job_id.clone(), rx)));
+    let began = std::time::Instant::now();
+    let out = spec.work_dir.clone();
     let trainer = tokio::task::spawn_blocking(move || {
         socwire_trainer::fine_tune(&spec, &AtomicBool::new(false), &mut |p| {
             let event = telemetry_event(&job_id, &p).to_string();
@@ -112,6 +134,7 @@ pub async fn run(
         }
     }
     let result = result?;
+    write_result(&out, &result, began.elapsed().as_secs_f64())?;
     println!("{}", serde_json::to_string(&result)?);
     Ok(result)
 }
@@ -229,8 +252,7 @@ mod tests {
             },
         );
         assert_eq!(e["loss"], "NaN");
-        let (job, point) =
-            crate::functions::training_telemetry::parse_event(&e.to_string()).unwrap();
+        let (job, point) = crate::ml::telemetry::parse_event(&e.to_string()).unwrap();
         assert_eq!((job.as_str(), point.step, point.loss), ("j", 4, None));
     }
 }

@@ -1,14 +1,17 @@
 //! The GPU model lifecycle: command schemas, asset staging, the Azure ML job command, the
-//! local job runner and the helpers the ML functions share (events, follow-ups, ids).
+//! local job runner, telemetry records and the helpers the ML functions share (events,
+//! follow-ups, ids). It depends on the ports and the trainer, never on [`crate::functions`]:
+//! the ML functions use this module, not the other way round.
 
 pub mod commands;
+pub mod container;
 pub mod job;
 pub mod runner;
 pub mod staging;
+pub mod telemetry;
 
-use crate::context::Context;
-use crate::functions::{stable_id, FunctionError};
-use crate::ports::OutgoingCommand;
+use crate::ids::stable_id;
+use crate::ports::{CommandBus, MlWorkspace, OutgoingCommand, PortResult};
 use serde_json::{json, Value};
 
 /// Event Grid topic the local back end publishes Azure ML's run events to (Azure ML publishes
@@ -47,24 +50,33 @@ pub fn model_version_for(job_id: &str) -> String {
 
 /// Sends a command on `ml-commands` now or at `not_before_ms`.
 pub async fn send_command(
-    ctx: &Context,
+    bus: &dyn CommandBus,
     subject: &str,
     message_id: String,
     body: Value,
     not_before_ms: Option<i64>,
-) -> Result<(), FunctionError> {
-    ctx.commands
-        .send(&OutgoingCommand {
-            subject: subject.into(),
-            message_id,
-            body,
-            not_before_ms,
-        })
-        .await
-        .map_err(FunctionError::from)
+) -> PortResult<()> {
+    bus.send(&OutgoingCommand {
+        subject: subject.into(),
+        message_id,
+        body,
+        not_before_ms,
+    })
+    .await
 }
 
-/// A permanent refusal.
-pub fn refuse(reason: impl Into<String>) -> FunctionError {
-    FunctionError::BadInput(reason.into())
+/// After a pipeline's fine-tune was refused or failed, sets the cluster the pipeline provisioned
+/// back to 0 minimum nodes, so no GPU node stays up for it. Only pipeline runs (those with a
+/// parent `ProvisionGpuCluster`) touch the cluster; a failure to scale back is logged, never
+/// hides the refusal it follows. Returns a log line.
+pub async fn scale_back_pipeline(
+    ml: &dyn MlWorkspace,
+    parent_command: Option<&str>,
+    cluster: &str,
+) -> Option<String> {
+    parent_command?;
+    Some(match ml.scale_back(cluster).await {
+        Ok(()) => format!("cluster {cluster} scaled back to 0 minimum nodes"),
+        Err(e) => format!("cluster {cluster} could not be scaled back: {e}"),
+    })
 }

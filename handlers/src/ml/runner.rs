@@ -4,7 +4,14 @@
 //! and publishes `Microsoft.MachineLearningServices.RunStatusChanged` events (the shape Azure
 //! ML publishes) to the local Event Grid topic `azureml-events`, so the same functions follow
 //! the same path as in Azure.
+//!
+//! A `trainer: "container"` job runs its command as a local process instead (no container
+//! engine here: the image is recorded, not pulled), with the placeholders filled with local
+//! paths, `MLFLOW_TRACKING_URI` pointing at an MLflow file store in the job's folder, and the
+//! same contract as in Azure: exit status 0, then `eval.json` or MLflow metrics that
+//! `export-model` reads.
 
+use super::container::{ContainerCommand, Values};
 use super::{AZUREML_EVENTS_TOPIC, TELEMETRY_HUB};
 use crate::local::{LocalMlOptions, LocalWorkspace};
 use crate::ports::StateStore;
@@ -31,13 +38,13 @@ fn workspace(data_dir: &Path) -> anyhow::Result<LocalWorkspace> {
 
 /// A RunStatusChanged event as Azure ML publishes it (Event Grid schema).
 pub fn run_status_event(job_id: &str, experiment: &str, tags: &Value, status: &str) -> Value {
-    let experiment_id = crate::functions::stable_id("experiment", experiment);
+    let experiment_id = crate::ids::stable_id("experiment", experiment);
     json!({
         "topic": LOCAL_WORKSPACE_ID,
         "subject": format!("experiments/{experiment_id}/runs/{job_id}"),
         "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
         "eventTime": chrono::Utc::now().to_rfc3339(),
-        "id": crate::functions::stable_id("run-status", &format!("{job_id}/{status}")),
+        "id": crate::ids::stable_id("run-status", &format!("{job_id}/{status}")),
         "data": {
             "experimentId": experiment_id,
             "experimentName": experiment,
@@ -118,6 +125,28 @@ pub fn run_job(data_dir: &Path, job_id: &str) -> anyhow::Result<String> {
     };
     ws.set_job_status(job_id, "Running", None)?;
     publish("Running")?;
+    if spec.tags.get("trainer").is_some_and(|t| t == "container") {
+        let assets = ws.datastore().join(rel);
+        let outcome = run_container(&ws, job_id, &spec, &assets, &work_dir, &cancel);
+        finished.store(true, Ordering::SeqCst);
+        let _ = watcher.join();
+        let status = match outcome {
+            Ok(()) => {
+                ws.set_job_status(job_id, "Completed", None)?;
+                "Completed"
+            }
+            Err(None) => {
+                ws.set_job_status(job_id, "Canceled", Some("cancelled on request (CancelJob)"))?;
+                "Canceled"
+            }
+            Err(Some(reason)) => {
+                ws.set_job_status(job_id, "Failed", Some(&reason))?;
+                "Failed"
+            }
+        };
+        publish(status)?;
+        return Ok(status.to_string());
+    }
     let began = std::time::Instant::now();
     let mut pending: Vec<Vec<u8>> = Vec::new();
     let mut send_error = None;
@@ -150,16 +179,7 @@ pub fn run_job(data_dir: &Path, job_id: &str) -> anyhow::Result<String> {
     }
     let status = match result {
         Ok(r) => {
-            let summary = json!({
-                "averagePrecisionBefore": r.average_precision_before,
-                "averagePrecisionAfter": r.average_precision_after,
-                "steps": r.steps,
-                "wallSeconds": began.elapsed().as_secs_f64(),
-            });
-            std::fs::write(
-                work_dir.join("result.json"),
-                serde_json::to_vec_pretty(&summary)?,
-            )?;
+            super::job::write_result(&work_dir, &r, began.elapsed().as_secs_f64())?;
             println!(
                 "job {job_id}: AP {:.3} -> {:.3} in {} steps, {:.2} s",
                 r.average_precision_before,
@@ -183,19 +203,90 @@ pub fn run_job(data_dir: &Path, job_id: &str) -> anyhow::Result<String> {
     Ok(status.to_string())
 }
 
+/// Runs a container job's command as a local process in the job's folder until it exits or
+/// is cancelled. `Err(None)`: cancelled; `Err(Some(reason))`: failed.
+fn run_container(
+    ws: &LocalWorkspace,
+    job_id: &str,
+    spec: &crate::ports::JobSubmission,
+    assets: &Path,
+    outputs: &Path,
+    cancel: &AtomicBool,
+) -> Result<(), Option<String>> {
+    let template = spec
+        .tags
+        .get("containerCommand")
+        .ok_or_else(|| Some("the job has no containerCommand tag".to_string()))?;
+    let command = ContainerCommand::parse(template).map_err(Some)?;
+    let hyper: HyperParameters = spec
+        .tags
+        .get("hyperParameters")
+        .and_then(|h| serde_json::from_str(h).ok())
+        .unwrap_or_default();
+    let seed = spec
+        .tags
+        .get("seed")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(42);
+    std::fs::create_dir_all(outputs).map_err(|e| Some(format!("{}: {e}", outputs.display())))?;
+    let argv = command.argv(&Values {
+        assets: assets.display().to_string(),
+        outputs: outputs.display().to_string(),
+        base_model: spec.tags.get("baseModel").map(String::as_str),
+        hyper: &hyper,
+        seed,
+    });
+    let dir = ws.job_dir(job_id);
+    let store = crate::local::mlflow_store(&dir);
+    let _ = std::fs::create_dir_all(&store);
+    if cancel.load(Ordering::SeqCst) {
+        return Err(None);
+    }
+    let mut child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(&dir)
+        .env("MLFLOW_TRACKING_URI", format!("file://{}", store.display()))
+        .env("MLFLOW_EXPERIMENT_NAME", &spec.experiment)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            Some(format!(
+                "the command's program {:?} cannot be started: {e}",
+                argv[0]
+            ))
+        })?;
+    eprintln!("job {job_id}: running {argv:?}");
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                return Err(Some(format!(
+                    "the command exited with {status} (its output is in the job's log)"
+                )))
+            }
+            Ok(None) => {}
+            Err(e) => return Err(Some(format!("waiting for the command: {e}"))),
+        }
+        if cancel.load(Ordering::SeqCst) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// What `socwire ml status --json` prints: clusters, jobs (with metrics so far) and models.
 pub async fn status(data_dir: &Path) -> anyhow::Result<Value> {
     let ws = workspace(data_dir)?;
     let tables = crate::local::SqliteTables::open(&data_dir.join("tables.sqlite3"))?;
     let mut jobs = Vec::new();
     for j in ws.jobs()? {
-        let m: crate::functions::training_telemetry::JobMetrics = match tables
-            .load(&crate::functions::training_telemetry::metrics_key(&j.id))
-            .await?
-        {
-            Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
-            None => Default::default(),
-        };
+        let m: super::telemetry::JobMetrics =
+            match tables.load(&super::telemetry::metrics_key(&j.id)).await? {
+                Some(b) => serde_json::from_slice(&b).unwrap_or_default(),
+                None => Default::default(),
+            };
         let last = |kind: &str| m.points.iter().rev().find(|p| p.kind == kind);
         jobs.push(json!({
             "id": j.id,
@@ -249,8 +340,8 @@ pub fn demo_command(command_id: &str, archive: &Path, sha256: &str) -> Value {
     json!({
         "commandId": command_id,
         "schemaVersion": 1,
-        "clusterName": "gpu-nc6s",
-        "vmSize": "Standard_NC6s_v3",
+        "clusterName": "gpu-a100",
+        "vmSize": "Standard_NC24ads_A100_v4",
         "minNodes": 0,
         "maxNodes": 2,
         "priority": "LowPriority",
