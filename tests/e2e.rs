@@ -89,8 +89,9 @@ async fn demo_runs_to_completion_and_triages_each_incident_once() {
         let comments = store.comments(&id).unwrap().len();
         (id, comments)
     };
-    // 1: known C2 domain -> High with one comment; 3: allow-listed scanners -> lowered to Low;
-    // 4: nothing known -> untouched, no comment.
+    // Under the default rule (the Sentinel triage notebook's): 1: a known C2 address -> High
+    // with one comment; 3: allow-listed scanners -> untouched (the notebook never lowers);
+    // 4: nothing known -> untouched, no comment; 5: the phishing URL in the description.
     let (id1, c1) = get(1);
     assert_eq!(
         store.get(&id1).await.unwrap().properties.severity,
@@ -100,9 +101,9 @@ async fn demo_runs_to_completion_and_triages_each_incident_once() {
     let (id3, c3) = get(3);
     assert_eq!(
         store.get(&id3).await.unwrap().properties.severity,
-        Severity::Low
+        Severity::High
     );
-    assert_eq!(c3, 1);
+    assert_eq!(c3, 0);
     let (id4, c4) = get(4);
     assert_eq!(
         store.get(&id4).await.unwrap().properties.severity,
@@ -113,7 +114,19 @@ async fn demo_runs_to_completion_and_triages_each_incident_once() {
     let reports: Vec<_> = std::fs::read_dir(dir.path().join("reports/triage"))
         .unwrap()
         .collect();
-    assert_eq!(reports.len(), 4, "one report per incident that mattered");
+    assert_eq!(reports.len(), 3, "one report per incident that mattered");
+    let (id5, c5) = get(5);
+    assert_eq!(
+        store.get(&id5).await.unwrap().properties.severity,
+        Severity::High
+    );
+    assert_eq!(c5, 1);
+    assert!(
+        store.comments(&id5).unwrap()[0]
+            .message
+            .contains("from text: incident description"),
+        "the URL was only in the description"
+    );
 
     // Running again delivers nothing new: every broker was drained and checkpointed.
     let again = up_until_idle(dir.path(), &[]);
@@ -301,7 +314,8 @@ async fn killed_host_restarts_with_nothing_lost_and_no_effect_repeated() {
     for n in 1..=incidents {
         let id = socwire::demo::incident_id(n);
         let comments = store.comments(&id).unwrap().len();
-        let expected = if n % 5 == 4 { 0 } else { 1 }; // the 4th demo incident has nothing known
+        // The 3rd demo incident is allow-listed (left alone), the 4th has nothing known.
+        let expected = if matches!(n % 5, 3 | 4) { 0 } else { 1 };
         assert_eq!(comments, expected, "incident {n}");
     }
     let poisoned = counts(&stdout, "triage-incident")[2];
@@ -619,7 +633,7 @@ fn chaos_kills_of_host_and_handler_lose_nothing_and_repeat_no_effect() {
             .comments(&socwire::demo::incident_id(n))
             .unwrap()
             .len();
-        let expected = if n % 5 == 4 { 0 } else { 1 };
+        let expected = if matches!(n % 5, 3 | 4) { 0 } else { 1 };
         duplicated += comments.saturating_sub(expected);
         comments_total += comments;
     }
@@ -864,4 +878,26 @@ fn a_handler_that_cannot_listen_exits_instead_of_hanging() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn sentinel_import_exits_non_zero_when_a_line_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("refused.jsonl");
+    std::fs::write(&file, "{not json\n{\"incident\": 1}\n").unwrap();
+    let out = socwire(dir.path())
+        .args(["sentinel", "import"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "every line refused, yet it succeeded: {stdout}"
+    );
+    assert!(
+        stdout.contains("imported 0 incident(s); 2 line(s) refused"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1: refused"));
 }

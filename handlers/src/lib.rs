@@ -10,6 +10,7 @@ pub mod cli;
 pub mod context;
 pub mod demo;
 pub mod functions;
+pub mod ioc;
 pub mod local;
 pub mod ml;
 pub mod package;
