@@ -901,3 +901,137 @@ fn sentinel_import_exits_non_zero_when_a_line_is_refused() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 1: refused"));
 }
+
+/// A VirusTotal stand-in that records what it was asked.
+async fn mock_virustotal(seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> String {
+    use axum::extract::{Path as UrlPath, State};
+    async fn answer(
+        State(seen): State<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+        UrlPath((kind, id)): UrlPath<(String, String)>,
+    ) -> axum::Json<Value> {
+        seen.lock().unwrap().push(format!("{kind}/{id}"));
+        axum::Json(
+            json!({"data": {"attributes": {"last_analysis_stats": {"harmless": 70, "malicious": 0, "suspicious": 0, "undetected": 5}}}}),
+        )
+    }
+    let app = axum::Router::new()
+        .route("/api/v3/{kind}/{id}", axum::routing::get(answer))
+        .with_state(seen);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// Under the local host, with settings from the environment (they win over
+/// local.settings.json): Sentinel TI from `ThreatIntelIndicators` rows (active ones only),
+/// private addresses never sent to the provider, and a public VirusTotal key held to its
+/// quota, the look-ups over it named in the recorded decision.
+#[tokio::test(flavor = "multi_thread")]
+async fn triage_under_the_local_host_screens_observables_and_keeps_provider_quotas() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let vt_url = mock_virustotal(seen.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = "/subscriptions/d0cfe6b2-9ac0-4464-9919-dccaee2e48c0/resourceGroups/myRg/providers/Microsoft.OperationalInsights/workspaces/myWorkspace/providers/Microsoft.SecurityInsights/Incidents";
+    let guid = |n: usize| format!("2b6bcb70-0000-4000-8000-{n:012}");
+    let future = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let mut lines = Vec::new();
+    for n in 1..=5usize {
+        let entities = json!([
+            {"id": format!("{base}/x/entities/e{n}a"), "name": format!("e{n}a"), "kind": "Ip", "properties": {"address": format!("45.77.2.{n}")}},
+            {"id": format!("{base}/x/entities/e{n}b"), "name": format!("e{n}b"), "kind": "Ip", "properties": {"address": format!("10.0.0.{n}")}},
+            {"id": format!("{base}/x/entities/e{n}c"), "name": format!("e{n}c"), "kind": "DnsResolution", "properties": {"domainName": "build-01.corp.internal"}},
+        ]);
+        let logs = if n == 1 {
+            json!([
+                {"table": "ThreatIntelIndicators", "Id": "indicator--1", "ObservableKey": "ipv4-addr:value", "ObservableValue": "45.77.2.1", "IsActive": true, "ValidUntil": future, "Confidence": 90, "Description": "C2 server"},
+                {"table": "ThreatIntelIndicators", "Id": "indicator--2", "ObservableKey": "ipv4-addr:value", "ObservableValue": "45.77.2.2", "IsActive": false, "Confidence": 100, "Description": "withdrawn"},
+            ])
+        } else {
+            json!([])
+        };
+        lines.push(
+            json!({"incident": {"id": format!("{base}/{}", guid(n)), "name": guid(n),
+                "properties": {"title": format!("incident {n}"), "severity": "Medium", "status": "Active", "incidentNumber": n}},
+                "entities": entities, "logs": logs})
+            .to_string(),
+        );
+    }
+    let jsonl = dir.path().join("incidents.jsonl");
+    std::fs::write(&jsonl, lines.join("\n")).unwrap();
+    run_ok(socwire(dir.path()).args(["sentinel", "import"]).arg(&jsonl));
+    for n in 1..=5 {
+        let msg = dir.path().join(format!("msg{n}.txt"));
+        std::fs::write(&msg, format!("{base}/{}", guid(n))).unwrap();
+        run_ok(
+            socwire(dir.path())
+                .args(["send", "queue", "triage-requests", "--file"])
+                .arg(&msg),
+        );
+    }
+    let data = dir.path().to_path_buf();
+    let stdout = tokio::task::spawn_blocking(move || {
+        let out = run_ok(
+            socwire(&data)
+                .env("SOCWIRE_TI_VIRUSTOTAL_KEY", "e2e-key")
+                .env("SOCWIRE_TI_VIRUSTOTAL_URL", &vt_url)
+                .env("SOCWIRE_TI_VIRUSTOTAL_TIER", "public")
+                .env("SOCWIRE_TI_TIMEOUT", "1s")
+                .args(["up", "--exit-when-idle", "--port", "0", "--lease-secs", "2"]),
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        counts(&stdout, "triage-incident"),
+        [5, 0, 0, 0, 0],
+        "{stdout}"
+    );
+
+    let asked = seen.lock().unwrap().clone();
+    assert_eq!(
+        asked.len(),
+        4,
+        "a public key: 4 look-ups a minute: {asked:?}"
+    );
+    assert!(
+        asked.iter().all(|a| a.starts_with("ip_addresses/45.77.2.")),
+        "no private address or internal name left: {asked:?}"
+    );
+    let export = run_ok(socwire(dir.path()).args(["sentinel", "export"]));
+    let exported: Vec<Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by_title = |t: &str| {
+        exported
+            .iter()
+            .find(|e| e["incident"]["properties"]["title"] == t)
+            .unwrap()
+            .clone()
+    };
+    // The active ThreatIntelIndicators row raises incident 1; the inactive one does nothing.
+    assert_eq!(
+        by_title("incident 1")["incident"]["properties"]["severity"],
+        "High"
+    );
+    assert_eq!(
+        by_title("incident 1")["incident"]["properties"]["status"],
+        "New"
+    );
+    assert_eq!(
+        by_title("incident 2")["incident"]["properties"]["severity"],
+        "Medium"
+    );
+    let reasons: String = exported
+        .iter()
+        .map(|e| e["triage"]["reasons"].to_string())
+        .collect();
+    assert!(
+        reasons.contains(
+            "virustotal: 1 look-up(s) not sent: its quota of 4 look-ups a minute is used up"
+        ),
+        "{reasons}"
+    );
+}

@@ -46,7 +46,7 @@ fn arm_service(comments: Arc<Mutex<HashMap<String, String>>>) -> impl Fn(&Seen) 
             return json(if created { 201 } else { 200 }, json!({"name": id}));
         }
         if req.path.ends_with("/query") {
-            // Log Analytics query API answer shape (SENTINEL.md §3).
+            // Log Analytics query API answer shape (Azure Monitor "Log Analytics API response format").
             return json(
                 200,
                 json!({"tables": [{"name": "PrimaryResult",

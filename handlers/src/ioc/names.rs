@@ -71,15 +71,22 @@ pub fn is_dns_name(name: &str) -> bool {
 /// `internal`, `example`, `test`, …).
 pub fn public_suffix_labels(name: &str) -> Option<usize> {
     let s = suffixes();
-    let labels: Vec<&str> = name.split('.').collect();
-    let n = labels.len();
+    // Start of each label, so every suffix is a slice of `name` (no allocation).
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(name.match_indices('.').map(|(i, _)| i + 1))
+        .collect();
+    let n = starts.len();
     for k in (1..=n).rev() {
-        let suffix = labels[n - k..].join(".");
-        if s.exceptions.contains(suffix.as_str()) {
+        let suffix = &name[starts[n - k]..];
+        if s.exceptions.contains(suffix) {
             return Some(k - 1);
         }
-        let parent = labels[n - k + 1..].join(".");
-        if s.rules.contains(suffix.as_str()) || (k > 1 && s.wildcards.contains(parent.as_str())) {
+        let parent = if k > 1 {
+            &name[starts[n - k + 1]..]
+        } else {
+            ""
+        };
+        if s.rules.contains(suffix) || (k > 1 && s.wildcards.contains(parent)) {
             return Some(k);
         }
     }

@@ -43,7 +43,7 @@ pub fn refang(text: &str) -> Cow<'_, str> {
     {
         return Cow::Borrowed(text);
     }
-    let mut out = String::with_capacity(text.len());
+    let mut out = String::new();
     let mut i = 0;
     let mut copied_from = 0;
     while i < bytes.len() {

@@ -185,7 +185,7 @@ impl WorkspaceQueries for SqliteWorkspace {
                 // `ResultType` is a string in SigninLogs ("0" is success) but rows imported by
                 // hand may hold the number 0: compared as text, both read as success.
                 let (total, failures, last): (i64, i64, Option<i64>) = conn
-                    .query_row(
+                    .prepare_cached(
                         "SELECT COUNT(*),
                                 COALESCE(SUM(CASE WHEN table_name = 'SigninLogs'
                                                   THEN CAST(COALESCE(json_extract(body, '$.ResultType'), 0) AS TEXT) != '0'
@@ -199,6 +199,8 @@ impl WorkspaceQueries for SqliteWorkspace {
                                   (?4 IS NOT NULL AND upper(json_extract(body, '$.TargetUserSid')) = ?4)
                                OR (?5 IS NOT NULL AND ?6 IS NOT NULL AND lower(json_extract(body, '$.TargetUserName')) = ?5
                                    AND lower(json_extract(body, '$.TargetDomainName')) = ?6))))",
+                    )
+                    .and_then(|mut stmt| stmt.query_row(
                         rusqlite::params![
                             since_ms(*days),
                             account.upn.as_deref().map(str::to_ascii_lowercase),
@@ -208,7 +210,7 @@ impl WorkspaceQueries for SqliteWorkspace {
                             account.domain.as_deref().map(str::to_ascii_lowercase),
                         ],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
+                    ))
                     .map_err(sqlite_error)?;
                 vec![object(json!({
                     "Total": total, "Failures": failures,
@@ -227,11 +229,11 @@ impl WorkspaceQueries for SqliteWorkspace {
                 };
                 let conn = self.pool.lock();
                 let (first, count): (Option<i64>, i64) = conn
-                    .query_row(
-                        &format!("SELECT MIN(time_ms), COUNT(*) FROM la_rows WHERE {column} = ?1 AND time_ms > ?2"),
+                    .prepare_cached(&format!("SELECT MIN(time_ms), COUNT(*) FROM la_rows WHERE {column} = ?1 AND time_ms > ?2"))
+                    .and_then(|mut stmt| stmt.query_row(
                         rusqlite::params![value.to_ascii_lowercase(), since_ms(*days)],
                         |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
+                    ))
                     .map_err(sqlite_error)?;
                 vec![object(json!({
                     "FirstSeen": first.map(rfc3339).unwrap_or(Value::Null), "Count": count

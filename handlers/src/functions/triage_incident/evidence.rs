@@ -556,14 +556,15 @@ pub(super) async fn gather(
         .map(Finding::from_ti)
         .collect();
     findings.extend(workspace_findings);
-    for f in &mut findings {
-        if let Some(i) = indicators
+    if !from_text.is_empty() {
+        let sources: HashMap<String, &String> = from_text
             .iter()
-            .find(|i| f.about == format!("{} {}", i.kind, i.value))
-        {
-            f.origin = from_text
-                .get(i)
-                .map(|source| format!("from text: {source}"));
+            .map(|(i, source)| (format!("{} {}", i.kind, i.value), source))
+            .collect();
+        for f in &mut findings {
+            if let Some(source) = sources.get(&f.about) {
+                f.origin = Some(format!("from text: {source}"));
+            }
         }
     }
     for i in indicators.iter().filter(|i| i.kind == "domain") {
