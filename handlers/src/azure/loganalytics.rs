@@ -61,12 +61,15 @@ impl LogAnalyticsQuery {
     }
 }
 
+/// One row of an answer: column name to value.
+pub type Row = Map<String, Value>;
+
 /// Rows of the first table of a query answer, as maps of column name to value, and the
 /// warnings of a partial answer. The query API answers 200 with the rows it has plus an
 /// `error` object when part of a query failed (a table a fuzzy union names does not exist in
 /// the workspace): those rows are kept and the error becomes a warning. An `error` with no
 /// table is a failure.
-pub fn rows_of(answer: &Value) -> PortResult<(Vec<Map<String, Value>>, Vec<String>)> {
+pub fn rows_of(answer: &Value) -> PortResult<(Vec<Row>, Vec<String>)> {
     let error = answer.get("error").filter(|e| !e.is_null()).map(|err| {
         let mut text = err
             .get("message")

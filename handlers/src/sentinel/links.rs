@@ -138,12 +138,12 @@ impl<'a> Links<'a> {
         let mut relations = Vec::new();
         let mut issues = Vec::new();
         let mut edges: Vec<Vec<usize>> = vec![Vec::new(); self.entities.len()];
-        for i in 0..self.entities.len() {
+        for (i, out) in edges.iter_mut().enumerate() {
             for (link, id, to) in self.links_of(i) {
                 match to {
                     Some(to) => {
                         relations.push(Relation { from: i, link, to });
-                        edges[i].push(to);
+                        out.push(to);
                     }
                     None if issues.len() < MAX_ISSUES => issues.push(format!(
                         "{} {}: its {link} link names {}, which is not among the incident's entities",

@@ -167,14 +167,10 @@ impl Observed {
             .ok()
             .and_then(|p| p.host().map(|h| h.to_owned()))
         {
-            Some(url::Host::Domain(d)) => {
-                if ioc::is_dns_name(&d) {
-                    self.domain(&d, what);
-                }
-            }
+            Some(url::Host::Domain(d)) if ioc::is_dns_name(&d) => self.domain(&d, what),
             Some(url::Host::Ipv4(v4)) => self.ip(&v4.to_string(), what),
             Some(url::Host::Ipv6(v6)) => self.ip(&v6.to_string(), what),
-            None => {}
+            _ => {}
         }
         self.texts.push((
             format!("{what} {}", socwire_common::text::for_log(&u.value, 80)),
