@@ -430,6 +430,20 @@ mod tests {
             (account.name.as_deref(), account.domain.as_deref()),
             (Some("administrator"), Some("domain"))
         );
+        // The 2025-09-01 GetAllIncidentEntities example: a name and its NetBIOS domain, no
+        // UPN suffix — asked by name and domain together, never as a UPN.
+        let listed = Entity::new(
+            "Account",
+            serde_json::json!({"friendlyName": "administrator", "accountName": "administrator", "ntDomain": "domain"}),
+        );
+        assert_eq!(
+            listed.observe(&links).subjects,
+            [Subject::Account(AccountRef {
+                name: Some("administrator".into()),
+                domain: Some("domain".into()),
+                ..Default::default()
+            })]
+        );
         let bare = Entity::new(
             "Account",
             serde_json::json!({"accountName": "administrator"}),
