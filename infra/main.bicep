@@ -551,7 +551,7 @@ var socwireSettings = [
   { name: 'SOCWIRE_ML_LOCAL_PROVISION_MS', value: '3000' }
   { name: 'SOCWIRE_ML_LOCAL_MAX_NODES', value: '8' }
   { name: 'SOCWIRE_ML_RUNNER', value: '' }
-  { name: 'SOCWIRE_TRIAGE_RULE', value: 'seed' }
+  { name: 'SOCWIRE_TRIAGE_RULE', value: 'notebook' }
   { name: 'SOCWIRE_TI_CONCURRENCY', value: '8' }
   { name: 'SOCWIRE_TI_TIMEOUT', value: '10s' }
   { name: 'SOCWIRE_TI_CACHE_TTL', value: '1h' }
@@ -560,6 +560,13 @@ var socwireSettings = [
   { name: 'SOCWIRE_TI_ABUSEIPDB_URL', value: '' }
   { name: 'SOCWIRE_TI_GREYNOISE_URL', value: '' }
   { name: 'SOCWIRE_TI_OTX_URL', value: '' }
+  { name: 'SOCWIRE_TI_VIRUSTOTAL_TIER', value: 'premium' }
+  { name: 'SOCWIRE_TI_VIRUSTOTAL_RATE', value: '' }
+  { name: 'SOCWIRE_TI_ABUSEIPDB_RATE', value: '' }
+  { name: 'SOCWIRE_TI_GREYNOISE_RATE', value: '' }
+  { name: 'SOCWIRE_TI_OTX_RATE', value: '' }
+  { name: 'SOCWIRE_TI_FAILURE_TTL', value: '1m' }
+  { name: 'SOCWIRE_TI_TABLE', value: 'ThreatIntelIndicators' }
   { name: 'SOCWIRE_SWEEP_LOOKBACK', value: '24h' }
   { name: 'SOCWIRE_SWEEP_MAX', value: '1000' }
   // Key Vault references (versionless: a new secret version is picked up without a deploy).

@@ -89,8 +89,9 @@ async fn demo_runs_to_completion_and_triages_each_incident_once() {
         let comments = store.comments(&id).unwrap().len();
         (id, comments)
     };
-    // 1: known C2 domain -> High with one comment; 3: allow-listed scanners -> lowered to Low;
-    // 4: nothing known -> untouched, no comment.
+    // Under the default rule (the Sentinel triage notebook's): 1: a known C2 address -> High
+    // with one comment; 3: allow-listed scanners -> untouched (the notebook never lowers);
+    // 4: nothing known -> untouched, no comment; 5: the phishing URL in the description.
     let (id1, c1) = get(1);
     assert_eq!(
         store.get(&id1).await.unwrap().properties.severity,
@@ -100,9 +101,9 @@ async fn demo_runs_to_completion_and_triages_each_incident_once() {
     let (id3, c3) = get(3);
     assert_eq!(
         store.get(&id3).await.unwrap().properties.severity,
-        Severity::Low
+        Severity::High
     );
-    assert_eq!(c3, 1);
+    assert_eq!(c3, 0);
     let (id4, c4) = get(4);
     assert_eq!(
         store.get(&id4).await.unwrap().properties.severity,
@@ -113,7 +114,19 @@ async fn demo_runs_to_completion_and_triages_each_incident_once() {
     let reports: Vec<_> = std::fs::read_dir(dir.path().join("reports/triage"))
         .unwrap()
         .collect();
-    assert_eq!(reports.len(), 4, "one report per incident that mattered");
+    assert_eq!(reports.len(), 3, "one report per incident that mattered");
+    let (id5, c5) = get(5);
+    assert_eq!(
+        store.get(&id5).await.unwrap().properties.severity,
+        Severity::High
+    );
+    assert_eq!(c5, 1);
+    assert!(
+        store.comments(&id5).unwrap()[0]
+            .message
+            .contains("from text: incident description"),
+        "the URL was only in the description"
+    );
 
     // Running again delivers nothing new: every broker was drained and checkpointed.
     let again = up_until_idle(dir.path(), &[]);
@@ -301,7 +314,8 @@ async fn killed_host_restarts_with_nothing_lost_and_no_effect_repeated() {
     for n in 1..=incidents {
         let id = socwire::demo::incident_id(n);
         let comments = store.comments(&id).unwrap().len();
-        let expected = if n % 5 == 4 { 0 } else { 1 }; // the 4th demo incident has nothing known
+        // The 3rd demo incident is allow-listed (left alone), the 4th has nothing known.
+        let expected = if matches!(n % 5, 3 | 4) { 0 } else { 1 };
         assert_eq!(comments, expected, "incident {n}");
     }
     let poisoned = counts(&stdout, "triage-incident")[2];
@@ -619,7 +633,7 @@ fn chaos_kills_of_host_and_handler_lose_nothing_and_repeat_no_effect() {
             .comments(&socwire::demo::incident_id(n))
             .unwrap()
             .len();
-        let expected = if n % 5 == 4 { 0 } else { 1 };
+        let expected = if matches!(n % 5, 3 | 4) { 0 } else { 1 };
         duplicated += comments.saturating_sub(expected);
         comments_total += comments;
     }
@@ -864,4 +878,189 @@ fn a_handler_that_cannot_listen_exits_instead_of_hanging() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn sentinel_import_exits_non_zero_when_a_line_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("refused.jsonl");
+    std::fs::write(&file, "{not json\n{\"incident\": 1}\n").unwrap();
+    let out = socwire(dir.path())
+        .args(["sentinel", "import"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "every line refused, yet it succeeded: {stdout}"
+    );
+    assert!(
+        stdout.contains("imported 0 incident(s); 2 line(s) refused"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1: refused"));
+}
+
+/// A VirusTotal stand-in that records what it was asked.
+async fn mock_virustotal(seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> String {
+    use axum::extract::{Path as UrlPath, State};
+    async fn answer(
+        State(seen): State<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+        UrlPath((kind, id)): UrlPath<(String, String)>,
+    ) -> axum::Json<Value> {
+        seen.lock().unwrap().push(format!("{kind}/{id}"));
+        axum::Json(
+            json!({"data": {"attributes": {"last_analysis_stats": {"harmless": 70, "malicious": 0, "suspicious": 0, "undetected": 5}}}}),
+        )
+    }
+    let app = axum::Router::new()
+        .route("/api/v3/{kind}/{id}", axum::routing::get(answer))
+        .with_state(seen);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// Under the local host, with settings from the environment (they win over
+/// local.settings.json): Sentinel TI from `ThreatIntelIndicators` rows (active ones only),
+/// private addresses never sent to the provider, and a public VirusTotal key held to its
+/// quota, the look-ups over it named in the recorded decision.
+#[tokio::test(flavor = "multi_thread")]
+async fn triage_under_the_local_host_screens_observables_and_keeps_provider_quotas() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let vt_url = mock_virustotal(seen.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = "/subscriptions/d0cfe6b2-9ac0-4464-9919-dccaee2e48c0/resourceGroups/myRg/providers/Microsoft.OperationalInsights/workspaces/myWorkspace/providers/Microsoft.SecurityInsights/Incidents";
+    let guid = |n: usize| format!("2b6bcb70-0000-4000-8000-{n:012}");
+    let future = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let mut lines = Vec::new();
+    for n in 1..=5usize {
+        let entities = json!([
+            {"id": format!("{base}/x/entities/e{n}a"), "name": format!("e{n}a"), "kind": "Ip", "properties": {"address": format!("45.77.2.{n}")}},
+            {"id": format!("{base}/x/entities/e{n}b"), "name": format!("e{n}b"), "kind": "Ip", "properties": {"address": format!("10.0.0.{n}")}},
+            {"id": format!("{base}/x/entities/e{n}c"), "name": format!("e{n}c"), "kind": "DnsResolution", "properties": {"domainName": "build-01.corp.internal"}},
+        ]);
+        let logs = if n == 1 {
+            json!([
+                {"table": "ThreatIntelIndicators", "Id": "indicator--1", "ObservableKey": "ipv4-addr:value", "ObservableValue": "45.77.2.1", "IsActive": true, "ValidUntil": future, "Confidence": 90, "Description": "C2 server"},
+                {"table": "ThreatIntelIndicators", "Id": "indicator--2", "ObservableKey": "ipv4-addr:value", "ObservableValue": "45.77.2.2", "IsActive": false, "Confidence": 100, "Description": "withdrawn"},
+            ])
+        } else {
+            json!([])
+        };
+        lines.push(
+            json!({"incident": {"id": format!("{base}/{}", guid(n)), "name": guid(n),
+                "properties": {"title": format!("incident {n}"), "severity": "Medium", "status": "Active", "incidentNumber": n}},
+                "entities": entities, "logs": logs})
+            .to_string(),
+        );
+    }
+    let jsonl = dir.path().join("incidents.jsonl");
+    std::fs::write(&jsonl, lines.join("\n")).unwrap();
+    run_ok(socwire(dir.path()).args(["sentinel", "import"]).arg(&jsonl));
+    for n in 1..=5 {
+        let msg = dir.path().join(format!("msg{n}.txt"));
+        std::fs::write(&msg, format!("{base}/{}", guid(n))).unwrap();
+        run_ok(
+            socwire(dir.path())
+                .args(["send", "queue", "triage-requests", "--file"])
+                .arg(&msg),
+        );
+    }
+    let data = dir.path().to_path_buf();
+    let stdout = tokio::task::spawn_blocking(move || {
+        let out = run_ok(
+            socwire(&data)
+                .env("SOCWIRE_TI_VIRUSTOTAL_KEY", "e2e-key")
+                .env("SOCWIRE_TI_VIRUSTOTAL_URL", &vt_url)
+                .env("SOCWIRE_TI_VIRUSTOTAL_TIER", "public")
+                .env("SOCWIRE_TI_TIMEOUT", "1s")
+                .args(["up", "--exit-when-idle", "--port", "0", "--lease-secs", "2"]),
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        counts(&stdout, "triage-incident"),
+        [5, 0, 0, 0, 0],
+        "{stdout}"
+    );
+
+    let asked = seen.lock().unwrap().clone();
+    assert_eq!(
+        asked.len(),
+        4,
+        "a public key: 4 look-ups a minute: {asked:?}"
+    );
+    assert!(
+        asked.iter().all(|a| a.starts_with("ip_addresses/45.77.2.")),
+        "no private address or internal name left: {asked:?}"
+    );
+    let export = run_ok(socwire(dir.path()).args(["sentinel", "export"]));
+    let exported: Vec<Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by_title = |t: &str| {
+        exported
+            .iter()
+            .find(|e| e["incident"]["properties"]["title"] == t)
+            .unwrap()
+            .clone()
+    };
+    // The active ThreatIntelIndicators row raises incident 1; the inactive one does nothing.
+    assert_eq!(
+        by_title("incident 1")["incident"]["properties"]["severity"],
+        "High"
+    );
+    assert_eq!(
+        by_title("incident 1")["incident"]["properties"]["status"],
+        "New"
+    );
+    assert_eq!(
+        by_title("incident 2")["incident"]["properties"]["severity"],
+        "Medium"
+    );
+    let reasons: String = exported
+        .iter()
+        .map(|e| e["triage"]["reasons"].to_string())
+        .collect();
+    assert!(
+        reasons.contains(
+            "virustotal: 1 look-up(s) not sent: its quota of 4 look-ups a minute is used up"
+        ),
+        "{reasons}"
+    );
+}
+
+/// Core Tools' rule for `func start` (azure-functions-core-tools, `StartHostAction.
+/// UpdateEnvironmentVariables`): a variable already set in the environment wins over
+/// local.settings.json, with the warning line Core Tools prints. The example settings set
+/// `SOCWIRE_TI_FILE` to "", which used to override the caller's feed without a word.
+#[test]
+fn a_variable_already_in_the_environment_wins_over_local_settings_with_core_tools_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.json");
+    std::fs::write(
+        &feed,
+        r#"[{"kind": "ipv4", "value": "192.0.2.7", "severity": "High", "source": "test", "details": "one indicator"}]"#,
+    )
+    .unwrap();
+    let out = run_ok(
+        socwire(&dir.path().join("data"))
+            .env("SOCWIRE_TI_FILE", &feed)
+            .args(["up", "--exit-when-idle", "--port", "0", "--quiet"]),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.lines().any(|l| l
+            == "Skipping 'SOCWIRE_TI_FILE' from local settings as it's already defined in current environment variables."),
+        "{stdout}"
+    );
+    // The handler read the caller's feed (one indicator), not the built-in list.
+    assert!(stderr.contains("offline list (1 indicators)"), "{stderr}");
 }

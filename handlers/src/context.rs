@@ -85,14 +85,16 @@ impl Context {
             offline
         } else {
             let timeout = std::time::Duration::from_millis(settings.ti_timeout_ms as u64);
-            let mut providers: Vec<Arc<dyn crate::providers::Provider>> = Vec::new();
-            for (name, key, url) in &settings.ti_providers {
-                providers.push(match *name {
+            let mut providers: Vec<(Arc<dyn crate::providers::Provider>, crate::providers::Quota)> =
+                Vec::new();
+            for (name, key, url, quota) in &settings.ti_providers {
+                let provider: Arc<dyn crate::providers::Provider> = match *name {
                     "virustotal" => Arc::new(crate::providers::VirusTotal::new(url, key, timeout)?),
                     "abuseipdb" => Arc::new(crate::providers::AbuseIpDb::new(url, key, timeout)?),
                     "greynoise" => Arc::new(crate::providers::GreyNoise::new(url, key, timeout)?),
                     _ => Arc::new(crate::providers::Otx::new(url, key, timeout)?),
-                });
+                };
+                providers.push((provider, *quota));
             }
             let chain = crate::providers::ProviderChain::new(
                 offline,
@@ -100,6 +102,9 @@ impl Context {
                 timeout,
                 crate::providers::CacheLimits {
                     ttl: std::time::Duration::from_millis(settings.ti_cache_ttl_ms.max(0) as u64),
+                    failure_ttl: std::time::Duration::from_millis(
+                        settings.ti_failure_ttl_ms.max(0) as u64,
+                    ),
                     entries: settings.ti_cache_entries,
                 },
             );

@@ -14,50 +14,65 @@ const WORKSPACE: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/res
 struct DemoIncident {
     title: &'static str,
     severity: Severity,
-    entities: &'static [(&'static str, &'static str, &'static str)],
+    description: &'static str,
+    /// Entity kind and its properties.
+    entities: &'static [(&'static str, &'static [(&'static str, &'static str)])],
 }
 
 const INCIDENTS: &[DemoIncident] = &[
     DemoIncident {
-        title: "Beaconing to known C2 domain from FIN-WS-042",
+        title: "Beaconing to a known C2 server from FIN-WS-042",
         severity: Severity::Medium,
+        description: "",
         entities: &[
-            ("DnsResolution", "domainName", "c2.evil.example"),
-            ("Ip", "address", "10.20.1.42"),
-            ("Host", "hostName", "FIN-WS-042"),
+            ("DnsResolution", &[("domainName", "c2.evil.example")]),
+            ("Ip", &[("address", "203.0.113.66")]),
+            ("Ip", &[("address", "10.20.1.42")]),
+            (
+                "Host",
+                &[("hostName", "FIN-WS-042"), ("dnsDomain", "corp.example")],
+            ),
         ],
     },
     DemoIncident {
         title: "Multiple failed sign-ins followed by success",
         severity: Severity::Low,
+        description: "",
         entities: &[
-            ("Ip", "address", "198.51.100.23"),
-            ("Account", "name", "j.doe"),
+            ("Ip", &[("address", "198.51.100.23")]),
+            (
+                "Account",
+                &[("accountName", "j.doe"), ("upnSuffix", "corp.example")],
+            ),
         ],
     },
     DemoIncident {
         title: "Port scan against DMZ",
         severity: Severity::High,
+        description: "",
         entities: &[
-            ("Ip", "address", "192.0.2.10"),
-            ("Ip", "address", "192.0.2.11"),
+            ("Ip", &[("address", "192.0.2.10")]),
+            ("Ip", &[("address", "192.0.2.11")]),
         ],
     },
     DemoIncident {
         title: "Suspicious PowerShell on HR-LT-007",
         severity: Severity::Medium,
+        description:
+            "PowerShell with an encoded command; the analytics rule saw no network indicator.",
         entities: &[
-            ("Host", "hostName", "HR-LT-007"),
-            ("Ip", "address", "10.20.7.7"),
+            ("Host", &[("hostName", "HR-LT-007")]),
+            ("Ip", &[("address", "10.20.7.7")]),
         ],
     },
     DemoIncident {
         title: "User clicked phishing link <img src=x onerror=alert(1)>",
         severity: Severity::Low,
-        entities: &[
-            ("Url", "url", "http://phish.example.net/login"),
-            ("FileHash", "hashValue", "44D88612FEA8A8F36DE82E1278ABB02F"),
-        ],
+        description: "The user reported a mail linking hxxp://phish[.]example[.]net/login.",
+        entities: &[(
+            "FileHash",
+            &[("hashValue", "44D88612FEA8A8F36DE82E1278ABB02F")],
+        )],
     },
 ];
 
@@ -113,7 +128,7 @@ pub fn seed_workspace(ws: &crate::local::SqliteWorkspace) -> PortResult<()> {
         ),
     ];
     for i in 0..14 {
-        rows.push(row("SigninLogs", 60 + i, json!({"UserPrincipalName": "j.doe", "IPAddress": "198.51.100.23", "ResultType": if i == 0 { "0" } else { "50126" }})));
+        rows.push(row("SigninLogs", 60 + i, json!({"UserPrincipalName": "j.doe@corp.example", "IPAddress": "198.51.100.23", "ResultType": if i == 0 { "0" } else { "50126" }})));
     }
     ws.add_rows(&rows)
 }
@@ -128,7 +143,8 @@ pub fn incident_id(n: usize) -> IncidentId {
 }
 
 /// Seeds `count` incidents (cycling through the demo set) and returns the Event Grid events
-/// announcing them, in the Sentinel incident trigger body shape (SENTINEL.md §2).
+/// announcing them, in the Sentinel incident trigger body shape (the Logic Apps Sentinel incident
+/// trigger's body).
 pub fn seed(store: &SqliteIncidentStore, count: usize) -> PortResult<Vec<Value>> {
     let mut events = Vec::new();
     for n in 1..=count {
@@ -142,7 +158,8 @@ pub fn seed(store: &SqliteIncidentStore, count: usize) -> PortResult<Vec<Value>>
                 title: template.title.to_string(),
                 severity: template.severity,
                 status: "New".to_string(),
-                description: None,
+                description: (!template.description.is_empty())
+                    .then(|| template.description.to_string()),
                 incident_number: Some(n as i64),
                 other: Map::new(),
             },
@@ -150,14 +167,13 @@ pub fn seed(store: &SqliteIncidentStore, count: usize) -> PortResult<Vec<Value>>
         let entities: Vec<Entity> = template
             .entities
             .iter()
-            .map(|(kind, field, value)| Entity {
-                kind: kind.to_string(),
-                properties: [
-                    (field.to_string(), json!(value)),
-                    ("friendlyName".to_string(), json!(value)),
-                ]
-                .into_iter()
-                .collect(),
+            .map(|(kind, fields)| {
+                let mut properties: Map<String, Value> = fields
+                    .iter()
+                    .map(|(f, v)| (f.to_string(), json!(v)))
+                    .collect();
+                properties.insert("friendlyName".into(), json!(fields[0].1));
+                Entity::new(kind, Value::Object(properties))
             })
             .collect();
         store.seed(&incident, &entities)?;

@@ -11,6 +11,7 @@ pub mod context;
 pub mod demo;
 pub mod functions;
 pub mod ids;
+pub mod ioc;
 pub mod local;
 pub mod ml;
 pub mod package;

@@ -1,7 +1,7 @@
 //! Narrow interfaces to every outside system. Functions depend only on these traits; each has a
 //! local adapter (SQLite, files) in `crate::local` and an Azure adapter in `crate::azure`.
 
-use crate::sentinel::{Entity, Incident, IncidentId, Indicator};
+use crate::sentinel::{AccountRef, Entity, HostRef, Incident, IncidentId, Indicator};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -101,8 +101,41 @@ pub struct TiFinding {
 /// Threat-intelligence look-ups.
 #[async_trait]
 pub trait ThreatIntel: Send + Sync {
-    /// Findings for one indicator; empty when no provider knows it.
-    async fn lookup(&self, indicator: &Indicator) -> PortResult<Vec<TiFinding>>;
+    /// What the sources say about one indicator; no findings when none knows it.
+    async fn lookup(&self, indicator: &Indicator) -> PortResult<TiAnswer>;
+}
+
+/// A provider that was not asked about an indicator, and why (its quota is used up, it
+/// asked us to wait): the report gives one line per provider and reason.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TiSkip {
+    /// The provider.
+    pub provider: String,
+    /// Why, in words that do not change from one indicator to the next.
+    pub why: String,
+}
+
+/// The answer of the threat-intelligence sources about one indicator.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TiAnswer {
+    /// What the sources that were asked said.
+    pub findings: Vec<TiFinding>,
+    /// Why the indicator was not sent to internet providers, when it was not (a private
+    /// address, an unqualified name): offline lists and the workspace still saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<String>,
+    /// Providers not asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<TiSkip>,
+}
+
+impl From<Vec<TiFinding>> for TiAnswer {
+    fn from(findings: Vec<TiFinding>) -> Self {
+        Self {
+            findings,
+            ..Default::default()
+        }
+    }
 }
 
 /// The idempotency ledger: every side effect is keyed and recorded, so a redelivered message
@@ -144,6 +177,33 @@ pub trait LogsIngestion: Send + Sync {
     async fn upload(&self, stream: &str, rows: &[serde_json::Value]) -> PortResult<usize>;
 }
 
+/// Which table holds Sentinel's threat intelligence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TiTable {
+    /// `ThreatIntelIndicators` (STIX observables: `ObservableKey`, `ObservableValue`,
+    /// `IsActive`, `ValidUntil`, `Confidence`): the table Sentinel writes to since 2025.
+    #[default]
+    ThreatIntelIndicators,
+    /// `ThreatIntelligenceIndicator`: the legacy table, no longer ingested since 31 Aug 2025
+    /// and retired on 31 May 2026; only on request (`SOCWIRE_TI_TABLE`).
+    ThreatIntelligenceIndicator,
+}
+
+impl std::str::FromStr for TiTable {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            t if t.eq_ignore_ascii_case("ThreatIntelIndicators") => Ok(Self::ThreatIntelIndicators),
+            t if t.eq_ignore_ascii_case("ThreatIntelligenceIndicator") => {
+                Ok(Self::ThreatIntelligenceIndicator)
+            }
+            other => Err(format!(
+                "{other:?}: use ThreatIntelIndicators or (legacy) ThreatIntelligenceIndicator"
+            )),
+        }
+    }
+}
+
 /// A question triage may ask the workspace (Log Analytics in Azure, SQLite locally). Each is a
 /// named, typed question: adapters render it (the Azure one as KQL with every literal escaped,
 /// see [`crate::queries`]); no caller ever passes query text.
@@ -152,15 +212,16 @@ pub trait LogsIngestion: Send + Sync {
 pub enum Question {
     /// Security alerts naming a host in the last `days` days.
     RecentAlertsForHost {
-        /// Host name (lower case).
-        host: String,
+        /// The host, by name and FQDN.
+        host: HostRef,
         /// Look-back in days.
         days: u32,
     },
-    /// Sign-ins and failed sign-ins of an account in the last `days` days.
+    /// Sign-ins (Entra ID, and Windows logons 4624/4625) and failures of an account in the
+    /// last `days` days.
     SigninsForAccount {
-        /// UPN or account name (lower case).
-        account: String,
+        /// The account, by its identifiers.
+        account: AccountRef,
         /// Look-back in days.
         days: u32,
     },
@@ -178,17 +239,22 @@ pub enum Question {
         /// Look-back in days.
         days: u32,
     },
-    /// Processes started on a host in the last `days` days, most frequent first.
+    /// Processes started on a host in the last `days` days (Defender's
+    /// `DeviceProcessEvents`, and `SecurityEvent` 4688 where Defender is not deployed), most
+    /// frequent first.
     ProcessesOnHost {
-        /// Host name (lower case).
-        host: String,
+        /// The host, by name and FQDN.
+        host: HostRef,
         /// Look-back in days.
         days: u32,
     },
-    /// Active entries of Sentinel's own threat-intelligence table for an indicator.
+    /// Active, unexpired entries of Sentinel's threat-intelligence table for an indicator.
     ThreatIndicator {
         /// The indicator.
         indicator: Indicator,
+        /// The table asked.
+        #[serde(default)]
+        table: TiTable,
     },
 }
 
@@ -216,6 +282,10 @@ pub struct Answer {
     pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
     /// True when more rows existed than were kept.
     pub truncated: bool,
+    /// What the service said went wrong in part (a missing table in a fuzzy union): the rows
+    /// are kept, and the finding says they may be incomplete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The workspace, asked typed questions.

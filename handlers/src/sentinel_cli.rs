@@ -6,7 +6,7 @@
 
 use crate::local::{LogRow, SqliteIncidentStore, SqliteLedger, SqliteWorkspace};
 use crate::ports::{IncidentStore, Ledger};
-use crate::sentinel::{Entity, Incident, IncidentId, Subject};
+use crate::sentinel::{Entity, Incident, IncidentId, Links, Subject};
 use clap::Subcommand;
 use serde_json::{json, Map, Value};
 use socwire_common::text::for_log;
@@ -64,6 +64,14 @@ pub async fn run(data_dir: &Path, action: SentinelAction) -> anyhow::Result<()> 
                 summary.loaded,
                 summary.refused.len()
             );
+            // A refused line is an error for whoever runs the import (the others are in).
+            if !summary.refused.is_empty() {
+                anyhow::bail!(
+                    "{} line(s) refused (the other {} incident(s) were imported)",
+                    summary.refused.len(),
+                    summary.loaded
+                );
+            }
         }
         SentinelAction::Export { output } => {
             let ledger = SqliteLedger::open(&data_dir.join("ledger.sqlite3"))?;
@@ -149,13 +157,36 @@ pub fn log_row(entry: &Map<String, Value>) -> Option<LogRow> {
     })
 }
 
+/// A `ThreatIntelIndicators` row of a `logs` entry as the local TI table keeps it: the
+/// indicator kind its `ObservableKey` names, the canonical value, and the row.
+pub fn ti_row(entry: &Map<String, Value>) -> Option<(String, String, Map<String, Value>)> {
+    if entry.get("table").and_then(Value::as_str) != Some("ThreatIntelIndicators") {
+        return None;
+    }
+    let key = entry.get("ObservableKey").and_then(Value::as_str)?;
+    let value = entry.get("ObservableValue").and_then(Value::as_str)?;
+    let kind = match key {
+        "ipv4-addr:value" | "ipv6-addr:value" => "ip",
+        "domain-name:value" => "domain",
+        "url:value" => "url",
+        "email-addr:value" => "email",
+        k if k.starts_with("file:hashes") => "filehash",
+        _ => return None,
+    };
+    let indicator = crate::ioc::normalise(kind, value).ok()?;
+    let mut body = entry.clone();
+    body.remove("table");
+    Some((indicator.kind, indicator.value, body))
+}
+
 /// `SecurityAlert` rows for an incident's alerts, one per host the incident names.
 fn alert_rows(entities: &[Entity], alerts: &[Value]) -> Vec<LogRow> {
+    let links = Links::new(entities);
     let hosts: Vec<String> = entities
         .iter()
-        .flat_map(|e| e.observe().subjects)
+        .flat_map(|e| e.observe(&links).subjects)
         .filter_map(|s| match s {
-            Subject::Host(h) => Some(h),
+            Subject::Host(h) => Some(h.fqdn.unwrap_or(h.name)),
             _ => None,
         })
         .collect();
@@ -231,7 +262,14 @@ pub fn import(
                     .import(&incident, &entities, &alerts)
                     .map_err(|e| anyhow::anyhow!("line {line_no}: {e}"))?;
                 let mut rows = alert_rows(&entities, &alerts);
-                rows.extend(logs.iter().filter_map(Value::as_object).filter_map(log_row));
+                for entry in logs.iter().filter_map(Value::as_object) {
+                    match ti_row(entry) {
+                        Some((kind, value, body)) => workspace
+                            .add_indicator(&kind, &value, &body)
+                            .map_err(|e| anyhow::anyhow!("line {line_no}: {e}"))?,
+                        None => rows.extend(log_row(entry)),
+                    }
+                }
                 workspace
                     .add_rows(&rows)
                     .map_err(|e| anyhow::anyhow!("line {line_no}: {e}"))?;
@@ -337,7 +375,10 @@ mod tests {
         let answer = crate::ports::WorkspaceQueries::ask(
             &ws,
             &crate::ports::Question::RecentAlertsForHost {
-                host: "fin-ws-042".into(),
+                host: crate::sentinel::HostRef {
+                    name: "fin-ws-042".into(),
+                    fqdn: None,
+                },
                 days: 7,
             },
         )

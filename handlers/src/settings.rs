@@ -80,10 +80,23 @@ pub struct Settings {
     /// How long a report link (user delegation SAS) stays valid (`SOCWIRE_REPORT_LINK_TTL`,
     /// default 72h, at most 7 days).
     pub report_link_ms: i64,
-    /// Threat-intelligence providers enabled by their API keys: `(name, key, base URL)` from
-    /// `SOCWIRE_TI_{VIRUSTOTAL,ABUSEIPDB,GREYNOISE,OTX}_KEY` (an app setting or a Key Vault
-    /// reference the host resolves) and optional `…_URL` overrides.
-    pub ti_providers: Vec<(&'static str, crate::providers::Secret, String)>,
+    /// Threat-intelligence providers enabled by their API keys: `(name, key, base URL, quota)`
+    /// from `SOCWIRE_TI_{VIRUSTOTAL,ABUSEIPDB,GREYNOISE,OTX}_KEY` (an app setting or a Key
+    /// Vault reference the host resolves), optional `…_URL` overrides and `…_RATE` quotas
+    /// (`4/min,500/day`); `SOCWIRE_TI_VIRUSTOTAL_TIER=public` gives VirusTotal its public
+    /// API's limits unless `…_RATE` says otherwise.
+    pub ti_providers: Vec<(
+        &'static str,
+        crate::providers::Secret,
+        String,
+        crate::providers::Quota,
+    )>,
+    /// How long a failed provider look-up is not repeated (`SOCWIRE_TI_FAILURE_TTL`, default
+    /// 1m).
+    pub ti_failure_ttl_ms: i64,
+    /// Sentinel's threat-intelligence table (`SOCWIRE_TI_TABLE`, default
+    /// `ThreatIntelIndicators`; the retired `ThreatIntelligenceIndicator` only on request).
+    pub ti_table: crate::ports::TiTable,
     /// Time one provider look-up may take (`SOCWIRE_TI_TIMEOUT`, default 10s).
     pub ti_timeout_ms: i64,
     /// How long a provider's answer is reused (`SOCWIRE_TI_CACHE_TTL`, default 1h).
@@ -139,31 +152,36 @@ pub struct Settings {
     pub ml_runner: Option<PathBuf>,
 }
 
-/// The providers `Settings` knows: name, key setting, URL setting, default base URL.
-pub const TI_PROVIDERS: &[(&str, &str, &str, &str)] = &[
+/// The providers `Settings` knows: name, key setting, URL setting, default base URL, quota
+/// setting.
+pub const TI_PROVIDERS: &[(&str, &str, &str, &str, &str)] = &[
     (
         "virustotal",
         "SOCWIRE_TI_VIRUSTOTAL_KEY",
         "SOCWIRE_TI_VIRUSTOTAL_URL",
         "https://www.virustotal.com",
+        "SOCWIRE_TI_VIRUSTOTAL_RATE",
     ),
     (
         "abuseipdb",
         "SOCWIRE_TI_ABUSEIPDB_KEY",
         "SOCWIRE_TI_ABUSEIPDB_URL",
         "https://api.abuseipdb.com",
+        "SOCWIRE_TI_ABUSEIPDB_RATE",
     ),
     (
         "greynoise",
         "SOCWIRE_TI_GREYNOISE_KEY",
         "SOCWIRE_TI_GREYNOISE_URL",
         "https://api.greynoise.io",
+        "SOCWIRE_TI_GREYNOISE_RATE",
     ),
     (
         "otx",
         "SOCWIRE_TI_OTX_KEY",
         "SOCWIRE_TI_OTX_URL",
         "https://otx.alienvault.com",
+        "SOCWIRE_TI_OTX_RATE",
     ),
 ];
 
@@ -260,14 +278,38 @@ impl Settings {
                 None => Ok(default),
             }
         };
+        let virustotal_public = match get("SOCWIRE_TI_VIRUSTOTAL_TIER")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("premium") => false,
+            Some("public") => true,
+            Some(other) => {
+                return Err(format!(
+                    "SOCWIRE_TI_VIRUSTOTAL_TIER={other:?}: use public or premium"
+                ))
+            }
+        };
         let mut ti_providers = Vec::new();
-        for (name, key_setting, url_setting, default_url) in TI_PROVIDERS {
+        for (name, key_setting, url_setting, default_url, rate_setting) in TI_PROVIDERS {
             if let Some(key) = get(key_setting) {
                 if key.trim_start().starts_with("@Microsoft.KeyVault(") {
                     return Err(format!("{key_setting} is a Key Vault reference the host did not resolve (check the app's identity and the vault's access)"));
                 }
                 let url = get(url_setting).unwrap_or_else(|| default_url.to_string());
-                ti_providers.push((*name, crate::providers::Secret(key.trim().to_string()), url));
+                let quota = match get(rate_setting) {
+                    Some(v) => v.parse().map_err(|e| format!("{rate_setting}: {e}"))?,
+                    None if *name == "virustotal" && virustotal_public => {
+                        crate::providers::Quota::VIRUSTOTAL_PUBLIC
+                    }
+                    None => crate::providers::Quota::default(),
+                };
+                ti_providers.push((
+                    *name,
+                    crate::providers::Secret(key.trim().to_string()),
+                    url,
+                    quota,
+                ));
             }
         }
         let data_dir = PathBuf::from(get("SOCWIRE_DATA_DIR").unwrap_or_else(|| ".socwire".into()));
@@ -281,6 +323,11 @@ impl Settings {
         };
         Ok(Self {
             ti_providers,
+            ti_failure_ttl_ms: duration("SOCWIRE_TI_FAILURE_TTL", 60_000)?.max(0),
+            ti_table: match get("SOCWIRE_TI_TABLE") {
+                Some(v) => v.parse().map_err(|e| format!("SOCWIRE_TI_TABLE: {e}"))?,
+                None => Default::default(),
+            },
             ti_timeout_ms: duration("SOCWIRE_TI_TIMEOUT", 10_000)?.max(100),
             ti_cache_ttl_ms: duration("SOCWIRE_TI_CACHE_TTL", 3_600_000)?,
             ti_cache_entries: (number("SOCWIRE_TI_CACHE_ENTRIES", 10_000.0)? as usize).max(1),
@@ -488,11 +535,14 @@ fn parse_timespan(text: &str) -> Option<Duration> {
 /// How findings become a severity change (`SOCWIRE_TRIAGE_RULE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TriageRule {
-    /// The Sentinel notebooks' automated triage: any High or Warning finding sets severity
-    /// High and status New; every indicator allow-listed lowers to Low.
+    /// The Sentinel notebooks' automated triage (AutomatedNotebooks-IncidentTriage and its
+    /// manager): threat intelligence rating an IP address or a URL high or warning sets
+    /// severity High and status New; nothing else changes the incident (domain checks and
+    /// workspace findings are reported, not acted on). `seed` is accepted as a name for it.
     #[default]
-    Seed,
-    /// High → High; Warning → at least Medium (never lowers, status kept); allow-listed → Low.
+    Notebook,
+    /// Every finding counts: high → High; warning → at least Medium (never lowers, status
+    /// kept); every indicator allow-listed → Low.
     Graded,
 }
 
@@ -500,9 +550,9 @@ impl std::str::FromStr for TriageRule {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s.trim().to_ascii_lowercase().as_str() {
-            "seed" => Ok(TriageRule::Seed),
+            "notebook" | "seed" => Ok(TriageRule::Notebook),
             "graded" => Ok(TriageRule::Graded),
-            other => Err(format!("triage rule {other:?}: use seed or graded")),
+            other => Err(format!("triage rule {other:?}: use notebook or graded")),
         }
     }
 }
@@ -646,6 +696,31 @@ mod tests {
         let names: Vec<&str> = s.ti_providers.iter().map(|p| p.0).collect();
         assert_eq!(names, ["greynoise", "otx"]);
         assert_eq!(s.ti_providers[0].2, "http://127.0.0.1:9/");
+        assert_eq!(s.ti_providers[0].3, crate::providers::Quota::default());
+        let vt = from(&[
+            ("SOCWIRE_TI_VIRUSTOTAL_KEY", "vt"),
+            ("SOCWIRE_TI_VIRUSTOTAL_TIER", "public"),
+        ])
+        .unwrap();
+        assert_eq!(
+            vt.ti_providers[0].3,
+            crate::providers::Quota::VIRUSTOTAL_PUBLIC
+        );
+        let vt = from(&[
+            ("SOCWIRE_TI_VIRUSTOTAL_KEY", "vt"),
+            ("SOCWIRE_TI_VIRUSTOTAL_TIER", "public"),
+            ("SOCWIRE_TI_VIRUSTOTAL_RATE", "30/min"),
+        ])
+        .unwrap();
+        assert_eq!(vt.ti_providers[0].3.per_minute, Some(30));
+        assert!(from(&[("SOCWIRE_TI_OTX_KEY", "k"), ("SOCWIRE_TI_OTX_RATE", "fast")]).is_err());
+        assert!(from(&[("SOCWIRE_TI_TABLE", "Nope")]).is_err());
+        assert_eq!(
+            from(&[("SOCWIRE_TRIAGE_RULE", "seed")])
+                .unwrap()
+                .triage_rule,
+            TriageRule::Notebook
+        );
         let printed = format!("{s:?}");
         assert!(
             !printed.contains("otx-secret-123") && !printed.contains("gn-secret"),

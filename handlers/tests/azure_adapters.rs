@@ -224,7 +224,7 @@ async fn list_entities(
     Query(q): Q,
 ) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
     check(&headers, &q)?;
-    // Shape from Incidents_ListEntities (SENTINEL.md §1).
+    // Shape from Incidents_ListEntities (SecurityInsights REST, GetAllIncidentEntities example).
     Ok(Json(json!({
         "entities": [
             {"id": "e1", "name": "e1", "type": "Microsoft.SecurityInsights/Entities", "kind": "Ip",

@@ -7,7 +7,7 @@ use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use socwire::context::Context;
 use socwire::local::{FileReportStore, OfflineThreatIntel, SqliteIncidentStore, SqliteLedger};
-use socwire::ports::{IncidentStore, Ledger, PortError, PortResult, ThreatIntel, TiFinding};
+use socwire::ports::{IncidentStore, Ledger, PortError, PortResult, ThreatIntel, TiAnswer};
 use socwire::sentinel::{Entity, Incident, IncidentId, IncidentProperties, Indicator, Severity};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -103,9 +103,11 @@ fn seed(
     };
     let entities: Vec<Entity> = entities
         .iter()
-        .map(|(k, f, v)| Entity {
-            kind: k.to_string(),
-            properties: [(f.to_string(), json!(v))].into_iter().collect(),
+        .map(|(k, f, v)| {
+            Entity::new(
+                k,
+                Value::Object([(f.to_string(), json!(v))].into_iter().collect()),
+            )
         })
         .collect();
     store.seed(&incident, &entities).unwrap()
@@ -262,7 +264,7 @@ async fn triage_raises_severity_and_comments_exactly_once_under_redelivery() {
         &f.store,
         Severity::Medium,
         &[
-            ("DnsResolution", "domainName", "c2.evil.example"),
+            ("Ip", "address", "203.0.113.66"),
             ("Ip", "address", "10.0.0.5"),
         ],
     );
@@ -276,7 +278,7 @@ async fn triage_raises_severity_and_comments_exactly_once_under_redelivery() {
     assert_eq!(incident.properties.severity, Severity::High);
     let comments = f.store.comments(&id).unwrap();
     assert_eq!(comments.len(), 1);
-    assert!(comments[0].message.contains("c2.evil.example"));
+    assert!(comments[0].message.contains("203.0.113.66"));
     let first_event = body["Outputs"]["events"][0].clone();
     // Redelivery, and a second request in our JSON shape: nothing more happens in Sentinel;
     // the event goes out again with the same id and time (a consumer sees one event).
@@ -383,42 +385,46 @@ fn faulty_fixture(failing_comments: u32, analyst_sets: Option<Severity>) -> (Fix
 
 #[tokio::test]
 async fn a_comment_that_fails_after_the_severity_change_is_completed_on_redelivery() {
-    // Every indicator allow-listed: triage lowers High -> Low, then the comment write fails.
+    // A known C2 address: triage raises Low -> High, then the comment write fails.
     let (f, _) = faulty_fixture(1, None);
-    let id = seed(&f.store, Severity::High, &[("Ip", "address", "192.0.2.10")]);
+    let id = seed(
+        &f.store,
+        Severity::Low,
+        &[("Ip", "address", "203.0.113.66")],
+    );
     let (status, body) = post(&f.ctx, "triage-incident", queue_request(ID, 1)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "retried: {body}");
     assert_eq!(
         f.store.get(&id).await.unwrap().properties.severity,
-        Severity::Low
+        Severity::High
     );
     assert!(f.store.comments(&id).unwrap().is_empty());
     assert_eq!(f.ledger.count("triage:v1:").unwrap(), 0);
 
-    // The redelivery must not re-assess the now-Low incident as "nothing to do".
+    // The redelivery must not re-assess the now-High incident as "nothing to do".
     let (status, body) = post(&f.ctx, "triage-incident", queue_request(ID, 2)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let comments = f.store.comments(&id).unwrap();
     assert_eq!(comments.len(), 1, "the missing comment was written");
     assert!(
-        comments[0].message.contains("allow-list"),
+        comments[0].message.contains("203.0.113.66"),
         "{}",
         comments[0].message
     );
     let event = &body["Outputs"]["events"][0];
-    assert_eq!(event["data"]["verdict"], "benign");
-    assert_eq!(event["data"]["newSeverity"], "Low");
-    assert_eq!(event["data"]["previousSeverity"], "High");
+    assert_eq!(event["data"]["verdict"], "high");
+    assert_eq!(event["data"]["newSeverity"], "High");
+    assert_eq!(event["data"]["previousSeverity"], "Low");
 }
 
 #[tokio::test]
 async fn an_analyst_change_during_triage_is_kept_and_the_comment_says_so() {
-    // Triage wants High (known C2 domain); the analyst sets Informational just before our PUT.
+    // Triage wants High (known C2 address); the analyst sets Informational just before our PUT.
     let (f, faulty) = faulty_fixture(0, Some(Severity::Informational));
     let id = seed(
         &f.store,
         Severity::Medium,
-        &[("DnsResolution", "domainName", "c2.evil.example")],
+        &[("Ip", "address", "203.0.113.66")],
     );
     let (status, body) = post(&f.ctx, "triage-incident", queue_request(ID, 1)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -452,7 +458,7 @@ async fn hostile_incident_and_entity_text_never_reaches_the_report_unescaped() {
         &f.store,
         Severity::Low,
         &[
-            ("DnsResolution", "domainName", "c2.evil.example"),
+            ("Ip", "address", "203.0.113.66"),
             (
                 "Host",
                 "hostName",
@@ -524,7 +530,7 @@ struct PanickingTi;
 
 #[async_trait]
 impl ThreatIntel for PanickingTi {
-    async fn lookup(&self, _: &Indicator) -> PortResult<Vec<TiFinding>> {
+    async fn lookup(&self, _: &Indicator) -> PortResult<TiAnswer> {
         panic!("provider bug");
     }
 }

@@ -9,7 +9,7 @@ use axum::http::Method;
 use serde_json::{json, Value};
 use socwire::azure::{AdapterOptions, LogAnalyticsQuery, SentinelRest, SENTINEL_API_VERSION};
 use socwire::ports::{IncidentStore, PortError, Question, WorkspaceQueries};
-use socwire::sentinel::{IncidentId, Indicator, Severity};
+use socwire::sentinel::{HostRef, IncidentId, Indicator, Severity};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,7 +46,7 @@ fn arm_service(comments: Arc<Mutex<HashMap<String, String>>>) -> impl Fn(&Seen) 
             return json(if created { 201 } else { 200 }, json!({"name": id}));
         }
         if req.path.ends_with("/query") {
-            // Log Analytics query API answer shape (SENTINEL.md §3).
+            // Log Analytics query API answer shape (Azure Monitor "Log Analytics API response format").
             return json(
                 200,
                 json!({"tables": [{"name": "PrimaryResult",
@@ -288,7 +288,10 @@ async fn log_analytics_answers_typed_questions_with_escaped_kql() {
     let host = "fin\"ws | union *; \n take";
     let answer = la
         .ask(&Question::RecentAlertsForHost {
-            host: host.into(),
+            host: HostRef {
+                name: host.into(),
+                fqdn: None,
+            },
             days: 7,
         })
         .await
@@ -304,21 +307,42 @@ async fn log_analytics_answers_typed_questions_with_escaped_kql() {
     assert!(kql.contains(r#""fin\"ws | union *; \n take""#), "{kql}");
     assert_eq!(kql, answer.query, "the finding cites the query that ran");
 
-    // A partial error in a 200 answer is a clear failure; a malformed workspace id is refused.
+    // A partial error in a 200 answer (a fuzzy union naming a table this workspace lacks, as
+    // the Log Analytics API's response-format page describes) keeps the rows it has and says
+    // so; an error with no table at all is a failure.
+    let ip = || Question::FirstSeenIp {
+        ip: "8.8.8.8".into(),
+        days: 30,
+    };
     server.script(
         Method::POST,
         &query_path,
-        [reply(
-            200,
-            r#"{"tables":[],"error":{"code":"PartialError","message":"query failed"}}"#,
-        )],
+        [
+            reply(
+                200,
+                r#"{"tables":[{"name":"PrimaryResult","columns":[{"name":"FirstSeen","type":"datetime"},{"name":"Count","type":"long"}],"rows":[["2026-11-30T10:00:00Z",3]]}],"error":{"code":"PartialError","message":"There were some errors when processing your query.","details":[{"code":"EngineError","message":"'DeviceNetworkEvents' could not be resolved"}]}}"#,
+            ),
+            reply(
+                200,
+                r#"{"error":{"code":"BadArgumentError","message":"query failed"}}"#,
+            ),
+        ],
+    );
+    let partial = la.ask(&ip()).await.unwrap();
+    assert_eq!(partial.rows.len(), 1, "{partial:?}");
+    assert_eq!(partial.rows[0]["Count"], 3);
+    assert!(
+        partial.warnings[0].contains("DeviceNetworkEvents"),
+        "{:?}",
+        partial.warnings
     );
     let err = la
         .ask(&Question::ThreatIndicator {
             indicator: Indicator {
                 kind: "ipv4".into(),
-                value: "203.0.113.7".into(),
+                value: "8.8.8.8".into(),
             },
+            table: Default::default(),
         })
         .await
         .unwrap_err();

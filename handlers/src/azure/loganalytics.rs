@@ -1,4 +1,5 @@
-//! The Log Analytics query API (`POST {endpoint}/v1/workspaces/{id}/query`, SENTINEL.md §3)
+//! The Log Analytics query API (`POST {endpoint}/v1/workspaces/{id}/query`; answers as in Azure Monitor's "Log Analytics
+//! API response format", partial errors included)
 //! answering the workspace's typed questions, rendered as KQL by [`crate::queries`].
 
 use super::rest::{Auth, RestClient};
@@ -60,20 +61,39 @@ impl LogAnalyticsQuery {
     }
 }
 
-/// Rows of the first table of a query answer, as maps of column name to value.
-pub fn rows_of(answer: &Value) -> PortResult<Vec<Map<String, Value>>> {
-    if let Some(err) = answer.get("error").filter(|e| !e.is_null()) {
-        let msg = err
+/// One row of an answer: column name to value.
+pub type Row = Map<String, Value>;
+
+/// Rows of the first table of a query answer, as maps of column name to value, and the
+/// warnings of a partial answer. The query API answers 200 with the rows it has plus an
+/// `error` object when part of a query failed (a table a fuzzy union names does not exist in
+/// the workspace): those rows are kept and the error becomes a warning. An `error` with no
+/// table is a failure.
+pub fn rows_of(answer: &Value) -> PortResult<(Vec<Row>, Vec<String>)> {
+    let error = answer.get("error").filter(|e| !e.is_null()).map(|err| {
+        let mut text = err
             .get("message")
             .and_then(Value::as_str)
-            .unwrap_or("query error");
-        return Err(PortError::Permanent(format!(
-            "Log Analytics: {}",
-            socwire_common::text::for_log(msg, 300)
-        )));
-    }
+            .unwrap_or("query error")
+            .to_string();
+        let details: Vec<&str> = err
+            .get("details")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.get("message").and_then(Value::as_str))
+            .take(3)
+            .collect();
+        if !details.is_empty() {
+            text = format!("{text} ({})", details.join("; "));
+        }
+        socwire_common::text::for_log(&text, 300)
+    });
     let Some(table) = answer.get("tables").and_then(|t| t.get(0)) else {
-        return Ok(Vec::new());
+        return match error {
+            Some(e) => Err(PortError::Permanent(format!("Log Analytics: {e}"))),
+            None => Ok((Vec::new(), Vec::new())),
+        };
     };
     let columns: Vec<String> = table
         .get("columns")
@@ -89,13 +109,19 @@ pub fn rows_of(answer: &Value) -> PortResult<Vec<Map<String, Value>>> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    Ok(rows
+    let rows = rows
         .into_iter()
         .filter_map(|r| match r {
             Value::Array(cells) => Some(columns.iter().cloned().zip(cells).collect()),
             _ => None,
         })
-        .collect())
+        .collect();
+    Ok((
+        rows,
+        error
+            .map(|e| vec![format!("partial answer: {e}")])
+            .unwrap_or_default(),
+    ))
 }
 
 #[async_trait]
@@ -122,13 +148,14 @@ impl WorkspaceQueries for LogAnalyticsQuery {
                 &what,
             )
             .await?;
-        let mut rows = rows_of(&answer)?;
+        let (mut rows, warnings) = rows_of(&answer)?;
         let truncated = rows.len() > crate::queries::MAX_ROWS;
         rows.truncate(crate::queries::MAX_ROWS);
         Ok(Answer {
             query,
             rows,
             truncated,
+            warnings,
         })
     }
 }

@@ -1,5 +1,5 @@
 //! `incident-created` (Event Grid trigger): a Sentinel playbook publishes the incident trigger
-//! body to a custom topic (subject = incident ARM id, `data` = the trigger body, SENTINEL.md §2);
+//! body to a custom topic (subject = incident ARM id, `data` = the trigger body of the Logic Apps Sentinel incident trigger);
 //! this puts one triage request for the incident on the `triage-requests` queue.
 
 use super::{triaged_key, FunctionError, TriageRequest};

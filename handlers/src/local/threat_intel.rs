@@ -1,4 +1,4 @@
-use crate::ports::{PortError, PortResult, ThreatIntel, TiFinding, TiSeverity};
+use crate::ports::{PortError, PortResult, ThreatIntel, TiAnswer, TiFinding, TiSeverity};
 use crate::sentinel::Indicator;
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -110,7 +110,7 @@ fn stix_pattern(pattern: &str) -> Vec<(String, String)> {
 }
 
 /// Indicators of a STIX 2.1 bundle: active `indicator` objects with `stix` patterns;
-/// confidence ≥ 80 → High, otherwise Warning (the Sentinel TI mapping, SENTINEL.md §5).
+/// confidence ≥ 80 → High, otherwise Warning (the grading MSTICPy's Sentinel TI provider gives by confidence).
 fn stix_entries(text: &str) -> PortResult<Vec<TiEntry>> {
     let bundle: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| PortError::Permanent(format!("STIX bundle: {e}")))?;
@@ -208,7 +208,7 @@ fn normalise(kind: &str, value: &str) -> String {
 
 #[async_trait]
 impl ThreatIntel for OfflineThreatIntel {
-    async fn lookup(&self, indicator: &Indicator) -> PortResult<Vec<TiFinding>> {
+    async fn lookup(&self, indicator: &Indicator) -> PortResult<TiAnswer> {
         let key = (
             indicator.kind.to_ascii_lowercase(),
             normalise(&indicator.kind, &indicator.value),
@@ -225,9 +225,10 @@ impl ThreatIntel for OfflineThreatIntel {
                         severity: e.severity,
                         details: e.details.clone(),
                     })
-                    .collect()
+                    .collect::<Vec<_>>()
             })
-            .unwrap_or_default())
+            .unwrap_or_default()
+            .into())
     }
 }
 
@@ -251,7 +252,14 @@ mod tests {
                 kind: k.into(),
                 value: v.into(),
             };
-            async move { ti.lookup(&i).await.unwrap().first().map(|f| f.severity) }
+            async move {
+                ti.lookup(&i)
+                    .await
+                    .unwrap()
+                    .findings
+                    .first()
+                    .map(|f| f.severity)
+            }
         };
         assert_eq!(level("ipv4", "203.0.113.5").await, Some(TiSeverity::High));
         assert_eq!(level("domain", "bad.example").await, Some(TiSeverity::High));
@@ -267,7 +275,8 @@ mod tests {
                 value: "192.0.2.77".into(),
             })
             .await
-            .unwrap();
+            .unwrap()
+            .findings;
         assert_eq!(
             (f[0].severity, f[0].details.as_str()),
             (TiSeverity::Benign, "scanner, approved")
@@ -286,7 +295,8 @@ mod tests {
                 value: "C2.EVIL.EXAMPLE".into(),
             })
             .await
-            .unwrap();
+            .unwrap()
+            .findings;
         assert_eq!(hit[0].severity, TiSeverity::High);
         let miss = ti
             .lookup(&Indicator {
@@ -294,7 +304,8 @@ mod tests {
                 value: "192.0.2.250".into(),
             })
             .await
-            .unwrap();
+            .unwrap()
+            .findings;
         assert!(miss.is_empty());
     }
 }

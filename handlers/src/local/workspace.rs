@@ -4,6 +4,7 @@
 
 use super::{sqlite_error, SqlitePool};
 use crate::ports::{Answer, PortError, PortResult, Question, WorkspaceQueries};
+use crate::sentinel::HostRef;
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -79,7 +80,8 @@ impl SqliteWorkspace {
         tx.commit().map_err(sqlite_error)
     }
 
-    /// Adds (or replaces) an entry of the local `ThreatIntelligenceIndicator` table.
+    /// Adds (or replaces) an entry of the local threat-intelligence table (rows in the shape
+    /// of `ThreatIntelIndicators`, or of the legacy `ThreatIntelligenceIndicator`).
     pub fn add_indicator(
         &self,
         kind: &str,
@@ -140,53 +142,110 @@ fn object(v: Value) -> Map<String, Value> {
     }
 }
 
+/// SQL matching the `host` column to a host as the KQL does: FQDN, name, or a name prefix.
+const HOST_SQL: &str = "(host = ?1 OR host = ?2 OR substr(host, 1, length(?2) + 1) = ?2 || '.')";
+
+fn host_params(host: &HostRef) -> (String, String) {
+    (
+        host.fqdn.clone().unwrap_or_default().to_ascii_lowercase(),
+        host.name.to_ascii_lowercase(),
+    )
+}
+
 #[async_trait]
 impl WorkspaceQueries for SqliteWorkspace {
     async fn ask(&self, question: &Question) -> PortResult<Answer> {
         let limit = (crate::queries::MAX_ROWS + 1) as i64;
         let mut rows = match question {
-            Question::RecentAlertsForHost { host, days } => self.bodies(
-                "SELECT body FROM la_rows WHERE table_name = 'SecurityAlert' AND host = ?1 AND time_ms > ?2 ORDER BY time_ms DESC LIMIT ?3",
-                &[&host.to_ascii_lowercase(), &since_ms(*days), &limit],
-            )?,
-            Question::ProcessesOnHost { host, days } => self.bodies(
-                "SELECT json_object('FileName', json_extract(body, '$.FileName'), 'ProcessCommandLine', json_extract(body, '$.ProcessCommandLine'), 'Count', COUNT(*))
-                 FROM la_rows WHERE table_name = 'DeviceProcessEvents' AND host = ?1 AND time_ms > ?2
-                 GROUP BY json_extract(body, '$.FileName'), json_extract(body, '$.ProcessCommandLine') ORDER BY COUNT(*) DESC LIMIT ?3",
-                &[&host.to_ascii_lowercase(), &since_ms(*days), &limit],
-            )?,
+            Question::RecentAlertsForHost { host, days } => {
+                let (fqdn, name) = host_params(host);
+                self.bodies(
+                    &format!("SELECT body FROM la_rows WHERE table_name = 'SecurityAlert' AND {HOST_SQL} AND time_ms > ?3 ORDER BY time_ms DESC LIMIT ?4"),
+                    &[&fqdn, &name, &since_ms(*days), &limit],
+                )?
+            }
+            Question::ProcessesOnHost { host, days } => {
+                let (fqdn, name) = host_params(host);
+                // Defender's DeviceProcessEvents, and Windows' SecurityEvent 4688 (file name
+                // taken from NewProcessName) where Defender is not deployed.
+                self.bodies(
+                    &format!("SELECT json_object('FileName', file, 'ProcessCommandLine', cmd, 'Source', source, 'Count', COUNT(*)) FROM (
+                         SELECT json_extract(body, '$.FileName') AS file, json_extract(body, '$.ProcessCommandLine') AS cmd, 'DeviceProcessEvents' AS source
+                           FROM la_rows WHERE table_name = 'DeviceProcessEvents' AND {HOST_SQL} AND time_ms > ?3
+                         UNION ALL
+                         SELECT replace(json_extract(body, '$.NewProcessName'), rtrim(json_extract(body, '$.NewProcessName'), replace(json_extract(body, '$.NewProcessName'), '\\', '')), ''),
+                                json_extract(body, '$.CommandLine'), 'SecurityEvent 4688'
+                           FROM la_rows WHERE table_name = 'SecurityEvent' AND CAST(json_extract(body, '$.EventID') AS TEXT) = '4688' AND {HOST_SQL} AND time_ms > ?3)
+                       GROUP BY file, cmd, source ORDER BY COUNT(*) DESC LIMIT ?4"),
+                    &[&fqdn, &name, &since_ms(*days), &limit],
+                )?
+            }
             Question::SigninsForAccount { account, days } => {
                 let conn = self.pool.lock();
+                // `ResultType` is a string in SigninLogs ("0" is success) but rows imported by
+                // hand may hold the number 0: compared as text, both read as success.
                 let (total, failures, last): (i64, i64, Option<i64>) = conn
-                    .query_row(
-                        "SELECT COUNT(*), COALESCE(SUM(COALESCE(json_extract(body, '$.ResultType'), '0') != '0'), 0), MAX(time_ms)
-                         FROM la_rows WHERE table_name = 'SigninLogs' AND account = ?1 AND time_ms > ?2",
-                        rusqlite::params![account.to_ascii_lowercase(), since_ms(*days)],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    .prepare_cached(
+                        "SELECT COUNT(*),
+                                COALESCE(SUM(CASE WHEN table_name = 'SigninLogs'
+                                                  THEN CAST(COALESCE(json_extract(body, '$.ResultType'), 0) AS TEXT) != '0'
+                                                  ELSE CAST(json_extract(body, '$.EventID') AS TEXT) = '4625' END), 0),
+                                MAX(time_ms)
+                         FROM la_rows
+                         WHERE time_ms > ?1 AND (
+                               (table_name = 'SigninLogs' AND ((?2 IS NOT NULL AND account = ?2)
+                                  OR (?3 IS NOT NULL AND lower(json_extract(body, '$.UserId')) = ?3)))
+                            OR (table_name = 'SecurityEvent' AND CAST(json_extract(body, '$.EventID') AS TEXT) IN ('4624', '4625') AND (
+                                  (?4 IS NOT NULL AND upper(json_extract(body, '$.TargetUserSid')) = ?4)
+                               OR (?5 IS NOT NULL AND ?6 IS NOT NULL AND lower(json_extract(body, '$.TargetUserName')) = ?5
+                                   AND lower(json_extract(body, '$.TargetDomainName')) = ?6))))",
                     )
+                    .and_then(|mut stmt| stmt.query_row(
+                        rusqlite::params![
+                            since_ms(*days),
+                            account.upn.as_deref().map(str::to_ascii_lowercase),
+                            account.object_id.as_deref().map(str::to_ascii_lowercase),
+                            account.sid.as_deref().map(str::to_ascii_uppercase),
+                            account.name.as_deref().map(str::to_ascii_lowercase),
+                            account.domain.as_deref().map(str::to_ascii_lowercase),
+                        ],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    ))
                     .map_err(sqlite_error)?;
                 vec![object(json!({
                     "Total": total, "Failures": failures,
                     "Last": last.map(rfc3339).unwrap_or(Value::Null)
                 }))]
             }
-            Question::FirstSeenIp { ip: value, days } | Question::FirstSeenDomain { domain: value, days } => {
-                let column = if matches!(question, Question::FirstSeenIp { .. }) { "ip" } else { "domain" };
+            Question::FirstSeenIp { ip: value, days }
+            | Question::FirstSeenDomain {
+                domain: value,
+                days,
+            } => {
+                let column = if matches!(question, Question::FirstSeenIp { .. }) {
+                    "ip"
+                } else {
+                    "domain"
+                };
                 let conn = self.pool.lock();
                 let (first, count): (Option<i64>, i64) = conn
-                    .query_row(
-                        &format!("SELECT MIN(time_ms), COUNT(*) FROM la_rows WHERE {column} = ?1 AND time_ms > ?2"),
+                    .prepare_cached(&format!("SELECT MIN(time_ms), COUNT(*) FROM la_rows WHERE {column} = ?1 AND time_ms > ?2"))
+                    .and_then(|mut stmt| stmt.query_row(
                         rusqlite::params![value.to_ascii_lowercase(), since_ms(*days)],
                         |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
+                    ))
                     .map_err(sqlite_error)?;
                 vec![object(json!({
                     "FirstSeen": first.map(rfc3339).unwrap_or(Value::Null), "Count": count
                 }))]
             }
-            Question::ThreatIndicator { indicator } => self.bodies(
+            Question::ThreatIndicator { indicator, .. } => self.bodies(
                 "SELECT body FROM la_ti WHERE kind = ?1 AND value = ?2 LIMIT ?3",
-                &[&indicator.kind, &indicator.value.to_ascii_lowercase(), &limit],
+                &[
+                    &indicator.kind,
+                    &indicator.value.to_ascii_lowercase(),
+                    &limit,
+                ],
             )?,
         };
         let truncated = rows.len() > crate::queries::MAX_ROWS;
@@ -195,6 +254,133 @@ impl WorkspaceQueries for SqliteWorkspace {
             query: crate::queries::render(question),
             rows,
             truncated,
+            warnings: Vec::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sentinel::AccountRef;
+
+    fn row(table: &str, host: Option<&str>, account: Option<&str>, body: Value) -> LogRow {
+        LogRow {
+            table: table.into(),
+            host: host.map(str::to_string),
+            account: account.map(str::to_string),
+            time_ms: chrono::Utc::now().timestamp_millis() - 60_000,
+            body: object(body),
+            ..Default::default()
+        }
+    }
+
+    async fn signins(ws: &SqliteWorkspace, account: AccountRef) -> (i64, i64) {
+        let a = ws
+            .ask(&Question::SigninsForAccount { account, days: 2 })
+            .await
+            .unwrap();
+        let n = |c: &str| a.rows[0][c].as_i64().unwrap();
+        (n("Total"), n("Failures"))
+    }
+
+    #[tokio::test]
+    async fn numeric_result_types_accounts_and_hosts_match_as_tables_store_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = SqliteWorkspace::open(&dir.path().join("w.sqlite3")).unwrap();
+        let mut rows = Vec::new();
+        // Twelve successful sign-ins, ResultType as the number 0 (and one text "0").
+        for i in 0..12 {
+            rows.push(row(
+                "SigninLogs",
+                None,
+                Some("j.doe@corp.example"),
+                json!({"n": i, "ResultType": 0, "UserId": "F7033626-AAAA-BBBB-CCCC-06646F4F95B3"}),
+            ));
+        }
+        rows.push(row(
+            "SigninLogs",
+            None,
+            Some("j.doe@corp.example"),
+            json!({"n": 99, "ResultType": "0"}),
+        ));
+        rows.push(row(
+            "SigninLogs",
+            None,
+            Some("j.doe@corp.example"),
+            json!({"n": 100, "ResultType": "50126"}),
+        ));
+        // Windows logons: by SID, and by name with domain.
+        rows.push(row("SecurityEvent", Some("vm1.contoso.com"), None, json!({"EventID": 4625, "TargetUserSid": "S-1-5-21-1-2-3-500", "TargetUserName": "administrator", "TargetDomainName": "CONTOSO"})));
+        rows.push(row("SecurityEvent", Some("vm1.contoso.com"), None, json!({"EventID": 4624, "TargetUserSid": "S-1-5-21-1-2-3-500", "TargetUserName": "administrator", "TargetDomainName": "CONTOSO"})));
+        rows.push(row("SecurityEvent", Some("vm2.contoso.com"), None, json!({"EventID": 4624, "TargetUserName": "administrator", "TargetDomainName": "FABRIKAM"})));
+        // A process seen only by Windows (4688), on a host stored by its FQDN.
+        rows.push(row("SecurityEvent", Some("vm1.contoso.com"), None, json!({"EventID": 4688, "NewProcessName": "C:\\Windows\\System32\\cmd.exe", "CommandLine": "cmd /c whoami"})));
+        rows.push(row(
+            "SecurityAlert",
+            Some("vm1.contoso.com"),
+            None,
+            json!({"AlertName": "x"}),
+        ));
+        ws.add_rows(&rows).unwrap();
+
+        let upn = AccountRef {
+            upn: Some("j.doe@corp.example".into()),
+            ..Default::default()
+        };
+        assert_eq!(signins(&ws, upn).await, (14, 1), "numeric 0 is a success");
+        let oid = AccountRef {
+            object_id: Some("f7033626-aaaa-bbbb-cccc-06646f4f95b3".into()),
+            ..Default::default()
+        };
+        assert_eq!(signins(&ws, oid).await, (12, 0));
+        let sid = AccountRef {
+            sid: Some("S-1-5-21-1-2-3-500".into()),
+            ..Default::default()
+        };
+        assert_eq!(signins(&ws, sid).await, (2, 1));
+        let named = AccountRef {
+            name: Some("administrator".into()),
+            domain: Some("contoso".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            signins(&ws, named).await,
+            (2, 1),
+            "not FABRIKAM\\administrator"
+        );
+
+        // A Host entity without dnsDomain still finds rows stored under the FQDN.
+        let host = HostRef {
+            name: "vm1".into(),
+            fqdn: None,
+        };
+        let p = ws
+            .ask(&Question::ProcessesOnHost {
+                host: host.clone(),
+                days: 2,
+            })
+            .await
+            .unwrap();
+        assert_eq!(p.rows.len(), 1, "{p:?}");
+        assert_eq!(p.rows[0]["FileName"], "cmd.exe");
+        assert_eq!(p.rows[0]["Source"], "SecurityEvent 4688");
+        let a = ws
+            .ask(&Question::RecentAlertsForHost { host, days: 7 })
+            .await
+            .unwrap();
+        assert_eq!(a.rows.len(), 1);
+        let other = HostRef {
+            name: "vm".into(),
+            fqdn: None,
+        };
+        let none = ws
+            .ask(&Question::RecentAlertsForHost {
+                host: other,
+                days: 7,
+            })
+            .await
+            .unwrap();
+        assert!(none.rows.is_empty(), "a prefix is a whole label");
     }
 }

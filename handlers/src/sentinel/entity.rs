@@ -6,6 +6,13 @@ use serde_json::{Map, Value};
 /// An entity from `Incidents_ListEntities`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entity {
+    /// ARM id (`…/providers/Microsoft.SecurityInsights/Entities/{guid}`); other entities link
+    /// to this one by it or by [`Entity::name`] (`hostEntityId`, `fileHashEntityIds`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Entity name (a GUID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Entity kind: Ip, Url, Host, Account, FileHash, DnsResolution, …
     pub kind: String,
     /// Entity properties (address, url, hostName, hashValue, friendlyName, …).
@@ -119,6 +126,20 @@ impl EntityKind {
 pub const MAX_INDICATOR_LEN: usize = 2048;
 
 impl Entity {
+    /// An entity of `kind` with `properties` (a JSON object; anything else gives none), and
+    /// no id.
+    pub fn new(kind: &str, properties: Value) -> Self {
+        Self {
+            id: None,
+            name: None,
+            kind: kind.into(),
+            properties: match properties {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            },
+        }
+    }
+
     /// The entity's kind.
     pub fn entity_kind(&self) -> EntityKind {
         EntityKind::parse(&self.kind)
@@ -131,6 +152,21 @@ impl Entity {
             .and_then(Value::as_str)
             .map(str::trim)
             .filter(|v| !v.is_empty() && v.len() <= MAX_INDICATOR_LEN)
+    }
+
+    /// The strings of an array property (at most `max`, each within [`MAX_INDICATOR_LEN`]).
+    pub(super) fn strings(&self, name: &str, max: usize) -> Vec<String> {
+        self.properties
+            .get(name)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= MAX_INDICATOR_LEN)
+            .take(max)
+            .map(str::to_string)
+            .collect()
     }
 
     /// A short label for people: `friendlyName`, else the kind's main field (not escaped:
@@ -147,7 +183,9 @@ impl Entity {
             "commandLine",
             "fileName",
             "mailboxPrimaryAddress",
+            "p1Sender",
             "sender",
+            "malwareName",
             "appName",
             "resourceId",
             "name",

@@ -1,15 +1,17 @@
 //! Sentinel incident model: the subset of the Microsoft.SecurityInsights REST shapes
-//! (api-version 2025-09-01, SENTINEL.md §1) that triage reads and writes.
+//! (api-version 2025-09-01, `specification/securityinsights` in Azure/azure-rest-api-specs) that triage reads and writes.
 
 mod entity;
 mod incident_id;
+mod links;
 mod observe;
 
 pub use entity::{Entity, EntityKind, MAX_INDICATOR_LEN};
 pub use incident_id::{
     is_safe_segment, IncidentId, IncidentIdError, WorkspaceRef, MAX_INCIDENT_ID_LEN,
 };
-pub use observe::{is_domain, Indicator, Observed, Subject};
+pub use links::{Links, Relation};
+pub use observe::{AccountRef, HostRef, Indicator, Observed, Subject};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

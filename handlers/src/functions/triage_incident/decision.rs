@@ -23,6 +23,10 @@ pub struct Finding {
     /// The query that produced it, when a query did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// Where an indicator found only in free text came from (`from text: incident
+    /// description`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 impl Finding {
@@ -33,8 +37,14 @@ impl Finding {
             severity: f.severity,
             reason: f.details.clone(),
             query: None,
+            origin: None,
         }
     }
+}
+
+/// True for the indicators the notebook's rule acts on: IP addresses and URLs.
+fn notebook_kind(kind: &str) -> bool {
+    matches!(kind, "ipv4" | "ipv6" | "url")
 }
 
 /// The incident as first read: what an analyst's change is detected against.
@@ -125,6 +135,11 @@ pub fn decision_key(incident: &IncidentId) -> String {
 }
 
 /// Decides from the findings under `rule`. Closed incidents are never touched.
+///
+/// [`TriageRule::Notebook`] is the Sentinel incident-triage notebook's rule: its verdict is
+/// the strongest threat-intelligence level on the incident's IP addresses and URLs, and high
+/// or warning sets severity High and status New; nothing else acts. [`TriageRule::Graded`]
+/// weighs every finding.
 pub fn assess(
     rule: TriageRule,
     incident: &Incident,
@@ -139,6 +154,46 @@ pub fn assess(
     Vec<String>,
 ) {
     let p = &incident.properties;
+    let mut reasons = Vec::new();
+    let count = |s: TiSeverity| findings.iter().filter(|f| f.severity == s).count();
+    if rule == TriageRule::Notebook {
+        let acted_on: Vec<&TiFinding> = ti
+            .iter()
+            .filter(|f| notebook_kind(&f.indicator.kind) && f.severity != TiSeverity::Benign)
+            .collect();
+        let verdict = acted_on.iter().map(|f| f.severity).max();
+        if p.status.eq_ignore_ascii_case("Closed") {
+            reasons.push("the incident is closed: left alone".into());
+            return (verdict, false, None, None, reasons);
+        }
+        let significant = verdict >= Some(TiSeverity::Warning);
+        if significant {
+            let n = |s: TiSeverity| acted_on.iter().filter(|f| f.severity == s).count();
+            reasons.push(format!(
+                "threat intelligence rates IP addresses or URLs: {} high and {} warning (rule: notebook)",
+                n(TiSeverity::High),
+                n(TiSeverity::Warning)
+            ));
+        } else {
+            reasons.push(
+                "no threat intelligence rates an IP address or URL high or warning (rule: notebook)"
+                    .into(),
+            );
+            let other = count(TiSeverity::High) + count(TiSeverity::Warning);
+            if other > 0 {
+                reasons.push(format!(
+                    "{other} other finding(s) rated warning or high (domains, hashes, workspace) are recorded, not acted on"
+                ));
+            }
+        }
+        let severity = significant
+            .then_some(Severity::High)
+            .filter(|t| *t != p.severity);
+        let status = significant
+            .then(|| "New".to_string())
+            .filter(|s| !s.eq_ignore_ascii_case(&p.status));
+        return (verdict, significant, severity, status, reasons);
+    }
     let worst = findings
         .iter()
         .map(|f| f.severity)
@@ -154,26 +209,19 @@ pub fn assess(
         _ if all_benign => Some(TiSeverity::Benign),
         other => other,
     };
-    let mut reasons = Vec::new();
     if p.status.eq_ignore_ascii_case("Closed") {
         reasons.push("the incident is closed: left alone".into());
         return (verdict, false, None, None, reasons);
     }
-    let (severity, status) = match (verdict, rule) {
-        (Some(TiSeverity::High | TiSeverity::Warning), TriageRule::Seed) => {
-            (Some(Severity::High), Some("New".to_string()))
-        }
-        (Some(TiSeverity::High), TriageRule::Graded) => (Some(Severity::High), None),
-        (Some(TiSeverity::Warning), TriageRule::Graded) => {
-            (Some(p.severity.max(Severity::Medium)), None)
-        }
-        (Some(TiSeverity::Benign), _) if p.severity > Severity::Low => (Some(Severity::Low), None),
-        _ => (None, None),
+    let severity = match verdict {
+        Some(TiSeverity::High) => Some(Severity::High),
+        Some(TiSeverity::Warning) => Some(p.severity.max(Severity::Medium)),
+        Some(TiSeverity::Benign) if p.severity > Severity::Low => Some(Severity::Low),
+        _ => None,
     };
-    let count = |s: TiSeverity| findings.iter().filter(|f| f.severity == s).count();
     match verdict {
         Some(TiSeverity::High | TiSeverity::Warning) => reasons.push(format!(
-            "{} high and {} warning finding(s) (rule: {rule:?})",
+            "{} high and {} warning finding(s) (rule: graded)",
             count(TiSeverity::High),
             count(TiSeverity::Warning)
         )),
@@ -191,13 +239,12 @@ pub fn assess(
         )),
     }
     let severity = severity.filter(|t| *t != p.severity);
-    let status = status.filter(|s| !s.eq_ignore_ascii_case(&p.status));
     let significant = matches!(verdict, Some(TiSeverity::High | TiSeverity::Warning))
         || (verdict == Some(TiSeverity::Benign) && severity.is_some());
     if verdict == Some(TiSeverity::Benign) && !significant {
         reasons.push(format!("already {}: left alone", p.severity));
     }
-    (verdict, significant, severity, status, reasons)
+    (verdict, significant, severity, None, reasons)
 }
 
 /// The verdict as MSTICPy names it, or `none`.
@@ -256,21 +303,82 @@ mod tests {
         assess(rule, inc, i, f, &findings)
     }
 
+    fn of_kind(kind: &str, value: &str, severity: TiSeverity) -> (Indicator, TiFinding) {
+        let (mut i, mut f) = finding(value, severity);
+        i.kind = kind.into();
+        f.indicator.kind = kind.into();
+        (i, f)
+    }
+
     #[test]
-    fn seed_rule_raises_any_warning_to_high_and_new() {
+    fn notebook_rule_acts_only_on_ti_for_ip_addresses_and_urls() {
+        // Threat intelligence warning on an IP → High/New, as the notebook's manager does.
         let (i, f) = finding("198.51.100.23", TiSeverity::Warning);
-        let (_, sig, sev, status, reasons) = run_assess(
-            TriageRule::Seed,
+        let (verdict, sig, sev, status, reasons) = run_assess(
+            TriageRule::Notebook,
             &incident(Severity::Low, "Active"),
             &[i],
             &[f],
         );
+        assert_eq!(verdict, Some(TiSeverity::Warning));
         assert!(sig);
         assert_eq!(
             (sev, status.as_deref()),
             (Some(Severity::High), Some("New"))
         );
         assert!(reasons[0].contains("1 warning"), "{reasons:?}");
+        let (i, f) = of_kind("url", "http://phish.example.net/login", TiSeverity::High);
+        let a = run_assess(
+            TriageRule::Notebook,
+            &incident(Severity::Medium, "New"),
+            &[i],
+            &[f],
+        );
+        assert_eq!((a.1, a.2), (true, Some(Severity::High)));
+
+        // A domain rated high, and a CloudFront host name's entropy: reported, not acted on.
+        let (d, df) = of_kind("domain", "c2.evil.example", TiSeverity::High);
+        let mut findings: Vec<Finding> = vec![Finding::from_ti(&df)];
+        findings.extend(super::super::evidence::domain_checks(
+            "d2x9wz7p4hq1k8.cloudfront.net",
+        ));
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.source == "domain-entropy" && f.severity == TiSeverity::Warning),
+            "{findings:?}"
+        );
+        let (verdict, sig, sev, status, reasons) = assess(
+            TriageRule::Notebook,
+            &incident(Severity::Medium, "New"),
+            &[d],
+            &[df],
+            &findings,
+        );
+        assert_eq!((verdict, sig, sev, status), (None, false, None, None));
+        assert!(reasons[1].contains("not acted on"), "{reasons:?}");
+        // Under the graded rule the same findings raise it.
+        let (d, df) = of_kind("domain", "c2.evil.example", TiSeverity::High);
+        let g = assess(
+            TriageRule::Graded,
+            &incident(Severity::Medium, "New"),
+            &[d],
+            &[df],
+            &findings,
+        );
+        assert_eq!((g.1, g.2), (true, Some(Severity::High)));
+    }
+
+    #[test]
+    fn notebook_rule_never_lowers_an_allow_listed_incident() {
+        let (i, f) = finding("192.0.2.10", TiSeverity::Benign);
+        let a = run_assess(
+            TriageRule::Notebook,
+            &incident(Severity::High, "New"),
+            &[i],
+            &[f],
+        );
+        assert_eq!((a.1, a.2, a.3), (false, None, None));
     }
 
     #[test]
@@ -289,7 +397,7 @@ mod tests {
     fn all_benign_lowers_but_one_unknown_does_not() {
         let (i, f) = finding("192.0.2.10", TiSeverity::Benign);
         let a = run_assess(
-            TriageRule::Seed,
+            TriageRule::Graded,
             &incident(Severity::High, "New"),
             std::slice::from_ref(&i),
             std::slice::from_ref(&f),
@@ -300,7 +408,7 @@ mod tests {
             value: "192.0.2.99".into(),
         };
         let b = run_assess(
-            TriageRule::Seed,
+            TriageRule::Graded,
             &incident(Severity::High, "New"),
             &[i, unknown],
             &[f],
@@ -313,7 +421,7 @@ mod tests {
     fn closed_incidents_are_left_alone() {
         let (i, f) = finding("203.0.113.66", TiSeverity::High);
         let a = run_assess(
-            TriageRule::Seed,
+            TriageRule::Notebook,
             &incident(Severity::Low, "Closed"),
             &[i],
             &[f],

@@ -5,14 +5,16 @@
 use super::{Finding, MAX_ENTITIES, MAX_INDICATORS, MAX_SUBJECTS};
 use crate::context::Context;
 use crate::functions::FunctionError;
-use crate::ports::{PortError, Question, TiFinding, TiSeverity};
-use crate::sentinel::{Entity, IncidentId, Indicator, Subject};
+use crate::ioc;
+use crate::ports::{PortError, Question, TiAnswer, TiFinding, TiSeverity, TiSkip, TiTable};
+use crate::sentinel::{Entity, Incident, IncidentId, Indicator, Links, Relation, Subject};
 use futures::StreamExt;
 use serde_json::Value;
 use socwire_common::text::for_log;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-/// Shannon entropy range of ordinary domain names (Sentinel notebooks, SENTINEL.md §5).
+/// Shannon entropy range of ordinary domain names (the bounds the Sentinel incident-triage
+/// notebook highlights outside of).
 pub const DOMAIN_ENTROPY_RANGE: (f64, f64) = (2.72120, 4.30891);
 const MAX_FINDINGS_KEPT: usize = 400;
 
@@ -51,6 +53,7 @@ pub fn domain_checks(domain: &str) -> Vec<Finding> {
         severity,
         reason: format!("entropy {e:.2} bits/char is outside the typical {lo:.2}–{hi:.2}"),
         query: None,
+        origin: None,
     }]
 }
 
@@ -63,15 +66,98 @@ fn num(row: &serde_json::Map<String, Value>, column: &str) -> i64 {
     }
 }
 
+/// True when a row of a threat-intelligence table is active and unexpired: `IsActive`/`Active`
+/// true (a bool or its text) and `ValidUntil`/`ExpirationDateTime` absent or in the future.
+/// The queries filter the same way; rows are checked again because a local or hand-fed
+/// workspace may not.
+fn ti_row_current(row: &serde_json::Map<String, Value>) -> bool {
+    let active = match row.get("IsActive").or_else(|| row.get("Active")) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        Some(Value::Number(n)) => n.as_i64() == Some(1),
+        _ => false,
+    };
+    let unexpired = match row
+        .get("ValidUntil")
+        .or_else(|| row.get("ExpirationDateTime"))
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    {
+        None => true,
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .map(|t| t.with_timezone(&chrono::Utc) > chrono::Utc::now())
+            .unwrap_or(false),
+    };
+    active && unexpired
+}
+
+/// Sentinel TI rows about `indicator` as threat-intelligence findings: confidence ≥ 80 is
+/// high, anything else warning (the legacy table's `Action` alert/block is high too);
+/// inactive or expired rows are left out.
+fn sentinel_ti(
+    indicator: &Indicator,
+    table: TiTable,
+    rows: &[serde_json::Map<String, Value>],
+) -> Vec<TiFinding> {
+    rows.iter()
+        .filter(|r| ti_row_current(r))
+        .map(|r| {
+            let action = r
+                .get("Action")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let confidence = num(
+                r,
+                if r.contains_key("Confidence") {
+                    "Confidence"
+                } else {
+                    "ConfidenceScore"
+                },
+            );
+            let severity = if confidence >= 80 || action == "alert" || action == "block" {
+                TiSeverity::High
+            } else {
+                TiSeverity::Warning
+            };
+            let description = r.get("Description").and_then(Value::as_str).unwrap_or("");
+            let table_name = match table {
+                TiTable::ThreatIntelIndicators => "ThreatIntelIndicators",
+                TiTable::ThreatIntelligenceIndicator => "ThreatIntelligenceIndicator",
+            };
+            let action = if action.is_empty() {
+                String::new()
+            } else {
+                format!(", action {action}")
+            };
+            TiFinding {
+                indicator: indicator.clone(),
+                provider: "sentinel-ti".into(),
+                severity,
+                details: format!(
+                    "{table_name}: confidence {confidence}{action}: {}",
+                    description.chars().take(200).collect::<String>()
+                ),
+            }
+        })
+        .collect()
+}
+
 /// The findings a workspace answer supports.
 fn interpret(question: &Question, answer: &crate::ports::Answer) -> Vec<Finding> {
     let cite = Some(answer.query.clone());
+    let partial = if answer.warnings.is_empty() {
+        ""
+    } else {
+        " (partial answer: some tables did not answer)"
+    };
     let finding = |about: String, severity, reason: String| Finding {
         about,
         source: format!("workspace:{}", question.name()),
         severity,
-        reason,
+        reason: format!("{reason}{partial}"),
         query: cite.clone(),
+        origin: None,
     };
     let rows = &answer.rows;
     match question {
@@ -81,7 +167,7 @@ fn interpret(question: &Question, answer: &crate::ports::Answer) -> Vec<Finding>
                 .filter(|r| r.get("AlertSeverity").and_then(Value::as_str) == Some("High"))
                 .count();
             vec![finding(
-                format!("host {host}"),
+                format!("host {}", host.label()),
                 TiSeverity::Information,
                 format!(
                     "{}{} alert(s) in {days} days, {high} of them High",
@@ -91,7 +177,9 @@ fn interpret(question: &Question, answer: &crate::ports::Answer) -> Vec<Finding>
             )]
         }
         Question::SigninsForAccount { account, days } => {
-            let Some(row) = rows.first() else { return Vec::new() };
+            let Some(row) = rows.first() else {
+                return Vec::new();
+            };
             let (total, failures) = (num(row, "Total"), num(row, "Failures"));
             if total == 0 {
                 return Vec::new();
@@ -102,25 +190,47 @@ fn interpret(question: &Question, answer: &crate::ports::Answer) -> Vec<Finding>
                 TiSeverity::Information
             };
             vec![finding(
-                format!("account {account}"),
+                format!("account {}", account.label()),
                 severity,
                 format!("{total} sign-in(s), {failures} failed, in {days} days"),
             )]
         }
         Question::FirstSeenIp { ip: v, days } | Question::FirstSeenDomain { domain: v, days } => {
-            let Some(row) = rows.first() else { return Vec::new() };
-            let kind = if matches!(question, Question::FirstSeenIp { .. }) { "ip" } else { "domain" };
-            let first = row.get("FirstSeen").and_then(Value::as_str).and_then(|t| {
-                chrono::DateTime::parse_from_rfc3339(t).ok()
-            });
+            let Some(row) = rows.first() else {
+                return Vec::new();
+            };
+            let kind = if matches!(question, Question::FirstSeenIp { .. }) {
+                "ip"
+            } else {
+                "domain"
+            };
+            let first = row
+                .get("FirstSeen")
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
             let reason = match first {
                 None => format!("not seen in the workspace in {days} days"),
-                Some(t) if chrono::Utc::now() - t.with_timezone(&chrono::Utc) < chrono::Duration::hours(24) => {
-                    format!("newly seen: first seen {} ({} sighting(s))", t.to_rfc3339(), num(row, "Count"))
+                Some(t)
+                    if chrono::Utc::now() - t.with_timezone(&chrono::Utc)
+                        < chrono::Duration::hours(24) =>
+                {
+                    format!(
+                        "newly seen: first seen {} ({} sighting(s))",
+                        t.to_rfc3339(),
+                        num(row, "Count")
+                    )
                 }
-                Some(t) => format!("first seen {} ({} sighting(s))", t.to_rfc3339(), num(row, "Count")),
+                Some(t) => format!(
+                    "first seen {} ({} sighting(s))",
+                    t.to_rfc3339(),
+                    num(row, "Count")
+                ),
             };
-            vec![finding(format!("{kind} {v}"), TiSeverity::Information, reason)]
+            vec![finding(
+                format!("{kind} {v}"),
+                TiSeverity::Information,
+                reason,
+            )]
         }
         Question::ProcessesOnHost { host, days } if !rows.is_empty() => {
             let names: Vec<String> = rows
@@ -129,41 +239,33 @@ fn interpret(question: &Question, answer: &crate::ports::Answer) -> Vec<Finding>
                 .filter_map(|r| r.get("FileName").and_then(Value::as_str))
                 .map(|s| s.chars().take(60).collect())
                 .collect();
+            let mut sources: Vec<&str> = rows
+                .iter()
+                .filter_map(|r| r.get("Source").and_then(Value::as_str))
+                .collect();
+            sources.sort_unstable();
+            sources.dedup();
             vec![finding(
-                format!("host {host}"),
+                format!("host {}", host.label()),
                 TiSeverity::Information,
-                format!("{} distinct process(es) in {days} days; most frequent: {}", rows.len(), names.join(", ")),
+                format!(
+                    "{} distinct process(es) in {days} days ({}); most frequent: {}",
+                    rows.len(),
+                    if sources.is_empty() {
+                        "DeviceProcessEvents".to_string()
+                    } else {
+                        sources.join(", ")
+                    },
+                    names.join(", ")
+                ),
             )]
         }
-        Question::ThreatIndicator { indicator } => rows
-            .iter()
-            .map(|r| {
-                let action = r.get("Action").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
-                let confidence = num(r, "ConfidenceScore");
-                let severity = if action == "alert" || action == "block" || confidence >= 80 {
-                    TiSeverity::High
-                } else {
-                    TiSeverity::Warning
-                };
-                let description = r.get("Description").and_then(Value::as_str).unwrap_or("");
-                Finding {
-                    about: format!("{} {}", indicator.kind, indicator.value),
-                    source: "sentinel-ti".into(),
-                    severity,
-                    reason: format!(
-                        "ThreatIntelligenceIndicator: action {action:?}, confidence {confidence}: {}",
-                        description.chars().take(200).collect::<String>()
-                    ),
-                    query: cite.clone(),
-                }
-            })
-            .collect(),
         _ => Vec::new(),
     }
 }
 
-/// The questions to ask about what the entities name.
-fn questions(subjects: &[Subject], indicators: &[Indicator]) -> Vec<Question> {
+/// The workspace questions about what the entities name.
+fn questions(subjects: &[Subject]) -> Vec<Question> {
     let mut out = Vec::new();
     for s in subjects {
         match s {
@@ -191,11 +293,6 @@ fn questions(subjects: &[Subject], indicators: &[Indicator]) -> Vec<Question> {
             }),
         }
     }
-    for i in indicators {
-        out.push(Question::ThreatIndicator {
-            indicator: i.clone(),
-        });
-    }
     out
 }
 
@@ -204,15 +301,63 @@ pub(super) struct Gathered {
     pub(super) entities: Vec<Entity>,
     pub(super) entities_total: usize,
     pub(super) indicators: Vec<Indicator>,
+    /// Where each indicator found only in free text came from.
+    pub(super) from_text: HashMap<Indicator, String>,
     pub(super) skipped_indicators: usize,
     pub(super) ti: Vec<TiFinding>,
+    /// Indicators not sent to internet providers, and why.
+    pub(super) withheld: Vec<(Indicator, String)>,
+    /// Providers not asked, by reason, with how many look-ups that was.
+    pub(super) skipped: Vec<(TiSkip, usize)>,
+    pub(super) relations: Vec<Relation>,
     pub(super) findings: Vec<Finding>,
     pub(super) alerts: Vec<Value>,
     pub(super) notes: Vec<String>,
 }
 
+/// Most indicators taken from free text per incident (after the entities' own).
+pub const MAX_TEXT_INDICATORS: usize = 50;
+/// Bytes of free text scanned per incident, all sources together.
+pub const MAX_TEXT_BYTES: usize = 256 * 1024;
+/// Most notes about values not read (refused addresses, accounts without identifiers).
+const MAX_REFUSED_NOTES: usize = 20;
+
+/// Free text of the incident and its alerts: `(where, text)`.
+fn incident_texts(incident: &Incident, alerts: &[Value]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(d) = incident
+        .properties
+        .description
+        .as_deref()
+        .filter(|d| !d.trim().is_empty())
+    {
+        out.push(("incident description".to_string(), d.to_string()));
+    }
+    for a in alerts {
+        if let Some(d) = a
+            .pointer("/properties/description")
+            .and_then(Value::as_str)
+            .filter(|d| !d.trim().is_empty())
+        {
+            let name = a
+                .pointer("/properties/alertDisplayName")
+                .and_then(Value::as_str)
+                .unwrap_or("(alert)");
+            out.push((
+                format!("description of alert {}", for_log(name, 80)),
+                d.to_string(),
+            ));
+        }
+    }
+    out
+}
+
 /// Reads the incident's entities and alerts and gathers every finding, within the bounds.
-pub(super) async fn gather(ctx: &Context, id: &IncidentId) -> Result<Gathered, FunctionError> {
+pub(super) async fn gather(
+    ctx: &Context,
+    id: &IncidentId,
+    incident: &Incident,
+) -> Result<Gathered, FunctionError> {
     let mut entities = ctx.incidents.entities(id).await?;
     let entities_total = entities.len();
     let mut notes = Vec::new();
@@ -222,7 +367,7 @@ pub(super) async fn gather(ctx: &Context, id: &IncidentId) -> Result<Gathered, F
             "{entities_total} entities: only the first {MAX_ENTITIES} were assessed"
         ));
     }
-    let alerts = match ctx.incidents.alerts(id).await {
+    let alerts: Vec<Value> = match ctx.incidents.alerts(id).await {
         Ok(a) => a.into_iter().take(200).collect(),
         Err(e) if !e.is_transient() => {
             notes.push(format!("alerts not read: {}", for_log(&e.to_string(), 200)));
@@ -230,20 +375,97 @@ pub(super) async fn gather(ctx: &Context, id: &IncidentId) -> Result<Gathered, F
         }
         Err(e) => return Err(e.into()),
     };
-    let mut indicators = BTreeSet::new();
+    let links = Links::new(&entities);
+    let (relations, link_issues) = links.relations();
+    notes.extend(link_issues);
+
+    // Indicators in order: the entities' own first, then those found only in text.
+    let mut indicators: Vec<Indicator> = Vec::new();
+    let mut seen: HashSet<Indicator> = HashSet::new();
     let mut subjects = BTreeSet::new();
+    let mut refused = Vec::new();
+    let mut texts = incident_texts(incident, &alerts);
     for e in &entities {
-        let o = e.observe();
-        indicators.extend(o.indicators);
+        let o = e.observe(&links);
+        for i in o.indicators {
+            if seen.insert(i.clone()) {
+                indicators.push(i);
+            }
+        }
         subjects.extend(o.subjects);
+        refused.extend(o.refused);
+        texts.extend(o.texts);
     }
+    if refused.len() > MAX_REFUSED_NOTES {
+        let more = refused.len() - MAX_REFUSED_NOTES;
+        refused.truncate(MAX_REFUSED_NOTES);
+        refused.push(format!("and {more} more value(s) not read"));
+    }
+    notes.extend(refused.into_iter().map(|r| format!("not read: {r}")));
+
+    let mut from_text = HashMap::new();
+    let mut budget = MAX_TEXT_BYTES;
+    let mut text_more = 0;
+    let mut unread_sources = 0;
+    for (source, text) in &texts {
+        if budget == 0 {
+            unread_sources += 1;
+            continue;
+        }
+        let limits = ioc::ExtractLimits {
+            max_bytes: ioc::ExtractLimits::default().max_bytes.min(budget),
+            ..Default::default()
+        };
+        budget -= text.len().min(limits.max_bytes);
+        let found = ioc::extract(text, &limits);
+        if found.cut_bytes {
+            notes.push(format!(
+                "{source}: only the first {} KiB read for indicators",
+                limits.max_bytes / 1024
+            ));
+        }
+        if found.cut_candidates {
+            notes.push(format!(
+                "{source}: the scan for indicators stopped after {} pieces of text",
+                limits.max_candidates
+            ));
+        }
+        for why in found.refused {
+            notes.push(format!("{source}: {why}"));
+        }
+        text_more += found.more;
+        for i in found.iocs {
+            if seen.contains(&i) {
+                continue;
+            }
+            if from_text.len() >= MAX_TEXT_INDICATORS {
+                text_more += 1;
+                continue;
+            }
+            seen.insert(i.clone());
+            from_text.insert(i.clone(), source.clone());
+            indicators.push(i);
+        }
+    }
+    if unread_sources > 0 {
+        notes.push(format!(
+            "{unread_sources} text(s) not scanned for indicators: the {} KiB budget was used",
+            MAX_TEXT_BYTES / 1024
+        ));
+    }
+    if text_more > 0 {
+        notes.push(format!("{text_more} more indicator(s) in free text not looked up (limit {MAX_TEXT_INDICATORS})"));
+    }
+
     let skipped_indicators = indicators.len().saturating_sub(MAX_INDICATORS);
     if skipped_indicators > 0 {
         notes.push(format!(
             "{skipped_indicators} indicator(s) over the limit of {MAX_INDICATORS} not checked"
         ));
+        for dropped in indicators.drain(MAX_INDICATORS..) {
+            from_text.remove(&dropped);
+        }
     }
-    let indicators: Vec<Indicator> = indicators.into_iter().take(MAX_INDICATORS).collect();
     if subjects.len() > MAX_SUBJECTS {
         notes.push(format!(
             "{} workspace subject(s) over the limit of {MAX_SUBJECTS} not asked about",
@@ -253,7 +475,7 @@ pub(super) async fn gather(ctx: &Context, id: &IncidentId) -> Result<Gathered, F
     let subjects: Vec<Subject> = subjects.into_iter().take(MAX_SUBJECTS).collect();
 
     let concurrency = ctx.settings.ti_concurrency.max(1);
-    let ti_results: Vec<Result<Vec<TiFinding>, PortError>> =
+    let ti_results: Vec<Result<TiAnswer, PortError>> =
         futures::stream::iter(indicators.iter().cloned())
             .map(|i| {
                 let ti = ctx.threat_intel.clone();
@@ -263,14 +485,31 @@ pub(super) async fn gather(ctx: &Context, id: &IncidentId) -> Result<Gathered, F
             .collect()
             .await;
     let mut ti = Vec::new();
-    for r in ti_results {
-        ti.extend(r?);
+    let mut withheld = Vec::new();
+    let mut skipped: BTreeMap<TiSkip, usize> = BTreeMap::new();
+    for (i, r) in indicators.iter().zip(ti_results) {
+        let answer = r?;
+        ti.extend(answer.findings);
+        if let Some(why) = answer.withheld {
+            withheld.push((i.clone(), why));
+        }
+        for s in answer.skipped {
+            *skipped.entry(s).or_default() += 1;
+        }
     }
-    let mut findings: Vec<Finding> = ti.iter().map(Finding::from_ti).collect();
-    for i in indicators.iter().filter(|i| i.kind == "domain") {
-        findings.extend(domain_checks(&i.value));
+    for (s, n) in &skipped {
+        notes.push(format!(
+            "{}: {n} look-up(s) not sent: {}",
+            s.provider, s.why
+        ));
     }
-    let qs = questions(&subjects, &indicators);
+
+    let table = ctx.settings.ti_table;
+    let mut qs: Vec<Question> = questions(&subjects);
+    qs.extend(indicators.iter().map(|i| Question::ThreatIndicator {
+        indicator: i.clone(),
+        table,
+    }));
     let answers: Vec<(Question, Result<crate::ports::Answer, PortError>)> =
         futures::stream::iter(qs)
             .map(|q| {
@@ -283,9 +522,26 @@ pub(super) async fn gather(ctx: &Context, id: &IncidentId) -> Result<Gathered, F
             .buffered(concurrency)
             .collect()
             .await;
+    let mut workspace_findings = Vec::new();
     for (q, a) in answers {
         match a {
-            Ok(answer) => findings.extend(interpret(&q, &answer)),
+            Ok(answer) => {
+                for w in &answer.warnings {
+                    notes.push(format!("{}: {}", q.name(), for_log(w, 300)));
+                }
+                match &q {
+                    Question::ThreatIndicator { indicator, table } => {
+                        let found = sentinel_ti(indicator, *table, &answer.rows);
+                        workspace_findings.extend(found.iter().map(|f| {
+                            let mut finding = Finding::from_ti(f);
+                            finding.query = Some(answer.query.clone());
+                            finding
+                        }));
+                        ti.extend(found);
+                    }
+                    _ => workspace_findings.extend(interpret(&q, &answer)),
+                }
+            }
             Err(e) if e.is_transient() => return Err(e.into()),
             Err(e) => notes.push(format!(
                 "{} not answered: {}",
@@ -293,6 +549,26 @@ pub(super) async fn gather(ctx: &Context, id: &IncidentId) -> Result<Gathered, F
                 for_log(&e.to_string(), 200)
             )),
         }
+    }
+    let mut findings: Vec<Finding> = ti
+        .iter()
+        .filter(|f| f.provider != "sentinel-ti")
+        .map(Finding::from_ti)
+        .collect();
+    findings.extend(workspace_findings);
+    if !from_text.is_empty() {
+        let sources: HashMap<String, &String> = from_text
+            .iter()
+            .map(|(i, source)| (format!("{} {}", i.kind, i.value), source))
+            .collect();
+        for f in &mut findings {
+            if let Some(source) = sources.get(&f.about) {
+                f.origin = Some(format!("from text: {source}"));
+            }
+        }
+    }
+    for i in indicators.iter().filter(|i| i.kind == "domain") {
+        findings.extend(domain_checks(&i.value));
     }
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.about.cmp(&b.about)));
     if findings.len() > MAX_FINDINGS_KEPT {
@@ -306,8 +582,12 @@ pub(super) async fn gather(ctx: &Context, id: &IncidentId) -> Result<Gathered, F
         entities,
         entities_total,
         indicators,
+        from_text,
         skipped_indicators,
         ti,
+        withheld,
+        skipped: skipped.into_iter().collect(),
+        relations,
         findings,
         alerts,
         notes,
@@ -326,6 +606,38 @@ mod tests {
         assert_eq!(
             domain_checks("aaaa.aa")[0].severity,
             TiSeverity::Information
+        );
+    }
+
+    #[test]
+    fn sentinel_ti_rows_honour_activity_expiry_and_confidence() {
+        let row = |v: Value| v.as_object().unwrap().clone();
+        let future = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+        let past = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+        let i = Indicator {
+            kind: "ipv4".into(),
+            value: "8.8.8.8".into(),
+        };
+        let rows = vec![
+            row(
+                serde_json::json!({"Id": "a", "IsActive": true, "ValidUntil": future, "Confidence": 90, "Description": "C2"}),
+            ),
+            row(
+                serde_json::json!({"Id": "b", "IsActive": true, "ValidUntil": null, "Confidence": 40}),
+            ),
+            row(serde_json::json!({"Id": "c", "IsActive": false, "Confidence": 100})),
+            row(
+                serde_json::json!({"Id": "d", "IsActive": "true", "ValidUntil": past, "Confidence": 100}),
+            ),
+        ];
+        let found = sentinel_ti(&i, TiTable::ThreatIntelIndicators, &rows);
+        let levels: Vec<TiSeverity> = found.iter().map(|f| f.severity).collect();
+        assert_eq!(levels, [TiSeverity::High, TiSeverity::Warning], "{found:?}");
+        assert!(
+            found[0]
+                .details
+                .starts_with("ThreatIntelIndicators: confidence 90"),
+            "{found:?}"
         );
     }
 }

@@ -16,8 +16,10 @@
 //! A redelivery after a partial failure finds the decision and completes what is missing; it
 //! never re-assesses an incident it has already changed.
 //!
-//! `evidence` gathers the findings, `decision` assesses them, `report` renders the report and
-//! the comment, and `effects` applies the decision in Sentinel.
+//! `evidence` gathers the findings (entities with their links resolved, indicators found in
+//! free text, threat intelligence screened and within quota, the workspace's answers),
+//! `decision` assesses them (by default with the Sentinel triage notebook's rule), `report`
+//! renders the report and the comment, and `effects` applies the decision in Sentinel.
 
 mod decision;
 mod effects;
@@ -25,7 +27,9 @@ mod evidence;
 mod report;
 
 pub use decision::{assess, decision_key, Decision, Finding, ReadStamp, TriageRule};
-pub use evidence::{domain_checks, entropy, DOMAIN_ENTROPY_RANGE};
+pub use evidence::{
+    domain_checks, entropy, DOMAIN_ENTROPY_RANGE, MAX_TEXT_BYTES, MAX_TEXT_INDICATORS,
+};
 
 use super::{stable_id, triaged_key, FunctionError, TriageRequest};
 use crate::context::Context;
@@ -106,7 +110,7 @@ async fn load_decision(ctx: &Context, id: &IncidentId) -> Result<Option<Decision
 /// delivery recorded first).
 async fn decide(ctx: &Context, id: &IncidentId) -> Result<Decision, FunctionError> {
     let incident = ctx.incidents.get(id).await?;
-    let g = gather(ctx, id).await?;
+    let g = gather(ctx, id, &incident).await?;
     let (verdict, significant, target_severity, target_status, mut reasons) = assess(
         ctx.settings.triage_rule,
         &incident,

@@ -32,9 +32,13 @@ pub(super) fn render_comment(d: &Decision, kept: Option<&ReadStamp>) -> String {
     }
     text.push_str("</p><ul>");
     for f in notable.iter().take(MAX_FINDINGS_IN_COMMENT) {
+        let about = match &f.origin {
+            Some(o) => format!("{} ({o})", f.about),
+            None => f.about.clone(),
+        };
         text.push_str(&format!(
             "<li>{} — {} ({}: {})</li>",
-            escape_html(&f.about),
+            escape_html(&about),
             f.severity.msticpy(),
             escape_html(&f.source),
             escape_html(&f.reason)
@@ -74,6 +78,66 @@ pub(super) fn render_comment(d: &Decision, kept: Option<&ReadStamp>) -> String {
     text
 }
 
+/// One sentence per process entity: what it ran from (with the file's hashes), where, as
+/// whom, started by what — from the links the incident's entities carry.
+pub(super) fn process_sentences(g: &Gathered) -> Vec<String> {
+    let linked = |from: usize, link: &str| -> Vec<usize> {
+        g.relations
+            .iter()
+            .filter(|r| r.from == from && r.link == link)
+            .map(|r| r.to)
+            .collect()
+    };
+    let label = |i: usize| g.entities[i].label();
+    let mut out = Vec::new();
+    for (p, ent) in g.entities.iter().enumerate() {
+        if ent.entity_kind() != EntityKind::Process {
+            continue;
+        }
+        let mut s = format!("process {}", label(p));
+        for image in linked(p, "image file") {
+            let file = &g.entities[image];
+            let path = match (
+                file.properties.get("directory").and_then(Value::as_str),
+                file.properties.get("fileName").and_then(Value::as_str),
+            ) {
+                (Some(dir), Some(name)) => format!("{}\\{name}", dir.trim_end_matches('\\')),
+                _ => label(image),
+            };
+            s.push_str(&format!(" ran from {path}"));
+            let hashes: Vec<String> = linked(image, "file hash")
+                .into_iter()
+                .filter_map(|h| {
+                    let h = &g.entities[h];
+                    let value = h.properties.get("hashValue").and_then(Value::as_str)?;
+                    let algorithm = h
+                        .properties
+                        .get("algorithm")
+                        .and_then(Value::as_str)
+                        .unwrap_or("hash");
+                    Some(format!("{algorithm} {value}"))
+                })
+                .collect();
+            if !hashes.is_empty() {
+                s.push_str(&format!(" ({})", hashes.join(", ")));
+            }
+        }
+        for host in linked(p, "host") {
+            s.push_str(&format!(" on host {}", label(host)));
+        }
+        for account in linked(p, "account") {
+            s.push_str(&format!(" as {}", label(account)));
+        }
+        for parent in linked(p, "parent process") {
+            s.push_str(&format!(", started by {}", label(parent)));
+        }
+        if s != format!("process {}", label(p)) {
+            out.push(s.chars().take(600).collect());
+        }
+    }
+    out
+}
+
 fn alert_time(a: &Value) -> String {
     a.pointer("/properties/startTimeUtc")
         .or_else(|| a.pointer("/properties/timeGenerated"))
@@ -109,9 +173,13 @@ pub(super) fn render_report(incident: &Incident, g: &Gathered, d: &Decision) -> 
     }
     html.push_str("</ul><h2>Findings</h2><table><tr><th>Level</th><th>About</th><th>Source</th><th>Reason</th><th>Query</th></tr>");
     for f in &d.findings {
+        let about = match &f.origin {
+            Some(o) => format!("{} <small>({})</small>", e(&f.about), e(o)),
+            None => e(&f.about),
+        };
         html.push_str(&format!(
             "<tr class='{lvl}'><td>{lvl}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            e(&f.about),
+            about,
             e(&f.source),
             e(&f.reason),
             f.query
@@ -127,18 +195,23 @@ pub(super) fn render_report(incident: &Incident, g: &Gathered, d: &Decision) -> 
     html.push_str("</table><h2>Threat intelligence by provider</h2><table><tr><th>Indicator</th><th>Provider</th><th>Level</th><th>Details</th></tr>");
     for i in &g.indicators {
         let found: Vec<&TiFinding> = g.ti.iter().filter(|f| &f.indicator == i).collect();
+        let shown = match g.from_text.get(i) {
+            Some(source) => format!(
+                "{} {} <small>(from text: {})</small>",
+                e(&i.kind),
+                e(&i.value),
+                e(source)
+            ),
+            None => format!("{} {}", e(&i.kind), e(&i.value)),
+        };
         if found.is_empty() {
             html.push_str(&format!(
-                "<tr><td>{} {}</td><td>-</td><td>not known</td><td></td></tr>",
-                e(&i.kind),
-                e(&i.value)
+                "<tr><td>{shown}</td><td>-</td><td>not known</td><td></td></tr>"
             ));
         }
         for f in found {
             html.push_str(&format!(
-                "<tr class='{lvl}'><td>{} {}</td><td>{}</td><td>{lvl}</td><td>{}</td></tr>",
-                e(&i.kind),
-                e(&i.value),
+                "<tr class='{lvl}'><td>{shown}</td><td>{}</td><td>{lvl}</td><td>{}</td></tr>",
                 e(&f.provider),
                 e(&f.details),
                 lvl = f.severity.msticpy()
@@ -146,6 +219,29 @@ pub(super) fn render_report(incident: &Incident, g: &Gathered, d: &Decision) -> 
         }
     }
     html.push_str("</table>");
+    if !g.withheld.is_empty() {
+        html.push_str("<h2>Not sent to internet providers</h2><p>Offline lists and the workspace saw these; the internet providers did not.</p><ul>");
+        for (i, why) in &g.withheld {
+            html.push_str(&format!(
+                "<li>{} {}: {}</li>",
+                e(&i.kind),
+                e(&i.value),
+                e(why)
+            ));
+        }
+        html.push_str("</ul>");
+    }
+    if !g.skipped.is_empty() {
+        html.push_str("<h2>Providers not asked</h2><ul>");
+        for (s, n) in &g.skipped {
+            html.push_str(&format!(
+                "<li>{}: {n} look-up(s) not sent: {}</li>",
+                e(&s.provider),
+                e(&s.why)
+            ));
+        }
+        html.push_str("</ul>");
+    }
     if g.skipped_indicators > 0 {
         html.push_str(&format!(
             "<p>{} further indicator(s) not checked (limit {MAX_INDICATORS}).</p>",
@@ -175,6 +271,24 @@ pub(super) fn render_report(incident: &Incident, g: &Gathered, d: &Decision) -> 
         ));
     }
     html.push_str("</table>");
+    let sentences = process_sentences(g);
+    if !g.relations.is_empty() {
+        html.push_str("<h2>How the entities relate</h2><ul>");
+        for sentence in &sentences {
+            html.push_str(&format!("<li>{}</li>", e(sentence)));
+        }
+        for r in g.relations.iter().take(200) {
+            html.push_str(&format!(
+                "<li>{} {} → {}: {} {}</li>",
+                e(&g.entities[r.from].kind.chars().take(32).collect::<String>()),
+                e(&g.entities[r.from].label()),
+                e(&r.link),
+                e(&g.entities[r.to].kind.chars().take(32).collect::<String>()),
+                e(&g.entities[r.to].label())
+            ));
+        }
+        html.push_str("</ul>");
+    }
     if !unknown.is_empty() {
         let list: Vec<String> = unknown.iter().map(|k| e(k)).collect();
         html.push_str(&format!(
@@ -246,6 +360,7 @@ mod tests {
                 severity: TiSeverity::High,
                 reason: "<script>alert(1)</script>".into(),
                 query: None,
+                origin: None,
             }],
             comment_id: String::new(),
             report_name: String::new(),
