@@ -1,31 +1,301 @@
-//! Draws a subgraph as a standalone SVG: IT nodes as blue circles, OT nodes as orange squares,
-//! edges as arrows labelled with first time and protocol. All text is XML-escaped (alert text
-//! is attacker-influenced).
+//! Draws a subgraph as a standalone SVG "lane" picture: time runs left to right, every host
+//! has a lane, lanes are grouped by zone (IT, OT) and Purdue level where an asset map says
+//! it ([`Zones`]), and every communication pair is an arrow from its source lane to its
+//! destination lane at the time of its first alert, labelled with its alert count, protocols
+//! and tactics. The path the row claims is drawn in red; host-only alerts are diamonds on their
+//! host's lane. The console embeds the same drawing and makes the arrows clickable (each is a
+//! focusable `g.edge` carrying `data-src` and `data-dst`). All text is XML-escaped: alert text
+//! is attacker-influenced.
 
 use crate::subgraph::Subgraph;
+use serde::Deserialize;
 use socwire_common::text::escape_html;
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
-/// Renders `s` (at most its first 60 nodes, nodes on a circle in time order of first contact).
-pub fn render(s: &Subgraph) -> String {
-    const SIZE: f64 = 720.0;
-    let nodes: Vec<_> = s.nodes.iter().take(60).collect();
-    let n = nodes.len().max(1) as f64;
-    let (cx, cy, r) = (SIZE / 2.0, SIZE / 2.0 + 30.0, SIZE / 2.0 - 110.0);
-    let pos = |i: usize| {
-        let a = std::f64::consts::TAU * i as f64 / n - std::f64::consts::FRAC_PI_2;
-        (cx + r * a.cos(), cy + r * a.sin())
+/// The parts of a row the drawing uses; read from a stored row (its JSON) or taken from a
+/// [`Subgraph`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Story {
+    /// Row id.
+    pub subgraph_id: String,
+    /// 1 = look first.
+    pub rank: u32,
+    /// Score.
+    pub score: f64,
+    /// Alerts.
+    pub alert_count: u32,
+    /// Nodes.
+    pub node_count: u32,
+    /// Hops of the longest time-respecting path.
+    pub longest_path: u32,
+    /// An IT host reached into OT.
+    pub crosses_it_ot: bool,
+    /// The path the row claims (addresses in order).
+    pub path: Vec<String>,
+    /// Nodes.
+    pub nodes: Vec<StoryNode>,
+    /// Communication pairs.
+    pub edges: Vec<StoryEdge>,
+    /// Why it ranks where it does.
+    pub reasons: Vec<String>,
+}
+
+/// A node of a [`Story`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct StoryNode {
+    /// Address.
+    pub ip: String,
+    /// Host name, when known.
+    pub host: Option<String>,
+    /// `IT`, `OT` or `IT/OT`.
+    pub domain: String,
+}
+
+/// A communication pair of a [`Story`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct StoryEdge {
+    /// Source address.
+    pub src: String,
+    /// Destination (the source again for host-only alerts).
+    pub dst: String,
+    /// First alert time (RFC 3339).
+    pub first_seen: String,
+    /// Alerts on the pair.
+    pub alerts: u32,
+    /// Protocols.
+    pub protocols: Vec<String>,
+    /// Tactics.
+    pub tactics: Vec<String>,
+}
+
+impl From<&Subgraph> for Story {
+    fn from(s: &Subgraph) -> Self {
+        Self {
+            subgraph_id: s.subgraph_id.clone(),
+            rank: s.rank,
+            score: s.score,
+            alert_count: s.alert_count,
+            node_count: s.node_count,
+            longest_path: s.longest_path,
+            crosses_it_ot: s.crosses_it_ot,
+            path: s.path.iter().map(|p| p.to_string()).collect(),
+            nodes: s
+                .nodes
+                .iter()
+                .map(|n| StoryNode {
+                    ip: n.ip.to_string(),
+                    host: n.host.as_ref().map(|h| h.to_string()),
+                    domain: n.domain.to_string(),
+                })
+                .collect(),
+            edges: s
+                .edges
+                .iter()
+                .map(|e| StoryEdge {
+                    src: e.src.to_string(),
+                    dst: e.dst.to_string(),
+                    first_seen: e.first_seen.clone(),
+                    alerts: e.alerts,
+                    protocols: e.protocols.iter().map(|p| p.to_string()).collect(),
+                    tactics: e.tactics.iter().map(|t| t.to_string()).collect(),
+                })
+                .collect(),
+            reasons: s.reasons.clone(),
+        }
+    }
+}
+
+/// One entry of an asset map: the addresses of a network and where they sit.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Zone {
+    /// The network, `10.20.0.0/16` or one address.
+    pub cidr: String,
+    /// `IT` or `OT`.
+    pub zone: String,
+    /// Purdue level, when known (`L1`, `L2`, `L3.5`, …).
+    #[serde(default)]
+    pub level: Option<String>,
+    /// What lives there, for the lane group's heading (`PLCs`).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// An asset map: the most specific matching entry places a host (an asset-zones JSON file is
+/// a list of [`Zone`]s). Hosts it does not place go by the domain their alerts gave.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Zones(pub Vec<Zone>);
+
+impl Zones {
+    /// The entry for `ip`: the longest matching prefix.
+    pub fn place(&self, ip: &str) -> Option<&Zone> {
+        let addr: IpAddr = ip.parse().ok()?;
+        self.0
+            .iter()
+            .filter_map(|z| {
+                let (net, bits) = match z.cidr.split_once('/') {
+                    Some((n, b)) => (n.parse::<IpAddr>().ok()?, b.parse::<u32>().ok()?),
+                    None => {
+                        let n: IpAddr = z.cidr.parse().ok()?;
+                        (n, if n.is_ipv4() { 32 } else { 128 })
+                    }
+                };
+                contains(net, bits, addr).then_some((bits, z))
+            })
+            .max_by_key(|(bits, _)| *bits)
+            .map(|(_, z)| z)
+    }
+}
+
+fn contains(net: IpAddr, bits: u32, addr: IpAddr) -> bool {
+    let (n, a, width) = match (net, addr) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => (u32::from(n) as u128, u32::from(a) as u128, 32),
+        (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n), u128::from(a), 128),
+        _ => return false,
     };
-    let index = |ip: &str| nodes.iter().position(|x| &*x.ip == ip);
+    if bits > width {
+        return false;
+    }
+    let shift = width - bits;
+    shift >= width || (n >> shift) == (a >> shift)
+}
+
+/// The lane group of a host: heading and sort key (top to bottom: IT before OT, higher
+/// Purdue levels first, hosts with no known level above their zone's levels).
+fn lane_group(node: &StoryNode, zones: &Zones) -> (String, (u8, i32)) {
+    match zones.place(&node.ip) {
+        Some(z) => {
+            let level = z.level.as_deref().and_then(|l| {
+                l.trim_start_matches(['L', 'l'])
+                    .parse::<f64>()
+                    .ok()
+                    .map(|v| (v * 10.0) as i32)
+            });
+            let zone_rank = if z.zone.eq_ignore_ascii_case("OT") { 1 } else { 0 };
+            let heading = [
+                Some(z.zone.clone()),
+                z.level.as_ref().map(|l| format!("Purdue {l}")),
+                z.name.clone(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" · ");
+            (heading, (zone_rank, -level.unwrap_or(1000)))
+        }
+        None => {
+            let zone_rank = if node.domain.contains("OT") { 1 } else { 0 };
+            (format!("{} · level not known", node.domain), (zone_rank, -1000))
+        }
+    }
+}
+
+fn millis(rfc3339: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// Renders a row with no asset map (lanes grouped by the domain the alerts gave).
+pub fn render(s: &Subgraph) -> String {
+    render_story(&Story::from(s), &Zones::default())
+}
+
+/// Width of the drawing.
+const WIDTH: f64 = 1000.0;
+/// Width of the lane labels on the left.
+const LABELS: f64 = 240.0;
+/// Height of one lane.
+const LANE: f64 = 30.0;
+/// Height of a group heading.
+const HEADING: f64 = 22.0;
+/// Lanes drawn at most (the busiest hosts first).
+const MAX_LANES: usize = 60;
+/// Arrows drawn at most.
+const MAX_EDGES: usize = 150;
+
+/// Renders `s` with its hosts placed by `zones`.
+pub fn render_story(s: &Story, zones: &Zones) -> String {
+    // Lanes: hosts that carry an edge first (by alert volume), then the rest, at most
+    // MAX_LANES; then grouped and ordered.
+    let mut weight: std::collections::HashMap<&str, u64> = Default::default();
+    for e in &s.edges {
+        *weight.entry(&e.src).or_default() += u64::from(e.alerts);
+        *weight.entry(&e.dst).or_default() += u64::from(e.alerts);
+    }
+    let mut chosen: Vec<&StoryNode> = s.nodes.iter().collect();
+    chosen.sort_by_key(|n| std::cmp::Reverse(weight.get(n.ip.as_str()).copied().unwrap_or(0)));
+    chosen.truncate(MAX_LANES);
+    let mut lanes: Vec<(String, (u8, i32), &StoryNode)> = chosen
+        .into_iter()
+        .map(|n| {
+            let (heading, key) = lane_group(n, zones);
+            (heading, key, n)
+        })
+        .collect();
+    lanes.sort_by(|a, b| (a.1, &a.0, &a.2.ip).cmp(&(b.1, &b.0, &b.2.ip)));
+
+    let reasons: Vec<&String> = s.reasons.iter().take(4).collect();
+    let top = 34.0 + 16.0 * reasons.len() as f64 + 30.0;
+    // y of every lane, with a heading row before each new group.
+    let mut y = top;
+    let mut lane_y: Vec<(&str, f64)> = Vec::new();
+    let mut headings: Vec<(f64, &str)> = Vec::new();
+    let mut last_group: Option<&str> = None;
+    for (heading, _, node) in &lanes {
+        if last_group != Some(heading.as_str()) {
+            headings.push((y, heading));
+            y += HEADING;
+            last_group = Some(heading);
+        }
+        lane_y.push((&node.ip, y + LANE / 2.0));
+        y += LANE;
+    }
+    let height = y + 50.0;
+    let lane_of = |ip: &str| lane_y.iter().find(|(i, _)| *i == ip).map(|(_, y)| *y);
+
+    // Time axis over the edges' first alerts.
+    let mut edges: Vec<(&StoryEdge, i64)> = s
+        .edges
+        .iter()
+        .filter_map(|e| Some((e, millis(&e.first_seen)?)))
+        .filter(|(e, _)| lane_of(&e.src).is_some() && lane_of(&e.dst).is_some())
+        .collect();
+    edges.sort_by_key(|(e, t)| (*t, e.src.clone(), e.dst.clone()));
+    edges.truncate(MAX_EDGES);
+    let t0 = edges.first().map_or(0, |e| e.1);
+    let t1 = edges.last().map_or(t0, |e| e.1).max(t0 + 60_000);
+    let (x0, x1) = (LABELS + 24.0, WIDTH - 40.0);
+    let x_of = |t: i64| x0 + (x1 - x0) * (t - t0) as f64 / (t1 - t0) as f64;
+    // Arrows at nearly the same time are spread apart so each stays clickable.
+    let mut xs: Vec<f64> = Vec::with_capacity(edges.len());
+    for (_, t) in &edges {
+        let x = x_of(*t).max(xs.last().map_or(f64::MIN, |p| p + 7.0));
+        xs.push(x);
+    }
+    if let Some(&last) = xs.last() {
+        if last > x1 {
+            let scale = (x1 - x0) / (last - x0).max(1.0);
+            for x in &mut xs {
+                *x = x0 + (*x - x0) * scale;
+            }
+        }
+    }
+    let on_path = |a: &str, b: &str| s.path.windows(2).any(|w| w[0] == a && w[1] == b);
+
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{SIZE}" height="{h}" viewBox="0 0 {SIZE} {h}" font-family="sans-serif" font-size="11">
-<defs><marker id="arrow" viewBox="0 0 10 10" refX="18" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>
-<rect width="100%" height="100%" fill="white"/>
-<text x="12" y="20" font-size="14" font-weight="bold">Rank {rank}: score {score:.2}, {alerts} alert(s), {nodes} node(s), longest path {hops} hop(s){ot}</text>
+        r##"<svg xmlns="http://www.w3.org/2000/svg" class="story" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12" role="img" aria-label="Alert story, rank {rank}">
+<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#333"/></marker><marker id="arrow-path" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#b00020"/></marker></defs>
+<rect width="100%" height="100%" fill="#ffffff"/>
+<text x="12" y="22" font-size="15" font-weight="bold" fill="#111">Rank {rank}: score {score:.2}, {alerts} alert(s), {nodes} host(s), longest path {hops} hop(s){ot}</text>
 "##,
-        h = SIZE + 40.0,
         rank = s.rank,
         score = s.score,
         alerts = s.alert_count,
@@ -37,63 +307,129 @@ pub fn render(s: &Subgraph) -> String {
             ""
         },
     );
-    for (i, reason) in s.reasons.iter().take(4).enumerate() {
+    for (i, reason) in reasons.iter().enumerate() {
         let _ = writeln!(
             svg,
             r##"<text x="12" y="{}" fill="#333">• {}</text>"##,
-            38 + 14 * i,
+            42.0 + 16.0 * i as f64,
             escape_html(reason)
         );
     }
-    for e in s.edges.iter().take(120) {
-        let (Some(a), Some(b)) = (index(&e.src), index(&e.dst)) else {
-            continue;
-        };
-        if a == b {
-            continue;
-        }
-        let ((x1, y1), (x2, y2)) = (pos(a), pos(b));
-        let label = format!(
-            "{} {}",
-            e.first_seen.get(11..16).unwrap_or_default(),
-            e.protocols.join("/")
-        );
+    // Time axis.
+    let axis_y = top - 12.0;
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{x0}" y1="{axis_y}" x2="{x1}" y2="{axis_y}" stroke="#555"/><text x="{x1}" y="{ay}" text-anchor="end" fill="#333">time (UTC) →</text>"##,
+        ay = axis_y - 6.0
+    );
+    for k in 0..=4 {
+        let t = t0 + (t1 - t0) * k / 4;
+        let x = x_of(t);
+        let label = chrono::DateTime::from_timestamp_millis(t)
+            .map(|d| d.format("%d %H:%M").to_string())
+            .unwrap_or_default();
         let _ = writeln!(
             svg,
-            r##"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke="#555" stroke-width="{w:.1}" marker-end="url(#arrow)"/><text x="{mx:.1}" y="{my:.1}" fill="#a33" text-anchor="middle">{t}</text>"##,
-            w = 1.0 + (f64::from(e.alerts)).ln(),
-            mx = (x1 + x2) / 2.0,
-            my = (y1 + y2) / 2.0 - 3.0,
-            t = escape_html(&label),
+            r##"<line x1="{x:.1}" y1="{axis_y}" x2="{x:.1}" y2="{}" stroke="#ddd"/><text x="{x:.1}" y="{}" text-anchor="middle" fill="#333" font-size="11">{label}</text>"##,
+            height - 44.0,
+            axis_y - 6.0 - if k == 4 { 12.0 } else { 0.0 },
         );
     }
-    for (i, node) in nodes.iter().enumerate() {
-        let (x, y) = pos(i);
-        let shape = if node.domain.contains("OT") {
-            format!(
-                r##"<rect x="{:.1}" y="{:.1}" width="18" height="18" fill="#f39c12" stroke="#7a4a00"/>"##,
-                x - 9.0,
-                y - 9.0
-            )
-        } else {
-            format!(r##"<circle cx="{x:.1}" cy="{y:.1}" r="9" fill="#3a7bd5" stroke="#123"/>"##)
+    // Group headings and lanes.
+    for (hy, heading) in &headings {
+        let _ = writeln!(
+            svg,
+            r##"<rect x="0" y="{hy}" width="{WIDTH}" height="{HEADING}" fill="#eef1f5"/><text x="12" y="{ty}" font-weight="bold" fill="#1f2937">{h}</text>"##,
+            ty = hy + 15.0,
+            h = escape_html(heading)
+        );
+    }
+    for (_, _, node) in &lanes {
+        let Some(ly) = lane_of(&node.ip) else {
+            continue;
         };
         let name = match &node.host {
-            Some(h) => format!("{} ({})", node.ip, h),
-            None => node.ip.to_string(),
+            Some(h) => format!("{} ({h})", node.ip),
+            None => node.ip.clone(),
+        };
+        let shape = if node.domain.contains("OT") {
+            format!(
+                r##"<rect x="14" y="{:.1}" width="10" height="10" fill="#b45309"/>"##,
+                ly - 5.0
+            )
+        } else {
+            format!(r##"<circle cx="19" cy="{ly:.1}" r="5" fill="#1d4ed8"/>"##)
         };
         let _ = writeln!(
             svg,
-            r##"{shape}<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            x,
-            y + 22.0,
+            r##"<g class="lane">{shape}<text x="30" y="{:.1}" fill="#111">{}</text><line x1="{x0}" y1="{ly:.1}" x2="{x1}" y2="{ly:.1}" stroke="#c7cdd4" stroke-dasharray="3 3"/></g>"##,
+            ly + 4.0,
             escape_html(&name)
+        );
+    }
+    // Arrows.
+    for ((e, t), x) in edges.iter().zip(&xs) {
+        let (Some(ya), Some(yb)) = (lane_of(&e.src), lane_of(&e.dst)) else {
+            continue;
+        };
+        let when = chrono::DateTime::from_timestamp_millis(*t)
+            .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        let what: Vec<&str> = e
+            .protocols
+            .iter()
+            .chain(&e.tactics)
+            .map(String::as_str)
+            .collect();
+        let label = format!("{}× {}", e.alerts, what.join(" · "));
+        let describe = format!(
+            "{} → {}: {} alert(s) from {when} UTC; {}",
+            e.src,
+            e.dst,
+            e.alerts,
+            what.join(", ")
+        );
+        let path = on_path(&e.src, &e.dst);
+        let (colour, marker, width) = if path {
+            ("#b00020", "arrow-path", 2.5)
+        } else {
+            ("#333333", "arrow", 1.4)
+        };
+        let _ = write!(
+            svg,
+            r##"<g class="edge{cls}" tabindex="0" role="button" data-src="{src}" data-dst="{dst}" aria-label="{desc}"><title>{desc}</title>"##,
+            cls = if path { " on-path" } else { "" },
+            src = escape_html(&e.src),
+            dst = escape_html(&e.dst),
+            desc = escape_html(&describe),
+        );
+        if e.src == e.dst {
+            let _ = write!(
+                svg,
+                r##"<path d="M{x:.1},{a:.1} l6,6 l-6,6 l-6,-6 z" fill="{colour}"/><rect x="{rx:.1}" y="{ry:.1}" width="16" height="20" fill="transparent"/>"##,
+                a = ya - 6.0,
+                rx = x - 8.0,
+                ry = ya - 10.0,
+            );
+        } else {
+            let end = if yb > ya { yb - 6.0 } else { yb + 6.0 };
+            let _ = write!(
+                svg,
+                r##"<line x1="{x:.1}" y1="{ya:.1}" x2="{x:.1}" y2="{end:.1}" stroke="transparent" stroke-width="12"/><line x1="{x:.1}" y1="{ya:.1}" x2="{x:.1}" y2="{end:.1}" stroke="{colour}" stroke-width="{width}" marker-end="url(#{marker})"/><circle cx="{x:.1}" cy="{ya:.1}" r="3" fill="{colour}"/>"##,
+            );
+        }
+        let _ = writeln!(
+            svg,
+            r##"<text x="{tx:.1}" y="{ty:.1}" fill="{colour}" font-size="10">{l}</text></g>"##,
+            tx = x + 4.0,
+            ty = (ya + yb) / 2.0 - 2.0,
+            l = escape_html(&label),
         );
     }
     let _ = writeln!(
         svg,
-        r##"<text x="12" y="{}" fill="#555"><tspan fill="#3a7bd5">●</tspan> IT  <tspan fill="#f39c12">■</tspan> OT  edge label: first time (UTC) and protocol</text></svg>"##,
-        SIZE + 30.0
+        r##"<text x="12" y="{}" fill="#333"><tspan fill="#1d4ed8">●</tspan> IT host  <tspan fill="#b45309">■</tspan> OT host  <tspan fill="#b00020">→</tspan> the row's path  ◆ alerts about one host; an arrow sits at its pair's first alert</text></svg>"##,
+        height - 14.0
     );
     svg
 }
@@ -102,11 +438,78 @@ pub fn render(s: &Subgraph) -> String {
 mod tests {
     use super::*;
 
+    fn story() -> Story {
+        serde_json::from_value(serde_json::json!({
+            "SubgraphId": "s1", "Rank": 1, "Score": 9.5, "AlertCount": 7, "NodeCount": 3,
+            "LongestPath": 2, "CrossesItOt": true,
+            "Path": ["10.0.0.1", "10.0.0.2", "192.168.10.100"],
+            "Nodes": [
+                {"Ip": "10.0.0.1", "Domain": "IT", "Host": "<script>alert(1)</script>"},
+                {"Ip": "10.0.0.2", "Domain": "IT"},
+                {"Ip": "192.168.10.100", "Domain": "OT"}
+            ],
+            "Edges": [
+                {"Src": "10.0.0.1", "Dst": "10.0.0.2", "FirstSeen": "2026-11-21T08:00:00Z", "Alerts": 3, "Protocols": ["SMB"], "Tactics": ["LateralMovement"]},
+                {"Src": "10.0.0.2", "Dst": "192.168.10.100", "FirstSeen": "2026-11-21T09:30:00Z", "Alerts": 2, "Protocols": ["S7\" onload=\"x"], "Tactics": []},
+                {"Src": "10.0.0.2", "Dst": "10.0.0.2", "FirstSeen": "2026-11-21T08:10:00Z", "Alerts": 2, "Protocols": [], "Tactics": ["Execution"]}
+            ],
+            "Reasons": ["campaign from <b>x</b>"]
+        }))
+        .unwrap()
+    }
+
+    fn zones() -> Zones {
+        serde_json::from_value(serde_json::json!([
+            {"cidr": "10.0.0.0/8", "zone": "IT", "level": "L4", "name": "Enterprise"},
+            {"cidr": "192.168.10.96/28", "zone": "OT", "level": "L1", "name": "PLCs"},
+            {"cidr": "192.168.10.100", "zone": "OT", "level": "L1", "name": "Line 1 PLC"}
+        ]))
+        .unwrap()
+    }
+
     #[test]
-    fn escapes_markup() {
+    fn the_most_specific_zone_places_a_host() {
+        let z = zones();
+        assert_eq!(z.place("10.9.9.9").unwrap().name.as_deref(), Some("Enterprise"));
         assert_eq!(
-            escape_html("<script>&\"'\u{7}"),
-            "&lt;script&gt;&amp;&quot;&#39;"
+            z.place("192.168.10.100").unwrap().name.as_deref(),
+            Some("Line 1 PLC")
         );
+        assert_eq!(z.place("192.168.10.101").unwrap().name.as_deref(), Some("PLCs"));
+        assert!(z.place("192.168.10.95").is_none());
+        assert!(z.place("2001:db8::1").is_none());
+        assert!(z.place("not an ip").is_none());
+    }
+
+    #[test]
+    fn lanes_run_it_above_ot_and_arrows_in_time_order() {
+        let svg = render_story(&story(), &zones());
+        let it = svg.find("IT · Purdue L4 · Enterprise").unwrap();
+        let ot = svg.find("OT · Purdue L1 · Line 1 PLC").unwrap();
+        assert!(it < ot, "IT group above OT");
+        // Three clickable edges, the first hop before the second (x grows with time).
+        assert_eq!(svg.matches(r#"class="edge"#).count(), 3);
+        let x_of = |src: &str, dst: &str| -> f64 {
+            let at = svg
+                .find(&format!(r#"data-src="{src}" data-dst="{dst}""#))
+                .unwrap();
+            let line = &svg[at..];
+            let x = line.split("x1=\"").nth(1).unwrap().split('"').next().unwrap();
+            x.parse().unwrap()
+        };
+        assert!(x_of("10.0.0.1", "10.0.0.2") < x_of("10.0.0.2", "192.168.10.100"));
+        // Both hops of the path are red.
+        assert_eq!(svg.matches("edge on-path").count(), 2);
+        assert!(svg.contains("3× SMB · LateralMovement"));
+    }
+
+    #[test]
+    fn attacker_text_is_escaped() {
+        let svg = render_story(&story(), &Zones::default());
+        assert!(!svg.contains("<script>"));
+        assert!(!svg.contains("<b>"));
+        assert!(!svg.contains("\" onload"));
+        assert!(svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(svg.contains("IT · level not known"));
     }
 }

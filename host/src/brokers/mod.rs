@@ -6,6 +6,7 @@
 //! killed (`kill -9`), though not a power cut. Every state change is one transaction. All time
 //! comes from a [`Clock`], so the delivery rules are tested with [`ManualClock`], never sleeps.
 
+mod browse;
 mod clock;
 mod deadletter;
 mod eventgrid;
@@ -16,13 +17,16 @@ mod replay;
 mod servicebus;
 mod status;
 
+pub use browse::{DeadLetterPage, FunctionTrigger, PartitionCounts};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deadletter::{DeadLetter, DeadLetterKind};
 pub use eventgrid::{EgDelivery, EgSubscriptionOptions, EVENT_GRID_BACKOFF_SECS};
 pub use eventhub::EhEvent;
 pub use queue::QueueMessage;
 pub use rejects::{TriggerSource, REJECTS_QUEUE};
-pub use servicebus::{SbEntityOptions, SbMessage, SbReceived, SendOutcome};
+pub use servicebus::{
+    FilterError, FilterInput, SbEntityOptions, SbMessage, SbReceived, SendOutcome, SqlFilter,
+};
 pub use status::{BrokerStatus, Consumers, PendingWork};
 
 use std::path::Path;

@@ -48,8 +48,8 @@ pub struct ServiceBusSubscription {
     /// Deliveries before dead-lettering (overrides host.json's).
     #[serde(default)]
     pub max_delivery_count: Option<u32>,
-    /// The SQL filter Bicep applies in Azure when `subjects` cannot say it (the local broker
-    /// filters on `subjects` only).
+    /// The SQL filter Bicep applies when `subjects` cannot say it; the local broker evaluates
+    /// it too ([`crate::brokers::SqlFilter`]).
     #[serde(default)]
     pub sql_filter: Option<String>,
 }

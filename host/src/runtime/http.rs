@@ -19,24 +19,36 @@ use std::sync::Arc;
 /// Largest HTTP trigger body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Binds the HTTP port (0 = any free port).
-pub(crate) async fn bind(port: u16) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(("127.0.0.1", port))
+/// Binds the HTTP port on `ip` (port 0 = any free port).
+pub(crate) async fn bind(
+    ip: std::net::IpAddr,
+    port: u16,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind((ip, port))
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))
+        .map_err(|e| anyhow::anyhow!("cannot listen on {ip}:{port}: {e}"))
 }
 
-/// Serves HTTP triggers and reports on `listener` in the background; returns its address.
+/// Serves HTTP triggers, reports and the mounted console on `listener` in the background;
+/// returns its address.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     s: Arc<Shared>,
+    console: Option<Router>,
 ) -> anyhow::Result<std::net::SocketAddr> {
-    let key = function_key(&s)?;
-    let app = Router::new()
+    let key = Arc::new(function_key(&s)?);
+    let mut app = Router::new()
         .route("/api/{*path}", any(api))
         .route("/reports/{*path}", get(report))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state((s.clone(), Arc::new(key)));
+        .with_state((s.clone(), key.clone()));
+    if let Some(console) = console {
+        let gate = ConsoleGate {
+            key,
+            key_required: !s.opts.listen.is_loopback(),
+        };
+        app = app.merge(console.layer(axum::middleware::from_fn_with_state(gate, console_gate)));
+    }
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         if let Err(e) = socwire_common::listener::serve(
@@ -116,6 +128,86 @@ pub(crate) fn load_or_create_key(path: &std::path::Path) -> anyhow::Result<Strin
     }
     std::fs::rename(&tmp, path)?;
     Ok(key)
+}
+
+/// Who may use the console.
+#[derive(Clone)]
+struct ConsoleGate {
+    key: Arc<String>,
+    /// Listening beyond loopback: every request must prove it knows the function key.
+    key_required: bool,
+}
+
+/// Cookie that carries the function key after `?code=` was given once.
+const KEY_COOKIE: &str = "socwire_key";
+
+/// On loopback, refuses requests whose Host is not a loopback name (a page elsewhere cannot
+/// read the console through DNS rebinding). Beyond loopback, requires the function key: the
+/// `x-functions-key` header, the key cookie, or `?code=` once, which sets the cookie
+/// (HttpOnly, SameSite=Strict) and redirects to the same page without it.
+async fn console_gate(
+    State(gate): State<ConsoleGate>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    if !gate.key_required {
+        let host = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let name = host
+            .rsplit_once(':')
+            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+            .map_or(host, |(name, _)| name);
+        if !matches!(name, "127.0.0.1" | "localhost" | "[::1]") {
+            return (StatusCode::FORBIDDEN, "the console answers loopback names only")
+                .into_response();
+        }
+        return next.run(request).await;
+    }
+    let matches = |given: &str| constant_time_eq(given.as_bytes(), gate.key.as_bytes());
+    let header_ok = headers
+        .get("x-functions-key")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(matches);
+    let cookie_ok = headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .any(|(k, v)| k == KEY_COOKIE && matches(v));
+    if header_ok || cookie_ok {
+        return next.run(request).await;
+    }
+    let query = request.uri().query().map(url_pairs).unwrap_or_default();
+    if query.get("code").is_some_and(|c| matches(c)) {
+        let rest: Vec<(String, String)> = query.into_iter().filter(|(k, _)| k != "code").collect();
+        let mut location = request.uri().path().to_string();
+        if !rest.is_empty() {
+            location.push('?');
+            location.push_str(
+                &url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(rest)
+                    .finish(),
+            );
+        }
+        return Response::builder()
+            .status(StatusCode::SEE_OTHER)
+            .header("location", location)
+            .header(
+                "set-cookie",
+                format!("{KEY_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", gate.key),
+            )
+            .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        "the console listens beyond loopback: open it once with ?code=<function key>",
+    )
+        .into_response()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -393,6 +485,59 @@ mod tests {
         assert_eq!(p["id"], "42");
         assert!(match_route("items/{id?}", "items").is_some());
         assert!(match_route("items/{id}", "items/42/extra").is_none());
+    }
+
+    async fn through_gate(key_required: bool, uri: &str, headers: &[(&str, &str)]) -> Response {
+        use tower::ServiceExt as _;
+        let gate = ConsoleGate {
+            key: Arc::new("k".repeat(40)),
+            key_required,
+        };
+        let app = Router::new()
+            .route("/", get(|| async { "console" }))
+            .layer(axum::middleware::from_fn_with_state(gate, console_gate));
+        let mut req = axum::http::Request::get(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn on_loopback_the_console_answers_loopback_names_only() {
+        for host in ["127.0.0.1:7071", "localhost:7071", "[::1]:7071", "localhost"] {
+            let r = through_gate(false, "/", &[("host", host)]).await;
+            assert_eq!(r.status(), StatusCode::OK, "{host}");
+        }
+        // A page elsewhere that rebinds its own name to 127.0.0.1 sends its own name.
+        let r = through_gate(false, "/", &[("host", "attacker.example:7071")]).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn beyond_loopback_the_console_needs_the_function_key() {
+        let key = "k".repeat(40);
+        let host = [("host", "10.0.0.5:7071")];
+        assert_eq!(
+            through_gate(true, "/", &host).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            through_gate(true, "/?code=wrong", &host).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let r = through_gate(true, &format!("/?code={key}&offset=50"), &host).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()["location"], "/?offset=50");
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+        let pair = cookie.split(';').next().unwrap().to_string();
+        let r = through_gate(true, "/", &[("cookie", &pair)]).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = through_gate(true, "/", &[("x-functions-key", &key)]).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = through_gate(true, "/", &[("cookie", "socwire_key=nope")]).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
 
     #[test]

@@ -29,6 +29,8 @@ use tokio::sync::Notify;
 pub struct Host {
     cfg: AppConfig,
     brokers: Arc<Brokers>,
+    stats: Arc<Stats>,
+    console: Option<axum::Router>,
     opts: UpOptions,
     _lock: std::fs::File,
 }
@@ -63,6 +65,8 @@ impl Host {
         Ok(Self {
             cfg,
             brokers,
+            stats: Arc::new(Stats::new(opts.quiet)),
+            console: None,
             opts,
             _lock: lock,
         })
@@ -71,6 +75,18 @@ impl Host {
     /// The brokers, for seeding before [`Host::run`].
     pub fn brokers(&self) -> &Arc<Brokers> {
         &self.brokers
+    }
+
+    /// The per-function counters the run keeps (live while it runs).
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Serves `router` beside the HTTP triggers (its routes must not start with `/api/` or
+    /// `/reports/`). On a non-loopback `listen` address every request to it must carry the
+    /// function key; on loopback, requests naming another host are refused (DNS rebinding).
+    pub fn mount_console(&mut self, router: axum::Router) {
+        self.console = Some(router);
     }
 
     /// The loaded app.
@@ -83,7 +99,7 @@ impl Host {
     pub async fn run(self) -> anyhow::Result<Summary> {
         let began = Instant::now();
         let data_dir = std::path::absolute(&self.opts.data_dir)?;
-        let listener = http::bind(self.opts.http_port).await?;
+        let listener = http::bind(self.opts.listen, self.opts.http_port).await?;
         let http_addr = listener.local_addr()?;
         let mut env: BTreeMap<String, String> = self.cfg.settings.clone();
         env.insert("SOCWIRE_DATA_DIR".into(), data_dir.display().to_string());
@@ -100,7 +116,7 @@ impl Host {
             self.opts.data_dir.display()
         );
         let shared = Arc::new(Shared {
-            stats: Stats::new(self.opts.quiet),
+            stats: self.stats,
             cfg: self.cfg,
             brokers: self.brokers,
             worker,
@@ -133,8 +149,12 @@ impl Host {
             }
         }
         tasks.spawn(eventgrid::event_grid_loop(shared.clone()));
-        let http = http::serve(listener, shared.clone()).await?;
-        println!("socwire up: HTTP triggers and reports at http://{http}/");
+        let console = self.console.is_some();
+        let http = http::serve(listener, shared.clone(), self.console).await?;
+        println!(
+            "socwire up: HTTP triggers and reports at http://{http}/{}",
+            if console { "; console at the same address" } else { "" }
+        );
 
         if shared.opts.exit_when_idle {
             wait_until_idle(&shared).await?;
@@ -199,8 +219,14 @@ pub fn declare_entities(cfg: &AppConfig, brokers: &Brokers, lease: Duration) -> 
                                 .unwrap_or(o.max_delivery_count),
                             ..o
                         };
-                        let subjects = declared.and_then(|d| d.subjects.clone());
-                        brokers.sb_ensure_subscription(t, sub, subjects, o)?;
+                        // The rule Bicep deploys: the declared SQL filter, else
+                        // `sys.Label IN (subjects)`, else none (every message).
+                        let filter = declared.and_then(|d| {
+                            d.sql_filter.clone().or_else(|| {
+                                d.subjects.as_deref().map(crate::brokers::SqlFilter::subjects_in)
+                            })
+                        });
+                        brokers.sb_ensure_subscription(t, sub, filter.as_deref(), o)?;
                     }
                     None => brokers.sb_ensure_queue(entity, o)?,
                 }

@@ -21,8 +21,11 @@ pub struct UpOptions {
     pub app_root: PathBuf,
     /// State directory (brokers, local adapters).
     pub data_dir: PathBuf,
-    /// Port for HTTP triggers and reports (`http://127.0.0.1:{port}/api/...`).
+    /// Port for HTTP triggers, reports and the console (`http://127.0.0.1:{port}/api/...`).
     pub http_port: u16,
+    /// Address to listen on: loopback by default; any other address makes the console ask for
+    /// the function key.
+    pub listen: std::net::IpAddr,
     /// The handler binary to use when host.json's `defaultExecutablePath` is not in the app root.
     pub handler_fallback: PathBuf,
     /// Stop when every broker is idle and print the summary.
@@ -40,7 +43,7 @@ pub(crate) struct Shared {
     pub(crate) cfg: AppConfig,
     pub(crate) brokers: Arc<Brokers>,
     pub(super) worker: Arc<Worker>,
-    pub(crate) stats: Stats,
+    pub(crate) stats: Arc<Stats>,
     pub(super) work: Notify,
     pub(super) inflight: AtomicUsize,
     pub(crate) stopping: AtomicBool,

@@ -7,6 +7,9 @@
 //! This module declares entities and sends; [`receive`] holds peek-lock delivery and settlement.
 
 mod receive;
+mod sqlfilter;
+
+pub use sqlfilter::{FilterError, FilterInput, SqlFilter};
 
 use super::{new_token, BrokerError, BrokerResult, Brokers};
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -183,10 +186,12 @@ impl Brokers {
         name: &str,
         kind: &str,
         topic: Option<&str>,
-        filter: Option<&[String]>,
+        filter: Option<&str>,
         o: &SbEntityOptions,
     ) -> BrokerResult<()> {
-        let filter = filter.map(|f| serde_json::to_string(f).unwrap_or_default());
+        if let Some(f) = filter {
+            SqlFilter::parse(f).map_err(|e| BrokerError::Invalid(format!("{name}: {e}")))?;
+        }
         self.lock().execute(
             "INSERT INTO sb_entities (name, kind, topic, filter, max_delivery_count, lock_ms, requires_session, dup_window_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -206,20 +211,21 @@ impl Brokers {
         self.sb_ensure(name, "topic", None, None, &options)
     }
 
-    /// Creates (or updates) a subscription `topic/subscriptions/sub`. With `subjects`, it
-    /// takes only messages whose Subject is one of them; without, every message.
+    /// Creates (or updates) a subscription `topic/subscriptions/sub`. With a SQL `filter`
+    /// ([`SqlFilter`]), it takes only the messages the filter is true for; without, every
+    /// message (Service Bus's default `1=1` rule). A filter this host cannot parse is refused.
     pub fn sb_ensure_subscription(
         &self,
         topic: &str,
         sub: &str,
-        subjects: Option<Vec<String>>,
+        filter: Option<&str>,
         options: SbEntityOptions,
     ) -> BrokerResult<()> {
         self.sb_ensure(
             &format!("{topic}/subscriptions/{sub}"),
             "subscription",
             Some(topic),
-            subjects.as_deref(),
+            filter,
             &options,
         )
     }
@@ -272,10 +278,19 @@ impl Brokers {
             let mut out = Vec::new();
             for s in subs {
                 let (name, filter, sessions) = s?;
-                let subjects: Option<Vec<String>> =
-                    filter.and_then(|f| serde_json::from_str(&f).ok());
-                let matches = subjects
-                    .is_none_or(|list| message.subject.as_ref().is_some_and(|s| list.contains(s)));
+                let matches = match filter {
+                    None => true,
+                    Some(text) => SqlFilter::parse(&text)
+                        .map_err(|e| BrokerError::Invalid(format!("{name}: {e}")))?
+                        .matches(&FilterInput {
+                            label: message.subject.as_deref(),
+                            message_id: &message.message_id,
+                            correlation_id: message.correlation_id.as_deref(),
+                            session_id: message.session_id.as_deref(),
+                            content_type: message.content_type.as_deref(),
+                            user: &message.application_properties,
+                        }),
+                };
                 if matches {
                     out.push((name, sessions));
                 }
@@ -343,7 +358,7 @@ mod tests {
     }
 
     #[test]
-    fn topic_fans_out_to_subscriptions_whose_subject_filter_matches() {
+    fn topic_fans_out_to_subscriptions_whose_filter_matches() {
         let (_d, b, _c) = brokers();
         b.sb_ensure_topic("t", SbEntityOptions::default()).unwrap();
         b.sb_ensure_subscription("t", "all", None, SbEntityOptions::default())
@@ -351,10 +366,20 @@ mod tests {
         b.sb_ensure_subscription(
             "t",
             "gpu",
-            Some(vec!["provision".into()]),
+            Some(&SqlFilter::subjects_in(&["provision".into()])),
             SbEntityOptions::default(),
         )
         .unwrap();
+        b.sb_ensure_subscription(
+            "t",
+            "rest",
+            Some("sys.Label IS NULL OR sys.Label NOT IN ('provision')"),
+            SbEntityOptions::default(),
+        )
+        .unwrap();
+        assert!(b
+            .sb_ensure_subscription("t", "bad", Some("a +"), SbEntityOptions::default())
+            .is_err());
         let with = |id: &str, subject: &str| SbMessage {
             subject: Some(subject.into()),
             ..msg(id, subject)
@@ -370,10 +395,13 @@ mod tests {
             b.sb_send("t", with("2", "export")).unwrap(),
             SendOutcome::Accepted {
                 sequence_number: 2,
-                copies: 1
+                copies: 2
             }
         );
         assert_eq!(b.sb_receive("t/subscriptions/all", 10).unwrap().len(), 2);
+        let rest = b.sb_receive("t/subscriptions/rest", 10).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].message.subject.as_deref(), Some("export"));
         let gpu = b.sb_receive("t/subscriptions/gpu", 10).unwrap();
         assert_eq!(gpu.len(), 1);
         assert_eq!(gpu[0].message.subject.as_deref(), Some("provision"));
