@@ -199,3 +199,156 @@ pub fn seed(store: &SqliteIncidentStore, count: usize) -> PortResult<Vec<Value>>
     }
     Ok(events)
 }
+
+/// The hub the alert stream reads (function-defs/alert-stream).
+pub const ALERT_HUB: &str = "alerts";
+
+/// Alerts in the demo's generated day.
+pub const DEMO_DAY_ALERTS: usize = 20_000;
+
+/// Attack chains injected into that day.
+pub const DEMO_CHAINS: usize = 5;
+
+/// Alerts per Event Hubs event (a JSON array, as a sensor batches them).
+const ALERTS_PER_EVENT: usize = 250;
+
+/// What [`stream_alert_day`] sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertDay {
+    /// Alerts in the day with the attack chains.
+    pub day_alerts: usize,
+    /// Alerts in the quiet stretch after it.
+    pub tail_alerts: usize,
+    /// Events sent to the hub.
+    pub events: usize,
+    /// Chains injected.
+    pub chains: usize,
+}
+
+/// Sends a generated IT/OT day to the `alerts` hub: alertgraph's family B site (three plants,
+/// their OT cells, a busy background) with [`DEMO_CHAINS`] attack chains, followed by a
+/// stretch of background only as long as the engine's window (`window_ms`) plus an hour. The
+/// engine writes a story when its newest alert leaves the window, so without the quiet stretch
+/// the day's stories would still be open when the demo ends. Everything goes with one partition
+/// key, as one site's sensor sends it (the engine keeps one window per partition). The alerts
+/// end about two hours before `now_ms`.
+pub fn stream_alert_day(
+    brokers: &socwire_host::brokers::Brokers,
+    window_ms: i64,
+    now_ms: i64,
+) -> anyhow::Result<AlertDay> {
+    use alertgraph::generate::{generate, Family, GenConfig};
+    const HOUR: i64 = 3_600_000;
+    let tail_ms = window_ms.clamp(HOUR, 48 * HOUR) + HOUR;
+    // Generated times run a little past their span (a burst near the end): two hours of room.
+    let end = now_ms - now_ms % 60_000 - 2 * HOUR;
+    let day_start = end - tail_ms - 24 * HOUR;
+    let day = generate(GenConfig {
+        alerts: DEMO_DAY_ALERTS,
+        chains: DEMO_CHAINS,
+        seed: 24,
+        start_ms: day_start,
+        span_ms: 24 * HOUR,
+        family: Family::B,
+    });
+    let tail_alerts = (DEMO_DAY_ALERTS as i64 * tail_ms / (24 * HOUR)) as usize;
+    let tail = generate(GenConfig {
+        alerts: tail_alerts,
+        chains: 0,
+        seed: 25,
+        start_ms: day_start + 24 * HOUR,
+        span_ms: tail_ms,
+        family: Family::B,
+    });
+    let mut events = 0;
+    let props = Value::Object(Map::new());
+    for alerts in [&day.alerts, &tail.alerts] {
+        let bodies: Vec<Vec<u8>> = alerts
+            .chunks(ALERTS_PER_EVENT)
+            .map(serde_json::to_vec)
+            .collect::<Result<_, _>>()?;
+        for chunk in bodies.chunks(64) {
+            let batch: Vec<(Option<&str>, &[u8], &Value)> = chunk
+                .iter()
+                .map(|b| (Some("demo-site"), b.as_slice(), &props))
+                .collect();
+            events += brokers.eh_send_many(ALERT_HUB, &batch)?.len();
+        }
+    }
+    Ok(AlertDay {
+        day_alerts: day.alerts.len(),
+        tail_alerts: tail.alerts.len(),
+        events,
+        chains: DEMO_CHAINS,
+    })
+}
+
+/// The asset map of the demo's site (alertgraph's family B network), so the console draws
+/// its hosts in zones and Purdue levels: enterprise workstations, servers, domain controllers
+/// and file servers at level 4, the jump hosts at 3.5 (the IT/OT DMZ), each plant's
+/// engineering workstation and historian at level 3, HMIs at level 2, PLCs at level 1.
+pub fn asset_zones() -> Value {
+    let mut zones = vec![
+        json!({"cidr": "172.16.0.0/16", "zone": "IT", "level": "L4", "name": "workstations"}),
+        json!({"cidr": "172.17.0.0/16", "zone": "IT", "level": "L4", "name": "servers"}),
+        json!({"cidr": "172.19.0.0/24", "zone": "IT", "level": "L4", "name": "domain controllers"}),
+        json!({"cidr": "172.19.1.0/24", "zone": "IT", "level": "L4", "name": "file servers"}),
+        json!({"cidr": "172.18.1.0/24", "zone": "IT", "level": "L4", "name": "scanners"}),
+        json!({"cidr": "172.18.0.0/24", "zone": "IT", "level": "L3.5", "name": "jump hosts (DMZ)"}),
+        json!({"cidr": "2001:db8::/32", "zone": "IT", "level": "L5", "name": "internet"}),
+    ];
+    for p in 0..3 {
+        let cell = 10 + p;
+        zones.extend([
+            json!({"cidr": format!("172.16.{p}.250"), "zone": "OT", "level": "L3", "name": "engineering workstations"}),
+            json!({"cidr": format!("192.168.{cell}.20"), "zone": "OT", "level": "L3", "name": "historians"}),
+            json!({"cidr": format!("192.168.{cell}.10/31"), "zone": "OT", "level": "L2", "name": "HMIs"}),
+            json!({"cidr": format!("192.168.{cell}.96/27"), "zone": "OT", "level": "L1", "name": "PLCs"}),
+        ]);
+    }
+    Value::Array(zones)
+}
+
+#[cfg(test)]
+mod alert_day_tests {
+    use super::*;
+
+    #[test]
+    fn the_asset_map_places_the_demo_site() {
+        let zones: alertgraph::svg::Zones = serde_json::from_value(asset_zones()).unwrap();
+        let level = |ip: &str| zones.place(ip).and_then(|z| z.level.clone());
+        assert_eq!(level("172.16.1.42").as_deref(), Some("L4"));
+        assert_eq!(level("172.16.1.250").as_deref(), Some("L3"));
+        assert_eq!(level("192.168.11.10").as_deref(), Some("L2"));
+        assert_eq!(level("192.168.11.11").as_deref(), Some("L2"));
+        assert_eq!(level("192.168.12.105").as_deref(), Some("L1"));
+        assert_eq!(level("192.168.12.20").as_deref(), Some("L3"));
+        assert_eq!(level("172.18.0.2").as_deref(), Some("L3.5"));
+    }
+
+    #[test]
+    fn the_day_and_its_quiet_stretch_reach_the_hub_in_one_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = socwire_host::brokers::Brokers::open(
+            dir.path(),
+            std::sync::Arc::new(socwire_host::brokers::SystemClock),
+        )
+        .unwrap();
+        b.eh_ensure_hub(ALERT_HUB, 4).unwrap();
+        let now = 1_800_000_000_000;
+        let day = stream_alert_day(&b, 3_600_000, now).unwrap();
+        assert_eq!(day.day_alerts, DEMO_DAY_ALERTS);
+        // A one-hour window: two hours of background after the day.
+        assert_eq!(day.tail_alerts, DEMO_DAY_ALERTS / 12);
+        let events = (day.day_alerts).div_ceil(ALERTS_PER_EVENT) + day.tail_alerts.div_ceil(ALERTS_PER_EVENT);
+        assert_eq!(day.events, events);
+        let used: Vec<_> = b.partitions().unwrap().into_iter().filter(|p| p.events > 0).collect();
+        assert_eq!(used.len(), 1);
+        assert_eq!(used[0].events as usize, events);
+        // The newest alert lies in the past, so the engine accepts every one.
+        let last = b.eh_read(ALERT_HUB, "t", used[0].partition, Some(used[0].last_sequence - 1), 1).unwrap();
+        let alerts: Vec<alertgraph::Alert> = serde_json::from_slice(&last[0].body).unwrap();
+        let newest = alerts.iter().map(|a| a.time_generated).max().unwrap();
+        assert!(newest < now - 3_600_000 && newest > now - 5 * 3_600_000, "{newest}");
+    }
+}

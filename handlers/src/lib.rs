@@ -7,6 +7,7 @@
 pub mod alerts_cli;
 pub mod azure;
 pub mod cli;
+pub mod console;
 pub mod context;
 pub mod demo;
 pub mod functions;

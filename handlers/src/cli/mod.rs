@@ -34,9 +34,16 @@ pub struct UpArgs {
     /// Where state is kept (brokers, local Sentinel, ledger, reports).
     #[arg(long, default_value = ".socwire", env = "SOCWIRE_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// Port for HTTP triggers and reports.
+    /// Port for HTTP triggers, reports and the console.
     #[arg(long, default_value_t = 7071)]
     pub port: u16,
+    /// Address to listen on. Loopback by default; on any other address the console asks for
+    /// the function key (`?code=` once, then a cookie).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub listen: std::net::IpAddr,
+    /// Serve no console.
+    #[arg(long)]
+    pub no_console: bool,
     /// Seconds a delivered message stays locked before it can be delivered again (also how
     /// soon a killed run's deliveries come back if they were not released at restart).
     #[arg(long, default_value_t = 300)]
@@ -53,10 +60,11 @@ pub struct UpArgs {
 /// Runs the local host.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let handler = std::env::current_exe()?;
-    let host = Host::open(UpOptions {
+    let mut host = Host::open(UpOptions {
         app_root: args.app_root.clone(),
         data_dir: args.data_dir.clone(),
         http_port: args.port,
+        listen: args.listen,
         handler_fallback: handler,
         exit_when_idle: args.exit_when_idle,
         quiet: args.quiet,
@@ -82,8 +90,22 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    if args.demo {
+        send_demo_alerts(&host, &args.data_dir)?;
+    }
+    if !args.no_console {
+        let console = crate::console::Console::open(
+            args.data_dir.clone(),
+            host.brokers().clone(),
+            host.stats().clone(),
+        )?;
+        host.mount_console(crate::console::router(console));
+    }
     let summary = host.run().await?;
     println!("\n{summary}");
+    if args.demo {
+        print_top_stories(&args.data_dir, 3)?;
+    }
     if let Some(t0) = ml_started {
         print_ml_demo(&args.data_dir, t0)?;
     }
@@ -118,6 +140,79 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                     println!("        report: {url}");
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Streams the demo's generated IT/OT day into the `alerts` hub and writes the site's asset
+/// map for the console (unless one is there).
+fn send_demo_alerts(host: &Host, data_dir: &Path) -> anyhow::Result<()> {
+    let window_ms = match host
+        .config()
+        .settings
+        .get("SOCWIRE_ALERT_WINDOW")
+        .filter(|v| !v.trim().is_empty())
+    {
+        Some(v) => crate::alerts_cli::parse_duration_ms(v)
+            .map_err(|e| anyhow::anyhow!("SOCWIRE_ALERT_WINDOW: {e}"))?,
+        None => 24 * 3_600_000,
+    };
+    let began = std::time::Instant::now();
+    let day = crate::demo::stream_alert_day(
+        host.brokers(),
+        window_ms,
+        chrono::Utc::now().timestamp_millis(),
+    )?;
+    println!(
+        "demo: sent a generated IT/OT day ({} alerts, {} attack chains) and {} alerts of background after it (one alert window, so the day's stories close) to hub {} in {} events ({:.1} s)",
+        day.day_alerts,
+        day.chains,
+        day.tail_alerts,
+        crate::demo::ALERT_HUB,
+        day.events,
+        began.elapsed().as_secs_f64()
+    );
+    let zones = data_dir.join(crate::console::ZONES_FILE);
+    if !zones.exists() {
+        std::fs::write(
+            &zones,
+            serde_json::to_vec_pretty(&crate::demo::asset_zones())?,
+        )?;
+    }
+    Ok(())
+}
+
+/// Prints the `count` best-scored alert stories the run wrote, with their reasons.
+fn print_top_stories(data_dir: &Path, count: usize) -> anyhow::Result<()> {
+    let tables = crate::local::SqliteTables::open(&data_dir.join("tables.sqlite3"))?;
+    let mut rows = tables.rows(crate::functions::alert_stream::SUBGRAPH_STREAM)?;
+    let score = |r: &serde_json::Value| r["Score"].as_f64().unwrap_or(f64::MIN);
+    rows.sort_by(|a, b| score(b).total_cmp(&score(a)));
+    println!(
+        "\nalert stories: {} row(s); the top {}:",
+        rows.len(),
+        count.min(rows.len())
+    );
+    for (i, r) in rows.iter().take(count).enumerate() {
+        println!(
+            "  {}. score {:.2}: {} alert(s), {} host(s), longest path {} hop(s){}",
+            i + 1,
+            score(r),
+            r["AlertCount"],
+            r["NodeCount"],
+            r["LongestPath"],
+            if r["CrossesItOt"].as_bool() == Some(true) {
+                ", crosses IT→OT"
+            } else {
+                ""
+            }
+        );
+        for reason in r["Reasons"].as_array().into_iter().flatten().take(4) {
+            println!(
+                "       - {}",
+                socwire_common::text::for_log(reason.as_str().unwrap_or(""), 160)
+            );
         }
     }
     Ok(())

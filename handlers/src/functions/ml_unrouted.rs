@@ -1,8 +1,8 @@
 //! `ml-unrouted` (Service Bus trigger, `ml-commands` subscription `unrouted`): sets aside any
 //! message whose Subject no ML function takes, with the list of Subjects that are routed. In
-//! Azure its subscription's SQL filter (`sys.Label NOT IN (…)`, infra/servicebus-subscriptions.json)
-//! sends it only those; the local broker filters on a list of Subjects only, so locally it sees
-//! every message and lets the routed ones pass.
+//! Azure and under the local host alike, its subscription's SQL filter (`sys.Label IS NULL OR
+//! sys.Label NOT IN (…)`, infra/servicebus-subscriptions.json) sends it only those; a routed
+//! Subject that reaches it anyway (a rule edited by hand) is let pass.
 
 use super::FunctionError;
 use crate::context::Context;

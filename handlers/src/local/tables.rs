@@ -27,7 +27,11 @@ impl SqliteTables {
              CREATE TABLE IF NOT EXISTS state (
                  key TEXT PRIMARY KEY,
                  bytes BLOB NOT NULL
-             );",
+             );
+             -- The console lists alert stories by score, a page at a time.
+             CREATE INDEX IF NOT EXISTS rows_subgraph_score
+                 ON rows (json_extract(body, '$.Score'))
+                 WHERE stream = 'Custom-AlertSubgraphs';",
             1,
         )?;
         Ok(Self { pool })
