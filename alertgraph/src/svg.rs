@@ -291,12 +291,17 @@ pub fn render_story(s: &Story, zones: &Zones) -> String {
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" class="story" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12" role="img" aria-label="Alert story, rank {rank}">
+        r##"<svg xmlns="http://www.w3.org/2000/svg" class="story" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12" role="group" aria-label="Alert story: score {score:.2}">
 <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#333"/></marker><marker id="arrow-path" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#b00020"/></marker></defs>
 <rect width="100%" height="100%" fill="#ffffff"/>
-<text x="12" y="22" font-size="15" font-weight="bold" fill="#111">Rank {rank}: score {score:.2}, {alerts} alert(s), {nodes} host(s), longest path {hops} hop(s){ot}</text>
+<text x="12" y="22" font-size="15" font-weight="bold" fill="#111">{rank}score {score:.2}, {alerts} alert(s), {nodes} host(s), longest path {hops} hop(s){ot}</text>
 "##,
-        rank = s.rank,
+        // Rows written by the stream carry no rank (0): only a ranked batch run has one.
+        rank = if s.rank > 0 {
+            format!("Rank {}: ", s.rank)
+        } else {
+            String::new()
+        },
         score = s.score,
         alerts = s.alert_count,
         nodes = s.node_count,
@@ -418,10 +423,15 @@ pub fn render_story(s: &Story, zones: &Zones) -> String {
                 r##"<line x1="{x:.1}" y1="{ya:.1}" x2="{x:.1}" y2="{end:.1}" stroke="transparent" stroke-width="12"/><line x1="{x:.1}" y1="{ya:.1}" x2="{x:.1}" y2="{end:.1}" stroke="{colour}" stroke-width="{width}" marker-end="url(#{marker})"/><circle cx="{x:.1}" cy="{ya:.1}" r="3" fill="{colour}"/>"##,
             );
         }
+        // Labels go right of their arrow, or left of it near the right edge.
+        let (tx, anchor) = if *x > x1 - 160.0 {
+            (x - 6.0, "end")
+        } else {
+            (x + 4.0, "start")
+        };
         let _ = writeln!(
             svg,
-            r##"<text x="{tx:.1}" y="{ty:.1}" fill="{colour}" font-size="10">{l}</text></g>"##,
-            tx = x + 4.0,
+            r##"<text x="{tx:.1}" y="{ty:.1}" fill="{colour}" font-size="10" text-anchor="{anchor}">{l}</text></g>"##,
             ty = (ya + yb) / 2.0 - 2.0,
             l = escape_html(&label),
         );

@@ -227,10 +227,11 @@ fn render_table(t: &Table, out: &mut String) {
     }
     let _ = write!(out, r#"<div class="scroll"><table id="{}"><thead><tr>"#, t.id);
     for (i, h) in t.headers.iter().enumerate() {
+        let numeric = matches!(t.rows[0].get(i), Some(Col::Count(..)));
         let _ = write!(
             out,
             r#"<th scope="col"{}>{h}</th>"#,
-            if i == 0 { "" } else { r#" class="n""# }
+            if numeric { r#" class="n""# } else { "" }
         );
     }
     out.push_str("</tr></thead><tbody>");
@@ -298,6 +299,7 @@ fn letters_table(
         &[(keep.0, keep.1.to_string())],
         param,
         offset,
+        letters.len(),
         (offset + letters.len()) < total as usize,
     ));
     out.push_str("</section>");

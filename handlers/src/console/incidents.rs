@@ -1,7 +1,7 @@
 //! The Incidents page: triaged incidents with severity before and after, the action, the
 //! findings with their sources and a link to the HTML report; filtered by verdict and searched
-//! by id, number or entity value. Read straight from the local Sentinel store and the ledger
-//! (read-only), a page at a time.
+//! by id, number or entity value; newest (highest number) first. Read straight from the local
+//! Sentinel store and the ledger (read-only), a page at a time.
 
 use super::{blocking, esc, offset_of, layout, pager, Console, Nav, PAGE_ROWS};
 use crate::functions::triage_incident::Decision;
@@ -66,7 +66,8 @@ pub(super) fn query(
                 OR EXISTS (SELECT 1 FROM entities e WHERE e.key = i.key AND instr(lower(e.body), ?1) > 0))
            AND (?3 = '' OR (?3 = 'none' AND json_extract({d}, '$.verdict') IS NULL)
                 OR json_extract({d}, '$.verdict') = ?3)
-         ORDER BY i.key LIMIT ?4 OFFSET ?5"
+         ORDER BY json_extract(i.body, '$.properties.incidentNumber') DESC, i.key
+         LIMIT ?4 OFFSET ?5"
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(
@@ -195,6 +196,7 @@ pub(super) async fn page(
             &[("verdict", verdict), ("q", search)],
             "offset",
             offset,
+            list.len(),
             more,
         ));
     }

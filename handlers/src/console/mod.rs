@@ -150,7 +150,8 @@ fn secure_headers(content_type: &'static str) -> [(header::HeaderName, HeaderVal
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ),
-        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        // Not `no-referrer`: with it Chromium sends `Origin: null` on the Replay form.
+        (header::REFERRER_POLICY, HeaderValue::from_static("same-origin")),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
     ]
@@ -219,8 +220,16 @@ fn layout(console: &Console, title: &str, nav: Nav, body: &str) -> Response {
 }
 
 /// "Previous / next" links for a list paged by the query parameter `param` (an offset), keeping
-/// the other `query` pairs; `more` says whether a next page exists.
-fn pager(base: &str, query: &[(&str, String)], param: &str, offset: usize, more: bool) -> String {
+/// the other `query` pairs; `shown` rows are on this page and `more` says whether a next page
+/// exists.
+fn pager(
+    base: &str,
+    query: &[(&str, String)],
+    param: &str,
+    offset: usize,
+    shown: usize,
+    more: bool,
+) -> String {
     let href = |at: usize| {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         for (k, v) in query.iter().filter(|(_, v)| !v.is_empty()) {
@@ -238,8 +247,8 @@ fn pager(base: &str, query: &[(&str, String)], param: &str, offset: usize, more:
     }
     out.push_str(&format!(
         "<span>rows {}–{}</span>",
-        offset + 1,
-        offset + PAGE_ROWS
+        (offset + 1).min(offset + shown),
+        offset + shown
     ));
     if more {
         out.push_str(&format!(
@@ -307,6 +316,21 @@ fn same_origin_post(console: &Console, headers: &HeaderMap, token: Option<&str>)
         (Some(_), None) => false,
         (None, _) => true,
     };
+    if !(token_ok && site_ok && origin_ok) {
+        let h = |k: &str| {
+            headers
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| socwire_common::text::for_log(v, 100))
+        };
+        tracing::warn!(
+            token_ok,
+            sec_fetch_site = ?h("sec-fetch-site"),
+            origin = ?h("origin"),
+            host = ?h("host"),
+            "console: refused a POST"
+        );
+    }
     token_ok && site_ok && origin_ok
 }
 

@@ -136,7 +136,7 @@ pub(super) async fn list(
         );
     }
     body.push_str("</tbody></table></div>");
-    body.push_str(&pager("/stories", &[], "offset", offset, more));
+    body.push_str(&pager("/stories", &[], "offset", offset, rows.len(), more));
     layout(&console, "Alert stories", Nav::Stories, &body)
 }
 

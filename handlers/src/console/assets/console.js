@@ -34,6 +34,7 @@ function liveCounters() {
       if (status) status.textContent = "Live update failed (" + e.message + "); retrying.";
     }
   }
+  tick();
   setInterval(tick, 1000);
 }
 
@@ -116,6 +117,7 @@ function drawCurves(svg, points) {
   svg.appendChild(svgEl("text", { x: 6, y: T + 10, fill: "#1d4ed8", "font-size": 12 }, maxLoss.toFixed(3)));
   svg.appendChild(svgEl("text", { x: W - R + 4, y: T + 10, fill: "#047857", "font-size": 12 }, "AP 1"));
   svg.appendChild(svgEl("text", { x: W - R + 4, y: H - B, fill: "#047857", "font-size": 12 }, "0"));
+  svg.appendChild(svgEl("text", { x: L - 6, y: H - B, fill: "#1d4ed8", "font-size": 12, "text-anchor": "end" }, "0"));
   const line = (pts, colour, cls) => {
     if (!pts.length) return;
     svg.appendChild(svgEl("polyline", {
