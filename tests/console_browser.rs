@@ -45,7 +45,15 @@ fn start_host(data: &Path) -> (Process, String) {
     let artefacts = repo().join("target").join("console-screenshots");
     std::fs::create_dir_all(&artefacts).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_socwire"))
-        .args(["up", "--demo", "--quiet", "--port", "0", "--lease-secs", "2"])
+        .args([
+            "up",
+            "--demo",
+            "--quiet",
+            "--port",
+            "0",
+            "--lease-secs",
+            "2",
+        ])
         .env("SOCWIRE_DATA_DIR", data)
         .env_remove("SOCWIRE_LOG")
         .current_dir(repo())
@@ -119,7 +127,8 @@ async fn browser(profile: &Path) -> (Process, Client) {
     let url = format!("http://127.0.0.1:{port}");
     let began = Instant::now();
     loop {
-        let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
         builder.capabilities(caps.clone());
         match builder.connect(&url).await {
             Ok(c) => return (driver, c),
@@ -138,12 +147,21 @@ async fn screenshot(c: &Client, name: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(format!("{name}.png")), &png).unwrap();
     if std::env::var_os("SOCWIRE_UPDATE_SCREENSHOTS").is_some() {
-        std::fs::write(repo().join("docs").join(format!("console-{name}.png")), &png).unwrap();
+        std::fs::write(
+            repo().join("docs").join(format!("console-{name}.png")),
+            &png,
+        )
+        .unwrap();
     }
 }
 
 async fn text_of(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// Waits until the element `css` shows `want` (the page updates it by itself).
@@ -160,6 +178,43 @@ async fn until_text(c: &Client, css: &str, want: &str) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Every HTML element with text of its own whose colour against its background is under
+/// WCAG 2.1 AA's 4.5:1 (text with an opaque background somewhere above it), as
+/// `"tag.class: ratio (colour on background) text"`.
+const CONTRAST_CHECK: &str = r#"
+const rgb = (s) => (s.match(/[\d.]+/g) || []).map(Number);
+const lum = (c) => {
+  const [r, g, b] = c.slice(0, 3).map((v) => {
+    v /= 255;
+    return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+};
+const background = (el) => {
+  for (let e = el; e; e = e.parentElement) {
+    const c = rgb(getComputedStyle(e).backgroundColor);
+    if (c.length === 3 || (c.length === 4 && c[3] > 0.99)) return c;
+  }
+  return [255, 255, 255];
+};
+const bad = [];
+for (const el of document.body.querySelectorAll("*")) {
+  if (el.closest("svg")) continue;
+  const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+  if (!own || el.offsetParent === null) continue;
+  const fg = rgb(getComputedStyle(el).color), bg = background(el);
+  const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+  const ratio = (a + 0.05) / (b + 0.05);
+  if (ratio < 4.5) bad.push(el.tagName + "." + el.className + ": " + ratio.toFixed(2) + " " + el.textContent.trim().slice(0, 40));
+}
+return bad;
+"#;
+
+async fn assert_contrast(c: &Client, page: &str) {
+    let bad = c.execute(CONTRAST_CHECK, vec![]).await.unwrap();
+    assert_eq!(bad, json!([]), "{page}: text under 4.5:1");
 }
 
 fn brokers(data: &Path) -> Brokers {
@@ -221,7 +276,11 @@ async fn the_console_in_chromium() {
     // Brokers: the alert hub's events as the store counts them.
     c.goto(&format!("{base}/")).await.unwrap();
     let status = b.status().unwrap();
-    let hub = status.event_hubs.iter().find(|h| h.hub == "alerts").unwrap();
+    let hub = status
+        .event_hubs
+        .iter()
+        .find(|h| h.hub == "alerts")
+        .unwrap();
     assert_eq!(
         text_of(&c, r#"[data-k="eh/alerts/events"]"#).await,
         hub.events.to_string()
@@ -254,7 +313,11 @@ async fn the_console_in_chromium() {
     .unwrap();
     until("the unrouted command to be set aside", limit, || {
         b.dead_letter_page(true, 0, 100, 10)
-            .map(|p| p.letters.iter().any(|d| d.command_id.as_deref() == Some("console-bogus-1")))
+            .map(|p| {
+                p.letters
+                    .iter()
+                    .any(|d| d.command_id.as_deref() == Some("console-bogus-1"))
+            })
             .unwrap_or(false)
     })
     .await;
@@ -272,6 +335,7 @@ async fn the_console_in_chromium() {
         .parse()
         .unwrap();
     assert!(delivered > delivered_before.parse::<u64>().unwrap());
+    assert_contrast(&c, "brokers").await;
     screenshot(&c, "brokers").await;
     c.find(Locator::Css(&format!(
         r#"#rejects tr[data-id="{}"] button"#,
@@ -318,7 +382,9 @@ async fn the_console_in_chromium() {
         .is_empty());
     let phishing = text_of(&c, "#incidents").await;
     assert!(phishing.contains("User clicked phishing link <img src=x onerror=alert(1)>"));
-    c.goto(&format!("{base}/incidents?verdict=High")).await.unwrap();
+    c.goto(&format!("{base}/incidents?verdict=High"))
+        .await
+        .unwrap();
     let high = c
         .find_all(Locator::Css("#incidents tbody tr"))
         .await
@@ -334,9 +400,12 @@ async fn the_console_in_chromium() {
     assert_eq!(high, expected_high);
     c.goto(&format!("{base}/incidents")).await.unwrap();
     // Open the first incident's findings, by keyboard: their sources show.
-    c.execute("document.querySelector('#incidents details summary').focus();", vec![])
-        .await
-        .unwrap();
+    c.execute(
+        "document.querySelector('#incidents details summary').focus();",
+        vec![],
+    )
+    .await
+    .unwrap();
     c.active_element()
         .await
         .unwrap()
@@ -344,6 +413,7 @@ async fn the_console_in_chromium() {
         .await
         .unwrap();
     assert!(text_of(&c, "#incidents details").await.contains("source:"));
+    assert_contrast(&c, "incidents").await;
     screenshot(&c, "incidents").await;
 
     // Alert stories: the best score first; its graph's arrows list their alerts.
@@ -351,10 +421,16 @@ async fn the_console_in_chromium() {
         .rows(socwire::functions::alert_stream::SUBGRAPH_STREAM)
         .unwrap();
     assert!(!rows.is_empty(), "the demo day wrote stories");
-    rows.sort_by(|a, b| b["Score"].as_f64().unwrap().total_cmp(&a["Score"].as_f64().unwrap()));
+    rows.sort_by(|a, b| {
+        b["Score"]
+            .as_f64()
+            .unwrap()
+            .total_cmp(&a["Score"].as_f64().unwrap())
+    });
     c.goto(&format!("{base}/stories")).await.unwrap();
     let first = text_of(&c, "#stories tbody tr:first-child td:nth-child(2)").await;
     assert_eq!(first, format!("{:.2}", rows[0]["Score"].as_f64().unwrap()));
+    assert_contrast(&c, "stories").await;
     screenshot(&c, "stories").await;
     c.find(Locator::LinkText("Open story 1"))
         .await
@@ -365,9 +441,12 @@ async fn the_console_in_chromium() {
     let edges = c.find_all(Locator::Css("svg.story g.edge")).await.unwrap();
     assert!(!edges.is_empty());
     // Keyboard: the arrow takes focus and Enter (a real key press) selects it.
-    c.execute("document.querySelector('svg.story g.edge').focus();", vec![])
-        .await
-        .unwrap();
+    c.execute(
+        "document.querySelector('svg.story g.edge').focus();",
+        vec![],
+    )
+    .await
+    .unwrap();
     c.active_element()
         .await
         .unwrap()
@@ -402,6 +481,7 @@ async fn the_console_in_chromium() {
     )
     .await
     .unwrap();
+    assert_contrast(&c, "story").await;
     screenshot(&c, "story").await;
 
     // GPU: the cluster, the job with its curves drawn from the telemetry, the model's AP.
@@ -425,6 +505,7 @@ async fn the_console_in_chromium() {
         let v = format!("{:.3}", meta[k].as_f64().unwrap());
         assert!(row.contains(&v), "{k} {v} not in {row}");
     }
+    assert_contrast(&c, "gpu").await;
     screenshot(&c, "gpu").await;
     c.close().await.unwrap();
 }

@@ -182,13 +182,21 @@ async fn seed_rows(data: &std::path::Path, n: usize) {
 }
 
 fn seed_dead_letters(b: &Brokers, n: usize) {
-    let body = format!("{{\"incident\":\"<img src=x onerror=alert(1)>\",\"pad\":\"{}\"}}", "x".repeat(900));
+    let body = format!(
+        "{{\"incident\":\"<img src=x onerror=alert(1)>\",\"pad\":\"{}\"}}",
+        "x".repeat(900)
+    );
     for _ in 0..n {
         b.queue_put("triage-requests", body.as_bytes(), 0).unwrap();
     }
     for m in b.queue_receive("triage-requests", n, 60_000).unwrap() {
-        b.queue_poison("triage-requests", &m.id, &m.pop_receipt, "handler failed 5 times")
-            .unwrap();
+        b.queue_poison(
+            "triage-requests",
+            &m.id,
+            &m.pop_receipt,
+            "handler failed 5 times",
+        )
+        .unwrap();
     }
     let record = json!({"schema": "socwire.reject.v1", "function": "ml-unrouted", "reason": "no function handles Subject \"X\"",
         "key": "k", "input": body});

@@ -340,15 +340,32 @@ mod alert_day_tests {
         assert_eq!(day.day_alerts, DEMO_DAY_ALERTS);
         // A one-hour window: two hours of background after the day.
         assert_eq!(day.tail_alerts, DEMO_DAY_ALERTS / 12);
-        let events = (day.day_alerts).div_ceil(ALERTS_PER_EVENT) + day.tail_alerts.div_ceil(ALERTS_PER_EVENT);
+        let events = (day.day_alerts).div_ceil(ALERTS_PER_EVENT)
+            + day.tail_alerts.div_ceil(ALERTS_PER_EVENT);
         assert_eq!(day.events, events);
-        let used: Vec<_> = b.partitions().unwrap().into_iter().filter(|p| p.events > 0).collect();
+        let used: Vec<_> = b
+            .partitions()
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.events > 0)
+            .collect();
         assert_eq!(used.len(), 1);
         assert_eq!(used[0].events as usize, events);
         // The newest alert lies in the past, so the engine accepts every one.
-        let last = b.eh_read(ALERT_HUB, "t", used[0].partition, Some(used[0].last_sequence - 1), 1).unwrap();
+        let last = b
+            .eh_read(
+                ALERT_HUB,
+                "t",
+                used[0].partition,
+                Some(used[0].last_sequence - 1),
+                1,
+            )
+            .unwrap();
         let alerts: Vec<alertgraph::Alert> = serde_json::from_slice(&last[0].body).unwrap();
         let newest = alerts.iter().map(|a| a.time_generated).max().unwrap();
-        assert!(newest < now - 3_600_000 && newest > now - 5 * 3_600_000, "{newest}");
+        assert!(
+            newest < now - 3_600_000 && newest > now - 5 * 3_600_000,
+            "{newest}"
+        );
     }
 }

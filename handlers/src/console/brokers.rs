@@ -5,7 +5,7 @@
 //! page at a time, each with its reason, an escaped body preview and a Replay button.
 
 use super::{
-    blocking, esc, json, offset_of, layout, pager, same_origin_post, when, Console, Nav, PAGE_ROWS,
+    blocking, esc, json, layout, offset_of, pager, same_origin_post, when, Console, Nav, PAGE_ROWS,
 };
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -43,7 +43,10 @@ fn fed(
     source: &str,
 ) -> FunctionStats {
     let mut t = FunctionStats::default();
-    for f in triggers.iter().filter(|t| t.kind == kind && t.source == source) {
+    for f in triggers
+        .iter()
+        .filter(|t| t.kind == kind && t.source == source)
+    {
         if let Some(s) = stats.get(&f.function) {
             t.delivered += s.delivered;
             t.retried += s.retried;
@@ -178,37 +181,86 @@ fn tables(console: &Console) -> anyhow::Result<Vec<Table>> {
         Table {
             id: "queues",
             title: "Storage queues",
-            headers: &["Queue", "Depth (visible)", "In flight or waiting", "Delivered", "Retried", "Poisoned", "Rejected"],
+            headers: &[
+                "Queue",
+                "Depth (visible)",
+                "In flight or waiting",
+                "Delivered",
+                "Retried",
+                "Poisoned",
+                "Rejected",
+            ],
             rows: queues,
         },
         Table {
             id: "service-bus",
             title: "Service Bus queues, topics and subscriptions",
-            headers: &["Entity", "Kind", "Depth (active)", "In flight (locked)", "Scheduled", "Delivered", "Retried", "Dead-lettered", "Rejected"],
+            headers: &[
+                "Entity",
+                "Kind",
+                "Depth (active)",
+                "In flight (locked)",
+                "Scheduled",
+                "Delivered",
+                "Retried",
+                "Dead-lettered",
+                "Rejected",
+            ],
             rows: service_bus,
         },
         Table {
             id: "event-hubs",
             title: "Event Hubs",
-            headers: &["Hub", "Partitions", "Events retained", "Not yet processed", "Delivered", "Retried", "Lost after retries", "Rejected"],
+            headers: &[
+                "Hub",
+                "Partitions",
+                "Events retained",
+                "Not yet processed",
+                "Delivered",
+                "Retried",
+                "Lost after retries",
+                "Rejected",
+            ],
             rows: hubs,
         },
         Table {
             id: "partitions",
             title: "Event Hubs partitions",
-            headers: &["Hub", "Partition", "Events", "Last sequence", "Not yet processed, per consumer group"],
+            headers: &[
+                "Hub",
+                "Partition",
+                "Events",
+                "Last sequence",
+                "Not yet processed, per consumer group",
+            ],
             rows: partition_rows,
         },
         Table {
             id: "event-grid",
             title: "Event Grid subscriptions",
-            headers: &["Topic → subscriber", "Due or in flight", "Waiting to retry", "Delivered", "Retried", "Dead-lettered", "Rejected"],
+            headers: &[
+                "Topic → subscriber",
+                "Due or in flight",
+                "Waiting to retry",
+                "Delivered",
+                "Retried",
+                "Dead-lettered",
+                "Rejected",
+            ],
             rows: event_grid,
         },
         Table {
             id: "functions",
             title: "Functions (this run)",
-            headers: &["Function", "Delivered", "Retried", "Poisoned", "Dead-lettered", "Lost", "Rejected"],
+            headers: &[
+                "Function",
+                "Delivered",
+                "Retried",
+                "Poisoned",
+                "Dead-lettered",
+                "Lost",
+                "Rejected",
+            ],
             rows: functions,
         },
     ])
@@ -225,7 +277,11 @@ fn render_table(t: &Table, out: &mut String) {
         out.push_str("<p>None.</p></section>");
         return;
     }
-    let _ = write!(out, r#"<div class="scroll"><table id="{}"><thead><tr>"#, t.id);
+    let _ = write!(
+        out,
+        r#"<div class="scroll"><table id="{}"><thead><tr>"#,
+        t.id
+    );
     for (i, h) in t.headers.iter().enumerate() {
         let numeric = matches!(t.rows[0].get(i), Some(Col::Count(..)));
         let _ = write!(
@@ -314,10 +370,18 @@ pub(super) async fn page(
     let rj = offset_of(&query, "rj");
     let notice = query
         .get("replayed")
-        .map(|id| format!(r#"<p class="notice" role="status">Replayed {}: it is back on its broker.</p>"#, esc(id)))
+        .map(|id| {
+            format!(
+                r#"<p class="notice" role="status">Replayed {}: it is back on its broker.</p>"#,
+                esc(id)
+            )
+        })
         .or_else(|| {
             query.get("error").map(|e| {
-                format!(r#"<p class="error" role="alert">Replay failed: {}</p>"#, esc(e))
+                format!(
+                    r#"<p class="error" role="alert">Replay failed: {}</p>"#,
+                    esc(e)
+                )
             })
         })
         .unwrap_or_default();

@@ -55,7 +55,9 @@ pub(super) async fn page(State(console): State<Arc<Console>>) -> Response {
     }
     body.push_str("</section>");
 
-    body.push_str(r#"<section aria-labelledby="jobs-h"><h2 id="jobs-h">Jobs and training curves</h2>"#);
+    body.push_str(
+        r#"<section aria-labelledby="jobs-h"><h2 id="jobs-h">Jobs and training curves</h2>"#,
+    );
     let jobs = status["jobs"].as_array().cloned().unwrap_or_default();
     if jobs.is_empty() {
         body.push_str("<p>None.</p>");

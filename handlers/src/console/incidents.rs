@@ -3,7 +3,7 @@
 //! by id, number or entity value; newest (highest number) first. Read straight from the local
 //! Sentinel store and the ledger (read-only), a page at a time.
 
-use super::{blocking, esc, offset_of, layout, pager, Console, Nav, PAGE_ROWS};
+use super::{blocking, esc, layout, offset_of, pager, Console, Nav, PAGE_ROWS};
 use crate::functions::triage_incident::Decision;
 use crate::sentinel::Incident;
 use axum::extract::{Query, State};
@@ -66,12 +66,18 @@ pub(super) fn query(
                 OR EXISTS (SELECT 1 FROM entities e WHERE e.key = i.key AND instr(lower(e.body), ?1) > 0))
            AND (?3 = '' OR (?3 = 'none' AND json_extract({d}, '$.verdict') IS NULL)
                 OR json_extract({d}, '$.verdict') = ?3)
-         ORDER BY json_extract(i.body, '$.properties.incidentNumber') DESC, i.key
+         ORDER BY json_extract(i.body, '$.properties.incidentNumber') DESC
          LIMIT ?4 OFFSET ?5"
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(
-        rusqlite::params![search, number, verdict, (PAGE_ROWS + 1) as i64, offset as i64],
+        rusqlite::params![
+            search,
+            number,
+            verdict,
+            (PAGE_ROWS + 1) as i64,
+            offset as i64
+        ],
         |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
     )?;
     let mut out = Vec::new();
@@ -105,9 +111,7 @@ fn render(list: &[Listed], out: &mut String) {
         } else {
             format!("{before} → {after}")
         };
-        let verdict = d
-            .and_then(|d| d.verdict)
-            .map_or("none", |v| v.msticpy());
+        let verdict = d.and_then(|d| d.verdict).map_or("none", |v| v.msticpy());
         let action = d.map_or_else(|| "not triaged yet".to_string(), Decision::action);
         let mut findings = String::new();
         match d.map(|d| &d.findings) {
@@ -161,7 +165,13 @@ pub(super) async fn page(
         .filter(|v| VERDICTS.iter().any(|(k, _)| k == v))
         .cloned()
         .unwrap_or_default();
-    let search: String = q.get("q").cloned().unwrap_or_default().chars().take(200).collect();
+    let search: String = q
+        .get("q")
+        .cloned()
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect();
     let offset = offset_of(&q, "offset");
     let c = console.clone();
     let (v2, s2) = (verdict.clone(), search.clone());

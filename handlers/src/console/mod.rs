@@ -51,12 +51,13 @@ impl Console {
         stats: Arc<Stats>,
     ) -> anyhow::Result<Arc<Self>> {
         let zones = match std::fs::read(data_dir.join(ZONES_FILE)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                anyhow::anyhow!("{}: {e}", data_dir.join(ZONES_FILE).display())
-            })?,
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", data_dir.join(ZONES_FILE).display()))?,
             Err(_) => Zones::default(),
         };
+        // Opening the stores creates the indexes the pages read through.
         let tables = crate::local::SqliteTables::open(&data_dir.join("tables.sqlite3"))?;
+        crate::local::SqliteIncidentStore::open(&data_dir.join("sentinel.sqlite3"))?;
         Ok(Arc::new(Self {
             csrf: format!(
                 "{}{}",
@@ -282,11 +283,7 @@ const JS: &str = include_str!("assets/console.js");
 async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
     match name.as_str() {
         "console.css" => (secure_headers("text/css; charset=utf-8"), CSS).into_response(),
-        "console.js" => (
-            secure_headers("text/javascript; charset=utf-8"),
-            JS,
-        )
-            .into_response(),
+        "console.js" => (secure_headers("text/javascript; charset=utf-8"), JS).into_response(),
         _ => (StatusCode::NOT_FOUND, "no such asset").into_response(),
     }
 }
@@ -296,8 +293,7 @@ async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Respon
 fn same_origin_post(console: &Console, headers: &HeaderMap, token: Option<&str>) -> bool {
     let token_ok = token.is_some_and(|t| {
         t.len() == console.csrf.len()
-            && t
-                .bytes()
+            && t.bytes()
                 .zip(console.csrf.bytes())
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0

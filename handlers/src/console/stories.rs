@@ -4,7 +4,9 @@
 //! whose arrows list their alerts when clicked. Those alerts are read back from the `alerts`
 //! Event Hub, where the stream came in (as long as the hub retains them).
 
-use super::{blocking, esc, json, offset_of, layout, pager, secure_headers, Console, Nav, PAGE_ROWS};
+use super::{
+    blocking, esc, json, layout, offset_of, pager, secure_headers, Console, Nav, PAGE_ROWS,
+};
 use crate::functions::alert_stream::SUBGRAPH_STREAM;
 use alertgraph::svg::{render_story, Story};
 use alertgraph::Alert;
@@ -35,9 +37,12 @@ fn ranked(console: &Console, offset: usize) -> anyhow::Result<Vec<Row>> {
     let Some(conn) = console.read_only("tables.sqlite3")? else {
         return Ok(Vec::new());
     };
-    // The stream name is written into the statement so that SQLite can use the partial index.
+    // The stream name is written into the statement, as the partial index's condition says
+    // it, and the index is named: the planner would otherwise take the (stream, row_key)
+    // index and sort every row.
     let mut stmt = conn.prepare(&format!(
-        "SELECT seq, body FROM rows WHERE stream = '{SUBGRAPH_STREAM}'
+        "SELECT seq, body FROM rows INDEXED BY rows_subgraph_score
+         WHERE stream = '{SUBGRAPH_STREAM}'
          ORDER BY json_extract(body, '$.Score') DESC LIMIT ?1 OFFSET ?2"
     ))?;
     let rows = stmt.query_map(
@@ -158,7 +163,11 @@ pub(super) async fn story(State(console): State<Arc<Console>>, Path(seq): Path<i
         alerts = story.alert_count,
         nodes = story.node_count,
         hops = story.longest_path,
-        ot = if story.crosses_it_ot { " · crosses IT→OT" } else { "" },
+        ot = if story.crosses_it_ot {
+            " · crosses IT→OT"
+        } else {
+            ""
+        },
         id = esc(&story.subgraph_id),
     );
     body.push_str(r#"<h2>Why it ranks here</h2><ul class="reasons">"#);
@@ -270,7 +279,7 @@ pub(super) fn alerts_on(
             }
         }
     }
-    found.sort_by(|a, b| a.time_generated.cmp(&b.time_generated));
+    found.sort_by_key(|a| a.time_generated);
     Ok((found, events))
 }
 

@@ -36,7 +36,11 @@ async fn get(f: &Fixture, uri: &str) -> (StatusCode, HeaderMap, String) {
     let status = r.status();
     let headers = r.headers().clone();
     let bytes = axum::body::to_bytes(r.into_body(), 16 << 20).await.unwrap();
-    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
 }
 
 async fn post(f: &Fixture, uri: &str, form: &str, origin: Option<&str>) -> (StatusCode, String) {
@@ -80,7 +84,8 @@ async fn seed_incidents(f: &Fixture) {
         crate::local::SqliteIncidentStore::open(&f.console.data_dir.join("sentinel.sqlite3"))
             .unwrap();
     crate::demo::seed(&store, 5).unwrap();
-    let ledger = crate::local::SqliteLedger::open(&f.console.data_dir.join("ledger.sqlite3")).unwrap();
+    let ledger =
+        crate::local::SqliteLedger::open(&f.console.data_dir.join("ledger.sqlite3")).unwrap();
     let key = |n| crate::functions::triage_incident::decision_key(&crate::demo::incident_id(n));
     ledger
         .record(&key(1), &decision(1, "High", "Medium", Some("High")))
@@ -145,7 +150,11 @@ async fn brokers_list_counts_and_dead_letters_and_replay_needs_the_token() {
     assert_eq!(counters["q/triage-requests/visible"], 1);
     assert_eq!(counters["total/dead-letters"], 1);
 
-    let id = f.brokers.dead_letter_page(false, 0, 10, 10).unwrap().letters[0]
+    let id = f
+        .brokers
+        .dead_letter_page(false, 0, 10, 10)
+        .unwrap()
+        .letters[0]
         .id
         .clone();
     let form = |csrf: &str| format!("id={}&csrf={csrf}", id.replace(':', "%3A"));
@@ -155,10 +164,20 @@ async fn brokers_list_counts_and_dead_letters_and_replay_needs_the_token() {
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        post(&f, "/console/replay", &form(&token), Some("http://evil.example")).await.0,
+        post(
+            &f,
+            "/console/replay",
+            &form(&token),
+            Some("http://evil.example")
+        )
+        .await
+        .0,
         StatusCode::FORBIDDEN
     );
-    assert_eq!(f.brokers.dead_letter_page(false, 0, 10, 10).unwrap().total, 1);
+    assert_eq!(
+        f.brokers.dead_letter_page(false, 0, 10, 10).unwrap().total,
+        1
+    );
     let (status, location) = post(
         &f,
         "/console/replay",
@@ -168,7 +187,10 @@ async fn brokers_list_counts_and_dead_letters_and_replay_needs_the_token() {
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(location, format!("/?replayed={}", id.replace(':', "%3A")));
-    assert_eq!(f.brokers.dead_letter_page(false, 0, 10, 10).unwrap().total, 0);
+    assert_eq!(
+        f.brokers.dead_letter_page(false, 0, 10, 10).unwrap().total,
+        0
+    );
     let back = f.brokers.queue_receive("work", 1, 1_000).unwrap();
     assert_eq!(back[0].body, b"<script>alert(3)</script>");
 }
@@ -177,10 +199,14 @@ async fn brokers_list_counts_and_dead_letters_and_replay_needs_the_token() {
 async fn dead_letters_come_in_pages() {
     let f = fixture();
     for i in 0..(PAGE_ROWS + 3) {
-        f.brokers.queue_put("p", format!("m{i}").as_bytes(), 0).unwrap();
+        f.brokers
+            .queue_put("p", format!("m{i}").as_bytes(), 0)
+            .unwrap();
     }
     for m in f.brokers.queue_receive("p", 100, 1_000).unwrap() {
-        f.brokers.queue_poison("p", &m.id, &m.pop_receipt, "bad").unwrap();
+        f.brokers
+            .queue_poison("p", &m.id, &m.pop_receipt, "bad")
+            .unwrap();
     }
     let (_, _, first) = get(&f, "/").await;
     assert_eq!(first.matches("name=\"id\"").count(), PAGE_ROWS);
@@ -221,13 +247,23 @@ async fn seed_stories(f: &Fixture) {
                "Severity": "High", "Domain": "OT", "SrcIp": src, "DstIp": dst})
     };
     let body = json!([
-        alert("a11", "10.0.0.1", Some("192.168.10.100"), "S7 program <download>"),
+        alert(
+            "a11",
+            "10.0.0.1",
+            Some("192.168.10.100"),
+            "S7 program <download>"
+        ),
         alert("a12", "192.168.10.100", Some("10.0.0.1"), "S7 response"),
         alert("a13", "10.0.0.1", None, "Suspicious PowerShell"),
         alert("zz", "10.0.0.1", Some("192.168.10.100"), "not in the row"),
     ]);
     f.brokers
-        .eh_send(stories::ALERT_HUB, Some("site"), body.to_string().as_bytes(), Default::default())
+        .eh_send(
+            stories::ALERT_HUB,
+            Some("site"),
+            body.to_string().as_bytes(),
+            Default::default(),
+        )
         .unwrap();
 }
 
@@ -237,7 +273,10 @@ async fn stories_rank_by_score_draw_lanes_and_list_an_edge_s_alerts() {
     seed_stories(&f).await;
     let (_, _, list) = get(&f, "/stories").await;
     let at = |s: &str| list.find(s).unwrap_or(usize::MAX);
-    assert!(at("9.00") < at("5.00") && at("5.00") < at("2.00"), "by score");
+    assert!(
+        at("9.00") < at("5.00") && at("5.00") < at("2.00"),
+        "by score"
+    );
     assert!(list.contains("reason 1 &lt;script&gt;x&lt;/script&gt;"));
     assert!(list.contains("Campaign from 10.0.0.9"));
     assert!(list.contains("<li>10.0.0.1 (exploited)</li>"));
@@ -275,19 +314,36 @@ async fn empty_stores_render_and_nothing_loads_from_elsewhere() {
     for page in ["/", "/incidents", "/stories", "/gpu"] {
         let (status, _, html) = get(&f, page).await;
         assert_eq!(status, StatusCode::OK, "{page}");
-        assert!(html.contains(r##"<a class="skip" href="#main">"##), "{page}");
+        assert!(
+            html.contains(r##"<a class="skip" href="#main">"##),
+            "{page}"
+        );
         assert!(html.contains(r#"aria-current="page""#), "{page}");
         for bad in ["https://", "http://", "//cdn", "@import"] {
             assert!(!html.contains(bad), "{page} names {bad}");
         }
     }
-    for (asset, kind) in [("console.js", "text/javascript"), ("console.css", "text/css")] {
+    for (asset, kind) in [
+        ("console.js", "text/javascript"),
+        ("console.css", "text/css"),
+    ] {
         let (status, headers, text) = get(&f, &format!("/console/assets/{asset}")).await;
         assert_eq!(status, StatusCode::OK);
         assert!(headers["content-type"].to_str().unwrap().starts_with(kind));
         // Only the SVG namespace name, which loads nothing.
-        assert!(!text.replace("http://www.w3.org/2000/svg", "").contains("http"), "{asset}");
-        assert!(!text.contains("innerHTML"), "{asset} places text, never markup");
+        assert!(
+            !text
+                .replace("http://www.w3.org/2000/svg", "")
+                .contains("http"),
+            "{asset}"
+        );
+        assert!(
+            !text.contains("innerHTML"),
+            "{asset} places text, never markup"
+        );
     }
-    assert_eq!(get(&f, "/console/assets/x.js").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&f, "/console/assets/x.js").await.0,
+        StatusCode::NOT_FOUND
+    );
 }

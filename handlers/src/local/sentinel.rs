@@ -31,6 +31,9 @@ impl SqliteIncidentStore {
                  body TEXT NOT NULL,
                  version INTEGER NOT NULL
              );
+             -- The console lists incidents newest (highest number) first, a page at a time.
+             CREATE INDEX IF NOT EXISTS incidents_number
+                 ON incidents (json_extract(body, '$.properties.incidentNumber'));
              CREATE TABLE IF NOT EXISTS entities (
                  key TEXT NOT NULL,
                  position INTEGER NOT NULL,
