@@ -176,7 +176,11 @@ fn lane_group(node: &StoryNode, zones: &Zones) -> (String, (u8, i32)) {
                     .ok()
                     .map(|v| (v * 10.0) as i32)
             });
-            let zone_rank = if z.zone.eq_ignore_ascii_case("OT") { 1 } else { 0 };
+            let zone_rank = if z.zone.eq_ignore_ascii_case("OT") {
+                1
+            } else {
+                0
+            };
             let heading = [
                 Some(z.zone.clone()),
                 z.level.as_ref().map(|l| format!("Purdue {l}")),
@@ -190,7 +194,10 @@ fn lane_group(node: &StoryNode, zones: &Zones) -> (String, (u8, i32)) {
         }
         None => {
             let zone_rank = if node.domain.contains("OT") { 1 } else { 0 };
-            (format!("{} · level not known", node.domain), (zone_rank, -1000))
+            (
+                format!("{} · level not known", node.domain),
+                (zone_rank, -1000),
+            )
         }
     }
 }
@@ -480,12 +487,18 @@ mod tests {
     #[test]
     fn the_most_specific_zone_places_a_host() {
         let z = zones();
-        assert_eq!(z.place("10.9.9.9").unwrap().name.as_deref(), Some("Enterprise"));
+        assert_eq!(
+            z.place("10.9.9.9").unwrap().name.as_deref(),
+            Some("Enterprise")
+        );
         assert_eq!(
             z.place("192.168.10.100").unwrap().name.as_deref(),
             Some("Line 1 PLC")
         );
-        assert_eq!(z.place("192.168.10.101").unwrap().name.as_deref(), Some("PLCs"));
+        assert_eq!(
+            z.place("192.168.10.101").unwrap().name.as_deref(),
+            Some("PLCs")
+        );
         assert!(z.place("192.168.10.95").is_none());
         assert!(z.place("2001:db8::1").is_none());
         assert!(z.place("not an ip").is_none());
@@ -504,7 +517,13 @@ mod tests {
                 .find(&format!(r#"data-src="{src}" data-dst="{dst}""#))
                 .unwrap();
             let line = &svg[at..];
-            let x = line.split("x1=\"").nth(1).unwrap().split('"').next().unwrap();
+            let x = line
+                .split("x1=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
             x.parse().unwrap()
         };
         assert!(x_of("10.0.0.1", "10.0.0.2") < x_of("10.0.0.2", "192.168.10.100"));

@@ -48,7 +48,8 @@ impl Brokers {
         let conn = self.lock();
         let mut out: Vec<PartitionCounts> = Vec::new();
         {
-            let mut hubs = conn.prepare_cached("SELECT name, partitions FROM eh_hubs ORDER BY name")?;
+            let mut hubs =
+                conn.prepare_cached("SELECT name, partitions FROM eh_hubs ORDER BY name")?;
             let mut stats = conn.prepare_cached(
                 "SELECT COUNT(*), COALESCE(MAX(seq), -1) FROM eh_events WHERE hub = ?1 AND partition = ?2",
             )?;
@@ -97,8 +98,9 @@ impl Brokers {
     /// The trigger each function listens on, as the last `socwire up` recorded it.
     pub fn function_triggers(&self) -> BrokerResult<Vec<FunctionTrigger>> {
         let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT function, kind, source FROM function_triggers ORDER BY function")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT function, kind, source FROM function_triggers ORDER BY function",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok(FunctionTrigger {
                 function: r.get(0)?,
@@ -199,7 +201,9 @@ fn cut(body: &[u8], max: usize) -> String {
     let b = &body[..body.len().min(max)];
     match std::str::from_utf8(b) {
         Ok(s) => s.to_string(),
-        Err(e) if e.error_len().is_none() => String::from_utf8_lossy(&b[..e.valid_up_to()]).into_owned(),
+        Err(e) if e.error_len().is_none() => {
+            String::from_utf8_lossy(&b[..e.valid_up_to()]).into_owned()
+        }
         Err(_) => String::from_utf8_lossy(b).into_owned(),
     }
 }
@@ -223,7 +227,10 @@ mod tests {
         let busy = p.iter().find(|p| p.events > 0).unwrap().clone();
         b.eh_checkpoint("h", "g", busy.partition, 0).unwrap();
         let after = b.partitions().unwrap();
-        let q = after.iter().find(|q| q.partition == busy.partition).unwrap();
+        let q = after
+            .iter()
+            .find(|q| q.partition == busy.partition)
+            .unwrap();
         assert_eq!(q.unprocessed, vec![("g".to_string(), busy.events - 1)]);
     }
 
@@ -235,7 +242,8 @@ mod tests {
                 .unwrap();
         }
         for m in b.queue_receive("rq", 10, 1_000).unwrap() {
-            b.queue_poison("rq", &m.id, &m.pop_receipt, "broken").unwrap();
+            b.queue_poison("rq", &m.id, &m.pop_receipt, "broken")
+                .unwrap();
         }
         let page = b.dead_letter_page(false, 1, 1, 2).unwrap();
         assert_eq!(page.total, 3);
@@ -243,6 +251,10 @@ mod tests {
         // Two bytes cut "é" (two bytes) exactly; one byte would drop it.
         assert_eq!(page.letters[0].body, "é");
         assert_eq!(cut("é".as_bytes(), 1), "");
-        assert!(b.dead_letter_page(true, 0, 10, 10).unwrap().letters.is_empty());
+        assert!(b
+            .dead_letter_page(true, 0, 10, 10)
+            .unwrap()
+            .letters
+            .is_empty());
     }
 }

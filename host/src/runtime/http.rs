@@ -161,7 +161,10 @@ async fn console_gate(
             .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
             .map_or(host, |(name, _)| name);
         if !matches!(name, "127.0.0.1" | "localhost" | "[::1]") {
-            return (StatusCode::FORBIDDEN, "the console answers loopback names only")
+            return (
+                StatusCode::FORBIDDEN,
+                "the console answers loopback names only",
+            )
                 .into_response();
         }
         return next.run(request).await;
@@ -198,7 +201,10 @@ async fn console_gate(
             .header("location", location)
             .header(
                 "set-cookie",
-                format!("{KEY_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", gate.key),
+                format!(
+                    "{KEY_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+                    gate.key
+                ),
             )
             .body(Body::empty())
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
@@ -505,7 +511,12 @@ mod tests {
 
     #[tokio::test]
     async fn on_loopback_the_console_answers_loopback_names_only() {
-        for host in ["127.0.0.1:7071", "localhost:7071", "[::1]:7071", "localhost"] {
+        for host in [
+            "127.0.0.1:7071",
+            "localhost:7071",
+            "[::1]:7071",
+            "localhost",
+        ] {
             let r = through_gate(false, "/", &[("host", host)]).await;
             assert_eq!(r.status(), StatusCode::OK, "{host}");
         }

@@ -153,7 +153,11 @@ impl Host {
         let http = http::serve(listener, shared.clone(), self.console).await?;
         println!(
             "socwire up: HTTP triggers and reports at http://{http}/{}",
-            if console { "; console at the same address" } else { "" }
+            if console {
+                "; console at the same address"
+            } else {
+                ""
+            }
         );
 
         if shared.opts.exit_when_idle {
@@ -223,7 +227,9 @@ pub fn declare_entities(cfg: &AppConfig, brokers: &Brokers, lease: Duration) -> 
                         // `sys.Label IN (subjects)`, else none (every message).
                         let filter = declared.and_then(|d| {
                             d.sql_filter.clone().or_else(|| {
-                                d.subjects.as_deref().map(crate::brokers::SqlFilter::subjects_in)
+                                d.subjects
+                                    .as_deref()
+                                    .map(crate::brokers::SqlFilter::subjects_in)
                             })
                         });
                         brokers.sb_ensure_subscription(t, sub, filter.as_deref(), o)?;

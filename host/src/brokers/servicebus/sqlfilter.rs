@@ -385,8 +385,7 @@ fn lex(text: &str) -> Result<Vec<Tok>, FilterError> {
             while i < chars.len()
                 && (chars[i].is_ascii_alphanumeric()
                     || chars[i] == '.'
-                    || ((chars[i] == '-' || chars[i] == '+')
-                        && matches!(chars[i - 1], 'e' | 'E')))
+                    || ((chars[i] == '-' || chars[i] == '+') && matches!(chars[i - 1], 'e' | 'E')))
             {
                 i += 1;
             }
@@ -544,7 +543,9 @@ impl Parser {
             return Ok(Pred::Like(left, pattern, escape, negated));
         }
         if negated {
-            return Err(FilterError("NOT must be followed by IN or LIKE here".into()));
+            return Err(FilterError(
+                "NOT must be followed by IN or LIKE here".into(),
+            ));
         }
         let op = match self.next() {
             Some(Tok::Sym("=")) => CmpOp::Eq,
@@ -676,7 +677,11 @@ mod tests {
     /// The examples in Microsoft's "Subscription Rule SQL Filter Syntax" page.
     #[test]
     fn the_documented_examples() {
-        assert!(check("sys.Label LIKE '%bus%'", Some("Service bus"), json!({})));
+        assert!(check(
+            "sys.Label LIKE '%bus%'",
+            Some("Service bus"),
+            json!({})
+        ));
         assert!(!check("sys.Label LIKE '%bus%'", Some("queue"), json!({})));
         let or = "sys.Label LIKE '%bus%' OR user.tag IN ('queue', 'topic', 'subscription')";
         assert!(check(or, Some("x"), json!({"tag": "topic"})));
@@ -730,17 +735,18 @@ mod tests {
     #[test]
     fn the_unrouted_subscription_takes_only_unrouted_subjects() {
         let unrouted = "sys.Label IS NULL OR sys.Label NOT IN ('ProvisionGpuCluster', 'RunFineTune', 'ExportModel', 'CancelJob')";
-        for routed in ["ProvisionGpuCluster", "RunFineTune", "ExportModel", "CancelJob"] {
+        for routed in [
+            "ProvisionGpuCluster",
+            "RunFineTune",
+            "ExportModel",
+            "CancelJob",
+        ] {
             assert!(!check(unrouted, Some(routed), json!({})), "{routed}");
         }
         assert!(check(unrouted, Some("Unknown"), json!({})));
         assert!(check(unrouted, None, json!({})));
         // Without the IS NULL branch an unlabelled message matches neither way.
-        assert!(!check(
-            "sys.Label NOT IN ('RunFineTune')",
-            None,
-            json!({})
-        ));
+        assert!(!check("sys.Label NOT IN ('RunFineTune')", None, json!({})));
         // sys.Subject names the same property; keywords and names are case-insensitive.
         assert!(check(
             "SYS.subject in ('RunFineTune')",
@@ -756,7 +762,11 @@ mod tests {
     #[test]
     fn comparisons_numbers_and_types() {
         let p = json!({"n": 10, "s": "b", "flag": true});
-        assert!(check("n > 9.5 AND n <= 10 AND n <> 11 AND n != 12", None, p.clone()));
+        assert!(check(
+            "n > 9.5 AND n <= 10 AND n <> 11 AND n != 12",
+            None,
+            p.clone()
+        ));
         assert!(check("s >= 'a' AND s < 'c'", None, p.clone()));
         assert!(check("flag = TRUE", None, p.clone()));
         assert!(!check("s = 10", None, p.clone()));
