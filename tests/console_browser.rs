@@ -300,7 +300,9 @@ async fn the_console_in_chromium() {
     .await;
     // A command nobody routes goes to ml-unrouted only (the subscription's SQL filter), which
     // sets it aside; Replay sends it back and it is delivered again.
+    // The demo's own commands (ProvisionGpuCluster, RunFineTune, ExportModel) never reached it.
     let delivered_before = text_of(&c, r#"[data-k="fn/ml-unrouted/delivered"]"#).await;
+    assert_eq!(delivered_before, "0");
     b.sb_send(
         "ml-commands",
         SbMessage {

@@ -575,6 +575,8 @@ fn chaos_kills_of_host_and_handler_lose_nothing_and_repeat_no_effect() {
         &[
             "--demo",
             "--no-ml-demo",
+            // Only the alerts this test sends itself, which it counts.
+            "--no-alert-demo",
             "--incidents",
             &incidents.to_string(),
             "--lease-secs",

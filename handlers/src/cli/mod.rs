@@ -25,6 +25,9 @@ pub struct UpArgs {
     /// Seed only the triage demo, not the GPU lifecycle.
     #[arg(long, requires = "demo")]
     pub no_ml_demo: bool,
+    /// Do not stream the demo's generated day of IT/OT alerts.
+    #[arg(long, requires = "demo")]
+    pub no_alert_demo: bool,
     /// Exit when every broker is idle, printing a summary (for scripts and CI).
     #[arg(long)]
     pub exit_when_idle: bool,
@@ -90,7 +93,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    if args.demo {
+    if args.demo && !args.no_alert_demo {
         send_demo_alerts(&host, &args.data_dir)?;
     }
     if !args.no_console {
@@ -103,7 +106,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     let summary = host.run().await?;
     println!("\n{summary}");
-    if args.demo {
+    if args.demo && !args.no_alert_demo {
         print_top_stories(&args.data_dir, 3)?;
     }
     if let Some(t0) = ml_started {

@@ -151,14 +151,10 @@ impl Host {
         tasks.spawn(eventgrid::event_grid_loop(shared.clone()));
         let console = self.console.is_some();
         let http = http::serve(listener, shared.clone(), self.console).await?;
-        println!(
-            "socwire up: HTTP triggers and reports at http://{http}/{}",
-            if console {
-                "; console at the same address"
-            } else {
-                ""
-            }
-        );
+        println!("socwire up: HTTP triggers and reports at http://{http}/");
+        if console {
+            println!("socwire up: console at http://{http}/");
+        }
 
         if shared.opts.exit_when_idle {
             wait_until_idle(&shared).await?;
