@@ -415,6 +415,19 @@ async fn the_console_in_chromium() {
         .await
         .unwrap();
     assert!(text_of(&c, "#incidents details").await.contains("source:"));
+    // The report link opens the triage report the local report store wrote.
+    let report = c
+        .find(Locator::LinkText("report"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(report.starts_with("/reports/"), "{report}");
+    let answer = reqwest::get(format!("{base}{report}")).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.text().await.unwrap().contains("<html"));
     assert_contrast(&c, "incidents").await;
     screenshot(&c, "incidents").await;
 

@@ -37,16 +37,25 @@ pub(crate) async fn serve(
     console: Option<Router>,
 ) -> anyhow::Result<std::net::SocketAddr> {
     let key = Arc::new(function_key(&s)?);
+    // Reports and the console show incident data: both pass the gate (loopback names only on
+    // loopback, the function key beyond it). HTTP triggers check their own keys, as in Azure.
+    let gate = ConsoleGate {
+        key: key.clone(),
+        key_required: !s.opts.listen.is_loopback(),
+    };
+    let reports = Router::new()
+        .route("/reports/{*path}", get(report))
+        .with_state((s.clone(), key.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            gate.clone(),
+            console_gate,
+        ));
     let mut app = Router::new()
         .route("/api/{*path}", any(api))
-        .route("/reports/{*path}", get(report))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state((s.clone(), key.clone()));
+        .with_state((s.clone(), key))
+        .merge(reports);
     if let Some(console) = console {
-        let gate = ConsoleGate {
-            key,
-            key_required: !s.opts.listen.is_loopback(),
-        };
         app = app.merge(console.layer(axum::middleware::from_fn_with_state(gate, console_gate)));
     }
     let addr = listener.local_addr()?;
@@ -130,7 +139,7 @@ pub(crate) fn load_or_create_key(path: &std::path::Path) -> anyhow::Result<Strin
     Ok(key)
 }
 
-/// Who may use the console.
+/// Who may read the console and the reports.
 #[derive(Clone)]
 struct ConsoleGate {
     key: Arc<String>,

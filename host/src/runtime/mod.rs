@@ -83,8 +83,9 @@ impl Host {
     }
 
     /// Serves `router` beside the HTTP triggers (its routes must not start with `/api/` or
-    /// `/reports/`). On a non-loopback `listen` address every request to it must carry the
-    /// function key; on loopback, requests naming another host are refused (DNS rebinding).
+    /// `/reports/`). On a non-loopback `listen` address every request to it (and to the
+    /// reports) must carry the function key; on loopback, requests naming another host are
+    /// refused (DNS rebinding).
     pub fn mount_console(&mut self, router: axum::Router) {
         self.console = Some(router);
     }
