@@ -5,6 +5,7 @@
 //! except the seeded generator.
 
 pub mod alert;
+pub mod batch;
 pub mod classify;
 pub mod engine;
 pub mod eval;

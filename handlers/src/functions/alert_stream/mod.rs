@@ -1,4 +1,7 @@
-//! `alert-stream` (Event Hubs trigger, cardinality many): folds IT/OT alerts into the alert
+//! `alert-stream` (Event Hubs trigger, cardinality many): folds IT/OT alerts (an event body is
+//! one alert in any format `alertgraph::formats` reads — ALERTS.md, Suricata EVE, Sentinel
+//! SecurityAlert rows, Wazuh — or an array of them, or Sentinel's `{"records": [...]}` export)
+//! into the alert
 //! graph engine and writes every final row (a subgraph that closed, or the part of one that
 //! left the window) to `AlertSubgraphs_CL` through the Logs Ingestion port, publishing
 //! `socwire.AlertSubgraphPrioritized` for rows that score high. Every accepted alert ends in
@@ -25,7 +28,8 @@ use super::FunctionError;
 use crate::context::Context;
 use crate::ports::PortError;
 use crate::protocol::{EventHubBatchTrigger, InvocationRequest, InvocationResponse};
-use alertgraph::{Alert, Config, EarlyEvictions, Engine, Subgraph};
+use alertgraph::formats::Format;
+use alertgraph::{Config, EarlyEvictions, Engine, Subgraph};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest as _;
@@ -62,6 +66,26 @@ fn reject_row(now: &str, alert_id: Option<&str>, reason: &str, body: &str) -> Va
         .map(|b| format!("{b:02x}"))
         .collect();
     json!({ "TimeGenerated": now, "RowKey": key, "AlertId": alert_id, "Reason": reason, "Body": sample })
+}
+
+/// The text of the object an item came from: the body itself, or its `record`-th element (of
+/// an array, a `records` wrapper, or a query response's rows).
+fn element_of(value: &Value, record: usize) -> String {
+    let nth = |items: &Vec<Value>| {
+        items
+            .get(record.wrapping_sub(1))
+            .map(Value::to_string)
+            .unwrap_or_default()
+    };
+    match value {
+        _ if record == 0 => value.to_string(),
+        Value::Array(items) => nth(items),
+        Value::Object(m) => match m.get("records") {
+            Some(Value::Array(items)) => nth(items),
+            _ => value.to_string(),
+        },
+        other => other.to_string(),
+    }
 }
 
 fn state_error(what: &str, e: impl std::fmt::Display) -> FunctionError {
@@ -236,15 +260,10 @@ pub async fn run(
                 continue;
             }
         };
-        for (i, parsed) in Alert::from_body(&value, Some(now_ms))
-            .into_iter()
-            .enumerate()
-        {
+        for item in alertgraph::formats::alerts_of_value(&value, Format::Auto, Some(now_ms)) {
             counts.alerts += 1;
-            let element = || match &value {
-                Value::Array(items) => items.get(i).map(Value::to_string).unwrap_or_default(),
-                one => one.to_string(),
-            };
+            let parsed = item.result;
+            let element = || element_of(&value, item.record);
             // A refusal while parsing and one by the engine are set aside alike; only a
             // repeat of an alert already in the window is counted, not set aside.
             match parsed.and_then(|alert| state.engine.ingest(&alert).map(|()| alert)) {
