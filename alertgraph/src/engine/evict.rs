@@ -3,7 +3,7 @@
 
 use super::score::score_row;
 use super::state::SlotList;
-use super::{Engine, ALERT_OVERHEAD_BYTES, NO_GROUP, NO_KIND};
+use super::{memory, Engine, NO_GROUP, NO_KIND};
 use crate::classify::Stage;
 use crate::subgraph::Subgraph;
 use std::cmp::Reverse;
@@ -145,10 +145,11 @@ impl Engine {
             x.time.cmp(&y.time).then_with(|| x.id.cmp(&y.id))
         });
         out.push(score_row(self, counted, star, &mut scratch));
+        self.remember_row(&scratch.part);
         for &s in &scratch.part {
             let slot = self.slots[s as usize].take().expect("live slot");
             self.seen.remove(&slot.hash);
-            self.bytes -= ALERT_OVERHEAD_BYTES + slot.id.len();
+            self.bytes -= memory::text_bytes(&slot.id);
             self.release(slot.src);
             self.release(slot.dst);
             if self.names.release(slot.name) {
@@ -182,7 +183,7 @@ impl Engine {
             let root = self.find(g);
             self.check(root, cutoff, false, &mut out);
         }
-        if self.held() > self.cfg.max_alerts || self.bytes > self.cfg.max_bytes {
+        if self.held() > self.cfg.max_alerts || self.held_bytes() > self.cfg.max_bytes {
             self.evict_early(cutoff, &mut out);
         }
         self.compact_groups();
@@ -191,11 +192,16 @@ impl Engine {
 
     /// The bound is exceeded: emit waiting parts oldest first, then move the oldest tenth of
     /// the window out and emit it, until the engine is at 90 % of its bound.
+    ///
+    /// Bytes: the tables are worked down to half the bound as they would be if no larger than
+    /// what they hold, then given back to the allocator, so what stays allocated is within the
+    /// bound (a table's allocation is at most about twice what it holds).
     fn evict_early(&mut self, cutoff: i64, out: &mut Vec<Subgraph>) {
         let target_alerts = self.cfg.max_alerts / 10 * 9;
-        let target_bytes = self.cfg.max_bytes / 10 * 9;
-        let over = |e: &Self| e.held() > target_alerts || e.bytes > target_bytes;
+        let target_bytes = self.cfg.max_bytes / 2;
+        let over = |e: &Self| e.held() > target_alerts || e.live_bytes() > target_bytes;
         let before = self.held();
+        self.emitting_early = true;
         while over(self) {
             if let Some(Reverse((_, g))) = self.checks.pop() {
                 let root = self.find(g);
@@ -219,6 +225,8 @@ impl Engine {
                 self.check(root, cutoff, true, out);
             }
         }
+        self.emitting_early = false;
+        self.shrink();
         self.early.times += 1;
         self.early.alerts += (before - self.held()) as u64;
     }

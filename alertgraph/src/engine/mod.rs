@@ -16,7 +16,9 @@
 //! [`Engine::finish`] emits what is left at the end of a stream.
 
 mod evict;
+mod history;
 mod link;
+mod memory;
 mod ranking;
 mod score;
 mod snapshot;
@@ -51,10 +53,14 @@ pub struct Config {
     pub flow_gap_ms: i64,
     /// Most alerts held (window plus groups still open); above it the oldest leave early.
     pub max_alerts: usize,
-    /// Most bytes held (estimated); above it the oldest alerts leave early.
+    /// Most bytes held ([`Engine::held_bytes`]: every table's allocation, the history
+    /// included); above it the oldest alerts leave the window early.
     pub max_bytes: usize,
     /// Rows list every AlertId (for evaluation), not only the first [`crate::subgraph::MAX_ROW_ALERT_IDS`].
     pub list_all_alert_ids: bool,
+    /// Places in the history profile (12 bytes each, counted in `max_bytes`): what past windows
+    /// saw of each (pair, kind), (host, kind) and kind, for about five weeks.
+    pub history_entries: usize,
 }
 
 impl Default for Config {
@@ -66,6 +72,7 @@ impl Default for Config {
             max_alerts: 4_000_000,
             max_bytes: 1 << 30,
             list_all_alert_ids: false,
+            history_entries: 1 << 18,
         }
     }
 }
@@ -90,9 +97,6 @@ const MAX_LINK_INFO: f64 = 6.0;
 
 /// Fewest arrivals counted between two alerts of a continuation.
 const MIN_BETWEEN: f64 = 8.0;
-
-/// Bytes an alert costs beyond its id text (slot, window entry, map entries), for the bound.
-const ALERT_OVERHEAD_BYTES: usize = 160;
 
 /// Never a group.
 const NO_GROUP: u32 = u32::MAX;
@@ -199,6 +203,10 @@ pub struct Engine {
     arrivals: u64,
     bytes: usize,
     early: EarlyEvictions,
+    /// What past windows saw.
+    history: history::History,
+    /// Bytes of node addresses and host names held.
+    node_text: usize,
     /// Tables the scoring of a row reuses.
     #[serde(skip)]
     scratch: Scratch,
@@ -206,6 +214,9 @@ pub struct Engine {
     /// scored against.
     #[serde(skip)]
     finishing: Option<usize>,
+    /// While the count or byte bound moves alerts out early: their rows say so.
+    #[serde(skip)]
+    pub(super) emitting_early: bool,
     /// What the link test saw for each alert, when diagnostics are on.
     #[serde(skip)]
     trace: Option<Vec<LinkTrace>>,
@@ -250,8 +261,11 @@ impl Engine {
             arrivals: 0,
             bytes: 0,
             early: EarlyEvictions::default(),
+            history: history::History::new(cfg.history_entries),
+            node_text: 0,
             scratch: Scratch::default(),
             finishing: None,
+            emitting_early: false,
             trace: None,
         }
     }
@@ -292,11 +306,6 @@ impl Engine {
     /// Alerts held: in the window, or out of it and waiting in an open group.
     pub fn held(&self) -> usize {
         self.slots.len() - self.free_slots.len()
-    }
-
-    /// Estimated bytes held.
-    pub fn held_bytes(&self) -> usize {
-        self.bytes
     }
 
     /// Nodes held.
@@ -580,7 +589,7 @@ impl Engine {
             opened,
             next: NO_SLOT,
         };
-        self.bytes += ALERT_OVERHEAD_BYTES + slot.id.len();
+        self.bytes += memory::text_bytes(&slot.id);
         let s = tables::put(&mut self.slots, &mut self.free_slots, Some(slot));
         // Keep the window in time order; a late alert is inserted near the back (cheap).
         if self

@@ -98,6 +98,9 @@ fn clip(text: &str, chars: usize) -> String {
     out
 }
 
+/// (source, destination, rule, protocol).
+type KindOnPair = (u32, u32, u32, u32);
+
 /// A row's alerts on one directed pair.
 #[derive(Clone, Copy, Debug)]
 struct PairAgg {
@@ -242,6 +245,24 @@ pub(crate) fn score_row(
         p.tactics.add(s.tactic);
     }
 
+    // What past windows saw: the share of the row's alerts whose pair carried their kind on an
+    // earlier day (weekly maintenance is new once, routine the next week).
+    let mut combos: Vec<(KindOnPair, bool, u32)> = Vec::new();
+    for s in slots() {
+        let key = (s.src, s.dst, s.name, s.protocol);
+        if let Some(c) = combos.iter_mut().find(|c| c.0 == key) {
+            c.2 += 1;
+        } else if combos.len() < 256 {
+            let before = engine.pair_kind_seen_before(s.src, s.dst, s.name, s.protocol, s.time);
+            combos.push((key, before, 1));
+        }
+    }
+    let routine_alerts: u32 = combos.iter().filter(|c| c.1).map(|c| c.2).sum();
+    // A row is routine when most of it repeats earlier days (a weekly maintenance run repeats
+    // every pair and rule); a hop or two along pairs busy before is no such repetition.
+    let routine_row = f64::from(routine_alerts) >= 0.75 * alerts as f64;
+    let novelty = if routine_row { 0.25 } else { 1.0 };
+
     let mut score = 0.0;
     let mut reasons = Vec::new();
 
@@ -299,7 +320,8 @@ pub(crate) fn score_row(
     let explained = (2.0 * (linked + 1.0) / alerts as f64).min(1.0);
     let link_info: f64 = (links().map(|s| f64::from(s.link)).sum::<f64>()
         + attached().map(|s| f64::from(s.link)).sum::<f64>())
-        * explained;
+        * explained
+        * novelty;
     score += link_info;
     if link_count > 0 {
         let best = links().map(|s| f64::from(s.link)).fold(0.0, f64::max);
@@ -336,9 +358,10 @@ pub(crate) fn score_row(
         }
     }
     if let Some(t) = top {
-        score += evidence_weight(t.stage)
+        score += (evidence_weight(t.stage)
             + 0.5 * f64::from(evidence_stages.count_ones() - 1)
-            + 0.3 * (evidence_alerts as f64).ln();
+            + 0.3 * (evidence_alerts as f64).ln())
+            * if routine_row { 0.5 } else { 1.0 };
         reasons.push(format!(
             "compromise evidence about {}: {evidence_alerts} alert(s) of {} (strongest: {:?})",
             ip(t.dst),
@@ -434,7 +457,7 @@ pub(crate) fn score_row(
     let rare_explained = (2.0 * (f64::from(rare_alerts) + 1.0) / alerts as f64).min(1.0);
     for (i, &(share, r, count)) in rare.iter().take(MAX_RARE_RULES).enumerate() {
         let weight = if i == 0 { 1.0 } else { 0.25 };
-        score += weight * rare_explained * (RARE_RULE_SHARE / share).ln();
+        score += weight * rare_explained * novelty * (RARE_RULE_SHARE / share).ln();
         reasons.push(format!(
             "rare rule {:?}: {count} of {} alerts in the window",
             clip(engine.names.get(r).unwrap_or_default(), 80),
@@ -446,6 +469,9 @@ pub(crate) fn score_row(
     let crossing = slots().find(|s| {
         s.src != s.dst
             && s.domain == crate::Domain::OT
+            && !combos
+                .iter()
+                .any(|c| c.1 && c.0 == (s.src, s.dst, s.name, s.protocol))
             && engine.nodes[s.src as usize].it
             && engine.pairs.get(&(s.src, s.dst)).map_or(0, |p| p.count)
                 + if counted {
@@ -484,6 +510,16 @@ pub(crate) fn score_row(
             "{} alert(s), nothing improbable against this window",
             alerts
         ));
+    }
+    if routine_row {
+        reasons.push(format!(
+            "{routine_alerts} of {alerts} alert(s) on pairs that carried the same rule on an earlier day in the last {} days (routine)",
+            super::history::HISTORY_DAYS
+        ));
+    }
+    if engine.emitting_early {
+        reasons
+            .push("emitted before its time: the engine's memory or alert bound was reached".into());
     }
 
     // Described edges (busiest first) and nodes (first contact first).

@@ -274,6 +274,7 @@ impl Engine {
             Some(&id) => id,
             None => {
                 let ip: Arc<str> = ip.into();
+                self.node_text += super::memory::text_bytes(&ip);
                 let fresh = Node {
                     ip: ip.clone(),
                     evidence_group: NO_GROUP,
@@ -292,6 +293,7 @@ impl Engine {
         }
         if n.host.is_none() {
             n.host = host.map(Into::into);
+            self.node_text += n.host.as_ref().map_or(0, super::memory::text_bytes);
         }
         id
     }
@@ -300,6 +302,8 @@ impl Engine {
         let n = &mut self.nodes[id as usize];
         n.refs -= 1;
         if n.refs == 0 {
+            self.node_text -= super::memory::text_bytes(&n.ip)
+                + n.host.as_ref().map_or(0, super::memory::text_bytes);
             let ip = std::mem::take(&mut n.ip);
             self.node_index.remove(&ip);
             *n = Node::default();
