@@ -865,3 +865,32 @@ fn a_handler_that_cannot_listen_exits_instead_of_hanging() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Core Tools' rule for `func start` (azure-functions-core-tools, `StartHostAction.
+/// UpdateEnvironmentVariables`): a variable already set in the environment wins over
+/// local.settings.json, with the warning line Core Tools prints. The example settings set
+/// `SOCWIRE_TI_FILE` to "", which used to override the caller's feed without a word.
+#[test]
+fn a_variable_already_in_the_environment_wins_over_local_settings_with_core_tools_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.json");
+    std::fs::write(
+        &feed,
+        r#"[{"kind": "ipv4", "value": "192.0.2.7", "severity": "High", "source": "test", "details": "one indicator"}]"#,
+    )
+    .unwrap();
+    let out = run_ok(
+        socwire(&dir.path().join("data"))
+            .env("SOCWIRE_TI_FILE", &feed)
+            .args(["up", "--exit-when-idle", "--port", "0", "--quiet"]),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.lines().any(|l| l
+            == "Skipping 'SOCWIRE_TI_FILE' from local settings as it's already defined in current environment variables."),
+        "{stdout}"
+    );
+    // The handler read the caller's feed (one indicator), not the built-in list.
+    assert!(stderr.contains("offline list (1 indicators)"), "{stderr}");
+}

@@ -4,6 +4,7 @@
 use super::function_json::{FunctionDef, Trigger};
 use super::host_json::HostOptions;
 use super::json::{err, read_json, ConfigError};
+use super::settings::{apply_local_settings, process_environment};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -18,8 +19,13 @@ pub struct AppConfig {
     pub host: HostOptions,
     /// One entry per function folder.
     pub functions: Vec<FunctionDef>,
-    /// App settings (local.settings.json `Values`), passed to the handler as environment.
+    /// App settings as the host sees them: the environment, then each local.settings.json
+    /// `Values` entry the environment does not already define (Core Tools' rule,
+    /// [`super::settings`]); passed to the handler as its environment.
     pub settings: BTreeMap<String, String>,
+    /// The lines Core Tools prints for local settings it skipped ("Skipping 'X' from local
+    /// settings as it's already defined in current environment variables.").
+    pub setting_warnings: Vec<String>,
     /// Event Grid topic subscriptions.
     pub eventgrid_subscriptions: Vec<EventGridSubscription>,
     /// Service Bus topic subscriptions' filters and delivery counts
@@ -74,11 +80,21 @@ fn default_ttl() -> u32 {
 impl AppConfig {
     /// Loads the app rooted at `root`: host.json, `function-defs/*/function.json` (or
     /// `*/function.json` beside host.json, the deployed layout), local.settings.json (or
-    /// local.settings.example.json) and infra/eventgrid-subscriptions.json.
+    /// local.settings.example.json) and infra/eventgrid-subscriptions.json, with the process
+    /// environment taking precedence over the local settings.
     pub fn load(root: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(root, process_environment())
+    }
+
+    /// [`AppConfig::load`] with `env` standing for the process environment.
+    pub fn load_with_env(
+        root: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let host_path = root.join("host.json");
         let host = HostOptions::parse(&read_json(&host_path)?, &host_path)?;
-        let settings = load_settings(root)?;
+        let effective = apply_local_settings(&load_settings(root)?, env);
+        let settings = effective.values;
         let defs_dir = if root.join("function-defs").is_dir() {
             root.join("function-defs")
         } else {
@@ -156,6 +172,7 @@ impl AppConfig {
             host,
             functions,
             settings,
+            setting_warnings: effective.warnings,
             eventgrid_subscriptions,
             servicebus_subscriptions,
         })
@@ -178,7 +195,8 @@ impl AppConfig {
     }
 }
 
-fn load_settings(root: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+/// The `Values` of local.settings.json (or the example file); `None` for a JSON null.
+fn load_settings(root: &Path) -> Result<BTreeMap<String, Option<String>>, ConfigError> {
     let path = [
         root.join("local.settings.json"),
         root.join("local.settings.example.json"),
@@ -197,12 +215,12 @@ fn load_settings(root: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
     Ok(values
         .into_iter()
         .map(|(k, v)| {
-            (
-                k,
-                v.as_str()
-                    .map(String::from)
-                    .unwrap_or_else(|| v.to_string()),
-            )
+            let v = match v {
+                Value::Null => None,
+                Value::String(s) => Some(s),
+                other => Some(other.to_string()),
+            };
+            (k, v)
         })
         .collect())
 }

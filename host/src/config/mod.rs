@@ -7,6 +7,7 @@ mod function_json;
 mod host_json;
 mod json;
 mod retry;
+mod settings;
 
 pub use app::{AppConfig, EventGridSubscription, ServiceBusSubscription};
 pub use function_json::{DataType, FunctionDef, OutputBinding, OutputTarget, Trigger};
@@ -15,3 +16,4 @@ pub use host_json::{
 };
 pub use json::{parse_timespan, ConfigError};
 pub use retry::{RetryPolicy, RetryStrategy};
+pub use settings::{apply_local_settings, process_environment, EffectiveSettings};

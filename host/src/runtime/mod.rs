@@ -38,6 +38,10 @@ impl Host {
     /// brokers, creates every entity the functions use and releases what a killed run held.
     pub fn open(opts: UpOptions) -> anyhow::Result<Self> {
         let cfg = AppConfig::load(&opts.app_root)?;
+        // Core Tools prints these as `func start` begins; same words, so scripts match both.
+        for line in &cfg.setting_warnings {
+            println!("{line}");
+        }
         socwire_common::fs::private_dir(&opts.data_dir)?;
         let lock = std::fs::File::create(opts.data_dir.join("host.lock"))?;
         lock.try_lock().map_err(|_| {
