@@ -102,6 +102,9 @@ var eventHubNames = [
   'alerts'
   'training-telemetry'
 ]
+// Each hub's retention (messageRetentionInDays); `socwire up` drops local events after the
+// same period (infra/eventhubs.json is read by both).
+var eventHubSettings = loadJsonContent('eventhubs.json')
 var serviceBusTopicNames = [
   'ml-commands'
 ]
@@ -411,7 +414,7 @@ resource hubs 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = [for h in e
   name: h
   properties: {
     partitionCount: eventHubPartitions
-    messageRetentionInDays: 1
+    messageRetentionInDays: eventHubSettings[h].retentionDays
   }
 }]
 

@@ -1132,3 +1132,49 @@ fn the_packaged_handler_starts_in_azure_mode_on_a_read_only_root_offline_and_unp
         set_mode(&p, 0o755);
     }
 }
+
+/// `AzureWebJobs.<name>.Disabled` is honoured as the host honours it (azure-webjobs-sdk,
+/// `FunctionIndexer.IsDisabled`, "1" or "true"): no trigger listens, Core Tools' line
+/// "Function X is disabled." is printed, the message waits on its queue, and
+/// `--exit-when-idle` does not wait for it. A later run without the setting takes it.
+#[test]
+fn a_disabled_function_takes_nothing_until_it_is_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut send = socwire(dir.path());
+    send.args(["send", "queue", "triage-requests"])
+        .stdin(Stdio::piped());
+    let mut child = send.stdout(Stdio::null()).spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"not an incident id")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let out = run_ok(
+        socwire(dir.path())
+            .env("AzureWebJobs.triage-incident.Disabled", "True")
+            .args(["up", "--exit-when-idle", "--port", "0", "--lease-secs", "2"]),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == "Function triage-incident is disabled."),
+        "{stdout}"
+    );
+    let status = status_json(dir.path());
+    let queue = status["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "triage-requests")
+        .unwrap()
+        .clone();
+    assert_eq!(queue["visible"], 1, "{status}");
+
+    let stdout = up_until_idle(dir.path(), &[]);
+    assert_eq!(counts(&stdout, "triage-incident")[0], 1, "{stdout}");
+}

@@ -32,13 +32,19 @@ pub(super) async fn event_grid_loop(s: Arc<Shared>) {
         for d in due {
             let s = s.clone();
             set.spawn(async move {
-                let Some(f) = s.cfg.function(&d.subscriber).cloned() else {
-                    let _ = s.brokers.eg_failed(
-                        d.id,
-                        Some(404),
-                        "subscribed function is not in this app",
-                    );
-                    return None;
+                let f = match s.cfg.function(&d.subscriber) {
+                    Some(f) if !s.cfg.is_disabled(&f.name) => f.clone(),
+                    // The host's webhook knows no listener for it: 404, and Event Grid's retry
+                    // schedule applies.
+                    found => {
+                        let why = if found.is_some() {
+                            "subscribed function is disabled (AzureWebJobs.<name>.Disabled)"
+                        } else {
+                            "subscribed function is not in this app"
+                        };
+                        let _ = s.brokers.eg_failed(d.id, Some(404), why);
+                        return None;
+                    }
                 };
                 let mut data = Map::new();
                 data.insert(f.trigger.binding_name().to_string(), d.event.clone());
