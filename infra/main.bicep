@@ -595,34 +595,12 @@ var premiumSettings = [
   { name: 'WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID', value: identity.id }
 ]
 
-resource premiumApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'Premium') {
-  name: '${prefix}-${suffix}'
-  location: location
-  kind: 'functionapp,linux'
-  identity: {
-    type: 'UserAssigned'
-    userAssignedIdentities: { '${identity.id}': {} }
-  }
-  properties: {
-    serverFarmId: premiumPlan.id
-    httpsOnly: true
-    keyVaultReferenceIdentity: identity.id
-    siteConfig: {
-      linuxFxVersion: ''
-      minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      // The scale limit (see maximumInstances).
-      functionAppScaleLimit: maximumInstances
-      minimumElasticInstanceCount: 1
-      appSettings: concat(premiumSettings, socwireSettings, mlSwitchSettings)
-    }
-  }
-  dependsOn: [
-    containers
-  ]
-}
+// One site for either plan: two resources with the same name under opposite conditions need a
+// Bicep release from 2025 or later to compile (earlier ones refuse a duplicate name whatever
+// the condition), and stage 2 finds the app by this name either way.
+var isFlex = hostingPlan == 'FlexConsumption'
 
-resource flexApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'FlexConsumption') {
+resource app 'Microsoft.Web/sites@2023-12-01' = {
   name: '${prefix}-${suffix}'
   location: location
   kind: 'functionapp,linux'
@@ -631,10 +609,13 @@ resource flexApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'FlexCons
     userAssignedIdentities: { '${identity.id}': {} }
   }
   properties: {
-    serverFarmId: flexPlan.id
+    serverFarmId: isFlex ? flexPlan.id : premiumPlan.id
     httpsOnly: true
     keyVaultReferenceIdentity: identity.id
-    functionAppConfig: {
+    // Flex Consumption: deployment to the app-package container with the identity, and the
+    // scale limit, which Flex applies to each per-function scale group (every function with
+    // an event trigger scales on instances of its own; HTTP functions share one group).
+    functionAppConfig: isFlex ? {
       deployment: {
         storage: {
           type: 'blobContainer'
@@ -646,15 +627,22 @@ resource flexApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'FlexCons
         }
       }
       scaleAndConcurrency: {
-        // The scale limit (see maximumInstances).
         maximumInstanceCount: maximumInstances
         instanceMemoryMB: 2048
       }
       runtime: { name: 'custom', version: '1.0' }
-    }
-    siteConfig: {
+    } : null
+    siteConfig: isFlex ? {
       minTlsVersion: '1.2'
       appSettings: concat(socwireSettings, mlSwitchSettings)
+    } : {
+      linuxFxVersion: ''
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      // The scale limit (see maximumInstances).
+      functionAppScaleLimit: maximumInstances
+      minimumElasticInstanceCount: 1
+      appSettings: concat(premiumSettings, socwireSettings, mlSwitchSettings)
     }
   }
   dependsOn: [
@@ -803,7 +791,7 @@ resource roleMlTopicDeadLetters 'Microsoft.Authorization/roleAssignments@2022-04
   properties: { principalId: hasMl ? mlSystemTopic.identity.principalId : '', principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor) }
 }
 
-output functionAppName string = hostingPlan == 'Premium' ? premiumApp.name : flexApp.name
+output functionAppName string = app.name
 output identityPrincipalId string = identity.properties.principalId
 output storageAccountName string = storage.name
 output packageContainerUrl string = '${storage.properties.primaryEndpoints.blob}app-package'

@@ -931,7 +931,7 @@ const AZURE_VALUES: &[(&str, &str)] = &[
 /// (no ML workspace, no TI provider): names and literal values from the Bicep, values Azure
 /// computes from [`AZURE_VALUES`]. A computed setting missing there fails, naming it.
 fn bicep_app_settings() -> Vec<(String, String)> {
-    use bicep::{Expr, Val};
+    use bicep::Val;
     let main = bicep::load(&app_root().join("infra/main.bicep"));
     let params = bicep::load(&app_root().join("infra/main.bicepparam"));
     let mut scope = bicep::Scope::with_param_file(&main, &params);
@@ -939,19 +939,22 @@ fn bicep_app_settings() -> Vec<(String, String)> {
         .resources()
         .find(|r| r.rtype == "Microsoft.Web/sites" && !r.existing)
         .expect("a Microsoft.Web/sites resource");
-    let mut entries = app.object();
-    for key in ["properties", "siteConfig"] {
-        entries = match &entries.iter().find(|e| e.key == key).unwrap().value {
-            Expr::Object(inner) => inner,
-            other => panic!("{key} is {other:?}"),
-        };
-    }
-    let expr = &entries
+    let properties = &app
+        .object()
         .iter()
-        .find(|e| e.key == "appSettings")
+        .find(|e| e.key == "properties")
         .unwrap()
         .value;
-    let Val::Array(items) = scope.eval(expr) else {
+    let Val::Object(properties) = scope.eval(properties) else {
+        panic!("the app's properties do not evaluate to an object")
+    };
+    let Some(Val::Object(site_config)) = properties.get("siteConfig") else {
+        panic!(
+            "no siteConfig for hostingPlan {:?}",
+            scope.var("hostingPlan")
+        )
+    };
+    let Some(Val::Array(items)) = site_config.get("appSettings").cloned() else {
         panic!("appSettings does not evaluate to a list")
     };
     items

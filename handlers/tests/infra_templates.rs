@@ -362,6 +362,12 @@ impl Checker<'_> {
     fn value(&mut self, v: &Expr, ty: &Value, path: &str, line: usize) {
         match (v, ty["$type"].as_str()) {
             (_, Some("AnyType")) => {}
+            // Either branch may be deployed: both must fit (null leaves the property out).
+            (Expr::Ternary(_, a, b), _) => {
+                self.value(a, ty, path, line);
+                self.value(b, ty, path, line);
+            }
+            (Expr::Null, _) => {}
             (Expr::Object(entries), Some("ObjectType" | "DiscriminatedObjectType")) => {
                 self.object(entries, ty, path, false)
             }
