@@ -938,3 +938,26 @@ fn the_bicep_subset_parser_reads_both_templates_and_both_parameter_files() {
     assert_eq!(f.resources().next().unwrap().object()[0].line, 6);
     let _ = Val::Null;
 }
+
+/// Every hub main.bicep creates takes its retention from infra/eventhubs.json, the file the
+/// local host reads too (`eventHubSettings[h]` would fail the deployment for a missing hub).
+#[test]
+fn every_event_hub_has_its_retention_in_the_shared_file() {
+    let file = bicep::load(&repo().join("infra/main.bicep"));
+    let settings: Value = serde_json::from_str(&read("infra/eventhubs.json")).unwrap();
+    let hubs: Vec<String> = bicep::instances(&file)
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.rtype == "Microsoft.EventHub/namespaces/eventhubs")
+        .map(|i| i.name.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert!(hubs.len() >= 2, "{hubs:?}");
+    for hub in &hubs {
+        let days = settings[hub]["retentionDays"].as_u64();
+        assert!(
+            days.is_some_and(|d| (1..=7).contains(&d)),
+            "infra/eventhubs.json: {hub} needs retentionDays between 1 and 7 (Standard tier), found {:?}",
+            settings[hub]
+        );
+    }
+}

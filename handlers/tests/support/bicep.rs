@@ -1019,6 +1019,9 @@ fn instances_of(file: &File, symbol: &str) -> Result<Vec<Instance>, String> {
     instances_where(file, |r| r.symbol == symbol)
 }
 
+/// One run of a resource body: the loop bindings, the loop item, the body, its condition.
+type Run = (Vec<(String, Val)>, Option<Val>, Expr, Option<String>);
+
 fn instances_where(file: &File, pick: impl Fn(&Resource) -> bool) -> Result<Vec<Instance>, String> {
     let mut out = Vec::new();
     for r in file.resources().filter(|r| pick(r)) {
@@ -1027,7 +1030,7 @@ fn instances_where(file: &File, pick: impl Fn(&Resource) -> bool) -> Result<Vec<
             Expr::If(c, b) => (Some(scope.eval(c).text()), (**b).clone()),
             other => (None, other.clone()),
         };
-        let runs: Vec<(Vec<(String, Val)>, Option<Val>, Expr, Option<String>)> = match &inner {
+        let runs: Vec<Run> = match &inner {
             Expr::For {
                 item,
                 index,
