@@ -102,6 +102,9 @@ var eventHubNames = [
   'alerts'
   'training-telemetry'
 ]
+// Each hub's retention (messageRetentionInDays); `socwire up` drops local events after the
+// same period (infra/eventhubs.json is read by both).
+var eventHubSettings = loadJsonContent('eventhubs.json')
 var serviceBusTopicNames = [
   'ml-commands'
 ]
@@ -119,7 +122,7 @@ var roles = {
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
-  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-2319b160aa3a'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   sentinelResponder: '3e150937-b8fe-4cfb-8069-0eaf05ecd056'
   logAnalyticsReader: '73c42c96-874c-492b-b04d-ab87d138a893'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
@@ -411,7 +414,7 @@ resource hubs 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = [for h in e
   name: h
   properties: {
     partitionCount: eventHubPartitions
-    messageRetentionInDays: 1
+    messageRetentionInDays: eventHubSettings[h].retentionDays
   }
 }]
 
@@ -601,34 +604,12 @@ var premiumSettings = [
   { name: 'WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID', value: identity.id }
 ]
 
-resource premiumApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'Premium') {
-  name: '${prefix}-${suffix}'
-  location: location
-  kind: 'functionapp,linux'
-  identity: {
-    type: 'UserAssigned'
-    userAssignedIdentities: { '${identity.id}': {} }
-  }
-  properties: {
-    serverFarmId: premiumPlan.id
-    httpsOnly: true
-    keyVaultReferenceIdentity: identity.id
-    siteConfig: {
-      linuxFxVersion: ''
-      minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      // The scale limit (see maximumInstances).
-      functionAppScaleLimit: maximumInstances
-      minimumElasticInstanceCount: 1
-      appSettings: concat(premiumSettings, socwireSettings, mlSwitchSettings)
-    }
-  }
-  dependsOn: [
-    containers
-  ]
-}
+// One site for either plan: two resources with the same name under opposite conditions need a
+// Bicep release from 2025 or later to compile (earlier ones refuse a duplicate name whatever
+// the condition), and stage 2 finds the app by this name either way.
+var isFlex = hostingPlan == 'FlexConsumption'
 
-resource flexApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'FlexConsumption') {
+resource app 'Microsoft.Web/sites@2023-12-01' = {
   name: '${prefix}-${suffix}'
   location: location
   kind: 'functionapp,linux'
@@ -637,10 +618,13 @@ resource flexApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'FlexCons
     userAssignedIdentities: { '${identity.id}': {} }
   }
   properties: {
-    serverFarmId: flexPlan.id
+    serverFarmId: isFlex ? flexPlan.id : premiumPlan.id
     httpsOnly: true
     keyVaultReferenceIdentity: identity.id
-    functionAppConfig: {
+    // Flex Consumption: deployment to the app-package container with the identity, and the
+    // scale limit, which Flex applies to each per-function scale group (every function with
+    // an event trigger scales on instances of its own; HTTP functions share one group).
+    functionAppConfig: isFlex ? {
       deployment: {
         storage: {
           type: 'blobContainer'
@@ -652,15 +636,22 @@ resource flexApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'FlexCons
         }
       }
       scaleAndConcurrency: {
-        // The scale limit (see maximumInstances).
         maximumInstanceCount: maximumInstances
         instanceMemoryMB: 2048
       }
       runtime: { name: 'custom', version: '1.0' }
-    }
-    siteConfig: {
+    } : null
+    siteConfig: isFlex ? {
       minTlsVersion: '1.2'
       appSettings: concat(socwireSettings, mlSwitchSettings)
+    } : {
+      linuxFxVersion: ''
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      // The scale limit (see maximumInstances).
+      functionAppScaleLimit: maximumInstances
+      minimumElasticInstanceCount: 1
+      appSettings: concat(premiumSettings, socwireSettings, mlSwitchSettings)
     }
   }
   dependsOn: [
@@ -811,7 +802,7 @@ resource roleMlTopicDeadLetters 'Microsoft.Authorization/roleAssignments@2022-04
   properties: { principalId: hasMl ? mlSystemTopic.identity.principalId : '', principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor) }
 }
 
-output functionAppName string = hostingPlan == 'Premium' ? premiumApp.name : flexApp.name
+output functionAppName string = app.name
 output identityPrincipalId string = identity.properties.principalId
 output storageAccountName string = storage.name
 output packageContainerUrl string = '${storage.properties.primaryEndpoints.blob}app-package'
