@@ -408,11 +408,22 @@ impl MlWorkspace for NotConfigured {
     async fn cancel_job(&self, _: &str) -> crate::ports::PortResult<()> {
         self.refuse()
     }
+    async fn scale_back(&self, _: &str) -> crate::ports::PortResult<()> {
+        self.refuse()
+    }
     async fn download_job_output(
         &self,
         _: &str,
         _: &std::path::Path,
+        _: u64,
     ) -> crate::ports::PortResult<()> {
+        self.refuse()
+    }
+    async fn metric_history(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> crate::ports::PortResult<Vec<crate::ports::MetricPoint>> {
         self.refuse()
     }
     async fn register_model(
