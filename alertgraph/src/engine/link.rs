@@ -33,6 +33,9 @@ pub struct LinkTrace {
     pub linked: bool,
 }
 
+/// Most share of a node's alerts an identity may have for reusing it to single out a story.
+const SHARED_IDENTITY: f64 = 0.1;
+
 /// What the link test reads of an arriving alert.
 pub(super) struct Arrival {
     pub(super) time: i64,
@@ -178,11 +181,16 @@ impl Engine {
             }
         }
         let start = self.window_start().max(time - self.cfg.flow_gap_ms);
-        let mut best: Option<(Link, f64)> = None;
+        let mut best: Option<(Link, f64, bool)> = None;
         // Groups behind the incoming alerts looked at: a story that reached the node with two
         // alerts (a share enumeration, then the hop) is one chance, not two.
         let mut stories = [NO_GROUP; RECENT_IN];
         let mut candidates = 0.0;
+        // Of them, those whose identity the alert reuses: when the best continuation is one,
+        // only they are chances (an alert that reuses a stolen account can only continue a
+        // story that used it).
+        let mut sharing = [NO_GROUP; RECENT_IN];
+        let mut sharing_candidates = 0.0;
         for i in 0..self.nodes[node as usize].recent_in.len() {
             let inc = self.nodes[node as usize].recent_in[i];
             if inc.time > time || inc.time < start {
@@ -209,6 +217,17 @@ impl Engine {
                     candidates += 1.0;
                 }
             }
+            // An identity the node uses all the time (a workstation's own user) is no sign
+            // of the same actor; one it rarely or never carries is.
+            let shared = reuse <= SHARED_IDENTITY;
+            if shared {
+                if let Some(free) = sharing.iter().position(|&g| g == root || g == NO_GROUP) {
+                    if sharing[free] == NO_GROUP {
+                        sharing[free] = root;
+                        sharing_candidates += 1.0;
+                    }
+                }
+            }
             let live = self.groups[root as usize].live;
             if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
                 t.seen.push((inc.seq, expected, live));
@@ -216,8 +235,10 @@ impl Engine {
             if expected >= LINK_CHANCE {
                 continue;
             }
-            let joint = expected * f64::from(inc.share);
-            if best.is_none_or(|(_, b)| joint < b) {
+            // Of two stories the alert could continue, it continues the one whose identity it
+            // reuses (the same stolen account is the same actor), else the rarer.
+            let joint = expected * f64::from(inc.share) * if shared { 1e-9 } else { 1.0 };
+            if best.is_none_or(|(_, b, _)| joint < b) {
                 best = Some((
                     Link {
                         group: root,
@@ -226,19 +247,27 @@ impl Engine {
                         expected,
                     },
                     joint,
+                    shared,
                 ));
             }
         }
         // The continuation was looked for behind every recent incoming alert of the node: the
         // chance that one of them is followed this closely is that many times larger (a busy
         // node with many incoming alerts gets many chances).
+        let chances = |shared: bool| {
+            if shared {
+                sharing_candidates
+            } else {
+                candidates
+            }
+        };
         if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
             t.rate = rate;
             t.candidates = candidates as u32;
-            t.expected = best.map(|(l, _)| l.expected * candidates);
+            t.expected = best.map(|(l, _, shared)| l.expected * chances(shared));
         }
-        let (mut link, _) = best?;
-        link.expected *= candidates;
+        let (mut link, _, shared) = best?;
+        link.expected *= chances(shared);
         if link.expected >= LINK_CHANCE {
             return None;
         }

@@ -82,7 +82,7 @@ impl Default for Config {
 const RARE_PAIR: u32 = 2;
 
 /// Incoming rare alerts remembered per node for continuations.
-pub(crate) const RECENT_IN: usize = 8;
+pub(crate) const RECENT_IN: usize = 16;
 
 /// A continuation is linked when the expected number of such continuations by chance is
 /// below this.
@@ -462,20 +462,43 @@ impl Engine {
             // pair's routine (an attacker's floods). A hop that carries it (remote execution on
             // `dst`) continues a story into `src` when that is improbable by chance; a host's
             // own traffic (a beacon, an attack response) is a finding about it, not a hop.
-            let mut g = self.evidence_episode(dst, time);
+            // It joins its pair's group while that is a story's size (a probe then the
+            // exploit on one pair), never a flood's.
+            let mut g = match pair_group {
+                Some(pg) if self.groups[pg as usize].live <= MAX_LINKED_GROUP => {
+                    let n = &mut self.nodes[dst as usize];
+                    n.evidence_group = pg;
+                    n.evidence_last = n.evidence_last.max(time);
+                    pg
+                }
+                _ => self.evidence_episode(dst, time),
+            };
             let mut link = 0.0;
-            let rare = !reversed
-                && pair_before.map_or(0, |p| p.count) < RARE_PAIR
+            let rare = pair_before.map_or(0, |p| p.count) < RARE_PAIR
                 && self.groups[g as usize].live <= MAX_LINKED_GROUP;
-            if rare {
-                if let Some(l) = self.best_link(src, &arrival, pair_before.is_none()) {
+            if !reversed {
+                if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                    t.kind = if rare { 3 } else { 2 };
+                }
+                // On a rare pair, as any hop; on a routine one, as a kind new on it.
+                let found = if rare {
+                    self.best_link(src, &arrival, pair_before.is_none())
+                } else {
+                    self.fresh_kind_link(src, dst, &arrival, pair_before)
+                };
+                if let Some(l) = found {
+                    if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                        t.linked = true;
+                    }
                     g = self.union(g, l.group);
                     link = l.info;
                     let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
                     *chance = chance.sqrt();
                     self.nodes[dst as usize].evidence_group = g;
                 }
-                self.remember_incoming(dst, &arrival, g);
+                if rare || found.is_some() {
+                    self.remember_incoming(dst, &arrival, g);
+                }
             }
             (g, link, false, true)
         } else if let Some(l) = self.fresh_kind_link(src, dst, &arrival, pair_before) {
