@@ -27,6 +27,8 @@ pub(crate) struct History {
     seeds: [u64; 4],
     /// Places taken over from a key still within its five weeks (the profile was full).
     pub(crate) displaced: u64,
+    /// Sightings recorded.
+    pub(crate) recorded: u64,
 }
 
 /// A key's record.
@@ -53,6 +55,7 @@ impl History {
             seen: vec![0; sets * WAYS],
             seeds: [10u64, 11, 12, 13].map(|i| r.hash_one(i)),
             displaced: 0,
+            recorded: 0,
         }
     }
 
@@ -81,6 +84,7 @@ impl History {
 
     /// Records a sighting of `key` on `day`.
     pub(crate) fn record(&mut self, key: u64, day: u16) {
+        self.recorded += 1;
         let set = self.set(key);
         if let Some(i) = set.clone().find(|&i| self.keys[i] == key) {
             let (last, days) = (self.seen[i] as u16, (self.seen[i] >> 16) as u16);
@@ -164,8 +168,18 @@ impl super::Engine {
         protocol: u32,
         time: i64,
     ) -> bool {
-        let [pair, _, _] = self.history_keys(src, dst, name, protocol);
-        self.history.seen_before(pair, day_of(time))
+        let text = |n: u32| &*self.nodes[n as usize].ip;
+        let rule = self.names.get(name).unwrap_or_default();
+        let protocol = self.protocols.get(protocol).unwrap_or_default();
+        let key = self
+            .history
+            .key(&["pair", text(src), text(dst), rule, protocol]);
+        self.history.seen_before(key, day_of(time))
+    }
+
+    /// Whether the profile holds anything yet.
+    pub(super) fn has_history(&self) -> bool {
+        self.history.recorded > 0
     }
 }
 

@@ -671,17 +671,22 @@ impl Engine {
         let Some(e) = ext else {
             return Identity::default();
         };
+        use std::hash::{BuildHasher, Hasher};
         let [a, b, c, d] = self.identity_seeds;
-        let hasher = ahash::RandomState::with_seeds(a, b, c, d);
+        let state = ahash::RandomState::with_seeds(a, b, c, d);
+        // Case-insensitive (accounts are), without a lowered copy.
         let hash = |parts: &[Option<&str>]| -> u64 {
             if parts[0].is_none() {
                 return 0;
             }
-            let text: Vec<String> = parts
-                .iter()
-                .map(|p| p.unwrap_or_default().to_lowercase())
-                .collect();
-            hasher.hash_one(text).max(1)
+            let mut h = state.build_hasher();
+            for part in parts {
+                for b in part.unwrap_or_default().bytes() {
+                    h.write_u8(b.to_ascii_lowercase());
+                }
+                h.write_u8(0xff);
+            }
+            h.finish().max(1)
         };
         Identity {
             account: hash(&[e.account.as_deref(), e.account_domain.as_deref()]),

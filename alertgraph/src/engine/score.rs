@@ -150,6 +150,10 @@ pub(crate) struct Scratch {
     rare: Vec<(f64, u32, u32)>,
     /// The slots of the part being emitted.
     pub(super) part: Vec<u32>,
+    /// The row's (pair, kind)s: seen on an earlier day, alerts.
+    combos: FastMap<KindOnPair, (bool, u32)>,
+    /// The row's subjects: the stages of its own alerts about each, and whether one attacks it.
+    subjects: FastMap<u32, (u16, bool)>,
 }
 
 impl Clone for Scratch {
@@ -179,6 +183,8 @@ impl Scratch {
         self.best.clear();
         self.paths.clear();
         self.rare.clear();
+        self.combos.clear();
+        self.subjects.clear();
     }
 }
 
@@ -203,6 +209,8 @@ pub(crate) fn score_row(
         paths,
         rare,
         part,
+        combos,
+        subjects,
     } = scratch;
     let slots = || part.iter().map(|&s| engine.slot(s));
     let alerts = part.len();
@@ -247,17 +255,19 @@ pub(crate) fn score_row(
 
     // What past windows saw: the share of the row's alerts whose pair carried their kind on an
     // earlier day (weekly maintenance is new once, routine the next week).
-    let mut combos: Vec<(KindOnPair, bool, u32)> = Vec::new();
-    for s in slots() {
-        let key = (s.src, s.dst, s.name, s.protocol);
-        if let Some(c) = combos.iter_mut().find(|c| c.0 == key) {
-            c.2 += 1;
-        } else if combos.len() < 256 {
-            let before = engine.pair_kind_seen_before(s.src, s.dst, s.name, s.protocol, s.time);
-            combos.push((key, before, 1));
+    combos.clear();
+    if engine.has_history() {
+        for s in slots() {
+            let key = (s.src, s.dst, s.name, s.protocol);
+            if let Some(c) = combos.get_mut(&key) {
+                c.1 += 1;
+            } else if combos.len() < 256 {
+                let before = engine.pair_kind_seen_before(s.src, s.dst, s.name, s.protocol, s.time);
+                combos.insert(key, (before, 1));
+            }
         }
     }
-    let routine_alerts: u32 = combos.iter().filter(|c| c.1).map(|c| c.2).sum();
+    let routine_alerts: u32 = combos.values().filter(|c| c.0).map(|c| c.1).sum();
     // A row is routine when most of it repeats earlier days (a weekly maintenance run repeats
     // every pair and rule); a hop or two along pairs busy before is no such repetition.
     let routine_row = f64::from(routine_alerts) >= 0.75 * alerts as f64;
@@ -412,18 +422,28 @@ pub(crate) fn score_row(
         ));
     } else {
         // Progression: the stages a host this row attacks or speaks of reached in the window.
-        let mut best: Option<(u32, u16)> = None;
-        for s in slots().filter(|s| s.stage >= Stage::Attempt) {
-            let node = &engine.nodes[s.dst as usize];
-            let mut mask = (1..10usize)
-                .filter(|&i| node.stages[i] > 0)
-                .fold(0u16, |m, i| m | 1 << i);
-            for o in slots().filter(|o| o.dst == s.dst && counts_as_stage(o.stage, o.evidence)) {
-                mask |= 1 << o.stage as u8;
+        // One pass: the stages of the row's own alerts per subject, then the window's.
+        subjects.clear();
+        for s in slots() {
+            let entry = subjects.entry(s.dst).or_insert((0, false));
+            if counts_as_stage(s.stage, s.evidence) {
+                entry.0 |= 1 << s.stage as u8;
             }
-            mask &= !1;
-            if best.is_none_or(|(_, m)| mask.count_ones() > m.count_ones()) {
-                best = Some((s.dst, mask));
+            entry.1 |= s.stage >= Stage::Attempt;
+        }
+        let mut best: Option<(u32, u16)> = None;
+        for (&n, &(own, attacked)) in subjects.iter().filter(|(_, v)| v.1) {
+            let _ = attacked;
+            let node = &engine.nodes[n as usize];
+            let mask = (1..10usize)
+                .filter(|&i| node.stages[i] > 0)
+                .fold(own, |m, i| m | 1 << i)
+                & !1;
+            let better = best.is_none_or(|(b, m)| {
+                (mask.count_ones(), std::cmp::Reverse(n)) > (m.count_ones(), std::cmp::Reverse(b))
+            });
+            if better {
+                best = Some((n, mask));
             }
         }
         if let Some((n, mask)) = best.filter(|(_, m)| m.count_ones() >= 2) {
@@ -470,8 +490,8 @@ pub(crate) fn score_row(
         s.src != s.dst
             && s.domain == crate::Domain::OT
             && !combos
-                .iter()
-                .any(|c| c.1 && c.0 == (s.src, s.dst, s.name, s.protocol))
+                .get(&(s.src, s.dst, s.name, s.protocol))
+                .is_some_and(|c| c.0)
             && engine.nodes[s.src as usize].it
             && engine.pairs.get(&(s.src, s.dst)).map_or(0, |p| p.count)
                 + if counted {
