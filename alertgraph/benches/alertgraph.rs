@@ -58,11 +58,6 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
     (out, wall.elapsed().as_secs_f64(), cpu_secs() - cpu)
 }
 
-/// Lines in `bytes`.
-fn memchr_count(bytes: &[u8]) -> usize {
-    bytes.iter().filter(|&&b| b == b'\n').count()
-}
-
 /// CPU seconds of each phase of [`whole_process`].
 #[derive(Default)]
 struct Phases {
