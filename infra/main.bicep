@@ -55,6 +55,10 @@ param alertWindow string = '24h'
 @description('Subgraphs scoring at least this publish socwire.AlertSubgraphPrioritized.')
 param alertEventScore string = '20'
 
+// Memory of one instance: FC1 as configured below, EP1 3.5 GB. Half of it is the alert engine's
+// budget across every Event Hubs partition an instance holds (SOCWIRE_ALERT_MEMORY_MB).
+var instanceMemoryMB = isFlex ? 2048 : 3584
+
 @description('Azure Machine Learning workspace in this resource group for the GPU functions (empty: none; the ML roles and system topic are left out).')
 param azureMlWorkspaceName string = ''
 
@@ -519,6 +523,7 @@ var socwireSettings = [
   { name: 'SOCWIRE_SWEEP_SCHEDULE', value: sweepSchedule }
   { name: 'SOCWIRE_ALERT_WINDOW', value: alertWindow }
   { name: 'SOCWIRE_ALERT_EVENT_SCORE', value: alertEventScore }
+  { name: 'SOCWIRE_ALERT_MEMORY_MB', value: string(instanceMemoryMB / 2) }
   { name: 'SOCWIRE_EVENTS_TOPIC__topicEndpointUri', value: topics[1].properties.endpoint }
   { name: 'SOCWIRE_EVENTS_TOPIC__credential', value: connectionIdentity.credential }
   { name: 'SOCWIRE_EVENTS_TOPIC__clientId', value: connectionIdentity.clientId }
@@ -637,7 +642,7 @@ resource app 'Microsoft.Web/sites@2023-12-01' = {
       }
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstances
-        instanceMemoryMB: 2048
+        instanceMemoryMB: instanceMemoryMB
       }
       runtime: { name: 'custom', version: '1.0' }
     } : null

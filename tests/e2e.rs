@@ -1084,6 +1084,8 @@ const AZURE_VALUES: &[(&str, &str)] = &[
     ("SOCWIRE_STORAGE", "https://socwire3kq.blob.core.windows.net/"),
     ("SOCWIRE_LOGS_ENDPOINT", "https://socwire-dce-x7ab.westeurope-1.ingest.monitor.azure.com"),
     ("SOCWIRE_LOGS_DCR_ID", "dcr-5e0c1a2b3c4d4e5f8a9b0c1d2e3f4a5b"),
+    // string(instanceMemoryMB / 2) on the default Premium plan (EP1, 3.5 GB).
+    ("SOCWIRE_ALERT_MEMORY_MB", "1792"),
     ("SOCWIRE_EVENTS_TOPIC__topicEndpointUri", "https://socwire-socwire-events-3kq.westeurope-1.eventgrid.azure.net/api/events"),
     ("SOCWIRE_EVENTS_TOPIC__clientId", "3c9e1f7a-52b4-4d8e-a1c6-0f2d4b6e8a9c"),
     ("SOCWIRE_EVENTHUBS__fullyQualifiedNamespace", "socwire-eh-3kq.servicebus.windows.net"),

@@ -5,7 +5,8 @@
 //! sizes; `--seeds tune|held-out|all|FROM-TO` (default held-out: seeds 3-7; seeds 0-2 were
 //! used for tuning, `tune` runs 1-2; seeds 8-12 were first run once, after the fifth pass, as a
 //! fresh check). `ALERTGRAPH_BENCH_10M=1` adds the 10M-alert speed run. `--real` runs the
-//! public labelled sets in `../shared/data` instead (`SOCWIRE_REAL_DATA` to point elsewhere).
+//! public labelled sets in `../shared/data` instead (`SOCWIRE_REAL_DATA` to point elsewhere);
+//! `--memory` the streaming path's memory at 1M, 4M and 10M alerts a day.
 
 use alertgraph::eval::{evaluate, rank_stream};
 use alertgraph::formats::Format;
@@ -278,6 +279,67 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// `--memory`: the streaming path (one partition, as `alert-stream` holds it) at 1M, 4M and 10M
+/// alerts a day for 30 hours, generated hour by hour, under the default bound.
+fn memory() {
+    let cfg = Config::default();
+    println!(
+        "\nstreaming memory: one partition, 30 hours, family B generated hour by hour, bound {} MB (Config::max_bytes)",
+        cfg.max_bytes >> 20
+    );
+    println!(
+        "{:>10} {:>9} {:>12} {:>14} {:>12} {:>14} {:>10} {:>10}",
+        "alerts/day",
+        "ingested",
+        "peak held",
+        "peak held MB",
+        "peak RSS MB",
+        "early evicted",
+        "alerts/s",
+        "rows"
+    );
+    const HOUR_MS: i64 = 3_600_000;
+    for per_day in [1_000_000usize, 4_000_000, 10_000_000] {
+        reset_peak_rss();
+        let mut engine = Engine::new(cfg);
+        let (mut peak_held, mut peak_bytes, mut ingested, mut rows) =
+            (0usize, 0usize, 0usize, 0usize);
+        let started = Instant::now();
+        for hour in 0..30i64 {
+            let g = generate(GenConfig {
+                alerts: per_day / 24,
+                chains: 1,
+                seed: 1000 + hour as u64,
+                start_ms: GenConfig::default().start_ms + hour * HOUR_MS,
+                span_ms: HOUR_MS,
+                family: Family::B,
+            });
+            for batch in g.alerts.chunks(1000) {
+                for a in batch {
+                    ingested += usize::from(engine.ingest(a).is_ok());
+                }
+                rows += engine.evict().len();
+                peak_held = peak_held.max(engine.held());
+                peak_bytes = peak_bytes.max(engine.held_bytes());
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let (_, peak) = rss();
+        println!(
+            "{:>10} {:>9} {:>12} {:>14} {:>12} {:>14} {:>10.0} {:>10}",
+            per_day,
+            ingested,
+            peak_held,
+            peak_bytes >> 20,
+            peak >> 20,
+            engine.early_evictions().alerts,
+            ingested as f64 / secs,
+            rows
+        );
+    }
+    println!("peak RSS includes the hour of generated alerts being fed (about 300 B per alert); alerts/s includes generating them");
+}
+
 /// `--real`: the public labelled sets (issue #20's measures) beside two baselines.
 fn real() {
     println!("\nreal alert sets: alerts read (top rows first, whole rows) up to the first compromise / post-exploitation evidence");
@@ -350,6 +412,10 @@ fn main() {
     let quick = has("--quick");
     if has("--real") {
         real();
+        return;
+    }
+    if has("--memory") {
+        memory();
         return;
     }
     let seeds: Vec<u64> = match args

@@ -380,6 +380,61 @@ fn a_window_flooded_by_one_noisy_source_stays_within_its_bound() {
 }
 
 #[test]
+fn the_byte_bound_counts_every_table_and_holds_after_each_batch() {
+    // A byte bound the window would pass five times over (each alert opens a pair and a group
+    // of its own), with the history profile counted in it.
+    let cfg = Config {
+        max_bytes: 3 << 20,
+        history_entries: 1 << 14,
+        ..Config::default()
+    };
+    let mut e = Engine::new(cfg);
+    let empty = e.held_bytes();
+    assert!(
+        empty >= (1 << 14) * 12,
+        "the history profile is counted: {empty}"
+    );
+    let mut rows = Vec::new();
+    let mut accepted = 0;
+    for i in 0..60_000i64 {
+        let a = alert(
+            &format!("b{i}"),
+            i / 60,
+            &format!("10.{}.{}.{}", i % 7, (i / 7) % 250, i % 250),
+            Some(&format!("10.9.{}.{}", (i / 250) % 250, i % 250)),
+            Domain::IT,
+            "SMB",
+            "LateralMovement",
+            Severity::Low,
+        );
+        accepted += usize::from(e.ingest(&a).is_ok());
+        if i % 1000 == 999 {
+            rows.extend(e.evict());
+            assert!(
+                e.held_bytes() <= cfg.max_bytes,
+                "{} bytes held over a bound of {}: {:?}",
+                e.held_bytes(),
+                cfg.max_bytes,
+                e.memory_parts(false)
+            );
+        }
+    }
+    let early = e.early_evictions();
+    assert!(early.alerts > 0, "the bound was reached: {early:?}");
+    let said = rows
+        .iter()
+        .filter(|r| {
+            r.reasons
+                .iter()
+                .any(|x| x.contains("emitted before its time"))
+        })
+        .count();
+    assert!(said > 0, "rows moved out early say so");
+    rows.extend(e.finish());
+    assert_nothing_lost(&rows, accepted);
+}
+
+#[test]
 fn a_flood_of_made_up_alert_kinds_fills_the_kind_table_and_loses_nothing() {
     // 70,000 alerts of 81,920 possible (rule, protocol) kinds: the kind table (65,536) fills
     // and the rest are judged by their rule. Each alert continues the previous one (a walk

@@ -193,12 +193,13 @@ impl Engine {
     /// The bound is exceeded: emit waiting parts oldest first, then move the oldest tenth of
     /// the window out and emit it, until the engine is at 90 % of its bound.
     ///
-    /// Bytes: the tables are worked down to half the bound as they would be if no larger than
-    /// what they hold, then given back to the allocator, so what stays allocated is within the
-    /// bound (a table's allocation is at most about twice what it holds).
+    /// A little at a time (a hundredth of the window per step, down to 95 % of the bound), so
+    /// the rows emitted at once stay few. Bytes: what the tables hold is worked down; when
+    /// their allocations still exceed the bound (they grew for a larger window), they are given
+    /// back to the allocator.
     fn evict_early(&mut self, cutoff: i64, out: &mut Vec<Subgraph>) {
-        let target_alerts = self.cfg.max_alerts / 10 * 9;
-        let target_bytes = self.cfg.max_bytes / 2;
+        let target_alerts = self.cfg.max_alerts / 20 * 19;
+        let target_bytes = self.cfg.max_bytes / 20 * 19;
         let over = |e: &Self| e.held() > target_alerts || e.live_bytes() > target_bytes;
         let before = self.held();
         self.emitting_early = true;
@@ -208,7 +209,7 @@ impl Engine {
                 self.check(root, cutoff, true, out);
                 continue;
             }
-            let chunk = (self.window.len() / 10).max(1);
+            let chunk = (self.window.len() / 100).max(1);
             let mut roots = Vec::new();
             for _ in 0..chunk {
                 let Some(s) = self.window.pop_front() else {
@@ -226,9 +227,13 @@ impl Engine {
             }
         }
         self.emitting_early = false;
-        self.shrink();
-        self.early.times += 1;
-        self.early.alerts += (before - self.held()) as u64;
+        if self.held_bytes() > self.cfg.max_bytes {
+            self.shrink();
+        }
+        if self.held() < before {
+            self.early.times += 1;
+            self.early.alerts += (before - self.held()) as u64;
+        }
     }
 
     /// Emits every group still held, as at the end of a stream, scored against the window as
@@ -264,6 +269,12 @@ impl Engine {
         if in_use < 2 * self.groups_after_compaction + 4096 {
             return;
         }
+        self.compact_groups_now();
+    }
+
+    /// [`Engine::compact_groups`] whatever the count: afterwards no free group id is named
+    /// anywhere.
+    pub(super) fn compact_groups_now(&mut self) {
         let n = self.groups.len();
         for i in 0..self.slots.len() {
             if let Some(g) = self.slots[i].as_ref().map(|s| s.group) {

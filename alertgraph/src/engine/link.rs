@@ -377,6 +377,7 @@ impl Engine {
         let share = self.kind_share(name, kind) as f32;
         let seq = self.arrivals;
         let recent = &mut self.nodes[dst as usize].recent_in;
+        let before = recent.capacity();
         if recent.len() == RECENT_IN {
             recent.pop_front();
         }
@@ -388,6 +389,9 @@ impl Engine {
             share,
             identity,
         });
+        let after = self.nodes[dst as usize].recent_in.capacity();
+        self.recent_bytes +=
+            super::memory::recent_bytes(after) - super::memory::recent_bytes(before);
     }
 
     /// Forgets every kind and kind counter (the end of a stream).

@@ -207,6 +207,8 @@ pub struct Engine {
     history: history::History,
     /// Bytes of node addresses and host names held.
     node_text: usize,
+    /// Bytes of the nodes' remembered incoming alerts.
+    pub(super) recent_bytes: usize,
     /// Tables the scoring of a row reuses.
     #[serde(skip)]
     scratch: Scratch,
@@ -263,6 +265,7 @@ impl Engine {
             early: EarlyEvictions::default(),
             history: history::History::new(cfg.history_entries),
             node_text: 0,
+            recent_bytes: 0,
             scratch: Scratch::default(),
             finishing: None,
             emitting_early: false,
@@ -285,6 +288,12 @@ impl Engine {
     /// The settings.
     pub fn config(&self) -> Config {
         self.cfg
+    }
+
+    /// Sets the byte bound (a host dividing its budget among the partitions it holds); the
+    /// next [`Engine::evict`] keeps to it.
+    pub fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.cfg.max_bytes = max_bytes;
     }
 
     /// Alerts in the window.

@@ -32,6 +32,12 @@ impl Engine {
             s.hash = e.id_hasher.hash_one(&*s.id);
             e.seen.insert(s.hash);
         }
+        // Allocations as restored (a deserialised table is as large as what it holds).
+        e.recent_bytes = e
+            .nodes
+            .iter()
+            .map(|n| super::memory::recent_bytes(n.recent_in.capacity()))
+            .sum();
         e.protocols.reindex();
         e.tactics.reindex();
         e.names.reindex();

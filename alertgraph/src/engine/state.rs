@@ -302,6 +302,7 @@ impl Engine {
         let n = &mut self.nodes[id as usize];
         n.refs -= 1;
         if n.refs == 0 {
+            self.recent_bytes -= super::memory::recent_bytes(n.recent_in.capacity());
             self.node_text -= super::memory::text_bytes(&n.ip)
                 + n.host.as_ref().map_or(0, super::memory::text_bytes);
             let ip = std::mem::take(&mut n.ip);

@@ -194,7 +194,13 @@ pub async fn run(
     if !engines.partitions.contains_key(&partition) {
         let loaded = load(ctx, &partition).await?;
         engines.partitions.insert(partition.clone(), loaded);
+        // The instance's budget is shared by every partition it holds.
+        let share = ctx.settings.alert_memory_bytes / engines.partitions.len();
+        for p in engines.partitions.values_mut() {
+            p.engine.set_max_bytes(share);
+        }
     }
+    let partitions_held = engines.partitions.len();
     let state = engines
         .partitions
         .get_mut(&partition)
@@ -348,10 +354,13 @@ pub async fn run(
     let bound = if early.times > early_before.times {
         let EarlyEvictions { alerts, .. } = early;
         format!(
-            "; the window bound ({} alerts, {} MB) evicted {} alert(s) early so far",
+            "; the window bound ({} alerts, {} MB of this instance's {} MB for {} partition(s)) moved {} alert(s) out early so far ({} MB held)",
             state.engine.config().max_alerts,
             state.engine.config().max_bytes >> 20,
-            alerts
+            ctx.settings.alert_memory_bytes >> 20,
+            partitions_held,
+            alerts,
+            state.engine.held_bytes() >> 20
         )
     } else {
         String::new()
