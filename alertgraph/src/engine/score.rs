@@ -154,6 +154,8 @@ pub(crate) struct Scratch {
     combos: FastMap<KindOnPair, (bool, u32)>,
     /// The row's subjects: the stages of its own alerts about each, and whether one attacks it.
     subjects: FastMap<u32, (u16, bool)>,
+    /// The row's alerts per evidence kind.
+    kinds_seen: FastMap<u32, u32>,
 }
 
 impl Clone for Scratch {
@@ -185,6 +187,7 @@ impl Scratch {
         self.rare.clear();
         self.combos.clear();
         self.subjects.clear();
+        self.kinds_seen.clear();
     }
 }
 
@@ -211,6 +214,7 @@ pub(crate) fn score_row(
         part,
         combos,
         subjects,
+        kinds_seen,
     } = scratch;
     let slots = || part.iter().map(|&s| engine.slot(s));
     let alerts = part.len();
@@ -352,12 +356,20 @@ pub(crate) fn score_row(
     let mut top: Option<&super::state::Slot> = None;
     // Judged again against the window as it stands: an alert taken for evidence before the
     // window had a background (the first minutes of a stream) may be of a routine kind.
+    // The row's own alerts of each evidence kind, when they are out of the background.
+    kinds_seen.clear();
+    if !counted {
+        for s in slots().filter(|s| s.evidence) {
+            kinds_seen.entry(s.kind).or_insert(0);
+        }
+        for s in slots() {
+            if let Some(n) = kinds_seen.get_mut(&s.kind) {
+                *n += 1;
+            }
+        }
+    }
     let routine = |kind: u32| -> bool {
-        let own = if counted {
-            0
-        } else {
-            slots().filter(|o| o.kind == kind).count() as u32
-        };
+        let own = kinds_seen.get(&kind).copied().unwrap_or(0);
         kind != super::NO_KIND && !engine.kind_is_rare(kind, engine.background_len(), own)
     };
     for s in slots().filter(|s| s.evidence && !routine(s.kind)) {
@@ -383,12 +395,11 @@ pub(crate) fn score_row(
     // A campaign: its source's attacks on many hosts, with the strongest evidence about them.
     let campaign = star.filter(|&h| slots().filter(|s| s.src == h).count() * 2 > alerts);
     if let Some(h) = campaign {
-        let mut victims: Vec<u32> = Vec::new();
+        subjects.clear();
         for s in slots().filter(|s| s.src == h && s.dst != h) {
-            if !victims.contains(&s.dst) && victims.len() < 4096 {
-                victims.push(s.dst);
-            }
+            subjects.entry(s.dst).or_insert((0, true));
         }
+        let mut victims: Vec<u32> = subjects.keys().copied().collect();
         let stage_of = |n: u32| engine.nodes[n as usize].top_evidence;
         victims.sort_by_key(|&n| {
             (
