@@ -255,6 +255,9 @@ resource subgraphTable 'Microsoft.OperationalInsights/workspaces/tables@2022-10-
         { name: 'Reasons', type: 'dynamic' }
         { name: 'AlertIdsOmitted', type: 'int' }
         { name: 'Truncated', type: 'boolean' }
+        { name: 'Path', type: 'dynamic' }
+        { name: 'Evidence', type: 'dynamic' }
+        { name: 'Shape', type: 'string' }
       ]
     }
     retentionInDays: 90
@@ -313,6 +316,9 @@ resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
           { name: 'Reasons', type: 'dynamic' }
           { name: 'AlertIdsOmitted', type: 'int' }
           { name: 'Truncated', type: 'boolean' }
+          { name: 'Path', type: 'dynamic' }
+          { name: 'Evidence', type: 'dynamic' }
+          { name: 'Shape', type: 'string' }
         ]
       }
       'Custom-AlertRejects': {

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod classify;
 pub mod engine;
 pub mod eval;
+pub mod feedback;
 pub mod formats;
 pub mod generate;
 pub mod subgraph;

@@ -2,10 +2,12 @@
 
 use alertgraph::batch::{rank_alerts, read_input};
 use alertgraph::eval::evaluate;
+use alertgraph::feedback::{Feedback, Verdict};
 use alertgraph::formats::Format;
 use alertgraph::generate::{generate, ChainLabel, Family, GenConfig};
 use alertgraph::{Config, Engine};
 use clap::Subcommand;
+use serde_json::Value;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -75,6 +77,31 @@ pub enum AlertsAction {
         /// A labels file from `generate`: print recall and alerts read at K = 2 x chains.
         #[arg(long)]
         labels: Option<PathBuf>,
+        /// Analysts' verdicts (`alerts feedback --rows … --store FILE`): rows of a shape marked
+        /// benign rank lower, true positives higher.
+        #[arg(long)]
+        feedback: Option<PathBuf>,
+    },
+    /// Record an analyst's verdict on a row: from now on, rows of the same shape (the same
+    /// rules and stages; for a campaign, the same source) rank lower (benign) or higher
+    /// (true-positive). Rows `socwire up` stored are found in its data directory and the
+    /// verdict goes where `alert-stream` reads it; rows of `alerts prioritise` are found in
+    /// `--rows` and the verdict goes to `--store`.
+    Feedback {
+        /// The row's RowKey (its SubgraphId).
+        row_key: String,
+        /// benign or true-positive.
+        #[arg(long)]
+        verdict: Verdict,
+        /// Rows written by `alerts prioritise` (JSON lines).
+        #[arg(long)]
+        rows: Option<PathBuf>,
+        /// Verdicts file for `alerts prioritise --feedback` (with --rows).
+        #[arg(long, default_value = "alert-feedback.json")]
+        store: PathBuf,
+        /// Data directory of `socwire up` (without --rows).
+        #[arg(long, env = "SOCWIRE_DATA_DIR", default_value = ".socwire")]
+        data_dir: PathBuf,
     },
 }
 
@@ -154,6 +181,7 @@ pub fn run(action: AlertsAction) -> anyhow::Result<()> {
             svg,
             svg_top,
             labels,
+            feedback,
         } => prioritise(Prioritise {
             input,
             format,
@@ -164,8 +192,92 @@ pub fn run(action: AlertsAction) -> anyhow::Result<()> {
             svg,
             svg_top,
             labels,
+            feedback,
         }),
+        AlertsAction::Feedback {
+            row_key,
+            verdict,
+            rows,
+            store,
+            data_dir,
+        } => record_feedback(&row_key, verdict, rows.as_deref(), &store, &data_dir),
     }
+}
+
+/// The Shape of the row keyed `row_key` among `rows`.
+fn shape_of<'a>(rows: impl IntoIterator<Item = &'a Value>, row_key: &str) -> Option<String> {
+    rows.into_iter()
+        .find(|r| r.get("RowKey").and_then(Value::as_str) == Some(row_key))
+        .and_then(|r| r.get("Shape").and_then(Value::as_str).map(str::to_string))
+}
+
+fn record_feedback(
+    row_key: &str,
+    verdict: Verdict,
+    rows: Option<&Path>,
+    store: &Path,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    let now = alertgraph::alert::format_time(chrono::Utc::now().timestamp_millis());
+    let (shape, saved_to) = match rows {
+        Some(rows) => {
+            let text = read_text(rows)?;
+            let parsed: Vec<Value> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            let shape = shape_of(&parsed, row_key).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no row with RowKey {row_key:?} (and a Shape) in {}",
+                    rows.display()
+                )
+            })?;
+            let mut feedback: Feedback = match std::fs::read(store) {
+                Ok(bytes) => serde_json::from_slice(&bytes)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", store.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Feedback::default(),
+                Err(e) => anyhow::bail!("{}: {e}", store.display()),
+            };
+            feedback.record(&shape, verdict, &now);
+            std::fs::write(store, serde_json::to_vec_pretty(&feedback)?)?;
+            (shape, store.display().to_string())
+        }
+        None => {
+            use crate::ports::StateStore;
+            let path = data_dir.join("tables.sqlite3");
+            if !path.exists() {
+                anyhow::bail!(
+                    "{} does not exist: run `socwire up` first, or give the rows of `alerts prioritise` with --rows",
+                    path.display()
+                );
+            }
+            let tables = crate::local::SqliteTables::open(&path)?;
+            let stored = tables.rows(crate::functions::alert_stream::SUBGRAPH_STREAM)?;
+            let shape = shape_of(&stored, row_key).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no row with RowKey {row_key:?} among the rows in {}",
+                    path.display()
+                )
+            })?;
+            let key = crate::functions::alert_stream::FEEDBACK_KEY;
+            let mut feedback: Feedback = match futures::executor::block_on(tables.load(key))? {
+                Some(bytes) => serde_json::from_slice(&bytes)?,
+                None => Feedback::default(),
+            };
+            feedback.record(&shape, verdict, &now);
+            futures::executor::block_on(tables.save(key, &serde_json::to_vec(&feedback)?))?;
+            (shape, format!("{} (state {key})", path.display()))
+        }
+    };
+    writeln!(
+        std::io::stdout().lock(),
+        "recorded {} on rows of shape {shape} in {saved_to}",
+        match verdict {
+            Verdict::Benign => "benign",
+            Verdict::TruePositive => "true-positive",
+        }
+    )?;
+    Ok(())
 }
 
 /// `alerts prioritise`'s arguments.
@@ -179,6 +291,7 @@ struct Prioritise {
     svg: Option<PathBuf>,
     svg_top: usize,
     labels: Option<PathBuf>,
+    feedback: Option<PathBuf>,
 }
 
 fn read_text(input: &Path) -> anyhow::Result<String> {
@@ -204,6 +317,13 @@ fn prioritise(p: Prioritise) -> anyhow::Result<()> {
         window_ms: p.window,
         ..Config::default()
     });
+    if let Some(path) = &p.feedback {
+        let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        engine.set_feedback(
+            serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        );
+    }
     let ranked = rank_alerts(&mut engine, &read.alerts);
     let to_stdout = p.output.as_os_str() == "-";
     // The summary goes where the rows do not.

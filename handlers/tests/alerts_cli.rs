@@ -148,3 +148,91 @@ fn a_pretty_printed_json_document_is_read_as_one() {
     assert!(stdout.contains("1 set aside while reading"), "{stdout}");
     assert!(stdout.contains("1 accepted"), "{stdout}");
 }
+
+#[test]
+fn a_verdict_on_a_row_moves_rows_of_its_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 5000);
+    let rows = dir.path().join("rows.jsonl");
+    let store = dir.path().join("verdicts.json");
+    let prioritise = |feedback: bool| -> Vec<Value> {
+        let mut cmd = socwire();
+        cmd.args(["alerts", "prioritise", "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(&rows);
+        if feedback {
+            cmd.arg("--feedback").arg(&store);
+        }
+        let out = cmd.output().expect("socwire runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(&rows)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let before = prioritise(false);
+    let top = &before[0];
+    let key = top["RowKey"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        let out = socwire()
+            .args(["alerts", "feedback", &key, "--verdict", "benign", "--rows"])
+            .arg(&rows)
+            .arg("--store")
+            .arg(&store)
+            .output()
+            .expect("socwire runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let after = prioritise(true);
+    let again = after
+        .iter()
+        .find(|r| r["RowKey"] == key)
+        .expect("the same row");
+    let (score_before, score_after) = (
+        top["Score"].as_f64().unwrap(),
+        again["Score"].as_f64().unwrap(),
+    );
+    assert!(
+        (score_before - 8.0 - score_after).abs() < 1e-6,
+        "{score_before} → {score_after}"
+    );
+    assert!(again["Reasons"].to_string().contains("2 time(s) benign"));
+    // Rows of other shapes score as they did.
+    for r in before
+        .iter()
+        .skip(1)
+        .take(20)
+        .filter(|r| r["Shape"] != top["Shape"])
+    {
+        let same = after
+            .iter()
+            .find(|a| a["RowKey"] == r["RowKey"])
+            .expect("the row");
+        assert_eq!(same["Score"], r["Score"]);
+    }
+    // An unknown row is refused, saying where it looked.
+    let out = socwire()
+        .args([
+            "alerts",
+            "feedback",
+            "no-such-row",
+            "--verdict",
+            "benign",
+            "--rows",
+        ])
+        .arg(&rows)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no row with RowKey"));
+}

@@ -205,6 +205,9 @@ pub struct Engine {
     early: EarlyEvictions,
     /// What past windows saw.
     history: history::History,
+    /// Analysts' verdicts by row shape (set by the host from its store).
+    #[serde(skip)]
+    pub(super) feedback: crate::feedback::Feedback,
     /// Bytes of node addresses and host names held.
     node_text: usize,
     /// Bytes of the nodes' remembered incoming alerts.
@@ -264,6 +267,7 @@ impl Engine {
             bytes: 0,
             early: EarlyEvictions::default(),
             history: history::History::new(cfg.history_entries),
+            feedback: Default::default(),
             node_text: 0,
             recent_bytes: 0,
             scratch: Scratch::default(),
@@ -288,6 +292,11 @@ impl Engine {
     /// The settings.
     pub fn config(&self) -> Config {
         self.cfg
+    }
+
+    /// Sets the analysts' verdicts rows are scored with from now on.
+    pub fn set_feedback(&mut self, feedback: crate::feedback::Feedback) {
+        self.feedback = feedback;
     }
 
     /// Sets the byte bound (a host dividing its budget among the partitions it holds); the

@@ -542,6 +542,36 @@ pub(crate) fn score_row(
             alerts
         ));
     }
+    // The row's shape, and what analysts said of rows of that shape.
+    let shape = {
+        let mut names: Vec<&str> = rules
+            .keys()
+            .map(|&r| engine.names.get(r).unwrap_or_default())
+            .collect();
+        names.sort_unstable();
+        names.truncate(64);
+        let stages = slots().fold(0u16, |m, s| m | 1 << s.stage as u8);
+        let mut h = Sha256::new();
+        match campaign {
+            Some(c) => h.update(format!("campaign\u{0}{}\u{0}", ip(c)).as_bytes()),
+            None => h.update(b"story\0"),
+        }
+        for n in names {
+            h.update(n.as_bytes());
+            h.update([0u8]);
+        }
+        h.update(stages.to_le_bytes());
+        h.finalize()[..8]
+            .iter()
+            .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+            .map(char::from)
+            .collect::<String>()
+    };
+    if let Some((change, reason)) = engine.feedback.adjustment(&shape) {
+        score += change;
+        // First: what analysts said outweighs what the engine found.
+        reasons.insert(0, reason);
+    }
     if routine_row {
         reasons.push(format!(
             "{routine_alerts} of {alerts} alert(s) on pairs that carried the same rule on an earlier day in the last {} days (routine)",
@@ -641,6 +671,7 @@ pub(crate) fn score_row(
         edges,
         alert_ids,
         evidence,
+        shape,
         reasons,
     }
 }

@@ -38,6 +38,10 @@ use std::collections::VecDeque;
 
 /// Function name.
 pub const NAME: &str = "alert-stream";
+/// State key of analysts' verdicts by row shape (`socwire alerts feedback`).
+pub const FEEDBACK_KEY: &str = "alertgraph/feedback";
+/// How long verdicts read from the state store are used before they are read again.
+const FEEDBACK_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
 /// Trigger binding.
 const EVENTS_IN: &str = "events";
 /// Event Grid output binding.
@@ -192,13 +196,32 @@ pub async fn run(
     let mut guard = ctx.alert_engine.lock().await;
     let engines = guard.get_or_insert_with(EngineState::default);
     if !engines.partitions.contains_key(&partition) {
-        let loaded = load(ctx, &partition).await?;
+        let mut loaded = load(ctx, &partition).await?;
+        loaded.engine.set_feedback(engines.feedback.clone());
         engines.partitions.insert(partition.clone(), loaded);
         // The instance's budget is shared by every partition it holds.
         let share = ctx.settings.alert_memory_bytes / engines.partitions.len();
         for p in engines.partitions.values_mut() {
             p.engine.set_max_bytes(share);
         }
+    }
+    // Analysts' verdicts, read again at most once a minute.
+    if engines
+        .feedback_read
+        .is_none_or(|at| at.elapsed() >= FEEDBACK_REFRESH)
+    {
+        let feedback: alertgraph::feedback::Feedback = match ctx.state.load(FEEDBACK_KEY).await? {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "alert engine: the stored analysts' verdicts cannot be read; going on without them");
+                Default::default()
+            }),
+            None => Default::default(),
+        };
+        for p in engines.partitions.values_mut() {
+            p.engine.set_feedback(feedback.clone());
+        }
+        engines.feedback = feedback;
+        engines.feedback_read = Some(std::time::Instant::now());
     }
     let partitions_held = engines.partitions.len();
     let state = engines
@@ -487,6 +510,58 @@ mod tests {
         let after_restart = run(&restarted, batch(2, &later)).await.unwrap();
         assert_eq!(event_ids(&after_restart), ids);
         assert_eq!(rows(dir.path()), written, "no row written twice");
+    }
+
+    #[tokio::test]
+    async fn an_analysts_verdict_in_the_state_store_reaches_rows_of_the_same_shape() {
+        use crate::ports::StateStore;
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let early = vec![
+            alert("a1", 200, "10.0.0.1", "10.0.0.2"),
+            alert("a2", 190, "10.0.0.2", "10.0.0.3"),
+        ];
+        run(&ctx, batch(0, &early)).await.unwrap();
+        run(&ctx, batch(2, &[alert("b1", 0, "10.9.0.1", "10.9.0.2")]))
+            .await
+            .unwrap();
+        let tables = crate::local::SqliteTables::open(&dir.path().join("tables.sqlite3")).unwrap();
+        let stored = tables.rows(SUBGRAPH_STREAM).unwrap();
+        let shape = stored[0]["Shape"].as_str().unwrap().to_string();
+        assert!(!stored[0]["Reasons"].to_string().contains("analysts"));
+        let mut feedback = alertgraph::feedback::Feedback::default();
+        feedback.record(
+            &shape,
+            alertgraph::feedback::Verdict::Benign,
+            "2026-12-07T00:00:00Z",
+        );
+        tables
+            .save(FEEDBACK_KEY, &serde_json::to_vec(&feedback).unwrap())
+            .await
+            .unwrap();
+        // A new instance reads the verdict; the same alerts again, under new ids, later.
+        let restarted = context(dir.path());
+        let again = vec![
+            alert("c1", 59, "10.0.0.1", "10.0.0.2"),
+            alert("c2", 58, "10.0.0.2", "10.0.0.3"),
+        ];
+        run(&restarted, batch(3, &again)).await.unwrap();
+        // 14 minutes ahead (within what the engine accepts): c1 and c2 leave the 1 h window.
+        run(
+            &restarted,
+            batch(5, &[alert("d1", -14, "10.9.0.1", "10.9.0.2")]),
+        )
+        .await
+        .unwrap();
+        let rows = tables.rows(SUBGRAPH_STREAM).unwrap();
+        let marked: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["Reasons"].to_string().contains("1 time(s) benign"))
+            .collect();
+        assert!(
+            marked.iter().any(|r| r["Shape"] == shape.as_str()),
+            "{rows:#?}"
+        );
     }
 
     #[tokio::test]
