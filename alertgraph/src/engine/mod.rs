@@ -481,9 +481,12 @@ impl Engine {
             // `dst`) continues a story into `src` when that is improbable by chance; a host's
             // own traffic (a beacon, an attack response) is a finding about it, not a hop.
             // It joins its pair's group while that is a story's size (a probe then the
-            // exploit on one pair), never a flood's.
+            // exploit on one pair), never a flood's or a campaign's.
             let mut g = match pair_group {
-                Some(pg) if self.groups[pg as usize].live <= MAX_LINKED_GROUP => {
+                Some(pg)
+                    if self.groups[pg as usize].live <= MAX_LINKED_GROUP
+                        && self.groups[pg as usize].star.is_none() =>
+                {
                     let n = &mut self.nodes[dst as usize];
                     n.evidence_group = pg;
                     n.evidence_last = n.evidence_last.max(time);
