@@ -300,6 +300,13 @@ impl Engine {
                     self.nodes[n].recent_in[i].group = root;
                 }
             }
+            for i in 0..self.nodes[n].recent_by_identity.len() {
+                let g = self.nodes[n].recent_by_identity[i].group;
+                if g != NO_GROUP {
+                    let root = self.find(g);
+                    self.nodes[n].recent_by_identity[i].group = root;
+                }
+            }
         }
         for n in 0..self.nodes.len() {
             let g = self.nodes[n].evidence_group;
@@ -337,7 +344,11 @@ impl Engine {
         }
         let dead = |g: u32| g != NO_GROUP && !keep[g as usize];
         for node in &mut self.nodes {
-            for i in &mut node.recent_in {
+            for i in node
+                .recent_in
+                .iter_mut()
+                .chain(&mut node.recent_by_identity)
+            {
                 if dead(i.group) {
                     i.group = NO_GROUP;
                 }

@@ -463,7 +463,7 @@ impl Engine {
         } else if host_only {
             match self.best_link(src, &arrival, false) {
                 Some(link) => {
-                    let entry = &mut self.nodes[src as usize].recent_in[link.entry];
+                    let entry = self.incoming_mut(src, link.entry);
                     entry.chance = (entry.chance * link.expected as f32).max(MIN_CHANCE);
                     if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
                         t.linked = true;
@@ -513,7 +513,7 @@ impl Engine {
                     }
                     g = self.union(g, l.group);
                     link = l.info;
-                    let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
+                    let chance = &mut self.incoming_mut(src, l.entry).chance;
                     *chance = chance.sqrt();
                     self.nodes[dst as usize].evidence_group = g;
                 }
@@ -528,7 +528,7 @@ impl Engine {
             if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
                 t.linked = true;
             }
-            let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
+            let chance = &mut self.incoming_mut(src, l.entry).chance;
             *chance = chance.sqrt();
             self.remember_incoming(dst, &arrival, l.group);
             (l.group, l.info, false, true)
@@ -549,10 +549,12 @@ impl Engine {
                     link = l.info;
                     // Half the evidence on the node (in nats) is spent: a second continuation out
                     // of it (a chance one before the real one, or a fan-out) needs more of its own.
-                    let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
+                    let chance = &mut self.incoming_mut(src, l.entry).chance;
                     *chance = chance.sqrt();
                 }
                 self.remember_incoming(dst, &arrival, g);
+            } else {
+                self.remember_identity(dst, &arrival, g);
             }
             (g, link, false, false)
         };

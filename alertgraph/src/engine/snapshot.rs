@@ -36,7 +36,11 @@ impl Engine {
         e.recent_bytes = e
             .nodes
             .iter()
-            .map(|n| super::memory::recent_bytes(n.recent_in.capacity()))
+            .map(|n| {
+                super::memory::recent_bytes(
+                    n.recent_in.capacity() + n.recent_by_identity.capacity(),
+                )
+            })
             .sum();
         e.protocols.reindex();
         e.tactics.reindex();
