@@ -55,6 +55,10 @@ param alertWindow string = '24h'
 @description('Subgraphs scoring at least this publish socwire.AlertSubgraphPrioritized.')
 param alertEventScore string = '20'
 
+// Memory of one instance: FC1 as configured below, EP1 3.5 GB. Half of it is the alert engine's
+// budget across every Event Hubs partition an instance holds (SOCWIRE_ALERT_MEMORY_MB).
+var instanceMemoryMB = isFlex ? 2048 : 3584
+
 @description('Azure Machine Learning workspace in this resource group for the GPU functions (empty: none; the ML roles and system topic are left out).')
 param azureMlWorkspaceName string = ''
 
@@ -102,6 +106,9 @@ var eventHubNames = [
   'alerts'
   'training-telemetry'
 ]
+// Each hub's retention (messageRetentionInDays); `socwire up` drops local events after the
+// same period (infra/eventhubs.json is read by both).
+var eventHubSettings = loadJsonContent('eventhubs.json')
 var serviceBusTopicNames = [
   'ml-commands'
 ]
@@ -119,7 +126,7 @@ var roles = {
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
-  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-2319b160aa3a'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   sentinelResponder: '3e150937-b8fe-4cfb-8069-0eaf05ecd056'
   logAnalyticsReader: '73c42c96-874c-492b-b04d-ab87d138a893'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
@@ -248,6 +255,9 @@ resource subgraphTable 'Microsoft.OperationalInsights/workspaces/tables@2022-10-
         { name: 'Reasons', type: 'dynamic' }
         { name: 'AlertIdsOmitted', type: 'int' }
         { name: 'Truncated', type: 'boolean' }
+        { name: 'Path', type: 'dynamic' }
+        { name: 'Evidence', type: 'dynamic' }
+        { name: 'Shape', type: 'string' }
       ]
     }
     retentionInDays: 90
@@ -306,6 +316,9 @@ resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
           { name: 'Reasons', type: 'dynamic' }
           { name: 'AlertIdsOmitted', type: 'int' }
           { name: 'Truncated', type: 'boolean' }
+          { name: 'Path', type: 'dynamic' }
+          { name: 'Evidence', type: 'dynamic' }
+          { name: 'Shape', type: 'string' }
         ]
       }
       'Custom-AlertRejects': {
@@ -411,7 +424,7 @@ resource hubs 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = [for h in e
   name: h
   properties: {
     partitionCount: eventHubPartitions
-    messageRetentionInDays: 1
+    messageRetentionInDays: eventHubSettings[h].retentionDays
   }
 }]
 
@@ -516,6 +529,7 @@ var socwireSettings = [
   { name: 'SOCWIRE_SWEEP_SCHEDULE', value: sweepSchedule }
   { name: 'SOCWIRE_ALERT_WINDOW', value: alertWindow }
   { name: 'SOCWIRE_ALERT_EVENT_SCORE', value: alertEventScore }
+  { name: 'SOCWIRE_ALERT_MEMORY_MB', value: string(instanceMemoryMB / 2) }
   { name: 'SOCWIRE_EVENTS_TOPIC__topicEndpointUri', value: topics[1].properties.endpoint }
   { name: 'SOCWIRE_EVENTS_TOPIC__credential', value: connectionIdentity.credential }
   { name: 'SOCWIRE_EVENTS_TOPIC__clientId', value: connectionIdentity.clientId }
@@ -601,34 +615,12 @@ var premiumSettings = [
   { name: 'WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID', value: identity.id }
 ]
 
-resource premiumApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'Premium') {
-  name: '${prefix}-${suffix}'
-  location: location
-  kind: 'functionapp,linux'
-  identity: {
-    type: 'UserAssigned'
-    userAssignedIdentities: { '${identity.id}': {} }
-  }
-  properties: {
-    serverFarmId: premiumPlan.id
-    httpsOnly: true
-    keyVaultReferenceIdentity: identity.id
-    siteConfig: {
-      linuxFxVersion: ''
-      minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      // The scale limit (see maximumInstances).
-      functionAppScaleLimit: maximumInstances
-      minimumElasticInstanceCount: 1
-      appSettings: concat(premiumSettings, socwireSettings, mlSwitchSettings)
-    }
-  }
-  dependsOn: [
-    containers
-  ]
-}
+// One site for either plan: two resources with the same name under opposite conditions need a
+// Bicep release from 2025 or later to compile (earlier ones refuse a duplicate name whatever
+// the condition), and stage 2 finds the app by this name either way.
+var isFlex = hostingPlan == 'FlexConsumption'
 
-resource flexApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'FlexConsumption') {
+resource app 'Microsoft.Web/sites@2023-12-01' = {
   name: '${prefix}-${suffix}'
   location: location
   kind: 'functionapp,linux'
@@ -637,10 +629,13 @@ resource flexApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'FlexCons
     userAssignedIdentities: { '${identity.id}': {} }
   }
   properties: {
-    serverFarmId: flexPlan.id
+    serverFarmId: isFlex ? flexPlan.id : premiumPlan.id
     httpsOnly: true
     keyVaultReferenceIdentity: identity.id
-    functionAppConfig: {
+    // Flex Consumption: deployment to the app-package container with the identity, and the
+    // scale limit, which Flex applies to each per-function scale group (every function with
+    // an event trigger scales on instances of its own; HTTP functions share one group).
+    functionAppConfig: isFlex ? {
       deployment: {
         storage: {
           type: 'blobContainer'
@@ -652,15 +647,22 @@ resource flexApp 'Microsoft.Web/sites@2023-12-01' = if (hostingPlan == 'FlexCons
         }
       }
       scaleAndConcurrency: {
-        // The scale limit (see maximumInstances).
         maximumInstanceCount: maximumInstances
-        instanceMemoryMB: 2048
+        instanceMemoryMB: instanceMemoryMB
       }
       runtime: { name: 'custom', version: '1.0' }
-    }
-    siteConfig: {
+    } : null
+    siteConfig: isFlex ? {
       minTlsVersion: '1.2'
       appSettings: concat(socwireSettings, mlSwitchSettings)
+    } : {
+      linuxFxVersion: ''
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      // The scale limit (see maximumInstances).
+      functionAppScaleLimit: maximumInstances
+      minimumElasticInstanceCount: 1
+      appSettings: concat(premiumSettings, socwireSettings, mlSwitchSettings)
     }
   }
   dependsOn: [
@@ -811,7 +813,7 @@ resource roleMlTopicDeadLetters 'Microsoft.Authorization/roleAssignments@2022-04
   properties: { principalId: hasMl ? mlSystemTopic.identity.principalId : '', principalType: 'ServicePrincipal', roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor) }
 }
 
-output functionAppName string = hostingPlan == 'Premium' ? premiumApp.name : flexApp.name
+output functionAppName string = app.name
 output identityPrincipalId string = identity.properties.principalId
 output storageAccountName string = storage.name
 output packageContainerUrl string = '${storage.properties.primaryEndpoints.blob}app-package'

@@ -18,6 +18,14 @@ param subscribeMlRunStatus bool = false
 var suffix = uniqueString(resourceGroup().id, prefix)
 var storageName = take(toLower(replace('${prefix}${suffix}', '-', '')), 24)
 var eventGridSubscriptions = loadJsonContent('eventgrid-subscriptions.json')
+// The custom topics stage 1 creates (main.bicep's eventGridTopicNames). The other entries of
+// eventgrid-subscriptions.json name system topics: azureml-events is Azure ML's, subscribed
+// below as mlRunStatus, never a custom topic of ours.
+var customTopicNames = [
+  'sentinel-incidents'
+  'socwire-events'
+]
+var mlRunStatusSubscription = first(filter(eventGridSubscriptions, s => s.topic == 'azureml-events'))
 
 resource app 'Microsoft.Web/sites@2023-12-01' existing = {
   name: '${prefix}-${suffix}'
@@ -30,7 +38,7 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 // The same subscriptions `socwire up` reads (infra/eventgrid-subscriptions.json): retry on Event
 // Grid's schedule, then a dead letter in the eventgrid-deadletters container, written with the
 // topic's own identity (stage 1 gave it Storage Blob Data Contributor).
-resource subscriptions 'Microsoft.EventGrid/topics/eventSubscriptions@2024-06-01-preview' = [for s in eventGridSubscriptions: {
+resource subscriptions 'Microsoft.EventGrid/topics/eventSubscriptions@2024-06-01-preview' = [for s in filter(eventGridSubscriptions, s => contains(customTopicNames, s.topic)): {
   name: '${prefix}-${s.topic}-${suffix}/${s.function}'
   properties: {
     destination: {
@@ -75,8 +83,8 @@ resource mlRunStatus 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2024-0
     }
     eventDeliverySchema: 'EventGridSchema'
     retryPolicy: {
-      maxDeliveryAttempts: 30
-      eventTimeToLiveInMinutes: 1440
+      maxDeliveryAttempts: mlRunStatusSubscription.maxDeliveryAttempts
+      eventTimeToLiveInMinutes: mlRunStatusSubscription.eventTimeToLiveMinutes
     }
     deadLetterWithResourceIdentity: {
       identity: { type: 'SystemAssigned' }

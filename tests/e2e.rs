@@ -1066,3 +1066,292 @@ fn a_variable_already_in_the_environment_wins_over_local_settings_with_core_tool
     // The handler read the caller's feed (one indicator), not the built-in list.
     assert!(stderr.contains("offline list (1 indicators)"), "{stderr}");
 }
+
+#[path = "../handlers/tests/support/bicep.rs"]
+#[allow(dead_code)]
+mod bicep;
+
+/// What Azure puts in the app settings the Bicep computes from deployed resources (the values
+/// are made up, their shapes are Azure's). Every other setting keeps the Bicep's own value.
+const AZURE_VALUES: &[(&str, &str)] = &[
+    ("WEBSITE_RUN_FROM_PACKAGE", "https://socwire3kq.blob.core.windows.net/app-package/app.zip"),
+    ("WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID", "/subscriptions/6f1b6d3c-4d27-4a3e-9f51-2b7a8c9d0e1f/resourceGroups/rg-soc/providers/Microsoft.ManagedIdentity/userAssignedIdentities/socwire-app-identity"),
+    ("AZURE_CLIENT_ID", "3c9e1f7a-52b4-4d8e-a1c6-0f2d4b6e8a9c"),
+    ("AzureWebJobsStorage__accountName", "socwire3kq"),
+    ("AzureWebJobsStorage__clientId", "3c9e1f7a-52b4-4d8e-a1c6-0f2d4b6e8a9c"),
+    ("APPLICATIONINSIGHTS_CONNECTION_STRING", "InstrumentationKey=8d2f4a6c-1b3e-4f5a-9c7d-0e2f4a6b8c1d;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/"),
+    ("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "ClientId=3c9e1f7a-52b4-4d8e-a1c6-0f2d4b6e8a9c;Authorization=AAD"),
+    ("SOCWIRE_SENTINEL_ENDPOINT", "https://management.azure.com/"),
+    ("SOCWIRE_LA_WORKSPACE_ID", "a4b6c8d0-e2f4-4a6b-8c0d-2e4f6a8b0c2d"),
+    ("SOCWIRE_STORAGE", "https://socwire3kq.blob.core.windows.net/"),
+    ("SOCWIRE_LOGS_ENDPOINT", "https://socwire-dce-x7ab.westeurope-1.ingest.monitor.azure.com"),
+    ("SOCWIRE_LOGS_DCR_ID", "dcr-5e0c1a2b3c4d4e5f8a9b0c1d2e3f4a5b"),
+    // string(instanceMemoryMB / 2) on the default Premium plan (EP1, 3.5 GB).
+    ("SOCWIRE_ALERT_MEMORY_MB", "1792"),
+    ("SOCWIRE_EVENTS_TOPIC__topicEndpointUri", "https://socwire-socwire-events-3kq.westeurope-1.eventgrid.azure.net/api/events"),
+    ("SOCWIRE_EVENTS_TOPIC__clientId", "3c9e1f7a-52b4-4d8e-a1c6-0f2d4b6e8a9c"),
+    ("SOCWIRE_EVENTHUBS__fullyQualifiedNamespace", "socwire-eh-3kq.servicebus.windows.net"),
+    ("SOCWIRE_EVENTHUBS__clientId", "3c9e1f7a-52b4-4d8e-a1c6-0f2d4b6e8a9c"),
+    ("SOCWIRE_SERVICEBUS__fullyQualifiedNamespace", "socwire-sb-3kq.servicebus.windows.net"),
+    ("SOCWIRE_SERVICEBUS__clientId", "3c9e1f7a-52b4-4d8e-a1c6-0f2d4b6e8a9c"),
+    ("SOCWIRE_SERVICEBUS_NAMESPACE", "socwire-sb-3kq.servicebus.windows.net"),
+    ("SOCWIRE_SENTINEL_SUBSCRIPTION_ID", "6f1b6d3c-4d27-4a3e-9f51-2b7a8c9d0e1f"),
+    ("SOCWIRE_SENTINEL_RESOURCE_GROUP", "rg-soc"),
+    ("SOCWIRE_ML_ENDPOINT", "https://management.azure.com/"),
+    ("SOCWIRE_ML_LOCATION", "westeurope"),
+];
+
+/// The Premium app's settings exactly as infra/main.bicep sets them with infra/main.bicepparam
+/// (no ML workspace, no TI provider): names and literal values from the Bicep, values Azure
+/// computes from [`AZURE_VALUES`]. A computed setting missing there fails, naming it.
+fn bicep_app_settings() -> Vec<(String, String)> {
+    use bicep::Val;
+    let main = bicep::load(&app_root().join("infra/main.bicep"));
+    let params = bicep::load(&app_root().join("infra/main.bicepparam"));
+    let mut scope = bicep::Scope::with_param_file(&main, &params);
+    let app = main
+        .resources()
+        .find(|r| r.rtype == "Microsoft.Web/sites" && !r.existing)
+        .expect("a Microsoft.Web/sites resource");
+    let properties = &app
+        .object()
+        .iter()
+        .find(|e| e.key == "properties")
+        .unwrap()
+        .value;
+    let Val::Object(properties) = scope.eval(properties) else {
+        panic!("the app's properties do not evaluate to an object")
+    };
+    let Some(Val::Object(site_config)) = properties.get("siteConfig") else {
+        panic!(
+            "no siteConfig for hostingPlan {:?}",
+            scope.var("hostingPlan")
+        )
+    };
+    let Some(Val::Array(items)) = site_config.get("appSettings").cloned() else {
+        panic!("appSettings does not evaluate to a list")
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let Val::Object(map) = item else { panic!("{item:?}") };
+            let (Some(Val::Str(name)), Some(value)) = (map.get("name"), map.get("value")) else {
+                panic!("setting {map:?} has no name or no value")
+            };
+            let value = value.text();
+            assert!(!name.contains('{'), "a computed setting name: {name}");
+            let value = if value.contains('{') || value.contains('}') {
+                AZURE_VALUES
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .unwrap_or_else(|| panic!("{name} is computed by Azure ({value}); add what Azure puts there to AZURE_VALUES"))
+                    .1
+                    .to_string()
+            } else {
+                value
+            };
+            (name.clone(), value)
+        })
+        .collect()
+}
+
+/// Every path under `dir`.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(tree(&p));
+        }
+        out.push(p);
+    }
+    out.sort();
+    out
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Starts the handler, then asks `GET /` and `POST /{function}` for every function, from inside
+/// the same network namespace; prints one `function status-line` row each, then the log.
+const PROBE: &str = r#"
+set -u
+if [ "$SANDBOX" = 1 ]; then
+  ip link set lo up
+  run() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+else
+  run() { "$@"; }
+fi
+cd "$APP_ROOT"
+run ./socwire serve 2>"$LOG" >/dev/null </dev/null &
+pid=$!
+probe() {
+  exec 3<>"/dev/tcp/127.0.0.1/$FUNCTIONS_CUSTOMHANDLER_PORT" || return 1
+  body='{"Data":{},"Metadata":{}}'
+  printf '%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' "$1" "$2" "${#body}" >&3
+  [ "$1" = POST ] && printf '%s' "$body" >&3
+  IFS= read -r -t 60 line <&3 || line="no answer"
+  exec 3<&-
+  printf '%s\n' "${line%$'\r'}"
+}
+for _ in $(seq 1 400); do
+  probe GET / >/dev/null 2>&1 && break
+  kill -0 "$pid" 2>/dev/null || { echo "handler exited"; exit 0; }
+  sleep 0.05
+done
+echo "ready $(probe GET /)"
+for f in $FUNCTIONS; do echo "$f $(probe POST "/$f")"; done
+kill "$pid"; wait "$pid" 2>/dev/null || true
+"#;
+
+/// Issue 21, finding 4: in Azure the app runs from its package (a read-only app root), as an
+/// unprivileged user, with only the Bicep's app settings. The packaged handler must start there
+/// and every function must answer; nothing local may be opened under the app root (the local
+/// ML store used to create `.socwire/ml/workspace.sqlite3` and the handler exited). Run as root
+/// (CI), the handler runs as `nobody` in a network namespace of its own with only loopback; as
+/// another user it runs as that user with the network it has (the read-only root still holds).
+#[test]
+fn the_packaged_handler_starts_in_azure_mode_on_a_read_only_root_offline_and_unprivileged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("wwwroot");
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_socwire")).unwrap();
+    let entries = socwire::package::collect(&app_root(), &binary).unwrap();
+    for e in &entries {
+        let path = root.join(&e.name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &e.data).unwrap();
+        set_mode(&path, if e.executable { 0o555 } else { 0o444 });
+    }
+    let functions: Vec<String> = entries
+        .iter()
+        .filter_map(|e| e.name.strip_suffix("/function.json").map(String::from))
+        .collect();
+    for p in tree(&root).into_iter().filter(|p| p.is_dir()) {
+        set_mode(&p, 0o555);
+    }
+    set_mode(&root, 0o555);
+    set_mode(dir.path(), 0o755);
+    let before = tree(&root);
+    let log = dir.path().join("handler.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    let sandbox = Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !sandbox {
+        eprintln!("note: cannot make a network namespace here (not root?); running as this user with its network");
+    }
+    let mut cmd = if sandbox {
+        let mut c = Command::new("unshare");
+        c.args(["-n", "bash", "-c", PROBE]);
+        c
+    } else {
+        let mut c = Command::new("bash");
+        c.args(["-c", PROBE]);
+        c
+    };
+    cmd.env_clear()
+        .envs(bicep_app_settings())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", "/nonexistent")
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("APP_ROOT", &root)
+        .env("LOG", &log)
+        .env("FUNCTIONS", functions.join(" "))
+        .env("SANDBOX", if sandbox { "1" } else { "0" });
+    let out = run_ok(&mut cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let handler_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let context = format!("stdout:\n{stdout}\nhandler log:\n{handler_log}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("ready HTTP/1.1 200")),
+        "the handler did not start: {context}"
+    );
+    for f in &functions {
+        let row = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(f.as_str()))
+            .unwrap_or_else(|| panic!("no row for {f}: {context}"));
+        assert!(
+            row.contains("HTTP/1.1") && !row.contains(" 404 "),
+            "{f} does not listen: {row}\n{context}"
+        );
+    }
+    assert!(
+        handler_log.contains("no Azure ML workspace in this deployment"),
+        "{context}"
+    );
+    for local in [
+        "local SQLite",
+        "local compute back end",
+        "local broker",
+        "local files",
+    ] {
+        assert!(
+            !handler_log.contains(local),
+            "Azure mode used a local adapter ({local}): {context}"
+        );
+    }
+    assert_eq!(
+        tree(&root),
+        before,
+        "something was created under the app root"
+    );
+    set_mode(&root, 0o755);
+    for p in tree(&root).into_iter().filter(|p| p.is_dir()) {
+        set_mode(&p, 0o755);
+    }
+}
+
+/// `AzureWebJobs.<name>.Disabled` is honoured as the host honours it (azure-webjobs-sdk,
+/// `FunctionIndexer.IsDisabled`, "1" or "true"): no trigger listens, Core Tools' line
+/// "Function X is disabled." is printed, the message waits on its queue, and
+/// `--exit-when-idle` does not wait for it. A later run without the setting takes it.
+#[test]
+fn a_disabled_function_takes_nothing_until_it_is_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut send = socwire(dir.path());
+    send.args(["send", "queue", "triage-requests"])
+        .stdin(Stdio::piped());
+    let mut child = send.stdout(Stdio::null()).spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"not an incident id")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let out = run_ok(
+        socwire(dir.path())
+            .env("AzureWebJobs.triage-incident.Disabled", "True")
+            .args(["up", "--exit-when-idle", "--port", "0", "--lease-secs", "2"]),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == "Function triage-incident is disabled."),
+        "{stdout}"
+    );
+    let status = status_json(dir.path());
+    let queue = status["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "triage-requests")
+        .unwrap()
+        .clone();
+    assert_eq!(queue["visible"], 1, "{status}");
+
+    let stdout = up_until_idle(dir.path(), &[]);
+    assert_eq!(counts(&stdout, "triage-incident")[0], 1, "{stdout}");
+}

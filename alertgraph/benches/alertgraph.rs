@@ -5,11 +5,13 @@
 //! sizes; `--seeds tune|held-out|all|FROM-TO` (default held-out: seeds 3-7; seeds 0-2 were
 //! used for tuning, `tune` runs 1-2; seeds 8-12 were first run once, after the fifth pass, as a
 //! fresh check). `ALERTGRAPH_BENCH_10M=1` adds the 10M-alert speed run. `--real` runs the
-//! public labelled sets in `../shared/data` instead (`SOCWIRE_REAL_DATA` to point elsewhere).
+//! public labelled sets in `../shared/data` instead (`SOCWIRE_REAL_DATA` to point elsewhere);
+//! `--memory` the streaming path's memory at 1M, 4M and 10M alerts a day.
 
 use alertgraph::eval::{evaluate, rank_stream};
+use alertgraph::formats::Format;
 use alertgraph::generate::{generate, Family, GenConfig};
-use alertgraph::{rank, AlertView, Config, Engine, Subgraph};
+use alertgraph::{rank, Config, Engine, Subgraph};
 use std::time::Instant;
 
 #[path = "../tests/real_data/mod.rs"]
@@ -57,11 +59,6 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
     (out, wall.elapsed().as_secs_f64(), cpu_secs() - cpu)
 }
 
-/// Lines in `bytes`.
-fn memchr_count(bytes: &[u8]) -> usize {
-    bytes.iter().filter(|&&b| b == b'\n').count()
-}
-
 /// CPU seconds of each phase of [`whole_process`].
 #[derive(Default)]
 struct Phases {
@@ -77,16 +74,10 @@ struct Phases {
 /// CPU seconds of each phase.
 fn whole_process(jsonl: &[u8], cfg: Config) -> (Vec<Subgraph>, usize, usize, Phases) {
     let mut phases = Phases::default();
-    let (mut alerts, _, parse) = timed(|| {
-        let text = std::str::from_utf8(jsonl).expect("utf-8");
-        let mut alerts: Vec<AlertView> = Vec::with_capacity(memchr_count(jsonl) + 1);
-        for line in text.lines() {
-            if let Ok(a) = AlertView::parse(line, None) {
-                alerts.push(a);
-            }
-        }
-        alerts
-    });
+    let text = std::str::from_utf8(jsonl).expect("utf-8");
+    // As the CLI reads: any format, detected per line (ALERTS.md lines take the fast path).
+    let (read, _, parse) = timed(|| alertgraph::batch::read_input(text, Format::Auto));
+    let mut alerts = read.alerts;
     phases.parse = parse;
     let (_, _, sort) = timed(|| alerts.sort_by_key(|a| a.time_generated));
     phases.sort = sort;
@@ -174,7 +165,24 @@ fn speed(n: usize) {
     );
     drop((engine, snapshot, g));
 
+    // The floor: serde_json reading every line and keeping nothing (what any JSON reader must
+    // at least do), and into a JSON tree.
+    let (_, floor_wall, floor) = timed(|| {
+        for line in std::str::from_utf8(&jsonl).expect("utf-8").lines() {
+            std::hint::black_box(serde_json::from_str::<serde::de::IgnoredAny>(line).is_ok());
+        }
+    });
+    let (_, _, tree) = timed(|| {
+        for line in std::str::from_utf8(&jsonl).expect("utf-8").lines() {
+            std::hint::black_box(serde_json::from_str::<serde_json::Value>(line).is_ok());
+        }
+    });
     let ((all, accepted, out_bytes, phases), wall, cpu) = timed(|| whole_process(&jsonl, cfg));
+    println!(
+        "          serde_json floor: {floor:.2} CPU s ({floor_wall:.2} s wall) reading every line, {tree:.2} CPU s into JSON trees; whole process = {:.2}x the floor in CPU time, {:.2}x in wall time",
+        cpu / floor.max(1e-9),
+        wall / floor_wall.max(1e-9)
+    );
     let (_, peak) = rss();
     println!(
         "          whole process (JSONL {:.0} MB in, {} rows / {:.0} MB out): {:.0} alerts/s per CPU second ({cpu:.2} CPU s, {wall:.2} s wall) = parse {:.2} + sort {:.2} + ingest+evict {:.2} + rank {:.2} + write {:.2} CPU s; {accepted} of {n} accepted; peak RSS {} MB",
@@ -271,6 +279,67 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// `--memory`: the streaming path (one partition, as `alert-stream` holds it) at 1M, 4M and 10M
+/// alerts a day for 30 hours, generated hour by hour, under the default bound.
+fn memory() {
+    let cfg = Config::default();
+    println!(
+        "\nstreaming memory: one partition, 30 hours, family B generated hour by hour, bound {} MB (Config::max_bytes)",
+        cfg.max_bytes >> 20
+    );
+    println!(
+        "{:>10} {:>9} {:>12} {:>14} {:>12} {:>14} {:>10} {:>10}",
+        "alerts/day",
+        "ingested",
+        "peak held",
+        "peak held MB",
+        "peak RSS MB",
+        "early evicted",
+        "alerts/s",
+        "rows"
+    );
+    const HOUR_MS: i64 = 3_600_000;
+    for per_day in [1_000_000usize, 4_000_000, 10_000_000] {
+        reset_peak_rss();
+        let mut engine = Engine::new(cfg);
+        let (mut peak_held, mut peak_bytes, mut ingested, mut rows) =
+            (0usize, 0usize, 0usize, 0usize);
+        let started = Instant::now();
+        for hour in 0..30i64 {
+            let g = generate(GenConfig {
+                alerts: per_day / 24,
+                chains: 1,
+                seed: 1000 + hour as u64,
+                start_ms: GenConfig::default().start_ms + hour * HOUR_MS,
+                span_ms: HOUR_MS,
+                family: Family::B,
+            });
+            for batch in g.alerts.chunks(1000) {
+                for a in batch {
+                    ingested += usize::from(engine.ingest(a).is_ok());
+                }
+                rows += engine.evict().len();
+                peak_held = peak_held.max(engine.held());
+                peak_bytes = peak_bytes.max(engine.held_bytes());
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let (_, peak) = rss();
+        println!(
+            "{:>10} {:>9} {:>12} {:>14} {:>12} {:>14} {:>10.0} {:>10}",
+            per_day,
+            ingested,
+            peak_held,
+            peak_bytes >> 20,
+            peak >> 20,
+            engine.early_evictions().alerts,
+            ingested as f64 / secs,
+            rows
+        );
+    }
+    println!("peak RSS includes the hour of generated alerts being fed (about 300 B per alert); alerts/s includes generating them");
+}
+
 /// `--real`: the public labelled sets (issue #20's measures) beside two baselines.
 fn real() {
     println!("\nreal alert sets: alerts read (top rows first, whole rows) up to the first compromise / post-exploitation evidence");
@@ -345,6 +414,10 @@ fn main() {
         real();
         return;
     }
+    if has("--memory") {
+        memory();
+        return;
+    }
     let seeds: Vec<u64> = match args
         .iter()
         .position(|a| a == "--seeds")
@@ -365,9 +438,9 @@ fn main() {
     if !has("--quality") {
         println!("speed and memory (one core; family B, 7 days, 50 chains)");
         let mut sizes = if quick {
-            vec![100_000]
+            vec![300_000]
         } else {
-            vec![100_000, 1_000_000]
+            vec![300_000, 1_000_000]
         };
         if std::env::var("ALERTGRAPH_BENCH_10M").is_ok_and(|v| v == "1") {
             sizes.push(10_000_000);

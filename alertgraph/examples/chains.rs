@@ -45,7 +45,10 @@ fn main() {
             family,
             ..GenConfig::default()
         });
-        let mut engine = Engine::new(Config::default());
+        let mut engine = Engine::new(Config {
+            list_all_alert_ids: true,
+            ..Config::default()
+        });
         engine.set_trace(!quiet);
         let (rows, accepted) = rank_stream(&mut engine, &g.alerts);
         let trace = engine.take_trace();

@@ -4,7 +4,7 @@
 
 use crate::generate::ChainLabel;
 use crate::subgraph::Subgraph;
-use crate::{rank, Alert, Engine};
+use crate::{Alert, Engine};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -37,15 +37,9 @@ pub struct Evaluation {
 /// Every row `alerts` (a whole stream, in time order) form in `engine`, ranked, and how many
 /// of them it accepted.
 pub fn rank_stream(engine: &mut Engine, alerts: &[Alert]) -> (Vec<Subgraph>, usize) {
-    let mut rows = Vec::new();
-    let mut accepted = 0;
-    for a in alerts {
-        accepted += usize::from(engine.ingest(a).is_ok());
-        rows.extend(engine.evict());
-    }
-    rows.extend(engine.finish());
-    rank(&mut rows);
-    (rows, accepted)
+    let views: Vec<_> = alerts.iter().map(Alert::view).collect();
+    let ranked = crate::batch::rank_alerts(engine, &views);
+    (ranked.rows, ranked.accepted)
 }
 
 /// Scores `ranked` (rank order) against `labels`, reading the top `k`.

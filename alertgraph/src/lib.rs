@@ -5,9 +5,11 @@
 //! except the seeded generator.
 
 pub mod alert;
+pub mod batch;
 pub mod classify;
 pub mod engine;
 pub mod eval;
+pub mod feedback;
 pub mod formats;
 pub mod generate;
 pub mod subgraph;

@@ -107,6 +107,9 @@ pub struct Subgraph {
     pub reasons: Vec<String>,
     /// The compromise-evidence alerts (the first ten), described.
     pub evidence: Vec<EvidenceItem>,
+    /// What the row looks like without its times (see [`crate::feedback`]): the key analysts'
+    /// verdicts are kept under.
+    pub shape: String,
 }
 
 /// The JSON text of a row item, written straight into the row (the same text serde_json writes
@@ -244,6 +247,8 @@ impl Subgraph {
             out.extend_from_slice(b",\"Path\":");
             write_fitting(out, &self.path, 32, 4096);
         }
+        out.extend_from_slice(b",\"Shape\":");
+        write_str(out, &self.shape);
         out.extend_from_slice(b",\"Nodes\":");
         let nodes_omitted = write_fitting(out, &self.nodes, usize::MAX, MAX_LIST_BYTES);
         out.extend_from_slice(b",\"Edges\":");

@@ -380,6 +380,61 @@ fn a_window_flooded_by_one_noisy_source_stays_within_its_bound() {
 }
 
 #[test]
+fn the_byte_bound_counts_every_table_and_holds_after_each_batch() {
+    // A byte bound the window would pass five times over (each alert opens a pair and a group
+    // of its own), with the history profile counted in it.
+    let cfg = Config {
+        max_bytes: 3 << 20,
+        history_entries: 1 << 14,
+        ..Config::default()
+    };
+    let mut e = Engine::new(cfg);
+    let empty = e.held_bytes();
+    assert!(
+        empty >= (1 << 14) * 12,
+        "the history profile is counted: {empty}"
+    );
+    let mut rows = Vec::new();
+    let mut accepted = 0;
+    for i in 0..60_000i64 {
+        let a = alert(
+            &format!("b{i}"),
+            i / 60,
+            &format!("10.{}.{}.{}", i % 7, (i / 7) % 250, i % 250),
+            Some(&format!("10.9.{}.{}", (i / 250) % 250, i % 250)),
+            Domain::IT,
+            "SMB",
+            "LateralMovement",
+            Severity::Low,
+        );
+        accepted += usize::from(e.ingest(&a).is_ok());
+        if i % 1000 == 999 {
+            rows.extend(e.evict());
+            assert!(
+                e.held_bytes() <= cfg.max_bytes,
+                "{} bytes held over a bound of {}: {:?}",
+                e.held_bytes(),
+                cfg.max_bytes,
+                e.memory_parts(false)
+            );
+        }
+    }
+    let early = e.early_evictions();
+    assert!(early.alerts > 0, "the bound was reached: {early:?}");
+    let said = rows
+        .iter()
+        .filter(|r| {
+            r.reasons
+                .iter()
+                .any(|x| x.contains("emitted before its time"))
+        })
+        .count();
+    assert!(said > 0, "rows moved out early say so");
+    rows.extend(e.finish());
+    assert_nothing_lost(&rows, accepted);
+}
+
+#[test]
 fn a_flood_of_made_up_alert_kinds_fills_the_kind_table_and_loses_nothing() {
     // 70,000 alerts of 81,920 possible (rule, protocol) kinds: the kind table (65,536) fills
     // and the rest are judged by their rule. Each alert continues the previous one (a walk
@@ -564,4 +619,254 @@ fn rank_orders_by_score_then_size_then_id() {
     shuffled.rotate_left(rows.len() / 3);
     rank(&mut shuffled);
     assert_eq!(shuffled, rows);
+}
+
+/// An alert in contract v2 (category, ports, direction as a sensor gives them).
+#[allow(clippy::too_many_arguments)]
+fn sensed(
+    id: &str,
+    second: i64,
+    src: &str,
+    dst: Option<&str>,
+    name: &str,
+    category: &str,
+    ports: (Option<u16>, Option<u16>),
+) -> Alert {
+    let mut a = alert(id, 0, src, dst, Domain::IT, "TCP", "", Severity::Medium);
+    a.time_generated = T0 + second * 1000;
+    a.alert_name = name.into();
+    a.tactic = None;
+    a.dst_port = ports.1;
+    a.ext.src_port = ports.0;
+    a.ext.category = Some(category.into());
+    a
+}
+
+#[test]
+fn a_response_is_evidence_about_the_victim_and_no_path_runs_through_the_attacker() {
+    let attacker = "10.5.254.30";
+    let mut alerts = Vec::new();
+    // Background so that rates can be judged.
+    for i in 0..400 {
+        alerts.push(poll(i, i / 4));
+    }
+    // The attacker probes eight hosts (a campaign), then exploits 10.5.0.7.
+    for v in 1..=8 {
+        for k in 0..5 {
+            alerts.push(sensed(
+                &format!("p{v}-{k}"),
+                600 + v * 60 + k,
+                attacker,
+                Some(&format!("10.5.0.{v}")),
+                "ET SCAN Possible Nmap User-Agent Observed",
+                "Attempted Information Leak",
+                (Some(40_000 + k as u16), Some(80)),
+            ));
+        }
+    }
+    alerts.push(sensed(
+        "x1",
+        1300,
+        attacker,
+        Some("10.5.0.7"),
+        "ET WEB_SERVER Possible CVE-2014-6271 Attempt",
+        "Web Application Attack",
+        (Some(41_000), Some(80)),
+    ));
+    // The victim's answer, server port to the attacker's ephemeral port: a response.
+    alerts.push(sensed(
+        "r1",
+        1301,
+        "10.5.0.7",
+        Some(attacker),
+        "GPL ATTACK_RESPONSE id check returned root",
+        "Potentially Bad Traffic",
+        (Some(80), Some(41_000)),
+    ));
+    // The attacker's next probe: after the victim "sent" to it, it must not make a path.
+    alerts.push(sensed(
+        "p9",
+        1310,
+        attacker,
+        Some("10.5.0.9"),
+        "ET SCAN Possible Nmap User-Agent Observed",
+        "Attempted Information Leak",
+        (Some(42_000), Some(80)),
+    ));
+    alerts.sort_by_key(|a| a.time_generated);
+    let mut e = Engine::new(Config::default());
+    let (rows, accepted) = stream(&mut e, &alerts, 50);
+    assert_nothing_lost(&rows, accepted);
+    let evidence_row = rows
+        .iter()
+        .find(|r| r.alert_ids.iter().any(|id| &**id == "r1"))
+        .expect("a row holds the response");
+    assert_eq!(evidence_row.rank, 1, "{:?}", evidence_row.reasons);
+    assert!(
+        evidence_row.alert_count <= 2,
+        "{}",
+        evidence_row.alert_count
+    );
+    let item = &evidence_row.evidence[0];
+    assert_eq!(
+        (&*item.host, item.peer.as_deref(), item.stage),
+        ("10.5.0.7", Some(attacker), "privilege escalation")
+    );
+    for r in &rows {
+        let through =
+            r.path.len() > 2 && r.path[1..r.path.len() - 1].iter().any(|n| &**n == attacker);
+        assert!(!through, "a path through the attacker: {:?}", r.reasons);
+    }
+    let campaign = rows
+        .iter()
+        .find(|r| {
+            r.reasons
+                .iter()
+                .any(|x| x.starts_with("campaign from 10.5.254.30"))
+        })
+        .expect("a campaign row");
+    assert!(
+        campaign
+            .reasons
+            .iter()
+            .any(|x| x.contains("10.5.0.7 (privilege escalation)")),
+        "the campaign names its compromised victim first: {:?}",
+        campaign.reasons
+    );
+    assert!(campaign.rank > evidence_row.rank);
+}
+
+#[test]
+fn a_flood_of_one_rule_does_not_hide_the_rare_alert_after_it() {
+    let host = |id: &str, second: i64, name: &str| {
+        let mut a = alert(
+            id,
+            0,
+            "10.7.0.4",
+            None,
+            Domain::IT,
+            "HTTP",
+            "",
+            Severity::Medium,
+        );
+        a.time_generated = T0 + second * 1000;
+        a.alert_name = name.into();
+        a.tactic = None;
+        a
+    };
+    let mut alerts = Vec::new();
+    for i in 0..3000 {
+        alerts.push(poll(i, i / 3));
+    }
+    for i in 0..5000 {
+        alerts.push(host(
+            &format!("w{i}"),
+            3600 + i / 2,
+            "Wazuh: Web server 400 error code.",
+        ));
+    }
+    alerts.push(host(
+        "cms",
+        7000,
+        "Wazuh: CMS (WordPress or Joomla) login attempt.",
+    ));
+    alerts.push(host(
+        "sudo",
+        9000,
+        "Wazuh: Successful sudo to ROOT executed.",
+    ));
+    alerts.sort_by_key(|a| a.time_generated);
+    let mut e = Engine::new(Config::default());
+    let (rows, accepted) = stream(&mut e, &alerts, 500);
+    assert_nothing_lost(&rows, accepted);
+    let sudo = rows
+        .iter()
+        .find(|r| r.alert_ids.iter().any(|id| &**id == "sudo"))
+        .unwrap();
+    assert_eq!((sudo.rank, sudo.alert_count), (1, 1), "{:?}", sudo.reasons);
+    assert!(
+        sudo.reasons.iter().any(|r| {
+            r.contains(
+            "host 10.7.0.4 reached 3 stages: reconnaissance → attack attempt → privilege escalation"
+        )
+        }),
+        "{:?}",
+        sudo.reasons
+    );
+    let flood = rows
+        .iter()
+        .find(|r| r.alert_ids.iter().any(|id| &**id == "w0"))
+        .unwrap();
+    assert_eq!(flood.alert_count, 5000, "the flood is one episode");
+}
+
+#[test]
+fn weekly_maintenance_is_new_once_and_routine_the_next_week() {
+    // Every day: routine polling. On day 0 and day 7 the engineering workstation downloads
+    // programs to three PLCs, each after the one before (a time-ordered IT → OT fan-out).
+    let mut alerts = Vec::new();
+    for day in 0..9i64 {
+        for i in 0..1440i64 {
+            let mut a = poll(day * 10_000 + i, day * 1440 + i);
+            a.alert_id = format!("poll-{day}-{i}");
+            alerts.push(a);
+        }
+    }
+    let run = |day: i64| -> Vec<Alert> {
+        let ews = "10.3.0.250";
+        let mut out = vec![alert(
+            &format!("rdp-{day}"),
+            day * 1440 + 600,
+            "10.1.0.9",
+            Some(ews),
+            Domain::IT,
+            "RDP",
+            "LateralMovement",
+            Severity::Medium,
+        )];
+        for (k, plc) in ["10.20.0.1", "10.20.0.2", "10.20.0.3"].iter().enumerate() {
+            out.push(alert(
+                &format!("dl-{day}-{k}"),
+                day * 1440 + 620 + k as i64 * 10,
+                ews,
+                Some(plc),
+                Domain::OT,
+                "S7",
+                "Execution",
+                Severity::High,
+            ));
+        }
+        out
+    };
+    alerts.extend(run(0));
+    alerts.extend(run(7));
+    alerts.sort_by_key(|a| a.time_generated);
+    let mut e = Engine::new(Config::default());
+    let (rows, accepted) = stream(&mut e, &alerts, 1000);
+    assert_nothing_lost(&rows, accepted);
+    let row_of = |id: &str| {
+        rows.iter()
+            .find(|r| r.alert_ids.iter().any(|x| &**x == id))
+            .unwrap()
+    };
+    let (first, second) = (row_of("dl-0-0"), row_of("dl-7-0"));
+    assert!(
+        !first.reasons.iter().any(|r| r.contains("routine")),
+        "{:?}",
+        first.reasons
+    );
+    assert!(
+        second
+            .reasons
+            .iter()
+            .any(|r| r.contains("on an earlier day")),
+        "{:?}",
+        second.reasons
+    );
+    assert!(
+        second.score < first.score - 3.0,
+        "week 2 {} against week 1 {}",
+        second.score,
+        first.score
+    );
 }

@@ -1,11 +1,15 @@
 //! `socwire alerts`: the alert graph engine in batch mode, and the labelled data generator.
 
+use alertgraph::batch::{rank_alerts, read_input};
 use alertgraph::eval::evaluate;
+use alertgraph::feedback::{Feedback, Verdict};
+use alertgraph::formats::Format;
 use alertgraph::generate::{generate, ChainLabel, Family, GenConfig};
-use alertgraph::{rank, AlertView, Config, Engine};
+use alertgraph::{Config, Engine};
 use clap::Subcommand;
+use serde_json::Value;
 use std::io::{BufWriter, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `socwire alerts` actions.
 #[derive(Subcommand, Debug)]
@@ -38,15 +42,26 @@ pub enum AlertsAction {
         #[arg(long)]
         labels: Option<PathBuf>,
     },
-    /// Rank network-communication subgraphs of a file of alerts (JSON lines, ALERTS.md shape):
-    /// every accepted alert ends in exactly one row.
+    /// Rank network-communication subgraphs of a file of alerts: every accepted alert ends in
+    /// exactly one row, every alert set aside is written to the rejects file with its line and
+    /// reason.
     Prioritise {
-        /// Alerts (JSON lines; "-" for standard input).
+        /// Alerts: JSON lines, or one JSON document (an array, a `records` wrapper, a Log
+        /// Analytics query response); "-" for standard input.
         #[arg(long)]
         input: PathBuf,
-        /// Subgraph rows (JSON lines), best first.
+        /// Input format: auto (detected per alert), alerts (ALERTS.md), suricata (EVE JSON),
+        /// sentinel (SecurityAlert rows) or wazuh (alerts JSON).
+        #[arg(long, default_value = "auto")]
+        format: Format,
+        /// Subgraph rows (JSON lines), best first; "-" for standard output (the summary then
+        /// goes to standard error).
         #[arg(long, default_value = "subgraphs.jsonl")]
         output: PathBuf,
+        /// Alerts set aside (JSON lines: Line, Record, AlertId, Reason); default: the output's
+        /// name with `.rejects.jsonl` (none written when nothing is set aside).
+        #[arg(long)]
+        rejects: Option<PathBuf>,
         /// Write only the top K rows (0 = all).
         #[arg(long, default_value_t = 0)]
         top: usize,
@@ -62,6 +77,31 @@ pub enum AlertsAction {
         /// A labels file from `generate`: print recall and alerts read at K = 2 x chains.
         #[arg(long)]
         labels: Option<PathBuf>,
+        /// Analysts' verdicts (`alerts feedback --rows … --store FILE`): rows of a shape marked
+        /// benign rank lower, true positives higher.
+        #[arg(long)]
+        feedback: Option<PathBuf>,
+    },
+    /// Record an analyst's verdict on a row: from now on, rows of the same shape (the same
+    /// rules and stages; for a campaign, the same source) rank lower (benign) or higher
+    /// (true-positive). Rows `socwire up` stored are found in its data directory and the
+    /// verdict goes where `alert-stream` reads it; rows of `alerts prioritise` are found in
+    /// `--rows` and the verdict goes to `--store`.
+    Feedback {
+        /// The row's RowKey (its SubgraphId).
+        row_key: String,
+        /// benign or true-positive.
+        #[arg(long)]
+        verdict: Verdict,
+        /// Rows written by `alerts prioritise` (JSON lines).
+        #[arg(long)]
+        rows: Option<PathBuf>,
+        /// Verdicts file for `alerts prioritise --feedback` (with --rows).
+        #[arg(long, default_value = "alert-feedback.json")]
+        store: PathBuf,
+        /// Data directory of `socwire up` (without --rows).
+        #[arg(long, env = "SOCWIRE_DATA_DIR", default_value = ".socwire")]
+        data_dir: PathBuf,
     },
 }
 
@@ -121,164 +161,311 @@ pub fn run(action: AlertsAction) -> anyhow::Result<()> {
             out.flush()?;
             let labels = labels.unwrap_or_else(|| output.with_extension("labels.json"));
             std::fs::write(&labels, serde_json::to_vec_pretty(&g.labels)?)?;
-            println!(
+            writeln!(
+                std::io::stdout().lock(),
                 "wrote {} alerts to {} and {} chain labels to {}",
                 g.alerts.len(),
                 output.display(),
                 g.labels.len(),
                 labels.display()
-            );
+            )?;
             Ok(())
         }
         AlertsAction::Prioritise {
             input,
+            format,
             output,
+            rejects,
             top,
             window,
             svg,
             svg_top,
             labels,
-        } => {
-            // The whole input is read once and alerts borrow their text from it (no copy per
-            // field); it is sorted by time before the engine sees it anyway.
-            let started = std::time::Instant::now();
-            let mut text = String::new();
-            if input.as_os_str() == "-" {
-                std::io::stdin().lock().read_to_string(&mut text)?;
-            } else {
-                std::fs::File::open(&input)
-                    .and_then(|mut f| f.read_to_string(&mut text))
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
-            }
-            let mut alerts = Vec::with_capacity(text.bytes().filter(|&b| b == b'\n').count() + 1);
-            let mut rejected = 0usize;
-            for (n, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                if line.len() > 64 * 1024 {
-                    rejected += 1;
-                    eprintln!("line {}: longer than 64 KiB, skipped", n + 1);
-                    continue;
-                }
-                match AlertView::parse(line, None) {
-                    Ok(a) => alerts.push(a),
-                    Err(r) => {
-                        rejected += 1;
-                        if rejected <= 20 {
-                            eprintln!(
-                                "line {}: {}",
-                                n + 1,
-                                socwire_common::text::for_log(&r.reason, 200)
-                            );
-                        }
-                    }
-                }
-            }
-            alerts.sort_by_key(|a| a.time_generated);
-            let mut engine = Engine::new(Config {
-                window_ms: window,
-                ..Config::default()
-            });
-            let mut all = Vec::new();
-            let mut refused = 0usize;
-            for a in &alerts {
-                if let Err(e) = engine.ingest_view(a) {
-                    refused += 1;
-                    if refused <= 20 {
-                        eprintln!(
-                            "alert {}: {}",
-                            socwire_common::text::for_log(&a.alert_id, 64),
-                            e.reason
-                        );
-                    }
-                }
-                all.extend(engine.evict());
-            }
-            all.extend(engine.finish());
-            rank(&mut all);
-            let now = alertgraph::alert::format_time(chrono::Utc::now().timestamp_millis());
-            let mut out = BufWriter::new(
-                std::fs::File::create(&output)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?,
-            );
-            let keep = if top == 0 {
-                all.len()
-            } else {
-                top.min(all.len())
-            };
-            let mut row = Vec::with_capacity(4096);
-            for s in &all[..keep] {
-                row.clear();
-                s.write_row(&now, &mut row);
-                row.push(b'\n');
-                out.write_all(&row)?;
-            }
-            out.flush()?;
-            let secs = started.elapsed().as_secs_f64();
-            let accepted = alerts.len() - refused;
-            let early = engine.early_evictions();
-            println!(
-                "{} alert(s) read, {} rejected, {} refused by the engine, {} accepted; {} row(s) hold all accepted alerts; wrote {} row(s) to {} in {:.2} s{}",
-                alerts.len() + rejected,
-                rejected,
-                refused,
-                accepted,
-                all.len(),
-                keep,
-                output.display(),
-                secs,
-                if early.times > 0 {
-                    format!(
-                        "; the window bound evicted {} alert(s) early ({} time(s))",
-                        early.alerts, early.times
-                    )
-                } else {
-                    String::new()
-                }
-            );
-            for s in all.iter().take(5) {
-                println!(
-                    "  #{} score {:.2}, {} alert(s): {}",
-                    s.rank,
-                    s.score,
-                    s.alert_count,
-                    s.reasons.join("; ")
-                );
-            }
-            if let Some(dir) = svg {
-                std::fs::create_dir_all(&dir)?;
-                for s in all.iter().take(svg_top) {
-                    std::fs::write(
-                        dir.join(format!("rank-{:03}-{}.svg", s.rank, s.subgraph_id)),
-                        alertgraph::svg::render(s),
-                    )?;
-                }
-                println!(
-                    "drew {} subgraph(s) into {}",
-                    svg_top.min(all.len()),
-                    dir.display()
-                );
-            }
-            if let Some(path) = labels {
-                let labels: Vec<ChainLabel> = serde_json::from_slice(&std::fs::read(&path)?)?;
-                let e = evaluate(&all, &labels, accepted, 2 * labels.len());
-                println!(
-                    "against {}: recall@{} {:.3} ({} of {} chains; a chain counts when one row holds >= 60 % of it and it is >= 20 % of that row); {} alerts to read in the top {} rows, {:.0}x fewer than the {} accepted",
-                    path.display(),
-                    e.k,
-                    e.recall,
-                    e.found,
-                    e.chains,
-                    e.alerts_read,
-                    e.k,
-                    e.reduction,
-                    e.alerts
-                );
-            }
-            Ok(())
-        }
+            feedback,
+        } => prioritise(Prioritise {
+            input,
+            format,
+            output,
+            rejects,
+            top,
+            window,
+            svg,
+            svg_top,
+            labels,
+            feedback,
+        }),
+        AlertsAction::Feedback {
+            row_key,
+            verdict,
+            rows,
+            store,
+            data_dir,
+        } => record_feedback(&row_key, verdict, rows.as_deref(), &store, &data_dir),
     }
+}
+
+/// The Shape of the row keyed `row_key` among `rows`.
+fn shape_of<'a>(rows: impl IntoIterator<Item = &'a Value>, row_key: &str) -> Option<String> {
+    rows.into_iter()
+        .find(|r| r.get("RowKey").and_then(Value::as_str) == Some(row_key))
+        .and_then(|r| r.get("Shape").and_then(Value::as_str).map(str::to_string))
+}
+
+fn record_feedback(
+    row_key: &str,
+    verdict: Verdict,
+    rows: Option<&Path>,
+    store: &Path,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    let now = alertgraph::alert::format_time(chrono::Utc::now().timestamp_millis());
+    let (shape, saved_to) = match rows {
+        Some(rows) => {
+            let text = read_text(rows)?;
+            let parsed: Vec<Value> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            let shape = shape_of(&parsed, row_key).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no row with RowKey {row_key:?} (and a Shape) in {}",
+                    rows.display()
+                )
+            })?;
+            let mut feedback: Feedback = match std::fs::read(store) {
+                Ok(bytes) => serde_json::from_slice(&bytes)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", store.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Feedback::default(),
+                Err(e) => anyhow::bail!("{}: {e}", store.display()),
+            };
+            feedback.record(&shape, verdict, &now);
+            std::fs::write(store, serde_json::to_vec_pretty(&feedback)?)?;
+            (shape, store.display().to_string())
+        }
+        None => {
+            use crate::ports::StateStore;
+            let path = data_dir.join("tables.sqlite3");
+            if !path.exists() {
+                anyhow::bail!(
+                    "{} does not exist: run `socwire up` first, or give the rows of `alerts prioritise` with --rows",
+                    path.display()
+                );
+            }
+            let tables = crate::local::SqliteTables::open(&path)?;
+            let stored = tables.rows(crate::functions::alert_stream::SUBGRAPH_STREAM)?;
+            let shape = shape_of(&stored, row_key).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no row with RowKey {row_key:?} among the rows in {}",
+                    path.display()
+                )
+            })?;
+            let key = crate::functions::alert_stream::FEEDBACK_KEY;
+            let mut feedback: Feedback = match futures::executor::block_on(tables.load(key))? {
+                Some(bytes) => serde_json::from_slice(&bytes)?,
+                None => Feedback::default(),
+            };
+            feedback.record(&shape, verdict, &now);
+            futures::executor::block_on(tables.save(key, &serde_json::to_vec(&feedback)?))?;
+            (shape, format!("{} (state {key})", path.display()))
+        }
+    };
+    writeln!(
+        std::io::stdout().lock(),
+        "recorded {} on rows of shape {shape} in {saved_to}",
+        match verdict {
+            Verdict::Benign => "benign",
+            Verdict::TruePositive => "true-positive",
+        }
+    )?;
+    Ok(())
+}
+
+/// `alerts prioritise`'s arguments.
+struct Prioritise {
+    input: PathBuf,
+    format: Format,
+    output: PathBuf,
+    rejects: Option<PathBuf>,
+    top: usize,
+    window: i64,
+    svg: Option<PathBuf>,
+    svg_top: usize,
+    labels: Option<PathBuf>,
+    feedback: Option<PathBuf>,
+}
+
+fn read_text(input: &Path) -> anyhow::Result<String> {
+    let mut text = String::new();
+    if input.as_os_str() == "-" {
+        std::io::stdin().lock().read_to_string(&mut text)?;
+    } else {
+        std::fs::File::open(input)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+    }
+    Ok(text)
+}
+
+fn prioritise(p: Prioritise) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    // The whole input is read once and alerts borrow their text from it (no copy per field);
+    // it is sorted by time before the engine sees it.
+    let text = read_text(&p.input)?;
+    let mut read = read_input(&text, p.format);
+    read.alerts.sort_by_key(|a| a.time_generated);
+    let mut engine = Engine::new(Config {
+        window_ms: p.window,
+        ..Config::default()
+    });
+    if let Some(path) = &p.feedback {
+        let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        engine.set_feedback(
+            serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        );
+    }
+    let ranked = rank_alerts(&mut engine, &read.alerts);
+    let to_stdout = p.output.as_os_str() == "-";
+    // The summary goes where the rows do not.
+    let mut say: Box<dyn Write> = if to_stdout {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
+    let now = alertgraph::alert::format_time(chrono::Utc::now().timestamp_millis());
+    let keep = if p.top == 0 {
+        ranked.rows.len()
+    } else {
+        p.top.min(ranked.rows.len())
+    };
+    {
+        let mut out: BufWriter<Box<dyn Write>> = BufWriter::new(if to_stdout {
+            Box::new(std::io::stdout().lock())
+        } else {
+            Box::new(
+                std::fs::File::create(&p.output)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.output.display()))?,
+            )
+        });
+        let mut row = Vec::with_capacity(4096);
+        for s in &ranked.rows[..keep] {
+            row.clear();
+            s.write_row(&now, &mut row);
+            row.push(b'\n');
+            out.write_all(&row)?;
+        }
+        out.flush()?;
+    }
+    let rejects_path = p.rejects.unwrap_or_else(|| {
+        if to_stdout {
+            PathBuf::from("rejects.jsonl")
+        } else {
+            p.output.with_extension("rejects.jsonl")
+        }
+    });
+    let refused_lines = read.rejects.len();
+    if refused_lines > 0 {
+        let mut out = BufWriter::new(
+            std::fs::File::create(&rejects_path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", rejects_path.display()))?,
+        );
+        for r in &read.rejects {
+            serde_json::to_writer(&mut out, r)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    writeln!(
+        say,
+        "{} alert(s) read: {} set aside while reading{}, {} refused by the engine, {} accepted; {} row(s) hold all accepted alerts; wrote {} row(s) to {} in {:.2} s{}",
+        read.alerts.len() + refused_lines,
+        refused_lines,
+        if refused_lines > 0 {
+            format!(" (in {})", rejects_path.display())
+        } else {
+            String::new()
+        },
+        ranked.refused.len(),
+        ranked.accepted,
+        ranked.rows.len(),
+        keep,
+        if to_stdout { "standard output".to_string() } else { p.output.display().to_string() },
+        secs,
+        if ranked.early.times > 0 {
+            format!(
+                "; the window bound evicted {} alert(s) early ({} time(s))",
+                ranked.early.alerts, ranked.early.times
+            )
+        } else {
+            String::new()
+        }
+    )?;
+    for r in read.rejects.iter().take(5) {
+        writeln!(
+            say,
+            "  set aside: line {}{}: {}",
+            r.line,
+            if r.record > 0 {
+                format!(" record {}", r.record)
+            } else {
+                String::new()
+            },
+            socwire_common::text::for_log(&r.reason, 200)
+        )?;
+    }
+    for r in ranked.refused.iter().take(5) {
+        writeln!(
+            say,
+            "  refused: alert {}: {}",
+            socwire_common::text::for_log(r.alert_id.as_deref().unwrap_or("?"), 64),
+            r.reason
+        )?;
+    }
+    for s in ranked.rows.iter().take(5) {
+        writeln!(
+            say,
+            "  #{} score {:.2}, {} alert(s): {}",
+            s.rank,
+            s.score,
+            s.alert_count,
+            socwire_common::text::for_log(&s.reasons.join("; "), 600)
+        )?;
+    }
+    if let Some(dir) = p.svg {
+        std::fs::create_dir_all(&dir)?;
+        for s in ranked.rows.iter().take(p.svg_top) {
+            std::fs::write(
+                dir.join(format!("rank-{:03}-{}.svg", s.rank, s.subgraph_id)),
+                alertgraph::svg::render(s),
+            )?;
+        }
+        writeln!(
+            say,
+            "drew {} subgraph(s) into {}",
+            p.svg_top.min(ranked.rows.len()),
+            dir.display()
+        )?;
+    }
+    if let Some(path) = p.labels {
+        let labels: Vec<ChainLabel> = serde_json::from_slice(&std::fs::read(&path)?)?;
+        let e = evaluate(&ranked.rows, &labels, ranked.accepted, 2 * labels.len());
+        writeln!(
+            say,
+            "against {}: recall@{} {:.3} ({} of {} chains; a chain counts when one row holds >= 60 % of it and it is >= 20 % of that row); {} alerts to read in the top {} rows, {:.0}x fewer than the {} accepted",
+            path.display(),
+            e.k,
+            e.recall,
+            e.found,
+            e.chains,
+            e.alerts_read,
+            e.k,
+            e.reduction,
+            e.alerts
+        )?;
+    }
+    say.flush()?;
+    Ok(())
 }
 
 #[cfg(test)]

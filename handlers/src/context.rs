@@ -248,6 +248,13 @@ impl Context {
                     .with_tracking_uri(settings.ml_tracking_uri.as_deref())?,
                 )
             }
+            // Azure without an ML workspace (the Bicep's hasMl false): the GPU functions are
+            // disabled there, and the local back end must never open files under the app
+            // root, which is read-only when the app runs from its package.
+            _ if settings.require_azure => {
+                adapters.push(("ml", NotConfigured::ML.to_string()));
+                Arc::new(NotConfigured::ML)
+            }
             _ => {
                 adapters.push((
                     "ml",
@@ -281,6 +288,10 @@ impl Context {
                     crate::azure::default_credential()?,
                     crate::azure::AdapterOptions::json_api(),
                 )?)
+            }
+            None if settings.require_azure => {
+                adapters.push(("commands", NotConfigured::COMMANDS.to_string()));
+                Arc::new(NotConfigured::COMMANDS)
             }
             None => {
                 adapters.push((
@@ -319,5 +330,113 @@ impl Context {
             reports,
             adapters,
         })
+    }
+}
+
+/// The port of an optional Azure service that this deployment does not have (Azure mode only):
+/// every call fails permanently, naming the setting, and nothing local is opened in its place.
+#[derive(Debug, Clone, Copy)]
+struct NotConfigured {
+    what: &'static str,
+    setting: &'static str,
+}
+
+impl NotConfigured {
+    const ML: Self = Self {
+        what: "Azure ML workspace",
+        setting: "SOCWIRE_ML_WORKSPACE",
+    };
+    const COMMANDS: Self = Self {
+        what: "Service Bus namespace",
+        setting: "SOCWIRE_SERVICEBUS_NAMESPACE",
+    };
+
+    fn refuse<T>(&self) -> crate::ports::PortResult<T> {
+        Err(crate::ports::PortError::Permanent(self.to_string()))
+    }
+}
+
+impl std::fmt::Display for NotConfigured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no {} in this deployment ({} is empty; its functions should be disabled)",
+            self.what, self.setting
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl MlWorkspace for NotConfigured {
+    async fn get_cluster(
+        &self,
+        _: &str,
+    ) -> crate::ports::PortResult<Option<crate::ports::ClusterInfo>> {
+        self.refuse()
+    }
+    async fn create_cluster(
+        &self,
+        _: &crate::ports::ClusterSpec,
+    ) -> crate::ports::PortResult<crate::ports::Provisioning> {
+        self.refuse()
+    }
+    async fn operation_status(
+        &self,
+        _: &str,
+    ) -> crate::ports::PortResult<crate::ports::OperationStatus> {
+        self.refuse()
+    }
+    async fn upload_folder(
+        &self,
+        _: &std::path::Path,
+        _: &str,
+    ) -> crate::ports::PortResult<String> {
+        self.refuse()
+    }
+    async fn register_environment(&self, _: &str, _: &str) -> crate::ports::PortResult<String> {
+        self.refuse()
+    }
+    async fn submit_job(
+        &self,
+        _: &crate::ports::JobSubmission,
+    ) -> crate::ports::PortResult<crate::ports::JobInfo> {
+        self.refuse()
+    }
+    async fn get_job(&self, _: &str) -> crate::ports::PortResult<Option<crate::ports::JobInfo>> {
+        self.refuse()
+    }
+    async fn cancel_job(&self, _: &str) -> crate::ports::PortResult<()> {
+        self.refuse()
+    }
+    async fn scale_back(&self, _: &str) -> crate::ports::PortResult<()> {
+        self.refuse()
+    }
+    async fn download_job_output(
+        &self,
+        _: &str,
+        _: &std::path::Path,
+        _: u64,
+    ) -> crate::ports::PortResult<()> {
+        self.refuse()
+    }
+    async fn metric_history(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> crate::ports::PortResult<Vec<crate::ports::MetricPoint>> {
+        self.refuse()
+    }
+    async fn register_model(
+        &self,
+        _: &crate::ports::ModelRegistration,
+    ) -> crate::ports::PortResult<String> {
+        self.refuse()
+    }
+}
+
+#[async_trait::async_trait]
+impl CommandBus for NotConfigured {
+    async fn send(&self, _: &crate::ports::OutgoingCommand) -> crate::ports::PortResult<()> {
+        self.refuse()
     }
 }

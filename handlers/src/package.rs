@@ -6,18 +6,21 @@
 //! repository, so `target/`, `.socwire/` and `local.settings.json` cannot slip in; every picked
 //! file is still checked, and anything that looks like a secret stops the build of the zip.
 //!
-//! The binary must run on the Functions Linux image (Debian 12, glibc 2.36): a static (musl)
-//! binary always does; a glibc-linked one must need no `GLIBC_` symbol version newer than the
-//! limit, read from the ELF's version-needed section (`.gnu.version_r`).
+//! The binary must run on every Functions v4 Linux image: they are built on Debian 11
+//! "bullseye" (glibc 2.31) as well as Debian 12 (Azure/azure-functions-docker, `host/4/bullseye`
+//! and `host/4/bookworm`). A static (musl) binary always does; a glibc-linked one must need no
+//! `GLIBC_` symbol version newer than 2.31, read from the ELF's version-needed section
+//! (`.gnu.version_r`). `infra/build-package.sh` builds such a binary with cargo-zigbuild
+//! (target `x86_64-unknown-linux-gnu.2.31`).
 
 use clap::Args;
 use object::read::elf::{ElfFile64, FileHeader as _};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-/// glibc of the Functions host's Linux images (Debian 12 "bookworm" base): the newest
+/// glibc of the oldest Functions v4 Linux image (Debian 11 "bullseye" base): the newest
 /// `GLIBC_x.y` a glibc-linked handler may require.
-pub const IMAGE_GLIBC: &str = "2.36";
+pub const IMAGE_GLIBC: &str = "2.31";
 
 /// `socwire package` options.
 #[derive(Args, Debug)]
@@ -133,8 +136,8 @@ pub fn check_binary(elf: &[u8], max_glibc: &str) -> anyhow::Result<String> {
         )),
         Linkage::Glibc(v) => anyhow::bail!(
             "the binary needs GLIBC_{v}, newer than the Functions image's {limit}: build it with \
-             `cross build --release --target x86_64-unknown-linux-musl` (Cross.toml), or on a \
-             machine whose glibc is {limit} or older"
+             `infra/build-package.sh` (cargo-zigbuild, target x86_64-unknown-linux-gnu.{limit}), \
+             or on a machine whose glibc is {limit} or older"
         ),
     }
 }
@@ -354,6 +357,115 @@ mod tests {
             }
         }
         assert!(linkage(b"#!/bin/sh\necho not elf\n").is_err());
+    }
+
+    /// A minimal x86-64 ELF whose `.gnu.version_r` needs `versions` from libc.so.6 (no
+    /// version section at all when empty): what a glibc-linked binary carries, in 400 bytes.
+    fn elf_needing(versions: &[&str]) -> Vec<u8> {
+        let mut dynstr = b"\0libc.so.6\0".to_vec();
+        let names: Vec<u32> = versions
+            .iter()
+            .map(|v| {
+                let at = dynstr.len() as u32;
+                dynstr.extend_from_slice(v.as_bytes());
+                dynstr.push(0);
+                at
+            })
+            .collect();
+        let mut verneed = Vec::new();
+        if !versions.is_empty() {
+            for x in [1u16, versions.len() as u16] {
+                verneed.extend_from_slice(&x.to_le_bytes());
+            }
+            for x in [1u32, 16, 0] {
+                verneed.extend_from_slice(&x.to_le_bytes());
+            }
+            for (k, name) in names.iter().enumerate() {
+                let next = if k + 1 < names.len() { 16u32 } else { 0 };
+                verneed.extend_from_slice(&0u32.to_le_bytes()); // vna_hash (not checked)
+                verneed.extend_from_slice(&0u16.to_le_bytes()); // vna_flags
+                verneed.extend_from_slice(&(k as u16 + 2).to_le_bytes()); // vna_other
+                verneed.extend_from_slice(&name.to_le_bytes());
+                verneed.extend_from_slice(&next.to_le_bytes());
+            }
+        }
+        let shstrtab = b"\0.dynstr\0.gnu.version_r\0.shstrtab\0";
+        let pad8 = |v: &mut Vec<u8>| v.resize(v.len().div_ceil(8) * 8, 0);
+        let mut body = vec![0u8; 64];
+        let dynstr_at = body.len();
+        body.extend_from_slice(&dynstr);
+        pad8(&mut body);
+        let verneed_at = body.len();
+        body.extend_from_slice(&verneed);
+        pad8(&mut body);
+        let shstrtab_at = body.len();
+        body.extend_from_slice(shstrtab);
+        pad8(&mut body);
+        let shoff = body.len();
+        let with_verneed = !versions.is_empty();
+        let mut sections: Vec<(u32, u32, usize, usize, u32, u32)> = vec![(0, 0, 0, 0, 0, 0)];
+        sections.push((1, 3, dynstr_at, dynstr.len(), 0, 0));
+        if with_verneed {
+            sections.push((9, 0x6fff_fffe, verneed_at, verneed.len(), 1, 1));
+        }
+        sections.push((24, 3, shstrtab_at, shstrtab.len(), 0, 0));
+        for (name, kind, offset, size, link, info) in &sections {
+            body.extend_from_slice(&name.to_le_bytes());
+            body.extend_from_slice(&kind.to_le_bytes());
+            body.extend_from_slice(&0u64.to_le_bytes()); // flags
+            body.extend_from_slice(&0u64.to_le_bytes()); // addr
+            body.extend_from_slice(&(*offset as u64).to_le_bytes());
+            body.extend_from_slice(&(*size as u64).to_le_bytes());
+            body.extend_from_slice(&link.to_le_bytes());
+            body.extend_from_slice(&info.to_le_bytes());
+            body.extend_from_slice(&1u64.to_le_bytes()); // addralign
+            body.extend_from_slice(&0u64.to_le_bytes()); // entsize
+        }
+        let mut h = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        h.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        h.extend_from_slice(&object::elf::EM_X86_64.to_le_bytes());
+        h.extend_from_slice(&1u32.to_le_bytes());
+        h.extend_from_slice(&0u64.to_le_bytes()); // entry
+        h.extend_from_slice(&0u64.to_le_bytes()); // phoff
+        h.extend_from_slice(&(shoff as u64).to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes()); // flags
+        for x in [
+            64u16,
+            56,
+            0,
+            64,
+            sections.len() as u16,
+            sections.len() as u16 - 1,
+        ] {
+            h.extend_from_slice(&x.to_le_bytes());
+        }
+        body[..64].copy_from_slice(&h);
+        body
+    }
+
+    #[test]
+    fn the_default_limit_is_the_oldest_functions_image_glibc() {
+        // Debian 11 based Functions images have glibc 2.31: GLIBC_2.32 and later are refused.
+        let ok = elf_needing(&["GLIBC_2.2.5", "GLIBC_2.31"]);
+        assert_eq!(
+            linkage(&ok).unwrap(),
+            Linkage::Glibc(Version::parse("2.31").unwrap())
+        );
+        assert!(check_binary(&ok, IMAGE_GLIBC).is_ok());
+        for newer in ["GLIBC_2.32", "GLIBC_2.34", "GLIBC_2.36"] {
+            let e = check_binary(&elf_needing(&["GLIBC_2.2.5", newer]), IMAGE_GLIBC)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!(
+                    "needs {newer}, newer than the Functions image's 2.31"
+                )),
+                "{e}"
+            );
+        }
+        let fixed = elf_needing(&[]);
+        assert_eq!(linkage(&fixed).unwrap(), Linkage::Static);
+        assert!(check_binary(&fixed, IMAGE_GLIBC).is_ok());
     }
 
     #[test]

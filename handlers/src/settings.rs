@@ -55,6 +55,9 @@ pub struct Settings {
     pub state_container: String,
     /// Alert engine window (`SOCWIRE_ALERT_WINDOW`, e.g. 24h).
     pub alert_window_ms: i64,
+    /// Bytes the alert engine may hold across every partition this instance holds, history
+    /// included (`SOCWIRE_ALERT_MEMORY_MB`, default 1024: half a Flex Consumption instance).
+    pub alert_memory_bytes: usize,
     /// Subgraphs scoring at least this publish `socwire.AlertSubgraphPrioritized`
     /// (`SOCWIRE_ALERT_EVENT_SCORE`, default 20).
     pub alert_event_score: f64,
@@ -382,6 +385,15 @@ impl Settings {
             state_container: get("SOCWIRE_STATE_CONTAINER")
                 .unwrap_or_else(|| "socwire-state".into()),
             alert_window_ms,
+            alert_memory_bytes: {
+                let mb = number("SOCWIRE_ALERT_MEMORY_MB", 1024.0)?;
+                if !(64.0..=1_048_576.0).contains(&mb) || mb.fract() != 0.0 {
+                    return Err(format!(
+                        "SOCWIRE_ALERT_MEMORY_MB={mb} must be a whole number of MB from 64 to 1048576"
+                    ));
+                }
+                mb as usize * 1024 * 1024
+            },
             alert_event_score: number("SOCWIRE_ALERT_EVENT_SCORE", 20.0)?,
             port,
             data_dir,

@@ -919,3 +919,87 @@ fn bicep_files_balance_and_name_each_resource_once() {
     assert!(bicep_balance("var a = 'x${join(map(l, s => '\\'${s}\\''), \', \')}' // {\n").is_ok());
     fail_if(problems);
 }
+
+/// `{ name: 'X', type: 'Y' }` entries of a Bicep column list, in order.
+fn columns(list: &str) -> Vec<(String, String)> {
+    list.lines()
+        .filter_map(|l| {
+            let name = l.split("name: '").nth(1)?.split('\'').next()?;
+            let kind = l.split("type: '").nth(1)?.split('\'').next()?;
+            Some((name.to_string(), kind.to_string()))
+        })
+        .collect()
+}
+
+/// The alert engine's rows carry exactly the columns `AlertSubgraphs_CL` and the DCR's
+/// `Custom-AlertSubgraphs` stream declare, each of the declared type: Logs Ingestion drops a
+/// column the stream does not declare, and a row the table cannot hold.
+#[test]
+fn subgraph_rows_carry_exactly_the_columns_the_table_and_the_stream_declare() {
+    use alertgraph::{EvidenceItem, Subgraph, SubgraphEdge, SubgraphNode};
+    let bicep = read("infra/main.bicep");
+    let table = columns(block(&bicep, "resource subgraphTable"));
+    let stream_block = &bicep[bicep
+        .find("'Custom-AlertSubgraphs': {")
+        .expect("the stream")..];
+    let stream = columns(&stream_block[..stream_block.find(']').expect("its columns")]);
+    assert_eq!(
+        table, stream,
+        "the table and the stream declare the same columns"
+    );
+    // A row with every optional column present.
+    let row = Subgraph {
+        subgraph_id: "0123456789abcdef0123456789abcdef".into(),
+        rank: 1,
+        score: 7.5,
+        first_seen: 1_795_132_800_000,
+        last_seen: 1_795_132_900_000,
+        node_count: 3,
+        edge_count: 2,
+        alert_count: 3,
+        longest_path: 2,
+        crosses_it_ot: true,
+        path: vec!["10.0.0.1".into(), "10.0.0.2".into(), "10.20.0.9".into()],
+        nodes: vec![SubgraphNode {
+            ip: "10.0.0.1".into(),
+            host: Some("ws-1".into()),
+            domain: "IT",
+        }],
+        edges: vec![SubgraphEdge {
+            src: "10.0.0.1".into(),
+            dst: "10.0.0.2".into(),
+            first_seen: "2026-11-21T00:00:00.000Z".into(),
+            alerts: 2,
+            protocols: vec!["SMB".into()],
+            tactics: vec![],
+        }],
+        alert_ids: vec!["a1".into(), "a2".into(), "a3".into()],
+        reasons: vec!["a reason".into()],
+        evidence: vec![EvidenceItem {
+            alert_id: "a3".into(),
+            time: "2026-11-21T00:01:00.000Z".into(),
+            name: "Unauthorized PLC write".into(),
+            stage: "impact",
+            host: "10.20.0.9".into(),
+            peer: Some("10.0.0.2".into()),
+        }],
+        shape: "0123456789abcdef".into(),
+    };
+    let written = row.to_row("2026-12-07T00:00:00.000Z");
+    let written = written.as_object().expect("a row is an object");
+    let names: BTreeSet<&str> = written.keys().map(String::as_str).collect();
+    let declared: BTreeSet<&str> = table.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, declared, "row columns against infra/main.bicep");
+    for (name, kind) in &table {
+        let v = &written[name.as_str()];
+        let fits = match kind.as_str() {
+            "string" | "datetime" => v.is_string(),
+            "int" => v.is_i64() || v.is_u64(),
+            "real" => v.is_number(),
+            "boolean" => v.is_boolean(),
+            "dynamic" => v.is_array() || v.is_object(),
+            other => panic!("{name}: type {other} not checked"),
+        };
+        assert!(fits, "{name} is declared {kind} but written as {v}");
+    }
+}

@@ -84,29 +84,26 @@ impl Answer {
     }
 }
 
-/// Splits an output value into messages: an array is many, anything else one.
-pub fn messages(value: &Value) -> Vec<&Value> {
+/// The messages an output binding receives for the handler's `value`, by the host's rule
+/// (azure-functions-host, `HttpScriptInvocationResultExtensions.GetBindingValue`): with
+/// `dataType: binary` the value goes to the binding unchanged; otherwise a value that is a
+/// whole string holding valid base64 is decoded to bytes (`Convert.FromBase64String`), and any
+/// other value goes unchanged. A collector binding then takes an array as one message per
+/// element, each as it is: a string element is its text, never decoded; a JSON value is its
+/// JSON text.
+pub fn output_messages(value: &Value, binary: bool) -> Vec<Vec<u8>> {
+    let as_is = |v: &Value| match v {
+        Value::String(s) => s.as_bytes().to_vec(),
+        other => other.to_string().into_bytes(),
+    };
     match value {
-        Value::Array(items) => items.iter().collect(),
         Value::Null => Vec::new(),
-        one => vec![one],
-    }
-}
-
-/// The bytes the host sends for one output message. Strings that are valid base64 are decoded
-/// (the host does this unless the binding is `dataType: binary`, where it always decodes);
-/// other strings go as UTF-8; JSON values as their JSON text.
-pub fn message_bytes(value: &Value, binary: bool) -> Result<Vec<u8>, String> {
-    match value {
-        Value::String(s) => match base64::engine::general_purpose::STANDARD.decode(s) {
-            Ok(bytes) => Ok(bytes),
-            Err(_) if binary => Err(format!(
-                "binary output is not base64: {:?}",
-                s.chars().take(40).collect::<String>()
-            )),
-            Err(_) => Ok(s.as_bytes().to_vec()),
+        Value::Array(items) => items.iter().map(as_is).collect(),
+        Value::String(s) if !binary => match base64::engine::general_purpose::STANDARD.decode(s) {
+            Ok(bytes) => vec![bytes],
+            Err(_) => vec![s.as_bytes().to_vec()],
         },
-        other => Ok(other.to_string().into_bytes()),
+        one => vec![as_is(one)],
     }
 }
 
@@ -121,21 +118,32 @@ mod tests {
         assert_eq!(encoded(vec!["a", "b"]), json!("[\"a\",\"b\"]"));
     }
 
+    /// azure-functions-host `HttpScriptInvocationResultExtensions.GetBindingValue`: only a
+    /// whole-string output is tried as base64; `dataType: binary` passes values unchanged; an
+    /// array's strings are never decoded.
     #[test]
-    fn base64_looking_strings_are_decoded_like_the_host_does() {
+    fn outputs_are_decoded_as_the_host_does() {
         assert_eq!(
-            message_bytes(&json!("test"), false).unwrap(),
-            vec![0xb5, 0xeb, 0x2d]
+            output_messages(&json!("dGVzdA=="), false),
+            vec![b"test".to_vec()]
         );
         assert_eq!(
-            message_bytes(&json!("hello world"), false).unwrap(),
-            b"hello world".to_vec()
+            output_messages(&json!("hello world"), false),
+            vec![b"hello world".to_vec()]
         );
         assert_eq!(
-            message_bytes(&json!({"a": 1}), false).unwrap(),
-            b"{\"a\":1}".to_vec()
+            output_messages(&json!("dGVzdA=="), true),
+            vec![b"dGVzdA==".to_vec()]
         );
-        assert!(message_bytes(&json!("not base64!"), true).is_err());
+        assert_eq!(
+            output_messages(&json!(["dGVzdA==", {"a": 1}, 7]), false),
+            vec![b"dGVzdA==".to_vec(), b"{\"a\":1}".to_vec(), b"7".to_vec()]
+        );
+        assert_eq!(
+            output_messages(&json!({"a": 1}), true),
+            vec![b"{\"a\":1}".to_vec()]
+        );
+        assert!(output_messages(&Value::Null, false).is_empty());
     }
 
     #[test]

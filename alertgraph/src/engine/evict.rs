@@ -3,7 +3,7 @@
 
 use super::score::score_row;
 use super::state::SlotList;
-use super::{Engine, ALERT_OVERHEAD_BYTES, NO_GROUP, NO_KIND};
+use super::{memory, Engine, NO_GROUP, NO_KIND};
 use crate::classify::Stage;
 use crate::subgraph::Subgraph;
 use std::cmp::Reverse;
@@ -145,10 +145,11 @@ impl Engine {
             x.time.cmp(&y.time).then_with(|| x.id.cmp(&y.id))
         });
         out.push(score_row(self, counted, star, &mut scratch));
+        self.remember_row(&scratch.part);
         for &s in &scratch.part {
             let slot = self.slots[s as usize].take().expect("live slot");
             self.seen.remove(&slot.hash);
-            self.bytes -= ALERT_OVERHEAD_BYTES + slot.id.len();
+            self.bytes -= memory::text_bytes(&slot.id);
             self.release(slot.src);
             self.release(slot.dst);
             if self.names.release(slot.name) {
@@ -182,7 +183,7 @@ impl Engine {
             let root = self.find(g);
             self.check(root, cutoff, false, &mut out);
         }
-        if self.held() > self.cfg.max_alerts || self.bytes > self.cfg.max_bytes {
+        if self.held() > self.cfg.max_alerts || self.held_bytes() > self.cfg.max_bytes {
             self.evict_early(cutoff, &mut out);
         }
         self.compact_groups();
@@ -191,18 +192,24 @@ impl Engine {
 
     /// The bound is exceeded: emit waiting parts oldest first, then move the oldest tenth of
     /// the window out and emit it, until the engine is at 90 % of its bound.
+    ///
+    /// A little at a time (a hundredth of the window per step, down to 95 % of the bound), so
+    /// the rows emitted at once stay few. Bytes: what the tables hold is worked down; when
+    /// their allocations still exceed the bound (they grew for a larger window), they are given
+    /// back to the allocator.
     fn evict_early(&mut self, cutoff: i64, out: &mut Vec<Subgraph>) {
-        let target_alerts = self.cfg.max_alerts / 10 * 9;
-        let target_bytes = self.cfg.max_bytes / 10 * 9;
-        let over = |e: &Self| e.held() > target_alerts || e.bytes > target_bytes;
+        let target_alerts = self.cfg.max_alerts / 20 * 19;
+        let target_bytes = self.cfg.max_bytes / 20 * 19;
+        let over = |e: &Self| e.held() > target_alerts || e.live_bytes() > target_bytes;
         let before = self.held();
+        self.emitting_early = true;
         while over(self) {
             if let Some(Reverse((_, g))) = self.checks.pop() {
                 let root = self.find(g);
                 self.check(root, cutoff, true, out);
                 continue;
             }
-            let chunk = (self.window.len() / 10).max(1);
+            let chunk = (self.window.len() / 100).max(1);
             let mut roots = Vec::new();
             for _ in 0..chunk {
                 let Some(s) = self.window.pop_front() else {
@@ -219,8 +226,14 @@ impl Engine {
                 self.check(root, cutoff, true, out);
             }
         }
-        self.early.times += 1;
-        self.early.alerts += (before - self.held()) as u64;
+        self.emitting_early = false;
+        if self.held_bytes() > self.cfg.max_bytes {
+            self.shrink();
+        }
+        if self.held() < before {
+            self.early.times += 1;
+            self.early.alerts += (before - self.held()) as u64;
+        }
     }
 
     /// Emits every group still held, as at the end of a stream, scored against the window as
@@ -256,6 +269,12 @@ impl Engine {
         if in_use < 2 * self.groups_after_compaction + 4096 {
             return;
         }
+        self.compact_groups_now();
+    }
+
+    /// [`Engine::compact_groups`] whatever the count: afterwards no free group id is named
+    /// anywhere.
+    pub(super) fn compact_groups_now(&mut self) {
         let n = self.groups.len();
         for i in 0..self.slots.len() {
             if let Some(g) = self.slots[i].as_ref().map(|s| s.group) {
@@ -279,6 +298,13 @@ impl Engine {
                 if g != NO_GROUP {
                     let root = self.find(g);
                     self.nodes[n].recent_in[i].group = root;
+                }
+            }
+            for i in 0..self.nodes[n].recent_by_identity.len() {
+                let g = self.nodes[n].recent_by_identity[i].group;
+                if g != NO_GROUP {
+                    let root = self.find(g);
+                    self.nodes[n].recent_by_identity[i].group = root;
                 }
             }
         }
@@ -318,7 +344,11 @@ impl Engine {
         }
         let dead = |g: u32| g != NO_GROUP && !keep[g as usize];
         for node in &mut self.nodes {
-            for i in &mut node.recent_in {
+            for i in node
+                .recent_in
+                .iter_mut()
+                .chain(&mut node.recent_by_identity)
+            {
                 if dead(i.group) {
                     i.group = NO_GROUP;
                 }

@@ -33,6 +33,27 @@ pub struct LinkTrace {
     pub linked: bool,
 }
 
+/// Most incoming alerts a node keeps by identity beyond its recent ones.
+pub(super) const RECENT_BY_IDENTITY: usize = 128;
+
+/// Keeps `old` among `kept`: in place of the entry with its account, else of the oldest once
+/// full.
+fn keep_by_identity(kept: &mut Vec<Incoming>, old: Incoming) {
+    if let Some(same) = kept
+        .iter_mut()
+        .find(|k| k.identity.account == old.identity.account)
+    {
+        *same = old;
+    } else if kept.len() < RECENT_BY_IDENTITY {
+        kept.push(old);
+    } else if let Some(oldest) = kept.iter_mut().min_by_key(|k| k.seq) {
+        *oldest = old;
+    }
+}
+
+/// Most share of a node's alerts an identity may have for reusing it to single out a story.
+const SHARED_IDENTITY: f64 = 0.1;
+
 /// What the link test reads of an arriving alert.
 pub(super) struct Arrival {
     pub(super) time: i64,
@@ -178,13 +199,24 @@ impl Engine {
             }
         }
         let start = self.window_start().max(time - self.cfg.flow_gap_ms);
-        let mut best: Option<(Link, f64)> = None;
+        let mut best: Option<(Link, f64, bool)> = None;
         // Groups behind the incoming alerts looked at: a story that reached the node with two
         // alerts (a share enumeration, then the hop) is one chance, not two.
-        let mut stories = [NO_GROUP; RECENT_IN];
+        let mut stories = [NO_GROUP; RECENT_IN + 1];
         let mut candidates = 0.0;
-        for i in 0..self.nodes[node as usize].recent_in.len() {
-            let inc = self.nodes[node as usize].recent_in[i];
+        // Of them, those whose identity the alert reuses: when the best continuation is one,
+        // only they are chances (an alert that reuses a stolen account can only continue a
+        // story that used it).
+        let mut sharing = [NO_GROUP; RECENT_IN + 1];
+        let mut sharing_candidates = 0.0;
+        let recent = self.nodes[node as usize].recent_in.len();
+        let kept = self.nodes[node as usize].recent_by_identity.len();
+        for i in 0..recent + kept {
+            let inc = *self.incoming(node, i);
+            // Beyond the recent ones, only those whose account this alert reuses.
+            if i >= recent && (identity.account == 0 || inc.identity.account != identity.account) {
+                continue;
+            }
             if inc.time > time || inc.time < start {
                 continue;
             }
@@ -209,6 +241,17 @@ impl Engine {
                     candidates += 1.0;
                 }
             }
+            // An identity the node uses all the time (a workstation's own user) is no sign
+            // of the same actor; one it rarely or never carries is.
+            let shared = reuse <= SHARED_IDENTITY;
+            if shared {
+                if let Some(free) = sharing.iter().position(|&g| g == root || g == NO_GROUP) {
+                    if sharing[free] == NO_GROUP {
+                        sharing[free] = root;
+                        sharing_candidates += 1.0;
+                    }
+                }
+            }
             let live = self.groups[root as usize].live;
             if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
                 t.seen.push((inc.seq, expected, live));
@@ -216,8 +259,10 @@ impl Engine {
             if expected >= LINK_CHANCE {
                 continue;
             }
-            let joint = expected * f64::from(inc.share);
-            if best.is_none_or(|(_, b)| joint < b) {
+            // Of two stories the alert could continue, it continues the one whose identity it
+            // reuses (the same stolen account is the same actor), else the rarer.
+            let joint = expected * f64::from(inc.share) * if shared { 1e-9 } else { 1.0 };
+            if best.is_none_or(|(_, b, _)| joint < b) {
                 best = Some((
                     Link {
                         group: root,
@@ -226,24 +271,75 @@ impl Engine {
                         expected,
                     },
                     joint,
+                    shared,
                 ));
             }
         }
         // The continuation was looked for behind every recent incoming alert of the node: the
         // chance that one of them is followed this closely is that many times larger (a busy
         // node with many incoming alerts gets many chances).
+        let chances = |shared: bool| {
+            if shared {
+                sharing_candidates
+            } else {
+                candidates
+            }
+        };
         if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
             t.rate = rate;
             t.candidates = candidates as u32;
-            t.expected = best.map(|(l, _)| l.expected * candidates);
+            t.expected = best.map(|(l, _, shared)| l.expected * chances(shared));
         }
-        let (mut link, _) = best?;
-        link.expected *= candidates;
+        let (mut link, _, shared) = best?;
+        link.expected *= chances(shared);
         if link.expected >= LINK_CHANCE {
             return None;
         }
         link.info = (LINK_CHANCE / link.expected).ln().min(MAX_LINK_INFO) as f32;
         Some(link)
+    }
+
+    /// Remembers a hop on a routine pair that carries an identity, among the incoming alerts
+    /// kept by identity only: a stolen account reused on the next hop out of `dst` finds it,
+    /// though the pair's routine hides it from every other test.
+    pub(super) fn remember_identity(&mut self, dst: u32, a: &Arrival, group: u32) {
+        if a.identity.account == 0 || self.nodes[dst as usize].campaign {
+            return;
+        }
+        let share = self.kind_share(a.name, a.kind) as f32;
+        let entry = Incoming {
+            time: a.time,
+            seq: self.arrivals,
+            group,
+            chance: 1.0,
+            share,
+            identity: a.identity,
+        };
+        let kept = &mut self.nodes[dst as usize].recent_by_identity;
+        let before = kept.capacity();
+        keep_by_identity(kept, entry);
+        let after = kept.capacity();
+        self.recent_bytes +=
+            super::memory::recent_bytes(after) - super::memory::recent_bytes(before);
+    }
+
+    /// The `i`-th incoming alert a node remembers: its recent ones, then those kept by identity.
+    pub(super) fn incoming(&self, node: u32, i: usize) -> &Incoming {
+        let n = &self.nodes[node as usize];
+        match n.recent_in.get(i) {
+            Some(inc) => inc,
+            None => &n.recent_by_identity[i - n.recent_in.len()],
+        }
+    }
+
+    /// [`Engine::incoming`], to change.
+    pub(super) fn incoming_mut(&mut self, node: u32, i: usize) -> &mut Incoming {
+        let n = &mut self.nodes[node as usize];
+        let recent = n.recent_in.len();
+        match n.recent_in.get_mut(i) {
+            Some(inc) => inc,
+            None => &mut n.recent_by_identity[i - recent],
+        }
     }
 
     /// Share of `node`'s next alert carrying `account`: its own alerts with it, and the
@@ -347,10 +443,18 @@ impl Engine {
         }
         let share = self.kind_share(name, kind) as f32;
         let seq = self.arrivals;
-        let recent = &mut self.nodes[dst as usize].recent_in;
-        if recent.len() == RECENT_IN {
-            recent.pop_front();
+        let node = &mut self.nodes[dst as usize];
+        let before = node.recent_in.capacity() + node.recent_by_identity.capacity();
+        if node.recent_in.len() == RECENT_IN {
+            if let Some(old) = node
+                .recent_in
+                .pop_front()
+                .filter(|o| o.identity.account != 0)
+            {
+                keep_by_identity(&mut node.recent_by_identity, old);
+            }
         }
+        let recent = &mut node.recent_in;
         recent.push_back(Incoming {
             time,
             seq,
@@ -359,6 +463,10 @@ impl Engine {
             share,
             identity,
         });
+        let node = &self.nodes[dst as usize];
+        let after = node.recent_in.capacity() + node.recent_by_identity.capacity();
+        self.recent_bytes +=
+            super::memory::recent_bytes(after) - super::memory::recent_bytes(before);
     }
 
     /// Forgets every kind and kind counter (the end of a stream).
@@ -628,5 +736,104 @@ mod tests {
             e.evict();
             assert_pairs_agree(&e);
         }
+    }
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use crate::eval::rank_stream;
+    use crate::{Alert, Config, Domain, Engine, Severity};
+
+    fn hop(
+        id: String,
+        second: i64,
+        src: &str,
+        dst: Option<&str>,
+        name: &str,
+        account: &str,
+    ) -> Alert {
+        let mut a = Alert {
+            time_generated: 1_795_132_800_000 + second * 1000,
+            alert_id: id,
+            alert_name: name.into(),
+            severity: Severity::Medium,
+            domain: Domain::IT,
+            src_ip: src.into(),
+            dst_ip: dst.map(Into::into),
+            src_host: None,
+            dst_host: None,
+            dst_port: None,
+            protocol: Some("SMB".into()),
+            tactic: Some("LateralMovement".into()),
+            ext: Default::default(),
+        };
+        a.ext.account = Some(account.into());
+        a
+    }
+
+    /// B is busy (twenty hosts reach it every few minutes, each as its own user); A reaches B on
+    /// a pair A uses every day, as A's user X. An hour later B sends as X: the hop that brought
+    /// X has long left B's sixteen recent incoming alerts, and the pair's routine hides it from
+    /// every other test; the reused account finds it.
+    #[test]
+    fn a_hop_reusing_the_account_of_an_hour_old_routine_hop_continues_it() {
+        let mut alerts = Vec::new();
+        for i in 0..2000i64 {
+            let from = format!("10.1.0.{}", i % 20);
+            alerts.push(hop(
+                format!("bg{i}"),
+                i * 5,
+                &from,
+                Some("10.2.0.1"),
+                "Noise",
+                &format!("user-{}", i % 20),
+            ));
+            alerts.push(hop(
+                format!("bx{i}"),
+                i * 5 + 1,
+                &format!("10.3.0.{}", i % 200),
+                Some(&format!("10.4.0.{}", i % 190)),
+                "Noise",
+                "svc",
+            ));
+        }
+        // The routine pair A → B, as X, twice before.
+        for (k, t) in [(0, 100), (1, 3000)] {
+            alerts.push(hop(
+                format!("r{k}"),
+                t,
+                "10.9.0.1",
+                Some("10.2.0.1"),
+                "Relay",
+                "user-x",
+            ));
+        }
+        alerts.push(hop(
+            "hop".into(),
+            6000,
+            "10.9.0.1",
+            Some("10.2.0.1"),
+            "Relay",
+            "user-x",
+        ));
+        alerts.push(hop(
+            "next".into(),
+            9600,
+            "10.2.0.1",
+            Some("10.5.0.5"),
+            "Relay",
+            "user-x",
+        ));
+        alerts.sort_by_key(|a| a.time_generated);
+        let (rows, _) = rank_stream(&mut Engine::new(Config::default()), &alerts);
+        let row = rows
+            .iter()
+            .find(|r| r.alert_ids.iter().any(|i| &**i == "next"))
+            .unwrap();
+        assert!(
+            row.alert_ids.iter().any(|i| &**i == "hop"),
+            "{:?}",
+            row.reasons
+        );
     }
 }

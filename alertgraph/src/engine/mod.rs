@@ -16,7 +16,9 @@
 //! [`Engine::finish`] emits what is left at the end of a stream.
 
 mod evict;
+mod history;
 mod link;
+mod memory;
 mod ranking;
 mod score;
 mod snapshot;
@@ -51,10 +53,14 @@ pub struct Config {
     pub flow_gap_ms: i64,
     /// Most alerts held (window plus groups still open); above it the oldest leave early.
     pub max_alerts: usize,
-    /// Most bytes held (estimated); above it the oldest alerts leave early.
+    /// Most bytes held ([`Engine::held_bytes`]: every table's allocation, the history
+    /// included); above it the oldest alerts leave the window early.
     pub max_bytes: usize,
     /// Rows list every AlertId (for evaluation), not only the first [`crate::subgraph::MAX_ROW_ALERT_IDS`].
     pub list_all_alert_ids: bool,
+    /// Places in the history profile (12 bytes each, counted in `max_bytes`): what past windows
+    /// saw of each (pair, kind), (host, kind) and kind, for about five weeks.
+    pub history_entries: usize,
 }
 
 impl Default for Config {
@@ -66,6 +72,7 @@ impl Default for Config {
             max_alerts: 4_000_000,
             max_bytes: 1 << 30,
             list_all_alert_ids: false,
+            history_entries: 1 << 18,
         }
     }
 }
@@ -75,7 +82,7 @@ impl Default for Config {
 const RARE_PAIR: u32 = 2;
 
 /// Incoming rare alerts remembered per node for continuations.
-pub(crate) const RECENT_IN: usize = 8;
+pub(crate) const RECENT_IN: usize = 16;
 
 /// A continuation is linked when the expected number of such continuations by chance is
 /// below this.
@@ -90,9 +97,6 @@ const MAX_LINK_INFO: f64 = 6.0;
 
 /// Fewest arrivals counted between two alerts of a continuation.
 const MIN_BETWEEN: f64 = 8.0;
-
-/// Bytes an alert costs beyond its id text (slot, window entry, map entries), for the bound.
-const ALERT_OVERHEAD_BYTES: usize = 160;
 
 /// Never a group.
 const NO_GROUP: u32 = u32::MAX;
@@ -199,6 +203,15 @@ pub struct Engine {
     arrivals: u64,
     bytes: usize,
     early: EarlyEvictions,
+    /// What past windows saw.
+    history: history::History,
+    /// Analysts' verdicts by row shape (set by the host from its store).
+    #[serde(skip)]
+    pub(super) feedback: crate::feedback::Feedback,
+    /// Bytes of node addresses and host names held.
+    node_text: usize,
+    /// Bytes of the nodes' remembered incoming alerts.
+    pub(super) recent_bytes: usize,
     /// Tables the scoring of a row reuses.
     #[serde(skip)]
     scratch: Scratch,
@@ -206,6 +219,9 @@ pub struct Engine {
     /// scored against.
     #[serde(skip)]
     finishing: Option<usize>,
+    /// While the count or byte bound moves alerts out early: their rows say so.
+    #[serde(skip)]
+    pub(super) emitting_early: bool,
     /// What the link test saw for each alert, when diagnostics are on.
     #[serde(skip)]
     trace: Option<Vec<LinkTrace>>,
@@ -250,8 +266,13 @@ impl Engine {
             arrivals: 0,
             bytes: 0,
             early: EarlyEvictions::default(),
+            history: history::History::new(cfg.history_entries),
+            feedback: Default::default(),
+            node_text: 0,
+            recent_bytes: 0,
             scratch: Scratch::default(),
             finishing: None,
+            emitting_early: false,
             trace: None,
         }
     }
@@ -273,6 +294,17 @@ impl Engine {
         self.cfg
     }
 
+    /// Sets the analysts' verdicts rows are scored with from now on.
+    pub fn set_feedback(&mut self, feedback: crate::feedback::Feedback) {
+        self.feedback = feedback;
+    }
+
+    /// Sets the byte bound (a host dividing its budget among the partitions it holds); the
+    /// next [`Engine::evict`] keeps to it.
+    pub fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.cfg.max_bytes = max_bytes;
+    }
+
     /// Alerts in the window.
     pub fn len(&self) -> usize {
         self.window.len()
@@ -292,11 +324,6 @@ impl Engine {
     /// Alerts held: in the window, or out of it and waiting in an open group.
     pub fn held(&self) -> usize {
         self.slots.len() - self.free_slots.len()
-    }
-
-    /// Estimated bytes held.
-    pub fn held_bytes(&self) -> usize {
-        self.bytes
     }
 
     /// Nodes held.
@@ -436,7 +463,7 @@ impl Engine {
         } else if host_only {
             match self.best_link(src, &arrival, false) {
                 Some(link) => {
-                    let entry = &mut self.nodes[src as usize].recent_in[link.entry];
+                    let entry = self.incoming_mut(src, link.entry);
                     entry.chance = (entry.chance * link.expected as f32).max(MIN_CHANCE);
                     if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
                         t.linked = true;
@@ -453,20 +480,46 @@ impl Engine {
             // pair's routine (an attacker's floods). A hop that carries it (remote execution on
             // `dst`) continues a story into `src` when that is improbable by chance; a host's
             // own traffic (a beacon, an attack response) is a finding about it, not a hop.
-            let mut g = self.evidence_episode(dst, time);
+            // It joins its pair's group while that is a story's size (a probe then the
+            // exploit on one pair), never a flood's or a campaign's.
+            let mut g = match pair_group {
+                Some(pg)
+                    if self.groups[pg as usize].live <= MAX_LINKED_GROUP
+                        && self.groups[pg as usize].star.is_none() =>
+                {
+                    let n = &mut self.nodes[dst as usize];
+                    n.evidence_group = pg;
+                    n.evidence_last = n.evidence_last.max(time);
+                    pg
+                }
+                _ => self.evidence_episode(dst, time),
+            };
             let mut link = 0.0;
-            let rare = !reversed
-                && pair_before.map_or(0, |p| p.count) < RARE_PAIR
+            let rare = pair_before.map_or(0, |p| p.count) < RARE_PAIR
                 && self.groups[g as usize].live <= MAX_LINKED_GROUP;
-            if rare {
-                if let Some(l) = self.best_link(src, &arrival, pair_before.is_none()) {
+            if !reversed {
+                if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                    t.kind = if rare { 3 } else { 2 };
+                }
+                // On a rare pair, as any hop; on a routine one, as a kind new on it.
+                let found = if rare {
+                    self.best_link(src, &arrival, pair_before.is_none())
+                } else {
+                    self.fresh_kind_link(src, dst, &arrival, pair_before)
+                };
+                if let Some(l) = found {
+                    if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                        t.linked = true;
+                    }
                     g = self.union(g, l.group);
                     link = l.info;
-                    let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
+                    let chance = &mut self.incoming_mut(src, l.entry).chance;
                     *chance = chance.sqrt();
                     self.nodes[dst as usize].evidence_group = g;
                 }
-                self.remember_incoming(dst, &arrival, g);
+                if rare || found.is_some() {
+                    self.remember_incoming(dst, &arrival, g);
+                }
             }
             (g, link, false, true)
         } else if let Some(l) = self.fresh_kind_link(src, dst, &arrival, pair_before) {
@@ -475,7 +528,7 @@ impl Engine {
             if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
                 t.linked = true;
             }
-            let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
+            let chance = &mut self.incoming_mut(src, l.entry).chance;
             *chance = chance.sqrt();
             self.remember_incoming(dst, &arrival, l.group);
             (l.group, l.info, false, true)
@@ -496,10 +549,12 @@ impl Engine {
                     link = l.info;
                     // Half the evidence on the node (in nats) is spent: a second continuation out
                     // of it (a chance one before the real one, or a fan-out) needs more of its own.
-                    let chance = &mut self.nodes[src as usize].recent_in[l.entry].chance;
+                    let chance = &mut self.incoming_mut(src, l.entry).chance;
                     *chance = chance.sqrt();
                 }
                 self.remember_incoming(dst, &arrival, g);
+            } else {
+                self.remember_identity(dst, &arrival, g);
             }
             (g, link, false, false)
         };
@@ -580,7 +635,7 @@ impl Engine {
             opened,
             next: NO_SLOT,
         };
-        self.bytes += ALERT_OVERHEAD_BYTES + slot.id.len();
+        self.bytes += memory::text_bytes(&slot.id);
         let s = tables::put(&mut self.slots, &mut self.free_slots, Some(slot));
         // Keep the window in time order; a late alert is inserted near the back (cheap).
         if self
@@ -639,17 +694,22 @@ impl Engine {
         let Some(e) = ext else {
             return Identity::default();
         };
+        use std::hash::{BuildHasher, Hasher};
         let [a, b, c, d] = self.identity_seeds;
-        let hasher = ahash::RandomState::with_seeds(a, b, c, d);
+        let state = ahash::RandomState::with_seeds(a, b, c, d);
+        // Case-insensitive (accounts are), without a lowered copy.
         let hash = |parts: &[Option<&str>]| -> u64 {
             if parts[0].is_none() {
                 return 0;
             }
-            let text: Vec<String> = parts
-                .iter()
-                .map(|p| p.unwrap_or_default().to_lowercase())
-                .collect();
-            hasher.hash_one(text).max(1)
+            let mut h = state.build_hasher();
+            for part in parts {
+                for b in part.unwrap_or_default().bytes() {
+                    h.write_u8(b.to_ascii_lowercase());
+                }
+                h.write_u8(0xff);
+            }
+            h.finish().max(1)
         };
         Identity {
             account: hash(&[e.account.as_deref(), e.account_domain.as_deref()]),

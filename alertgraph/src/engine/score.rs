@@ -98,6 +98,9 @@ fn clip(text: &str, chars: usize) -> String {
     out
 }
 
+/// (source, destination, rule, protocol).
+type KindOnPair = (u32, u32, u32, u32);
+
 /// A row's alerts on one directed pair.
 #[derive(Clone, Copy, Debug)]
 struct PairAgg {
@@ -147,6 +150,12 @@ pub(crate) struct Scratch {
     rare: Vec<(f64, u32, u32)>,
     /// The slots of the part being emitted.
     pub(super) part: Vec<u32>,
+    /// The row's (pair, kind)s: seen on an earlier day, alerts.
+    combos: FastMap<KindOnPair, (bool, u32)>,
+    /// The row's subjects: the stages of its own alerts about each, and whether one attacks it.
+    subjects: FastMap<u32, (u16, bool)>,
+    /// The row's alerts per evidence kind.
+    kinds_seen: FastMap<u32, u32>,
 }
 
 impl Clone for Scratch {
@@ -176,6 +185,9 @@ impl Scratch {
         self.best.clear();
         self.paths.clear();
         self.rare.clear();
+        self.combos.clear();
+        self.subjects.clear();
+        self.kinds_seen.clear();
     }
 }
 
@@ -200,6 +212,9 @@ pub(crate) fn score_row(
         paths,
         rare,
         part,
+        combos,
+        subjects,
+        kinds_seen,
     } = scratch;
     let slots = || part.iter().map(|&s| engine.slot(s));
     let alerts = part.len();
@@ -241,6 +256,26 @@ pub(crate) fn score_row(
         p.protocols.add(s.protocol);
         p.tactics.add(s.tactic);
     }
+
+    // What past windows saw: the share of the row's alerts whose pair carried their kind on an
+    // earlier day (weekly maintenance is new once, routine the next week).
+    combos.clear();
+    if engine.has_history() {
+        for s in slots() {
+            let key = (s.src, s.dst, s.name, s.protocol);
+            if let Some(c) = combos.get_mut(&key) {
+                c.1 += 1;
+            } else if combos.len() < 256 {
+                let before = engine.pair_kind_seen_before(s.src, s.dst, s.name, s.protocol, s.time);
+                combos.insert(key, (before, 1));
+            }
+        }
+    }
+    let routine_alerts: u32 = combos.values().filter(|c| c.0).map(|c| c.1).sum();
+    // A row is routine when most of it repeats earlier days (a weekly maintenance run repeats
+    // every pair and rule); a hop or two along pairs busy before is no such repetition.
+    let routine_row = f64::from(routine_alerts) >= 0.75 * alerts as f64;
+    let novelty = if routine_row { 0.25 } else { 1.0 };
 
     let mut score = 0.0;
     let mut reasons = Vec::new();
@@ -299,7 +334,8 @@ pub(crate) fn score_row(
     let explained = (2.0 * (linked + 1.0) / alerts as f64).min(1.0);
     let link_info: f64 = (links().map(|s| f64::from(s.link)).sum::<f64>()
         + attached().map(|s| f64::from(s.link)).sum::<f64>())
-        * explained;
+        * explained
+        * novelty;
     score += link_info;
     if link_count > 0 {
         let best = links().map(|s| f64::from(s.link)).fold(0.0, f64::max);
@@ -320,12 +356,20 @@ pub(crate) fn score_row(
     let mut top: Option<&super::state::Slot> = None;
     // Judged again against the window as it stands: an alert taken for evidence before the
     // window had a background (the first minutes of a stream) may be of a routine kind.
+    // The row's own alerts of each evidence kind, when they are out of the background.
+    kinds_seen.clear();
+    if !counted {
+        for s in slots().filter(|s| s.evidence) {
+            kinds_seen.entry(s.kind).or_insert(0);
+        }
+        for s in slots() {
+            if let Some(n) = kinds_seen.get_mut(&s.kind) {
+                *n += 1;
+            }
+        }
+    }
     let routine = |kind: u32| -> bool {
-        let own = if counted {
-            0
-        } else {
-            slots().filter(|o| o.kind == kind).count() as u32
-        };
+        let own = kinds_seen.get(&kind).copied().unwrap_or(0);
         kind != super::NO_KIND && !engine.kind_is_rare(kind, engine.background_len(), own)
     };
     for s in slots().filter(|s| s.evidence && !routine(s.kind)) {
@@ -336,9 +380,10 @@ pub(crate) fn score_row(
         }
     }
     if let Some(t) = top {
-        score += evidence_weight(t.stage)
+        score += (evidence_weight(t.stage)
             + 0.5 * f64::from(evidence_stages.count_ones() - 1)
-            + 0.3 * (evidence_alerts as f64).ln();
+            + 0.3 * (evidence_alerts as f64).ln())
+            * if routine_row { 0.5 } else { 1.0 };
         reasons.push(format!(
             "compromise evidence about {}: {evidence_alerts} alert(s) of {} (strongest: {:?})",
             ip(t.dst),
@@ -350,12 +395,11 @@ pub(crate) fn score_row(
     // A campaign: its source's attacks on many hosts, with the strongest evidence about them.
     let campaign = star.filter(|&h| slots().filter(|s| s.src == h).count() * 2 > alerts);
     if let Some(h) = campaign {
-        let mut victims: Vec<u32> = Vec::new();
+        subjects.clear();
         for s in slots().filter(|s| s.src == h && s.dst != h) {
-            if !victims.contains(&s.dst) && victims.len() < 4096 {
-                victims.push(s.dst);
-            }
+            subjects.entry(s.dst).or_insert((0, true));
         }
+        let mut victims: Vec<u32> = subjects.keys().copied().collect();
         let stage_of = |n: u32| engine.nodes[n as usize].top_evidence;
         victims.sort_by_key(|&n| {
             (
@@ -389,18 +433,28 @@ pub(crate) fn score_row(
         ));
     } else {
         // Progression: the stages a host this row attacks or speaks of reached in the window.
-        let mut best: Option<(u32, u16)> = None;
-        for s in slots().filter(|s| s.stage >= Stage::Attempt) {
-            let node = &engine.nodes[s.dst as usize];
-            let mut mask = (1..10usize)
-                .filter(|&i| node.stages[i] > 0)
-                .fold(0u16, |m, i| m | 1 << i);
-            for o in slots().filter(|o| o.dst == s.dst && counts_as_stage(o.stage, o.evidence)) {
-                mask |= 1 << o.stage as u8;
+        // One pass: the stages of the row's own alerts per subject, then the window's.
+        subjects.clear();
+        for s in slots() {
+            let entry = subjects.entry(s.dst).or_insert((0, false));
+            if counts_as_stage(s.stage, s.evidence) {
+                entry.0 |= 1 << s.stage as u8;
             }
-            mask &= !1;
-            if best.is_none_or(|(_, m)| mask.count_ones() > m.count_ones()) {
-                best = Some((s.dst, mask));
+            entry.1 |= s.stage >= Stage::Attempt;
+        }
+        let mut best: Option<(u32, u16)> = None;
+        for (&n, &(own, attacked)) in subjects.iter().filter(|(_, v)| v.1) {
+            let _ = attacked;
+            let node = &engine.nodes[n as usize];
+            let mask = (1..10usize)
+                .filter(|&i| node.stages[i] > 0)
+                .fold(own, |m, i| m | 1 << i)
+                & !1;
+            let better = best.is_none_or(|(b, m)| {
+                (mask.count_ones(), std::cmp::Reverse(n)) > (m.count_ones(), std::cmp::Reverse(b))
+            });
+            if better {
+                best = Some((n, mask));
             }
         }
         if let Some((n, mask)) = best.filter(|(_, m)| m.count_ones() >= 2) {
@@ -434,7 +488,7 @@ pub(crate) fn score_row(
     let rare_explained = (2.0 * (f64::from(rare_alerts) + 1.0) / alerts as f64).min(1.0);
     for (i, &(share, r, count)) in rare.iter().take(MAX_RARE_RULES).enumerate() {
         let weight = if i == 0 { 1.0 } else { 0.25 };
-        score += weight * rare_explained * (RARE_RULE_SHARE / share).ln();
+        score += weight * rare_explained * novelty * (RARE_RULE_SHARE / share).ln();
         reasons.push(format!(
             "rare rule {:?}: {count} of {} alerts in the window",
             clip(engine.names.get(r).unwrap_or_default(), 80),
@@ -446,6 +500,9 @@ pub(crate) fn score_row(
     let crossing = slots().find(|s| {
         s.src != s.dst
             && s.domain == crate::Domain::OT
+            && !combos
+                .get(&(s.src, s.dst, s.name, s.protocol))
+                .is_some_and(|c| c.0)
             && engine.nodes[s.src as usize].it
             && engine.pairs.get(&(s.src, s.dst)).map_or(0, |p| p.count)
                 + if counted {
@@ -484,6 +541,46 @@ pub(crate) fn score_row(
             "{} alert(s), nothing improbable against this window",
             alerts
         ));
+    }
+    // The row's shape, and what analysts said of rows of that shape.
+    let shape = {
+        let mut names: Vec<&str> = rules
+            .keys()
+            .map(|&r| engine.names.get(r).unwrap_or_default())
+            .collect();
+        names.sort_unstable();
+        names.truncate(64);
+        let stages = slots().fold(0u16, |m, s| m | 1 << s.stage as u8);
+        let mut h = Sha256::new();
+        match campaign {
+            Some(c) => h.update(format!("campaign\u{0}{}\u{0}", ip(c)).as_bytes()),
+            None => h.update(b"story\0"),
+        }
+        for n in names {
+            h.update(n.as_bytes());
+            h.update([0u8]);
+        }
+        h.update(stages.to_le_bytes());
+        h.finalize()[..8]
+            .iter()
+            .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+            .map(char::from)
+            .collect::<String>()
+    };
+    if let Some((change, reason)) = engine.feedback.adjustment(&shape) {
+        score += change;
+        // First: what analysts said outweighs what the engine found.
+        reasons.insert(0, reason);
+    }
+    if routine_row {
+        reasons.push(format!(
+            "{routine_alerts} of {alerts} alert(s) on pairs that carried the same rule on an earlier day in the last {} days (routine)",
+            super::history::HISTORY_DAYS
+        ));
+    }
+    if engine.emitting_early {
+        reasons
+            .push("emitted before its time: the engine's memory or alert bound was reached".into());
     }
 
     // Described edges (busiest first) and nodes (first contact first).
@@ -574,6 +671,7 @@ pub(crate) fn score_row(
         edges,
         alert_ids,
         evidence,
+        shape,
         reasons,
     }
 }

@@ -32,6 +32,16 @@ impl Engine {
             s.hash = e.id_hasher.hash_one(&*s.id);
             e.seen.insert(s.hash);
         }
+        // Allocations as restored (a deserialised table is as large as what it holds).
+        e.recent_bytes = e
+            .nodes
+            .iter()
+            .map(|n| {
+                super::memory::recent_bytes(
+                    n.recent_in.capacity() + n.recent_by_identity.capacity(),
+                )
+            })
+            .sum();
         e.protocols.reindex();
         e.tactics.reindex();
         e.names.reindex();

@@ -31,6 +31,10 @@ pub(crate) struct Node {
     pub(super) singles: u32,
     /// Recent incoming alerts on rare pairs.
     pub(super) recent_in: VecDeque<Incoming>,
+    /// Incoming alerts with an identity that left `recent_in` (a busy node's sixteen recent
+    /// ones span minutes), one per account, the most recent kept: a hop that reuses a stolen
+    /// account an hour later still finds the hop that brought it.
+    pub(super) recent_by_identity: Vec<Incoming>,
     /// Alerts in the window about this node (it is their subject), per stage.
     pub(crate) stages: [u32; 10],
     /// Alerts in the window that are compromise evidence about this node.
@@ -274,6 +278,7 @@ impl Engine {
             Some(&id) => id,
             None => {
                 let ip: Arc<str> = ip.into();
+                self.node_text += super::memory::text_bytes(&ip);
                 let fresh = Node {
                     ip: ip.clone(),
                     evidence_group: NO_GROUP,
@@ -292,6 +297,7 @@ impl Engine {
         }
         if n.host.is_none() {
             n.host = host.map(Into::into);
+            self.node_text += n.host.as_ref().map_or(0, super::memory::text_bytes);
         }
         id
     }
@@ -300,6 +306,11 @@ impl Engine {
         let n = &mut self.nodes[id as usize];
         n.refs -= 1;
         if n.refs == 0 {
+            self.recent_bytes -= super::memory::recent_bytes(
+                n.recent_in.capacity() + n.recent_by_identity.capacity(),
+            );
+            self.node_text -= super::memory::text_bytes(&n.ip)
+                + n.host.as_ref().map_or(0, super::memory::text_bytes);
             let ip = std::mem::take(&mut n.ip);
             self.node_index.remove(&ip);
             *n = Node::default();

@@ -32,6 +32,8 @@ pub(crate) struct Strings {
     #[serde(skip)]
     index: TextMap<u32>,
     limit: usize,
+    /// Bytes of the text held (with each value's allocation header).
+    pub(super) text_bytes: usize,
 }
 
 impl Strings {
@@ -42,6 +44,7 @@ impl Strings {
             free: Vec::new(),
             index: TextMap::default(),
             limit,
+            text_bytes: 0,
         }
     }
 
@@ -57,6 +60,7 @@ impl Strings {
             return 0;
         }
         let s: Arc<str> = s.into();
+        self.text_bytes += super::memory::text_bytes(&s);
         let i = put(&mut self.values, &mut self.free, s.clone());
         self.refs.resize(self.values.len(), 0);
         self.refs[i as usize] = 1;
@@ -73,6 +77,7 @@ impl Strings {
         *refs -= 1;
         if *refs == 0 {
             let value = std::mem::replace(&mut self.values[i as usize], "".into());
+            self.text_bytes -= super::memory::text_bytes(&value);
             self.index.remove(&value);
             self.free.push(i);
             return true;
@@ -137,6 +142,13 @@ impl Kinds {
         *self = Self::default();
     }
 
+    /// Bytes held.
+    pub(super) fn bytes(&self) -> usize {
+        super::memory::map_bytes(self.ids.capacity(), 16)
+            + self.keys.capacity() * 8
+            + self.free.capacity() * 4
+    }
+
     /// Kinds held.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
@@ -179,6 +191,11 @@ impl RuleCounts {
         self.mass[Self::class(before)] -= u64::from(before);
         self.mass[Self::class(after)] += u64::from(after);
         self.counts[r] = after;
+    }
+
+    /// Bytes held.
+    pub(super) fn bytes(&self) -> usize {
+        (self.counts.capacity() + self.senders.capacity()) * 4 + self.mass.capacity() * 8
     }
 
     /// A node started (`up`) or stopped sending `rule` in the window.

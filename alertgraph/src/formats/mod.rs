@@ -315,24 +315,30 @@ fn owned(items: Vec<Item<Alert>>) -> LineItems<'static> {
         .collect()
 }
 
-/// An owned alert as a view that owns its text.
 fn view_of(a: Alert) -> AlertView<'static> {
-    use std::borrow::Cow;
-    let own = |t: Option<String>| t.map(Cow::Owned);
-    AlertView {
-        time_generated: a.time_generated,
-        alert_id: Cow::Owned(a.alert_id),
-        alert_name: Cow::Owned(a.alert_name),
-        severity: a.severity,
-        domain: a.domain,
-        src_ip: Cow::Owned(a.src_ip),
-        dst_ip: own(a.dst_ip),
-        src_host: own(a.src_host),
-        dst_host: own(a.dst_host),
-        dst_port: a.dst_port,
-        protocol: own(a.protocol),
-        tactic: own(a.tactic),
-        ext: (!a.ext.is_empty()).then(|| Box::new(a.ext)),
+    AlertView::from(a)
+}
+
+impl From<Alert> for AlertView<'static> {
+    /// An owned alert as a view that owns its text.
+    fn from(a: Alert) -> Self {
+        use std::borrow::Cow;
+        let own = |t: Option<String>| t.map(Cow::Owned);
+        AlertView {
+            time_generated: a.time_generated,
+            alert_id: Cow::Owned(a.alert_id),
+            alert_name: Cow::Owned(a.alert_name),
+            severity: a.severity,
+            domain: a.domain,
+            src_ip: Cow::Owned(a.src_ip),
+            dst_ip: own(a.dst_ip),
+            src_host: own(a.src_host),
+            dst_host: own(a.dst_host),
+            dst_port: a.dst_port,
+            protocol: own(a.protocol),
+            tactic: own(a.tactic),
+            ext: (!a.ext.is_empty()).then(|| Box::new(a.ext)),
+        }
     }
 }
 

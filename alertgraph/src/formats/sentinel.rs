@@ -67,6 +67,13 @@ impl Entities {
         if depth > MAX_DEPTH || self.list.len() >= MAX_ENTITIES {
             return;
         }
+        // In document order: an entity before those written inline inside it.
+        if object.contains_key("Type") {
+            if let Some(id) = object.get("$id").and_then(Value::as_str) {
+                self.by_id.insert(id.to_string(), self.list.len());
+            }
+            self.list.push(object.clone());
+        }
         for child in object.values() {
             match child {
                 Value::Object(_) => self.collect(child, depth + 1),
@@ -77,12 +84,6 @@ impl Entities {
                 }
                 _ => {}
             }
-        }
-        if object.contains_key("Type") {
-            if let Some(id) = object.get("$id").and_then(Value::as_str) {
-                self.by_id.insert(id.to_string(), self.list.len());
-            }
-            self.list.push(object.clone());
         }
     }
 

@@ -93,6 +93,7 @@ pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
                 tactic: Some("InitialAccess"),
                 chain: Some(chain),
                 hop: false,
+                account: None,
             });
         }
         for hop in 0..hops {
@@ -131,6 +132,7 @@ pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
                     tactic: Some("Discovery"),
                     chain: Some(chain),
                     hop: false,
+                    account: None,
                 });
             }
             let tactic = if domain == Domain::OT {
@@ -161,6 +163,7 @@ pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
                 tactic: Some(tactic),
                 chain: Some(chain),
                 hop: true,
+                account: None,
             });
             path.push(to);
         }
@@ -203,6 +206,7 @@ pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
                 tactic: Some("Discovery"),
                 chain: None,
                 hop: false,
+                account: None,
             },
             20..=44 => Draft {
                 time,
@@ -220,6 +224,7 @@ pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
                 tactic: Some("CredentialAccess"),
                 chain: None,
                 hop: false,
+                account: None,
             },
             45..=59 => {
                 let j = rng.below(net.jump_hosts.len());
@@ -239,6 +244,7 @@ pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
                         tactic: Some("Execution"),
                         chain: None,
                         hop: false,
+                        account: None,
                     }
                 } else {
                     Draft {
@@ -261,6 +267,7 @@ pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
                         },
                         chain: None,
                         hop: false,
+                        account: None,
                     }
                 }
             }
@@ -291,6 +298,7 @@ pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
                     tactic: None,
                     chain: None,
                     hop: false,
+                    account: None,
                 }
             }
             85..=87 => Draft {
@@ -305,6 +313,7 @@ pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
                 tactic: Some("Execution"),
                 chain: None,
                 hop: false,
+                account: None,
             },
             88..=94 => Draft {
                 time,
@@ -318,6 +327,7 @@ pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
                 tactic: Some("CommandAndControl"),
                 chain: None,
                 hop: false,
+                account: None,
             },
             _ => Draft {
                 time,
@@ -331,6 +341,7 @@ pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
                 tactic: Some("Execution"),
                 chain: None,
                 hop: false,
+                account: None,
             },
         };
         drafts.push(d);

@@ -28,6 +28,13 @@
 //!   rules) on each reached host 1 to 25 min after the hop. Half the chains then RDP to their
 //!   plant's EWS ("RDP session to EWS") and download a program to one or two PLCs ("S7 program
 //!   download"): the same rules as the benign engineering traffic. Severities random.
+//! - Identities (contract v2's Account; added for issue #20, after the rest of the spec): each
+//!   workstation has its own user (`user-p-i`), and what it sends or raises runs as that user;
+//!   servers' own alerts run as `SYSTEM`; the admin paths run as their plant's admin account
+//!   (`admin-p`, on the jump host and both servers of a path); scanners as `svc-scan`; the EWS
+//!   programming as `eng-p`; OT polling carries none. An attack runs as patient zero's user
+//!   throughout: every hop and every endpoint alert on the hosts it reaches (a stolen
+//!   credential reused host to host).
 
 mod rules;
 mod topology;
@@ -40,6 +47,54 @@ use topology::{plant_host, Net, PLANTS};
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
 const DAY: i64 = 24 * HOUR;
+
+/// The user a host's own activity runs as: a workstation's user, else `SYSTEM`.
+fn user_of(host: &str) -> String {
+    match host.strip_prefix("172.16.") {
+        Some(rest) if !rest.ends_with(".250") => format!("user-{}", rest.replace('.', "-")),
+        _ => "SYSTEM".to_string(),
+    }
+}
+
+/// The plant (third octet) of a 172.x.p.y address.
+fn plant_of(host: &str) -> &str {
+    host.split('.').nth(2).unwrap_or("0")
+}
+
+/// Accounts by the spec's identity rules (no random draws: the stream is otherwise unchanged).
+fn assign_accounts(drafts: &mut [Draft]) {
+    let mut zero: Vec<Option<String>> = Vec::new();
+    for d in drafts.iter_mut() {
+        if let Some(c) = d.chain {
+            let c = c as usize;
+            if zero.len() <= c {
+                zero.resize(c + 1, None);
+            }
+            // Chains come first, each in order: its first alert leaves patient zero.
+            let user = zero[c].get_or_insert_with(|| user_of(&d.src)).clone();
+            d.account = Some(user);
+            continue;
+        }
+        d.account = match d.name {
+            "Remote PowerShell" => {
+                let p = if d.src.starts_with("172.18.0.") {
+                    d.src
+                        .rsplit('.')
+                        .next()
+                        .map(|n| n.parse::<usize>().unwrap_or(1) - 1)
+                } else {
+                    plant_of(&d.src).parse().ok()
+                };
+                Some(format!("admin-{}", p.unwrap_or(0)))
+            }
+            "Port sweep" => Some("svc-scan".into()),
+            "S7 program download" => Some(format!("eng-{}", plant_of(&d.src))),
+            "Modbus read anomaly" | "OPC-UA session anomaly" => None,
+            _ if d.domain == Domain::OT => None,
+            _ => Some(user_of(&d.src)),
+        };
+    }
+}
 
 /// The drafts of a family B stream (chains first).
 pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
@@ -437,6 +492,7 @@ pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
                         tactic: Some("Execution"),
                         chain: None,
                         hop: false,
+                        account: None,
                     });
                 } else {
                     let other = n.it_host(rng);
@@ -459,5 +515,6 @@ pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
             }
         }
     }
+    assign_accounts(&mut drafts);
     drafts
 }

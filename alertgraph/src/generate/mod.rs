@@ -133,6 +133,8 @@ pub(crate) struct Draft {
     pub(crate) chain: Option<u32>,
     /// A hop of its chain (counted in the label).
     pub(crate) hop: bool,
+    /// The account it ran as (contract v2), where the family gives identities.
+    pub(crate) account: Option<String>,
 }
 
 /// Low with probability `low`, Medium with `medium`, else High.
@@ -190,7 +192,10 @@ pub fn generate(cfg: GenConfig) -> Generated {
                 dst_port: d.port,
                 protocol: d.protocol.map(Into::into),
                 tactic: d.tactic.map(Into::into),
-                ext: Default::default(),
+                ext: crate::alert::AlertExt {
+                    account: d.account,
+                    ..Default::default()
+                },
             }
         })
         .collect();

@@ -100,14 +100,17 @@ impl InvocationResponse {
 
     /// Sets an output binding to a list of messages (queue, Service Bus, Event Hubs, Event Grid).
     ///
-    /// Each message should be a JSON object: the host base64-decodes any string output that
-    /// happens to be valid base64 unless the binding is `dataType: binary` (PROTOCOL.md §2).
+    /// Each message is handed to the binding as it is (an object as its JSON text, a string as
+    /// its text): the host never base64-decodes the elements of an array output, only an output
+    /// that is one whole string (azure-functions-host, `HttpScriptInvocationResultExtensions`).
     pub fn messages(&mut self, binding: &str, messages: Vec<Value>) {
         self.outputs
             .insert(binding.to_string(), Value::Array(messages));
     }
 
-    /// Sets a blob output binding to base64 bytes (the binding must be `dataType: binary`).
+    /// Sets an output binding to bytes, sent as one base64 string: the host decodes a
+    /// whole-string output that is valid base64 into bytes, unless the binding is
+    /// `dataType: binary`, whose value it passes on unchanged (so leave `dataType` unset here).
     pub fn blob(&mut self, binding: &str, bytes: &[u8]) {
         use base64::Engine as _;
         let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);

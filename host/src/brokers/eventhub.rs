@@ -111,7 +111,8 @@ impl Brokers {
         let mut out = Vec::with_capacity(events.len());
         {
             let mut last = tx.prepare_cached(
-                "SELECT MAX(seq) FROM eh_events WHERE hub = ?1 AND partition = ?2",
+                "SELECT COALESCE((SELECT next_seq - 1 FROM eh_sequences WHERE hub = ?1 AND partition = ?2),
+                                 (SELECT MAX(seq) FROM eh_events WHERE hub = ?1 AND partition = ?2))",
             )?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO eh_events (hub, partition, seq, enqueued_ms, partition_key, body, props) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -143,6 +144,15 @@ impl Brokers {
                 ])?;
                 out.push((partition, seq));
             }
+            let mut keep = tx.prepare_cached(
+                "INSERT INTO eh_sequences (hub, partition, next_seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (hub, partition) DO UPDATE SET next_seq = ?3",
+            )?;
+            for (partition, next_seq) in next.iter().enumerate() {
+                if let Some(n) = next_seq {
+                    keep.execute(params![hub, partition as u32, n])?;
+                }
+            }
         }
         tx.execute(
             "UPDATE eh_hubs SET round_robin = ?2 WHERE name = ?1",
@@ -150,6 +160,52 @@ impl Brokers {
         )?;
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Deletes the events of `hub` enqueued more than `retention_ms` ago, as Event Hubs drops
+    /// events past the hub's retention period (`messageRetentionInDays`, 1 day by default on
+    /// Standard). Sequence numbers go on from where they were; a consumer whose checkpoint is
+    /// older than what is left reads on from the oldest event still there. Returns how many
+    /// events were deleted.
+    pub fn eh_expire(&self, hub: &str, retention_ms: i64) -> BrokerResult<usize> {
+        let cutoff = self.now() - retention_ms;
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let partitions: Vec<u32> = {
+            let mut stmt =
+                tx.prepare_cached("SELECT DISTINCT partition FROM eh_events WHERE hub = ?1")?;
+            let rows = stmt.query_map([hub], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut deleted = 0;
+        for p in partitions {
+            // Sequence numbers follow enqueue order within a partition, so the expired events
+            // are a prefix: find its end, then delete the range by primary key.
+            let first_kept: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT seq FROM eh_events WHERE hub = ?1 AND partition = ?2 AND enqueued_ms >= ?3 ORDER BY seq LIMIT 1",
+                )?
+                .query_row(params![hub, p, cutoff], |r| r.get(0))
+                .optional()?;
+            tx.prepare_cached(
+                "INSERT INTO eh_sequences (hub, partition, next_seq)
+                 SELECT ?1, ?2, MAX(seq) + 1 FROM eh_events WHERE hub = ?1 AND partition = ?2
+                 ON CONFLICT (hub, partition) DO NOTHING",
+            )?
+            .execute(params![hub, p])?;
+            deleted += match first_kept {
+                Some(seq) => tx
+                    .prepare_cached(
+                        "DELETE FROM eh_events WHERE hub = ?1 AND partition = ?2 AND seq < ?3",
+                    )?
+                    .execute(params![hub, p, seq])?,
+                None => tx
+                    .prepare_cached("DELETE FROM eh_events WHERE hub = ?1 AND partition = ?2")?
+                    .execute(params![hub, p])?,
+            };
+        }
+        tx.commit()?;
+        Ok(deleted)
     }
 
     /// Reads up to `max` events of a partition after sequence number `after`; with `None`,
@@ -222,6 +278,39 @@ impl Brokers {
 mod tests {
     use super::super::testing::brokers;
     use serde_json::Map;
+
+    /// Event Hubs drops events past the hub's retention; the local broker did not, so
+    /// brokers.sqlite3 grew for ever (issue 21, 7h).
+    #[test]
+    fn events_past_retention_are_deleted_and_numbering_goes_on() {
+        let (_d, b, clock) = brokers();
+        b.eh_ensure_hub("h", 1).unwrap();
+        for i in 0..3 {
+            b.eh_send("h", None, format!("old{i}").as_bytes(), Map::new())
+                .unwrap();
+        }
+        let day = 86_400_000;
+        clock.advance(day / 2);
+        b.eh_send("h", None, b"new", Map::new()).unwrap();
+        assert_eq!(
+            b.eh_expire("h", day).unwrap(),
+            0,
+            "nothing is a day old yet"
+        );
+        clock.advance(day / 2 + 1);
+        assert_eq!(b.eh_expire("h", day).unwrap(), 3);
+        let left = b.eh_read("h", "g", 0, None, 10).unwrap();
+        assert_eq!(
+            left.iter()
+                .map(|e| (e.sequence_number, e.body.clone()))
+                .collect::<Vec<_>>(),
+            [(3, b"new".to_vec())]
+        );
+        clock.advance(day);
+        assert_eq!(b.eh_expire("h", day).unwrap(), 1, "the partition may empty");
+        let (_, seq) = b.eh_send("h", None, b"later", Map::new()).unwrap();
+        assert_eq!(seq, 4, "sequence numbers are never reused");
+    }
 
     #[test]
     fn one_partition_key_keeps_one_partition_and_ordered_sequence_numbers() {

@@ -129,6 +129,14 @@ CREATE TABLE IF NOT EXISTS eh_events (
     props TEXT NOT NULL,
     PRIMARY KEY (hub, partition, seq)
 ) WITHOUT ROWID;
+-- The next sequence number of each partition, kept apart from the events so that retention
+-- can delete every event of a partition without the numbers starting again at 0.
+CREATE TABLE IF NOT EXISTS eh_sequences (
+    hub TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_seq INTEGER NOT NULL,
+    PRIMARY KEY (hub, partition)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS eh_checkpoints (
     hub TEXT NOT NULL,
     consumer_group TEXT NOT NULL,

@@ -31,6 +31,20 @@ pub struct AppConfig {
     /// Service Bus topic subscriptions' filters and delivery counts
     /// (`infra/servicebus-subscriptions.json`).
     pub servicebus_subscriptions: Vec<ServiceBusSubscription>,
+    /// Event Hubs retention per hub (`infra/eventhubs.json`, the file main.bicep reads for
+    /// `messageRetentionInDays`); a hub not listed keeps events [`DEFAULT_EVENT_HUB_RETENTION`].
+    pub event_hub_retention: BTreeMap<String, std::time::Duration>,
+}
+
+/// Event Hubs' default retention on the Standard tier: 1 day.
+pub const DEFAULT_EVENT_HUB_RETENTION: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// One hub's settings in `infra/eventhubs.json`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventHubSettings {
+    /// `messageRetentionInDays` (1-7 on Standard).
+    retention_days: u32,
 }
 
 /// A Service Bus topic subscription as `infra/servicebus-subscriptions.json` declares it (the
@@ -167,8 +181,34 @@ impl AppConfig {
                 ));
             }
         }
+        let eh_path = root.join("infra").join("eventhubs.json");
+        let event_hub_retention = if eh_path.is_file() {
+            let hubs: BTreeMap<String, EventHubSettings> =
+                serde_json::from_value(read_json(&eh_path)?)
+                    .map_err(|e| err(&eh_path, e.to_string()))?;
+            let mut out = BTreeMap::new();
+            for (hub, h) in hubs {
+                if !(1..=90).contains(&h.retention_days) {
+                    return Err(err(
+                        &eh_path,
+                        format!(
+                            "{hub}: retentionDays {} is outside 1..=90",
+                            h.retention_days
+                        ),
+                    ));
+                }
+                out.insert(
+                    hub,
+                    std::time::Duration::from_secs(u64::from(h.retention_days) * 86_400),
+                );
+            }
+            out
+        } else {
+            BTreeMap::new()
+        };
         Ok(Self {
             root: root.to_path_buf(),
+            event_hub_retention,
             host,
             functions,
             settings,
@@ -189,9 +229,33 @@ impl AppConfig {
             .find(|s| s.topic == topic && s.subscription == sub)
     }
 
+    /// How long the local Event Hubs broker keeps `hub`'s events.
+    pub fn event_hub_retention(&self, hub: &str) -> std::time::Duration {
+        self.event_hub_retention
+            .get(hub)
+            .copied()
+            .unwrap_or(DEFAULT_EVENT_HUB_RETENTION)
+    }
+
     /// The function named `name`.
     pub fn function(&self, name: &str) -> Option<&FunctionDef> {
         self.functions.iter().find(|f| f.name == name)
+    }
+
+    /// Whether the app settings switch `function` off, as the host reads them
+    /// (azure-webjobs-sdk, `FunctionIndexer.IsDisabled` with `IsSettingEnabled`):
+    /// `AzureWebJobs.<name>.Disabled` or, where names cannot hold dots,
+    /// `AzureWebJobs_<name>_Disabled`, set to `1` or `true` in any case. Setting names are
+    /// compared without regard to case, as .NET configuration keys are.
+    pub fn is_disabled(&self, function: &str) -> bool {
+        let names = [
+            format!("AzureWebJobs.{function}.Disabled"),
+            format!("AzureWebJobs_{function}_Disabled"),
+        ];
+        self.settings.iter().any(|(k, v)| {
+            names.iter().any(|n| n.eq_ignore_ascii_case(k))
+                && (v.eq_ignore_ascii_case("true") || v == "1")
+        })
     }
 }
 

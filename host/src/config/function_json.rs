@@ -133,7 +133,8 @@ pub struct OutputBinding {
     pub name: String,
     /// Where it goes.
     pub target: OutputTarget,
-    /// `dataType: binary`: outputs are base64 the host always decodes.
+    /// `dataType: binary`: the host passes the handler's value to the binding unchanged (no
+    /// base64 decoding; [`crate::envelope::output_messages`]).
     pub binary: bool,
 }
 
@@ -210,7 +211,32 @@ fn eventgrid_output_topic(
             };
             Ok(eventgrid_topic(&setting, settings))
         }
-        (None, Some(uri_setting)) => Ok(eventgrid_topic(uri_setting, settings)),
+        // The extension's Validate (azure-sdk-for-net, EventGridAsyncCollectorFactory): a
+        // topicKeySetting must name a setting, and the endpoint must be an absolute URI; without
+        // a key setting it publishes with a token credential, which is allowed.
+        (None, Some(uri_setting)) => {
+            let setting = uri_setting.trim_matches('%');
+            if b.get("topicKeySetting")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.trim().is_empty())
+            {
+                return Err(err(
+                    path,
+                    format!("binding {bname:?}: topicKeySetting must be the name of an app setting holding the topic key"),
+                ));
+            }
+            let absolute = settings
+                .get(setting)
+                .and_then(|v| url::Url::parse(v.trim()).ok())
+                .is_some_and(|u| u.has_host());
+            if !absolute {
+                return Err(err(
+                    path,
+                    format!("binding {bname:?}: topicEndpointUri names the app setting {setting:?}, which does not hold an absolute URI (the extension refuses the function)"),
+                ));
+            }
+            Ok(eventgrid_topic(setting, settings))
+        }
         (None, None) => Err(err(
             path,
             format!("binding {bname:?} needs \"connection\" or \"topicEndpointUri\""),

@@ -54,7 +54,8 @@ pub enum MessageEncoding {
 pub struct ServiceBusOptions {
     /// Invocations in flight per function.
     pub max_concurrent_calls: usize,
-    /// Deliveries before dead-lettering (an entity property in Azure; here one value).
+    /// Deliveries before dead-lettering of an entity that infra/servicebus-subscriptions.json
+    /// does not declare (Service Bus's default, 10: a property of the entity, not of the host).
     pub max_delivery_count: u32,
     /// How long the host keeps renewing a message's lock while its invocation runs
     /// (`maxAutoLockRenewalDuration`, default 5 minutes).
@@ -109,12 +110,32 @@ impl HostOptions {
                 ))
             }
         };
+        // QueuesOptions.BatchSize throws outside 1..=32 (azure-sdk-for-net,
+        // Microsoft.Azure.WebJobs.Extensions.Storage.Queues, QueuesOptions): the host does not
+        // start, so neither does the local host.
+        let batch_size = u64_at(v, "/extensions/queues/batchSize", 16, path)?;
+        if !(1..=32).contains(&batch_size) {
+            return Err(err(
+                path,
+                format!("extensions.queues.batchSize {batch_size} is outside 1..=32 (the host refuses it)"),
+            ));
+        }
+        // Not a host option: the Service Bus extension has no maxDeliveryCount (it is a property
+        // of the queue or subscription, infra/servicebus-subscriptions.json), so Azure would
+        // ignore it while the local host used it. Refused rather than honoured.
+        if v.pointer("/extensions/serviceBus/maxDeliveryCount")
+            .is_some()
+        {
+            return Err(err(
+                path,
+                "extensions.serviceBus.maxDeliveryCount is not a host.json setting (the Service Bus extension has none; Azure ignores it): set maxDeliveryCount on the subscription in infra/servicebus-subscriptions.json",
+            ));
+        }
         Ok(Self {
             executable,
             arguments,
             queues: QueueOptions {
-                batch_size: u64_at(v, "/extensions/queues/batchSize", 16, path)?.clamp(1, 32)
-                    as usize,
+                batch_size: batch_size as usize,
                 max_dequeue_count: u64_at(v, "/extensions/queues/maxDequeueCount", 5, path)?.max(1)
                     as u32,
                 visibility_timeout: duration_at(
@@ -139,8 +160,8 @@ impl HostOptions {
                     path,
                 )?
                 .max(1) as usize,
-                max_delivery_count: u64_at(v, "/extensions/serviceBus/maxDeliveryCount", 10, path)?
-                    .max(1) as u32,
+                // Service Bus's own default for an entity created without one.
+                max_delivery_count: 10,
                 max_auto_lock_renewal: duration_at(
                     v,
                     "/extensions/serviceBus/maxAutoLockRenewalDuration",
@@ -179,5 +200,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("messageEncoding"));
+    }
+
+    #[test]
+    fn settings_the_host_refuses_stop_the_start() {
+        let base = |ext: Value| json!({"customHandler": {"description": {"defaultExecutablePath": "x"}}, "extensions": ext});
+        let p = Path::new("host.json");
+        let e = HostOptions::parse(&base(json!({"queues": {"batchSize": 33}})), p).unwrap_err();
+        assert!(
+            e.to_string().contains("batchSize 33 is outside 1..=32"),
+            "{e}"
+        );
+        let e = HostOptions::parse(&base(json!({"queues": {"batchSize": 0}})), p).unwrap_err();
+        assert!(e.to_string().contains("batchSize 0"), "{e}");
+        let e = HostOptions::parse(&base(json!({"serviceBus": {"maxDeliveryCount": 3}})), p)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("serviceBus.maxDeliveryCount is not a host.json setting"),
+            "{e}"
+        );
+        let ok = HostOptions::parse(&base(json!({"queues": {"batchSize": 32}})), p).unwrap();
+        assert_eq!(ok.queues.batch_size, 32);
     }
 }

@@ -9,7 +9,9 @@ mod json;
 mod retry;
 mod settings;
 
-pub use app::{AppConfig, EventGridSubscription, ServiceBusSubscription};
+pub use app::{
+    AppConfig, EventGridSubscription, ServiceBusSubscription, DEFAULT_EVENT_HUB_RETENTION,
+};
 pub use function_json::{DataType, FunctionDef, OutputBinding, OutputTarget, Trigger};
 pub use host_json::{
     EventHubOptions, HostOptions, MessageEncoding, QueueOptions, ServiceBusOptions,

@@ -58,16 +58,23 @@ pub(super) fn parse_retry(
             )
         })?;
     let max_retry_count = if max < 0 { None } else { Some(max as u32) };
+    // The host refuses a strategy without its intervals (azure-functions-host,
+    // `Utility.ValidateRetryOptions`: ArgumentNullException for DelayInterval, MinimumInterval,
+    // MaximumInterval); there is no default to fall back on.
+    let required = |field: &str| -> Result<Duration, ConfigError> {
+        if v.get(field).is_none_or(Value::is_null) {
+            return Err(err(
+                path,
+                format!("retry.{field} is required with strategy {strategy:?} (the host refuses the function without it)"),
+            ));
+        }
+        duration_at(v, &format!("/{field}"), Duration::ZERO, path)
+    };
     let strategy = match strategy {
-        "fixedDelay" => RetryStrategy::Fixed(duration_at(
-            v,
-            "/delayInterval",
-            Duration::from_secs(5),
-            path,
-        )?),
+        "fixedDelay" => RetryStrategy::Fixed(required("delayInterval")?),
         "exponentialBackoff" => RetryStrategy::Exponential {
-            min: duration_at(v, "/minimumInterval", Duration::from_secs(4), path)?,
-            max: duration_at(v, "/maximumInterval", Duration::from_secs(900), path)?,
+            min: required("minimumInterval")?,
+            max: required("maximumInterval")?,
         },
         other => {
             return Err(err(
@@ -85,6 +92,34 @@ pub(super) fn parse_retry(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_strategy_without_its_intervals_is_refused_like_the_host_does() {
+        use serde_json::json;
+        let p = Path::new("f/function.json");
+        for (policy, missing) in [
+            (
+                json!({"strategy": "fixedDelay", "maxRetryCount": 3}),
+                "delayInterval",
+            ),
+            (
+                json!({"strategy": "exponentialBackoff", "maxRetryCount": 3, "minimumInterval": "00:00:01"}),
+                "maximumInterval",
+            ),
+            (
+                json!({"strategy": "exponentialBackoff", "maxRetryCount": 3, "maximumInterval": "00:01:00"}),
+                "minimumInterval",
+            ),
+        ] {
+            let e = parse_retry(Some(&policy), p).unwrap_err().to_string();
+            assert!(e.contains(&format!("retry.{missing} is required")), "{e}");
+        }
+        let ok = json!({"strategy": "fixedDelay", "maxRetryCount": 3, "delayInterval": "00:00:05"});
+        assert_eq!(
+            parse_retry(Some(&ok), p).unwrap().unwrap().strategy,
+            RetryStrategy::Fixed(Duration::from_secs(5))
+        );
+    }
 
     #[test]
     fn exponential_retry_doubles_and_caps() {

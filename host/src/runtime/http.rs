@@ -258,6 +258,44 @@ pub fn match_route(template: &str, path: &str) -> Option<BTreeMap<String, String
 
 type AppState = (Arc<Shared>, Arc<String>);
 
+/// The enabled HTTP function whose route and methods match: its definition, trigger binding
+/// name, auth level and route parameters. The host's routes carry their methods as constraints,
+/// so a route whose methods leave this one out does not match, and no match is 404, never 405
+/// (azure-functions-host `WebScriptHostHttpRoutesManager` maps each function's route with an
+/// `HttpMethodRouteConstraint`; azure-webjobs-sdk-extensions `WebJobsRouteBuilder`). A disabled
+/// function has no route.
+fn http_function(
+    cfg: &crate::config::AppConfig,
+    method: &str,
+    path: &str,
+) -> Option<(
+    crate::config::FunctionDef,
+    String,
+    String,
+    BTreeMap<String, String>,
+)> {
+    cfg.functions.iter().find_map(|f| match &f.trigger {
+        Trigger::Http {
+            name,
+            methods,
+            route,
+            auth_level,
+        } if !cfg.is_disabled(&f.name)
+            && (methods.is_empty() || methods.iter().any(|m| m.eq_ignore_ascii_case(method))) =>
+        {
+            let params = match_route(route, path)?;
+            Some((f.clone(), name.clone(), auth_level.clone(), params))
+        }
+        _ => None,
+    })
+}
+
+/// The request URL the handler gets as `Url`: the whole URL, query string included.
+fn request_url(host: Option<&str>, uri: &Uri) -> String {
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    format!("http://{}{path}", host.unwrap_or("127.0.0.1"))
+}
+
 async fn api(
     State((s, key)): State<AppState>,
     Path(path): Path<String>,
@@ -266,30 +304,10 @@ async fn api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let found = s.cfg.functions.iter().find_map(|f| match &f.trigger {
-        Trigger::Http {
-            name,
-            methods,
-            route,
-            auth_level,
-        } => {
-            let params = match_route(route, &path)?;
-            Some((
-                f.clone(),
-                name.clone(),
-                methods.clone(),
-                auth_level.clone(),
-                params,
-            ))
-        }
-        _ => None,
-    });
-    let Some((f, binding, methods, auth_level, params)) = found else {
-        return (StatusCode::NOT_FOUND, "no function has this route").into_response();
+    let found = http_function(&s.cfg, method.as_str(), &path);
+    let Some((f, binding, auth_level, params)) = found else {
+        return StatusCode::NOT_FOUND.into_response();
     };
-    if !methods.is_empty() && !methods.iter().any(|m| m == method.as_str()) {
-        return (StatusCode::METHOD_NOT_ALLOWED, "method not allowed").into_response();
-    }
     let query: BTreeMap<String, String> = uri.query().map(url_pairs).unwrap_or_default();
     if auth_level != "anonymous" {
         let given = headers
@@ -341,7 +359,7 @@ async fn api(
     let mut query_no_code = query.clone();
     query_no_code.remove("code");
     let mut req = json!({
-        "Url": format!("http://{}{}", headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1"), uri.path()),
+        "Url": request_url(headers.get("host").and_then(|h| h.to_str().ok()), &uri),
         "Method": method.as_str(),
         "Query": query_no_code,
         "Headers": header_map,
@@ -363,26 +381,20 @@ async fn api(
         envelope::sys(&f.name, chrono::Utc::now().timestamp_millis()),
     );
     let request = envelope::request(data, meta);
+    // A failed invocation is a bare 500: the host never puts the handler's error text in the
+    // caller's response (it goes to the log).
     let answer = match s.invoke(&f.name, &request).await {
         Ok(a) => a,
         Err(failure) => {
             s.stats
                 .record(&f.name, Outcome::Retried, 1, &for_log(&failure.reason, 300));
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                axum::Json(json!({"error": failure.reason})),
-            )
-                .into_response();
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
     if let Err(reason) = s.route_outputs(&f, &answer) {
         s.stats
             .record(&f.name, Outcome::Retried, 1, &for_log(&reason, 300));
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(json!({"error": reason})),
-        )
-            .into_response();
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     s.stats
         .record(&f.name, Outcome::Delivered, 1, &Shared::log_lines(&answer));
@@ -558,6 +570,51 @@ mod tests {
         assert_eq!(r.status(), StatusCode::OK);
         let r = through_gate(true, "/", &[("cookie", "socwire_key=nope")]).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    fn app_with_http_function(
+        dir: &std::path::Path,
+        settings: &[(&str, &str)],
+    ) -> crate::config::AppConfig {
+        std::fs::write(
+            dir.join("host.json"),
+            r#"{"version": "2.0", "customHandler": {"description": {"defaultExecutablePath": "x"}}}"#,
+        )
+        .unwrap();
+        let f = dir.join("function-defs").join("hook");
+        std::fs::create_dir_all(&f).unwrap();
+        std::fs::write(
+            f.join("function.json"),
+            r#"{"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req", "methods": ["post"], "route": "items/{id}", "authLevel": "anonymous"}, {"type": "http", "direction": "out", "name": "res"}]}"#,
+        )
+        .unwrap();
+        let env = settings.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        crate::config::AppConfig::load_with_env(dir, env).unwrap()
+    }
+
+    #[test]
+    fn a_route_matches_only_its_methods_and_only_while_enabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = app_with_http_function(dir.path(), &[]);
+        let (f, binding, _, params) = http_function(&cfg, "POST", "items/7").unwrap();
+        assert_eq!(
+            (f.name.as_str(), binding.as_str(), params["id"].as_str()),
+            ("hook", "req", "7")
+        );
+        // A method the route does not allow finds no route: 404 like the host, not 405.
+        assert!(http_function(&cfg, "GET", "items/7").is_none());
+        let off = tempfile::tempdir().unwrap();
+        let cfg = app_with_http_function(off.path(), &[("AzureWebJobs.hook.Disabled", "1")]);
+        assert!(http_function(&cfg, "POST", "items/7").is_none());
+    }
+
+    #[test]
+    fn the_url_keeps_the_query_string() {
+        let uri: Uri = "/api/items/7?a=1&b=two".parse().unwrap();
+        assert_eq!(
+            request_url(Some("localhost:7071"), &uri),
+            "http://localhost:7071/api/items/7?a=1&b=two"
+        );
     }
 
     #[test]

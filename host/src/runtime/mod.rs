@@ -128,6 +128,12 @@ impl Host {
         });
         let mut tasks = tokio::task::JoinSet::new();
         for f in &shared.cfg.functions {
+            if shared.cfg.is_disabled(&f.name) {
+                // Core Tools' line (StartHostAction.DisplayDisabledFunctions): no trigger
+                // listens, the HTTP route is gone, Event Grid deliveries find no function.
+                println!("Function {} is disabled.", f.name);
+                continue;
+            }
             shared.stats.register(&f.name);
             let s = shared.clone();
             let name = f.name.clone();
@@ -150,6 +156,7 @@ impl Host {
             }
         }
         tasks.spawn(eventgrid::event_grid_loop(shared.clone()));
+        tasks.spawn(expire_events_loop(shared.clone()));
         let console = self.console.is_some();
         let http = http::serve(listener, shared.clone(), self.console).await?;
         println!("socwire up: HTTP triggers and reports at http://{http}/");
@@ -176,6 +183,47 @@ impl Host {
             handler_restarts: shared.worker.restarts(),
             elapsed_secs: began.elapsed().as_secs_f64(),
         })
+    }
+}
+
+/// The Event Hubs the app's functions read or write.
+fn event_hubs(cfg: &AppConfig) -> Vec<String> {
+    let mut hubs: Vec<String> = cfg
+        .functions
+        .iter()
+        .flat_map(|f| {
+            let trigger = match &f.trigger {
+                Trigger::EventHub { hub, .. } => Some(hub.clone()),
+                _ => None,
+            };
+            let outputs = f.outputs.iter().filter_map(|o| match &o.target {
+                OutputTarget::EventHub(hub) => Some(hub.clone()),
+                _ => None,
+            });
+            trigger.into_iter().chain(outputs).collect::<Vec<_>>()
+        })
+        .collect();
+    hubs.sort();
+    hubs.dedup();
+    hubs
+}
+
+/// Drops events past each hub's retention, as Event Hubs does: at start and every minute.
+pub fn expire_events(cfg: &AppConfig, brokers: &Brokers) -> anyhow::Result<usize> {
+    let mut deleted = 0;
+    for hub in event_hubs(cfg) {
+        let retention = cfg.event_hub_retention(&hub);
+        deleted += brokers.eh_expire(&hub, retention.as_millis() as i64)?;
+    }
+    Ok(deleted)
+}
+
+async fn expire_events_loop(s: Arc<Shared>) {
+    while !s.stopping.load(Ordering::SeqCst) {
+        if let Err(e) = expire_events(&s.cfg, &s.brokers) {
+            tracing::error!(error = %e, "Event Hubs retention sweep failed");
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
     }
 }
 
@@ -285,6 +333,9 @@ pub fn declare_entities(cfg: &AppConfig, brokers: &Brokers, lease: Duration) -> 
 async fn wait_until_idle(shared: &Shared) -> anyhow::Result<()> {
     let mut consumers = crate::brokers::Consumers::default();
     for f in &shared.cfg.functions {
+        if shared.cfg.is_disabled(&f.name) {
+            continue; // nothing takes its messages: they wait for a run that enables it
+        }
         match &f.trigger {
             Trigger::Queue { queue, .. } => consumers.queues.push(queue.clone()),
             Trigger::ServiceBus { entity, .. } => consumers.service_bus.push(entity.clone()),

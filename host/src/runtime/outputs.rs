@@ -21,8 +21,7 @@ impl Shared {
             if out.target == OutputTarget::Http {
                 continue;
             }
-            for message in envelope::messages(value) {
-                let bytes = envelope::message_bytes(message, out.binary)?;
+            for bytes in envelope::output_messages(value, out.binary) {
                 self.put(&out.target, bytes)?;
                 routed += 1;
                 if out.name == REJECTS_BINDING {

@@ -16,11 +16,13 @@ pub(super) async fn service_bus_loop(s: Arc<Shared>, name: String) {
     let Trigger::ServiceBus {
         name: binding,
         entity,
+        sessions,
         ..
     } = &f.trigger
     else {
         return;
     };
+    let sessions = *sessions;
     let max = s.cfg.host.service_bus.max_concurrent_calls;
     let mut backoff = Duration::from_millis(10);
     while !s.stopping.load(Ordering::SeqCst) {
@@ -38,20 +40,9 @@ pub(super) async fn service_bus_loop(s: Arc<Shared>, name: String) {
             continue;
         }
         backoff = Duration::from_millis(10);
-        // Messages of one session arrive in order and are handled in order; others in parallel.
         let mut set = tokio::task::JoinSet::new();
-        let mut by_session: BTreeMap<Option<String>, Vec<crate::brokers::SbReceived>> =
-            BTreeMap::new();
-        for m in batch {
-            let key = m.message.session_id.clone();
-            by_session.entry(key).or_default().push(m);
-        }
-        for (session, msgs) in by_session {
-            let groups: Vec<Vec<crate::brokers::SbReceived>> = match session {
-                Some(_) => vec![msgs],
-                None => msgs.into_iter().map(|m| vec![m]).collect(),
-            };
-            for group in groups {
+        {
+            for group in delivery_groups(batch, sessions) {
                 let s = s.clone();
                 let f = f.clone();
                 let binding = binding.clone();
@@ -123,5 +114,70 @@ pub(super) async fn service_bus_loop(s: Arc<Shared>, name: String) {
             }
         }
         while set.join_next().await.is_some() {}
+    }
+}
+
+/// How a received batch runs: only a trigger with `isSessionsEnabled` takes a session's messages
+/// one at a time, in order (the extension then uses a session processor); without it the
+/// SessionId means nothing to the trigger and every message runs at once, up to
+/// `maxConcurrentCalls` (azure-sdk-for-net, Microsoft.Azure.WebJobs.Extensions.ServiceBus,
+/// `ServiceBusListener`: `ServiceBusSessionProcessor` only when `IsSessionsEnabled`).
+fn delivery_groups(
+    batch: Vec<crate::brokers::SbReceived>,
+    sessions: bool,
+) -> Vec<Vec<crate::brokers::SbReceived>> {
+    if !sessions {
+        return batch.into_iter().map(|m| vec![m]).collect();
+    }
+    let mut by_session: BTreeMap<Option<String>, Vec<crate::brokers::SbReceived>> = BTreeMap::new();
+    for m in batch {
+        by_session
+            .entry(m.message.session_id.clone())
+            .or_default()
+            .push(m);
+    }
+    by_session.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::brokers::{SbEntityOptions, SbMessage};
+
+    fn received(sessions: bool) -> Vec<crate::brokers::SbReceived> {
+        let dir = tempfile::tempdir().unwrap();
+        let b = crate::brokers::Brokers::open(dir.path(), Arc::new(crate::brokers::SystemClock))
+            .unwrap();
+        b.sb_ensure_queue(
+            "q",
+            SbEntityOptions {
+                requires_session: sessions,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for id in ["1", "2"] {
+            b.sb_send(
+                "q",
+                SbMessage {
+                    message_id: id.into(),
+                    body: b"{}".to_vec(),
+                    session_id: Some("same".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        }
+        b.sb_receive("q", 16).unwrap()
+    }
+
+    #[test]
+    fn a_session_id_serialises_messages_only_where_sessions_are_enabled() {
+        // No isSessionsEnabled: both messages of the "same" session run at once.
+        let groups = delivery_groups(received(false), false);
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1]);
+        // A session entity gives only the session's head; it runs alone, the next waits.
+        let groups = delivery_groups(received(true), true);
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), vec![1]);
     }
 }

@@ -37,6 +37,7 @@ pub(super) fn net(
         tactic,
         chain,
         hop,
+        account: None,
     }
 }
 
@@ -54,6 +55,7 @@ pub(super) fn endpoint(rng: &mut Rng, time: i64, host: String, chain: Option<u32
         tactic: Some(tactic),
         chain,
         hop: false,
+        account: None,
     }
 }
 

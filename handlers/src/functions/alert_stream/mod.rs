@@ -1,4 +1,7 @@
-//! `alert-stream` (Event Hubs trigger, cardinality many): folds IT/OT alerts into the alert
+//! `alert-stream` (Event Hubs trigger, cardinality many): folds IT/OT alerts (an event body is
+//! one alert in any format `alertgraph::formats` reads — ALERTS.md, Suricata EVE, Sentinel
+//! SecurityAlert rows, Wazuh — or an array of them, or Sentinel's `{"records": [...]}` export)
+//! into the alert
 //! graph engine and writes every final row (a subgraph that closed, or the part of one that
 //! left the window) to `AlertSubgraphs_CL` through the Logs Ingestion port, publishing
 //! `socwire.AlertSubgraphPrioritized` for rows that score high. Every accepted alert ends in
@@ -25,7 +28,8 @@ use super::FunctionError;
 use crate::context::Context;
 use crate::ports::PortError;
 use crate::protocol::{EventHubBatchTrigger, InvocationRequest, InvocationResponse};
-use alertgraph::{Alert, Config, EarlyEvictions, Engine, Subgraph};
+use alertgraph::formats::Format;
+use alertgraph::{Config, EarlyEvictions, Engine, Subgraph};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest as _;
@@ -34,6 +38,10 @@ use std::collections::VecDeque;
 
 /// Function name.
 pub const NAME: &str = "alert-stream";
+/// State key of analysts' verdicts by row shape (`socwire alerts feedback`).
+pub const FEEDBACK_KEY: &str = "alertgraph/feedback";
+/// How long verdicts read from the state store are used before they are read again.
+const FEEDBACK_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
 /// Trigger binding.
 const EVENTS_IN: &str = "events";
 /// Event Grid output binding.
@@ -62,6 +70,26 @@ fn reject_row(now: &str, alert_id: Option<&str>, reason: &str, body: &str) -> Va
         .map(|b| format!("{b:02x}"))
         .collect();
     json!({ "TimeGenerated": now, "RowKey": key, "AlertId": alert_id, "Reason": reason, "Body": sample })
+}
+
+/// The text of the object an item came from: the body itself, or its `record`-th element (of
+/// an array, a `records` wrapper, or a query response's rows).
+fn element_of(value: &Value, record: usize) -> String {
+    let nth = |items: &Vec<Value>| {
+        items
+            .get(record.wrapping_sub(1))
+            .map(Value::to_string)
+            .unwrap_or_default()
+    };
+    match value {
+        _ if record == 0 => value.to_string(),
+        Value::Array(items) => nth(items),
+        Value::Object(m) => match m.get("records") {
+            Some(Value::Array(items)) => nth(items),
+            _ => value.to_string(),
+        },
+        other => other.to_string(),
+    }
 }
 
 fn state_error(what: &str, e: impl std::fmt::Display) -> FunctionError {
@@ -168,9 +196,34 @@ pub async fn run(
     let mut guard = ctx.alert_engine.lock().await;
     let engines = guard.get_or_insert_with(EngineState::default);
     if !engines.partitions.contains_key(&partition) {
-        let loaded = load(ctx, &partition).await?;
+        let mut loaded = load(ctx, &partition).await?;
+        loaded.engine.set_feedback(engines.feedback.clone());
         engines.partitions.insert(partition.clone(), loaded);
+        // The instance's budget is shared by every partition it holds.
+        let share = ctx.settings.alert_memory_bytes / engines.partitions.len();
+        for p in engines.partitions.values_mut() {
+            p.engine.set_max_bytes(share);
+        }
     }
+    // Analysts' verdicts, read again at most once a minute.
+    if engines
+        .feedback_read
+        .is_none_or(|at| at.elapsed() >= FEEDBACK_REFRESH)
+    {
+        let feedback: alertgraph::feedback::Feedback = match ctx.state.load(FEEDBACK_KEY).await? {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "alert engine: the stored analysts' verdicts cannot be read; going on without them");
+                Default::default()
+            }),
+            None => Default::default(),
+        };
+        for p in engines.partitions.values_mut() {
+            p.engine.set_feedback(feedback.clone());
+        }
+        engines.feedback = feedback;
+        engines.feedback_read = Some(std::time::Instant::now());
+    }
+    let partitions_held = engines.partitions.len();
     let state = engines
         .partitions
         .get_mut(&partition)
@@ -236,15 +289,10 @@ pub async fn run(
                 continue;
             }
         };
-        for (i, parsed) in Alert::from_body(&value, Some(now_ms))
-            .into_iter()
-            .enumerate()
-        {
+        for item in alertgraph::formats::alerts_of_value(&value, Format::Auto, Some(now_ms)) {
             counts.alerts += 1;
-            let element = || match &value {
-                Value::Array(items) => items.get(i).map(Value::to_string).unwrap_or_default(),
-                one => one.to_string(),
-            };
+            let parsed = item.result;
+            let element = || element_of(&value, item.record);
             // A refusal while parsing and one by the engine are set aside alike; only a
             // repeat of an alert already in the window is counted, not set aside.
             match parsed.and_then(|alert| state.engine.ingest(&alert).map(|()| alert)) {
@@ -329,10 +377,13 @@ pub async fn run(
     let bound = if early.times > early_before.times {
         let EarlyEvictions { alerts, .. } = early;
         format!(
-            "; the window bound ({} alerts, {} MB) evicted {} alert(s) early so far",
+            "; the window bound ({} alerts, {} MB of this instance's {} MB for {} partition(s)) moved {} alert(s) out early so far ({} MB held)",
             state.engine.config().max_alerts,
             state.engine.config().max_bytes >> 20,
-            alerts
+            ctx.settings.alert_memory_bytes >> 20,
+            partitions_held,
+            alerts,
+            state.engine.held_bytes() >> 20
         )
     } else {
         String::new()
@@ -459,6 +510,58 @@ mod tests {
         let after_restart = run(&restarted, batch(2, &later)).await.unwrap();
         assert_eq!(event_ids(&after_restart), ids);
         assert_eq!(rows(dir.path()), written, "no row written twice");
+    }
+
+    #[tokio::test]
+    async fn an_analysts_verdict_in_the_state_store_reaches_rows_of_the_same_shape() {
+        use crate::ports::StateStore;
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let early = vec![
+            alert("a1", 200, "10.0.0.1", "10.0.0.2"),
+            alert("a2", 190, "10.0.0.2", "10.0.0.3"),
+        ];
+        run(&ctx, batch(0, &early)).await.unwrap();
+        run(&ctx, batch(2, &[alert("b1", 0, "10.9.0.1", "10.9.0.2")]))
+            .await
+            .unwrap();
+        let tables = crate::local::SqliteTables::open(&dir.path().join("tables.sqlite3")).unwrap();
+        let stored = tables.rows(SUBGRAPH_STREAM).unwrap();
+        let shape = stored[0]["Shape"].as_str().unwrap().to_string();
+        assert!(!stored[0]["Reasons"].to_string().contains("analysts"));
+        let mut feedback = alertgraph::feedback::Feedback::default();
+        feedback.record(
+            &shape,
+            alertgraph::feedback::Verdict::Benign,
+            "2026-12-07T00:00:00Z",
+        );
+        tables
+            .save(FEEDBACK_KEY, &serde_json::to_vec(&feedback).unwrap())
+            .await
+            .unwrap();
+        // A new instance reads the verdict; the same alerts again, under new ids, later.
+        let restarted = context(dir.path());
+        let again = vec![
+            alert("c1", 59, "10.0.0.1", "10.0.0.2"),
+            alert("c2", 58, "10.0.0.2", "10.0.0.3"),
+        ];
+        run(&restarted, batch(3, &again)).await.unwrap();
+        // 14 minutes ahead (within what the engine accepts): c1 and c2 leave the 1 h window.
+        run(
+            &restarted,
+            batch(5, &[alert("d1", -14, "10.9.0.1", "10.9.0.2")]),
+        )
+        .await
+        .unwrap();
+        let rows = tables.rows(SUBGRAPH_STREAM).unwrap();
+        let marked: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["Reasons"].to_string().contains("1 time(s) benign"))
+            .collect();
+        assert!(
+            marked.iter().any(|r| r["Shape"] == shape.as_str()),
+            "{rows:#?}"
+        );
     }
 
     #[tokio::test]

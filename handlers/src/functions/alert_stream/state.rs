@@ -13,6 +13,9 @@ const RECENT_BATCHES: usize = 32;
 #[derive(Default)]
 pub struct EngineState {
     pub(super) partitions: BTreeMap<String, PartitionState>,
+    /// Analysts' verdicts, and when they were last read from the state store.
+    pub(super) feedback: alertgraph::feedback::Feedback,
+    pub(super) feedback_read: Option<std::time::Instant>,
 }
 
 /// One partition's engine and journal position.
