@@ -46,10 +46,14 @@ pub(crate) fn day_of(ms: i64) -> u16 {
 }
 
 impl History {
-    /// A profile of `entries` places (rounded up to whole sets).
-    pub(crate) fn new(entries: usize) -> Self {
+    /// A profile of `entries` places (rounded up to whole sets), keyed by `seed` (0: random).
+    pub(crate) fn new(entries: usize, seed: u64) -> Self {
         let sets = entries.div_ceil(WAYS).max(1);
-        let r = ahash::RandomState::new();
+        let r = if seed == 0 {
+            ahash::RandomState::new()
+        } else {
+            ahash::RandomState::with_seeds(seed, seed ^ 0x9e37, seed ^ 0x79b9, seed ^ 0x7f4a)
+        };
         History {
             keys: vec![0; sets * WAYS],
             seen: vec![0; sets * WAYS],
@@ -189,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_key_is_seen_before_on_a_later_day_until_five_weeks_pass() {
-        let mut h = History::new(64);
+        let mut h = History::new(64, 0);
         let k = h.key(&["10.0.0.1", "10.0.0.2", "PLC program download"]);
         h.record(k, 100);
         assert!(!h.seen_before(k, 100), "the first day is not 'before'");
@@ -209,7 +213,7 @@ mod tests {
 
     #[test]
     fn the_table_never_grows_and_keeps_the_recent() {
-        let mut h = History::new(64);
+        let mut h = History::new(64, 0);
         let bytes = h.held_bytes();
         for day in 0..30u16 {
             for i in 0..1000u32 {

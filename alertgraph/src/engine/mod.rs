@@ -61,6 +61,10 @@ pub struct Config {
     /// Places in the history profile (12 bytes each, counted in `max_bytes`): what past windows
     /// saw of each (pair, kind), (host, kind) and kind, for about five weeks.
     pub history_entries: usize,
+    /// Key of the history profile's hash: 0 draws one at random (an attacker cannot choose
+    /// names that push each other out of the profile); a fixed key makes runs comparable
+    /// (which entries a full profile gives up depends on it).
+    pub history_seed: u64,
 }
 
 impl Default for Config {
@@ -73,6 +77,7 @@ impl Default for Config {
             max_bytes: 1 << 30,
             list_all_alert_ids: false,
             history_entries: 1 << 18,
+            history_seed: 0,
         }
     }
 }
@@ -266,7 +271,7 @@ impl Engine {
             arrivals: 0,
             bytes: 0,
             early: EarlyEvictions::default(),
-            history: history::History::new(cfg.history_entries),
+            history: history::History::new(cfg.history_entries, cfg.history_seed),
             feedback: Default::default(),
             node_text: 0,
             recent_bytes: 0,

@@ -191,6 +191,33 @@ impl Scratch {
     }
 }
 
+/// The score so far and the reasons that give it.
+#[derive(Default)]
+struct Score {
+    value: f64,
+    reasons: Vec<String>,
+}
+
+/// Whether a row repeats earlier days, from the history profile.
+struct Routine {
+    /// Alerts on (pair, kind)s seen on an earlier day.
+    alerts: u32,
+    /// Most of the row does: a routine row.
+    row: bool,
+    /// What novel information (links, rare rules) counts for.
+    novelty: f64,
+}
+
+/// Hex of the first `bytes` bytes of `digest`.
+fn hex(digest: &[u8], bytes: usize) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    digest[..bytes]
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+        .map(char::from)
+        .collect()
+}
+
 /// The row of `scratch.part` (slots sorted by time). When the part is still counted in the
 /// window (end of stream), `counted` is true and its own alerts are taken out of the background.
 /// `star` is the node whose star (a hub's, or a campaign's source) the row is.
@@ -201,49 +228,118 @@ pub(crate) fn score_row(
     scratch: &mut Scratch,
 ) -> Subgraph {
     scratch.clear();
+    let subgraph_id = subgraph_id(engine, scratch);
+    aggregate(engine, scratch);
+    let routine = routine(engine, scratch);
+    let mut score = Score::default();
+    let (hops, path) = longest_path(engine, scratch, &mut score);
+    links(engine, scratch, routine.novelty, &mut score);
+    evidence(engine, scratch, counted, routine.row, &mut score);
+    let alerts = scratch.part.len();
+    let campaign = star.filter(|&h| {
+        scratch
+            .part
+            .iter()
+            .filter(|&&s| engine.slot(s).src == h)
+            .count()
+            * 2
+            > alerts
+    });
+    match campaign {
+        Some(h) => campaign_victims(engine, scratch, h, &mut score),
+        None => progression(engine, scratch, &mut score),
+    }
+    rare_rules(engine, scratch, counted, routine.novelty, &mut score);
+    let crosses_it_ot = crossing(engine, scratch, counted, &mut score);
+    let max_severity = scratch
+        .part
+        .iter()
+        .map(|&s| engine.slot(s).severity)
+        .max()
+        .unwrap_or(Severity::Informational);
+    score.value += W_SEVERITY * max_severity.weight() - W_READING * (alerts as f64).ln();
+    if score.reasons.is_empty() {
+        score.reasons.push(format!(
+            "{} alert(s), nothing improbable against this window",
+            alerts
+        ));
+    }
+    let shape = shape(engine, scratch, campaign);
+    if let Some((change, reason)) = engine.feedback.adjustment(&shape) {
+        score.value += change;
+        // First: what analysts said outweighs what the engine found.
+        score.reasons.insert(0, reason);
+    }
+    if routine.row {
+        score.reasons.push(format!(
+            "{} of {alerts} alert(s) on pairs that carried the same rule on an earlier day in the last {} days (routine)",
+            routine.alerts,
+            super::history::HISTORY_DAYS
+        ));
+    }
+    if engine.emitting_early {
+        score
+            .reasons
+            .push("emitted before its time: the engine's memory or alert bound was reached".into());
+    }
+    describe(
+        engine,
+        scratch,
+        Subgraph {
+            subgraph_id,
+            rank: 0,
+            score: score.value,
+            first_seen: 0,
+            last_seen: 0,
+            node_count: 0,
+            edge_count: 0,
+            alert_count: alerts as u32,
+            longest_path: hops,
+            crosses_it_ot,
+            path,
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            alert_ids: Vec::new(),
+            evidence: Vec::new(),
+            shape,
+            reasons: score.reasons,
+        },
+    )
+}
+
+/// The stable id: a hash of the row's sorted AlertIds (left sorted in `by_id`).
+fn subgraph_id(engine: &Engine, scratch: &mut Scratch) -> String {
+    let Scratch { by_id, part, .. } = scratch;
+    by_id.extend_from_slice(part);
+    by_id.sort_unstable_by(|&a, &b| engine.slot(a).id.cmp(&engine.slot(b).id));
+    let mut hasher = Sha256::new();
+    for &s in by_id.iter() {
+        hasher.update(engine.slot(s).id.as_bytes());
+        hasher.update([0u8]);
+    }
+    hex(&hasher.finalize(), 16)
+}
+
+/// The row's pairs, nodes (first contact first) and rules.
+fn aggregate(engine: &Engine, scratch: &mut Scratch) {
     let Scratch {
         pairs,
         nodes: node_seen,
         rules,
-        by_id,
         pair_order,
-        node_order: nodes,
-        best,
-        paths,
-        rare,
+        node_order,
         part,
-        combos,
-        subjects,
-        kinds_seen,
+        ..
     } = scratch;
-    let slots = || part.iter().map(|&s| engine.slot(s));
-    let alerts = part.len();
-    let ip = |n: u32| &*engine.nodes[n as usize].ip;
-
-    // Stable id from the sorted alert ids.
-    by_id.extend_from_slice(part);
-    by_id.sort_unstable_by(|&a, &b| engine.slot(a).id.cmp(&engine.slot(b).id));
-    let ids = || by_id.iter().map(|&s| &*engine.slot(s).id);
-    let mut hasher = Sha256::new();
-    for id in ids() {
-        hasher.update(id.as_bytes());
-        hasher.update([0u8]);
-    }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let subgraph_id: String = hasher.finalize()[..16]
-        .iter()
-        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
-        .map(char::from)
-        .collect();
-
-    for s in slots() {
+    for &p in part.iter() {
+        let s = engine.slot(p);
         for n in [s.src, s.dst] {
             if node_seen.insert(n, ()).is_none() {
-                nodes.push(n);
+                node_order.push(n);
             }
         }
         *rules.entry(s.name).or_default() += 1;
-        let p = pairs.entry((s.src, s.dst)).or_insert_with(|| {
+        let agg = pairs.entry((s.src, s.dst)).or_insert_with(|| {
             pair_order.push((s.src, s.dst));
             PairAgg {
                 first: s.time,
@@ -252,16 +348,20 @@ pub(crate) fn score_row(
                 tactics: Tags::default(),
             }
         });
-        p.alerts += 1;
-        p.protocols.add(s.protocol);
-        p.tactics.add(s.tactic);
+        agg.alerts += 1;
+        agg.protocols.add(s.protocol);
+        agg.tactics.add(s.tactic);
     }
+}
 
-    // What past windows saw: the share of the row's alerts whose pair carried their kind on an
-    // earlier day (weekly maintenance is new once, routine the next week).
+/// What past windows saw: the share of the row's alerts whose pair carried their kind on an
+/// earlier day (weekly maintenance is new once, routine the next week).
+fn routine(engine: &Engine, scratch: &mut Scratch) -> Routine {
+    let Scratch { combos, part, .. } = scratch;
     combos.clear();
     if engine.has_history() {
-        for s in slots() {
+        for &p in part.iter() {
+            let s = engine.slot(p);
             let key = (s.src, s.dst, s.name, s.protocol);
             if let Some(c) = combos.get_mut(&key) {
                 c.1 += 1;
@@ -271,22 +371,34 @@ pub(crate) fn score_row(
             }
         }
     }
-    let routine_alerts: u32 = combos.values().filter(|c| c.0).map(|c| c.1).sum();
+    let alerts: u32 = combos.values().filter(|c| c.0).map(|c| c.1).sum();
     // A row is routine when most of it repeats earlier days (a weekly maintenance run repeats
     // every pair and rule); a hop or two along pairs busy before is no such repetition.
-    let routine_row = f64::from(routine_alerts) >= 0.75 * alerts as f64;
-    let novelty = if routine_row { 0.25 } else { 1.0 };
+    let row = f64::from(alerts) >= 0.75 * part.len() as f64;
+    Routine {
+        alerts,
+        row,
+        novelty: if row { 0.25 } else { 1.0 },
+    }
+}
 
-    let mut score = 0.0;
-    let mut reasons = Vec::new();
-
-    // Longest time-respecting simple path (reported; its weight comes from the links). Each
-    // node's best path so far is a range of `paths`; a longer one is appended, never rewritten.
+/// The longest time-respecting simple path (reported; its weight comes from the links): its
+/// hops, and its nodes when the row claims it (two hops or more).
+fn longest_path(engine: &Engine, scratch: &mut Scratch, score: &mut Score) -> (u32, Vec<Arc<str>>) {
+    let Scratch {
+        best, paths, part, ..
+    } = scratch;
+    // Each node's best path so far is a range of `paths`; a longer one is appended, never
+    // rewritten.
     let mut longest = 0..0;
     // A path runs over hops: network alerts that speak of an attack, or that joined as an
     // improbable continuation (a response or a host's own beacon is held as actor → subject,
     // so no path runs back through the attacker).
-    for s in slots().filter(|s| s.src != s.dst && (s.stage != Stage::None || s.link > 0.0)) {
+    for &p in part.iter() {
+        let s = engine.slot(p);
+        if s.src == s.dst || (s.stage == Stage::None && s.link <= 0.0) {
+            continue;
+        }
         // A campaign's source starts paths; none runs through it.
         let through = !engine.nodes[s.src as usize].campaign;
         let from = best
@@ -321,41 +433,55 @@ pub(crate) fn score_row(
             .map(|&n| engine.nodes[n as usize].ip.clone())
             .collect();
         let text: Vec<&str> = path.iter().map(|n: &Arc<str>| &**n).collect();
-        reasons.push(format!("{hops}-hop time-ordered path {}", text.join(" → ")));
+        score
+            .reasons
+            .push(format!("{hops}-hop time-ordered path {}", text.join(" → ")));
     }
+    (hops, path)
+}
 
-    // Improbable continuations.
+/// Improbable continuations: their information, in proportion to how much of the row they
+/// explain (a routine group that once linked a few alerts is mostly routine traffic to read).
+fn links(engine: &Engine, scratch: &Scratch, novelty: f64, score: &mut Score) {
+    let slots = || scratch.part.iter().map(|&s| engine.slot(s));
     let links = || slots().filter(|s| s.link > 0.0 && !s.attached);
     let attached = || slots().filter(|s| s.attached);
     let (link_count, attached_count) = (links().count(), attached().count());
-    // Evidence counts in proportion to how much of the row it explains: a routine group that
-    // once linked a few alerts is mostly routine traffic to read.
     let linked = (link_count + attached_count) as f64;
-    let explained = (2.0 * (linked + 1.0) / alerts as f64).min(1.0);
+    let explained = (2.0 * (linked + 1.0) / scratch.part.len() as f64).min(1.0);
     let link_info: f64 = (links().map(|s| f64::from(s.link)).sum::<f64>()
         + attached().map(|s| f64::from(s.link)).sum::<f64>())
         * explained
         * novelty;
-    score += link_info;
+    score.value += link_info;
     if link_count > 0 {
         let best = links().map(|s| f64::from(s.link)).fold(0.0, f64::max);
-        reasons.push(format!(
+        score.reasons.push(format!(
             "{link_count} continuation(s) unlikely by chance in this window (best: {:.1e} expected)",
             LINK_CHANCE * (-best).exp()
         ));
     }
     if attached_count > 0 {
-        reasons.push(format!(
+        score.reasons.push(format!(
             "{attached_count} host alert(s) follow the path on its hosts"
         ));
     }
+}
 
-    // Compromise evidence: the strongest stage, more stages, more alerts.
-    let mut evidence_alerts = 0usize;
-    let mut evidence_stages = 0u16;
-    let mut top: Option<&super::state::Slot> = None;
-    // Judged again against the window as it stands: an alert taken for evidence before the
-    // window had a background (the first minutes of a stream) may be of a routine kind.
+/// Compromise evidence: the strongest stage, more stages, more alerts; judged again against
+/// the window as it stands (an alert taken for evidence before the window had a background,
+/// the first minutes of a stream, may be of a routine kind).
+fn evidence(
+    engine: &Engine,
+    scratch: &mut Scratch,
+    counted: bool,
+    routine_row: bool,
+    score: &mut Score,
+) {
+    let Scratch {
+        kinds_seen, part, ..
+    } = scratch;
+    let slots = || part.iter().map(|&s| engine.slot(s));
     // The row's own alerts of each evidence kind, when they are out of the background.
     kinds_seen.clear();
     if !counted {
@@ -372,6 +498,9 @@ pub(crate) fn score_row(
         let own = kinds_seen.get(&kind).copied().unwrap_or(0);
         kind != super::NO_KIND && !engine.kind_is_rare(kind, engine.background_len(), own)
     };
+    let mut evidence_alerts = 0usize;
+    let mut evidence_stages = 0u16;
+    let mut top: Option<&super::state::Slot> = None;
     for s in slots().filter(|s| s.evidence && !routine(s.kind)) {
         evidence_alerts += 1;
         evidence_stages |= 1 << s.stage as u8;
@@ -380,95 +509,116 @@ pub(crate) fn score_row(
         }
     }
     if let Some(t) = top {
-        score += (evidence_weight(t.stage)
+        score.value += (evidence_weight(t.stage)
             + 0.5 * f64::from(evidence_stages.count_ones() - 1)
             + 0.3 * (evidence_alerts as f64).ln())
             * if routine_row { 0.5 } else { 1.0 };
-        reasons.push(format!(
+        score.reasons.push(format!(
             "compromise evidence about {}: {evidence_alerts} alert(s) of {} (strongest: {:?})",
-            ip(t.dst),
+            engine.nodes[t.dst as usize].ip,
             stage_names(evidence_stages),
             clip(engine.names.get(t.name).unwrap_or_default(), 80)
         ));
     }
+}
 
-    // A campaign: its source's attacks on many hosts, with the strongest evidence about them.
-    let campaign = star.filter(|&h| slots().filter(|s| s.src == h).count() * 2 > alerts);
-    if let Some(h) = campaign {
-        subjects.clear();
-        for s in slots().filter(|s| s.src == h && s.dst != h) {
+/// A campaign: its source's attacks on many hosts, named with the strongest evidence about
+/// each, ranked by a quarter of the strongest (the victims' own rows rank above it: they are
+/// what to read first; breadth alone is no evidence — a vulnerability scanner reaches every
+/// host).
+fn campaign_victims(engine: &Engine, scratch: &mut Scratch, h: u32, score: &mut Score) {
+    let Scratch { subjects, part, .. } = scratch;
+    subjects.clear();
+    for &p in part.iter() {
+        let s = engine.slot(p);
+        if s.src == h && s.dst != h {
             subjects.entry(s.dst).or_insert((0, true));
         }
-        let mut victims: Vec<u32> = subjects.keys().copied().collect();
-        let stage_of = |n: u32| engine.nodes[n as usize].top_evidence;
-        victims.sort_by_key(|&n| {
-            (
-                std::cmp::Reverse(stage_of(n)),
-                engine.nodes[n as usize].ip.clone(),
-            )
+    }
+    let ip = |n: u32| &*engine.nodes[n as usize].ip;
+    let stage_of = |n: u32| engine.nodes[n as usize].top_evidence;
+    let mut victims: Vec<u32> = subjects.keys().copied().collect();
+    victims.sort_by_key(|&n| {
+        (
+            std::cmp::Reverse(stage_of(n)),
+            engine.nodes[n as usize].ip.clone(),
+        )
+    });
+    let strongest = victims.first().map_or(Stage::None, |&n| stage_of(n));
+    score.value += 0.25 * evidence_weight(strongest);
+    let named: Vec<String> = victims
+        .iter()
+        .take(MAX_VICTIMS_NAMED)
+        .map(|&n| match stage_of(n) {
+            Stage::None => ip(n).to_string(),
+            st => format!("{} ({})", ip(n), st.name()),
+        })
+        .collect();
+    score.reasons.push(format!(
+        "campaign from {}: {} host(s) attacked: {}{}",
+        ip(h),
+        victims.len(),
+        named.join(", "),
+        if victims.len() > MAX_VICTIMS_NAMED {
+            ", …"
+        } else {
+            ""
+        }
+    ));
+}
+
+/// Progression: the stages a host this row attacks or speaks of reached in the window (one
+/// pass: the stages of the row's own alerts per subject, then the window's).
+fn progression(engine: &Engine, scratch: &mut Scratch, score: &mut Score) {
+    let Scratch { subjects, part, .. } = scratch;
+    subjects.clear();
+    for &p in part.iter() {
+        let s = engine.slot(p);
+        let entry = subjects.entry(s.dst).or_insert((0, false));
+        if counts_as_stage(s.stage, s.evidence) {
+            entry.0 |= 1 << s.stage as u8;
+        }
+        entry.1 |= s.stage >= Stage::Attempt;
+    }
+    let mut best: Option<(u32, u16)> = None;
+    for (&n, &(own, _)) in subjects.iter().filter(|(_, v)| v.1) {
+        let node = &engine.nodes[n as usize];
+        let mask = (1..10usize)
+            .filter(|&i| node.stages[i] > 0)
+            .fold(own, |m, i| m | 1 << i)
+            & !1;
+        let better = best.is_none_or(|(b, m)| {
+            (mask.count_ones(), std::cmp::Reverse(n)) > (m.count_ones(), std::cmp::Reverse(b))
         });
-        let strongest = victims.first().map_or(Stage::None, |&n| stage_of(n));
-        // Ranked by the strongest evidence about its victims (their own rows rank above it:
-        // they are what to read first); its breadth alone is no evidence (a vulnerability
-        // scanner reaches every host).
-        score += 0.25 * evidence_weight(strongest);
-        let named: Vec<String> = victims
-            .iter()
-            .take(MAX_VICTIMS_NAMED)
-            .map(|&n| match stage_of(n) {
-                Stage::None => ip(n).to_string(),
-                st => format!("{} ({})", ip(n), st.name()),
-            })
-            .collect();
-        reasons.push(format!(
-            "campaign from {}: {} host(s) attacked: {}{}",
-            ip(h),
-            victims.len(),
-            named.join(", "),
-            if victims.len() > MAX_VICTIMS_NAMED {
-                ", …"
-            } else {
-                ""
-            }
-        ));
-    } else {
-        // Progression: the stages a host this row attacks or speaks of reached in the window.
-        // One pass: the stages of the row's own alerts per subject, then the window's.
-        subjects.clear();
-        for s in slots() {
-            let entry = subjects.entry(s.dst).or_insert((0, false));
-            if counts_as_stage(s.stage, s.evidence) {
-                entry.0 |= 1 << s.stage as u8;
-            }
-            entry.1 |= s.stage >= Stage::Attempt;
-        }
-        let mut best: Option<(u32, u16)> = None;
-        for (&n, &(own, attacked)) in subjects.iter().filter(|(_, v)| v.1) {
-            let _ = attacked;
-            let node = &engine.nodes[n as usize];
-            let mask = (1..10usize)
-                .filter(|&i| node.stages[i] > 0)
-                .fold(own, |m, i| m | 1 << i)
-                & !1;
-            let better = best.is_none_or(|(b, m)| {
-                (mask.count_ones(), std::cmp::Reverse(n)) > (m.count_ones(), std::cmp::Reverse(b))
-            });
-            if better {
-                best = Some((n, mask));
-            }
-        }
-        if let Some((n, mask)) = best.filter(|(_, m)| m.count_ones() >= 2) {
-            score += W_PROGRESSION * f64::from(mask.count_ones() - 1);
-            reasons.push(format!(
-                "host {} reached {} stages: {}",
-                ip(n),
-                mask.count_ones(),
-                stage_names(mask)
-            ));
+        if better {
+            best = Some((n, mask));
         }
     }
+    if let Some((n, mask)) = best.filter(|(_, m)| m.count_ones() >= 2) {
+        score.value += W_PROGRESSION * f64::from(mask.count_ones() - 1);
+        score.reasons.push(format!(
+            "host {} reached {} stages: {}",
+            engine.nodes[n as usize].ip,
+            mask.count_ones(),
+            stage_names(mask)
+        ));
+    }
+}
 
-    // Rare rules, against the window's background.
+/// Rare rules, against the window's background: the rarest counts in full, the next ones a
+/// quarter each, and, as for links, in proportion to how much of the row the rare alerts are (a
+/// campaign's thousands of probes with a few rare ones among them is mostly routine to read).
+fn rare_rules(
+    engine: &Engine,
+    scratch: &mut Scratch,
+    counted: bool,
+    novelty: f64,
+    score: &mut Score,
+) {
+    let Scratch {
+        rules, rare, part, ..
+    } = scratch;
+    let alerts = part.len();
     let total = engine.background_len() as f64 + if counted { 0.0 } else { alerts as f64 };
     rare.extend(rules.iter().map(|(&r, &n)| {
         let in_window = engine.rules.count(r) + if counted { 0 } else { n };
@@ -481,26 +631,28 @@ pub(crate) fn score_row(
         a.0.total_cmp(&b.0)
             .then_with(|| engine.names.get(a.1).cmp(&engine.names.get(b.1)))
     });
-    // The rarest rule counts in full, the next ones a quarter each; and, as for links, in
-    // proportion to how much of the row the rare alerts are (a campaign's thousands of probes
-    // with a few rare ones among them is mostly routine to read).
     let rare_alerts: u32 = rare.iter().map(|&(_, r, _)| rules[&r]).sum();
     let rare_explained = (2.0 * (f64::from(rare_alerts) + 1.0) / alerts as f64).min(1.0);
     for (i, &(share, r, count)) in rare.iter().take(MAX_RARE_RULES).enumerate() {
         let weight = if i == 0 { 1.0 } else { 0.25 };
-        score += weight * rare_explained * novelty * (RARE_RULE_SHARE / share).ln();
-        reasons.push(format!(
+        score.value += weight * rare_explained * novelty * (RARE_RULE_SHARE / share).ln();
+        score.reasons.push(format!(
             "rare rule {:?}: {count} of {} alerts in the window",
             clip(engine.names.get(r).unwrap_or_default(), 80),
             total as u64
         ));
     }
+}
 
-    // A novel IT → OT crossing.
+/// A novel IT → OT crossing (an IT host reaching an OT host on a pair rare in the window and
+/// not seen on earlier days); whether the row crosses at all.
+fn crossing(engine: &Engine, scratch: &Scratch, counted: bool, score: &mut Score) -> bool {
+    let slots = || scratch.part.iter().map(|&s| engine.slot(s));
     let crossing = slots().find(|s| {
         s.src != s.dst
             && s.domain == crate::Domain::OT
-            && !combos
+            && !scratch
+                .combos
                 .get(&(s.src, s.dst, s.name, s.protocol))
                 .is_some_and(|c| c.0)
             && engine.nodes[s.src as usize].it
@@ -508,82 +660,71 @@ pub(crate) fn score_row(
                 + if counted {
                     0
                 } else {
-                    pairs[&(s.src, s.dst)].alerts
+                    scratch.pairs[&(s.src, s.dst)].alerts
                 }
                 <= NOVEL_PAIR
     });
-    let crosses_it_ot = slots().any(|s| {
-        s.src != s.dst && s.domain == crate::Domain::OT && engine.nodes[s.src as usize].it
-    });
     if let Some(s) = crossing {
-        score += W_IT_OT;
+        score.value += W_IT_OT;
         let protocol = engine.protocols.get(s.protocol).unwrap_or("?");
         let ot = if is_ot_protocol(protocol) {
             " over an OT protocol"
         } else {
             ""
         };
-        reasons.push(format!(
+        score.reasons.push(format!(
             "IT host {} reached OT host {} on a novel pair ({}{ot})",
-            ip(s.src),
-            ip(s.dst),
+            engine.nodes[s.src as usize].ip,
+            engine.nodes[s.dst as usize].ip,
             clip(protocol, 32)
         ));
     }
+    slots()
+        .any(|s| s.src != s.dst && s.domain == crate::Domain::OT && engine.nodes[s.src as usize].it)
+}
 
-    let max_severity = slots()
-        .map(|s| s.severity)
-        .max()
-        .unwrap_or(Severity::Informational);
-    score += W_SEVERITY * max_severity.weight() - W_READING * (alerts as f64).ln();
-    if reasons.is_empty() {
-        reasons.push(format!(
-            "{} alert(s), nothing improbable against this window",
-            alerts
-        ));
-    }
-    // The row's shape, and what analysts said of rows of that shape.
-    let shape = {
-        let mut names: Vec<&str> = rules
-            .keys()
-            .map(|&r| engine.names.get(r).unwrap_or_default())
-            .collect();
-        names.sort_unstable();
-        names.truncate(64);
-        let stages = slots().fold(0u16, |m, s| m | 1 << s.stage as u8);
-        let mut h = Sha256::new();
-        match campaign {
-            Some(c) => h.update(format!("campaign\u{0}{}\u{0}", ip(c)).as_bytes()),
-            None => h.update(b"story\0"),
+/// The row's shape: campaign (and its source) or story, its rules and its stages — what
+/// analysts' verdicts are kept under.
+fn shape(engine: &Engine, scratch: &Scratch, campaign: Option<u32>) -> String {
+    let mut names: Vec<&str> = scratch
+        .rules
+        .keys()
+        .map(|&r| engine.names.get(r).unwrap_or_default())
+        .collect();
+    names.sort_unstable();
+    names.truncate(64);
+    let stages = scratch
+        .part
+        .iter()
+        .fold(0u16, |m, &s| m | 1 << engine.slot(s).stage as u8);
+    let mut h = Sha256::new();
+    match campaign {
+        Some(c) => {
+            h.update(format!("campaign\u{0}{}\u{0}", engine.nodes[c as usize].ip).as_bytes())
         }
-        for n in names {
-            h.update(n.as_bytes());
-            h.update([0u8]);
-        }
-        h.update(stages.to_le_bytes());
-        h.finalize()[..8]
-            .iter()
-            .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
-            .map(char::from)
-            .collect::<String>()
-    };
-    if let Some((change, reason)) = engine.feedback.adjustment(&shape) {
-        score += change;
-        // First: what analysts said outweighs what the engine found.
-        reasons.insert(0, reason);
+        None => h.update(b"story\0"),
     }
-    if routine_row {
-        reasons.push(format!(
-            "{routine_alerts} of {alerts} alert(s) on pairs that carried the same rule on an earlier day in the last {} days (routine)",
-            super::history::HISTORY_DAYS
-        ));
+    for n in names {
+        h.update(n.as_bytes());
+        h.update([0u8]);
     }
-    if engine.emitting_early {
-        reasons
-            .push("emitted before its time: the engine's memory or alert bound was reached".into());
-    }
+    h.update(stages.to_le_bytes());
+    hex(&h.finalize(), 8)
+}
 
-    // Described edges (busiest first) and nodes (first contact first).
+/// The row's description: times, counts, edges (busiest first), nodes (first contact first),
+/// evidence and AlertIds (evidence first, so a cut list never hides it).
+fn describe(engine: &Engine, scratch: &mut Scratch, mut row: Subgraph) -> Subgraph {
+    let Scratch {
+        pairs,
+        by_id,
+        pair_order,
+        node_order,
+        part,
+        ..
+    } = scratch;
+    let slots = || part.iter().map(|&s| engine.slot(s));
+    let ip = |n: u32| &*engine.nodes[n as usize].ip;
     pair_order.sort_by(|a, b| {
         pairs[b]
             .alerts
@@ -596,7 +737,7 @@ pub(crate) fn score_row(
             .map(|t| shared_clip(t, 64))
             .collect()
     };
-    let edges = pair_order
+    row.edges = pair_order
         .iter()
         .take(MAX_DESCRIBED)
         .map(|k| {
@@ -611,7 +752,7 @@ pub(crate) fn score_row(
             }
         })
         .collect();
-    let node_rows = nodes
+    row.nodes = node_order
         .iter()
         .take(MAX_DESCRIBED)
         .map(|&n| {
@@ -627,7 +768,7 @@ pub(crate) fn score_row(
             }
         })
         .collect();
-    let evidence = slots()
+    row.evidence = slots()
         .filter(|s| s.evidence)
         .take(MAX_EVIDENCE_ITEMS)
         .map(|s| EvidenceItem {
@@ -642,36 +783,21 @@ pub(crate) fn score_row(
             peer: (s.src != s.dst).then(|| engine.nodes[s.src as usize].ip.clone()),
         })
         .collect();
-    // Evidence first in the listed ids, so a cut list never hides it.
     let limit = if engine.cfg.list_all_alert_ids {
         usize::MAX
     } else {
         MAX_ROW_ALERT_IDS
     };
-    let alert_ids = by_id
+    row.alert_ids = by_id
         .iter()
         .filter(|&&s| engine.slot(s).evidence)
         .chain(by_id.iter().filter(|&&s| !engine.slot(s).evidence))
         .take(limit)
         .map(|&s| engine.slot(s).id.clone())
         .collect();
-    Subgraph {
-        subgraph_id,
-        rank: 0,
-        score,
-        first_seen: slots().next().map_or(0, |s| s.time),
-        last_seen: slots().map(|s| s.time).max().unwrap_or(0),
-        node_count: nodes.len() as u32,
-        edge_count: pairs.len() as u32,
-        alert_count: alerts as u32,
-        longest_path: hops,
-        crosses_it_ot,
-        path,
-        nodes: node_rows,
-        edges,
-        alert_ids,
-        evidence,
-        shape,
-        reasons,
-    }
+    row.first_seen = slots().next().map_or(0, |s| s.time);
+    row.last_seen = slots().map(|s| s.time).max().unwrap_or(0);
+    row.node_count = node_order.len() as u32;
+    row.edge_count = pairs.len() as u32;
+    row
 }
