@@ -3,6 +3,7 @@
 //! them so an analyst reads a few subgraphs instead of thousands of alerts, with multi-hop
 //! attacks (lateral movement, IT into OT) first. Pure: no I/O, no clocks, no randomness
 //! except the seeded generator.
+#![warn(missing_docs)]
 
 pub mod alert;
 pub mod batch;

@@ -2,6 +2,7 @@
 //! neither depends on the other for them: log-safe text and secret redaction ([`text`]) and an
 //! HTTP listener with connection and time bounds (`listener`, the default feature of the same
 //! name).
+#![warn(missing_docs)]
 
 pub mod fs;
 #[cfg(feature = "listener")]

@@ -39,7 +39,7 @@ pub struct Context {
     /// Settings the functions read.
     pub settings: Arc<Settings>,
     /// Which adapter serves each port, for the start-up log.
-    pub adapters: Vec<(&'static str, String)>,
+    pub adapters: Adapters,
 }
 
 impl Context {
@@ -47,274 +47,19 @@ impl Context {
     /// With `require_azure`, a missing Azure setting is an error.
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         if settings.require_azure {
-            let missing = settings.missing_azure_settings();
-            if !missing.is_empty() {
-                anyhow::bail!(
-                    "SOCWIRE_REQUIRE_AZURE=true but these settings are missing: {}",
-                    missing.join(", ")
-                );
-            }
-            let unresolved = crate::settings::unresolved_key_vault_references(std::env::vars());
-            if !unresolved.is_empty() {
-                anyhow::bail!(
-                    "SOCWIRE_REQUIRE_AZURE=true but these Key Vault references did not resolve (check the secret exists and the app identity has Key Vault Secrets User): {}",
-                    unresolved.join(", ")
-                );
-            }
-            let wrong = settings.wrong_azure_settings();
-            if !wrong.is_empty() {
-                anyhow::bail!(
-                    "SOCWIRE_REQUIRE_AZURE=true but these settings are wrong: {}",
-                    wrong.join("; ")
-                );
-            }
+            check_azure_settings(settings)?;
         }
         let mut adapters = Vec::new();
-        let ti_text = match &settings.ti_file {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("SOCWIRE_TI_FILE {}: {e}", path.display()))?,
-            None => crate::local::threat_intel_builtin().to_string(),
-        };
-        let ti = OfflineThreatIntel::from_feed(&ti_text)?;
-        adapters.push((
-            "threat-intel",
-            format!("offline list ({} indicators)", ti.len()),
-        ));
-        let offline: Arc<dyn ThreatIntel> = Arc::new(ti);
-        let threat_intel: Arc<dyn ThreatIntel> = if settings.ti_providers.is_empty() {
-            offline
-        } else {
-            let timeout = std::time::Duration::from_millis(settings.ti_timeout_ms as u64);
-            let mut providers: Vec<(Arc<dyn crate::providers::Provider>, crate::providers::Quota)> =
-                Vec::new();
-            for (name, key, url, quota) in &settings.ti_providers {
-                let provider: Arc<dyn crate::providers::Provider> = match *name {
-                    "virustotal" => Arc::new(crate::providers::VirusTotal::new(url, key, timeout)?),
-                    "abuseipdb" => Arc::new(crate::providers::AbuseIpDb::new(url, key, timeout)?),
-                    "greynoise" => Arc::new(crate::providers::GreyNoise::new(url, key, timeout)?),
-                    _ => Arc::new(crate::providers::Otx::new(url, key, timeout)?),
-                };
-                providers.push((provider, *quota));
-            }
-            let chain = crate::providers::ProviderChain::new(
-                offline,
-                providers,
-                timeout,
-                crate::providers::CacheLimits {
-                    ttl: std::time::Duration::from_millis(settings.ti_cache_ttl_ms.max(0) as u64),
-                    failure_ttl: std::time::Duration::from_millis(
-                        settings.ti_failure_ttl_ms.max(0) as u64,
-                    ),
-                    entries: settings.ti_cache_entries,
-                },
-            );
-            adapters.push((
-                "threat-intel",
-                format!("providers: {}", chain.names().join(", ")),
-            ));
-            Arc::new(chain)
-        };
-
-        let incidents: Arc<dyn IncidentStore> = match &settings.sentinel_endpoint {
-            Some(endpoint) => {
-                adapters.push(("sentinel", format!("Azure REST {endpoint}")));
-                Arc::new(crate::azure::SentinelRest::new(
-                    endpoint,
-                    crate::azure::default_credential()?,
-                )?)
-            }
-            None => {
-                let path = settings.data_dir.join("sentinel.sqlite3");
-                adapters.push(("sentinel", format!("local SQLite {}", path.display())));
-                Arc::new(SqliteIncidentStore::open(&path)?)
-            }
-        };
-        let workspace: Arc<dyn WorkspaceQueries> = match &settings.la_workspace_id {
-            Some(ws) => {
-                adapters.push((
-                    "workspace",
-                    format!(
-                        "Log Analytics query API {} workspace {ws}",
-                        settings.la_endpoint
-                    ),
-                ));
-                Arc::new(crate::azure::LogAnalyticsQuery::new(
-                    &settings.la_endpoint,
-                    ws,
-                    crate::azure::default_credential()?,
-                )?)
-            }
-            None => {
-                let path = settings.data_dir.join("workspace.sqlite3");
-                adapters.push(("workspace", format!("local SQLite {}", path.display())));
-                Arc::new(crate::local::SqliteWorkspace::open(&path)?)
-            }
-        };
-        let (ledger, reports): (Arc<dyn Ledger>, Arc<dyn ReportStore>) = match &settings.storage {
-            Some(connection) => {
-                let account = crate::azure::StorageAccount::parse(connection)?;
-                adapters.push((
-                    "ledger",
-                    format!("Azure Blob container {}", settings.ledger_container),
-                ));
-                adapters.push((
-                    "reports",
-                    format!("Azure Blob container {}", settings.reports_container),
-                ));
-                (
-                    Arc::new(crate::azure::BlobLedger::new(
-                        &account,
-                        &settings.ledger_container,
-                    )?),
-                    Arc::new(crate::azure::BlobReportStore::with_link_lifetime(
-                        &account,
-                        &settings.reports_container,
-                        chrono::Duration::milliseconds(settings.report_link_ms),
-                        crate::azure::AdapterOptions::default(),
-                    )?),
-                )
-            }
-            None => {
-                let path = settings.data_dir.join("ledger.sqlite3");
-                adapters.push(("ledger", format!("local SQLite {}", path.display())));
-                let dir = settings.data_dir.join("reports");
-                adapters.push(("reports", format!("local files {}", dir.display())));
-                (
-                    Arc::new(SqliteLedger::open(&path)?),
-                    Arc::new(FileReportStore::new(dir, settings.reports_base_url.clone())),
-                )
-            }
-        };
-        let local_tables = || -> anyhow::Result<Arc<SqliteTables>> {
-            Ok(Arc::new(SqliteTables::open(
-                &settings.data_dir.join("tables.sqlite3"),
-            )?))
-        };
-        let state: Arc<dyn StateStore> = match &settings.storage {
-            Some(connection) => {
-                adapters.push((
-                    "state",
-                    format!("Azure Blob container {}", settings.state_container),
-                ));
-                let account = crate::azure::StorageAccount::parse(connection)?;
-                Arc::new(crate::azure::BlobStateStore::new(
-                    &account,
-                    &settings.state_container,
-                )?)
-            }
-            None => {
-                adapters.push((
-                    "state",
-                    format!(
-                        "local SQLite {}",
-                        settings.data_dir.join("tables.sqlite3").display()
-                    ),
-                ));
-                local_tables()?
-            }
-        };
-        let logs: Arc<dyn LogsIngestion> = match (&settings.logs_endpoint, &settings.logs_dcr_id) {
-            (Some(endpoint), Some(dcr)) => {
-                adapters.push(("logs", format!("Logs Ingestion API {endpoint} DCR {dcr}")));
-                Arc::new(crate::azure::LogsIngestionRest::new(
-                    endpoint,
-                    dcr,
-                    crate::azure::default_credential()?,
-                )?)
-            }
-            _ => {
-                adapters.push((
-                    "logs",
-                    format!(
-                        "local SQLite {}",
-                        settings.data_dir.join("tables.sqlite3").display()
-                    ),
-                ));
-                local_tables()?
-            }
-        };
-        let ml: Arc<dyn MlWorkspace> = match (&settings.ml_endpoint, &settings.ml_workspace) {
-            (Some(endpoint), Some(workspace)) => {
-                adapters.push(("ml", format!("Azure ML REST {workspace}")));
-                Arc::new(
-                    crate::azure::AzureMlRest::new(
-                        endpoint,
-                        workspace,
-                        &settings.ml_location,
-                        settings.ml_datastore_url.as_deref(),
-                        crate::azure::default_credential()?,
-                    )?
-                    .with_cluster_identity(settings.ml_cluster_identity.clone())
-                    .with_tracking_uri(settings.ml_tracking_uri.as_deref())?,
-                )
-            }
-            // Azure without an ML workspace (the Bicep's hasMl false): the GPU functions are
-            // disabled there, and the local back end must never open files under the app
-            // root, which is read-only when the app runs from its package.
-            _ if settings.require_azure => {
-                adapters.push(("ml", NotConfigured::ML.to_string()));
-                Arc::new(NotConfigured::ML)
-            }
-            _ => {
-                adapters.push((
-                    "ml",
-                    format!(
-                        "local compute back end {}",
-                        settings.data_dir.join("ml").display()
-                    ),
-                ));
-                Arc::new(crate::local::LocalWorkspace::open(
-                    &settings.data_dir,
-                    crate::local::LocalMlOptions {
-                        provision_ms: settings.ml_local_provision_ms,
-                        max_nodes_quota: settings.ml_local_max_nodes,
-                        runner: settings
-                            .ml_runner
-                            .clone()
-                            .or_else(|| std::env::current_exe().ok()),
-                    },
-                )?)
-            }
-        };
-        let commands: Arc<dyn CommandBus> = match &settings.servicebus_namespace {
-            Some(ns) => {
-                adapters.push((
-                    "commands",
-                    format!("Service Bus REST {ns}/{}", settings.ml_commands_topic),
-                ));
-                Arc::new(crate::azure::ServiceBusRest::new(
-                    ns,
-                    &settings.ml_commands_topic,
-                    crate::azure::default_credential()?,
-                    crate::azure::AdapterOptions::json_api(),
-                )?)
-            }
-            None if settings.require_azure => {
-                adapters.push(("commands", NotConfigured::COMMANDS.to_string()));
-                Arc::new(NotConfigured::COMMANDS)
-            }
-            None => {
-                adapters.push((
-                    "commands",
-                    format!("local broker topic {}", settings.ml_commands_topic),
-                ));
-                Arc::new(crate::local::LocalCommandBus::open(
-                    &settings.data_dir,
-                    &settings.ml_commands_topic,
-                )?)
-            }
-        };
-        adapters.push((
-            "assets",
-            format!(
-                "allow-listed hosts {}",
-                settings.ngc_allowed_hosts.join(", ")
-            ),
-        ));
-        let assets: Arc<dyn AssetFetcher> = Arc::new(crate::azure::AllowListedFetcher::new(
-            settings.ngc_allowed_hosts.clone(),
-            settings.ml_local_asset_dirs.clone(),
-        ));
+        let a = &mut adapters;
+        let threat_intel = threat_intel(settings, a)?;
+        let incidents = incidents(settings, a)?;
+        let workspace = workspace(settings, a)?;
+        let (ledger, reports) = ledger_and_reports(settings, a)?;
+        let state = state(settings, a)?;
+        let logs = logs(settings, a)?;
+        let ml = ml(settings, a)?;
+        let commands = commands(settings, a)?;
+        let assets = assets(settings, a);
         Ok(Self {
             ml,
             commands,
@@ -331,6 +76,329 @@ impl Context {
             adapters,
         })
     }
+}
+
+/// Which adapter serves each port, for the start-up log.
+pub type Adapters = Vec<(&'static str, String)>;
+
+/// With `require_azure`: every Azure setting present, resolved and well formed.
+fn check_azure_settings(settings: &Settings) -> anyhow::Result<()> {
+    let missing = settings.missing_azure_settings();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "SOCWIRE_REQUIRE_AZURE=true but these settings are missing: {}",
+            missing.join(", ")
+        );
+    }
+    let unresolved = crate::settings::unresolved_key_vault_references(std::env::vars());
+    if !unresolved.is_empty() {
+        anyhow::bail!(
+                "SOCWIRE_REQUIRE_AZURE=true but these Key Vault references did not resolve (check the secret exists and the app identity has Key Vault Secrets User): {}",
+                unresolved.join(", ")
+            );
+    }
+    let wrong = settings.wrong_azure_settings();
+    if !wrong.is_empty() {
+        anyhow::bail!(
+            "SOCWIRE_REQUIRE_AZURE=true but these settings are wrong: {}",
+            wrong.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// The offline list, and the internet providers in front of it when keys are set.
+fn threat_intel(
+    settings: &Settings,
+    adapters: &mut Adapters,
+) -> anyhow::Result<Arc<dyn ThreatIntel>> {
+    let ti_text = match &settings.ti_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("SOCWIRE_TI_FILE {}: {e}", path.display()))?,
+        None => crate::local::threat_intel_builtin().to_string(),
+    };
+    let ti = OfflineThreatIntel::from_feed(&ti_text)?;
+    adapters.push((
+        "threat-intel",
+        format!("offline list ({} indicators)", ti.len()),
+    ));
+    let offline: Arc<dyn ThreatIntel> = Arc::new(ti);
+    Ok(if settings.ti_providers.is_empty() {
+        offline
+    } else {
+        let timeout = std::time::Duration::from_millis(settings.ti_timeout_ms as u64);
+        let mut providers: Vec<(Arc<dyn crate::providers::Provider>, crate::providers::Quota)> =
+            Vec::new();
+        for (name, key, url, quota) in &settings.ti_providers {
+            let provider: Arc<dyn crate::providers::Provider> = match *name {
+                "virustotal" => Arc::new(crate::providers::VirusTotal::new(url, key, timeout)?),
+                "abuseipdb" => Arc::new(crate::providers::AbuseIpDb::new(url, key, timeout)?),
+                "greynoise" => Arc::new(crate::providers::GreyNoise::new(url, key, timeout)?),
+                _ => Arc::new(crate::providers::Otx::new(url, key, timeout)?),
+            };
+            providers.push((provider, *quota));
+        }
+        let chain = crate::providers::ProviderChain::new(
+            offline,
+            providers,
+            timeout,
+            crate::providers::CacheLimits {
+                ttl: std::time::Duration::from_millis(settings.ti_cache_ttl_ms.max(0) as u64),
+                failure_ttl: std::time::Duration::from_millis(
+                    settings.ti_failure_ttl_ms.max(0) as u64
+                ),
+                entries: settings.ti_cache_entries,
+            },
+        );
+        adapters.push((
+            "threat-intel",
+            format!("providers: {}", chain.names().join(", ")),
+        ));
+        Arc::new(chain)
+    })
+}
+
+/// Sentinel incidents: the REST API, or the local SQLite store.
+fn incidents(
+    settings: &Settings,
+    adapters: &mut Adapters,
+) -> anyhow::Result<Arc<dyn IncidentStore>> {
+    Ok(match &settings.sentinel_endpoint {
+        Some(endpoint) => {
+            adapters.push(("sentinel", format!("Azure REST {endpoint}")));
+            Arc::new(crate::azure::SentinelRest::new(
+                endpoint,
+                crate::azure::default_credential()?,
+            )?)
+        }
+        None => {
+            let path = settings.data_dir.join("sentinel.sqlite3");
+            adapters.push(("sentinel", format!("local SQLite {}", path.display())));
+            Arc::new(SqliteIncidentStore::open(&path)?)
+        }
+    })
+}
+
+/// Workspace questions: the Log Analytics query API, or the local SQLite workspace.
+fn workspace(
+    settings: &Settings,
+    adapters: &mut Adapters,
+) -> anyhow::Result<Arc<dyn WorkspaceQueries>> {
+    Ok(match &settings.la_workspace_id {
+        Some(ws) => {
+            adapters.push((
+                "workspace",
+                format!(
+                    "Log Analytics query API {} workspace {ws}",
+                    settings.la_endpoint
+                ),
+            ));
+            Arc::new(crate::azure::LogAnalyticsQuery::new(
+                &settings.la_endpoint,
+                ws,
+                crate::azure::default_credential()?,
+            )?)
+        }
+        None => {
+            let path = settings.data_dir.join("workspace.sqlite3");
+            adapters.push(("workspace", format!("local SQLite {}", path.display())));
+            Arc::new(crate::local::SqliteWorkspace::open(&path)?)
+        }
+    })
+}
+
+/// The ledger and the report store: Blob containers, or local SQLite and files.
+fn ledger_and_reports(
+    settings: &Settings,
+    adapters: &mut Adapters,
+) -> anyhow::Result<(Arc<dyn Ledger>, Arc<dyn ReportStore>)> {
+    Ok(match &settings.storage {
+        Some(connection) => {
+            let account = crate::azure::StorageAccount::parse(connection)?;
+            adapters.push((
+                "ledger",
+                format!("Azure Blob container {}", settings.ledger_container),
+            ));
+            adapters.push((
+                "reports",
+                format!("Azure Blob container {}", settings.reports_container),
+            ));
+            (
+                Arc::new(crate::azure::BlobLedger::new(
+                    &account,
+                    &settings.ledger_container,
+                )?),
+                Arc::new(crate::azure::BlobReportStore::with_link_lifetime(
+                    &account,
+                    &settings.reports_container,
+                    chrono::Duration::milliseconds(settings.report_link_ms),
+                    crate::azure::AdapterOptions::default(),
+                )?),
+            )
+        }
+        None => {
+            let path = settings.data_dir.join("ledger.sqlite3");
+            adapters.push(("ledger", format!("local SQLite {}", path.display())));
+            let dir = settings.data_dir.join("reports");
+            adapters.push(("reports", format!("local files {}", dir.display())));
+            (
+                Arc::new(SqliteLedger::open(&path)?),
+                Arc::new(FileReportStore::new(dir, settings.reports_base_url.clone())),
+            )
+        }
+    })
+}
+
+/// The local tables (state, custom log tables).
+fn local_tables(settings: &Settings) -> anyhow::Result<Arc<SqliteTables>> {
+    Ok(Arc::new(SqliteTables::open(
+        &settings.data_dir.join("tables.sqlite3"),
+    )?))
+}
+
+/// Kept state: a Blob container, or the local tables.
+fn state(settings: &Settings, adapters: &mut Adapters) -> anyhow::Result<Arc<dyn StateStore>> {
+    Ok(match &settings.storage {
+        Some(connection) => {
+            adapters.push((
+                "state",
+                format!("Azure Blob container {}", settings.state_container),
+            ));
+            let account = crate::azure::StorageAccount::parse(connection)?;
+            Arc::new(crate::azure::BlobStateStore::new(
+                &account,
+                &settings.state_container,
+            )?)
+        }
+        None => {
+            adapters.push((
+                "state",
+                format!(
+                    "local SQLite {}",
+                    settings.data_dir.join("tables.sqlite3").display()
+                ),
+            ));
+            local_tables(settings)?
+        }
+    })
+}
+
+/// Custom log tables: the Logs Ingestion API, or the local tables.
+fn logs(settings: &Settings, adapters: &mut Adapters) -> anyhow::Result<Arc<dyn LogsIngestion>> {
+    Ok(match (&settings.logs_endpoint, &settings.logs_dcr_id) {
+        (Some(endpoint), Some(dcr)) => {
+            adapters.push(("logs", format!("Logs Ingestion API {endpoint} DCR {dcr}")));
+            Arc::new(crate::azure::LogsIngestionRest::new(
+                endpoint,
+                dcr,
+                crate::azure::default_credential()?,
+            )?)
+        }
+        _ => {
+            adapters.push((
+                "logs",
+                format!(
+                    "local SQLite {}",
+                    settings.data_dir.join("tables.sqlite3").display()
+                ),
+            ));
+            local_tables(settings)?
+        }
+    })
+}
+
+/// The ML workspace: Azure ML REST, refused in Azure without one, or the local back end.
+fn ml(settings: &Settings, adapters: &mut Adapters) -> anyhow::Result<Arc<dyn MlWorkspace>> {
+    Ok(match (&settings.ml_endpoint, &settings.ml_workspace) {
+        (Some(endpoint), Some(workspace)) => {
+            adapters.push(("ml", format!("Azure ML REST {workspace}")));
+            Arc::new(
+                crate::azure::AzureMlRest::new(
+                    endpoint,
+                    workspace,
+                    &settings.ml_location,
+                    settings.ml_datastore_url.as_deref(),
+                    crate::azure::default_credential()?,
+                )?
+                .with_cluster_identity(settings.ml_cluster_identity.clone())
+                .with_tracking_uri(settings.ml_tracking_uri.as_deref())?,
+            )
+        }
+        // Azure without an ML workspace (the Bicep's hasMl false): the GPU functions are
+        // disabled there, and the local back end must never open files under the app
+        // root, which is read-only when the app runs from its package.
+        _ if settings.require_azure => {
+            adapters.push(("ml", NotConfigured::ML.to_string()));
+            Arc::new(NotConfigured::ML)
+        }
+        _ => {
+            adapters.push((
+                "ml",
+                format!(
+                    "local compute back end {}",
+                    settings.data_dir.join("ml").display()
+                ),
+            ));
+            Arc::new(crate::local::LocalWorkspace::open(
+                &settings.data_dir,
+                crate::local::LocalMlOptions {
+                    provision_ms: settings.ml_local_provision_ms,
+                    max_nodes_quota: settings.ml_local_max_nodes,
+                    runner: settings
+                        .ml_runner
+                        .clone()
+                        .or_else(|| std::env::current_exe().ok()),
+                },
+            )?)
+        }
+    })
+}
+
+/// The ML command topic: Service Bus REST, refused in Azure without one, or the local broker.
+fn commands(settings: &Settings, adapters: &mut Adapters) -> anyhow::Result<Arc<dyn CommandBus>> {
+    Ok(match &settings.servicebus_namespace {
+        Some(ns) => {
+            adapters.push((
+                "commands",
+                format!("Service Bus REST {ns}/{}", settings.ml_commands_topic),
+            ));
+            Arc::new(crate::azure::ServiceBusRest::new(
+                ns,
+                &settings.ml_commands_topic,
+                crate::azure::default_credential()?,
+                crate::azure::AdapterOptions::json_api(),
+            )?)
+        }
+        None if settings.require_azure => {
+            adapters.push(("commands", NotConfigured::COMMANDS.to_string()));
+            Arc::new(NotConfigured::COMMANDS)
+        }
+        None => {
+            adapters.push((
+                "commands",
+                format!("local broker topic {}", settings.ml_commands_topic),
+            ));
+            Arc::new(crate::local::LocalCommandBus::open(
+                &settings.data_dir,
+                &settings.ml_commands_topic,
+            )?)
+        }
+    })
+}
+
+/// Asset downloads from the allow-listed hosts and local folders.
+fn assets(settings: &Settings, adapters: &mut Adapters) -> Arc<dyn AssetFetcher> {
+    adapters.push((
+        "assets",
+        format!(
+            "allow-listed hosts {}",
+            settings.ngc_allowed_hosts.join(", ")
+        ),
+    ));
+    Arc::new(crate::azure::AllowListedFetcher::new(
+        settings.ngc_allowed_hosts.clone(),
+        settings.ml_local_asset_dirs.clone(),
+    ))
 }
 
 /// The port of an optional Azure service that this deployment does not have (Azure mode only):

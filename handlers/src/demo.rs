@@ -95,7 +95,7 @@ pub fn seed_workspace(ws: &crate::local::SqliteWorkspace) -> PortResult<()> {
                 ("TimeGenerated".to_string(), json!(at(mins).to_rfc3339())),
             ])
             .collect();
-        crate::sentinel_cli::log_row(&entry).unwrap_or_else(|| LogRow {
+        LogRow::from_log_entry(&entry).unwrap_or_else(|| LogRow {
             table: table.into(),
             ..Default::default()
         })

@@ -3,8 +3,8 @@
 //! Layers: [`protocol`] (the host's wire format), [`functions`] (one module per function),
 //! [`ports`] with [`local`] and [`azure`] adapters, and [`serve`] (the HTTP server the host
 //! starts). The local Functions host lives in the `socwire-host` crate.
+#![warn(missing_docs)]
 
-pub mod alerts_cli;
 pub mod azure;
 pub mod cli;
 pub mod console;
@@ -15,12 +15,10 @@ pub mod ids;
 pub mod ioc;
 pub mod local;
 pub mod ml;
-pub mod package;
 pub mod ports;
 pub mod protocol;
 pub mod providers;
 pub mod queries;
 pub mod sentinel;
-pub mod sentinel_cli;
 pub mod serve;
 pub mod settings;

@@ -48,18 +48,18 @@ enum Command {
         incidents: usize,
     },
     /// Build the deployable zip: the handler binary, host.json and one folder per function.
-    Package(socwire::package::PackageArgs),
+    Package(socwire::cli::package::PackageArgs),
     /// Alert graph engine: generate labelled IT/OT alerts, rank subgraphs of a file of alerts.
     Alerts {
         #[command(subcommand)]
-        action: socwire::alerts_cli::AlertsAction,
+        action: socwire::cli::alerts::AlertsAction,
     },
     /// Local Sentinel: import incidents (JSONL) and export them with what triage did.
     Sentinel {
         #[command(flatten)]
         data: cli::DataDir,
         #[command(subcommand)]
-        action: socwire::sentinel_cli::SentinelAction,
+        action: socwire::cli::sentinel::SentinelAction,
     },
     /// The GPU model lifecycle: status of the local compute back end, its job runner.
     Ml(cli::MlArgs),
@@ -132,11 +132,11 @@ fn main() -> ExitCode {
             Command::Status { data, json } => cli::status(&data.data_dir, json),
             Command::Dlq { data, action } => cli::dlq(&data.data_dir, action),
             Command::Sentinel { data, action } => {
-                socwire::sentinel_cli::run(&data.data_dir, action).await
+                socwire::cli::sentinel::run(&data.data_dir, action).await
             }
             Command::Ml(args) => cli::ml(args).await,
-            Command::Alerts { action } => socwire::alerts_cli::run(action),
-            Command::Package(args) => socwire::package::run(args),
+            Command::Alerts { action } => socwire::cli::alerts::run(action),
+            Command::Package(args) => socwire::cli::package::run(args),
             Command::DemoEvents { data, incidents } => cli::demo_events(&data.data_dir, incidents),
         }
     });

@@ -102,10 +102,10 @@ fn parse_request(body: &[u8]) -> Result<InvocationRequest, String> {
 
 fn error_response(function: &str, error: &FunctionError) -> Response {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    tracing::warn!(function = ?function, status = status.as_u16(), error = ?error.to_string(), "invocation failed");
+    tracing::warn!(function = ?function, status = status.as_u16(), error = ?error.report(), "invocation failed");
     (
         status,
-        axum::Json(json!({ "error": error.to_string(), "function": function.chars().take(64).collect::<String>() })),
+        axum::Json(json!({ "error": error.report(), "function": function.chars().take(64).collect::<String>() })),
     )
         .into_response()
 }

@@ -2,6 +2,7 @@
 //! as environment variables; `socwire up` does the same from `local.settings.json`).
 
 use serde_json::Value;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -237,9 +238,12 @@ impl Settings {
                 None => Ok(default),
             }
         };
+        let count = |name: &str, default: u64, range: RangeInclusive<u64>| {
+            parse_count(name, get(name), default, range)
+        };
+        const GIB: u64 = 1 << 30;
         let alert_window_ms = match get("SOCWIRE_ALERT_WINDOW") {
-            Some(v) => crate::alerts_cli::parse_duration_ms(&v)
-                .map_err(|e| format!("SOCWIRE_ALERT_WINDOW: {e}"))?,
+            Some(v) => parse_duration_ms(&v).map_err(|e| format!("SOCWIRE_ALERT_WINDOW: {e}"))?,
             None => 24 * 3_600_000,
         };
         let workspace = match (
@@ -261,13 +265,13 @@ impl Settings {
             _ => return Err("set all three of SOCWIRE_SENTINEL_SUBSCRIPTION_ID, SOCWIRE_SENTINEL_RESOURCE_GROUP and SOCWIRE_SENTINEL_WORKSPACE, or none".into()),
         };
         let sweep_lookback_ms = match get("SOCWIRE_SWEEP_LOOKBACK") {
-            Some(v) => crate::alerts_cli::parse_duration_ms(&v)
-                .map_err(|e| format!("SOCWIRE_SWEEP_LOOKBACK: {e}"))?,
+            Some(v) => parse_duration_ms(&v).map_err(|e| format!("SOCWIRE_SWEEP_LOOKBACK: {e}"))?,
             None => 24 * 3_600_000,
         };
         let report_link_ms = match get("SOCWIRE_REPORT_LINK_TTL") {
-            Some(v) => crate::alerts_cli::parse_duration_ms(&v)
-                .map_err(|e| format!("SOCWIRE_REPORT_LINK_TTL: {e}"))?,
+            Some(v) => {
+                parse_duration_ms(&v).map_err(|e| format!("SOCWIRE_REPORT_LINK_TTL: {e}"))?
+            }
             None => 72 * 3_600_000,
         };
         if !(300_000..=7 * 24 * 3_600_000).contains(&report_link_ms) {
@@ -275,9 +279,7 @@ impl Settings {
         }
         let duration = |name: &str, default: i64| -> Result<i64, String> {
             match get(name) {
-                Some(v) => {
-                    crate::alerts_cli::parse_duration_ms(&v).map_err(|e| format!("{name}: {e}"))
-                }
+                Some(v) => parse_duration_ms(&v).map_err(|e| format!("{name}: {e}")),
                 None => Ok(default),
             }
         };
@@ -333,7 +335,7 @@ impl Settings {
             },
             ti_timeout_ms: duration("SOCWIRE_TI_TIMEOUT", 10_000)?.max(100),
             ti_cache_ttl_ms: duration("SOCWIRE_TI_CACHE_TTL", 3_600_000)?,
-            ti_cache_entries: (number("SOCWIRE_TI_CACHE_ENTRIES", 10_000.0)? as usize).max(1),
+            ti_cache_entries: count("SOCWIRE_TI_CACHE_ENTRIES", 10_000, 1..=10_000_000)? as usize,
             report_link_ms,
             triage_rule: match get("SOCWIRE_TRIAGE_RULE") {
                 Some(v) => v.parse().map_err(|e| format!("SOCWIRE_TRIAGE_RULE: {e}"))?,
@@ -343,9 +345,9 @@ impl Settings {
             la_workspace_id: get("SOCWIRE_LA_WORKSPACE_ID"),
             la_endpoint: get("SOCWIRE_LA_ENDPOINT")
                 .unwrap_or_else(|| "https://api.loganalytics.io".into()),
-            ti_concurrency: (number("SOCWIRE_TI_CONCURRENCY", 8.0)? as usize).clamp(1, 64),
+            ti_concurrency: count("SOCWIRE_TI_CONCURRENCY", 8, 1..=64)? as usize,
             sweep_lookback_ms,
-            sweep_max: (number("SOCWIRE_SWEEP_MAX", 1000.0)? as usize).max(1),
+            sweep_max: count("SOCWIRE_SWEEP_MAX", 1000, 1..=1_000_000)? as usize,
             ml_endpoint: get("SOCWIRE_ML_ENDPOINT"),
             ml_workspace: get("SOCWIRE_ML_WORKSPACE"),
             ml_location: get("SOCWIRE_ML_LOCATION").unwrap_or_else(|| "westeurope".into()),
@@ -365,35 +367,30 @@ impl Settings {
             ml_local_asset_dirs: list("SOCWIRE_ML_LOCAL_ASSET_DIRS")
                 .map(|v| v.into_iter().map(PathBuf::from).collect())
                 .unwrap_or_else(|| vec![data_dir.join("ml").join("local-assets")]),
-            ml_max_asset_bytes: number("SOCWIRE_ML_MAX_ASSET_BYTES", 4.0 * (1u64 << 30) as f64)?
-                as u64,
-            ml_max_unpacked_bytes: number(
+            ml_max_asset_bytes: count("SOCWIRE_ML_MAX_ASSET_BYTES", 4 * GIB, 1..=1024 * GIB)?,
+            ml_max_unpacked_bytes: count(
                 "SOCWIRE_ML_MAX_UNPACKED_BYTES",
-                16.0 * (1u64 << 30) as f64,
-            )? as u64,
+                16 * GIB,
+                1..=4096 * GIB,
+            )?,
             ml_image: get("SOCWIRE_ML_IMAGE"),
             ml_telemetry_eventhub: get("SOCWIRE_ML_TELEMETRY_EVENTHUB"),
             ml_cluster_identity: get("SOCWIRE_ML_CLUSTER_IDENTITY"),
             ml_tracking_uri: get("SOCWIRE_ML_TRACKING_URI"),
-            ml_poll_secs: number("SOCWIRE_ML_POLL_SECS", 30.0)?.max(1.0) as u64,
-            ml_divergence_evals: number("SOCWIRE_ML_DIVERGENCE_EVALS", 3.0)?.max(2.0) as usize,
-            ml_local_provision_ms: number("SOCWIRE_ML_LOCAL_PROVISION_MS", 3000.0)? as i64,
-            ml_local_max_nodes: number("SOCWIRE_ML_LOCAL_MAX_NODES", 8.0)? as u32,
+            ml_poll_secs: count("SOCWIRE_ML_POLL_SECS", 30, 1..=3600)?,
+            ml_divergence_evals: count("SOCWIRE_ML_DIVERGENCE_EVALS", 3, 2..=1000)? as usize,
+            ml_local_provision_ms: count("SOCWIRE_ML_LOCAL_PROVISION_MS", 3000, 0..=3_600_000)?
+                as i64,
+            ml_local_max_nodes: count("SOCWIRE_ML_LOCAL_MAX_NODES", 8, 0..=10_000)? as u32,
             ml_runner: get("SOCWIRE_ML_RUNNER").map(PathBuf::from),
             logs_endpoint: get("SOCWIRE_LOGS_ENDPOINT"),
             logs_dcr_id: get("SOCWIRE_LOGS_DCR_ID"),
             state_container: get("SOCWIRE_STATE_CONTAINER")
                 .unwrap_or_else(|| "socwire-state".into()),
             alert_window_ms,
-            alert_memory_bytes: {
-                let mb = number("SOCWIRE_ALERT_MEMORY_MB", 1024.0)?;
-                if !(64.0..=1_048_576.0).contains(&mb) || mb.fract() != 0.0 {
-                    return Err(format!(
-                        "SOCWIRE_ALERT_MEMORY_MB={mb} must be a whole number of MB from 64 to 1048576"
-                    ));
-                }
-                mb as usize * 1024 * 1024
-            },
+            alert_memory_bytes: count("SOCWIRE_ALERT_MEMORY_MB", 1024, 64..=1_048_576)? as usize
+                * 1024
+                * 1024,
             alert_event_score: number("SOCWIRE_ALERT_EVENT_SCORE", 20.0)?,
             port,
             data_dir,
@@ -569,6 +566,53 @@ impl std::str::FromStr for TriageRule {
     }
 }
 
+/// A count or size setting: a whole number within `range` (`default` when unset), or an error
+/// naming the setting. A negative or fractional value is never rounded or clamped.
+fn parse_count(
+    name: &str,
+    value: Option<String>,
+    default: u64,
+    range: RangeInclusive<u64>,
+) -> Result<u64, String> {
+    let Some(v) = value else {
+        return Ok(default);
+    };
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            format!(
+                "{name}={v:?} must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            )
+        })
+}
+
+/// Parses `90s`, `15m`, `24h`, `2d` into milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90m, 24h or 2d"))?;
+    let ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("{text:?}: use a unit s, m, h or d")),
+    };
+    if n <= 0 {
+        return Err("the window must be positive".into());
+    }
+    Ok(n * ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,6 +647,27 @@ mod tests {
         assert!(from(&[("SOCWIRE_REQUIRE_AZURE", "yes")])
             .unwrap_err()
             .contains("true or false"));
+        // Counts are never rounded or clamped into something else.
+        for (name, value) in [
+            ("SOCWIRE_TI_CONCURRENCY", "-3"),
+            ("SOCWIRE_TI_CONCURRENCY", "65"),
+            ("SOCWIRE_SWEEP_MAX", "2.5"),
+            ("SOCWIRE_ML_MAX_ASSET_BYTES", "-1"),
+            ("SOCWIRE_ML_DIVERGENCE_EVALS", "1"),
+            ("SOCWIRE_ALERT_MEMORY_MB", "100.5"),
+        ] {
+            let e = from(&[(name, value)]).unwrap_err();
+            assert!(
+                e.starts_with(&format!("{name}=\"{value}\" must be a whole number")),
+                "{e}"
+            );
+        }
+        let s = from(&[
+            ("SOCWIRE_TI_CONCURRENCY", " 64 "),
+            ("SOCWIRE_ALERT_MEMORY_MB", "64"),
+        ])
+        .unwrap();
+        assert_eq!((s.ti_concurrency, s.alert_memory_bytes), (64, 64 << 20));
     }
 
     #[test]

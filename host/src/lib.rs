@@ -1,6 +1,7 @@
 //! The local stand-in for the Azure Functions host (`socwire up`): reads host.json and
 //! function.json files, starts the custom handler as the real host does, and feeds it from
 //! embedded, durable SQLite brokers with the host's delivery rules.
+#![warn(missing_docs)]
 
 pub mod brokers;
 pub mod config;

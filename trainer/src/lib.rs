@@ -41,7 +41,7 @@
 //! `model.safetensors` (parameters plus the [`DataConfig`] in the metadata),
 //! `eval.safetensors` (`inputs` f32 `[n, 1, e, e, e]`, `labels` f32 `[n]`) and, through
 //! [`export_onnx`], `model.onnx` whose output is the sigmoid probability.
-
+#![warn(missing_docs)]
 // Without `train` the volume generator and the hyper-parameter checks have no caller.
 #![cfg_attr(not(feature = "train"), allow(dead_code))]
 

@@ -1,7 +1,10 @@
 //! The command-line tools around the handler: `up`, `ml` and `demo-events` here; `send`, `status`
 //! and `dlq` in `brokers`.
 
+pub mod alerts;
 mod brokers;
+pub mod package;
+pub mod sentinel;
 
 pub use brokers::{dlq, send, status, DlqAction, SendArgs, SendTarget};
 
@@ -157,7 +160,7 @@ fn send_demo_alerts(host: &Host, data_dir: &Path) -> anyhow::Result<()> {
         .get("SOCWIRE_ALERT_WINDOW")
         .filter(|v| !v.trim().is_empty())
     {
-        Some(v) => crate::alerts_cli::parse_duration_ms(v)
+        Some(v) => crate::settings::parse_duration_ms(v)
             .map_err(|e| anyhow::anyhow!("SOCWIRE_ALERT_WINDOW: {e}"))?,
         None => 24 * 3_600_000,
     };

@@ -11,14 +11,18 @@ use crate::protocol::{InvocationRequest, InvocationResponse, ServiceBusTrigger};
 
 /// Function name.
 pub const NAME: &str = "cancel-job";
-const TRIGGER: &str = "command";
+/// The trigger binding, as `function-defs/` declares it.
+pub const TRIGGER: super::Trigger = super::Trigger {
+    binding: "command",
+    kind: "serviceBusTrigger",
+};
 
 /// Handles one CancelJob.
 pub async fn run(
     ctx: &Context,
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
-    let t = ServiceBusTrigger::from_request(&req, TRIGGER)?;
+    let t = ServiceBusTrigger::from_request(&req, TRIGGER.binding)?;
     expect_subject("CancelJob", t.metadata.subject.as_deref()).map_err(refuse)?;
     let cmd = CancelJob::parse(&t.body).map_err(refuse)?;
     let Some(job) = ctx.ml.get_job(&cmd.job_id).await? else {

@@ -27,7 +27,11 @@ use std::path::Path;
 
 /// Function name.
 pub const NAME: &str = "export-model";
-const TRIGGER: &str = "command";
+/// The trigger binding, as `function-defs/` declares it.
+pub const TRIGGER: super::Trigger = super::Trigger {
+    binding: "command",
+    kind: "serviceBusTrigger",
+};
 const EVENTS_OUT: &str = "events";
 /// Files a version folder of socwire's trainer holds (a container job's holds its own files
 /// and `metadata.json`).
@@ -200,7 +204,7 @@ pub async fn run(
     ctx: &Context,
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
-    let t = ServiceBusTrigger::from_request(&req, TRIGGER)?;
+    let t = ServiceBusTrigger::from_request(&req, TRIGGER.binding)?;
     expect_subject("ExportModel", t.metadata.subject.as_deref()).map_err(refuse)?;
     let cmd = ExportModel::parse(&t.body).map_err(refuse)?;
     let Some(job) = ctx.ml.get_job(&cmd.job_id).await? else {
@@ -349,7 +353,7 @@ async fn contract_broken(
     reason: &str,
 ) -> InvocationResponse {
     let reason = format!("ExportModel: job {}: {reason}", job.id);
-    let mut response = RejectRecord::new(NAME, TRIGGER, &reason, req).into_response();
+    let mut response = RejectRecord::new(NAME, TRIGGER.binding, &reason, req).into_response();
     response.messages(
         EVENTS_OUT,
         vec![event(

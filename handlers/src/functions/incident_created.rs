@@ -10,7 +10,11 @@ use serde_json::Value;
 
 /// Function name (folder under `function-defs/`).
 pub const NAME: &str = "incident-created";
-const TRIGGER: &str = "event";
+/// The trigger binding, as `function-defs/` declares it.
+pub const TRIGGER: super::Trigger = super::Trigger {
+    binding: "event",
+    kind: "eventGridTrigger",
+};
 const OUTPUT: &str = "triage";
 
 /// Handles one event.
@@ -18,7 +22,7 @@ pub async fn run(
     ctx: &Context,
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
-    let trigger = EventGridTrigger::from_request(&req, TRIGGER)?;
+    let trigger = EventGridTrigger::from_request(&req, TRIGGER.binding)?;
     let incident = incident_of(&trigger.event)?;
     let mut response = InvocationResponse::default();
     if let Some(detail) = ctx.ledger.get(&triaged_key(&incident)).await? {

@@ -20,7 +20,11 @@ use socwire_common::text::for_log;
 
 /// Function name.
 pub const NAME: &str = "incident-sweep";
-const TRIGGER: &str = "timer";
+/// The trigger binding, as `function-defs/` declares it.
+pub const TRIGGER: super::Trigger = super::Trigger {
+    binding: "timer",
+    kind: "timerTrigger",
+};
 const OUTPUT: &str = "triage";
 /// The state key of the checkpoint.
 pub const CHECKPOINT_KEY: &str = "incident-sweep/checkpoint.json";
@@ -42,7 +46,7 @@ pub async fn run(
     ctx: &Context,
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
-    let _timer = TimerTrigger::from_request(&req, TRIGGER)?;
+    let _timer = TimerTrigger::from_request(&req, TRIGGER.binding)?;
     let mut response = InvocationResponse::default();
     let Some(workspace) = ctx.settings.workspace.as_ref() else {
         response.log("no Sentinel workspace configured (SOCWIRE_SENTINEL_*): nothing to sweep");

@@ -14,7 +14,11 @@ use serde_json::{json, Value};
 
 /// Function name.
 pub const NAME: &str = "ml-run-status";
-const TRIGGER: &str = "event";
+/// The trigger binding, as `function-defs/` declares it.
+pub const TRIGGER: super::Trigger = super::Trigger {
+    binding: "event",
+    kind: "eventGridTrigger",
+};
 const EVENTS_OUT: &str = "events";
 
 /// `runStatus` spelled as Azure ML's job API spells it (events have used lower case).
@@ -38,7 +42,7 @@ pub async fn run(
     ctx: &Context,
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
-    let t = EventGridTrigger::from_request(&req, TRIGGER)?;
+    let t = EventGridTrigger::from_request(&req, TRIGGER.binding)?;
     let mut response = InvocationResponse::default();
     let status = match t.event.event_type() {
         "Microsoft.MachineLearningServices.RunStatusChanged" => {

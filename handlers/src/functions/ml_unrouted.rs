@@ -11,13 +11,18 @@ use crate::protocol::{InvocationRequest, InvocationResponse, ServiceBusTrigger};
 
 /// Function name.
 pub const NAME: &str = "ml-unrouted";
+/// The trigger binding, as `function-defs/` declares it.
+pub const TRIGGER: super::Trigger = super::Trigger {
+    binding: "command",
+    kind: "serviceBusTrigger",
+};
 
 /// Handles one message.
 pub async fn run(
     _ctx: &Context,
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
-    let t = ServiceBusTrigger::from_request(&req, "command")?;
+    let t = ServiceBusTrigger::from_request(&req, TRIGGER.binding)?;
     let mut response = InvocationResponse::default();
     match t.metadata.subject.as_deref() {
         Some(s) if SUBJECTS.contains(&s) => {

@@ -56,6 +56,10 @@ pub enum FunctionError {
     /// The host POSTed to a name this handler does not serve: 404.
     #[error("unknown function {0:?}; this handler serves: {names}", names = FUNCTION_NAMES.join(", "))]
     UnknownFunction(String),
+    /// An outside system failed; the port's error is kept as the cause. 503 when a retry may
+    /// succeed ([`PortError::is_transient`]), else 500.
+    #[error("{}", if .0.is_transient() { "retry later" } else { "failed" })]
+    Port(#[from] PortError),
 }
 
 impl FunctionError {
@@ -66,7 +70,22 @@ impl FunctionError {
             FunctionError::UnknownFunction(_) => 404,
             FunctionError::Retry(_) => 503,
             FunctionError::Failed(_) => 500,
+            FunctionError::Port(e) if e.is_transient() => 503,
+            FunctionError::Port(_) => 500,
         }
+    }
+
+    /// The error and its causes, outermost first, joined by ": " (for logs and the response
+    /// body; `Display` alone says only the outermost).
+    pub fn report(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
     }
 }
 
@@ -81,33 +100,32 @@ impl From<ProtocolError> for FunctionError {
     }
 }
 
-impl From<PortError> for FunctionError {
-    fn from(e: PortError) -> Self {
-        if e.is_transient() {
-            FunctionError::Retry(e.to_string())
-        } else {
-            FunctionError::Failed(e.to_string())
-        }
-    }
+/// A function's trigger binding as its `function.json` declares it (direction `in`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trigger {
+    /// The binding's `name`: the key of the trigger's data in an invocation.
+    pub binding: &'static str,
+    /// The binding's `type` (`queueTrigger`, `serviceBusTrigger`, …).
+    pub kind: &'static str,
 }
 
-/// The trigger binding of each function that sets bad input aside (every non-HTTP function:
-/// an HTTP caller is answered 400 with the reason instead).
-fn trigger_binding(name: &str) -> Option<&'static str> {
-    match name {
-        alert_stream::NAME => Some("events"),
-        incident_created::NAME => Some("event"),
-        incident_sweep::NAME => Some("timer"),
-        triage_incident::NAME => Some("request"),
-        provision_gpu_cluster::NAME
-        | run_fine_tune::NAME
-        | export_model::NAME
-        | cancel_job::NAME
-        | ml_unrouted::NAME => Some("command"),
-        ml_run_status::NAME => Some("event"),
-        training_telemetry::NAME => Some("events"),
-        _ => None,
-    }
+/// The trigger of the function named `name`, as each function module declares it.
+pub fn trigger(name: &str) -> Option<Trigger> {
+    Some(match name {
+        alert_stream::NAME => alert_stream::TRIGGER,
+        cancel_job::NAME => cancel_job::TRIGGER,
+        export_model::NAME => export_model::TRIGGER,
+        incident_created::NAME => incident_created::TRIGGER,
+        incident_sweep::NAME => incident_sweep::TRIGGER,
+        ml_run_status::NAME => ml_run_status::TRIGGER,
+        ml_unrouted::NAME => ml_unrouted::TRIGGER,
+        playbook_webhook::NAME => playbook_webhook::TRIGGER,
+        provision_gpu_cluster::NAME => provision_gpu_cluster::TRIGGER,
+        run_fine_tune::NAME => run_fine_tune::TRIGGER,
+        training_telemetry::NAME => training_telemetry::TRIGGER,
+        triage_incident::NAME => triage_incident::TRIGGER,
+        _ => return None,
+    })
 }
 
 /// Runs the function named `name`. An input the function refuses as [`FunctionError::BadInput`]
@@ -118,7 +136,8 @@ pub async fn dispatch(
     ctx: &Context,
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
-    let Some(binding) = trigger_binding(name) else {
+    // An HTTP caller is answered 400 with the reason instead of having its input set aside.
+    let Some(Trigger { binding, .. }) = trigger(name).filter(|t| t.kind != "httpTrigger") else {
         return run(name, ctx, req).await;
     };
     let kept = req.clone();
@@ -203,4 +222,71 @@ impl TriageRequest {
 /// The ledger key that marks an incident as triaged.
 pub fn triaged_key(incident: &crate::sentinel::IncidentId) -> String {
     format!("triage:v1:{}", incident.key())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn through_question_mark(e: PortError) -> Result<(), FunctionError> {
+        Err(e)?
+    }
+
+    /// Every function's trigger against its `function-defs/<name>/function.json`, and every
+    /// folder there served by a function.
+    #[test]
+    fn each_trigger_is_the_one_function_defs_declares() {
+        let defs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../function-defs");
+        let mut folders: Vec<String> = std::fs::read_dir(&defs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        folders.sort();
+        let mut names: Vec<&str> = FUNCTION_NAMES.to_vec();
+        names.sort();
+        assert_eq!(folders, names);
+        for name in FUNCTION_NAMES {
+            let text = std::fs::read_to_string(defs.join(name).join("function.json")).unwrap();
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let declared: Vec<_> = json["bindings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|b| b["type"].as_str().unwrap().ends_with("Trigger"))
+                .collect();
+            assert_eq!(declared.len(), 1, "{name}: one trigger");
+            let t = trigger(name).unwrap();
+            assert_eq!(declared[0]["name"], t.binding, "{name}");
+            assert_eq!(declared[0]["type"], t.kind, "{name}");
+            assert_eq!(declared[0]["direction"], "in", "{name}");
+        }
+        assert!(trigger("no-such-function").is_none());
+    }
+
+    #[test]
+    fn a_port_failure_keeps_its_cause_and_its_retry_meaning() {
+        let e = through_question_mark(PortError::Transient("HTTP 429 from Sentinel".into()))
+            .unwrap_err();
+        assert_eq!(e.status(), 503);
+        let cause = std::error::Error::source(&e).expect("the port error is the source");
+        assert_eq!(
+            cause.to_string(),
+            "transient failure: HTTP 429 from Sentinel"
+        );
+        assert_eq!(
+            e.report(),
+            "retry later: transient failure: HTTP 429 from Sentinel"
+        );
+        let e = through_question_mark(PortError::Permanent("403 Forbidden".into())).unwrap_err();
+        assert_eq!(
+            (e.status(), e.report().as_str()),
+            (500, "failed: 403 Forbidden")
+        );
+        let e = through_question_mark(PortError::Conflict("etag".into())).unwrap_err();
+        assert_eq!(
+            e.status(),
+            503,
+            "a lost optimistic-concurrency race is retried"
+        );
+    }
 }

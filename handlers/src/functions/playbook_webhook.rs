@@ -10,7 +10,11 @@ use serde_json::{json, Value};
 
 /// Function name.
 pub const NAME: &str = "playbook-webhook";
-const TRIGGER: &str = "req";
+/// The trigger binding, as `function-defs/` declares it.
+pub const TRIGGER: super::Trigger = super::Trigger {
+    binding: "req",
+    kind: "httpTrigger",
+};
 const HTTP_OUT: &str = "res";
 const OUTPUT: &str = "triage";
 /// Largest body accepted, bytes; an incident trigger body with alerts and entities fits well.
@@ -22,7 +26,7 @@ pub async fn run(
     ctx: &Context,
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
-    let trigger = HttpTrigger::from_request(&req, TRIGGER)?;
+    let trigger = HttpTrigger::from_request(&req, TRIGGER.binding)?;
     let mut response = InvocationResponse::default();
     let incident = match incident_of(trigger.request.body.as_deref()) {
         Ok(id) => id,

@@ -20,7 +20,11 @@ use serde_json::json;
 
 /// Function name.
 pub const NAME: &str = "provision-gpu-cluster";
-const TRIGGER: &str = "command";
+/// The trigger binding, as `function-defs/` declares it.
+pub const TRIGGER: super::Trigger = super::Trigger {
+    binding: "command",
+    kind: "serviceBusTrigger",
+};
 const EVENTS_OUT: &str = "events";
 /// The Subject it takes.
 pub const SUBJECT: &str = "ProvisionGpuCluster";
@@ -36,7 +40,7 @@ pub async fn run(
     ctx: &Context,
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
-    let t = ServiceBusTrigger::from_request(&req, TRIGGER)?;
+    let t = ServiceBusTrigger::from_request(&req, TRIGGER.binding)?;
     expect_subject(SUBJECT, t.metadata.subject.as_deref()).map_err(refuse)?;
     let cmd = ProvisionGpuCluster::parse(&t.body).map_err(refuse)?;
     let key = format!("ml:cluster:v1:{}", cmd.command_id);
@@ -167,7 +171,8 @@ pub async fn run(
         }
         Outcome::Failed(reason) => {
             // Set aside with the reason (replayable once fixed), and tell subscribers.
-            let mut rejected = RejectRecord::new(NAME, TRIGGER, &reason, &req).into_response();
+            let mut rejected =
+                RejectRecord::new(NAME, TRIGGER.binding, &reason, &req).into_response();
             rejected.messages(
                 EVENTS_OUT,
                 vec![event(

@@ -28,7 +28,11 @@ use std::collections::BTreeMap;
 
 /// Function name.
 pub const NAME: &str = "run-fine-tune";
-const TRIGGER: &str = "command";
+/// The trigger binding, as `function-defs/` declares it.
+pub const TRIGGER: super::Trigger = super::Trigger {
+    binding: "command",
+    kind: "serviceBusTrigger",
+};
 const EVENTS_OUT: &str = "events";
 /// The Subject it takes.
 pub const SUBJECT: &str = "RunFineTune";
@@ -310,7 +314,7 @@ pub async fn run(
     ctx: &Context,
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
-    let t = ServiceBusTrigger::from_request(&req, TRIGGER)?;
+    let t = ServiceBusTrigger::from_request(&req, TRIGGER.binding)?;
     expect_subject(SUBJECT, t.metadata.subject.as_deref()).map_err(refuse)?;
     let cmd = RunFineTune::parse(&t.body).map_err(refuse)?;
     match submit(ctx, &cmd).await {

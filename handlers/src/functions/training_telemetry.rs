@@ -17,14 +17,18 @@ use std::collections::BTreeMap;
 
 /// Function name.
 pub const NAME: &str = "training-telemetry";
-const TRIGGER: &str = "events";
+/// The trigger binding, as `function-defs/` declares it.
+pub const TRIGGER: super::Trigger = super::Trigger {
+    binding: "events",
+    kind: "eventHubTrigger",
+};
 
 /// Handles one batch.
 pub async fn run(
     ctx: &Context,
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
-    let t = EventHubBatchTrigger::from_request(&req, TRIGGER)?;
+    let t = EventHubBatchTrigger::from_request(&req, TRIGGER.binding)?;
     let seqs = t.metadata.sequence_number_array.0.clone();
     let mut rejects = Vec::new();
     let mut by_job: BTreeMap<String, Vec<Point>> = BTreeMap::new();
@@ -43,7 +47,11 @@ pub async fn run(
                     .unwrap_or_else(|_| Value::String(body.clone()));
                 rejects.push(
                     serde_json::to_value(RejectRecord::for_item(
-                        NAME, TRIGGER, &reason, item, meta,
+                        NAME,
+                        TRIGGER.binding,
+                        &reason,
+                        item,
+                        meta,
                     ))
                     .unwrap_or_default(),
                 );

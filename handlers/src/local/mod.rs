@@ -7,7 +7,7 @@ mod reports;
 mod sentinel;
 mod tables;
 mod threat_intel;
-mod workspace;
+pub(crate) mod workspace;
 
 pub use ledger::SqliteLedger;
 pub use ml::{

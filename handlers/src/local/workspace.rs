@@ -28,6 +28,50 @@ pub struct LogRow {
     pub body: Map<String, Value>,
 }
 
+impl LogRow {
+    /// A workspace row from a `logs` entry: the table's usual columns name the host, account, IP
+    /// and domain.
+    pub fn from_log_entry(entry: &Map<String, Value>) -> Option<LogRow> {
+        let table = entry.get("table").and_then(Value::as_str)?.to_string();
+        let pick = |cols: &[&str]| cols.iter().find_map(|c| lower(entry.get(*c)));
+        let mut body = entry.clone();
+        body.remove("table");
+        Some(LogRow {
+            host: pick(&["DeviceName", "Computer", "HostName", "CompromisedEntity"]),
+            account: pick(&["UserPrincipalName", "AccountName", "AccountUpn"]),
+            ip: pick(&["IPAddress", "RemoteIP", "SourceIP", "DestinationIP"]),
+            domain: pick(&["Name", "DomainName"]).or_else(|| {
+                entry
+                    .get("RemoteUrl")
+                    .and_then(Value::as_str)
+                    .and_then(|u| {
+                        url::Url::parse(u)
+                            .ok()
+                            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                    })
+            }),
+            time_ms: time_ms(entry.get("TimeGenerated")),
+            table,
+            body,
+        })
+    }
+}
+
+/// `TimeGenerated` in ms since the epoch (now when absent or not RFC 3339).
+pub(crate) fn time_ms(v: Option<&Value>) -> i64 {
+    v.and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp_millis())
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis())
+}
+
+/// A text value trimmed and lower-cased; `None` when absent or empty.
+pub(crate) fn lower(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str)
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+}
+
 /// SQLite stand-in for a Log Analytics workspace.
 pub struct SqliteWorkspace {
     pool: SqlitePool,

@@ -3,7 +3,7 @@
 
 use super::deadletter::{insert_dead_letter, DeadLetterKind};
 use super::{new_token, BrokerResult, Brokers};
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use serde_json::json;
 
 /// How long a queue message lives by default (Azure: 7 days).
@@ -206,7 +206,8 @@ impl Brokers {
                 params![queue, id_of(id), pop_receipt],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .ok();
+            .optional()?;
+        // No row: the receipt is stale (the message was deleted, poisoned or received again).
         let Some((body, count)) = row else {
             return Ok(false);
         };
@@ -304,6 +305,22 @@ mod tests {
         assert_eq!(letters.len(), 1);
         assert_eq!(letters[0].reason, "bad input: not an id");
         assert_eq!(letters[0].attempts, 5);
+    }
+
+    #[test]
+    fn a_store_failure_while_poisoning_is_an_error_not_a_stale_receipt() {
+        let (_d, b, _clock) = brokers();
+        b.queue_put("q", b"bad", 0).unwrap();
+        let m = b.queue_receive("q", 1, 60_000).unwrap().remove(0);
+        // A row SQLite cannot hand back as the schema says: the read fails.
+        b.lock()
+            .execute("UPDATE queue_messages SET dequeue_count = 'many'", [])
+            .unwrap();
+        assert!(b
+            .queue_poison("q", &m.id, &m.pop_receipt, "bad input")
+            .is_err());
+        // A receipt that matches nothing is still a plain "no".
+        assert!(!b.queue_poison("q", &m.id, "stale", "bad input").unwrap());
     }
 
     #[test]

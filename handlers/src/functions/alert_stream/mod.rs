@@ -42,8 +42,11 @@ pub const NAME: &str = "alert-stream";
 pub const FEEDBACK_KEY: &str = "alertgraph/feedback";
 /// How long verdicts read from the state store are used before they are read again.
 const FEEDBACK_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
-/// Trigger binding.
-const EVENTS_IN: &str = "events";
+/// The trigger binding, as `function-defs/` declares it.
+pub const TRIGGER: super::Trigger = super::Trigger {
+    binding: "events",
+    kind: "eventHubTrigger",
+};
 /// Event Grid output binding.
 const EVENTS_OUT: &str = "prioritized";
 /// DCR stream of subgraph rows.
@@ -174,7 +177,7 @@ pub async fn run(
     ctx: &Context,
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
-    let trigger = EventHubBatchTrigger::from_request(&req, EVENTS_IN)?;
+    let trigger = EventHubBatchTrigger::from_request(&req, TRIGGER.binding)?;
     let partition = trigger
         .metadata
         .partition_context
@@ -601,7 +604,11 @@ mod tests {
             .unwrap();
         // `one` still holds the partition as it was before `two` wrote entry 1.
         let stale = run(&one, batch(2, &[alert("x3", 8, "10.0.0.1", "10.0.0.2")])).await;
-        assert!(matches!(stale, Err(FunctionError::Retry(_))), "{stale:?}");
+        assert_eq!(
+            stale.as_ref().err().map(|e| e.status()),
+            Some(503),
+            "{stale:?}"
+        );
         // Reloaded, it continues from the journal both wrote to.
         run(&one, batch(2, &[alert("x3", 8, "10.0.0.1", "10.0.0.2")]))
             .await

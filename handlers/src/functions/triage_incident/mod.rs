@@ -42,7 +42,11 @@ use socwire_common::text::for_log;
 
 /// Function name.
 pub const NAME: &str = "triage-incident";
-const TRIGGER: &str = "request";
+/// The trigger binding, as `function-defs/` declares it.
+pub const TRIGGER: super::Trigger = super::Trigger {
+    binding: "request",
+    kind: "queueTrigger",
+};
 const EVENTS_OUT: &str = "events";
 /// Most entities read per incident; the rest are counted in the verdict's reasons.
 pub const MAX_ENTITIES: usize = 500;
@@ -58,7 +62,7 @@ pub async fn run(
     ctx: &Context,
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
-    let trigger = QueueTrigger::from_request(&req, TRIGGER)?;
+    let trigger = QueueTrigger::from_request(&req, TRIGGER.binding)?;
     let request = TriageRequest::parse_with(&trigger.message, ctx.settings.workspace.as_ref())?;
     let id = &request.incident_id;
     let key = triaged_key(id);

@@ -1,5 +1,6 @@
 //! `socwire alerts`: the alert graph engine in batch mode, and the labelled data generator.
 
+use crate::settings::parse_duration_ms;
 use alertgraph::batch::{rank_alerts, read_input};
 use alertgraph::eval::evaluate;
 use alertgraph::feedback::{Feedback, Verdict};
@@ -103,29 +104,6 @@ pub enum AlertsAction {
         #[arg(long, env = "SOCWIRE_DATA_DIR", default_value = ".socwire")]
         data_dir: PathBuf,
     },
-}
-
-/// Parses `90s`, `15m`, `24h`, `2d` into milliseconds.
-pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 90m, 24h or 2d"))?;
-    let ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("{text:?}: use a unit s, m, h or d")),
-    };
-    if n <= 0 {
-        return Err("the window must be positive".into());
-    }
-    Ok(n * ms)
 }
 
 /// Runs an `alerts` action.

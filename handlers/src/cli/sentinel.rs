@@ -4,6 +4,7 @@
 //! local workspace tables the typed questions read (`SecurityAlert` rows from the alerts, and
 //! any rows under an optional `logs` key: `{"table": "SigninLogs", "TimeGenerated": …, …}`).
 
+use crate::local::workspace::{lower, time_ms};
 use crate::local::{LogRow, SqliteIncidentStore, SqliteLedger, SqliteWorkspace};
 use crate::ports::{IncidentStore, Ledger};
 use crate::sentinel::{Entity, Incident, IncidentId, Links, Subject};
@@ -117,46 +118,6 @@ fn parse_line(text: &str) -> Result<Line, String> {
     Ok((incident, entities, list("alerts")?, list("logs")?))
 }
 
-fn time_ms(v: Option<&Value>) -> i64 {
-    v.and_then(Value::as_str)
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.timestamp_millis())
-        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis())
-}
-
-fn lower(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str)
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-}
-
-/// A workspace row from a `logs` entry: the table's usual columns name the host, account, IP
-/// and domain.
-pub fn log_row(entry: &Map<String, Value>) -> Option<LogRow> {
-    let table = entry.get("table").and_then(Value::as_str)?.to_string();
-    let pick = |cols: &[&str]| cols.iter().find_map(|c| lower(entry.get(*c)));
-    let mut body = entry.clone();
-    body.remove("table");
-    Some(LogRow {
-        host: pick(&["DeviceName", "Computer", "HostName", "CompromisedEntity"]),
-        account: pick(&["UserPrincipalName", "AccountName", "AccountUpn"]),
-        ip: pick(&["IPAddress", "RemoteIP", "SourceIP", "DestinationIP"]),
-        domain: pick(&["Name", "DomainName"]).or_else(|| {
-            entry
-                .get("RemoteUrl")
-                .and_then(Value::as_str)
-                .and_then(|u| {
-                    url::Url::parse(u)
-                        .ok()
-                        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-                })
-        }),
-        time_ms: time_ms(entry.get("TimeGenerated")),
-        table,
-        body,
-    })
-}
-
 /// A `ThreatIntelIndicators` row of a `logs` entry as the local TI table keeps it: the
 /// indicator kind its `ObservableKey` names, the canonical value, and the row.
 pub fn ti_row(entry: &Map<String, Value>) -> Option<(String, String, Map<String, Value>)> {
@@ -267,7 +228,7 @@ pub fn import(
                         Some((kind, value, body)) => workspace
                             .add_indicator(&kind, &value, &body)
                             .map_err(|e| anyhow::anyhow!("line {line_no}: {e}"))?,
-                        None => rows.extend(log_row(entry)),
+                        None => rows.extend(LogRow::from_log_entry(entry)),
                     }
                 }
                 workspace
