@@ -140,16 +140,23 @@ pub struct JobSpec {
 pub enum Progress {
     /// After each optimisation step (`step` counts from 1).
     Step {
+        /// Steps run so far.
         step: u64,
+        /// The epoch it belongs to (from 1).
         epoch: u32,
+        /// Training loss of the step's batch.
         loss: f64,
+        /// The learning rate the step used.
         #[serde(alias = "learningRate")]
         learning_rate: f64,
     },
     /// On the held-out set: once before training (`step` 0) and after every epoch.
     Eval {
+        /// Steps run before it.
         step: u64,
+        /// Loss on the held-out set.
         loss: f64,
+        /// Average precision on the held-out set.
         #[serde(alias = "averagePrecision")]
         average_precision: f64,
     },
@@ -177,16 +184,31 @@ pub enum TrainerError {
     /// The model file (base model for [`fine_tune`], model for [`export_onnx`]) is missing,
     /// not safetensors, or not a model this trainer wrote.
     #[error("bad model file {path}: {reason}")]
-    BadModel { path: PathBuf, reason: String },
+    BadModel {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An `eval.safetensors` lacks `inputs` or `labels`, or cannot be read.
     #[error("bad evaluation set {path}: {reason}")]
-    BadEvalSet { path: PathBuf, reason: String },
+    BadEvalSet {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The job's hyper-parameters are out of range.
     #[error("invalid hyper-parameters: {0}")]
     InvalidHyperParameters(String),
     /// The loss became NaN or infinite: the run diverged (learning rate too high?).
     #[error("training diverged at step {step}: loss is {loss}; lower the learning rate")]
-    Diverged { step: u64, loss: f64 },
+    Diverged {
+        /// The step whose loss was not finite.
+        step: u64,
+        /// That loss.
+        loss: f64,
+    },
     /// The device asked for cannot be used (no GPU in a `cuda` build, or `cuda` asked of a
     /// build without it). Never answered by training on the CPU instead.
     #[error("no usable training device: {0}")]
@@ -197,7 +219,9 @@ pub enum TrainerError {
     /// Reading or writing a file failed.
     #[error("{context}: {source}")]
     Io {
+        /// What was being read or written.
         context: String,
+        /// The failure.
         #[source]
         source: std::io::Error,
     },

@@ -10,11 +10,13 @@ use std::time::Duration;
 /// `socwire send` options.
 #[derive(Args, Debug)]
 pub struct SendArgs {
+    #[allow(missing_docs)] // clap would show a doc comment here as help
     #[command(subcommand)]
     pub target: SendTarget,
     /// Read the message from this file ("-" or absent: standard input).
     #[arg(long, global = true)]
     pub file: Option<PathBuf>,
+    #[allow(missing_docs)] // clap would show a doc comment here as help
     #[command(flatten)]
     pub data: super::DataDir,
     /// The app root, to read host.json's queue message encoding.

@@ -324,8 +324,10 @@ pub struct DataDir {
 /// `socwire ml` options.
 #[derive(Args, Debug)]
 pub struct MlArgs {
+    #[allow(missing_docs)] // clap would show a doc comment here as help
     #[command(flatten)]
     pub data: DataDir,
+    #[allow(missing_docs)] // clap would show a doc comment here as help
     #[command(subcommand)]
     pub action: MlAction,
 }

@@ -23,13 +23,21 @@ pub enum ProtocolError {
     /// A value did not have the shape the trigger needs.
     #[error("Data.{binding} is not a valid {kind}: {reason}")]
     InvalidBinding {
+        /// The trigger binding's name.
         binding: String,
+        /// The trigger kind it was read as.
         kind: &'static str,
+        /// What is wrong with it.
         reason: String,
     },
     /// Metadata did not have the expected shape.
     #[error("Metadata is not valid for a {kind} trigger: {reason}")]
-    InvalidMetadata { kind: &'static str, reason: String },
+    InvalidMetadata {
+        /// The trigger kind.
+        kind: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// The body the host POSTs for every invocation: `{"Data": {...}, "Metadata": {...}}`.

@@ -172,23 +172,15 @@ fn event_of(s: &Subgraph, now: &str) -> Value {
     })
 }
 
-/// Handles one batch.
+/// Handles one batch: the partition's engine (loaded on first use), a redelivered batch
+/// answered from what it emitted, the batch's alerts ingested, the final rows and the journal
+/// entry written (outputs first, state after), and a summary.
 pub async fn run(
     ctx: &Context,
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
     let trigger = EventHubBatchTrigger::from_request(&req, TRIGGER.binding)?;
-    let partition = trigger
-        .metadata
-        .partition_context
-        .as_ref()
-        .and_then(|p| p.partition_id.clone())
-        .filter(|p| {
-            !p.is_empty()
-                && p.len() <= 64
-                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-        .unwrap_or_else(|| "0".into());
+    let partition = partition_of(&trigger);
     let seqs = &trigger.metadata.sequence_number_array.0;
     let (first_seq, last_seq) = (
         seqs.iter().copied().min().unwrap_or(-1),
@@ -198,39 +190,10 @@ pub async fn run(
     let now = alertgraph::alert::format_time(now_ms);
     let mut guard = ctx.alert_engine.lock().await;
     let engines = guard.get_or_insert_with(EngineState::default);
-    if !engines.partitions.contains_key(&partition) {
-        let mut loaded = load(ctx, &partition).await?;
-        loaded.engine.set_feedback(engines.feedback.clone());
-        engines.partitions.insert(partition.clone(), loaded);
-        // The instance's budget is shared by every partition it holds.
-        let share = ctx.settings.alert_memory_bytes / engines.partitions.len();
-        for p in engines.partitions.values_mut() {
-            p.engine.set_max_bytes(share);
-        }
-    }
-    // Analysts' verdicts, read again at most once a minute.
-    if engines
-        .feedback_read
-        .is_none_or(|at| at.elapsed() >= FEEDBACK_REFRESH)
-    {
-        let feedback: alertgraph::feedback::Feedback = match ctx.state.load(FEEDBACK_KEY).await? {
-            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::error!(error = %e, "alert engine: the stored analysts' verdicts cannot be read; going on without them");
-                Default::default()
-            }),
-            None => Default::default(),
-        };
-        for p in engines.partitions.values_mut() {
-            p.engine.set_feedback(feedback.clone());
-        }
-        engines.feedback = feedback;
-        engines.feedback_read = Some(std::time::Instant::now());
-    }
+    hold_partition(ctx, engines, &partition).await?;
+    refresh_feedback(ctx, engines).await?;
     let partitions_held = engines.partitions.len();
-    let state = engines
-        .partitions
-        .get_mut(&partition)
-        .expect("loaded above");
+    let state = engines.partitions.get_mut(&partition).expect("held above");
 
     // A redelivery: answer with the events already emitted for these sequence numbers.
     let replayed: Vec<Value> = state
@@ -256,126 +219,41 @@ pub async fn run(
         return Ok(response);
     }
 
-    let mut counts = Counts {
-        alerts: 0,
-        accepted: 0,
-        duplicates: 0,
-        rejected: 0,
-        rows: 0,
-        events: 0,
-    };
-    let mut rejects = Vec::new();
-    let mut applied = Vec::new();
-    let mut first_duplicate = None;
     let early_before = state.engine.early_evictions();
-    for body in &trigger.events {
-        if body.len() > MAX_EVENT_BYTES {
-            counts.rejected += 1;
-            rejects.push(reject_row(
-                &now,
-                None,
-                &format!("event body is {} bytes; the limit is 1 MiB", body.len()),
-                body,
-            ));
-            continue;
-        }
-        let value: Value = match serde_json::from_str(body) {
-            Ok(v) => v,
-            Err(e) => {
-                counts.rejected += 1;
-                rejects.push(reject_row(
-                    &now,
-                    None,
-                    &format!("event body is not JSON: {e}"),
-                    body,
-                ));
-                continue;
-            }
-        };
-        for item in alertgraph::formats::alerts_of_value(&value, Format::Auto, Some(now_ms)) {
-            counts.alerts += 1;
-            let parsed = item.result;
-            let element = || element_of(&value, item.record);
-            // A refusal while parsing and one by the engine are set aside alike; only a
-            // repeat of an alert already in the window is counted, not set aside.
-            match parsed.and_then(|alert| state.engine.ingest(&alert).map(|()| alert)) {
-                Ok(alert) => {
-                    counts.accepted += 1;
-                    applied.push(alert);
-                }
-                Err(r) if r.reason.starts_with("duplicate") => {
-                    counts.duplicates += 1;
-                    first_duplicate.get_or_insert_with(|| r.alert_id.unwrap_or_default());
-                }
-                Err(r) => {
-                    counts.rejected += 1;
-                    rejects.push(reject_row(
-                        &now,
-                        r.alert_id.as_deref(),
-                        &r.reason,
-                        &element(),
-                    ));
-                }
-            }
-        }
-    }
+    let mut batch = ingest_batch(&mut state.engine, &trigger.events, &now, now_ms);
 
     // Final rows: groups that closed and parts that left the window (or the bound).
     let rows: Vec<Subgraph> = state.engine.evict();
     let early = state.engine.early_evictions();
-    let row_values: Vec<Value> = rows.iter().map(|s| s.to_row(&now)).collect();
     let mut events: Vec<Value> = rows
         .iter()
         .filter(|s| s.score >= ctx.settings.alert_event_score)
         .map(|s| event_of(s, &now))
         .collect();
-    let batch = BatchRecord {
+    let record = BatchRecord {
         first_seq,
         last_seq,
         events: events.iter().map(Value::to_string).collect(),
     };
     let entry = JournalEntry {
-        batch: batch.clone(),
-        alerts: applied,
+        batch: record.clone(),
+        alerts: std::mem::take(&mut batch.applied),
     };
-
-    // Rows first, then the journal entry (conditional: one writer per entry). If anything
-    // fails, forget the in-memory partition so the redelivered batch is applied to the last
-    // committed state.
-    let result: Result<(), FunctionError> = async {
-        if !rejects.is_empty() {
-            ctx.logs.upload(REJECT_STREAM, &rejects).await?;
-        }
-        if !row_values.is_empty() {
-            ctx.logs.upload(SUBGRAPH_STREAM, &row_values).await?;
-        }
-        let bytes = serde_json::to_vec(&entry).map_err(|e| state_error("journal", e))?;
-        if !ctx
-            .state
-            .create(&journal_key(&partition, state.next), &bytes)
-            .await?
-        {
-            return Err(PortError::Conflict(format!(
-                "journal entry {} of partition {partition} was written by another instance",
-                state.next
-            ))
-            .into());
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = result {
+    let row_values: Vec<Value> = rows.iter().map(|s| s.to_row(&now)).collect();
+    if let Err(e) = commit(ctx, &partition, state, &batch.rejects, &row_values, &entry).await {
+        // Forget the in-memory partition, so the redelivered batch is applied to the last
+        // committed state.
         engines.partitions.remove(&partition);
         return Err(e);
     }
     state.next += 1;
-    state.remember(batch);
+    state.remember(record);
     if state.next - state.base_next >= COMPACT_EVERY {
         compact(ctx, &partition, state).await?;
     }
 
-    counts.rows = rows.len();
-    counts.events = events.len();
+    batch.counts.rows = rows.len();
+    batch.counts.events = events.len();
     let mut response = InvocationResponse::default();
     let bound = if early.times > early_before.times {
         let EarlyEvictions { alerts, .. } = early;
@@ -391,12 +269,13 @@ pub async fn run(
     } else {
         String::new()
     };
+    let counts = &batch.counts;
     response.log(format!(
         "partition {partition}: {} alert(s): {} new, {} duplicate(s){}, {} set aside; {} held; {} final row(s), {} event(s){bound}",
         counts.alerts,
         counts.accepted,
         counts.duplicates,
-        first_duplicate.map(|id| format!(" (first {})", socwire_common::text::for_log(&id, 40))).unwrap_or_default(),
+        batch.first_duplicate.as_ref().map(|id| format!(" (first {})", socwire_common::text::for_log(id, 40))).unwrap_or_default(),
         counts.rejected,
         state.engine.held(),
         counts.rows,
@@ -406,8 +285,166 @@ pub async fn run(
     if !events.is_empty() {
         response.messages(EVENTS_OUT, events);
     }
-    response.return_value = Some(serde_json::to_value(&counts).unwrap_or_default());
+    response.return_value = Some(serde_json::to_value(counts).unwrap_or_default());
     Ok(response)
+}
+
+/// The batch's partition id from its metadata ("0" when absent or not a plain id).
+fn partition_of(trigger: &EventHubBatchTrigger) -> String {
+    trigger
+        .metadata
+        .partition_context
+        .as_ref()
+        .and_then(|p| p.partition_id.clone())
+        .filter(|p| {
+            !p.is_empty()
+                && p.len() <= 64
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .unwrap_or_else(|| "0".into())
+}
+
+/// Loads `partition`'s engine on its first batch here, and shares the instance's memory budget
+/// among every partition it holds.
+async fn hold_partition(
+    ctx: &Context,
+    engines: &mut EngineState,
+    partition: &str,
+) -> Result<(), FunctionError> {
+    if engines.partitions.contains_key(partition) {
+        return Ok(());
+    }
+    let mut loaded = load(ctx, partition).await?;
+    loaded.engine.set_feedback(engines.feedback.clone());
+    engines.partitions.insert(partition.to_string(), loaded);
+    let share = ctx.settings.alert_memory_bytes / engines.partitions.len();
+    for p in engines.partitions.values_mut() {
+        p.engine.set_max_bytes(share);
+    }
+    Ok(())
+}
+
+/// Reads the analysts' verdicts again when the copy held is over a minute old.
+async fn refresh_feedback(ctx: &Context, engines: &mut EngineState) -> Result<(), FunctionError> {
+    if engines
+        .feedback_read
+        .is_some_and(|at| at.elapsed() < FEEDBACK_REFRESH)
+    {
+        return Ok(());
+    }
+    let feedback: alertgraph::feedback::Feedback = match ctx.state.load(FEEDBACK_KEY).await? {
+        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "alert engine: the stored analysts' verdicts cannot be read; going on without them");
+            Default::default()
+        }),
+        None => Default::default(),
+    };
+    for p in engines.partitions.values_mut() {
+        p.engine.set_feedback(feedback.clone());
+    }
+    engines.feedback = feedback;
+    engines.feedback_read = Some(std::time::Instant::now());
+    Ok(())
+}
+
+/// What one batch's events gave the engine.
+struct Ingested {
+    counts: Counts,
+    /// Rows of the alerts set aside, with their reasons.
+    rejects: Vec<Value>,
+    /// The alerts the engine took, for the journal.
+    applied: Vec<alertgraph::Alert>,
+    /// The first repeat of an alert already in the window (counted, not set aside).
+    first_duplicate: Option<String>,
+}
+
+/// Reads every alert of the batch's events (any format) into `engine`; a refusal while
+/// parsing and one by the engine are set aside alike.
+fn ingest_batch(engine: &mut Engine, bodies: &[String], now: &str, now_ms: i64) -> Ingested {
+    let mut out = Ingested {
+        counts: Counts {
+            alerts: 0,
+            accepted: 0,
+            duplicates: 0,
+            rejected: 0,
+            rows: 0,
+            events: 0,
+        },
+        rejects: Vec::new(),
+        applied: Vec::new(),
+        first_duplicate: None,
+    };
+    for body in bodies {
+        if body.len() > MAX_EVENT_BYTES {
+            out.counts.rejected += 1;
+            let reason = format!("event body is {} bytes; the limit is 1 MiB", body.len());
+            out.rejects.push(reject_row(now, None, &reason, body));
+            continue;
+        }
+        let value: Value = match serde_json::from_str(body) {
+            Ok(v) => v,
+            Err(e) => {
+                out.counts.rejected += 1;
+                let reason = format!("event body is not JSON: {e}");
+                out.rejects.push(reject_row(now, None, &reason, body));
+                continue;
+            }
+        };
+        for item in alertgraph::formats::alerts_of_value(&value, Format::Auto, Some(now_ms)) {
+            out.counts.alerts += 1;
+            match item
+                .result
+                .and_then(|alert| engine.ingest(&alert).map(|()| alert))
+            {
+                Ok(alert) => {
+                    out.counts.accepted += 1;
+                    out.applied.push(alert);
+                }
+                Err(r) if r.reason.starts_with("duplicate") => {
+                    out.counts.duplicates += 1;
+                    out.first_duplicate
+                        .get_or_insert_with(|| r.alert_id.unwrap_or_default());
+                }
+                Err(r) => {
+                    out.counts.rejected += 1;
+                    let element = element_of(&value, item.record);
+                    out.rejects
+                        .push(reject_row(now, r.alert_id.as_deref(), &r.reason, &element));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Rows first, then the journal entry (conditional: one writer per entry).
+async fn commit(
+    ctx: &Context,
+    partition: &str,
+    state: &PartitionState,
+    rejects: &[Value],
+    rows: &[Value],
+    entry: &JournalEntry,
+) -> Result<(), FunctionError> {
+    if !rejects.is_empty() {
+        ctx.logs.upload(REJECT_STREAM, rejects).await?;
+    }
+    if !rows.is_empty() {
+        ctx.logs.upload(SUBGRAPH_STREAM, rows).await?;
+    }
+    let bytes = serde_json::to_vec(entry).map_err(|e| state_error("journal", e))?;
+    if !ctx
+        .state
+        .create(&journal_key(partition, state.next), &bytes)
+        .await?
+    {
+        return Err(PortError::Conflict(format!(
+            "journal entry {} of partition {partition} was written by another instance",
+            state.next
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Writes the partition's base (exact engine snapshot) and deletes the journal entries it
