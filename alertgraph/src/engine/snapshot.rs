@@ -16,7 +16,7 @@ impl Engine {
     pub fn restore(bytes: &[u8]) -> Result<Self, String> {
         let body = bytes
             .strip_prefix(SNAPSHOT_MAGIC)
-            .ok_or("engine snapshot: not a version 6 snapshot")?;
+            .ok_or("engine snapshot: not a version 7 snapshot")?;
         let mut e: Engine = bincode::deserialize(body)
             .map_err(|e| format!("engine snapshot is unreadable: {e}"))?;
         e.node_index = e
@@ -50,4 +50,4 @@ impl Engine {
 }
 
 /// Marks (and versions) a snapshot.
-const SNAPSHOT_MAGIC: &[u8] = b"alertgraph-v6\n";
+const SNAPSHOT_MAGIC: &[u8] = b"alertgraph-v7\n";
