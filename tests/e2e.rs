@@ -1217,7 +1217,7 @@ fn the_packaged_handler_starts_in_azure_mode_on_a_read_only_root_offline_and_unp
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("wwwroot");
     let binary = std::fs::read(env!("CARGO_BIN_EXE_socwire")).unwrap();
-    let entries = socwire::cli::package::collect(&app_root(), &binary).unwrap();
+    let entries = socwire::package::collect(&app_root(), &binary).unwrap();
     for e in &entries {
         let path = root.join(&e.name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -6,7 +6,6 @@
 #![warn(missing_docs)]
 
 pub mod azure;
-pub mod cli;
 pub mod console;
 pub mod context;
 pub mod demo;
@@ -15,6 +14,7 @@ pub mod ids;
 pub mod ioc;
 pub mod local;
 pub mod ml;
+pub mod package;
 pub mod ports;
 pub mod protocol;
 pub mod providers;

@@ -2,8 +2,10 @@
 //! tools for its brokers and the alert graph engine.
 
 use clap::{Parser, Subcommand};
-use socwire::{cli, serve, settings::Settings};
+use socwire::{serve, settings::Settings};
 use std::process::ExitCode;
+
+mod cli;
 
 /// mimalloc instead of the C library's allocator: the alert engine builds and frees many small
 /// strings and vectors per row, and with glibc's malloc allocation was about 30 % of its time
@@ -27,9 +29,9 @@ enum Command {
     /// Run the custom handler (what host.json starts; listens on FUNCTIONS_CUSTOMHANDLER_PORT).
     Serve,
     /// Run the function set locally: the handler under an embedded host with durable brokers.
-    Up(cli::UpArgs),
+    Up(cli::up::UpArgs),
     /// Send a message or event to a local queue, Service Bus entity, hub or Event Grid topic.
-    Send(cli::SendArgs),
+    Send(cli::send::SendArgs),
     /// Show message counts per queue, subscription, hub and topic.
     Status {
         #[command(flatten)]
@@ -48,27 +50,27 @@ enum Command {
         incidents: usize,
     },
     /// Build the deployable zip: the handler binary, host.json and one folder per function.
-    Package(socwire::cli::package::PackageArgs),
+    Package(cli::package::PackageArgs),
     /// Alert graph engine: generate labelled IT/OT alerts, rank subgraphs of a file of alerts.
     Alerts {
         #[command(subcommand)]
-        action: socwire::cli::alerts::AlertsAction,
+        action: cli::alerts::AlertsAction,
     },
     /// Local Sentinel: import incidents (JSONL) and export them with what triage did.
     Sentinel {
         #[command(flatten)]
         data: cli::DataDir,
         #[command(subcommand)]
-        action: socwire::cli::sentinel::SentinelAction,
+        action: cli::sentinel::SentinelAction,
     },
     /// The GPU model lifecycle: status of the local compute back end, its job runner.
-    Ml(cli::MlArgs),
+    Ml(cli::ml::MlArgs),
     /// Inspect and replay poison queues, dead-letter queues and Event Grid dead letters.
     Dlq {
         #[command(flatten)]
         data: cli::DataDir,
         #[command(subcommand)]
-        action: cli::DlqAction,
+        action: cli::dlq::DlqAction,
     },
 }
 
@@ -127,17 +129,17 @@ fn main() -> ExitCode {
                 let settings = Settings::from_env().map_err(anyhow::Error::msg)?;
                 serve::run_from_settings(settings).await
             }
-            Command::Up(args) => cli::up(args).await,
-            Command::Send(args) => cli::send(args).await,
-            Command::Status { data, json } => cli::status(&data.data_dir, json),
-            Command::Dlq { data, action } => cli::dlq(&data.data_dir, action),
-            Command::Sentinel { data, action } => {
-                socwire::cli::sentinel::run(&data.data_dir, action).await
+            Command::Up(args) => cli::up::run(args).await,
+            Command::Send(args) => cli::send::run(args).await,
+            Command::Status { data, json } => cli::status::run(&data.data_dir, json),
+            Command::Dlq { data, action } => cli::dlq::run(&data.data_dir, action),
+            Command::Sentinel { data, action } => cli::sentinel::run(&data.data_dir, action).await,
+            Command::Ml(args) => cli::ml::run(args).await,
+            Command::Alerts { action } => cli::alerts::run(action),
+            Command::Package(args) => cli::package::run(args),
+            Command::DemoEvents { data, incidents } => {
+                cli::demo_events::run(&data.data_dir, incidents)
             }
-            Command::Ml(args) => cli::ml(args).await,
-            Command::Alerts { action } => socwire::cli::alerts::run(action),
-            Command::Package(args) => socwire::cli::package::run(args),
-            Command::DemoEvents { data, incidents } => cli::demo_events(&data.data_dir, incidents),
         }
     });
     // Do not wait for blocking tasks (the stdin watch of `serve` never ends by itself): a

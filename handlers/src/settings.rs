@@ -1,6 +1,7 @@
 //! Settings, read once from the environment at start (the Functions host passes app settings
 //! as environment variables; `socwire up` does the same from `local.settings.json`).
 
+use crate::functions::triage_incident::TriageRule;
 use serde_json::Value;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -539,31 +540,6 @@ fn parse_timespan(text: &str) -> Option<Duration> {
         .collect::<Option<_>>()?;
     let [h, m, s] = parts[..] else { return None };
     Some(Duration::from_secs(((days * 24 + h) * 60 + m) * 60 + s))
-}
-
-/// How findings become a severity change (`SOCWIRE_TRIAGE_RULE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TriageRule {
-    /// The Sentinel notebooks' automated triage (AutomatedNotebooks-IncidentTriage and its
-    /// manager): threat intelligence rating an IP address or a URL high or warning sets
-    /// severity High and status New; nothing else changes the incident (domain checks and
-    /// workspace findings are reported, not acted on). `seed` is accepted as a name for it.
-    #[default]
-    Notebook,
-    /// Every finding counts: high → High; warning → at least Medium (never lowers, status
-    /// kept); every indicator allow-listed → Low.
-    Graded,
-}
-
-impl std::str::FromStr for TriageRule {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "notebook" | "seed" => Ok(TriageRule::Notebook),
-            "graded" => Ok(TriageRule::Graded),
-            other => Err(format!("triage rule {other:?}: use notebook or graded")),
-        }
-    }
 }
 
 /// A count or size setting: a whole number within `range` (`default` when unset), or an error

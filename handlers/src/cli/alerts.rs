@@ -1,6 +1,5 @@
 //! `socwire alerts`: the alert graph engine in batch mode, and the labelled data generator.
 
-use crate::settings::parse_duration_ms;
 use alertgraph::batch::{rank_alerts, read_input};
 use alertgraph::eval::evaluate;
 use alertgraph::feedback::{Feedback, Verdict};
@@ -9,6 +8,7 @@ use alertgraph::generate::{generate, ChainLabel, Family, GenConfig};
 use alertgraph::{Config, Engine};
 use clap::Subcommand;
 use serde_json::Value;
+use socwire::settings::parse_duration_ms;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -221,7 +221,7 @@ fn record_feedback(
             (shape, store.display().to_string())
         }
         None => {
-            use crate::ports::StateStore;
+            use socwire::ports::StateStore;
             let path = data_dir.join("tables.sqlite3");
             if !path.exists() {
                 anyhow::bail!(
@@ -229,15 +229,15 @@ fn record_feedback(
                     path.display()
                 );
             }
-            let tables = crate::local::SqliteTables::open(&path)?;
-            let stored = tables.rows(crate::functions::alert_stream::SUBGRAPH_STREAM)?;
+            let tables = socwire::local::SqliteTables::open(&path)?;
+            let stored = tables.rows(socwire::functions::alert_stream::SUBGRAPH_STREAM)?;
             let shape = shape_of(&stored, row_key).ok_or_else(|| {
                 anyhow::anyhow!(
                     "no row with RowKey {row_key:?} among the rows in {}",
                     path.display()
                 )
             })?;
-            let key = crate::functions::alert_stream::FEEDBACK_KEY;
+            let key = socwire::functions::alert_stream::FEEDBACK_KEY;
             let mut feedback: Feedback = match futures::executor::block_on(tables.load(key))? {
                 Some(bytes) => serde_json::from_slice(&bytes)?,
                 None => Feedback::default(),
@@ -310,50 +310,23 @@ fn prioritise(p: Prioritise) -> anyhow::Result<()> {
     } else {
         Box::new(std::io::stdout().lock())
     };
-    let now = alertgraph::alert::format_time(chrono::Utc::now().timestamp_millis());
     let keep = if p.top == 0 {
         ranked.rows.len()
     } else {
         p.top.min(ranked.rows.len())
     };
-    {
-        let mut out: BufWriter<Box<dyn Write>> = BufWriter::new(if to_stdout {
-            Box::new(std::io::stdout().lock())
-        } else {
-            Box::new(
-                std::fs::File::create(&p.output)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.output.display()))?,
-            )
-        });
-        let mut row = Vec::with_capacity(4096);
-        for s in &ranked.rows[..keep] {
-            row.clear();
-            s.write_row(&now, &mut row);
-            row.push(b'\n');
-            out.write_all(&row)?;
-        }
-        out.flush()?;
-    }
-    let rejects_path = p.rejects.unwrap_or_else(|| {
+    write_rows(&p.output, &ranked.rows[..keep])?;
+    let rejects_path = p.rejects.clone().unwrap_or_else(|| {
         if to_stdout {
             PathBuf::from("rejects.jsonl")
         } else {
             p.output.with_extension("rejects.jsonl")
         }
     });
-    let refused_lines = read.rejects.len();
-    if refused_lines > 0 {
-        let mut out = BufWriter::new(
-            std::fs::File::create(&rejects_path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", rejects_path.display()))?,
-        );
-        for r in &read.rejects {
-            serde_json::to_writer(&mut out, r)?;
-            out.write_all(b"\n")?;
-        }
-        out.flush()?;
+    if !read.rejects.is_empty() {
+        write_lines(&rejects_path, &read.rejects)?;
     }
-    let secs = started.elapsed().as_secs_f64();
+    let refused_lines = read.rejects.len();
     writeln!(
         say,
         "{} alert(s) read: {} set aside while reading{}, {} refused by the engine, {} accepted; {} row(s) hold all accepted alerts; wrote {} row(s) to {} in {:.2} s{}",
@@ -369,7 +342,7 @@ fn prioritise(p: Prioritise) -> anyhow::Result<()> {
         ranked.rows.len(),
         keep,
         if to_stdout { "standard output".to_string() } else { p.output.display().to_string() },
-        secs,
+        started.elapsed().as_secs_f64(),
         if ranked.early.times > 0 {
             format!(
                 "; the window bound evicted {} alert(s) early ({} time(s))",
@@ -379,7 +352,59 @@ fn prioritise(p: Prioritise) -> anyhow::Result<()> {
             String::new()
         }
     )?;
-    for r in read.rejects.iter().take(5) {
+    say_first_refusals_and_rows(&mut say, &read.rejects, &ranked)?;
+    if let Some(dir) = &p.svg {
+        draw(&mut say, dir, &ranked.rows, p.svg_top)?;
+    }
+    if let Some(path) = &p.labels {
+        say_recall(&mut say, path, &ranked)?;
+    }
+    say.flush()?;
+    Ok(())
+}
+
+/// Writes `rows` as JSON lines to `output` (`-`: standard output).
+fn write_rows(output: &Path, rows: &[alertgraph::Subgraph]) -> anyhow::Result<()> {
+    let now = alertgraph::alert::format_time(chrono::Utc::now().timestamp_millis());
+    let mut out: BufWriter<Box<dyn Write>> = BufWriter::new(if output.as_os_str() == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(
+            std::fs::File::create(output)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?,
+        )
+    });
+    let mut row = Vec::with_capacity(4096);
+    for s in rows {
+        row.clear();
+        s.write_row(&now, &mut row);
+        row.push(b'\n');
+        out.write_all(&row)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes `items` to `path` as JSON lines.
+fn write_lines<T: serde::Serialize>(path: &Path, items: &[T]) -> anyhow::Result<()> {
+    let mut out = BufWriter::new(
+        std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+    );
+    for item in items {
+        serde_json::to_writer(&mut out, item)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The first five lines set aside, alerts refused and rows, for the summary.
+fn say_first_refusals_and_rows(
+    say: &mut dyn Write,
+    rejects: &[alertgraph::batch::RejectLine],
+    ranked: &alertgraph::batch::Ranked,
+) -> anyhow::Result<()> {
+    for r in rejects.iter().take(5) {
         writeln!(
             say,
             "  set aside: line {}{}: {}",
@@ -410,39 +435,53 @@ fn prioritise(p: Prioritise) -> anyhow::Result<()> {
             socwire_common::text::for_log(&s.reasons.join("; "), 600)
         )?;
     }
-    if let Some(dir) = p.svg {
-        std::fs::create_dir_all(&dir)?;
-        for s in ranked.rows.iter().take(p.svg_top) {
-            std::fs::write(
-                dir.join(format!("rank-{:03}-{}.svg", s.rank, s.subgraph_id)),
-                alertgraph::svg::render(s),
-            )?;
-        }
-        writeln!(
-            say,
-            "drew {} subgraph(s) into {}",
-            p.svg_top.min(ranked.rows.len()),
-            dir.display()
+    Ok(())
+}
+
+/// Draws the first `top` rows as SVG files into `dir`.
+fn draw(
+    say: &mut dyn Write,
+    dir: &Path,
+    rows: &[alertgraph::Subgraph],
+    top: usize,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for s in rows.iter().take(top) {
+        std::fs::write(
+            dir.join(format!("rank-{:03}-{}.svg", s.rank, s.subgraph_id)),
+            alertgraph::svg::render(s),
         )?;
     }
-    if let Some(path) = p.labels {
-        let labels: Vec<ChainLabel> = serde_json::from_slice(&std::fs::read(&path)?)?;
-        let e = evaluate(&ranked.rows, &labels, ranked.accepted, 2 * labels.len());
-        writeln!(
-            say,
-            "against {}: recall@{} {:.3} ({} of {} chains; a chain counts when one row holds >= 60 % of it and it is >= 20 % of that row); {} alerts to read in the top {} rows, {:.0}x fewer than the {} accepted",
-            path.display(),
-            e.k,
-            e.recall,
-            e.found,
-            e.chains,
-            e.alerts_read,
-            e.k,
-            e.reduction,
-            e.alerts
-        )?;
-    }
-    say.flush()?;
+    writeln!(
+        say,
+        "drew {} subgraph(s) into {}",
+        top.min(rows.len()),
+        dir.display()
+    )?;
+    Ok(())
+}
+
+/// Recall of the ranked rows against a labels file, as the generator writes it.
+fn say_recall(
+    say: &mut dyn Write,
+    path: &Path,
+    ranked: &alertgraph::batch::Ranked,
+) -> anyhow::Result<()> {
+    let labels: Vec<ChainLabel> = serde_json::from_slice(&std::fs::read(path)?)?;
+    let e = evaluate(&ranked.rows, &labels, ranked.accepted, 2 * labels.len());
+    writeln!(
+        say,
+        "against {}: recall@{} {:.3} ({} of {} chains; a chain counts when one row holds >= 60 % of it and it is >= 20 % of that row); {} alerts to read in the top {} rows, {:.0}x fewer than the {} accepted",
+        path.display(),
+        e.k,
+        e.recall,
+        e.found,
+        e.chains,
+        e.alerts_read,
+        e.k,
+        e.reduction,
+        e.alerts
+    )?;
     Ok(())
 }
 

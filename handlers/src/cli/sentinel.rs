@@ -4,12 +4,12 @@
 //! local workspace tables the typed questions read (`SecurityAlert` rows from the alerts, and
 //! any rows under an optional `logs` key: `{"table": "SigninLogs", "TimeGenerated": …, …}`).
 
-use crate::local::workspace::{lower, time_ms};
-use crate::local::{LogRow, SqliteIncidentStore, SqliteLedger, SqliteWorkspace};
-use crate::ports::{IncidentStore, Ledger};
-use crate::sentinel::{Entity, Incident, IncidentId, Links, Subject};
 use clap::Subcommand;
 use serde_json::{json, Map, Value};
+use socwire::local::{lower_text, time_generated_ms};
+use socwire::local::{LogRow, SqliteIncidentStore, SqliteLedger, SqliteWorkspace};
+use socwire::ports::{IncidentStore, Ledger};
+use socwire::sentinel::{Entity, Incident, IncidentId, Links, Subject};
 use socwire_common::text::for_log;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -134,7 +134,7 @@ pub fn ti_row(entry: &Map<String, Value>) -> Option<(String, String, Map<String,
         k if k.starts_with("file:hashes") => "filehash",
         _ => return None,
     };
-    let indicator = crate::ioc::normalise(kind, value).ok()?;
+    let indicator = socwire::ioc::normalise(kind, value).ok()?;
     let mut body = entry.clone();
     body.remove("table");
     Some((indicator.kind, indicator.value, body))
@@ -164,14 +164,14 @@ fn alert_rows(entities: &[Entity], alerts: &[Value]) -> Vec<LogRow> {
         });
         let Value::Object(body) = body else { continue };
         let mut hosts_of: Vec<String> = hosts.clone();
-        if let Some(h) = lower(p.get("compromisedEntity")) {
+        if let Some(h) = lower_text(p.get("compromisedEntity")) {
             hosts_of.push(h);
         }
         for host in hosts_of {
             rows.push(LogRow {
                 table: "SecurityAlert".into(),
                 host: Some(host),
-                time_ms: time_ms(time),
+                time_ms: time_generated_ms(time),
                 body: body.clone(),
                 ..Default::default()
             });
@@ -255,13 +255,8 @@ pub async fn export(
             .into_iter()
             .map(|c| json!({"id": c.comment_id, "message": c.message}))
             .collect();
-        let decision = ledger
-            .get(&crate::functions::triage_incident::decision_key(&id))
-            .await?
-            .and_then(|t| {
-                serde_json::from_str::<crate::functions::triage_incident::Decision>(&t).ok()
-            });
-        let outcome = ledger.get(&crate::functions::triaged_key(&id)).await?;
+        let decision = socwire::functions::triage_incident::recorded_decision(ledger, &id).await?;
+        let outcome = ledger.get(&socwire::functions::triaged_key(&id)).await?;
         let triage = decision.map(|d| {
             json!({
                 "verdict": d.verdict.map(|v| v.msticpy()),
@@ -333,10 +328,10 @@ mod tests {
         let all = store.list().unwrap();
         assert_eq!(all.len(), 1, "updated, not duplicated");
         assert_eq!(all[0].properties.title, "second");
-        let answer = crate::ports::WorkspaceQueries::ask(
+        let answer = socwire::ports::WorkspaceQueries::ask(
             &ws,
-            &crate::ports::Question::RecentAlertsForHost {
-                host: crate::sentinel::HostRef {
+            &socwire::ports::Question::RecentAlertsForHost {
+                host: socwire::sentinel::HostRef {
                     name: "fin-ws-042".into(),
                     fqdn: None,
                 },

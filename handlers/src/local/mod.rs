@@ -7,7 +7,7 @@ mod reports;
 mod sentinel;
 mod tables;
 mod threat_intel;
-pub(crate) mod workspace;
+mod workspace;
 
 pub use ledger::SqliteLedger;
 pub use ml::{
@@ -18,7 +18,7 @@ pub use reports::FileReportStore;
 pub use sentinel::{SqliteIncidentStore, StoredComment};
 pub use tables::SqliteTables;
 pub use threat_intel::{OfflineThreatIntel, TiEntry};
-pub use workspace::{LogRow, SqliteWorkspace};
+pub use workspace::{lower_text, time_generated_ms, LogRow, SqliteWorkspace};
 
 use crate::ports::PortError;
 use socwire_common::sqlite::OpenError;

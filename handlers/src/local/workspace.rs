@@ -33,7 +33,7 @@ impl LogRow {
     /// and domain.
     pub fn from_log_entry(entry: &Map<String, Value>) -> Option<LogRow> {
         let table = entry.get("table").and_then(Value::as_str)?.to_string();
-        let pick = |cols: &[&str]| cols.iter().find_map(|c| lower(entry.get(*c)));
+        let pick = |cols: &[&str]| cols.iter().find_map(|c| lower_text(entry.get(*c)));
         let mut body = entry.clone();
         body.remove("table");
         Some(LogRow {
@@ -50,7 +50,7 @@ impl LogRow {
                             .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
                     })
             }),
-            time_ms: time_ms(entry.get("TimeGenerated")),
+            time_ms: time_generated_ms(entry.get("TimeGenerated")),
             table,
             body,
         })
@@ -58,7 +58,7 @@ impl LogRow {
 }
 
 /// `TimeGenerated` in ms since the epoch (now when absent or not RFC 3339).
-pub(crate) fn time_ms(v: Option<&Value>) -> i64 {
+pub fn time_generated_ms(v: Option<&Value>) -> i64 {
     v.and_then(Value::as_str)
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.timestamp_millis())
@@ -66,7 +66,7 @@ pub(crate) fn time_ms(v: Option<&Value>) -> i64 {
 }
 
 /// A text value trimmed and lower-cased; `None` when absent or empty.
-pub(crate) fn lower(v: Option<&Value>) -> Option<String> {
+pub fn lower_text(v: Option<&Value>) -> Option<String> {
     v.and_then(Value::as_str)
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())

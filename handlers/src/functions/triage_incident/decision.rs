@@ -1,12 +1,35 @@
 //! What triage decides: the rule, the findings, the incident as first read, and the
 //! recorded [`Decision`]; [`assess`] turns findings into a verdict and target changes.
 
-use crate::ports::{TiFinding, TiSeverity};
+use crate::ports::{Ledger, PortError, PortResult, TiFinding, TiSeverity};
 use crate::sentinel::{Incident, IncidentId, Indicator, Severity};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use crate::settings::TriageRule;
+/// How findings become a severity change (`SOCWIRE_TRIAGE_RULE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TriageRule {
+    /// The Sentinel notebooks' automated triage (AutomatedNotebooks-IncidentTriage and its
+    /// manager): threat intelligence rating an IP address or a URL high or warning sets
+    /// severity High and status New; nothing else changes the incident (domain checks and
+    /// workspace findings are reported, not acted on). `seed` is accepted as a name for it.
+    #[default]
+    Notebook,
+    /// Every finding counts: high → High; warning → at least Medium (never lowers, status
+    /// kept); every indicator allow-listed → Low.
+    Graded,
+}
+
+impl std::str::FromStr for TriageRule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "notebook" | "seed" => Ok(TriageRule::Notebook),
+            "graded" => Ok(TriageRule::Graded),
+            other => Err(format!("triage rule {other:?}: use notebook or graded")),
+        }
+    }
+}
 
 /// One reasoned finding, with where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +155,20 @@ impl Decision {
 /// The ledger key of an incident's decision.
 pub fn decision_key(incident: &IncidentId) -> String {
     format!("triage:decision:v1:{}", incident.key())
+}
+
+/// The decision recorded for `incident`, if triage has recorded one (an unreadable record is
+/// an error, never "not triaged").
+pub async fn recorded_decision(
+    ledger: &dyn Ledger,
+    incident: &IncidentId,
+) -> PortResult<Option<Decision>> {
+    match ledger.get(&decision_key(incident)).await? {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| PortError::Permanent(format!("recorded decision is unreadable: {e}"))),
+    }
 }
 
 /// Decides from the findings under `rule`. Closed incidents are never touched.

@@ -26,7 +26,9 @@ mod effects;
 mod evidence;
 mod report;
 
-pub use decision::{assess, decision_key, Decision, Finding, ReadStamp, TriageRule};
+pub use decision::{
+    assess, decision_key, recorded_decision, Decision, Finding, ReadStamp, TriageRule,
+};
 pub use evidence::{
     domain_checks, entropy, DOMAIN_ENTROPY_RANGE, MAX_TEXT_BYTES, MAX_TEXT_INDICATORS,
 };
@@ -67,7 +69,7 @@ pub async fn run(
     let id = &request.incident_id;
     let key = triaged_key(id);
     let mut response = InvocationResponse::default();
-    let recorded = load_decision(ctx, id).await?;
+    let recorded = recorded_decision(ctx.ledger.as_ref(), id).await?;
     if let Some(detail) = ctx.ledger.get(&key).await? {
         response.log(format!(
             "incident {} already triaged: {}",
@@ -99,15 +101,6 @@ pub async fn run(
     ));
     response.messages(EVENTS_OUT, vec![event(id, &decision, &outcome)]);
     Ok(response)
-}
-
-async fn load_decision(ctx: &Context, id: &IncidentId) -> Result<Option<Decision>, FunctionError> {
-    match ctx.ledger.get(&decision_key(id)).await? {
-        None => Ok(None),
-        Some(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| FunctionError::Failed(format!("recorded decision is unreadable: {e}"))),
-    }
 }
 
 /// Reads, assesses, writes the report and records the decision (or adopts the one another
@@ -149,7 +142,7 @@ async fn decide(ctx: &Context, id: &IncidentId) -> Result<Decision, FunctionErro
     if ctx.ledger.record(&decision_key(id), &text).await? {
         Ok(decision)
     } else {
-        load_decision(ctx, id)
+        recorded_decision(ctx.ledger.as_ref(), id)
             .await?
             .ok_or_else(|| FunctionError::Retry("decision recorded but not readable yet".into()))
     }

@@ -1,10 +1,11 @@
-//! The broker tools: `socwire send`, `status` and `dlq`, straight on the local brokers.
+//! `socwire send`: a message or event to a local queue, Service Bus entity, hub or Event Grid
+//! topic.
 
+use super::open_brokers;
 use clap::{Args, Subcommand};
-use socwire_host::brokers::{Brokers, DeadLetterKind, SbMessage, SystemClock};
+use socwire_host::brokers::SbMessage;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// `socwire send` options.
@@ -105,13 +106,8 @@ fn read_input(file: &Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn open_brokers(data_dir: &Path) -> anyhow::Result<Brokers> {
-    socwire_common::fs::private_dir(data_dir)?;
-    Ok(Brokers::open(data_dir, Arc::new(SystemClock))?)
-}
-
 /// Sends one message or event.
-pub async fn send(args: SendArgs) -> anyhow::Result<()> {
+pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     let body = read_input(&args.file)?;
     let brokers = open_brokers(&args.data.data_dir)?;
     // Declare the app's entities first, as a deployment would, so this message is routed.
@@ -145,8 +141,8 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
             };
             if let Some(storage) = storage {
                 let text = String::from_utf8(wire).map_err(|_| anyhow::anyhow!("an Azure queue message must be UTF-8 text (or set messageEncoding to base64)"))?;
-                let account = crate::azure::StorageAccount::parse(&storage)?;
-                let queue = crate::azure::AzureQueue::new(&account, &name)?;
+                let account = socwire::azure::StorageAccount::parse(&storage)?;
+                let queue = socwire::azure::AzureQueue::new(&account, &name)?;
                 queue.create_if_missing().await?;
                 let id = queue
                     .put(&text, u32::try_from(delay_secs).unwrap_or(u32::MAX))
@@ -212,94 +208,6 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
             };
             let n = brokers.eg_publish(&topic, events)?;
             println!("published to {topic}: {n} delivery(ies) scheduled");
-        }
-    }
-    Ok(())
-}
-
-/// Prints broker counts.
-pub fn status(data_dir: &Path, json: bool) -> anyhow::Result<()> {
-    let brokers = open_brokers(data_dir)?;
-    let status = brokers.status()?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-    } else {
-        print!("{status}");
-    }
-    Ok(())
-}
-
-/// `socwire dlq` actions.
-#[derive(Subcommand, Debug)]
-pub enum DlqAction {
-    /// List what was set aside: function rejects, poison queues, Service Bus dead-letter
-    /// queues, Event Grid dead letters.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show one dead letter with its body.
-    Show {
-        /// Id from `dlq list`.
-        id: String,
-    },
-    /// Put dead letters back where they came from, with fresh delivery counts.
-    Replay {
-        /// Ids from `dlq list`.
-        #[arg(required_unless_present = "reason")]
-        ids: Vec<String>,
-        /// Also every dead letter whose reason contains this text (say
-        /// `MaxDeliveryCountExceeded`, after a crash loop).
-        #[arg(long)]
-        reason: Option<String>,
-    },
-}
-
-/// Lists, shows or replays dead letters.
-pub fn dlq(data_dir: &Path, action: DlqAction) -> anyhow::Result<()> {
-    let brokers = open_brokers(data_dir)?;
-    match action {
-        DlqAction::List { json } => {
-            let letters = brokers.dead_letters(None::<DeadLetterKind>)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&letters)?);
-            } else if letters.is_empty() {
-                println!("no dead letters");
-            } else {
-                for d in letters {
-                    println!(
-                        "{:<10} {:<32} attempts {:<3} {}",
-                        d.id,
-                        socwire_common::text::for_log(&d.source, 32),
-                        d.attempts,
-                        socwire_common::text::for_log(&d.reason, 120)
-                    );
-                }
-            }
-        }
-        DlqAction::Show { id } => {
-            let d = brokers
-                .dead_letter(&id)?
-                .ok_or_else(|| anyhow::anyhow!("no dead letter {id:?}"))?;
-            println!("{}", serde_json::to_string_pretty(&d)?);
-        }
-        DlqAction::Replay { mut ids, reason } => {
-            if let Some(reason) = reason {
-                ids.extend(
-                    brokers
-                        .dead_letters(None::<DeadLetterKind>)?
-                        .into_iter()
-                        .filter(|d| d.reason.contains(&reason))
-                        .map(|d| d.id),
-                );
-            }
-            ids.sort();
-            ids.dedup();
-            for id in ids {
-                brokers.replay(&id)?;
-                println!("replayed {id}");
-            }
         }
     }
     Ok(())
