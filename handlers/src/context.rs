@@ -112,7 +112,7 @@ fn threat_intel(
     settings: &Settings,
     adapters: &mut Adapters,
 ) -> anyhow::Result<Arc<dyn ThreatIntel>> {
-    let ti_text = match &settings.ti_file {
+    let ti_text = match &settings.ti.file {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("SOCWIRE_TI_FILE {}: {e}", path.display()))?,
         None => crate::local::threat_intel_builtin().to_string(),
@@ -123,13 +123,13 @@ fn threat_intel(
         format!("offline list ({} indicators)", ti.len()),
     ));
     let offline: Arc<dyn ThreatIntel> = Arc::new(ti);
-    Ok(if settings.ti_providers.is_empty() {
+    Ok(if settings.ti.providers.is_empty() {
         offline
     } else {
-        let timeout = std::time::Duration::from_millis(settings.ti_timeout_ms as u64);
+        let timeout = std::time::Duration::from_millis(settings.ti.timeout_ms as u64);
         let mut providers: Vec<(Arc<dyn crate::providers::Provider>, crate::providers::Quota)> =
             Vec::new();
-        for (name, key, url, quota) in &settings.ti_providers {
+        for (name, key, url, quota) in &settings.ti.providers {
             let provider: Arc<dyn crate::providers::Provider> = match *name {
                 "virustotal" => Arc::new(crate::providers::VirusTotal::new(url, key, timeout)?),
                 "abuseipdb" => Arc::new(crate::providers::AbuseIpDb::new(url, key, timeout)?),
@@ -143,11 +143,11 @@ fn threat_intel(
             providers,
             timeout,
             crate::providers::CacheLimits {
-                ttl: std::time::Duration::from_millis(settings.ti_cache_ttl_ms.max(0) as u64),
+                ttl: std::time::Duration::from_millis(settings.ti.cache_ttl_ms.max(0) as u64),
                 failure_ttl: std::time::Duration::from_millis(
-                    settings.ti_failure_ttl_ms.max(0) as u64
+                    settings.ti.failure_ttl_ms.max(0) as u64
                 ),
-                entries: settings.ti_cache_entries,
+                entries: settings.ti.cache_entries,
             },
         );
         adapters.push((
@@ -163,7 +163,7 @@ fn incidents(
     settings: &Settings,
     adapters: &mut Adapters,
 ) -> anyhow::Result<Arc<dyn IncidentStore>> {
-    Ok(match &settings.sentinel_endpoint {
+    Ok(match &settings.sentinel.endpoint {
         Some(endpoint) => {
             adapters.push(("sentinel", format!("Azure REST {endpoint}")));
             Arc::new(crate::azure::SentinelRest::new(
@@ -184,17 +184,17 @@ fn workspace(
     settings: &Settings,
     adapters: &mut Adapters,
 ) -> anyhow::Result<Arc<dyn WorkspaceQueries>> {
-    Ok(match &settings.la_workspace_id {
+    Ok(match &settings.sentinel.la_workspace_id {
         Some(ws) => {
             adapters.push((
                 "workspace",
                 format!(
                     "Log Analytics query API {} workspace {ws}",
-                    settings.la_endpoint
+                    settings.sentinel.la_endpoint
                 ),
             ));
             Arc::new(crate::azure::LogAnalyticsQuery::new(
-                &settings.la_endpoint,
+                &settings.sentinel.la_endpoint,
                 ws,
                 crate::azure::default_credential()?,
             )?)
@@ -212,26 +212,29 @@ fn ledger_and_reports(
     settings: &Settings,
     adapters: &mut Adapters,
 ) -> anyhow::Result<(Arc<dyn Ledger>, Arc<dyn ReportStore>)> {
-    Ok(match &settings.storage {
+    Ok(match &settings.storage.account {
         Some(connection) => {
             let account = crate::azure::StorageAccount::parse(connection)?;
             adapters.push((
                 "ledger",
-                format!("Azure Blob container {}", settings.ledger_container),
+                format!("Azure Blob container {}", settings.storage.ledger_container),
             ));
             adapters.push((
                 "reports",
-                format!("Azure Blob container {}", settings.reports_container),
+                format!(
+                    "Azure Blob container {}",
+                    settings.storage.reports_container
+                ),
             ));
             (
                 Arc::new(crate::azure::BlobLedger::new(
                     &account,
-                    &settings.ledger_container,
+                    &settings.storage.ledger_container,
                 )?),
                 Arc::new(crate::azure::BlobReportStore::with_link_lifetime(
                     &account,
-                    &settings.reports_container,
-                    chrono::Duration::milliseconds(settings.report_link_ms),
+                    &settings.storage.reports_container,
+                    chrono::Duration::milliseconds(settings.storage.report_link_ms),
                     crate::azure::AdapterOptions::default(),
                 )?),
             )
@@ -243,7 +246,10 @@ fn ledger_and_reports(
             adapters.push(("reports", format!("local files {}", dir.display())));
             (
                 Arc::new(SqliteLedger::open(&path)?),
-                Arc::new(FileReportStore::new(dir, settings.reports_base_url.clone())),
+                Arc::new(FileReportStore::new(
+                    dir,
+                    settings.storage.reports_base_url.clone(),
+                )),
             )
         }
     })
@@ -258,16 +264,16 @@ fn local_tables(settings: &Settings) -> anyhow::Result<Arc<SqliteTables>> {
 
 /// Kept state: a Blob container, or the local tables.
 fn state(settings: &Settings, adapters: &mut Adapters) -> anyhow::Result<Arc<dyn StateStore>> {
-    Ok(match &settings.storage {
+    Ok(match &settings.storage.account {
         Some(connection) => {
             adapters.push((
                 "state",
-                format!("Azure Blob container {}", settings.state_container),
+                format!("Azure Blob container {}", settings.storage.state_container),
             ));
             let account = crate::azure::StorageAccount::parse(connection)?;
             Arc::new(crate::azure::BlobStateStore::new(
                 &account,
-                &settings.state_container,
+                &settings.storage.state_container,
             )?)
         }
         None => {
@@ -285,43 +291,45 @@ fn state(settings: &Settings, adapters: &mut Adapters) -> anyhow::Result<Arc<dyn
 
 /// Custom log tables: the Logs Ingestion API, or the local tables.
 fn logs(settings: &Settings, adapters: &mut Adapters) -> anyhow::Result<Arc<dyn LogsIngestion>> {
-    Ok(match (&settings.logs_endpoint, &settings.logs_dcr_id) {
-        (Some(endpoint), Some(dcr)) => {
-            adapters.push(("logs", format!("Logs Ingestion API {endpoint} DCR {dcr}")));
-            Arc::new(crate::azure::LogsIngestionRest::new(
-                endpoint,
-                dcr,
-                crate::azure::default_credential()?,
-            )?)
-        }
-        _ => {
-            adapters.push((
-                "logs",
-                format!(
-                    "local SQLite {}",
-                    settings.data_dir.join("tables.sqlite3").display()
-                ),
-            ));
-            local_tables(settings)?
-        }
-    })
+    Ok(
+        match (&settings.alerts.logs_endpoint, &settings.alerts.logs_dcr_id) {
+            (Some(endpoint), Some(dcr)) => {
+                adapters.push(("logs", format!("Logs Ingestion API {endpoint} DCR {dcr}")));
+                Arc::new(crate::azure::LogsIngestionRest::new(
+                    endpoint,
+                    dcr,
+                    crate::azure::default_credential()?,
+                )?)
+            }
+            _ => {
+                adapters.push((
+                    "logs",
+                    format!(
+                        "local SQLite {}",
+                        settings.data_dir.join("tables.sqlite3").display()
+                    ),
+                ));
+                local_tables(settings)?
+            }
+        },
+    )
 }
 
 /// The ML workspace: Azure ML REST, refused in Azure without one, or the local back end.
 fn ml(settings: &Settings, adapters: &mut Adapters) -> anyhow::Result<Arc<dyn MlWorkspace>> {
-    Ok(match (&settings.ml_endpoint, &settings.ml_workspace) {
+    Ok(match (&settings.ml.endpoint, &settings.ml.workspace) {
         (Some(endpoint), Some(workspace)) => {
             adapters.push(("ml", format!("Azure ML REST {workspace}")));
             Arc::new(
                 crate::azure::AzureMlRest::new(
                     endpoint,
                     workspace,
-                    &settings.ml_location,
-                    settings.ml_datastore_url.as_deref(),
+                    &settings.ml.location,
+                    settings.ml.datastore_url.as_deref(),
                     crate::azure::default_credential()?,
                 )?
-                .with_cluster_identity(settings.ml_cluster_identity.clone())
-                .with_tracking_uri(settings.ml_tracking_uri.as_deref())?,
+                .with_cluster_identity(settings.ml.cluster_identity.clone())
+                .with_tracking_uri(settings.ml.tracking_uri.as_deref())?,
             )
         }
         // Azure without an ML workspace (the Bicep's hasMl false): the GPU functions are
@@ -342,10 +350,11 @@ fn ml(settings: &Settings, adapters: &mut Adapters) -> anyhow::Result<Arc<dyn Ml
             Arc::new(crate::local::LocalWorkspace::open(
                 &settings.data_dir,
                 crate::local::LocalMlOptions {
-                    provision_ms: settings.ml_local_provision_ms,
-                    max_nodes_quota: settings.ml_local_max_nodes,
+                    provision_ms: settings.ml.local_provision_ms,
+                    max_nodes_quota: settings.ml.local_max_nodes,
                     runner: settings
-                        .ml_runner
+                        .ml
+                        .runner
                         .clone()
                         .or_else(|| std::env::current_exe().ok()),
                 },
@@ -356,15 +365,15 @@ fn ml(settings: &Settings, adapters: &mut Adapters) -> anyhow::Result<Arc<dyn Ml
 
 /// The ML command topic: Service Bus REST, refused in Azure without one, or the local broker.
 fn commands(settings: &Settings, adapters: &mut Adapters) -> anyhow::Result<Arc<dyn CommandBus>> {
-    Ok(match &settings.servicebus_namespace {
+    Ok(match &settings.ml.servicebus_namespace {
         Some(ns) => {
             adapters.push((
                 "commands",
-                format!("Service Bus REST {ns}/{}", settings.ml_commands_topic),
+                format!("Service Bus REST {ns}/{}", settings.ml.commands_topic),
             ));
             Arc::new(crate::azure::ServiceBusRest::new(
                 ns,
-                &settings.ml_commands_topic,
+                &settings.ml.commands_topic,
                 crate::azure::default_credential()?,
                 crate::azure::AdapterOptions::json_api(),
             )?)
@@ -376,11 +385,11 @@ fn commands(settings: &Settings, adapters: &mut Adapters) -> anyhow::Result<Arc<
         None => {
             adapters.push((
                 "commands",
-                format!("local broker topic {}", settings.ml_commands_topic),
+                format!("local broker topic {}", settings.ml.commands_topic),
             ));
             Arc::new(crate::local::LocalCommandBus::open(
                 &settings.data_dir,
-                &settings.ml_commands_topic,
+                &settings.ml.commands_topic,
             )?)
         }
     })
@@ -392,12 +401,12 @@ fn assets(settings: &Settings, adapters: &mut Adapters) -> Arc<dyn AssetFetcher>
         "assets",
         format!(
             "allow-listed hosts {}",
-            settings.ngc_allowed_hosts.join(", ")
+            settings.ml.ngc_allowed_hosts.join(", ")
         ),
     ));
     Arc::new(crate::azure::AllowListedFetcher::new(
-        settings.ngc_allowed_hosts.clone(),
-        settings.ml_local_asset_dirs.clone(),
+        settings.ml.ngc_allowed_hosts.clone(),
+        settings.ml.local_asset_dirs.clone(),
     ))
 }
 

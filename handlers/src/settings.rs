@@ -16,27 +16,13 @@ const MAX_EVENT_BYTES: usize = 1024 * 1024;
 /// `\\u00XX` in the array of strings, and the array is JSON-encoded again into one string.
 const WORST_CASE_ENCODING: usize = 7;
 
-/// Every setting the handler reads.
+/// Every setting the handler reads, in one section per part of the system.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Port to listen on (`FUNCTIONS_CUSTOMHANDLER_PORT`, set by the host).
     pub port: u16,
     /// Directory for local adapters' state (`SOCWIRE_DATA_DIR`, default `.socwire`).
     pub data_dir: PathBuf,
-    /// Base URL under which local reports are served (`SOCWIRE_REPORTS_BASE_URL`).
-    pub reports_base_url: String,
-    /// A threat-intelligence list to use instead of the built-in one (`SOCWIRE_TI_FILE`).
-    pub ti_file: Option<PathBuf>,
-    /// Sentinel ARM endpoint (`SOCWIRE_SENTINEL_ENDPOINT`); set = use the Azure adapter.
-    pub sentinel_endpoint: Option<String>,
-    /// Storage account for the ledger and reports (`SOCWIRE_STORAGE`: an account URL for
-    /// managed identity, or a connection string such as `UseDevelopmentStorage=true`); set = use
-    /// the Azure Blob adapters. `AzureWebJobsStorage` is the host's, and is not read here.
-    pub storage: Option<String>,
-    /// Blob container for the idempotency ledger (`SOCWIRE_LEDGER_CONTAINER`).
-    pub ledger_container: String,
-    /// Blob container for triage reports (`SOCWIRE_REPORTS_CONTAINER`).
-    pub reports_container: String,
     /// Refuse to start on local adapters (`SOCWIRE_REQUIRE_AZURE=true`).
     pub require_azure: bool,
     /// Largest request body accepted, bytes (`SOCWIRE_MAX_BODY_BYTES`, default
@@ -48,24 +34,43 @@ pub struct Settings {
     pub invocation_timeout: Duration,
     /// Whether `SOCWIRE_INVOCATION_TIMEOUT` was set (then host.json does not change it).
     invocation_timeout_set: bool,
-    /// Logs Ingestion endpoint (`SOCWIRE_LOGS_ENDPOINT`); with `SOCWIRE_LOGS_DCR_ID`, subgraph
-    /// rows go to Log Analytics, otherwise to the local tables.
-    pub logs_endpoint: Option<String>,
-    /// Data collection rule immutable id (`SOCWIRE_LOGS_DCR_ID`).
-    pub logs_dcr_id: Option<String>,
+    /// The ledger, reports and kept state.
+    pub storage: StorageSettings,
+    /// Sentinel, its workspace and triage.
+    pub sentinel: SentinelSettings,
+    /// Threat intelligence.
+    pub ti: TiSettings,
+    /// Log Analytics custom tables and the alert engine.
+    pub alerts: AlertSettings,
+    /// The GPU model lifecycle.
+    pub ml: MlSettings,
+}
+
+/// Where the ledger, triage reports and kept state live.
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    /// Storage account for the ledger, reports and state (`SOCWIRE_STORAGE`: an account URL
+    /// for managed identity, or a connection string such as `UseDevelopmentStorage=true`); set
+    /// = use the Azure Blob adapters. `AzureWebJobsStorage` is the host's, and is not read here.
+    pub account: Option<String>,
+    /// Blob container for the idempotency ledger (`SOCWIRE_LEDGER_CONTAINER`).
+    pub ledger_container: String,
+    /// Blob container for triage reports (`SOCWIRE_REPORTS_CONTAINER`).
+    pub reports_container: String,
     /// Blob container for the alert engine's window (`SOCWIRE_STATE_CONTAINER`).
     pub state_container: String,
-    /// Alert engine window (`SOCWIRE_ALERT_WINDOW`, e.g. 24h).
-    pub alert_window_ms: i64,
-    /// Bytes the alert engine may hold across every partition this instance holds, history
-    /// included (`SOCWIRE_ALERT_MEMORY_MB`, default 1024: half a Flex Consumption instance).
-    pub alert_memory_bytes: usize,
-    /// Subgraphs scoring at least this publish `socwire.AlertSubgraphPrioritized`
-    /// (`SOCWIRE_ALERT_EVENT_SCORE`, default 20).
-    pub alert_event_score: f64,
-    /// How findings become a severity change (`SOCWIRE_TRIAGE_RULE`: `seed`, the default, or
-    /// `graded`).
-    pub triage_rule: TriageRule,
+    /// How long a report link (user delegation SAS) stays valid (`SOCWIRE_REPORT_LINK_TTL`,
+    /// default 72h, at most 7 days).
+    pub report_link_ms: i64,
+    /// Base URL under which local reports are served (`SOCWIRE_REPORTS_BASE_URL`).
+    pub reports_base_url: String,
+}
+
+/// Sentinel, the Log Analytics workspace triage asks, and how triage decides.
+#[derive(Debug, Clone)]
+pub struct SentinelSettings {
+    /// Sentinel ARM endpoint (`SOCWIRE_SENTINEL_ENDPOINT`); set = use the Azure adapter.
+    pub endpoint: Option<String>,
     /// The Sentinel workspace (`SOCWIRE_SENTINEL_SUBSCRIPTION_ID`,
     /// `SOCWIRE_SENTINEL_RESOURCE_GROUP`, `SOCWIRE_SENTINEL_WORKSPACE`): lets a triage request
     /// name an incident by GUID, and is what `incident-sweep` lists.
@@ -75,22 +80,26 @@ pub struct Settings {
     pub la_workspace_id: Option<String>,
     /// Log Analytics query endpoint (`SOCWIRE_LA_ENDPOINT`, default `https://api.loganalytics.io`).
     pub la_endpoint: String,
-    /// Threat-intelligence look-ups and workspace questions in flight per incident
-    /// (`SOCWIRE_TI_CONCURRENCY`, default 8).
-    pub ti_concurrency: usize,
+    /// How findings become a severity change (`SOCWIRE_TRIAGE_RULE`: `notebook`, the default,
+    /// or `graded`).
+    pub triage_rule: TriageRule,
     /// How far back the first sweep looks (`SOCWIRE_SWEEP_LOOKBACK`, default 24h).
     pub sweep_lookback_ms: i64,
     /// Most incidents one sweep queues (`SOCWIRE_SWEEP_MAX`, default 1000).
     pub sweep_max: usize,
-    /// How long a report link (user delegation SAS) stays valid (`SOCWIRE_REPORT_LINK_TTL`,
-    /// default 72h, at most 7 days).
-    pub report_link_ms: i64,
-    /// Threat-intelligence providers enabled by their API keys: `(name, key, base URL, quota)`
-    /// from `SOCWIRE_TI_{VIRUSTOTAL,ABUSEIPDB,GREYNOISE,OTX}_KEY` (an app setting or a Key
-    /// Vault reference the host resolves), optional `…_URL` overrides and `…_RATE` quotas
+}
+
+/// Threat intelligence: the offline list, the internet providers and their limits.
+#[derive(Debug, Clone)]
+pub struct TiSettings {
+    /// A threat-intelligence list to use instead of the built-in one (`SOCWIRE_TI_FILE`).
+    pub file: Option<PathBuf>,
+    /// Providers enabled by their API keys: `(name, key, base URL, quota)` from
+    /// `SOCWIRE_TI_{VIRUSTOTAL,ABUSEIPDB,GREYNOISE,OTX}_KEY` (an app setting or a Key Vault
+    /// reference the host resolves), optional `…_URL` overrides and `…_RATE` quotas
     /// (`4/min,500/day`); `SOCWIRE_TI_VIRUSTOTAL_TIER=public` gives VirusTotal its public
     /// API's limits unless `…_RATE` says otherwise.
-    pub ti_providers: Vec<(
+    pub providers: Vec<(
         &'static str,
         crate::providers::Secret,
         String,
@@ -98,63 +107,89 @@ pub struct Settings {
     )>,
     /// How long a failed provider look-up is not repeated (`SOCWIRE_TI_FAILURE_TTL`, default
     /// 1m).
-    pub ti_failure_ttl_ms: i64,
+    pub failure_ttl_ms: i64,
     /// Sentinel's threat-intelligence table (`SOCWIRE_TI_TABLE`, default
     /// `ThreatIntelIndicators`; the retired `ThreatIntelligenceIndicator` only on request).
-    pub ti_table: crate::ports::TiTable,
+    pub table: crate::ports::TiTable,
     /// Time one provider look-up may take (`SOCWIRE_TI_TIMEOUT`, default 10s).
-    pub ti_timeout_ms: i64,
+    pub timeout_ms: i64,
     /// How long a provider's answer is reused (`SOCWIRE_TI_CACHE_TTL`, default 1h).
-    pub ti_cache_ttl_ms: i64,
+    pub cache_ttl_ms: i64,
     /// Most provider answers cached (`SOCWIRE_TI_CACHE_ENTRIES`, default 10000).
-    pub ti_cache_entries: usize,
+    pub cache_entries: usize,
+    /// Look-ups and workspace questions in flight per incident (`SOCWIRE_TI_CONCURRENCY`,
+    /// default 8).
+    pub concurrency: usize,
+}
+
+/// The alert engine and the Log Analytics tables its rows go to.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// Logs Ingestion endpoint (`SOCWIRE_LOGS_ENDPOINT`); with `SOCWIRE_LOGS_DCR_ID`, subgraph
+    /// rows go to Log Analytics, otherwise to the local tables.
+    pub logs_endpoint: Option<String>,
+    /// Data collection rule immutable id (`SOCWIRE_LOGS_DCR_ID`).
+    pub logs_dcr_id: Option<String>,
+    /// Alert engine window (`SOCWIRE_ALERT_WINDOW`, e.g. 24h).
+    pub window_ms: i64,
+    /// Bytes the alert engine may hold across every partition this instance holds, history
+    /// included (`SOCWIRE_ALERT_MEMORY_MB`, default 1024: half a Flex Consumption instance).
+    pub memory_bytes: usize,
+    /// Subgraphs scoring at least this publish `socwire.AlertSubgraphPrioritized`
+    /// (`SOCWIRE_ALERT_EVENT_SCORE`, default 20).
+    pub event_score: f64,
+}
+
+/// The GPU model lifecycle: Azure ML or the local back end, commands, assets.
+#[derive(Debug, Clone)]
+pub struct MlSettings {
     /// Azure ML: ARM endpoint (`SOCWIRE_ML_ENDPOINT`); with `SOCWIRE_ML_WORKSPACE`, the Azure
     /// ML adapter is used, otherwise the local compute back end.
-    pub ml_endpoint: Option<String>,
+    pub endpoint: Option<String>,
     /// The workspace's ARM id (`SOCWIRE_ML_WORKSPACE`).
-    pub ml_workspace: Option<String>,
+    pub workspace: Option<String>,
     /// Region of new clusters (`SOCWIRE_ML_LOCATION`).
-    pub ml_location: String,
+    pub location: String,
     /// Blob container URL of the workspace datastore (`SOCWIRE_ML_DATASTORE_URL`).
-    pub ml_datastore_url: Option<String>,
+    pub datastore_url: Option<String>,
     /// Service Bus namespace for commands the functions send themselves
     /// (`SOCWIRE_SERVICEBUS_NAMESPACE`); unset = the local broker.
     pub servicebus_namespace: Option<String>,
     /// The commands topic (`SOCWIRE_ML_COMMANDS_TOPIC`, default `ml-commands`).
-    pub ml_commands_topic: String,
+    pub commands_topic: String,
     /// Hosts assets may come from (`SOCWIRE_NGC_ALLOWED_HOSTS`, comma-separated).
     pub ngc_allowed_hosts: Vec<String>,
     /// Local folders `file://` assets may come from (`SOCWIRE_ML_LOCAL_ASSET_DIRS`).
-    pub ml_local_asset_dirs: Vec<PathBuf>,
+    pub local_asset_dirs: Vec<PathBuf>,
     /// Largest asset download (`SOCWIRE_ML_MAX_ASSET_BYTES`).
-    pub ml_max_asset_bytes: u64,
+    pub max_asset_bytes: u64,
     /// Largest unpacked asset (`SOCWIRE_ML_MAX_UNPACKED_BYTES`).
-    pub ml_max_unpacked_bytes: u64,
+    pub max_unpacked_bytes: u64,
     /// Container image of the fine-tune environment, holding this binary built with the
     /// trainer (`SOCWIRE_ML_IMAGE`; required with an Azure ML workspace).
-    pub ml_image: Option<String>,
+    pub image: Option<String>,
     /// Event Hub the fine-tune jobs send telemetry to, as
     /// `https://{namespace}.servicebus.windows.net/{hub}` (`SOCWIRE_ML_TELEMETRY_EVENTHUB`);
     /// unset = Azure ML jobs send none.
-    pub ml_telemetry_eventhub: Option<String>,
+    pub telemetry_eventhub: Option<String>,
     /// Resource id of the user-assigned identity new clusters get, which jobs use to send
     /// telemetry (`SOCWIRE_ML_CLUSTER_IDENTITY`).
-    pub ml_cluster_identity: Option<String>,
+    pub cluster_identity: Option<String>,
     /// The workspace's MLflow tracking URI (`SOCWIRE_ML_TRACKING_URI`, `azureml://<region>.
     /// api.azureml.ms/mlflow/v1.0/…`); unset = derived from the location and workspace id.
     /// Container jobs' metrics and failed jobs' errors are read from its host.
-    pub ml_tracking_uri: Option<String>,
+    pub tracking_uri: Option<String>,
     /// Seconds between follow-up checks when the service gives no Retry-After
     /// (`SOCWIRE_ML_POLL_SECS`).
-    pub ml_poll_secs: u64,
+    pub poll_secs: u64,
     /// Evaluations of rising loss that count as divergence (`SOCWIRE_ML_DIVERGENCE_EVALS`).
-    pub ml_divergence_evals: usize,
+    pub divergence_evals: usize,
     /// Local back end: how long a cluster stays Creating (`SOCWIRE_ML_LOCAL_PROVISION_MS`).
-    pub ml_local_provision_ms: i64,
+    pub local_provision_ms: i64,
     /// Local back end: node quota (`SOCWIRE_ML_LOCAL_MAX_NODES`).
-    pub ml_local_max_nodes: u32,
+    pub local_max_nodes: u32,
     /// Local back end: the executable that runs jobs (`SOCWIRE_ML_RUNNER`, default this one).
-    pub ml_runner: Option<PathBuf>,
+    pub runner: Option<PathBuf>,
 }
 
 /// The providers `Settings` knows: name, key setting, URL setting, default base URL, quota
@@ -198,9 +233,10 @@ impl Settings {
 
     /// Reads the settings through `lookup` (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let port = match get("FUNCTIONS_CUSTOMHANDLER_PORT")
-            .or_else(|| get("FUNCTIONS_HTTPWORKER_PORT"))
+        let env = Env(&lookup);
+        let port = match env
+            .get("FUNCTIONS_CUSTOMHANDLER_PORT")
+            .or_else(|| env.get("FUNCTIONS_HTTPWORKER_PORT"))
         {
             Some(v) => v
                 .trim()
@@ -208,7 +244,7 @@ impl Settings {
                 .map_err(|_| format!("FUNCTIONS_CUSTOMHANDLER_PORT={v:?} is not a port number"))?,
             None => 8080,
         };
-        let require_azure = match get("SOCWIRE_REQUIRE_AZURE").as_deref().map(str::trim) {
+        let require_azure = match env.get("SOCWIRE_REQUIRE_AZURE").as_deref().map(str::trim) {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
             Some(other) => {
@@ -217,193 +253,28 @@ impl Settings {
                 ))
             }
         };
-        let max_body_bytes = match get("SOCWIRE_MAX_BODY_BYTES") {
+        let max_body_bytes = match env.get("SOCWIRE_MAX_BODY_BYTES") {
             Some(v) => v
                 .trim()
                 .parse()
                 .map_err(|_| format!("SOCWIRE_MAX_BODY_BYTES={v:?} is not a number"))?,
             None => DEFAULT_MAX_BODY_BYTES,
         };
-        let invocation_timeout = match get("SOCWIRE_INVOCATION_TIMEOUT") {
+        let invocation_timeout = match env.get("SOCWIRE_INVOCATION_TIMEOUT") {
             Some(v) => Some(Duration::from_secs(v.trim().parse().map_err(|_| {
                 format!("SOCWIRE_INVOCATION_TIMEOUT={v:?} is not a number of seconds")
             })?)),
             None => None,
         };
-        let number = |name: &str, default: f64| -> Result<f64, String> {
-            match get(name) {
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{name}={v:?} is not a number")),
-                None => Ok(default),
-            }
-        };
-        let count = |name: &str, default: u64, range: RangeInclusive<u64>| {
-            parse_count(name, get(name), default, range)
-        };
-        const GIB: u64 = 1 << 30;
-        let alert_window_ms = match get("SOCWIRE_ALERT_WINDOW") {
-            Some(v) => parse_duration_ms(&v).map_err(|e| format!("SOCWIRE_ALERT_WINDOW: {e}"))?,
-            None => 24 * 3_600_000,
-        };
-        let workspace = match (
-            get("SOCWIRE_SENTINEL_SUBSCRIPTION_ID"),
-            get("SOCWIRE_SENTINEL_RESOURCE_GROUP"),
-            get("SOCWIRE_SENTINEL_WORKSPACE"),
-        ) {
-            (Some(subscription), Some(resource_group), Some(workspace)) => {
-                let ws = crate::sentinel::WorkspaceRef {
-                    subscription: subscription.trim().into(),
-                    resource_group: resource_group.trim().into(),
-                    workspace: workspace.trim().into(),
-                };
-                ws.incident("00000000-0000-0000-0000-000000000000")
-                    .map_err(|e| format!("SOCWIRE_SENTINEL_* workspace settings: {e}"))?;
-                Some(ws)
-            }
-            (None, None, None) => None,
-            _ => return Err("set all three of SOCWIRE_SENTINEL_SUBSCRIPTION_ID, SOCWIRE_SENTINEL_RESOURCE_GROUP and SOCWIRE_SENTINEL_WORKSPACE, or none".into()),
-        };
-        let sweep_lookback_ms = match get("SOCWIRE_SWEEP_LOOKBACK") {
-            Some(v) => parse_duration_ms(&v).map_err(|e| format!("SOCWIRE_SWEEP_LOOKBACK: {e}"))?,
-            None => 24 * 3_600_000,
-        };
-        let report_link_ms = match get("SOCWIRE_REPORT_LINK_TTL") {
-            Some(v) => {
-                parse_duration_ms(&v).map_err(|e| format!("SOCWIRE_REPORT_LINK_TTL: {e}"))?
-            }
-            None => 72 * 3_600_000,
-        };
-        if !(300_000..=7 * 24 * 3_600_000).contains(&report_link_ms) {
-            return Err("SOCWIRE_REPORT_LINK_TTL must be between 5m and 7d (a user delegation key's longest life)".into());
-        }
-        let duration = |name: &str, default: i64| -> Result<i64, String> {
-            match get(name) {
-                Some(v) => parse_duration_ms(&v).map_err(|e| format!("{name}: {e}")),
-                None => Ok(default),
-            }
-        };
-        let virustotal_public = match get("SOCWIRE_TI_VIRUSTOTAL_TIER")
-            .map(|v| v.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("premium") => false,
-            Some("public") => true,
-            Some(other) => {
-                return Err(format!(
-                    "SOCWIRE_TI_VIRUSTOTAL_TIER={other:?}: use public or premium"
-                ))
-            }
-        };
-        let mut ti_providers = Vec::new();
-        for (name, key_setting, url_setting, default_url, rate_setting) in TI_PROVIDERS {
-            if let Some(key) = get(key_setting) {
-                if key.trim_start().starts_with("@Microsoft.KeyVault(") {
-                    return Err(format!("{key_setting} is a Key Vault reference the host did not resolve (check the app's identity and the vault's access)"));
-                }
-                let url = get(url_setting).unwrap_or_else(|| default_url.to_string());
-                let quota = match get(rate_setting) {
-                    Some(v) => v.parse().map_err(|e| format!("{rate_setting}: {e}"))?,
-                    None if *name == "virustotal" && virustotal_public => {
-                        crate::providers::Quota::VIRUSTOTAL_PUBLIC
-                    }
-                    None => crate::providers::Quota::default(),
-                };
-                ti_providers.push((
-                    *name,
-                    crate::providers::Secret(key.trim().to_string()),
-                    url,
-                    quota,
-                ));
-            }
-        }
-        let data_dir = PathBuf::from(get("SOCWIRE_DATA_DIR").unwrap_or_else(|| ".socwire".into()));
-        let list = |name: &str| -> Option<Vec<String>> {
-            get(name).map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-        };
+        let data_dir = PathBuf::from(env.text("SOCWIRE_DATA_DIR", ".socwire"));
         Ok(Self {
-            ti_providers,
-            ti_failure_ttl_ms: duration("SOCWIRE_TI_FAILURE_TTL", 60_000)?.max(0),
-            ti_table: match get("SOCWIRE_TI_TABLE") {
-                Some(v) => v.parse().map_err(|e| format!("SOCWIRE_TI_TABLE: {e}"))?,
-                None => Default::default(),
-            },
-            ti_timeout_ms: duration("SOCWIRE_TI_TIMEOUT", 10_000)?.max(100),
-            ti_cache_ttl_ms: duration("SOCWIRE_TI_CACHE_TTL", 3_600_000)?,
-            ti_cache_entries: count("SOCWIRE_TI_CACHE_ENTRIES", 10_000, 1..=10_000_000)? as usize,
-            report_link_ms,
-            triage_rule: match get("SOCWIRE_TRIAGE_RULE") {
-                Some(v) => v.parse().map_err(|e| format!("SOCWIRE_TRIAGE_RULE: {e}"))?,
-                None => Default::default(),
-            },
-            workspace,
-            la_workspace_id: get("SOCWIRE_LA_WORKSPACE_ID"),
-            la_endpoint: get("SOCWIRE_LA_ENDPOINT")
-                .unwrap_or_else(|| "https://api.loganalytics.io".into()),
-            ti_concurrency: count("SOCWIRE_TI_CONCURRENCY", 8, 1..=64)? as usize,
-            sweep_lookback_ms,
-            sweep_max: count("SOCWIRE_SWEEP_MAX", 1000, 1..=1_000_000)? as usize,
-            ml_endpoint: get("SOCWIRE_ML_ENDPOINT"),
-            ml_workspace: get("SOCWIRE_ML_WORKSPACE"),
-            ml_location: get("SOCWIRE_ML_LOCATION").unwrap_or_else(|| "westeurope".into()),
-            ml_datastore_url: get("SOCWIRE_ML_DATASTORE_URL"),
-            servicebus_namespace: get("SOCWIRE_SERVICEBUS_NAMESPACE"),
-            ml_commands_topic: get("SOCWIRE_ML_COMMANDS_TOPIC")
-                .unwrap_or_else(|| "ml-commands".into()),
-            ngc_allowed_hosts: list("SOCWIRE_NGC_ALLOWED_HOSTS").unwrap_or_else(|| {
-                [
-                    "api.ngc.nvidia.com",
-                    "files.ngc.nvidia.com",
-                    "xfiles.ngc.nvidia.com",
-                ]
-                .map(String::from)
-                .to_vec()
-            }),
-            ml_local_asset_dirs: list("SOCWIRE_ML_LOCAL_ASSET_DIRS")
-                .map(|v| v.into_iter().map(PathBuf::from).collect())
-                .unwrap_or_else(|| vec![data_dir.join("ml").join("local-assets")]),
-            ml_max_asset_bytes: count("SOCWIRE_ML_MAX_ASSET_BYTES", 4 * GIB, 1..=1024 * GIB)?,
-            ml_max_unpacked_bytes: count(
-                "SOCWIRE_ML_MAX_UNPACKED_BYTES",
-                16 * GIB,
-                1..=4096 * GIB,
-            )?,
-            ml_image: get("SOCWIRE_ML_IMAGE"),
-            ml_telemetry_eventhub: get("SOCWIRE_ML_TELEMETRY_EVENTHUB"),
-            ml_cluster_identity: get("SOCWIRE_ML_CLUSTER_IDENTITY"),
-            ml_tracking_uri: get("SOCWIRE_ML_TRACKING_URI"),
-            ml_poll_secs: count("SOCWIRE_ML_POLL_SECS", 30, 1..=3600)?,
-            ml_divergence_evals: count("SOCWIRE_ML_DIVERGENCE_EVALS", 3, 2..=1000)? as usize,
-            ml_local_provision_ms: count("SOCWIRE_ML_LOCAL_PROVISION_MS", 3000, 0..=3_600_000)?
-                as i64,
-            ml_local_max_nodes: count("SOCWIRE_ML_LOCAL_MAX_NODES", 8, 0..=10_000)? as u32,
-            ml_runner: get("SOCWIRE_ML_RUNNER").map(PathBuf::from),
-            logs_endpoint: get("SOCWIRE_LOGS_ENDPOINT"),
-            logs_dcr_id: get("SOCWIRE_LOGS_DCR_ID"),
-            state_container: get("SOCWIRE_STATE_CONTAINER")
-                .unwrap_or_else(|| "socwire-state".into()),
-            alert_window_ms,
-            alert_memory_bytes: count("SOCWIRE_ALERT_MEMORY_MB", 1024, 64..=1_048_576)? as usize
-                * 1024
-                * 1024,
-            alert_event_score: number("SOCWIRE_ALERT_EVENT_SCORE", 20.0)?,
+            storage: StorageSettings::read(&env)?,
+            sentinel: SentinelSettings::read(&env)?,
+            ti: TiSettings::read(&env)?,
+            alerts: AlertSettings::read(&env)?,
+            ml: MlSettings::read(&env, &data_dir)?,
             port,
             data_dir,
-            reports_base_url: get("SOCWIRE_REPORTS_BASE_URL")
-                .unwrap_or_else(|| "http://127.0.0.1:7071/reports".into()),
-            ti_file: get("SOCWIRE_TI_FILE").map(PathBuf::from),
-            sentinel_endpoint: get("SOCWIRE_SENTINEL_ENDPOINT"),
-            storage: get("SOCWIRE_STORAGE"),
-            ledger_container: get("SOCWIRE_LEDGER_CONTAINER")
-                .unwrap_or_else(|| "socwire-ledger".into()),
-            reports_container: get("SOCWIRE_REPORTS_CONTAINER")
-                .unwrap_or_else(|| "socwire-reports".into()),
             require_azure,
             max_body_bytes,
             invocation_timeout_set: invocation_timeout.is_some(),
@@ -444,21 +315,21 @@ impl Settings {
     /// The settings an Azure deployment must have, that are missing here.
     pub fn missing_azure_settings(&self) -> Vec<&'static str> {
         let mut missing = Vec::new();
-        if self.sentinel_endpoint.is_none() {
+        if self.sentinel.endpoint.is_none() {
             missing.push("SOCWIRE_SENTINEL_ENDPOINT");
         }
-        if self.storage.is_none() {
+        if self.storage.account.is_none() {
             missing.push("SOCWIRE_STORAGE");
         }
-        if self.logs_endpoint.is_none() || self.logs_dcr_id.is_none() {
+        if self.alerts.logs_endpoint.is_none() || self.alerts.logs_dcr_id.is_none() {
             missing.push("SOCWIRE_LOGS_ENDPOINT and SOCWIRE_LOGS_DCR_ID");
         }
         // The GPU lifecycle is optional in Azure (the Bicep's hasMl): without
         // SOCWIRE_ML_WORKSPACE its functions must be disabled, not the whole handler refused.
-        if self.ml_workspace.is_some() && self.servicebus_namespace.is_none() {
+        if self.ml.workspace.is_some() && self.ml.servicebus_namespace.is_none() {
             missing.push("SOCWIRE_SERVICEBUS_NAMESPACE");
         }
-        if self.ml_workspace.is_some() && self.ml_image.is_none() {
+        if self.ml.workspace.is_some() && self.ml.image.is_none() {
             missing.push("SOCWIRE_ML_IMAGE");
         }
         missing
@@ -481,16 +352,20 @@ impl Settings {
         };
         https(
             "SOCWIRE_SENTINEL_ENDPOINT",
-            &self.sentinel_endpoint,
+            &self.sentinel.endpoint,
             &mut wrong,
         );
-        https("SOCWIRE_LOGS_ENDPOINT", &self.logs_endpoint, &mut wrong);
+        https(
+            "SOCWIRE_LOGS_ENDPOINT",
+            &self.alerts.logs_endpoint,
+            &mut wrong,
+        );
         https(
             "SOCWIRE_ML_TELEMETRY_EVENTHUB",
-            &self.ml_telemetry_eventhub,
+            &self.ml.telemetry_eventhub,
             &mut wrong,
         );
-        if let Some(storage) = &self.storage {
+        if let Some(storage) = &self.storage.account {
             let lower = storage.to_ascii_lowercase();
             if lower.contains("usedevelopmentstorage") || lower.contains("127.0.0.1") {
                 wrong.push(format!(
@@ -500,7 +375,7 @@ impl Settings {
                 wrong.push(format!("SOCWIRE_STORAGE={storage:?} is not https"));
             }
         }
-        if let Some(dcr) = &self.logs_dcr_id {
+        if let Some(dcr) = &self.alerts.logs_dcr_id {
             if !dcr.trim().starts_with("dcr-") {
                 wrong.push(format!(
                     "SOCWIRE_LOGS_DCR_ID={dcr:?} is not a DCR immutable id (dcr-…)"
@@ -508,6 +383,237 @@ impl Settings {
             }
         }
         wrong
+    }
+}
+
+/// The settings as the process sees them, read by name: a blank value is no value, and every
+/// parser's error names its setting.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// The setting's value, when set and not blank.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// The setting's value, or `default`.
+    fn text(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_string())
+    }
+
+    /// A count or size: a whole number within `range`.
+    fn count(&self, name: &str, default: u64, range: RangeInclusive<u64>) -> Result<u64, String> {
+        parse_count(name, self.get(name), default, range)
+    }
+
+    /// A duration such as `90s`, `15m`, `24h` or `2d`, in milliseconds.
+    fn duration_ms(&self, name: &str, default: i64) -> Result<i64, String> {
+        match self.get(name) {
+            Some(v) => parse_duration_ms(&v).map_err(|e| format!("{name}: {e}")),
+            None => Ok(default),
+        }
+    }
+
+    /// A value with its own parser (`FromStr`), its errors prefixed with the setting's name.
+    fn parsed<T: std::str::FromStr<Err = String> + Default>(
+        &self,
+        name: &str,
+    ) -> Result<T, String> {
+        match self.get(name) {
+            Some(v) => v.parse().map_err(|e| format!("{name}: {e}")),
+            None => Ok(T::default()),
+        }
+    }
+
+    /// A comma-separated list (blank entries dropped).
+    fn list(&self, name: &str) -> Option<Vec<String>> {
+        self.get(name).map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+    }
+}
+
+impl StorageSettings {
+    fn read(env: &Env) -> Result<Self, String> {
+        let report_link_ms = env.duration_ms("SOCWIRE_REPORT_LINK_TTL", 72 * 3_600_000)?;
+        if !(300_000..=7 * 24 * 3_600_000).contains(&report_link_ms) {
+            return Err("SOCWIRE_REPORT_LINK_TTL must be between 5m and 7d (a user delegation key's longest life)".into());
+        }
+        Ok(Self {
+            account: env.get("SOCWIRE_STORAGE"),
+            ledger_container: env.text("SOCWIRE_LEDGER_CONTAINER", "socwire-ledger"),
+            reports_container: env.text("SOCWIRE_REPORTS_CONTAINER", "socwire-reports"),
+            state_container: env.text("SOCWIRE_STATE_CONTAINER", "socwire-state"),
+            report_link_ms,
+            reports_base_url: env.text("SOCWIRE_REPORTS_BASE_URL", "http://127.0.0.1:7071/reports"),
+        })
+    }
+}
+
+impl SentinelSettings {
+    fn read(env: &Env) -> Result<Self, String> {
+        let workspace = match (
+            env.get("SOCWIRE_SENTINEL_SUBSCRIPTION_ID"),
+            env.get("SOCWIRE_SENTINEL_RESOURCE_GROUP"),
+            env.get("SOCWIRE_SENTINEL_WORKSPACE"),
+        ) {
+            (Some(subscription), Some(resource_group), Some(workspace)) => {
+                let ws = crate::sentinel::WorkspaceRef {
+                    subscription: subscription.trim().into(),
+                    resource_group: resource_group.trim().into(),
+                    workspace: workspace.trim().into(),
+                };
+                ws.incident("00000000-0000-0000-0000-000000000000")
+                    .map_err(|e| format!("SOCWIRE_SENTINEL_* workspace settings: {e}"))?;
+                Some(ws)
+            }
+            (None, None, None) => None,
+            _ => return Err("set all three of SOCWIRE_SENTINEL_SUBSCRIPTION_ID, SOCWIRE_SENTINEL_RESOURCE_GROUP and SOCWIRE_SENTINEL_WORKSPACE, or none".into()),
+        };
+        Ok(Self {
+            endpoint: env.get("SOCWIRE_SENTINEL_ENDPOINT"),
+            workspace,
+            la_workspace_id: env.get("SOCWIRE_LA_WORKSPACE_ID"),
+            la_endpoint: env.text("SOCWIRE_LA_ENDPOINT", "https://api.loganalytics.io"),
+            triage_rule: env.parsed("SOCWIRE_TRIAGE_RULE")?,
+            sweep_lookback_ms: env.duration_ms("SOCWIRE_SWEEP_LOOKBACK", 24 * 3_600_000)?,
+            sweep_max: env.count("SOCWIRE_SWEEP_MAX", 1000, 1..=1_000_000)? as usize,
+        })
+    }
+}
+
+impl TiSettings {
+    fn read(env: &Env) -> Result<Self, String> {
+        Ok(Self {
+            file: env.get("SOCWIRE_TI_FILE").map(PathBuf::from),
+            providers: Self::providers(env)?,
+            failure_ttl_ms: env.duration_ms("SOCWIRE_TI_FAILURE_TTL", 60_000)?.max(0),
+            table: env.parsed("SOCWIRE_TI_TABLE")?,
+            timeout_ms: env.duration_ms("SOCWIRE_TI_TIMEOUT", 10_000)?.max(100),
+            cache_ttl_ms: env.duration_ms("SOCWIRE_TI_CACHE_TTL", 3_600_000)?,
+            cache_entries: env.count("SOCWIRE_TI_CACHE_ENTRIES", 10_000, 1..=10_000_000)? as usize,
+            concurrency: env.count("SOCWIRE_TI_CONCURRENCY", 8, 1..=64)? as usize,
+        })
+    }
+
+    /// The providers whose keys are set, with their base URLs and quotas.
+    #[allow(clippy::type_complexity)]
+    fn providers(
+        env: &Env,
+    ) -> Result<
+        Vec<(
+            &'static str,
+            crate::providers::Secret,
+            String,
+            crate::providers::Quota,
+        )>,
+        String,
+    > {
+        let virustotal_public = match env
+            .get("SOCWIRE_TI_VIRUSTOTAL_TIER")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("premium") => false,
+            Some("public") => true,
+            Some(other) => {
+                return Err(format!(
+                    "SOCWIRE_TI_VIRUSTOTAL_TIER={other:?}: use public or premium"
+                ))
+            }
+        };
+        let mut providers = Vec::new();
+        for (name, key_setting, url_setting, default_url, rate_setting) in TI_PROVIDERS {
+            let Some(key) = env.get(key_setting) else {
+                continue;
+            };
+            if key.trim_start().starts_with("@Microsoft.KeyVault(") {
+                return Err(format!("{key_setting} is a Key Vault reference the host did not resolve (check the app's identity and the vault's access)"));
+            }
+            let quota = match env.get(rate_setting) {
+                Some(v) => v.parse().map_err(|e| format!("{rate_setting}: {e}"))?,
+                None if *name == "virustotal" && virustotal_public => {
+                    crate::providers::Quota::VIRUSTOTAL_PUBLIC
+                }
+                None => crate::providers::Quota::default(),
+            };
+            providers.push((
+                *name,
+                crate::providers::Secret(key.trim().to_string()),
+                env.text(url_setting, default_url),
+                quota,
+            ));
+        }
+        Ok(providers)
+    }
+}
+
+impl AlertSettings {
+    fn read(env: &Env) -> Result<Self, String> {
+        let event_score = match env.get("SOCWIRE_ALERT_EVENT_SCORE") {
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite())
+                .ok_or_else(|| format!("SOCWIRE_ALERT_EVENT_SCORE={v:?} is not a number"))?,
+            None => 20.0,
+        };
+        Ok(Self {
+            logs_endpoint: env.get("SOCWIRE_LOGS_ENDPOINT"),
+            logs_dcr_id: env.get("SOCWIRE_LOGS_DCR_ID"),
+            window_ms: env.duration_ms("SOCWIRE_ALERT_WINDOW", 24 * 3_600_000)?,
+            memory_bytes: env.count("SOCWIRE_ALERT_MEMORY_MB", 1024, 64..=1_048_576)? as usize
+                * 1024
+                * 1024,
+            event_score,
+        })
+    }
+}
+
+impl MlSettings {
+    fn read(env: &Env, data_dir: &std::path::Path) -> Result<Self, String> {
+        const GIB: u64 = 1 << 30;
+        Ok(Self {
+            endpoint: env.get("SOCWIRE_ML_ENDPOINT"),
+            workspace: env.get("SOCWIRE_ML_WORKSPACE"),
+            location: env.text("SOCWIRE_ML_LOCATION", "westeurope"),
+            datastore_url: env.get("SOCWIRE_ML_DATASTORE_URL"),
+            servicebus_namespace: env.get("SOCWIRE_SERVICEBUS_NAMESPACE"),
+            commands_topic: env.text("SOCWIRE_ML_COMMANDS_TOPIC", "ml-commands"),
+            ngc_allowed_hosts: env.list("SOCWIRE_NGC_ALLOWED_HOSTS").unwrap_or_else(|| {
+                [
+                    "api.ngc.nvidia.com",
+                    "files.ngc.nvidia.com",
+                    "xfiles.ngc.nvidia.com",
+                ]
+                .map(String::from)
+                .to_vec()
+            }),
+            local_asset_dirs: env
+                .list("SOCWIRE_ML_LOCAL_ASSET_DIRS")
+                .map(|v| v.into_iter().map(PathBuf::from).collect())
+                .unwrap_or_else(|| vec![data_dir.join("ml").join("local-assets")]),
+            max_asset_bytes: env.count("SOCWIRE_ML_MAX_ASSET_BYTES", 4 * GIB, 1..=1024 * GIB)?,
+            max_unpacked_bytes: env.count(
+                "SOCWIRE_ML_MAX_UNPACKED_BYTES",
+                16 * GIB,
+                1..=4096 * GIB,
+            )?,
+            image: env.get("SOCWIRE_ML_IMAGE"),
+            telemetry_eventhub: env.get("SOCWIRE_ML_TELEMETRY_EVENTHUB"),
+            cluster_identity: env.get("SOCWIRE_ML_CLUSTER_IDENTITY"),
+            tracking_uri: env.get("SOCWIRE_ML_TRACKING_URI"),
+            poll_secs: env.count("SOCWIRE_ML_POLL_SECS", 30, 1..=3600)?,
+            divergence_evals: env.count("SOCWIRE_ML_DIVERGENCE_EVALS", 3, 2..=1000)? as usize,
+            local_provision_ms: env.count("SOCWIRE_ML_LOCAL_PROVISION_MS", 3000, 0..=3_600_000)?
+                as i64,
+            local_max_nodes: env.count("SOCWIRE_ML_LOCAL_MAX_NODES", 8, 0..=10_000)? as u32,
+            runner: env.get("SOCWIRE_ML_RUNNER").map(PathBuf::from),
+        })
     }
 }
 
@@ -607,12 +713,12 @@ mod tests {
         let s = from(&[]).unwrap();
         assert_eq!(s.port, 8080);
         assert_eq!(s.missing_azure_settings().len(), 3);
-        assert_eq!(s.ngc_allowed_hosts[0], "api.ngc.nvidia.com");
+        assert_eq!(s.ml.ngc_allowed_hosts[0], "api.ngc.nvidia.com");
         assert_eq!(
-            s.ml_local_asset_dirs,
+            s.ml.local_asset_dirs,
             vec![PathBuf::from(".socwire/ml/local-assets")]
         );
-        assert_eq!(s.alert_window_ms, 24 * 3_600_000);
+        assert_eq!(s.alerts.window_ms, 24 * 3_600_000);
     }
 
     #[test]
@@ -643,7 +749,7 @@ mod tests {
             ("SOCWIRE_ALERT_MEMORY_MB", "64"),
         ])
         .unwrap();
-        assert_eq!((s.ti_concurrency, s.alert_memory_bytes), (64, 64 << 20));
+        assert_eq!((s.ti.concurrency, s.alerts.memory_bytes), (64, 64 << 20));
     }
 
     #[test]
@@ -746,17 +852,17 @@ mod tests {
             ("SOCWIRE_TI_GREYNOISE_URL", "http://127.0.0.1:9/"),
         ])
         .unwrap();
-        let names: Vec<&str> = s.ti_providers.iter().map(|p| p.0).collect();
+        let names: Vec<&str> = s.ti.providers.iter().map(|p| p.0).collect();
         assert_eq!(names, ["greynoise", "otx"]);
-        assert_eq!(s.ti_providers[0].2, "http://127.0.0.1:9/");
-        assert_eq!(s.ti_providers[0].3, crate::providers::Quota::default());
+        assert_eq!(s.ti.providers[0].2, "http://127.0.0.1:9/");
+        assert_eq!(s.ti.providers[0].3, crate::providers::Quota::default());
         let vt = from(&[
             ("SOCWIRE_TI_VIRUSTOTAL_KEY", "vt"),
             ("SOCWIRE_TI_VIRUSTOTAL_TIER", "public"),
         ])
         .unwrap();
         assert_eq!(
-            vt.ti_providers[0].3,
+            vt.ti.providers[0].3,
             crate::providers::Quota::VIRUSTOTAL_PUBLIC
         );
         let vt = from(&[
@@ -765,13 +871,13 @@ mod tests {
             ("SOCWIRE_TI_VIRUSTOTAL_RATE", "30/min"),
         ])
         .unwrap();
-        assert_eq!(vt.ti_providers[0].3.per_minute, Some(30));
+        assert_eq!(vt.ti.providers[0].3.per_minute, Some(30));
         assert!(from(&[("SOCWIRE_TI_OTX_KEY", "k"), ("SOCWIRE_TI_OTX_RATE", "fast")]).is_err());
         assert!(from(&[("SOCWIRE_TI_TABLE", "Nope")]).is_err());
         assert_eq!(
             from(&[("SOCWIRE_TRIAGE_RULE", "seed")])
                 .unwrap()
-                .triage_rule,
+                .sentinel.triage_rule,
             TriageRule::Notebook
         );
         let printed = format!("{s:?}");
@@ -789,8 +895,8 @@ mod tests {
     #[test]
     fn only_socwire_storage_selects_azure_storage() {
         let s = from(&[("AzureWebJobsStorage", "UseDevelopmentStorage=true")]).unwrap();
-        assert_eq!(s.storage, None);
+        assert_eq!(s.storage.account, None);
         let s = from(&[("SOCWIRE_STORAGE", "UseDevelopmentStorage=true")]).unwrap();
-        assert_eq!(s.storage.as_deref(), Some("UseDevelopmentStorage=true"));
+        assert_eq!(s.storage.account.as_deref(), Some("UseDevelopmentStorage=true"));
     }
 }

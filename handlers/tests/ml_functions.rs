@@ -77,8 +77,8 @@ fn fixture_with(quota: u32) -> Fixture {
         ml: ws.clone(),
         commands: Arc::new(LocalCommandBus::open(dir.path(), "ml-commands").unwrap()),
         assets: Arc::new(socwire::azure::AllowListedFetcher::new(
-            settings.ngc_allowed_hosts.clone(),
-            settings.ml_local_asset_dirs.clone(),
+            settings.ml.ngc_allowed_hosts.clone(),
+            settings.ml.local_asset_dirs.clone(),
         )),
         settings: Arc::new(settings),
         adapters: vec![],

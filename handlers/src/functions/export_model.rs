@@ -250,7 +250,7 @@ pub async fn run(
     let output = work.join("output");
     let folder = work.join("version");
     ctx.ml
-        .download_job_output(&job.id, &output, ctx.settings.ml_max_unpacked_bytes)
+        .download_job_output(&job.id, &output, ctx.settings.ml.max_unpacked_bytes)
         .await
         .map_err(|e| match e {
             PortError::NotFound(r) | PortError::Permanent(r) => refuse(format!("ExportModel: {r}")),

@@ -48,7 +48,7 @@ pub async fn run(
 ) -> Result<InvocationResponse, FunctionError> {
     let _timer = TimerTrigger::from_request(&req, TRIGGER.binding)?;
     let mut response = InvocationResponse::default();
-    let Some(workspace) = ctx.settings.workspace.as_ref() else {
+    let Some(workspace) = ctx.settings.sentinel.workspace.as_ref() else {
         response.log("no Sentinel workspace configured (SOCWIRE_SENTINEL_*): nothing to sweep");
         return Ok(response);
     };
@@ -57,9 +57,10 @@ pub async fn run(
         Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
         None => Checkpoint::default(),
     };
-    let first_run = started - chrono::Duration::milliseconds(ctx.settings.sweep_lookback_ms);
+    let first_run =
+        started - chrono::Duration::milliseconds(ctx.settings.sentinel.sweep_lookback_ms);
     let since = state.committed.unwrap_or(first_run) - OVERLAP;
-    let max = ctx.settings.sweep_max;
+    let max = ctx.settings.sentinel.sweep_max;
     let incidents = ctx
         .incidents
         .list_modified_since(workspace, since, max)

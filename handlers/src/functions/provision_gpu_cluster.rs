@@ -79,7 +79,7 @@ pub async fn run(
                     Some(c) if c.state == "Failed" => {
                         OperationStatus::Failed(c.error.unwrap_or_default())
                     }
-                    Some(_) => OperationStatus::InProgress(ctx.settings.ml_poll_secs),
+                    Some(_) => OperationStatus::InProgress(ctx.settings.ml.poll_secs),
                     None => OperationStatus::Failed(format!(
                         "cluster {} disappeared while being created",
                         spec.name

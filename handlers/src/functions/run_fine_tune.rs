@@ -76,7 +76,7 @@ async fn follow_up(
         SUBJECT,
         format!("{}:{tag}:{attempt}", cmd.command_id),
         serde_json::to_value(&next).unwrap_or_default(),
-        Some(now_ms() + ctx.settings.ml_poll_secs as i64 * 1000),
+        Some(now_ms() + ctx.settings.ml.poll_secs as i64 * 1000),
     )
     .await?;
     Ok(())
@@ -168,7 +168,7 @@ async fn sync_mlflow_metrics(
         Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
         None => JobMetrics::default(),
     };
-    let added = fold(&mut m, points, ctx.settings.ml_divergence_evals);
+    let added = fold(&mut m, points, ctx.settings.ml.divergence_evals);
     let mut log = format!("job {}: {added} new MLflow metric point(s)", job.id);
     if let (Some(reason), false) = (m.diverged.clone(), m.cancel_sent) {
         if !job.is_terminal() {
@@ -413,10 +413,10 @@ async fn submit(ctx: &Context, cmd: &RunFineTune) -> Result<InvocationResponse, 
                 .clone()
                 .or_else(|| {
                     (cmd.spec.trainer == Trainer::Socwire)
-                        .then(|| ctx.settings.ml_image.clone())
+                        .then(|| ctx.settings.ml.image.clone())
                         .flatten()
                 })
-                .or_else(|| ctx.settings.ml_workspace.is_none().then(|| "local".into()))
+                .or_else(|| ctx.settings.ml.workspace.is_none().then(|| "local".into()))
                 .ok_or_else(|| {
                     refuse(
                         "RunFineTune: no job image: set SOCWIRE_ML_IMAGE to the image built from \
@@ -432,8 +432,8 @@ async fn submit(ctx: &Context, cmd: &RunFineTune) -> Result<InvocationResponse, 
             let assets_dir = work.join("assets");
             let _ = std::fs::remove_dir_all(&work);
             let limits = Limits {
-                max_download_bytes: ctx.settings.ml_max_asset_bytes,
-                max_unpacked_bytes: ctx.settings.ml_max_unpacked_bytes,
+                max_download_bytes: ctx.settings.ml.max_asset_bytes,
+                max_unpacked_bytes: ctx.settings.ml.max_unpacked_bytes,
                 max_entries: 100_000,
             };
             for (i, asset) in cmd.spec.assets.iter().enumerate() {
@@ -531,7 +531,7 @@ async fn submit(ctx: &Context, cmd: &RunFineTune) -> Result<InvocationResponse, 
                     base.as_deref().unwrap_or_default(),
                     h,
                     cmd.spec.seed,
-                    ctx.settings.ml_telemetry_eventhub.as_deref(),
+                    ctx.settings.ml.telemetry_eventhub.as_deref(),
                 ),
             };
             let submission = JobSubmission {

@@ -75,7 +75,7 @@ pub async fn run(
             Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
             None => JobMetrics::default(),
         };
-        stored += fold(&mut m, points, ctx.settings.ml_divergence_evals);
+        stored += fold(&mut m, points, ctx.settings.ml.divergence_evals);
         if let (Some(reason), false) = (&m.diverged, m.cancel_sent) {
             if !job.is_terminal() {
                 let cancel = CancelJob {

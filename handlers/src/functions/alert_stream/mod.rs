@@ -102,7 +102,7 @@ fn state_error(what: &str, e: impl std::fmt::Display) -> FunctionError {
 /// Loads a partition: the base, then every journal entry after it, replayed in order.
 async fn load(ctx: &Context, partition: &str) -> Result<PartitionState, FunctionError> {
     let cfg = Config {
-        window_ms: ctx.settings.alert_window_ms,
+        window_ms: ctx.settings.alerts.window_ms,
         ..Config::default()
     };
     let mut state = match ctx.state.load(&base_key(partition)).await? {
@@ -227,7 +227,7 @@ pub async fn run(
     let early = state.engine.early_evictions();
     let mut events: Vec<Value> = rows
         .iter()
-        .filter(|s| s.score >= ctx.settings.alert_event_score)
+        .filter(|s| s.score >= ctx.settings.alerts.event_score)
         .map(|s| event_of(s, &now))
         .collect();
     let record = BatchRecord {
@@ -261,7 +261,7 @@ pub async fn run(
             "; the window bound ({} alerts, {} MB of this instance's {} MB for {} partition(s)) moved {} alert(s) out early so far ({} MB held)",
             state.engine.config().max_alerts,
             state.engine.config().max_bytes >> 20,
-            ctx.settings.alert_memory_bytes >> 20,
+            ctx.settings.alerts.memory_bytes >> 20,
             partitions_held,
             alerts,
             state.engine.held_bytes() >> 20
@@ -317,7 +317,7 @@ async fn hold_partition(
     let mut loaded = load(ctx, partition).await?;
     loaded.engine.set_feedback(engines.feedback.clone());
     engines.partitions.insert(partition.to_string(), loaded);
-    let share = ctx.settings.alert_memory_bytes / engines.partitions.len();
+    let share = ctx.settings.alerts.memory_bytes / engines.partitions.len();
     for p in engines.partitions.values_mut() {
         p.engine.set_max_bytes(share);
     }

@@ -474,7 +474,7 @@ pub(super) async fn gather(
     }
     let subjects: Vec<Subject> = subjects.into_iter().take(MAX_SUBJECTS).collect();
 
-    let concurrency = ctx.settings.ti_concurrency.max(1);
+    let concurrency = ctx.settings.ti.concurrency.max(1);
     let ti_results: Vec<Result<TiAnswer, PortError>> =
         futures::stream::iter(indicators.iter().cloned())
             .map(|i| {
@@ -504,7 +504,7 @@ pub(super) async fn gather(
         ));
     }
 
-    let table = ctx.settings.ti_table;
+    let table = ctx.settings.ti.table;
     let mut qs: Vec<Question> = questions(&subjects);
     qs.extend(indicators.iter().map(|i| Question::ThreatIndicator {
         indicator: i.clone(),

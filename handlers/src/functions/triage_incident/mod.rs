@@ -65,7 +65,8 @@ pub async fn run(
     req: InvocationRequest,
 ) -> Result<InvocationResponse, FunctionError> {
     let trigger = QueueTrigger::from_request(&req, TRIGGER.binding)?;
-    let request = TriageRequest::parse_with(&trigger.message, ctx.settings.workspace.as_ref())?;
+    let request =
+        TriageRequest::parse_with(&trigger.message, ctx.settings.sentinel.workspace.as_ref())?;
     let id = &request.incident_id;
     let key = triaged_key(id);
     let mut response = InvocationResponse::default();
@@ -109,7 +110,7 @@ async fn decide(ctx: &Context, id: &IncidentId) -> Result<Decision, FunctionErro
     let incident = ctx.incidents.get(id).await?;
     let g = gather(ctx, id, &incident).await?;
     let (verdict, significant, target_severity, target_status, mut reasons) = assess(
-        ctx.settings.triage_rule,
+        ctx.settings.sentinel.triage_rule,
         &incident,
         &g.indicators,
         &g.ti,
