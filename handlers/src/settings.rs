@@ -877,7 +877,8 @@ mod tests {
         assert_eq!(
             from(&[("SOCWIRE_TRIAGE_RULE", "seed")])
                 .unwrap()
-                .sentinel.triage_rule,
+                .sentinel
+                .triage_rule,
             TriageRule::Notebook
         );
         let printed = format!("{s:?}");
@@ -897,6 +898,9 @@ mod tests {
         let s = from(&[("AzureWebJobsStorage", "UseDevelopmentStorage=true")]).unwrap();
         assert_eq!(s.storage.account, None);
         let s = from(&[("SOCWIRE_STORAGE", "UseDevelopmentStorage=true")]).unwrap();
-        assert_eq!(s.storage.account.as_deref(), Some("UseDevelopmentStorage=true"));
+        assert_eq!(
+            s.storage.account.as_deref(),
+            Some("UseDevelopmentStorage=true")
+        );
     }
 }

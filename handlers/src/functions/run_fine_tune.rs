@@ -21,7 +21,7 @@ use crate::ml::container::{self, ContainerCommand};
 use crate::ml::staging::{self, Limits, StageError};
 use crate::ml::telemetry::{fold, metrics_key, JobMetrics, Point};
 use crate::ml::{event, job_id_for, now_ms, scale_back_pipeline, send_command};
-use crate::ports::{JobInfo, JobSubmission, MetricPoint};
+use crate::ports::{ClusterInfo, JobInfo, JobSubmission, MetricPoint};
 use crate::protocol::{InvocationRequest, InvocationResponse, ServiceBusTrigger};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -334,6 +334,8 @@ pub async fn run(
     }
 }
 
+/// Submits the command's job once: on a ready cluster, its assets staged and uploaded, then
+/// watched. A command seen before answers with the job it submitted.
 async fn submit(ctx: &Context, cmd: &RunFineTune) -> Result<InvocationResponse, FunctionError> {
     let cmd = cmd.clone();
     if let Some(f) = cmd
@@ -352,197 +354,16 @@ async fn submit(ctx: &Context, cmd: &RunFineTune) -> Result<InvocationResponse, 
         ));
         return Ok(response);
     }
+    let Some(cluster) = ready_cluster(ctx, &cmd, &mut response).await? else {
+        return Ok(response);
+    };
     let job_id = job_id_for(&cmd.command_id);
-    let cluster = ctx.ml.get_cluster(&cmd.cluster_name).await?.ok_or_else(|| {
-        refuse(format!(
-            "RunFineTune: cluster {} does not exist; send ProvisionGpuCluster first (or use its pipeline option)",
-            cmd.cluster_name
-        ))
-    })?;
-    if cmd.spec.trainer == Trainer::Socwire {
-        if let Some(reason) = socwire_trainer_refusal(&cluster.vm_size) {
-            return Err(refuse(format!("RunFineTune: {reason}")));
-        }
-    }
-    match cluster.state.as_str() {
-        "Succeeded" => {}
-        "Failed" => {
-            return Err(refuse(format!(
-                "RunFineTune: cluster {} is in state Failed ({}); provision it again",
-                cluster.name,
-                cluster.error.unwrap_or_default()
-            )))
-        }
-        other => {
-            // Not ready yet: look again later rather than burn deliveries.
-            let attempt = cmd.follow_up.as_ref().map_or(1, |f| f.attempt + 1);
-            let started = cmd.follow_up.as_ref().map_or(now_ms(), |f| f.started_ms);
-            if now_ms() - started > i64::from(cmd.spec.queue_deadline_minutes) * 60_000 {
-                return Err(refuse(format!(
-                    "RunFineTune: cluster {} stayed {other} past queueDeadlineMinutes",
-                    cluster.name
-                )));
-            }
-            follow_up(
-                ctx,
-                &cmd,
-                FollowUpKind::ClusterWait,
-                attempt,
-                started,
-                None,
-                false,
-            )
-            .await?;
-            response.log(format!(
-                "cluster {} is {other}; will look again",
-                cluster.name
-            ));
-            return Ok(response);
-        }
-    }
-
     let mut lineage = Vec::new();
     let job = match ctx.ml.get_job(&job_id).await? {
         Some(existing) => existing, // submitted before a crash; do not stage or submit again
         None => {
-            // The local back end runs jobs itself; Azure ML needs the image holding `socwire`
-            // (a container job always names its own image).
-            let image = cmd
-                .spec
-                .image
-                .clone()
-                .or_else(|| {
-                    (cmd.spec.trainer == Trainer::Socwire)
-                        .then(|| ctx.settings.ml.image.clone())
-                        .flatten()
-                })
-                .or_else(|| ctx.settings.ml.workspace.is_none().then(|| "local".into()))
-                .ok_or_else(|| {
-                    refuse(
-                        "RunFineTune: no job image: set SOCWIRE_ML_IMAGE to the image built from \
-                         infra/job-image/Dockerfile (docs/deploying.md), or give the command an image",
-                    )
-                })?;
-            let work = ctx
-                .settings
-                .data_dir
-                .join("ml")
-                .join("staging")
-                .join(&job_id);
-            let assets_dir = work.join("assets");
-            let _ = std::fs::remove_dir_all(&work);
-            let limits = Limits {
-                max_download_bytes: ctx.settings.ml.max_asset_bytes,
-                max_unpacked_bytes: ctx.settings.ml.max_unpacked_bytes,
-                max_entries: 100_000,
-            };
-            for (i, asset) in cmd.spec.assets.iter().enumerate() {
-                let staged = staging::stage(
-                    ctx.assets.as_ref(),
-                    asset,
-                    &work.join(format!("dl-{i}")),
-                    &assets_dir,
-                    limits,
-                )
-                .await
-                .map_err(|e| match e {
-                    StageError::Refused(r) => refuse(format!("RunFineTune: assets[{i}]: {r}")),
-                    StageError::Transient(r) => FunctionError::Retry(r),
-                })?;
-                response.log(format!(
-                    "staged assets[{i}]: {} bytes, {} file(s), {}",
-                    staged.bytes, staged.files, staged.format
-                ));
-                let verified = asset.sha256.is_some();
-                if !verified {
-                    response.log(format!(
-                        "assets[{i}] staged UNVERIFIED (no sha256; allowUnverified): sha256 of the download is {}",
-                        staged.sha256
-                    ));
-                }
-                lineage.push(json!({ "url": socwire_common::text::redact_secrets(&staged.url), "sha256": staged.sha256,
-                                     "bytes": staged.bytes, "verified": verified }));
-            }
-            let base = match (&cmd.spec.base_model, cmd.spec.trainer) {
-                (Some(b), _) if assets_dir.join(b).exists() => Some(b.clone()),
-                (Some(b), _) => {
-                    return Err(refuse(format!(
-                        "RunFineTune: baseModel {b:?} is not in the staged assets"
-                    )))
-                }
-                (None, Trainer::Container) => None,
-                (None, Trainer::Socwire) => Some(
-                    staging::find_safetensors(&assets_dir)
-                        .map(|p| p.to_string_lossy().replace('\\', "/"))
-                        .ok_or_else(|| {
-                            refuse(
-                                "RunFineTune: no *.safetensors base model in the assets (socwire's trainer fine-tunes \
-                                 its own models); set baseModel, or run the NGC model's own training with \
-                                 \"trainer\": \"container\"",
-                            )
-                        })?,
-                ),
-            };
-            let uri = ctx
-                .ml
-                .upload_folder(&assets_dir, &format!("socwire/assets/{job_id}"))
-                .await?;
-            let _ = std::fs::remove_dir_all(&work);
-            let environment = match cmd.spec.trainer {
-                Trainer::Socwire => ENVIRONMENT,
-                Trainer::Container => CONTAINER_ENVIRONMENT,
-            };
-            let environment_id = ctx.ml.register_environment(environment, &image).await?;
-            let h = &cmd.spec.hyper_parameters;
-            let mut tags = BTreeMap::new();
-            tags.insert("commandId".into(), cmd.command_id.clone());
-            if let Some(p) = &cmd.parent_command_id {
-                tags.insert("parentCommandId".into(), p.clone());
-            }
-            tags.insert("model".into(), cmd.spec.model.clone());
-            if let Some(b) = &base {
-                tags.insert("baseModel".into(), b.clone());
-            }
-            tags.insert("trainer".into(), cmd.spec.trainer.as_str().into());
-            if cmd.spec.allow_unverified {
-                tags.insert("allowUnverified".into(), "true".into());
-            }
-            tags.insert(
-                "assets".into(),
-                serde_json::to_string(&lineage).unwrap_or_default(),
-            );
-            tags.insert(
-                "hyperParameters".into(),
-                serde_json::to_string(h).unwrap_or_default(),
-            );
-            tags.insert("seed".into(), cmd.spec.seed.to_string());
-            tags.insert("autoExport".into(), cmd.spec.auto_export.to_string());
-            tags.insert("image".into(), image);
-            let command = match (cmd.spec.trainer, cmd.spec.command.as_deref()) {
-                (Trainer::Container, Some(template)) => {
-                    tags.insert("containerCommand".into(), template.to_string());
-                    tags.insert("evaluation".into(), cmd.spec.evaluation.as_str().into());
-                    ContainerCommand::parse(template)
-                        .map_err(refuse)?
-                        .azure_line(base.as_deref(), h, cmd.spec.seed)
-                }
-                _ => crate::ml::job::command_line(
-                    &job_id,
-                    base.as_deref().unwrap_or_default(),
-                    h,
-                    cmd.spec.seed,
-                    ctx.settings.ml.telemetry_eventhub.as_deref(),
-                ),
-            };
-            let submission = JobSubmission {
-                id: job_id.clone(),
-                experiment: cmd.spec.model.clone(),
-                cluster: cluster.name.clone(),
-                environment_id,
-                command,
-                inputs: BTreeMap::from([("assets".to_string(), uri)]),
-                tags,
-            };
+            let submission =
+                prepare_job(ctx, &cmd, &cluster, &job_id, &mut response, &mut lineage).await?;
             ctx.ml.submit_job(&submission).await?
         }
     };
@@ -574,6 +395,245 @@ async fn submit(ctx: &Context, cmd: &RunFineTune) -> Result<InvocationResponse, 
         job.id, job.cluster, job.status
     ));
     Ok(response)
+}
+
+/// The command's cluster when it is ready. One that is not ready yet is looked at again later
+/// (None, the follow-up sent), until `queueDeadlineMinutes`; a missing or failed cluster, or
+/// one socwire's trainer cannot use, refuses the command.
+async fn ready_cluster(
+    ctx: &Context,
+    cmd: &RunFineTune,
+    response: &mut InvocationResponse,
+) -> Result<Option<ClusterInfo>, FunctionError> {
+    let cluster = ctx.ml.get_cluster(&cmd.cluster_name).await?.ok_or_else(|| {
+        refuse(format!(
+            "RunFineTune: cluster {} does not exist; send ProvisionGpuCluster first (or use its pipeline option)",
+            cmd.cluster_name
+        ))
+    })?;
+    if cmd.spec.trainer == Trainer::Socwire {
+        if let Some(reason) = socwire_trainer_refusal(&cluster.vm_size) {
+            return Err(refuse(format!("RunFineTune: {reason}")));
+        }
+    }
+    match cluster.state.as_str() {
+        "Succeeded" => Ok(Some(cluster)),
+        "Failed" => Err(refuse(format!(
+            "RunFineTune: cluster {} is in state Failed ({}); provision it again",
+            cluster.name,
+            cluster.error.unwrap_or_default()
+        ))),
+        other => {
+            // Not ready yet: look again later rather than burn deliveries.
+            let attempt = cmd.follow_up.as_ref().map_or(1, |f| f.attempt + 1);
+            let started = cmd.follow_up.as_ref().map_or(now_ms(), |f| f.started_ms);
+            if now_ms() - started > i64::from(cmd.spec.queue_deadline_minutes) * 60_000 {
+                return Err(refuse(format!(
+                    "RunFineTune: cluster {} stayed {other} past queueDeadlineMinutes",
+                    cluster.name
+                )));
+            }
+            follow_up(
+                ctx,
+                cmd,
+                FollowUpKind::ClusterWait,
+                attempt,
+                started,
+                None,
+                false,
+            )
+            .await?;
+            response.log(format!(
+                "cluster {} is {other}; will look again",
+                cluster.name
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// Stages and uploads the assets (their lineage into `lineage`), registers the environment
+/// and builds the job: command line and tags.
+async fn prepare_job(
+    ctx: &Context,
+    cmd: &RunFineTune,
+    cluster: &ClusterInfo,
+    job_id: &str,
+    response: &mut InvocationResponse,
+    lineage: &mut Vec<serde_json::Value>,
+) -> Result<JobSubmission, FunctionError> {
+    let image = job_image(ctx, cmd)?;
+    let work = ctx
+        .settings
+        .data_dir
+        .join("ml")
+        .join("staging")
+        .join(job_id);
+    let assets_dir = work.join("assets");
+    let _ = std::fs::remove_dir_all(&work);
+    stage_assets(ctx, cmd, &work, &assets_dir, response, lineage).await?;
+    let base = base_model(cmd, &assets_dir)?;
+    let uri = ctx
+        .ml
+        .upload_folder(&assets_dir, &format!("socwire/assets/{job_id}"))
+        .await?;
+    let _ = std::fs::remove_dir_all(&work);
+    let environment = match cmd.spec.trainer {
+        Trainer::Socwire => ENVIRONMENT,
+        Trainer::Container => CONTAINER_ENVIRONMENT,
+    };
+    let environment_id = ctx.ml.register_environment(environment, &image).await?;
+    let mut tags = job_tags(cmd, base.as_deref(), lineage, image);
+    let h = &cmd.spec.hyper_parameters;
+    let command = match (cmd.spec.trainer, cmd.spec.command.as_deref()) {
+        (Trainer::Container, Some(template)) => {
+            tags.insert("containerCommand".into(), template.to_string());
+            tags.insert("evaluation".into(), cmd.spec.evaluation.as_str().into());
+            ContainerCommand::parse(template)
+                .map_err(refuse)?
+                .azure_line(base.as_deref(), h, cmd.spec.seed)
+        }
+        _ => crate::ml::job::command_line(
+            job_id,
+            base.as_deref().unwrap_or_default(),
+            h,
+            cmd.spec.seed,
+            ctx.settings.ml.telemetry_eventhub.as_deref(),
+        ),
+    };
+    Ok(JobSubmission {
+        id: job_id.to_string(),
+        experiment: cmd.spec.model.clone(),
+        cluster: cluster.name.clone(),
+        environment_id,
+        command,
+        inputs: BTreeMap::from([("assets".to_string(), uri)]),
+        tags,
+    })
+}
+
+/// The job's image. The local back end runs jobs itself; Azure ML needs the image holding
+/// `socwire` (a container job always names its own image).
+fn job_image(ctx: &Context, cmd: &RunFineTune) -> Result<String, FunctionError> {
+    cmd.spec
+        .image
+        .clone()
+        .or_else(|| {
+            (cmd.spec.trainer == Trainer::Socwire)
+                .then(|| ctx.settings.ml.image.clone())
+                .flatten()
+        })
+        .or_else(|| ctx.settings.ml.workspace.is_none().then(|| "local".into()))
+        .ok_or_else(|| {
+            refuse(
+                "RunFineTune: no job image: set SOCWIRE_ML_IMAGE to the image built from \
+                 infra/job-image/Dockerfile (docs/deploying.md), or give the command an image",
+            )
+        })
+}
+
+/// Downloads, checks and unpacks every asset into `assets_dir`, within the size limits; each
+/// one's lineage (URL without secrets, sha256, bytes, verified) goes into `lineage`.
+async fn stage_assets(
+    ctx: &Context,
+    cmd: &RunFineTune,
+    work: &std::path::Path,
+    assets_dir: &std::path::Path,
+    response: &mut InvocationResponse,
+    lineage: &mut Vec<serde_json::Value>,
+) -> Result<(), FunctionError> {
+    let limits = Limits {
+        max_download_bytes: ctx.settings.ml.max_asset_bytes,
+        max_unpacked_bytes: ctx.settings.ml.max_unpacked_bytes,
+        max_entries: 100_000,
+    };
+    for (i, asset) in cmd.spec.assets.iter().enumerate() {
+        let staged = staging::stage(
+            ctx.assets.as_ref(),
+            asset,
+            &work.join(format!("dl-{i}")),
+            assets_dir,
+            limits,
+        )
+        .await
+        .map_err(|e| match e {
+            StageError::Refused(r) => refuse(format!("RunFineTune: assets[{i}]: {r}")),
+            StageError::Transient(r) => FunctionError::Retry(r),
+        })?;
+        response.log(format!(
+            "staged assets[{i}]: {} bytes, {} file(s), {}",
+            staged.bytes, staged.files, staged.format
+        ));
+        let verified = asset.sha256.is_some();
+        if !verified {
+            response.log(format!(
+                "assets[{i}] staged UNVERIFIED (no sha256; allowUnverified): sha256 of the download is {}",
+                staged.sha256
+            ));
+        }
+        lineage.push(json!({ "url": socwire_common::text::redact_secrets(&staged.url), "sha256": staged.sha256,
+                             "bytes": staged.bytes, "verified": verified }));
+    }
+    Ok(())
+}
+
+/// The base model among the staged assets: the one named, or for socwire's trainer the first
+/// `*.safetensors` file; a container job may have none.
+fn base_model(
+    cmd: &RunFineTune,
+    assets_dir: &std::path::Path,
+) -> Result<Option<String>, FunctionError> {
+    match (&cmd.spec.base_model, cmd.spec.trainer) {
+        (Some(b), _) if assets_dir.join(b).exists() => Ok(Some(b.clone())),
+        (Some(b), _) => Err(refuse(format!(
+            "RunFineTune: baseModel {b:?} is not in the staged assets"
+        ))),
+        (None, Trainer::Container) => Ok(None),
+        (None, Trainer::Socwire) => staging::find_safetensors(assets_dir)
+            .map(|p| Some(p.to_string_lossy().replace('\\', "/")))
+            .ok_or_else(|| {
+                refuse(
+                    "RunFineTune: no *.safetensors base model in the assets (socwire's trainer fine-tunes \
+                     its own models); set baseModel, or run the NGC model's own training with \
+                     \"trainer\": \"container\"",
+                )
+            }),
+    }
+}
+
+/// The job's tags: where it came from, what it trains and on what (export and the status
+/// functions read them back).
+fn job_tags(
+    cmd: &RunFineTune,
+    base: Option<&str>,
+    lineage: &[serde_json::Value],
+    image: String,
+) -> BTreeMap<String, String> {
+    let mut tags = BTreeMap::new();
+    tags.insert("commandId".into(), cmd.command_id.clone());
+    if let Some(p) = &cmd.parent_command_id {
+        tags.insert("parentCommandId".into(), p.clone());
+    }
+    tags.insert("model".into(), cmd.spec.model.clone());
+    if let Some(b) = base {
+        tags.insert("baseModel".into(), b.to_string());
+    }
+    tags.insert("trainer".into(), cmd.spec.trainer.as_str().into());
+    if cmd.spec.allow_unverified {
+        tags.insert("allowUnverified".into(), "true".into());
+    }
+    tags.insert(
+        "assets".into(),
+        serde_json::to_string(lineage).unwrap_or_default(),
+    );
+    tags.insert(
+        "hyperParameters".into(),
+        serde_json::to_string(&cmd.spec.hyper_parameters).unwrap_or_default(),
+    );
+    tags.insert("seed".into(), cmd.spec.seed.to_string());
+    tags.insert("autoExport".into(), cmd.spec.auto_export.to_string());
+    tags.insert("image".into(), image);
+    tags
 }
 
 #[cfg(test)]

@@ -352,15 +352,91 @@ fn incident_texts(incident: &Incident, alerts: &[Value]) -> Vec<(String, String)
     out
 }
 
-/// Reads the incident's entities and alerts and gathers every finding, within the bounds.
+/// Reads the incident's entities and alerts and gathers every finding, within the bounds:
+/// indicators from the entities and then from text, threat intelligence on each, the
+/// workspace's questions, and the findings strongest first.
 pub(super) async fn gather(
     ctx: &Context,
     id: &IncidentId,
     incident: &Incident,
 ) -> Result<Gathered, FunctionError> {
+    let mut notes = Vec::new();
+    let (entities, entities_total, alerts) = read_incident(ctx, id, &mut notes).await?;
+    let links = Links::new(&entities);
+    let (relations, link_issues) = links.relations();
+    notes.extend(link_issues);
+
+    // Indicators in order: the entities' own first, then those found only in text.
+    let mut found = Indicators::default();
+    let mut texts = incident_texts(incident, &alerts);
+    let mut subjects = BTreeSet::new();
+    let mut refused = Vec::new();
+    for e in &entities {
+        let o = e.observe(&links);
+        for i in o.indicators {
+            found.add(i);
+        }
+        subjects.extend(o.subjects);
+        refused.extend(o.refused);
+        texts.extend(o.texts);
+    }
+    if refused.len() > MAX_REFUSED_NOTES {
+        let more = refused.len() - MAX_REFUSED_NOTES;
+        refused.truncate(MAX_REFUSED_NOTES);
+        refused.push(format!("and {more} more value(s) not read"));
+    }
+    notes.extend(refused.into_iter().map(|r| format!("not read: {r}")));
+    found.add_from_texts(&texts, &mut notes);
+    let Indicators {
+        mut list,
+        mut from_text,
+        ..
+    } = found;
+    let skipped_indicators = list.len().saturating_sub(MAX_INDICATORS);
+    if skipped_indicators > 0 {
+        notes.push(format!(
+            "{skipped_indicators} indicator(s) over the limit of {MAX_INDICATORS} not checked"
+        ));
+        for dropped in list.drain(MAX_INDICATORS..) {
+            from_text.remove(&dropped);
+        }
+    }
+    if subjects.len() > MAX_SUBJECTS {
+        notes.push(format!(
+            "{} workspace subject(s) over the limit of {MAX_SUBJECTS} not asked about",
+            subjects.len() - MAX_SUBJECTS
+        ));
+    }
+    let subjects: Vec<Subject> = subjects.into_iter().take(MAX_SUBJECTS).collect();
+
+    let (mut ti, withheld, skipped) = look_up(ctx, &list, &mut notes).await?;
+    let workspace_findings = ask_workspace(ctx, &subjects, &list, &mut ti, &mut notes).await?;
+    let findings = findings(&ti, workspace_findings, &from_text, &list, &mut notes);
+    Ok(Gathered {
+        entities,
+        entities_total,
+        indicators: list,
+        from_text,
+        skipped_indicators,
+        ti,
+        withheld,
+        skipped,
+        relations,
+        findings,
+        alerts,
+        notes,
+    })
+}
+
+/// The incident's entities (at most [`MAX_ENTITIES`]), how many it has, and its alerts (at
+/// most 200; a permanent failure to read them is a note, not a failure of triage).
+async fn read_incident(
+    ctx: &Context,
+    id: &IncidentId,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<Entity>, usize, Vec<Value>), FunctionError> {
     let mut entities = ctx.incidents.entities(id).await?;
     let entities_total = entities.len();
-    let mut notes = Vec::new();
     if entities_total > MAX_ENTITIES {
         entities.truncate(MAX_ENTITIES);
         notes.push(format!(
@@ -375,107 +451,99 @@ pub(super) async fn gather(
         }
         Err(e) => return Err(e.into()),
     };
-    let links = Links::new(&entities);
-    let (relations, link_issues) = links.relations();
-    notes.extend(link_issues);
+    Ok((entities, entities_total, alerts))
+}
 
-    // Indicators in order: the entities' own first, then those found only in text.
-    let mut indicators: Vec<Indicator> = Vec::new();
-    let mut seen: HashSet<Indicator> = HashSet::new();
-    let mut subjects = BTreeSet::new();
-    let mut refused = Vec::new();
-    let mut texts = incident_texts(incident, &alerts);
-    for e in &entities {
-        let o = e.observe(&links);
-        for i in o.indicators {
-            if seen.insert(i.clone()) {
-                indicators.push(i);
-            }
-        }
-        subjects.extend(o.subjects);
-        refused.extend(o.refused);
-        texts.extend(o.texts);
-    }
-    if refused.len() > MAX_REFUSED_NOTES {
-        let more = refused.len() - MAX_REFUSED_NOTES;
-        refused.truncate(MAX_REFUSED_NOTES);
-        refused.push(format!("and {more} more value(s) not read"));
-    }
-    notes.extend(refused.into_iter().map(|r| format!("not read: {r}")));
+/// Indicators in the order found, each once, and where those found only in text came from.
+#[derive(Default)]
+struct Indicators {
+    list: Vec<Indicator>,
+    seen: HashSet<Indicator>,
+    from_text: HashMap<Indicator, String>,
+}
 
-    let mut from_text = HashMap::new();
-    let mut budget = MAX_TEXT_BYTES;
-    let mut text_more = 0;
-    let mut unread_sources = 0;
-    for (source, text) in &texts {
-        if budget == 0 {
-            unread_sources += 1;
-            continue;
+impl Indicators {
+    fn add(&mut self, i: Indicator) {
+        if self.seen.insert(i.clone()) {
+            self.list.push(i);
         }
-        let limits = ioc::ExtractLimits {
-            max_bytes: ioc::ExtractLimits::default().max_bytes.min(budget),
-            ..Default::default()
-        };
-        budget -= text.len().min(limits.max_bytes);
-        let found = ioc::extract(text, &limits);
-        if found.cut_bytes {
-            notes.push(format!(
-                "{source}: only the first {} KiB read for indicators",
-                limits.max_bytes / 1024
-            ));
-        }
-        if found.cut_candidates {
-            notes.push(format!(
-                "{source}: the scan for indicators stopped after {} pieces of text",
-                limits.max_candidates
-            ));
-        }
-        for why in found.refused {
-            notes.push(format!("{source}: {why}"));
-        }
-        text_more += found.more;
-        for i in found.iocs {
-            if seen.contains(&i) {
+    }
+
+    /// Indicators in free text (descriptions, command lines, URLs), within the text budget and
+    /// [`MAX_TEXT_INDICATORS`]; what was cut short is noted.
+    fn add_from_texts(&mut self, texts: &[(String, String)], notes: &mut Vec<String>) {
+        let mut budget = MAX_TEXT_BYTES;
+        let mut text_more = 0;
+        let mut unread_sources = 0;
+        for (source, text) in texts {
+            if budget == 0 {
+                unread_sources += 1;
                 continue;
             }
-            if from_text.len() >= MAX_TEXT_INDICATORS {
-                text_more += 1;
-                continue;
+            let limits = ioc::ExtractLimits {
+                max_bytes: ioc::ExtractLimits::default().max_bytes.min(budget),
+                ..Default::default()
+            };
+            budget -= text.len().min(limits.max_bytes);
+            let found = ioc::extract(text, &limits);
+            if found.cut_bytes {
+                notes.push(format!(
+                    "{source}: only the first {} KiB read for indicators",
+                    limits.max_bytes / 1024
+                ));
             }
-            seen.insert(i.clone());
-            from_text.insert(i.clone(), source.clone());
-            indicators.push(i);
+            if found.cut_candidates {
+                notes.push(format!(
+                    "{source}: the scan for indicators stopped after {} pieces of text",
+                    limits.max_candidates
+                ));
+            }
+            for why in found.refused {
+                notes.push(format!("{source}: {why}"));
+            }
+            text_more += found.more;
+            for i in found.iocs {
+                if self.seen.contains(&i) {
+                    continue;
+                }
+                if self.from_text.len() >= MAX_TEXT_INDICATORS {
+                    text_more += 1;
+                    continue;
+                }
+                self.seen.insert(i.clone());
+                self.from_text.insert(i.clone(), source.clone());
+                self.list.push(i);
+            }
+        }
+        if unread_sources > 0 {
+            notes.push(format!(
+                "{unread_sources} text(s) not scanned for indicators: the {} KiB budget was used",
+                MAX_TEXT_BYTES / 1024
+            ));
+        }
+        if text_more > 0 {
+            notes.push(format!("{text_more} more indicator(s) in free text not looked up (limit {MAX_TEXT_INDICATORS})"));
         }
     }
-    if unread_sources > 0 {
-        notes.push(format!(
-            "{unread_sources} text(s) not scanned for indicators: the {} KiB budget was used",
-            MAX_TEXT_BYTES / 1024
-        ));
-    }
-    if text_more > 0 {
-        notes.push(format!("{text_more} more indicator(s) in free text not looked up (limit {MAX_TEXT_INDICATORS})"));
-    }
+}
 
-    let skipped_indicators = indicators.len().saturating_sub(MAX_INDICATORS);
-    if skipped_indicators > 0 {
-        notes.push(format!(
-            "{skipped_indicators} indicator(s) over the limit of {MAX_INDICATORS} not checked"
-        ));
-        for dropped in indicators.drain(MAX_INDICATORS..) {
-            from_text.remove(&dropped);
-        }
-    }
-    if subjects.len() > MAX_SUBJECTS {
-        notes.push(format!(
-            "{} workspace subject(s) over the limit of {MAX_SUBJECTS} not asked about",
-            subjects.len() - MAX_SUBJECTS
-        ));
-    }
-    let subjects: Vec<Subject> = subjects.into_iter().take(MAX_SUBJECTS).collect();
-
+/// Threat intelligence on every indicator (`SOCWIRE_TI_CONCURRENCY` at a time): the findings,
+/// the indicators withheld from internet providers and why, and the look-ups not sent.
+#[allow(clippy::type_complexity)]
+async fn look_up(
+    ctx: &Context,
+    indicators: &[Indicator],
+    notes: &mut Vec<String>,
+) -> Result<
+    (
+        Vec<TiFinding>,
+        Vec<(Indicator, String)>,
+        Vec<(TiSkip, usize)>,
+    ),
+    FunctionError,
+> {
     let concurrency = ctx.settings.ti.concurrency.max(1);
-    let ti_results: Vec<Result<TiAnswer, PortError>> =
+    let results: Vec<Result<TiAnswer, PortError>> =
         futures::stream::iter(indicators.iter().cloned())
             .map(|i| {
                 let ti = ctx.threat_intel.clone();
@@ -487,7 +555,7 @@ pub(super) async fn gather(
     let mut ti = Vec::new();
     let mut withheld = Vec::new();
     let mut skipped: BTreeMap<TiSkip, usize> = BTreeMap::new();
-    for (i, r) in indicators.iter().zip(ti_results) {
+    for (i, r) in indicators.iter().zip(results) {
         let answer = r?;
         ti.extend(answer.findings);
         if let Some(why) = answer.withheld {
@@ -503,9 +571,20 @@ pub(super) async fn gather(
             s.provider, s.why
         ));
     }
+    Ok((ti, withheld, skipped.into_iter().collect()))
+}
 
+/// The workspace's questions about the subjects, and Sentinel's own threat intelligence on the
+/// indicators (added to `ti`); a question that fails permanently is a note.
+async fn ask_workspace(
+    ctx: &Context,
+    subjects: &[Subject],
+    indicators: &[Indicator],
+    ti: &mut Vec<TiFinding>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Finding>, FunctionError> {
     let table = ctx.settings.ti.table;
-    let mut qs: Vec<Question> = questions(&subjects);
+    let mut qs: Vec<Question> = questions(subjects);
     qs.extend(indicators.iter().map(|i| Question::ThreatIndicator {
         indicator: i.clone(),
         table,
@@ -519,7 +598,7 @@ pub(super) async fn gather(
                     (q, a)
                 }
             })
-            .buffered(concurrency)
+            .buffered(ctx.settings.ti.concurrency.max(1))
             .collect()
             .await;
     let mut workspace_findings = Vec::new();
@@ -550,6 +629,18 @@ pub(super) async fn gather(
             )),
         }
     }
+    Ok(workspace_findings)
+}
+
+/// Every finding, strongest first (at most [`MAX_FINDINGS_KEPT`]): the providers', the
+/// workspace's and the domain checks, each found only in text marked with where.
+fn findings(
+    ti: &[TiFinding],
+    workspace_findings: Vec<Finding>,
+    from_text: &HashMap<Indicator, String>,
+    indicators: &[Indicator],
+    notes: &mut Vec<String>,
+) -> Vec<Finding> {
     let mut findings: Vec<Finding> = ti
         .iter()
         .filter(|f| f.provider != "sentinel-ti")
@@ -578,20 +669,7 @@ pub(super) async fn gather(
         ));
         findings.truncate(MAX_FINDINGS_KEPT);
     }
-    Ok(Gathered {
-        entities,
-        entities_total,
-        indicators,
-        from_text,
-        skipped_indicators,
-        ti,
-        withheld,
-        skipped: skipped.into_iter().collect(),
-        relations,
-        findings,
-        alerts,
-        notes,
-    })
+    findings
 }
 
 #[cfg(test)]
