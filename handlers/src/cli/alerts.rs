@@ -46,43 +46,7 @@ pub enum AlertsAction {
     /// Rank network-communication subgraphs of a file of alerts: every accepted alert ends in
     /// exactly one row, every alert set aside is written to the rejects file with its line and
     /// reason.
-    Prioritise {
-        /// Alerts: JSON lines, or one JSON document (an array, a `records` wrapper, a Log
-        /// Analytics query response); "-" for standard input.
-        #[arg(long)]
-        input: PathBuf,
-        /// Input format: auto (detected per alert), alerts (ALERTS.md), suricata (EVE JSON),
-        /// sentinel (SecurityAlert rows) or wazuh (alerts JSON).
-        #[arg(long, default_value = "auto")]
-        format: Format,
-        /// Subgraph rows (JSON lines), best first; "-" for standard output (the summary then
-        /// goes to standard error).
-        #[arg(long, default_value = "subgraphs.jsonl")]
-        output: PathBuf,
-        /// Alerts set aside (JSON lines: Line, Record, AlertId, Reason); default: the output's
-        /// name with `.rejects.jsonl` (none written when nothing is set aside).
-        #[arg(long)]
-        rejects: Option<PathBuf>,
-        /// Write only the top K rows (0 = all).
-        #[arg(long, default_value_t = 0)]
-        top: usize,
-        /// Window: alerts older than this before the newest are evicted (e.g. 90m, 24h, 2d).
-        #[arg(long, default_value = "24h", value_parser = parse_duration_ms)]
-        window: i64,
-        /// Draw the top subgraphs as SVG files into this directory.
-        #[arg(long)]
-        svg: Option<PathBuf>,
-        /// How many subgraphs to draw with --svg.
-        #[arg(long, default_value_t = 10)]
-        svg_top: usize,
-        /// A labels file from `generate`: print recall and alerts read at K = 2 x chains.
-        #[arg(long)]
-        labels: Option<PathBuf>,
-        /// Analysts' verdicts (`alerts feedback --rows … --store FILE`): rows of a shape marked
-        /// benign rank lower, true positives higher.
-        #[arg(long)]
-        feedback: Option<PathBuf>,
-    },
+    Prioritise(Prioritise),
     /// Record an analyst's verdict on a row: from now on, rows of the same shape (the same
     /// rules and stages; for a campaign, the same source) rank lower (benign) or higher
     /// (true-positive). Rows `socwire up` stored are found in its data directory and the
@@ -149,29 +113,7 @@ pub fn run(action: AlertsAction) -> anyhow::Result<()> {
             )?;
             Ok(())
         }
-        AlertsAction::Prioritise {
-            input,
-            format,
-            output,
-            rejects,
-            top,
-            window,
-            svg,
-            svg_top,
-            labels,
-            feedback,
-        } => prioritise(Prioritise {
-            input,
-            format,
-            output,
-            rejects,
-            top,
-            window,
-            svg,
-            svg_top,
-            labels,
-            feedback,
-        }),
+        AlertsAction::Prioritise(p) => prioritise(p),
         AlertsAction::Feedback {
             row_key,
             verdict,
@@ -258,18 +200,44 @@ fn record_feedback(
     Ok(())
 }
 
-/// `alerts prioritise`'s arguments.
-struct Prioritise {
-    input: PathBuf,
-    format: Format,
-    output: PathBuf,
-    rejects: Option<PathBuf>,
-    top: usize,
-    window: i64,
-    svg: Option<PathBuf>,
-    svg_top: usize,
-    labels: Option<PathBuf>,
-    feedback: Option<PathBuf>,
+/// `socwire alerts prioritise` options.
+#[derive(clap::Args, Debug)]
+pub struct Prioritise {
+    /// Alerts: JSON lines, or one JSON document (an array, a `records` wrapper, a Log
+    /// Analytics query response); "-" for standard input.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Input format: auto (detected per alert), alerts (ALERTS.md), suricata (EVE JSON),
+    /// sentinel (SecurityAlert rows) or wazuh (alerts JSON).
+    #[arg(long, default_value = "auto")]
+    pub format: Format,
+    /// Subgraph rows (JSON lines), best first; "-" for standard output (the summary then
+    /// goes to standard error).
+    #[arg(long, default_value = "subgraphs.jsonl")]
+    pub output: PathBuf,
+    /// Alerts set aside (JSON lines: Line, Record, AlertId, Reason); default: the output's
+    /// name with `.rejects.jsonl` (none written when nothing is set aside).
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
+    /// Write only the top K rows (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub top: usize,
+    /// Window: alerts older than this before the newest are evicted (e.g. 90m, 24h, 2d).
+    #[arg(long, default_value = "24h", value_parser = parse_duration_ms)]
+    pub window: i64,
+    /// Draw the top subgraphs as SVG files into this directory.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// How many subgraphs to draw with --svg.
+    #[arg(long, default_value_t = 10)]
+    pub svg_top: usize,
+    /// A labels file from `generate`: print recall and alerts read at K = 2 x chains.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Analysts' verdicts (`alerts feedback --rows … --store FILE`): rows of a shape marked
+    /// benign rank lower, true positives higher.
+    #[arg(long)]
+    pub feedback: Option<PathBuf>,
 }
 
 fn read_text(input: &Path) -> anyhow::Result<String> {
