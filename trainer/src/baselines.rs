@@ -47,23 +47,7 @@ pub fn read_eval_set(path: &Path) -> Result<EvalSet, TrainerError> {
     let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
     let tensors = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(format!("not a readable safetensors file: {e}")))?;
-    let floats = |name: &str| -> Result<(Vec<usize>, Vec<f32>), TrainerError> {
-        let t = tensors
-            .tensor(name)
-            .map_err(|_| bad(format!("tensor {name} missing")))?;
-        if t.dtype() != safetensors::Dtype::F32 {
-            return Err(bad(format!(
-                "tensor {name} is {:?}, expected f32",
-                t.dtype()
-            )));
-        }
-        let values = t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        Ok((t.shape().to_vec(), values))
-    };
+    let floats = |name: &str| crate::weights::f32_tensor(&tensors, name).map_err(bad);
     let (shape, inputs) = floats("inputs")?;
     let (_, labels) = floats("labels")?;
     let n = shape.first().copied().unwrap_or(0);

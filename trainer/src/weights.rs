@@ -77,21 +77,7 @@ pub(crate) fn read_model(path: &Path) -> Result<(DataConfig, Vec<Parameter>), Tr
         .map_err(|e| bad(format!("unreadable tensors: {e}")))?;
     let mut params = Vec::with_capacity(PARAMETERS.len());
     for name in PARAMETERS {
-        let t = tensors
-            .tensor(name)
-            .map_err(|_| bad(format!("tensor {name} missing")))?;
-        if t.dtype() != safetensors::Dtype::F32 {
-            return Err(bad(format!(
-                "tensor {name} is {:?}, expected f32",
-                t.dtype()
-            )));
-        }
-        let values = t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        params.push((t.shape().to_vec(), values));
+        params.push(f32_tensor(&tensors, name).map_err(bad)?);
     }
     let c1 = params[0].0.first().copied().unwrap_or(0);
     let c2 = params[2].0.first().copied().unwrap_or(0);
@@ -103,4 +89,23 @@ pub(crate) fn read_model(path: &Path) -> Result<(DataConfig, Vec<Parameter>), Tr
         }
     }
     Ok((config, params))
+}
+
+/// Tensor `name` of a safetensors file as its shape and f32 values (little-endian), or why not.
+pub(crate) fn f32_tensor(
+    tensors: &safetensors::SafeTensors<'_>,
+    name: &str,
+) -> Result<(Vec<usize>, Vec<f32>), String> {
+    let t = tensors
+        .tensor(name)
+        .map_err(|_| format!("tensor {name} missing"))?;
+    if t.dtype() != safetensors::Dtype::F32 {
+        return Err(format!("tensor {name} is {:?}, expected f32", t.dtype()));
+    }
+    let values = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok((t.shape().to_vec(), values))
 }

@@ -84,16 +84,7 @@ pub fn run_job(data_dir: &Path, job_id: &str) -> anyhow::Result<String> {
         .datastore()
         .join(rel)
         .join(spec.tags.get("baseModel").map(String::as_str).unwrap_or(""));
-    let hyper: HyperParameters = spec
-        .tags
-        .get("hyperParameters")
-        .and_then(|h| serde_json::from_str(h).ok())
-        .unwrap_or_default();
-    let seed = spec
-        .tags
-        .get("seed")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(42);
+    let (hyper, seed) = training_tags(&spec);
     let work_dir = ws.job_dir(job_id).join("outputs").join("model");
     let job = JobSpec {
         seed,
@@ -218,16 +209,7 @@ fn run_container(
         .get("containerCommand")
         .ok_or_else(|| Some("the job has no containerCommand tag".to_string()))?;
     let command = ContainerCommand::parse(template).map_err(Some)?;
-    let hyper: HyperParameters = spec
-        .tags
-        .get("hyperParameters")
-        .and_then(|h| serde_json::from_str(h).ok())
-        .unwrap_or_default();
-    let seed = spec
-        .tags
-        .get("seed")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(42);
+    let (hyper, seed) = training_tags(spec);
     std::fs::create_dir_all(outputs).map_err(|e| Some(format!("{}: {e}", outputs.display())))?;
     let argv = command.argv(&Values {
         assets: assets.display().to_string(),
@@ -351,4 +333,20 @@ pub fn demo_command(command_id: &str, archive: &Path, sha256: &str) -> Value {
             "hyperParameters": HyperParameters::default()
         }
     })
+}
+
+/// The hyper-parameters and seed a job's tags carry (run-fine-tune writes them; defaults when
+/// a tag is missing or unreadable).
+fn training_tags(spec: &crate::ports::JobSubmission) -> (HyperParameters, u64) {
+    let hyper = spec
+        .tags
+        .get("hyperParameters")
+        .and_then(|h| serde_json::from_str(h).ok())
+        .unwrap_or_default();
+    let seed = spec
+        .tags
+        .get("seed")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(42);
+    (hyper, seed)
 }
