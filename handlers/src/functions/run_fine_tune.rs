@@ -14,8 +14,7 @@ use super::refuse;
 use super::FunctionError;
 use crate::context::Context;
 use crate::ml::commands::{
-    expect_subject, socwire_trainer_refusal, CancelJob, FollowUp, FollowUpKind, RunFineTune,
-    Trainer, SCHEMA_VERSION,
+    expect_subject, socwire_trainer_refusal, FollowUp, FollowUpKind, RunFineTune, Trainer,
 };
 use crate::ml::container::{self, ContainerCommand};
 use crate::ml::staging::{self, Limits, StageError};
@@ -172,20 +171,7 @@ async fn sync_mlflow_metrics(
     let mut log = format!("job {}: {added} new MLflow metric point(s)", job.id);
     if let (Some(reason), false) = (m.diverged.clone(), m.cancel_sent) {
         if !job.is_terminal() {
-            let cancel = CancelJob {
-                command_id: format!("{}:diverged", job.id),
-                schema_version: SCHEMA_VERSION,
-                job_id: job.id.clone(),
-                reason: Some(format!("training diverged: {reason}")),
-            };
-            send_command(
-                ctx.commands.as_ref(),
-                "CancelJob",
-                cancel.command_id.clone(),
-                serde_json::to_value(&cancel).unwrap_or_default(),
-                None,
-            )
-            .await?;
+            crate::ml::cancel_diverged(ctx.commands.as_ref(), &job.id, &reason).await?;
             log.push_str(&format!("; diverged ({reason}): sent CancelJob"));
         }
         m.cancel_sent = true;

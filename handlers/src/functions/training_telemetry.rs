@@ -8,8 +8,6 @@
 use super::reject::{RejectRecord, REJECTS_OUT};
 use super::FunctionError;
 use crate::context::Context;
-use crate::ml::commands::{CancelJob, SCHEMA_VERSION};
-use crate::ml::send_command;
 use crate::ml::telemetry::{fold, metrics_key, parse_event, JobMetrics, Point};
 use crate::protocol::{EventHubBatchTrigger, InvocationRequest, InvocationResponse};
 use serde_json::{json, Value};
@@ -78,20 +76,7 @@ pub async fn run(
         stored += fold(&mut m, points, ctx.settings.ml.divergence_evals);
         if let (Some(reason), false) = (&m.diverged, m.cancel_sent) {
             if !job.is_terminal() {
-                let cancel = CancelJob {
-                    command_id: format!("{job_id}:diverged"),
-                    schema_version: SCHEMA_VERSION,
-                    job_id: job_id.clone(),
-                    reason: Some(format!("training diverged: {reason}")),
-                };
-                send_command(
-                    ctx.commands.as_ref(),
-                    "CancelJob",
-                    cancel.command_id.clone(),
-                    serde_json::to_value(&cancel).unwrap_or_default(),
-                    None,
-                )
-                .await?;
+                crate::ml::cancel_diverged(ctx.commands.as_ref(), &job_id, reason).await?;
                 response.log(format!("job {job_id} diverged ({reason}); sent CancelJob"));
             }
             m.cancel_sent = true;

@@ -65,6 +65,25 @@ pub async fn send_command(
     .await
 }
 
+/// Sends the `CancelJob` for a job whose training diverged (`reason`). Its command id is
+/// derived from the job's, so a repeat is the same message and the bus drops it.
+pub async fn cancel_diverged(bus: &dyn CommandBus, job_id: &str, reason: &str) -> PortResult<()> {
+    let cancel = commands::CancelJob {
+        command_id: format!("{job_id}:diverged"),
+        schema_version: commands::SCHEMA_VERSION,
+        job_id: job_id.to_string(),
+        reason: Some(format!("training diverged: {reason}")),
+    };
+    send_command(
+        bus,
+        "CancelJob",
+        cancel.command_id.clone(),
+        serde_json::to_value(&cancel).unwrap_or_default(),
+        None,
+    )
+    .await
+}
+
 /// After a pipeline's fine-tune was refused or failed, sets the cluster the pipeline provisioned
 /// back to 0 minimum nodes, so no GPU node stays up for it. Only pipeline runs (those with a
 /// parent `ProvisionGpuCluster`) touch the cluster; a failure to scale back is logged, never
