@@ -91,16 +91,10 @@ impl<'a> Links<'a> {
             let Some(words) = link_words(property) else {
                 continue;
             };
-            let ids: Vec<&str> = match value {
-                Value::String(s) => vec![s.as_str()],
-                Value::Array(items) => items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .take(MAX_IDS_PER_LINK)
-                    .collect(),
-                _ => Vec::new(),
-            };
-            for id in ids.into_iter().filter(|id| !id.trim().is_empty()) {
+            for id in link_ids(value)
+                .into_iter()
+                .filter(|id| !id.trim().is_empty())
+            {
                 out.push((words.clone(), id.to_string(), self.resolve(id)));
             }
         }
@@ -116,16 +110,8 @@ impl<'a> Links<'a> {
         else {
             return Vec::new();
         };
-        let ids: Vec<&str> = match value {
-            Value::String(s) => vec![s.as_str()],
-            Value::Array(items) => items
-                .iter()
-                .filter_map(Value::as_str)
-                .take(MAX_IDS_PER_LINK)
-                .collect(),
-            _ => Vec::new(),
-        };
-        ids.into_iter()
+        link_ids(value)
+            .into_iter()
             .filter_map(|id| self.resolve(id))
             .filter(|&to| to != i)
             .map(|to| &self.entities[to])
@@ -193,5 +179,18 @@ impl<'a> Links<'a> {
             }
         }
         (relations, issues)
+    }
+}
+
+/// The entity ids a link property holds: one id, or a list (at most [`MAX_IDS_PER_LINK`]).
+fn link_ids(value: &Value) -> Vec<&str> {
+    match value {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .take(MAX_IDS_PER_LINK)
+            .collect(),
+        _ => Vec::new(),
     }
 }
