@@ -290,7 +290,8 @@ async fn the_console_in_chromium() {
         assert!(cell.parse::<i64>().is_ok(), "{}: {cell}", q.name);
     }
     // A counter changes without a reload: one more event on the hub.
-    b.eh_send("alerts", Some("demo-site"), b"[]", Default::default())
+    b.hub("alerts")
+        .send(Some("demo-site"), b"[]", Default::default())
         .unwrap();
     until_text(
         &c,
@@ -303,16 +304,14 @@ async fn the_console_in_chromium() {
     // The demo's own commands (ProvisionGpuCluster, RunFineTune, ExportModel) never reached it.
     let delivered_before = text_of(&c, r#"[data-k="fn/ml-unrouted/delivered"]"#).await;
     assert_eq!(delivered_before, "0");
-    b.sb_send(
-        "ml-commands",
-        SbMessage {
+    b.service_bus("ml-commands")
+        .send(SbMessage {
             message_id: "console-bogus-1".into(),
             subject: Some("ReticulateSplines".into()),
             body: br#"{"commandId":"console-bogus-1"}"#.to_vec(),
             ..Default::default()
-        },
-    )
-    .unwrap();
+        })
+        .unwrap();
     until("the unrouted command to be set aside", limit, || {
         b.dead_letter_page(true, 0, 100, 10)
             .map(|p| {

@@ -187,21 +187,18 @@ fn seed_dead_letters(b: &Brokers, n: usize) {
         "x".repeat(900)
     );
     for _ in 0..n {
-        b.queue_put("triage-requests", body.as_bytes(), 0).unwrap();
+        b.queue("triage-requests").put(body.as_bytes(), 0).unwrap();
     }
-    for m in b.queue_receive("triage-requests", n, 60_000).unwrap() {
-        b.queue_poison(
-            "triage-requests",
-            &m.id,
-            &m.pop_receipt,
-            "handler failed 5 times",
-        )
-        .unwrap();
+    for m in b.queue("triage-requests").receive(n, 60_000).unwrap() {
+        b.queue("triage-requests")
+            .poison(&m.id, &m.pop_receipt, "handler failed 5 times")
+            .unwrap();
     }
     let record = json!({"schema": "socwire.reject.v1", "function": "ml-unrouted", "reason": "no function handles Subject \"X\"",
         "key": "k", "input": body});
     let bodies: Vec<Vec<u8>> = (0..n).map(|_| record.to_string().into_bytes()).collect();
     let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
-    b.queue_put_many(socwire_host::brokers::REJECTS_QUEUE, &refs, 0)
+    b.queue(socwire_host::brokers::REJECTS_QUEUE)
+        .put_many(&refs, 0)
         .unwrap();
 }

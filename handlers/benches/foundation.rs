@@ -164,16 +164,16 @@ fn local_queue() -> f64 {
     let started = Instant::now();
     for chunk in bodies.chunks(32) {
         let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-        b.queue_put_many("q", &refs, 0).unwrap();
+        b.queue("q").put_many(&refs, 0).unwrap();
     }
     let mut done = 0;
     while done < n {
-        let got = b.queue_receive("q", 32, 60_000).unwrap();
+        let got = b.queue("q").receive(32, 60_000).unwrap();
         let receipts: Vec<(String, String)> = got
             .iter()
             .map(|m| (m.id.clone(), m.pop_receipt.clone()))
             .collect();
-        done += b.queue_delete_many("q", &receipts).unwrap();
+        done += b.queue("q").delete_many(&receipts).unwrap();
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
     println!("local queue broker: {n} messages put + received + deleted (batches of 32, durable WAL) = {rate:.0} msg/s");

@@ -61,12 +61,12 @@ fn seed(dir: &Path, alerts: usize) -> anyhow::Result<()> {
     );
     let t = Instant::now();
     let brokers = Brokers::open(dir, Arc::new(SystemClock))?;
-    brokers.eh_ensure_hub("alerts", 4)?;
+    brokers.hub("alerts").ensure(4)?;
     let props = serde_json::Value::Object(Default::default());
     for chunk in bodies.chunks(10_000) {
         let events: Vec<(Option<&str>, &[u8], &serde_json::Value)> =
             chunk.iter().map(|b| (None, b.as_slice(), &props)).collect();
-        brokers.eh_send_many("alerts", &events)?;
+        brokers.hub("alerts").send_many(&events)?;
     }
     println!(
         "seeded the alerts hub in {:.1} s",

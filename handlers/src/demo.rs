@@ -272,7 +272,7 @@ pub fn stream_alert_day(
                 .iter()
                 .map(|b| (Some("demo-site"), b.as_slice(), &props))
                 .collect();
-            events += brokers.eh_send_many(ALERT_HUB, &batch)?.len();
+            events += brokers.hub(ALERT_HUB).send_many(&batch)?.len();
         }
     }
     Ok(AlertDay {
@@ -334,7 +334,7 @@ mod alert_day_tests {
             std::sync::Arc::new(socwire_host::brokers::SystemClock),
         )
         .unwrap();
-        b.eh_ensure_hub(ALERT_HUB, 4).unwrap();
+        b.hub(ALERT_HUB).ensure(4).unwrap();
         let now = 1_800_000_000_000;
         let day = stream_alert_day(&b, 3_600_000, now).unwrap();
         assert_eq!(day.day_alerts, DEMO_DAY_ALERTS);
@@ -353,13 +353,8 @@ mod alert_day_tests {
         assert_eq!(used[0].events as usize, events);
         // The newest alert lies in the past, so the engine accepts every one.
         let last = b
-            .eh_read(
-                ALERT_HUB,
-                "t",
-                used[0].partition,
-                Some(used[0].last_sequence - 1),
-                1,
-            )
+            .hub(ALERT_HUB)
+            .read("t", used[0].partition, Some(used[0].last_sequence - 1), 1)
             .unwrap();
         let alerts: Vec<alertgraph::Alert> = serde_json::from_slice(&last[0].body).unwrap();
         let newest = alerts.iter().map(|a| a.time_generated).max().unwrap();

@@ -27,10 +27,12 @@ fn fixture_with(quota: u32) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let brokers = Brokers::open(dir.path(), Arc::new(SystemClock)).unwrap();
     brokers
-        .sb_ensure_topic("ml-commands", SbEntityOptions::default())
+        .service_bus("ml-commands")
+        .ensure_topic(SbEntityOptions::default())
         .unwrap();
     brokers
-        .sb_ensure_subscription("ml-commands", "all", None, SbEntityOptions::default())
+        .service_bus("ml-commands")
+        .ensure_subscription("all", None, SbEntityOptions::default())
         .unwrap();
     let ws = Arc::new(
         LocalWorkspace::open(
@@ -120,10 +122,13 @@ impl Fixture {
 
     /// Commands sent so far that are deliverable now (subject, body).
     fn sent_now(&self) -> Vec<(String, Value)> {
-        let got = self.brokers.sb_receive(ALL, 100).unwrap();
+        let got = self.brokers.service_bus(ALL).receive(100).unwrap();
         got.into_iter()
             .map(|m| {
-                self.brokers.sb_complete(ALL, &m.lock_token).unwrap();
+                self.brokers
+                    .service_bus(ALL)
+                    .complete(&m.lock_token)
+                    .unwrap();
                 (
                     m.message.subject.unwrap_or_default(),
                     serde_json::from_slice(&m.message.body).unwrap(),

@@ -150,7 +150,9 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
                 println!("queued {id} on {name} at {}", account.queue_endpoint);
                 return Ok(());
             }
-            let id = brokers.queue_put(&name, &wire, (delay_secs * 1000) as i64)?;
+            let id = brokers
+                .queue(&name)
+                .put(&wire, (delay_secs * 1000) as i64)?;
             println!("queued {id} on {name}");
         }
         SendTarget::Servicebus {
@@ -180,7 +182,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
                     scheduled_enqueue_ms: scheduled_at.map(|t| t.timestamp_millis()),
                     ..Default::default()
                 };
-                let outcome = brokers.sb_send(&entity, message)?;
+                let outcome = brokers.service_bus(&entity).send(message)?;
                 println!("{entity}: {outcome:?}");
             }
         }
@@ -195,7 +197,9 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
                 vec![body]
             };
             for e in &events {
-                brokers.eh_send(&hub, partition_key.as_deref(), e, Default::default())?;
+                brokers
+                    .hub(&hub)
+                    .send(partition_key.as_deref(), e, Default::default())?;
             }
             println!("sent {} event(s) to {hub}", events.len());
         }
@@ -206,7 +210,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
                 serde_json::Value::Array(items) => items,
                 one => vec![one],
             };
-            let n = brokers.eg_publish(&topic, events)?;
+            let n = brokers.topic(&topic).publish(events)?;
             println!("published to {topic}: {n} delivery(ies) scheduled");
         }
     }

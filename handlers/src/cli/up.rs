@@ -76,7 +76,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         )?)?;
         let published = host
             .brokers()
-            .eg_publish(socwire::demo::INCIDENT_TOPIC, events)?;
+            .topic(socwire::demo::INCIDENT_TOPIC)
+            .publish(events)?;
         println!("demo: seeded {} incident(s), published {published} incident-created event(s) to topic {}", args.incidents, socwire::demo::INCIDENT_TOPIC);
         Some(store)
     } else {
@@ -220,15 +221,15 @@ fn send_demo_lifecycle(
 ) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     let (archive, sha) = socwire::ml::runner::write_demo_base_model(data_dir)?;
     let body = socwire::ml::runner::demo_command(DEMO_ML_COMMAND, &archive, &sha);
-    let outcome = host.brokers().sb_send(
-        socwire::ml::commands::TOPIC,
-        SbMessage {
+    let outcome = host
+        .brokers()
+        .service_bus(socwire::ml::commands::TOPIC)
+        .send(SbMessage {
             message_id: DEMO_ML_COMMAND.into(),
             body: body.to_string().into_bytes(),
             subject: Some("ProvisionGpuCluster".into()),
             ..Default::default()
-        },
-    )?;
+        })?;
     println!(
         "demo: sent ProvisionGpuCluster {DEMO_ML_COMMAND} (pipeline: provision → fine-tune → export) to {}: {outcome:?}",
         socwire::ml::commands::TOPIC

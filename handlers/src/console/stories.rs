@@ -245,13 +245,13 @@ pub(super) fn alerts_on(
     dst: &str,
 ) -> anyhow::Result<(Vec<Alert>, usize)> {
     let b = &console.brokers;
-    let partitions = b.eh_partitions(ALERT_HUB)?.unwrap_or(0);
+    let partitions = b.hub(ALERT_HUB).partitions()?.unwrap_or(0);
     let mut found = Vec::new();
     let mut events = 0;
     for p in 0..partitions {
         let mut after = -1;
         loop {
-            let batch = b.eh_read(ALERT_HUB, "$console", p, Some(after), 500)?;
+            let batch = b.hub(ALERT_HUB).read("$console", p, Some(after), 500)?;
             let Some(last) = batch.last() else {
                 break;
             };

@@ -131,13 +131,15 @@ async fn incidents_show_triage_and_escape_hostile_text() {
 #[tokio::test]
 async fn brokers_list_counts_and_dead_letters_and_replay_needs_the_token() {
     let f = fixture();
-    f.brokers.queue_put("triage-requests", b"x", 0).unwrap();
+    f.brokers.queue("triage-requests").put(b"x", 0).unwrap();
     f.brokers
-        .queue_put("work", b"<script>alert(3)</script>", 0)
+        .queue("work")
+        .put(b"<script>alert(3)</script>", 0)
         .unwrap();
-    let m = f.brokers.queue_receive("work", 1, 1_000).unwrap().remove(0);
+    let m = f.brokers.queue("work").receive(1, 1_000).unwrap().remove(0);
     f.brokers
-        .queue_poison("work", &m.id, &m.pop_receipt, "handler said <b>no</b>")
+        .queue("work")
+        .poison(&m.id, &m.pop_receipt, "handler said <b>no</b>")
         .unwrap();
     let (status, _, html) = get(&f, "/").await;
     assert_eq!(status, StatusCode::OK);
@@ -191,7 +193,7 @@ async fn brokers_list_counts_and_dead_letters_and_replay_needs_the_token() {
         f.brokers.dead_letter_page(false, 0, 10, 10).unwrap().total,
         0
     );
-    let back = f.brokers.queue_receive("work", 1, 1_000).unwrap();
+    let back = f.brokers.queue("work").receive(1, 1_000).unwrap();
     assert_eq!(back[0].body, b"<script>alert(3)</script>");
 }
 
@@ -200,12 +202,14 @@ async fn dead_letters_come_in_pages() {
     let f = fixture();
     for i in 0..(PAGE_ROWS + 3) {
         f.brokers
-            .queue_put("p", format!("m{i}").as_bytes(), 0)
+            .queue("p")
+            .put(format!("m{i}").as_bytes(), 0)
             .unwrap();
     }
-    for m in f.brokers.queue_receive("p", 100, 1_000).unwrap() {
+    for m in f.brokers.queue("p").receive(100, 1_000).unwrap() {
         f.brokers
-            .queue_poison("p", &m.id, &m.pop_receipt, "bad")
+            .queue("p")
+            .poison(&m.id, &m.pop_receipt, "bad")
             .unwrap();
     }
     let (_, _, first) = get(&f, "/").await;
@@ -241,7 +245,7 @@ async fn seed_stories(f: &Fixture) {
         .upload(crate::functions::alert_stream::SUBGRAPH_STREAM, &rows)
         .await
         .unwrap();
-    f.brokers.eh_ensure_hub(stories::ALERT_HUB, 2).unwrap();
+    f.brokers.hub(stories::ALERT_HUB).ensure(2).unwrap();
     let alert = |id: &str, src: &str, dst: Option<&str>, name: &str| {
         json!({"TimeGenerated": "2026-12-01T00:00:00Z", "AlertId": id, "AlertName": name,
                "Severity": "High", "Domain": "OT", "SrcIp": src, "DstIp": dst})
@@ -258,8 +262,8 @@ async fn seed_stories(f: &Fixture) {
         alert("zz", "10.0.0.1", Some("192.168.10.100"), "not in the row"),
     ]);
     f.brokers
-        .eh_send(
-            stories::ALERT_HUB,
+        .hub(stories::ALERT_HUB)
+        .send(
             Some("site"),
             body.to_string().as_bytes(),
             Default::default(),

@@ -207,27 +207,7 @@ pub async fn run(
     let t = ServiceBusTrigger::from_request(&req, TRIGGER.binding)?;
     expect_subject("ExportModel", t.metadata.subject.as_deref()).map_err(refuse)?;
     let cmd = ExportModel::parse(&t.body).map_err(refuse)?;
-    let Some(job) = ctx.ml.get_job(&cmd.job_id).await? else {
-        return Err(refuse(format!(
-            "ExportModel: job {} does not exist in this workspace",
-            cmd.job_id
-        )));
-    };
-    match job.status.as_str() {
-        "Completed" => {}
-        "Failed" | "Canceled" => {
-            return Err(refuse(format!(
-                "ExportModel: job {} ended {}; only a Completed job can be exported",
-                job.id, job.status
-            )))
-        }
-        other => {
-            return Err(FunctionError::Retry(format!(
-                "job {} is {other}; export once it completes",
-                job.id
-            )))
-        }
-    }
+    let job = completed_job(ctx, &cmd).await?;
     let name = cmd
         .model_name
         .clone()
@@ -270,29 +250,8 @@ pub async fn run(
     } else {
         export_socwire(&output, &folder).await?
     };
-    let mut metadata = json!({
-        "name": name,
-        "version": version,
-        "commandId": cmd.command_id,
-        "trainer": if container { "container" } else { "socwire" },
-        "format": exported.format,
-        "averagePrecisionBefore": exported.before,
-        "averagePrecisionAfter": exported.after,
-        "hyperParameters": parse_tag(&job.tags, "hyperParameters"),
-        "lineage": {
-            "cluster": job.cluster,
-            "job": job.id,
-            "baseModel": { "path": job.tags.get("baseModel"), "assets": parse_tag(&job.tags, "assets"),
-                           "allowUnverified": job.tags.get("allowUnverified").is_some_and(|v| v == "true") },
-            "image": job.tags.get("image"),
-            "commands": {
-                "provision": job.tags.get("parentCommandId"),
-                "fineTune": job.tags.get("commandId"),
-                "export": cmd.command_id,
-            },
-        },
-        "exportedAt": chrono::Utc::now().to_rfc3339(),
-    });
+    let trainer = if container { "container" } else { "socwire" };
+    let mut metadata = metadata_of(&cmd, &job, &name, &version, trainer, &exported);
     if let Some(m) = metadata.as_object_mut() {
         m.extend(exported.fields);
     }
@@ -301,21 +260,19 @@ pub async fn run(
         serde_json::to_vec_pretty(&metadata).unwrap_or_default(),
     )
     .map_err(|e| FunctionError::Failed(e.to_string()))?;
-    let mut tags = BTreeMap::new();
-    tags.insert("commandId".to_string(), cmd.command_id.clone());
-    tags.insert(
-        "averagePrecisionBefore".to_string(),
-        exported.before.to_string(),
-    );
-    tags.insert(
-        "averagePrecisionAfter".to_string(),
-        exported.after.to_string(),
-    );
-    tags.insert("format".to_string(), exported.format.to_string());
-    tags.insert(
-        "trainer".to_string(),
-        metadata["trainer"].as_str().unwrap_or_default().to_string(),
-    );
+    let tags = BTreeMap::from([
+        ("commandId".to_string(), cmd.command_id.clone()),
+        (
+            "averagePrecisionBefore".to_string(),
+            exported.before.to_string(),
+        ),
+        (
+            "averagePrecisionAfter".to_string(),
+            exported.after.to_string(),
+        ),
+        ("format".to_string(), exported.format.to_string()),
+        ("trainer".to_string(), trainer.to_string()),
+    ]);
     let location = ctx
         .ml
         .register_model(&ModelRegistration {
@@ -342,6 +299,62 @@ pub async fn run(
     ctx.ledger.record(&key, &location).await?;
     response.log(format!("exported {name} version {version} to {location}"));
     Ok(response)
+}
+
+/// The job to export: it must exist and have completed. Failed or canceled never will
+/// (refused); still running is worth retrying.
+async fn completed_job(ctx: &Context, cmd: &ExportModel) -> Result<JobInfo, FunctionError> {
+    let Some(job) = ctx.ml.get_job(&cmd.job_id).await? else {
+        return Err(refuse(format!(
+            "ExportModel: job {} does not exist in this workspace",
+            cmd.job_id
+        )));
+    };
+    match job.status.as_str() {
+        "Completed" => Ok(job),
+        "Failed" | "Canceled" => Err(refuse(format!(
+            "ExportModel: job {} ended {}; only a Completed job can be exported",
+            job.id, job.status
+        ))),
+        other => Err(FunctionError::Retry(format!(
+            "job {} is {other}; export once it completes",
+            job.id
+        ))),
+    }
+}
+
+/// The model version's `metadata.json`: what was trained, how well, and from what (lineage).
+fn metadata_of(
+    cmd: &ExportModel,
+    job: &JobInfo,
+    name: &str,
+    version: &str,
+    trainer: &str,
+    exported: &Exported,
+) -> Value {
+    json!({
+        "name": name,
+        "version": version,
+        "commandId": cmd.command_id,
+        "trainer": trainer,
+        "format": exported.format,
+        "averagePrecisionBefore": exported.before,
+        "averagePrecisionAfter": exported.after,
+        "hyperParameters": parse_tag(&job.tags, "hyperParameters"),
+        "lineage": {
+            "cluster": job.cluster,
+            "job": job.id,
+            "baseModel": { "path": job.tags.get("baseModel"), "assets": parse_tag(&job.tags, "assets"),
+                           "allowUnverified": job.tags.get("allowUnverified").is_some_and(|v| v == "true") },
+            "image": job.tags.get("image"),
+            "commands": {
+                "provision": job.tags.get("parentCommandId"),
+                "fineTune": job.tags.get("commandId"),
+                "export": cmd.command_id,
+            },
+        },
+        "exportedAt": chrono::Utc::now().to_rfc3339(),
+    })
 }
 
 /// A container job that completed without keeping the evaluation contract: set aside with the

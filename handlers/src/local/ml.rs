@@ -629,7 +629,8 @@ impl CommandBus for LocalCommandBus {
             ..Default::default()
         };
         self.brokers
-            .sb_send(&self.topic, message)
+            .service_bus(&self.topic)
+            .send(message)
             .map(|_| ())
             .map_err(|e| {
                 PortError::Transient(format!("sending {} to {}: {e}", c.subject, self.topic))

@@ -68,10 +68,14 @@ pub fn run_job(data_dir: &Path, job_id: &str) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("no job {job_id}"))?;
     let tags = serde_json::to_value(&spec.tags)?;
     let publish = |status: &str| -> anyhow::Result<()> {
-        brokers.eg_publish(
-            AZUREML_EVENTS_TOPIC,
-            vec![run_status_event(job_id, &spec.experiment, &tags, status)],
-        )?;
+        brokers
+            .topic(AZUREML_EVENTS_TOPIC)
+            .publish(vec![run_status_event(
+                job_id,
+                &spec.experiment,
+                &tags,
+                status,
+            )])?;
         Ok(())
     };
     ws.set_job_status(job_id, "Preparing", None)?;
@@ -148,7 +152,7 @@ pub fn run_job(data_dir: &Path, job_id: &str) -> anyhow::Result<String> {
             .map(|b| (Some(job_id), b.as_slice(), &props))
             .collect();
         if !events.is_empty() {
-            brokers.eh_send_many(TELEMETRY_HUB, &events)?;
+            brokers.hub(TELEMETRY_HUB).send_many(&events)?;
         }
         pending.clear();
         Ok(())

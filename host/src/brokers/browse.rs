@@ -216,16 +216,17 @@ mod tests {
     #[test]
     fn partitions_count_events_and_backlogs() {
         let (_d, b, _c) = brokers();
-        b.eh_ensure_hub("h", 2).unwrap();
+        b.hub("h").ensure(2).unwrap();
         for i in 0..5 {
-            b.eh_send("h", Some(&format!("k{i}")), b"{}", Default::default())
+            b.hub("h")
+                .send(Some(&format!("k{i}")), b"{}", Default::default())
                 .unwrap();
         }
         let p = b.partitions().unwrap();
         assert_eq!(p.len(), 2);
         assert_eq!(p.iter().map(|p| p.events).sum::<i64>(), 5);
         let busy = p.iter().find(|p| p.events > 0).unwrap().clone();
-        b.eh_checkpoint("h", "g", busy.partition, 0).unwrap();
+        b.hub("h").checkpoint("g", busy.partition, 0).unwrap();
         let after = b.partitions().unwrap();
         let q = after
             .iter()
@@ -238,11 +239,13 @@ mod tests {
     fn dead_letters_come_a_page_at_a_time_with_a_cut_preview() {
         let (_d, b, _c) = brokers();
         for i in 0..3 {
-            b.queue_put("rq", format!("é{i}{}", "x".repeat(100)).as_bytes(), 0)
+            b.queue("rq")
+                .put(format!("é{i}{}", "x".repeat(100)).as_bytes(), 0)
                 .unwrap();
         }
-        for m in b.queue_receive("rq", 10, 1_000).unwrap() {
-            b.queue_poison("rq", &m.id, &m.pop_receipt, "broken")
+        for m in b.queue("rq").receive(10, 1_000).unwrap() {
+            b.queue("rq")
+                .poison(&m.id, &m.pop_receipt, "broken")
                 .unwrap();
         }
         let page = b.dead_letter_page(false, 1, 1, 2).unwrap();

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 pub const EVENT_GRID_BACKOFF_SECS: [i64; 10] =
     [10, 30, 60, 300, 600, 1800, 3600, 10_800, 21_600, 43_200];
 
-/// How long a delivery handed out by [`Brokers::eg_due`] is held before it is due again.
+/// How long a delivery handed out by [`EventGrid::due`] is held before it is due again.
 const DELIVERY_LEASE_MS: i64 = 60_000;
 
 /// Statuses Event Grid dead-letters at once instead of retrying. A Functions host never answers
@@ -41,7 +41,7 @@ impl Default for EgSubscriptionOptions {
 /// One event due for delivery to one subscriber.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EgDelivery {
-    /// Delivery id (for [`Brokers::eg_succeeded`] / [`Brokers::eg_failed`]).
+    /// Delivery id (for [`EventGrid::succeeded`] / [`EventGrid::failed`]).
     pub id: i64,
     /// Topic it was published to.
     pub topic: String,
@@ -55,15 +55,37 @@ pub struct EgDelivery {
     pub first_published_ms: i64,
 }
 
+/// One Event Grid topic, as `brokers.topic(name)` gives it.
+pub struct Topic<'a> {
+    brokers: &'a Brokers,
+    name: &'a str,
+}
+
 impl Brokers {
+    /// The Event Grid topic `name`.
+    pub fn topic<'a>(&'a self, name: &'a str) -> Topic<'a> {
+        Topic {
+            brokers: self,
+            name,
+        }
+    }
+
+    /// The Event Grid deliveries of every topic: what is due, and how each attempt ended.
+    pub fn event_grid(&self) -> EventGrid<'_> {
+        EventGrid { brokers: self }
+    }
+}
+
+/// The Event Grid deliveries of all topics, as `brokers.event_grid()` gives them.
+pub struct EventGrid<'a> {
+    brokers: &'a Brokers,
+}
+
+impl Topic<'_> {
     /// Subscribes a function to a topic (or updates its retry policy).
-    pub fn eg_subscribe(
-        &self,
-        topic: &str,
-        subscriber: &str,
-        options: EgSubscriptionOptions,
-    ) -> BrokerResult<()> {
-        self.lock().execute(
+    pub fn subscribe(&self, subscriber: &str, options: EgSubscriptionOptions) -> BrokerResult<()> {
+        let topic = self.name;
+        self.brokers.lock().execute(
             "INSERT INTO eg_subscriptions (topic, subscriber, max_attempts, ttl_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT DO UPDATE SET max_attempts = ?3, ttl_ms = ?4",
             params![topic, subscriber, options.max_delivery_attempts.clamp(1, 30), options.event_ttl_ms],
@@ -73,9 +95,10 @@ impl Brokers {
 
     /// Publishes events; returns how many deliveries were scheduled (events × subscriptions).
     /// Events on a topic nobody subscribes to are counted as unrouted, as Event Grid drops them.
-    pub fn eg_publish(&self, topic: &str, events: Vec<Value>) -> BrokerResult<usize> {
-        let now = self.now();
-        let mut conn = self.lock();
+    pub fn publish(&self, events: Vec<Value>) -> BrokerResult<usize> {
+        let topic = self.name;
+        let now = self.brokers.now();
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
         let subscribers: Vec<String> = {
             let mut stmt = tx.prepare_cached(
@@ -104,12 +127,14 @@ impl Brokers {
         tx.commit()?;
         Ok(n)
     }
+}
 
+impl EventGrid<'_> {
     /// Takes up to `max` due deliveries, counting an attempt for each and holding them for a
     /// minute (a crashed host's deliveries come back after that, or at the next start).
-    pub fn eg_due(&self, max: usize) -> BrokerResult<Vec<EgDelivery>> {
-        let now = self.now();
-        let mut conn = self.lock();
+    pub fn due(&self, max: usize) -> BrokerResult<Vec<EgDelivery>> {
+        let now = self.brokers.now();
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
         let rows: Vec<(i64, String, String, String, u32, i64)> = {
             let mut stmt = tx.prepare_cached(
@@ -140,16 +165,16 @@ impl Brokers {
     }
 
     /// The subscriber took the event: the delivery is done.
-    pub fn eg_succeeded(&self, id: i64) -> BrokerResult<()> {
-        self.eg_succeeded_many(&[id])
+    pub fn succeeded(&self, id: i64) -> BrokerResult<()> {
+        self.succeeded_many(&[id])
     }
 
     /// Records several successful deliveries in one transaction.
-    pub fn eg_succeeded_many(&self, ids: &[i64]) -> BrokerResult<()> {
+    pub fn succeeded_many(&self, ids: &[i64]) -> BrokerResult<()> {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut conn = self.lock();
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached("DELETE FROM eg_deliveries WHERE id = ?1")?;
@@ -164,9 +189,9 @@ impl Brokers {
     /// The subscriber failed (`status` is its HTTP status where there was one). Schedules the
     /// next attempt, or dead-letters and returns true when the status is one Event Grid does
     /// not retry, the attempts are spent, or the next attempt would fall past the TTL.
-    pub fn eg_failed(&self, id: i64, status: Option<u16>, error: &str) -> BrokerResult<bool> {
-        let now = self.now();
-        let mut conn = self.lock();
+    pub fn failed(&self, id: i64, status: Option<u16>, error: &str) -> BrokerResult<bool> {
+        let now = self.brokers.now();
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
         let row: Option<(String, String, String, u32, i64, u32, i64)> = tx
             .query_row(
@@ -239,17 +264,22 @@ mod tests {
     #[test]
     fn every_subscriber_gets_every_event_and_unsubscribed_topics_count_unrouted() {
         let (_d, b, _c) = brokers();
-        b.eg_subscribe("t", "f1", EgSubscriptionOptions::default())
+        b.topic("t")
+            .subscribe("f1", EgSubscriptionOptions::default())
             .unwrap();
-        b.eg_subscribe("t", "f2", EgSubscriptionOptions::default())
+        b.topic("t")
+            .subscribe("f2", EgSubscriptionOptions::default())
             .unwrap();
-        assert_eq!(b.eg_publish("t", vec![event("1"), event("2")]).unwrap(), 4);
-        assert_eq!(b.eg_publish("nobody", vec![event("3")]).unwrap(), 0);
-        let due = b.eg_due(10).unwrap();
+        assert_eq!(
+            b.topic("t").publish(vec![event("1"), event("2")]).unwrap(),
+            4
+        );
+        assert_eq!(b.topic("nobody").publish(vec![event("3")]).unwrap(), 0);
+        let due = b.event_grid().due(10).unwrap();
         assert_eq!(due.len(), 4);
         assert!(due.iter().all(|d| d.attempt == 1));
         assert!(
-            b.eg_due(10).unwrap().is_empty(),
+            b.event_grid().due(10).unwrap().is_empty(),
             "held while being delivered"
         );
         assert_eq!(b.status().unwrap().event_grid_unrouted, 1);
@@ -258,26 +288,32 @@ mod tests {
     #[test]
     fn failures_follow_the_back_off_schedule_then_dead_letter_at_max_attempts() {
         let (_d, b, clock) = brokers();
-        b.eg_subscribe(
-            "t",
-            "f",
-            EgSubscriptionOptions {
-                max_delivery_attempts: 4,
-                event_ttl_ms: 1440 * 60_000,
-            },
-        )
-        .unwrap();
-        b.eg_publish("t", vec![event("1")]).unwrap();
+        b.topic("t")
+            .subscribe(
+                "f",
+                EgSubscriptionOptions {
+                    max_delivery_attempts: 4,
+                    event_ttl_ms: 1440 * 60_000,
+                },
+            )
+            .unwrap();
+        b.topic("t").publish(vec![event("1")]).unwrap();
         for (attempt, wait) in [(1, 10), (2, 30), (3, 60)] {
-            let d = b.eg_due(1).unwrap().remove(0);
+            let d = b.event_grid().due(1).unwrap().remove(0);
             assert_eq!(d.attempt, attempt);
-            assert!(!b.eg_failed(d.id, Some(500), "boom").unwrap());
+            assert!(!b.event_grid().failed(d.id, Some(500), "boom").unwrap());
             clock.advance(wait * 1000 - 1);
-            assert!(b.eg_due(1).unwrap().is_empty(), "not before {wait} s");
+            assert!(
+                b.event_grid().due(1).unwrap().is_empty(),
+                "not before {wait} s"
+            );
             clock.advance(1);
         }
-        let d = b.eg_due(1).unwrap().remove(0);
-        assert!(b.eg_failed(d.id, Some(503), "still boom").unwrap());
+        let d = b.event_grid().due(1).unwrap().remove(0);
+        assert!(b
+            .event_grid()
+            .failed(d.id, Some(503), "still boom")
+            .unwrap());
         let l = &b.dead_letters(Some(DeadLetterKind::EventGrid)).unwrap()[0];
         assert_eq!(
             (l.attempts, l.source.as_str(), l.description.as_str()),
@@ -289,16 +325,20 @@ mod tests {
     #[test]
     fn retries_due_now_skips_only_the_back_off_and_keeps_the_attempt_count() {
         let (_d, b, _clock) = brokers();
-        b.eg_subscribe("t", "f", EgSubscriptionOptions::default())
+        b.topic("t")
+            .subscribe("f", EgSubscriptionOptions::default())
             .unwrap();
-        b.eg_publish("t", vec![event("1")]).unwrap();
+        b.topic("t").publish(vec![event("1")]).unwrap();
         for _ in 0..6 {
-            let d = b.eg_due(1).unwrap().remove(0);
-            b.eg_failed(d.id, Some(500), "boom").unwrap();
-            assert!(b.eg_due(1).unwrap().is_empty(), "waiting out its back-off");
+            let d = b.event_grid().due(1).unwrap().remove(0);
+            b.event_grid().failed(d.id, Some(500), "boom").unwrap();
+            assert!(
+                b.event_grid().due(1).unwrap().is_empty(),
+                "waiting out its back-off"
+            );
             assert_eq!(b.retries_due_now().unwrap(), 1);
         }
-        let d = b.eg_due(1).unwrap().remove(0);
+        let d = b.event_grid().due(1).unwrap().remove(0);
         assert_eq!(d.attempt, 7, "attempts counted as before");
         assert_eq!(
             b.retries_due_now().unwrap(),
@@ -310,40 +350,44 @@ mod tests {
     #[test]
     fn bad_request_is_dead_lettered_at_once_and_can_be_replayed() {
         let (_d, b, _c) = brokers();
-        b.eg_subscribe("t", "f", EgSubscriptionOptions::default())
+        b.topic("t")
+            .subscribe("f", EgSubscriptionOptions::default())
             .unwrap();
-        b.eg_publish("t", vec![event("1")]).unwrap();
-        let d = b.eg_due(1).unwrap().remove(0);
-        assert!(b.eg_failed(d.id, Some(400), "not an Incident").unwrap());
+        b.topic("t").publish(vec![event("1")]).unwrap();
+        let d = b.event_grid().due(1).unwrap().remove(0);
+        assert!(b
+            .event_grid()
+            .failed(d.id, Some(400), "not an Incident")
+            .unwrap());
         let l = b.dead_letters(None).unwrap().remove(0);
         assert!(l.reason.contains("400"));
         b.replay(&l.id).unwrap();
-        let again = b.eg_due(1).unwrap().remove(0);
+        let again = b.event_grid().due(1).unwrap().remove(0);
         assert_eq!((again.attempt, again.event["id"].as_str()), (1, Some("1")));
     }
 
     #[test]
     fn ttl_ends_retries() {
         let (_d, b, clock) = brokers();
-        b.eg_subscribe(
-            "t",
-            "f",
-            EgSubscriptionOptions {
-                max_delivery_attempts: 30,
-                event_ttl_ms: 60_000,
-            },
-        )
-        .unwrap();
-        b.eg_publish("t", vec![event("1")]).unwrap();
-        let d = b.eg_due(1).unwrap().remove(0);
-        assert!(!b.eg_failed(d.id, None, "timeout").unwrap());
+        b.topic("t")
+            .subscribe(
+                "f",
+                EgSubscriptionOptions {
+                    max_delivery_attempts: 30,
+                    event_ttl_ms: 60_000,
+                },
+            )
+            .unwrap();
+        b.topic("t").publish(vec![event("1")]).unwrap();
+        let d = b.event_grid().due(1).unwrap().remove(0);
+        assert!(!b.event_grid().failed(d.id, None, "timeout").unwrap());
         clock.advance(10_000);
-        let d = b.eg_due(1).unwrap().remove(0);
-        assert!(!b.eg_failed(d.id, None, "timeout").unwrap()); // next at +30 s: t = 40 s
+        let d = b.event_grid().due(1).unwrap().remove(0);
+        assert!(!b.event_grid().failed(d.id, None, "timeout").unwrap()); // next at +30 s: t = 40 s
         clock.advance(30_000);
-        let d = b.eg_due(1).unwrap().remove(0);
+        let d = b.event_grid().due(1).unwrap().remove(0);
         assert!(
-            b.eg_failed(d.id, None, "timeout").unwrap(),
+            b.event_grid().failed(d.id, None, "timeout").unwrap(),
             "next attempt at 100 s > 60 s TTL"
         );
         assert!(b.dead_letters(None).unwrap()[0]
@@ -354,13 +398,18 @@ mod tests {
     #[test]
     fn a_crashed_delivery_comes_back_after_its_lease() {
         let (_d, b, clock) = brokers();
-        b.eg_subscribe("t", "f", EgSubscriptionOptions::default())
+        b.topic("t")
+            .subscribe("f", EgSubscriptionOptions::default())
             .unwrap();
-        b.eg_publish("t", vec![event("1")]).unwrap();
-        assert_eq!(b.eg_due(1).unwrap().len(), 1);
+        b.topic("t").publish(vec![event("1")]).unwrap();
+        assert_eq!(b.event_grid().due(1).unwrap().len(), 1);
         clock.advance(DELIVERY_LEASE_MS);
-        assert_eq!(b.eg_due(1).unwrap()[0].attempt, 2);
+        assert_eq!(b.event_grid().due(1).unwrap()[0].attempt, 2);
         assert_eq!(b.release_leases().unwrap(), 1);
-        assert_eq!(b.eg_due(1).unwrap()[0].attempt, 3, "released at restart");
+        assert_eq!(
+            b.event_grid().due(1).unwrap()[0].attempt,
+            3,
+            "released at restart"
+        );
     }
 }

@@ -45,10 +45,27 @@ fn ensure(tx: &Transaction<'_>, hub: &str, partitions: u32) -> BrokerResult<u32>
         .query_row([hub], |r| r.get(0))?)
 }
 
+/// One event hub of the brokers, as `brokers.hub(name)` gives it.
+pub struct Hub<'a> {
+    brokers: &'a Brokers,
+    name: &'a str,
+}
+
 impl Brokers {
+    /// The event hub `name` (sending to it creates it).
+    pub fn hub<'a>(&'a self, name: &'a str) -> Hub<'a> {
+        Hub {
+            brokers: self,
+            name,
+        }
+    }
+}
+
+impl Hub<'_> {
     /// Creates a hub with `partitions` partitions unless it exists.
-    pub fn eh_ensure_hub(&self, hub: &str, partitions: u32) -> BrokerResult<()> {
-        let mut conn = self.lock();
+    pub fn ensure(&self, partitions: u32) -> BrokerResult<()> {
+        let hub = self.name;
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
         ensure(&tx, hub, partitions)?;
         tx.commit()?;
@@ -56,8 +73,10 @@ impl Brokers {
     }
 
     /// Partitions of a hub (None if it does not exist).
-    pub fn eh_partitions(&self, hub: &str) -> BrokerResult<Option<u32>> {
+    pub fn partitions(&self) -> BrokerResult<Option<u32>> {
+        let hub = self.name;
         Ok(self
+            .brokers
             .lock()
             .query_row(
                 "SELECT partitions FROM eh_hubs WHERE name = ?1",
@@ -68,26 +87,23 @@ impl Brokers {
     }
 
     /// Sends one event; returns its partition and sequence number.
-    pub fn eh_send(
+    pub fn send(
         &self,
-        hub: &str,
         partition_key: Option<&str>,
         body: &[u8],
         properties: Map<String, Value>,
     ) -> BrokerResult<(u32, i64)> {
         let props = Value::Object(properties);
-        Ok(self
-            .eh_send_many(hub, &[(partition_key, body, &props)])?
-            .remove(0))
+        Ok(self.send_many(&[(partition_key, body, &props)])?.remove(0))
     }
 
     /// Sends events in one transaction (the hub is created with [`DEFAULT_PARTITIONS`] if it
     /// does not exist). Each item is `(partition key, body, properties object)`.
-    pub fn eh_send_many(
+    pub fn send_many(
         &self,
-        hub: &str,
         events: &[(Option<&str>, &[u8], &Value)],
     ) -> BrokerResult<Vec<(u32, i64)>> {
+        let hub = self.name;
         if let Some((i, _)) = events
             .iter()
             .enumerate()
@@ -98,8 +114,8 @@ impl Brokers {
                 events[i].1.len()
             )));
         }
-        let now = self.now();
-        let mut conn = self.lock();
+        let now = self.brokers.now();
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
         let partitions = ensure(&tx, hub, DEFAULT_PARTITIONS)?;
         let mut round_robin: u32 = tx.query_row(
@@ -167,9 +183,10 @@ impl Brokers {
     /// Standard). Sequence numbers go on from where they were; a consumer whose checkpoint is
     /// older than what is left reads on from the oldest event still there. Returns how many
     /// events were deleted.
-    pub fn eh_expire(&self, hub: &str, retention_ms: i64) -> BrokerResult<usize> {
-        let cutoff = self.now() - retention_ms;
-        let mut conn = self.lock();
+    pub fn expire(&self, retention_ms: i64) -> BrokerResult<usize> {
+        let hub = self.name;
+        let cutoff = self.brokers.now() - retention_ms;
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
         let partitions: Vec<u32> = {
             let mut stmt =
@@ -210,21 +227,19 @@ impl Brokers {
 
     /// Reads up to `max` events of a partition after sequence number `after`; with `None`,
     /// after the consumer group's checkpoint (or from the start when there is none).
-    pub fn eh_read(
+    pub fn read(
         &self,
-        hub: &str,
         consumer_group: &str,
         partition: u32,
         after: Option<i64>,
         max: usize,
     ) -> BrokerResult<Vec<EhEvent>> {
+        let hub = self.name;
         let after = match after {
             Some(s) => s,
-            None => self
-                .eh_checkpoint_get(hub, consumer_group, partition)?
-                .unwrap_or(-1),
+            None => self.checkpoint_of(consumer_group, partition)?.unwrap_or(-1),
         };
-        let conn = self.lock();
+        let conn = self.brokers.lock();
         let mut stmt = conn.prepare_cached(
             "SELECT seq, enqueued_ms, partition_key, body, props FROM eh_events WHERE hub = ?1 AND partition = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
         )?;
@@ -243,14 +258,14 @@ impl Brokers {
     }
 
     /// Records that a consumer group has handled a partition up to `sequence_number`.
-    pub fn eh_checkpoint(
+    pub fn checkpoint(
         &self,
-        hub: &str,
         consumer_group: &str,
         partition: u32,
         sequence_number: i64,
     ) -> BrokerResult<()> {
-        self.lock()
+        let hub = self.name;
+        self.brokers.lock()
             .prepare_cached(
                 "INSERT INTO eh_checkpoints (hub, consumer_group, partition, seq) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT DO UPDATE SET seq = MAX(seq, ?4)",
@@ -260,13 +275,9 @@ impl Brokers {
     }
 
     /// The checkpoint of a consumer group on a partition.
-    pub fn eh_checkpoint_get(
-        &self,
-        hub: &str,
-        consumer_group: &str,
-        partition: u32,
-    ) -> BrokerResult<Option<i64>> {
-        Ok(self
+    pub fn checkpoint_of(&self, consumer_group: &str, partition: u32) -> BrokerResult<Option<i64>> {
+        let hub = self.name;
+        Ok(self.brokers
             .lock()
             .prepare_cached("SELECT seq FROM eh_checkpoints WHERE hub = ?1 AND consumer_group = ?2 AND partition = ?3")?
             .query_row(params![hub, consumer_group, partition], |r| r.get(0))
@@ -284,22 +295,23 @@ mod tests {
     #[test]
     fn events_past_retention_are_deleted_and_numbering_goes_on() {
         let (_d, b, clock) = brokers();
-        b.eh_ensure_hub("h", 1).unwrap();
+        b.hub("h").ensure(1).unwrap();
         for i in 0..3 {
-            b.eh_send("h", None, format!("old{i}").as_bytes(), Map::new())
+            b.hub("h")
+                .send(None, format!("old{i}").as_bytes(), Map::new())
                 .unwrap();
         }
         let day = 86_400_000;
         clock.advance(day / 2);
-        b.eh_send("h", None, b"new", Map::new()).unwrap();
+        b.hub("h").send(None, b"new", Map::new()).unwrap();
         assert_eq!(
-            b.eh_expire("h", day).unwrap(),
+            b.hub("h").expire(day).unwrap(),
             0,
             "nothing is a day old yet"
         );
         clock.advance(day / 2 + 1);
-        assert_eq!(b.eh_expire("h", day).unwrap(), 3);
-        let left = b.eh_read("h", "g", 0, None, 10).unwrap();
+        assert_eq!(b.hub("h").expire(day).unwrap(), 3);
+        let left = b.hub("h").read("g", 0, None, 10).unwrap();
         assert_eq!(
             left.iter()
                 .map(|e| (e.sequence_number, e.body.clone()))
@@ -307,18 +319,23 @@ mod tests {
             [(3, b"new".to_vec())]
         );
         clock.advance(day);
-        assert_eq!(b.eh_expire("h", day).unwrap(), 1, "the partition may empty");
-        let (_, seq) = b.eh_send("h", None, b"later", Map::new()).unwrap();
+        assert_eq!(
+            b.hub("h").expire(day).unwrap(),
+            1,
+            "the partition may empty"
+        );
+        let (_, seq) = b.hub("h").send(None, b"later", Map::new()).unwrap();
         assert_eq!(seq, 4, "sequence numbers are never reused");
     }
 
     #[test]
     fn one_partition_key_keeps_one_partition_and_ordered_sequence_numbers() {
         let (_d, b, _c) = brokers();
-        b.eh_ensure_hub("h", 4).unwrap();
+        b.hub("h").ensure(4).unwrap();
         let sent: Vec<(u32, i64)> = (0..5)
             .map(|i| {
-                b.eh_send("h", Some("plc-7"), format!("e{i}").as_bytes(), Map::new())
+                b.hub("h")
+                    .send(Some("plc-7"), format!("e{i}").as_bytes(), Map::new())
                     .unwrap()
             })
             .collect();
@@ -328,7 +345,7 @@ mod tests {
             sent.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
             [0, 1, 2, 3, 4]
         );
-        let read = b.eh_read("h", "$Default", p, None, 3).unwrap();
+        let read = b.hub("h").read("$Default", p, None, 3).unwrap();
         assert_eq!(
             read.iter().map(|e| e.body.clone()).collect::<Vec<_>>(),
             [b"e0".to_vec(), b"e1".to_vec(), b"e2".to_vec()]
@@ -339,9 +356,9 @@ mod tests {
     #[test]
     fn events_without_a_key_spread_over_partitions() {
         let (_d, b, _c) = brokers();
-        b.eh_ensure_hub("h", 4).unwrap();
+        b.hub("h").ensure(4).unwrap();
         let partitions: std::collections::HashSet<u32> = (0..8)
-            .map(|_| b.eh_send("h", None, b"x", Map::new()).unwrap().0)
+            .map(|_| b.hub("h").send(None, b"x", Map::new()).unwrap().0)
             .collect();
         assert_eq!(partitions.len(), 4);
     }
@@ -349,32 +366,33 @@ mod tests {
     #[test]
     fn checkpoints_are_per_consumer_group_and_resume_reading() {
         let (_d, b, _c) = brokers();
-        b.eh_ensure_hub("h", 1).unwrap();
+        b.hub("h").ensure(1).unwrap();
         for i in 0..4 {
-            b.eh_send("h", None, format!("{i}").as_bytes(), Map::new())
+            b.hub("h")
+                .send(None, format!("{i}").as_bytes(), Map::new())
                 .unwrap();
         }
-        b.eh_checkpoint("h", "alerts", 0, 1).unwrap();
-        b.eh_checkpoint("h", "alerts", 0, 0).unwrap(); // never moves back
-        assert_eq!(b.eh_checkpoint_get("h", "alerts", 0).unwrap(), Some(1));
+        b.hub("h").checkpoint("alerts", 0, 1).unwrap();
+        b.hub("h").checkpoint("alerts", 0, 0).unwrap(); // never moves back
+        assert_eq!(b.hub("h").checkpoint_of("alerts", 0).unwrap(), Some(1));
         assert_eq!(
-            b.eh_read("h", "alerts", 0, None, 10).unwrap()[0].sequence_number,
+            b.hub("h").read("alerts", 0, None, 10).unwrap()[0].sequence_number,
             2
         );
         assert_eq!(
-            b.eh_read("h", "metrics", 0, None, 10).unwrap().len(),
+            b.hub("h").read("metrics", 0, None, 10).unwrap().len(),
             4,
             "another group starts at the beginning"
         );
-        assert_eq!(b.eh_read("h", "alerts", 0, Some(2), 10).unwrap().len(), 1);
+        assert_eq!(b.hub("h").read("alerts", 0, Some(2), 10).unwrap().len(), 1);
     }
 
     #[test]
     fn sending_to_an_unknown_hub_creates_it() {
         let (_d, b, _c) = brokers();
-        b.eh_send("new", Some("k"), b"x", Map::new()).unwrap();
+        b.hub("new").send(Some("k"), b"x", Map::new()).unwrap();
         assert_eq!(
-            b.eh_partitions("new").unwrap(),
+            b.hub("new").partitions().unwrap(),
             Some(super::DEFAULT_PARTITIONS)
         );
     }

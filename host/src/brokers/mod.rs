@@ -20,12 +20,13 @@ mod status;
 pub use browse::{DeadLetterPage, FunctionTrigger, PartitionCounts};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deadletter::{DeadLetter, DeadLetterKind};
-pub use eventgrid::{EgDelivery, EgSubscriptionOptions, EVENT_GRID_BACKOFF_SECS};
-pub use eventhub::EhEvent;
-pub use queue::QueueMessage;
+pub use eventgrid::{EgDelivery, EgSubscriptionOptions, EventGrid, Topic, EVENT_GRID_BACKOFF_SECS};
+pub use eventhub::{EhEvent, Hub};
+pub use queue::{Queue, QueueMessage};
 pub use rejects::{TriggerSource, REJECTS_QUEUE};
 pub use servicebus::{
-    FilterError, FilterInput, SbEntityOptions, SbMessage, SbReceived, SendOutcome, SqlFilter,
+    FilterError, FilterInput, SbEntityOptions, SbMessage, SbReceived, SendOutcome,
+    ServiceBusEntity, SqlFilter,
 };
 pub use status::{BrokerStatus, Consumers, PendingWork};
 

@@ -32,35 +32,48 @@ fn id_of(id: &str) -> i64 {
     id.parse().unwrap_or(-1)
 }
 
+/// One storage queue of the brokers, as `brokers.queue(name)` gives it.
+pub struct Queue<'a> {
+    brokers: &'a Brokers,
+    name: &'a str,
+}
+
 impl Brokers {
+    /// The storage queue `name` (it need not exist: a put creates it).
+    pub fn queue<'a>(&'a self, name: &'a str) -> Queue<'a> {
+        Queue {
+            brokers: self,
+            name,
+        }
+    }
+}
+
+impl Queue<'_> {
     /// Creates a queue (so it shows in `status` while empty); queues also appear on first put.
-    pub fn queue_declare(&self, queue: &str) -> BrokerResult<()> {
-        self.lock()
+    pub fn declare(&self) -> BrokerResult<()> {
+        let queue = self.name;
+        self.brokers
+            .lock()
             .execute("INSERT OR IGNORE INTO queues (name) VALUES (?1)", [queue])?;
         Ok(())
     }
 
     /// Puts a message, visible after `initial_visibility_delay_ms`; returns its id.
-    pub fn queue_put(
-        &self,
-        queue: &str,
-        body: &[u8],
-        initial_visibility_delay_ms: i64,
-    ) -> BrokerResult<String> {
+    pub fn put(&self, body: &[u8], initial_visibility_delay_ms: i64) -> BrokerResult<String> {
         Ok(self
-            .queue_put_many(queue, &[body], initial_visibility_delay_ms)?
+            .put_many(&[body], initial_visibility_delay_ms)?
             .remove(0))
     }
 
     /// Puts several messages in one transaction.
-    pub fn queue_put_many(
+    pub fn put_many(
         &self,
-        queue: &str,
         bodies: &[&[u8]],
         initial_visibility_delay_ms: i64,
     ) -> BrokerResult<Vec<String>> {
-        let now = self.now();
-        let mut conn = self.lock();
+        let queue = self.name;
+        let now = self.brokers.now();
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
         let mut ids = Vec::with_capacity(bodies.len());
         tx.prepare_cached("INSERT OR IGNORE INTO queues (name) VALUES (?1)")?
@@ -87,14 +100,14 @@ impl Brokers {
     /// Receives up to `max` visible messages, oldest first. Each becomes invisible for
     /// `visibility_timeout_ms`, gets a new pop receipt and one more dequeue. Expired messages
     /// are dropped, as Azure does.
-    pub fn queue_receive(
+    pub fn receive(
         &self,
-        queue: &str,
         max: usize,
         visibility_timeout_ms: i64,
     ) -> BrokerResult<Vec<QueueMessage>> {
-        let now = self.now();
-        let mut conn = self.lock();
+        let queue = self.name;
+        let now = self.brokers.now();
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
         tx.prepare_cached("DELETE FROM queue_messages WHERE queue = ?1 AND expiration_ms <= ?2")?
             .execute(params![queue, now])?;
@@ -137,8 +150,9 @@ impl Brokers {
     }
 
     /// Deletes a received message; false when the receipt is stale (someone else holds it now).
-    pub fn queue_delete(&self, queue: &str, id: &str, pop_receipt: &str) -> BrokerResult<bool> {
-        let conn = self.lock();
+    pub fn delete(&self, id: &str, pop_receipt: &str) -> BrokerResult<bool> {
+        let queue = self.name;
+        let conn = self.brokers.lock();
         let n = conn
             .prepare_cached(
                 "DELETE FROM queue_messages WHERE queue = ?1 AND id = ?2 AND pop_receipt = ?3",
@@ -148,15 +162,12 @@ impl Brokers {
     }
 
     /// Deletes several received messages `(id, pop_receipt)` in one transaction; returns how many.
-    pub fn queue_delete_many(
-        &self,
-        queue: &str,
-        messages: &[(String, String)],
-    ) -> BrokerResult<usize> {
+    pub fn delete_many(&self, messages: &[(String, String)]) -> BrokerResult<usize> {
+        let queue = self.name;
         if messages.is_empty() {
             return Ok(0);
         }
-        let mut conn = self.lock();
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
         let mut n = 0;
         {
@@ -172,15 +183,10 @@ impl Brokers {
     }
 
     /// Failed processing: the message becomes visible again after `delay_ms`.
-    pub fn queue_release(
-        &self,
-        queue: &str,
-        id: &str,
-        pop_receipt: &str,
-        delay_ms: i64,
-    ) -> BrokerResult<bool> {
-        let now = self.now();
-        let conn = self.lock();
+    pub fn release(&self, id: &str, pop_receipt: &str, delay_ms: i64) -> BrokerResult<bool> {
+        let queue = self.name;
+        let now = self.brokers.now();
+        let conn = self.brokers.lock();
         let n = conn
             .prepare_cached(
                 "UPDATE queue_messages SET next_visible_ms = ?4, leased = 0, pop_receipt = NULL WHERE queue = ?1 AND id = ?2 AND pop_receipt = ?3",
@@ -190,15 +196,10 @@ impl Brokers {
     }
 
     /// Moves a received message to `<queue>-poison` and records why in the dead-letter store.
-    pub fn queue_poison(
-        &self,
-        queue: &str,
-        id: &str,
-        pop_receipt: &str,
-        reason: &str,
-    ) -> BrokerResult<bool> {
-        let now = self.now();
-        let mut conn = self.lock();
+    pub fn poison(&self, id: &str, pop_receipt: &str, reason: &str) -> BrokerResult<bool> {
+        let queue = self.name;
+        let now = self.brokers.now();
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
         let row: Option<(Vec<u8>, u32)> = tx
             .query_row(
@@ -243,63 +244,66 @@ mod tests {
     #[test]
     fn received_message_is_invisible_until_the_visibility_timeout() {
         let (_d, b, clock) = brokers();
-        b.queue_put("q", b"hello", 0).unwrap();
-        let first = b.queue_receive("q", 10, 30_000).unwrap();
+        b.queue("q").put(b"hello", 0).unwrap();
+        let first = b.queue("q").receive(10, 30_000).unwrap();
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].dequeue_count, 1);
-        assert!(b.queue_receive("q", 10, 30_000).unwrap().is_empty());
+        assert!(b.queue("q").receive(10, 30_000).unwrap().is_empty());
         clock.advance(29_999);
-        assert!(b.queue_receive("q", 10, 30_000).unwrap().is_empty());
+        assert!(b.queue("q").receive(10, 30_000).unwrap().is_empty());
         clock.advance(1);
-        let again = b.queue_receive("q", 10, 30_000).unwrap();
+        let again = b.queue("q").receive(10, 30_000).unwrap();
         assert_eq!(again[0].dequeue_count, 2);
         assert!(
-            !b.queue_delete("q", &first[0].id, &first[0].pop_receipt)
+            !b.queue("q")
+                .delete(&first[0].id, &first[0].pop_receipt)
                 .unwrap(),
             "stale receipt"
         );
         assert!(b
-            .queue_delete("q", &again[0].id, &again[0].pop_receipt)
+            .queue("q")
+            .delete(&again[0].id, &again[0].pop_receipt)
             .unwrap());
         clock.advance(60_000);
-        assert!(b.queue_receive("q", 10, 30_000).unwrap().is_empty());
+        assert!(b.queue("q").receive(10, 30_000).unwrap().is_empty());
     }
 
     #[test]
     fn initial_delay_and_release_delay_are_honoured() {
         let (_d, b, clock) = brokers();
-        b.queue_put("q", b"later", 5_000).unwrap();
-        assert!(b.queue_receive("q", 1, 1_000).unwrap().is_empty());
+        b.queue("q").put(b"later", 5_000).unwrap();
+        assert!(b.queue("q").receive(1, 1_000).unwrap().is_empty());
         clock.advance(5_000);
-        let m = b.queue_receive("q", 1, 60_000).unwrap().remove(0);
-        b.queue_release("q", &m.id, &m.pop_receipt, 2_000).unwrap();
+        let m = b.queue("q").receive(1, 60_000).unwrap().remove(0);
+        b.queue("q").release(&m.id, &m.pop_receipt, 2_000).unwrap();
         clock.advance(1_999);
-        assert!(b.queue_receive("q", 1, 1_000).unwrap().is_empty());
+        assert!(b.queue("q").receive(1, 1_000).unwrap().is_empty());
         clock.advance(1);
-        assert_eq!(b.queue_receive("q", 1, 1_000).unwrap().len(), 1);
+        assert_eq!(b.queue("q").receive(1, 1_000).unwrap().len(), 1);
     }
 
     #[test]
     fn poison_after_max_dequeue_count_with_the_reason() {
         let (_d, b, _clock) = brokers();
-        b.queue_put("q", b"bad", 0).unwrap();
+        b.queue("q").put(b"bad", 0).unwrap();
         let max = 5;
         let mut receives = 0;
         // The host's rule: on failure, poison once dequeue_count reaches max, else release.
         loop {
-            let m = b.queue_receive("q", 1, 60_000).unwrap().remove(0);
+            let m = b.queue("q").receive(1, 60_000).unwrap().remove(0);
             receives += 1;
             if m.dequeue_count >= max {
                 assert!(b
-                    .queue_poison("q", &m.id, &m.pop_receipt, "bad input: not an id")
+                    .queue("q")
+                    .poison(&m.id, &m.pop_receipt, "bad input: not an id")
                     .unwrap());
                 break;
             }
-            b.queue_release("q", &m.id, &m.pop_receipt, 0).unwrap();
+            b.queue("q").release(&m.id, &m.pop_receipt, 0).unwrap();
         }
         assert_eq!(receives, 5);
-        assert!(b.queue_receive("q", 1, 1_000).unwrap().is_empty());
-        let poisoned = b.queue_receive("q-poison", 1, 1_000).unwrap();
+        assert!(b.queue("q").receive(1, 1_000).unwrap().is_empty());
+        let poisoned = b.queue("q-poison").receive(1, 1_000).unwrap();
         assert_eq!(poisoned[0].body, b"bad");
         let letters = b.dead_letters(None).unwrap();
         assert_eq!(letters.len(), 1);
@@ -310,25 +314,26 @@ mod tests {
     #[test]
     fn a_store_failure_while_poisoning_is_an_error_not_a_stale_receipt() {
         let (_d, b, _clock) = brokers();
-        b.queue_put("q", b"bad", 0).unwrap();
-        let m = b.queue_receive("q", 1, 60_000).unwrap().remove(0);
+        b.queue("q").put(b"bad", 0).unwrap();
+        let m = b.queue("q").receive(1, 60_000).unwrap().remove(0);
         // A row SQLite cannot hand back as the schema says: the read fails.
         b.lock()
             .execute("UPDATE queue_messages SET dequeue_count = 'many'", [])
             .unwrap();
         assert!(b
-            .queue_poison("q", &m.id, &m.pop_receipt, "bad input")
+            .queue("q")
+            .poison(&m.id, &m.pop_receipt, "bad input")
             .is_err());
         // A receipt that matches nothing is still a plain "no".
-        assert!(!b.queue_poison("q", &m.id, "stale", "bad input").unwrap());
+        assert!(!b.queue("q").poison(&m.id, "stale", "bad input").unwrap());
     }
 
     #[test]
     fn expired_messages_are_not_delivered() {
         let (_d, b, clock) = brokers();
-        b.queue_put("q", b"old", 0).unwrap();
+        b.queue("q").put(b"old", 0).unwrap();
         clock.advance(super::DEFAULT_TTL_MS);
-        assert!(b.queue_receive("q", 1, 1_000).unwrap().is_empty());
+        assert!(b.queue("q").receive(1, 1_000).unwrap().is_empty());
     }
 
     #[test]
@@ -336,15 +341,15 @@ mod tests {
         let (_d, b, _clock) = brokers();
         let bodies: Vec<Vec<u8>> = (0..40).map(|i| format!("m{i}").into_bytes()).collect();
         let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
-        b.queue_put_many("q", &refs, 0).unwrap();
-        let got = b.queue_receive("q", 32, 60_000).unwrap();
+        b.queue("q").put_many(&refs, 0).unwrap();
+        let got = b.queue("q").receive(32, 60_000).unwrap();
         assert_eq!(got.len(), 32);
         assert_eq!(got[0].body, b"m0", "oldest first");
         let receipts: Vec<(String, String)> = got
             .iter()
             .map(|m| (m.id.clone(), m.pop_receipt.clone()))
             .collect();
-        assert_eq!(b.queue_delete_many("q", &receipts).unwrap(), 32);
-        assert_eq!(b.queue_receive("q", 32, 60_000).unwrap().len(), 8);
+        assert_eq!(b.queue("q").delete_many(&receipts).unwrap(), 32);
+        assert_eq!(b.queue("q").receive(32, 60_000).unwrap().len(), 8);
     }
 }

@@ -217,12 +217,14 @@ mod tests {
     #[test]
     fn rejects_are_listed_with_their_reason_and_command_id_and_replay_to_their_trigger() {
         let (_d, b, _c) = brokers();
-        b.sb_ensure_queue("cmds", super::super::SbEntityOptions::default())
+        b.service_bus("cmds")
+            .ensure_queue(super::super::SbEntityOptions::default())
             .unwrap();
         b.register_trigger("run", &TriggerSource::ServiceBus("cmds".into()))
             .unwrap();
         let input = r#"{"commandId":"c-1","schemaVersion":7}"#;
-        b.queue_put(REJECTS_QUEUE, &record("run", input), 0)
+        b.queue(REJECTS_QUEUE)
+            .put(&record("run", input), 0)
             .unwrap();
         let letters = b.dead_letters(None).unwrap();
         assert_eq!(letters.len(), 1);
@@ -237,7 +239,7 @@ mod tests {
         );
         b.replay(&l.id).unwrap();
         assert!(b.dead_letters(None).unwrap().is_empty());
-        let back = b.sb_receive("cmds", 1).unwrap().remove(0);
+        let back = b.service_bus("cmds").receive(1).unwrap().remove(0);
         assert_eq!(back.message.body, input.as_bytes());
         assert_eq!(back.message.message_id, "m-1");
         assert_eq!(back.message.subject.as_deref(), Some("RunFineTune"));
@@ -246,7 +248,8 @@ mod tests {
     #[test]
     fn a_reject_of_an_unknown_function_or_an_event_hub_is_not_replayed() {
         let (_d, b, _c) = brokers();
-        b.queue_put(REJECTS_QUEUE, &record("ghost", "x"), 0)
+        b.queue(REJECTS_QUEUE)
+            .put(&record("ghost", "x"), 0)
             .unwrap();
         let id = b.dead_letters(None).unwrap()[0].id.clone();
         assert!(b.replay(&id).unwrap_err().to_string().contains("not known"));

@@ -84,15 +84,15 @@ mod tests {
     #[test]
     fn replay_puts_a_poisoned_message_back_and_empties_the_poison_queue() {
         let (_d, b, _c) = brokers();
-        b.queue_put("q", b"x", 0).unwrap();
-        let m = b.queue_receive("q", 1, 1_000).unwrap().remove(0);
-        b.queue_poison("q", &m.id, &m.pop_receipt, "why").unwrap();
+        b.queue("q").put(b"x", 0).unwrap();
+        let m = b.queue("q").receive(1, 1_000).unwrap().remove(0);
+        b.queue("q").poison(&m.id, &m.pop_receipt, "why").unwrap();
         let id = b.dead_letters(None).unwrap()[0].id.clone();
         assert!(id.starts_with("q:"));
         b.replay(&id).unwrap();
         assert!(b.dead_letters(None).unwrap().is_empty());
-        assert!(b.queue_receive("q-poison", 1, 1_000).unwrap().is_empty());
-        let back = b.queue_receive("q", 1, 1_000).unwrap();
+        assert!(b.queue("q-poison").receive(1, 1_000).unwrap().is_empty());
+        let back = b.queue("q").receive(1, 1_000).unwrap();
         assert_eq!(
             (back[0].body.as_slice(), back[0].dequeue_count),
             (&b"x"[..], 1)

@@ -418,23 +418,26 @@ mod tests {
             event_hubs: vec![("h".into(), "g".into())],
         };
         assert_eq!(b.pending_work(&consumers).unwrap(), PendingWork::default());
-        b.queue_put("q-poison", b"ignored", 0).unwrap();
-        b.queue_put("q", b"later", 5_000).unwrap();
+        b.queue("q-poison").put(b"ignored", 0).unwrap();
+        b.queue("q").put(b"later", 5_000).unwrap();
         let w = b.pending_work(&consumers).unwrap();
         assert_eq!(
             (w.ready_now, w.waiting, w.next_due_ms),
             (0, 1, Some(clock.now_ms() + 5_000))
         );
-        b.eh_ensure_hub("h", 2).unwrap();
-        b.eh_send("h", Some("k"), b"e", Default::default()).unwrap();
+        b.hub("h").ensure(2).unwrap();
+        b.hub("h")
+            .send(Some("k"), b"e", Default::default())
+            .unwrap();
         assert_eq!(b.pending_work(&consumers).unwrap().ready_now, 1);
         let p = b
-            .eh_read("h", "g", 0, None, 1)
+            .hub("h")
+            .read("g", 0, None, 1)
             .unwrap()
             .first()
             .map(|e| e.partition_id)
             .unwrap_or(1);
-        b.eh_checkpoint("h", "g", p, 0).unwrap();
+        b.hub("h").checkpoint("g", p, 0).unwrap();
         assert_eq!(b.pending_work(&consumers).unwrap().ready_now, 0);
     }
 
@@ -446,29 +449,33 @@ mod tests {
             service_bus: vec![],
             event_hubs: vec![("h".into(), "g".into())],
         };
-        b.eh_ensure_hub("h", 2).unwrap();
+        b.hub("h").ensure(2).unwrap();
         for i in 0..10 {
-            b.eh_send("h", Some(&format!("k{}", i % 2)), b"e", Default::default())
+            b.hub("h")
+                .send(Some(&format!("k{}", i % 2)), b"e", Default::default())
                 .unwrap();
         }
         assert_eq!(b.pending_work(&consumers).unwrap().ready_now, 10);
         let p = b
-            .eh_read("h", "g", 0, None, 1)
+            .hub("h")
+            .read("g", 0, None, 1)
             .unwrap()
             .first()
             .map(|e| e.partition_id);
         let p = p.unwrap_or(1);
-        b.eh_checkpoint("h", "g", p, 1).unwrap(); // two events of partition p taken
-        let on_p = b.eh_read("h", "x", p, None, 100).unwrap().len() as i64;
+        b.hub("h").checkpoint("g", p, 1).unwrap(); // two events of partition p taken
+        let on_p = b.hub("h").read("x", p, None, 100).unwrap().len() as i64;
         assert_eq!(b.pending_work(&consumers).unwrap().ready_now, 10 - 2);
         // Retention drops everything; two new events, one per key, are all that is pending
         // (the old checkpoint is older than what is left).
         clock.advance(86_400_001);
-        b.eh_expire("h", 86_400_000).unwrap();
+        b.hub("h").expire(86_400_000).unwrap();
         assert_eq!(b.pending_work(&consumers).unwrap().ready_now, 0);
-        b.eh_send("h", Some("k0"), b"n", Default::default())
+        b.hub("h")
+            .send(Some("k0"), b"n", Default::default())
             .unwrap();
-        b.eh_send("h", Some("k1"), b"n", Default::default())
+        b.hub("h")
+            .send(Some("k1"), b"n", Default::default())
             .unwrap();
         assert_eq!(b.pending_work(&consumers).unwrap().ready_now, 2, "{on_p}");
     }
@@ -476,20 +483,21 @@ mod tests {
     #[test]
     fn status_reports_every_broker() {
         let (_d, b, _c) = brokers();
-        b.queue_put("triage-requests", b"x", 0).unwrap();
-        b.sb_ensure_queue("gpu", Default::default()).unwrap();
-        b.sb_send(
-            "gpu",
-            super::super::SbMessage {
+        b.queue("triage-requests").put(b"x", 0).unwrap();
+        b.service_bus("gpu")
+            .ensure_queue(Default::default())
+            .unwrap();
+        b.service_bus("gpu")
+            .send(super::super::SbMessage {
                 message_id: "1".into(),
                 ..Default::default()
-            },
-        )
-        .unwrap();
-        b.eh_send("alerts", None, b"{}", Default::default())
+            })
             .unwrap();
-        b.eg_subscribe("t", "f", Default::default()).unwrap();
-        b.eg_publish("t", vec![serde_json::json!({})]).unwrap();
+        b.hub("alerts")
+            .send(None, b"{}", Default::default())
+            .unwrap();
+        b.topic("t").subscribe("f", Default::default()).unwrap();
+        b.topic("t").publish(vec![serde_json::json!({})]).unwrap();
         let s = b.status().unwrap();
         assert_eq!(
             s.queues[0],

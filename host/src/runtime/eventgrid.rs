@@ -1,6 +1,6 @@
 //! The Event Grid trigger loop: due deliveries pushed to the subscribed functions.
 
-use super::shared::Shared;
+use super::shared::{log_unsettled, Shared};
 use crate::stats::Outcome;
 use crate::worker::Failure;
 use serde_json::Map;
@@ -39,7 +39,7 @@ pub(crate) async fn within_response_limit<T>(
 pub(super) async fn event_grid_loop(s: Arc<Shared>) {
     let mut backoff = Duration::from_millis(10);
     while !s.stopping.load(Ordering::SeqCst) {
-        let due = match s.brokers.eg_due(32) {
+        let due = match s.brokers.event_grid().due(32) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "Event Grid read failed");
@@ -67,7 +67,11 @@ pub(super) async fn event_grid_loop(s: Arc<Shared>) {
                         } else {
                             "subscribed function is not in this app"
                         };
-                        let _ = s.brokers.eg_failed(d.id, Some(404), why);
+                        log_unsettled(
+                            "a failed delivery",
+                            &d.topic,
+                            s.brokers.event_grid().failed(d.id, Some(404), why),
+                        );
                         return None;
                     }
                 };
@@ -88,11 +92,13 @@ pub(super) async fn event_grid_loop(s: Arc<Shared>) {
                         // on its schedule, then dead-letters (docs/decisions/0010).
                         let detail =
                             format!("{} (handler status {:?})", failure.reason, failure.status);
-                        let dead = matches!(
+                        let dead = log_unsettled(
+                            "a failed delivery",
+                            &d.topic,
                             s.brokers
-                                .eg_failed(d.id, Some(HOST_FAILURE_STATUS), &detail),
-                            Ok(true)
-                        );
+                                .event_grid()
+                                .failed(d.id, Some(HOST_FAILURE_STATUS), &detail),
+                        ) == Some(true);
                         let outcome = if dead {
                             Outcome::DeadLettered
                         } else {
@@ -115,7 +121,7 @@ pub(super) async fn event_grid_loop(s: Arc<Shared>) {
                 done.push(id);
             }
         }
-        if let Err(e) = s.brokers.eg_succeeded_many(&done) {
+        if let Err(e) = s.brokers.event_grid().succeeded_many(&done) {
             tracing::error!(error = %e, "recording Event Grid deliveries failed");
         }
     }

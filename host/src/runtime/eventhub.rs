@@ -1,7 +1,8 @@
 //! The Event Hubs trigger loop and the trigger value the host binds for a batch.
 
 use super::shared::Shared;
-use crate::config::{DataType, Trigger};
+use crate::brokers::EhEvent;
+use crate::config::{DataType, FunctionDef, Trigger};
 use crate::envelope::{encoded, iso};
 use crate::stats::Outcome;
 use base64::Engine as _;
@@ -11,6 +12,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Reads one partition of a hub for one function, delivers each batch (retrying it as the
+/// function's retry policy says) and checkpoints after it.
 pub(super) async fn event_hub_loop(s: Arc<Shared>, name: String, partition: u32) {
     let f = s.function(&name).clone();
     let Trigger::EventHub {
@@ -28,14 +31,11 @@ pub(super) async fn event_hub_loop(s: Arc<Shared>, name: String, partition: u32)
     } else {
         1
     };
-    let retry = f.retry.clone().or_else(|| s.cfg.host.retry.clone());
+    let source = s.brokers.hub(hub);
     let mut cursor: Option<i64> = None;
     let mut backoff = Duration::from_millis(10);
     while !s.stopping.load(Ordering::SeqCst) {
-        let events = match s
-            .brokers
-            .eh_read(hub, consumer_group, partition, cursor, max)
-        {
+        let events = match source.read(consumer_group, partition, cursor, max) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(hub = %hub, error = %e, "Event Hubs read failed");
@@ -50,117 +50,139 @@ pub(super) async fn event_hub_loop(s: Arc<Shared>, name: String, partition: u32)
         };
         backoff = Duration::from_millis(10);
         let bodies: Vec<&[u8]> = events.iter().map(|e| e.body.as_slice()).collect();
-        let trigger_value = event_hub_value(&bodies, *many, *data_type);
-        let mut data = Map::new();
-        let mut meta = Map::new();
-        meta.insert(
-            "PartitionContext".into(),
-            json!({ "EventHubName": hub, "ConsumerGroup": consumer_group, "FullyQualifiedNamespace": "localhost", "PartitionId": partition.to_string() }),
-        );
-        if let Ok(value) = &trigger_value {
-            data.insert(binding.clone(), value.clone());
+        let batch = Batch {
+            value: event_hub_value(&bodies, *many, *data_type),
+            meta: batch_metadata(&events, *many, hub, consumer_group, partition),
+            binding,
+            partition,
+            count: events.len() as u64,
+        };
+        if deliver_with_retries(&s, &f, batch).await == Settled::Stopping {
+            return; // not checkpointed: the batch is read again after restart
         }
-        if *many {
-            meta.insert(
-                "SequenceNumberArray".into(),
-                encoded(events.iter().map(|e| e.sequence_number).collect::<Vec<_>>()),
-            );
-            meta.insert(
-                "PartitionKeyArray".into(),
-                encoded(
-                    events
-                        .iter()
-                        .map(|e| e.partition_key.clone())
-                        .collect::<Vec<_>>(),
-                ),
-            );
-            meta.insert(
-                "EnqueuedTimeUtcArray".into(),
-                encoded(
-                    events
-                        .iter()
-                        .map(|e| iso(e.enqueued_ms))
-                        .collect::<Vec<_>>(),
-                ),
-            );
-            meta.insert(
-                "PropertiesArray".into(),
-                encoded(
-                    events
-                        .iter()
-                        .map(|e| Value::Object(e.properties.clone()))
-                        .collect::<Vec<_>>(),
-                ),
-            );
-        } else {
-            let e = &events[0];
-            meta.insert("SequenceNumber".into(), encoded(e.sequence_number));
-            meta.insert("EnqueuedTimeUtc".into(), iso(e.enqueued_ms));
-            if let Some(k) = &e.partition_key {
-                meta.insert("PartitionKey".into(), encoded(k));
-            }
-            meta.insert("Properties".into(), Value::Object(e.properties.clone()));
-        }
-        let count = events.len() as u64;
-        let mut attempt: u32 = 0;
-        loop {
-            if let Some(policy) = &retry {
-                meta.insert("RetryContext".into(), json!({ "RetryCount": attempt, "MaxRetryCount": policy.max_retry_count.map(i64::from).unwrap_or(-1) }));
-            }
-            // The host binds the trigger before it calls the handler: a body it cannot bind
-            // fails the attempt without an invocation, like a handler failure.
-            let result = match &trigger_value {
-                Ok(_) => s.deliver(&f, data.clone(), meta.clone()).await,
-                Err(reason) => Err(crate::worker::Failure {
-                    status: None,
-                    reason: reason.clone(),
-                }),
-            };
-            match result {
-                Ok(answer) => {
-                    s.stats.record(
-                        &f.name,
-                        Outcome::Delivered,
-                        count,
-                        &format!(
-                            "partition {partition}, {count} event(s) {}",
-                            Shared::log_lines(&answer)
-                        ),
-                    );
-                    break;
-                }
-                Err(failure) => {
-                    let can_retry = retry
-                        .as_ref()
-                        .is_some_and(|p| p.max_retry_count.is_none_or(|m| attempt < m));
-                    let reason = for_log(&failure.reason, 300);
-                    if can_retry && !s.stopping.load(Ordering::SeqCst) {
-                        s.stats.record(&f.name, Outcome::Retried, count, &reason);
-                        let delay = retry.as_ref().map(|p| p.delay(attempt)).unwrap_or_default();
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
-                        continue;
-                    }
-                    if s.stopping.load(Ordering::SeqCst) {
-                        return; // not checkpointed: the batch is read again after restart
-                    }
-                    s.stats.record(
-                        &f.name,
-                        Outcome::Lost,
-                        count,
-                        &format!("retry policy spent; checkpoint moves on: {reason}"),
-                    );
-                    break;
-                }
-            }
-        }
-        if let Err(e) = s
-            .brokers
-            .eh_checkpoint(hub, consumer_group, partition, last)
-        {
+        if let Err(e) = source.checkpoint(consumer_group, partition, last) {
             tracing::error!(hub = %hub, error = %e, "checkpoint failed");
         }
         cursor = Some(last);
+    }
+}
+
+/// One batch of a partition, ready to deliver.
+struct Batch<'a> {
+    /// The bound trigger value, or why the host cannot bind it.
+    value: Result<Value, String>,
+    /// The trigger metadata (partition context, sequence numbers, properties…).
+    meta: Map<String, Value>,
+    binding: &'a str,
+    partition: u32,
+    count: u64,
+}
+
+/// How a batch's delivery ended.
+#[derive(PartialEq)]
+enum Settled {
+    /// Delivered, or given up on once the retry policy was spent: checkpoint and go on.
+    Done,
+    /// The host is stopping: leave the checkpoint where it is.
+    Stopping,
+}
+
+/// The metadata the Functions host binds beside an Event Hubs trigger: arrays for
+/// `cardinality: many`, single values otherwise.
+fn batch_metadata(
+    events: &[EhEvent],
+    many: bool,
+    hub: &str,
+    consumer_group: &str,
+    partition: u32,
+) -> Map<String, Value> {
+    let mut meta = Map::new();
+    meta.insert(
+        "PartitionContext".into(),
+        json!({ "EventHubName": hub, "ConsumerGroup": consumer_group, "FullyQualifiedNamespace": "localhost", "PartitionId": partition.to_string() }),
+    );
+    if many {
+        let each = |f: fn(&EhEvent) -> Value| encoded(events.iter().map(f).collect::<Vec<_>>());
+        meta.insert(
+            "SequenceNumberArray".into(),
+            each(|e| e.sequence_number.into()),
+        );
+        meta.insert(
+            "PartitionKeyArray".into(),
+            each(|e| e.partition_key.clone().into()),
+        );
+        meta.insert("EnqueuedTimeUtcArray".into(), each(|e| iso(e.enqueued_ms)));
+        meta.insert(
+            "PropertiesArray".into(),
+            each(|e| Value::Object(e.properties.clone())),
+        );
+    } else {
+        let e = &events[0];
+        meta.insert("SequenceNumber".into(), encoded(e.sequence_number));
+        meta.insert("EnqueuedTimeUtc".into(), iso(e.enqueued_ms));
+        if let Some(k) = &e.partition_key {
+            meta.insert("PartitionKey".into(), encoded(k));
+        }
+        meta.insert("Properties".into(), Value::Object(e.properties.clone()));
+    }
+    meta
+}
+
+/// Delivers a batch until it succeeds or the function's retry policy (or the host's) is spent;
+/// a spent policy is counted as lost and the checkpoint moves on, as the Functions host does.
+async fn deliver_with_retries(s: &Shared, f: &FunctionDef, batch: Batch<'_>) -> Settled {
+    let retry = f.retry.clone().or_else(|| s.cfg.host.retry.clone());
+    let Batch {
+        value,
+        mut meta,
+        binding,
+        partition,
+        count,
+    } = batch;
+    let mut data = Map::new();
+    if let Ok(value) = &value {
+        data.insert(binding.to_string(), value.clone());
+    }
+    let mut attempt: u32 = 0;
+    loop {
+        if let Some(policy) = &retry {
+            meta.insert("RetryContext".into(), json!({ "RetryCount": attempt, "MaxRetryCount": policy.max_retry_count.map(i64::from).unwrap_or(-1) }));
+        }
+        // The host binds the trigger before it calls the handler: a body it cannot bind
+        // fails the attempt without an invocation, like a handler failure.
+        let result = match &value {
+            Ok(_) => s.deliver(f, data.clone(), meta.clone()).await,
+            Err(reason) => Err(crate::worker::Failure {
+                status: None,
+                reason: reason.clone(),
+            }),
+        };
+        let failure = match result {
+            Ok(answer) => {
+                let lines = Shared::log_lines(&answer);
+                let line = format!("partition {partition}, {count} event(s) {lines}");
+                s.stats.record(&f.name, Outcome::Delivered, count, &line);
+                return Settled::Done;
+            }
+            Err(failure) => failure,
+        };
+        let can_retry = retry
+            .as_ref()
+            .is_some_and(|p| p.max_retry_count.is_none_or(|m| attempt < m));
+        let reason = for_log(&failure.reason, 300);
+        if can_retry && !s.stopping.load(Ordering::SeqCst) {
+            s.stats.record(&f.name, Outcome::Retried, count, &reason);
+            let delay = retry.as_ref().map(|p| p.delay(attempt)).unwrap_or_default();
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+            continue;
+        }
+        if s.stopping.load(Ordering::SeqCst) {
+            return Settled::Stopping;
+        }
+        let line = format!("retry policy spent; checkpoint moves on: {reason}");
+        s.stats.record(&f.name, Outcome::Lost, count, &line);
+        return Settled::Done;
     }
 }
 

@@ -213,7 +213,7 @@ pub fn expire_events(cfg: &AppConfig, brokers: &Brokers) -> anyhow::Result<usize
     let mut deleted = 0;
     for hub in event_hubs(cfg) {
         let retention = cfg.event_hub_retention(&hub);
-        deleted += brokers.eh_expire(&hub, retention.as_millis() as i64)?;
+        deleted += brokers.hub(&hub).expire(retention.as_millis() as i64)?;
     }
     Ok(deleted)
 }
@@ -258,7 +258,7 @@ pub fn declare_entities(cfg: &AppConfig, brokers: &Brokers, lease: Duration) -> 
                 };
                 match topic {
                     Some(t) => {
-                        brokers.sb_ensure_topic(t, o.clone())?;
+                        brokers.service_bus(t).ensure_topic(o.clone())?;
                         let sub = entity.rsplit('/').next().unwrap_or(entity);
                         // infra/servicebus-subscriptions.json: Subject filter, delivery count.
                         let declared = cfg.servicebus_subscription(t, sub);
@@ -277,26 +277,28 @@ pub fn declare_entities(cfg: &AppConfig, brokers: &Brokers, lease: Duration) -> 
                                     .map(crate::brokers::SqlFilter::subjects_in)
                             })
                         });
-                        brokers.sb_ensure_subscription(t, sub, filter.as_deref(), o)?;
+                        brokers
+                            .service_bus(t)
+                            .ensure_subscription(sub, filter.as_deref(), o)?;
                     }
-                    None => brokers.sb_ensure_queue(entity, o)?,
+                    None => brokers.service_bus(entity).ensure_queue(o)?,
                 }
             }
             Trigger::EventHub { hub, .. } => {
-                brokers.eh_ensure_hub(hub, cfg.host.event_hubs.partitions)?
+                brokers.hub(hub).ensure(cfg.host.event_hubs.partitions)?
             }
-            Trigger::Queue { queue, .. } => brokers.queue_declare(queue)?,
+            Trigger::Queue { queue, .. } => brokers.queue(queue).declare()?,
             _ => {}
         }
         for out in &f.outputs {
             match &out.target {
                 OutputTarget::ServiceBus(name) if !topics.contains(&name.as_str()) => {
-                    brokers.sb_ensure_queue(name, sb_opts.clone())?
+                    brokers.service_bus(name).ensure_queue(sb_opts.clone())?
                 }
                 OutputTarget::EventHub(hub) => {
-                    brokers.eh_ensure_hub(hub, cfg.host.event_hubs.partitions)?
+                    brokers.hub(hub).ensure(cfg.host.event_hubs.partitions)?
                 }
-                OutputTarget::Queue(q) => brokers.queue_declare(q)?,
+                OutputTarget::Queue(q) => brokers.queue(q).declare()?,
                 _ => {}
             }
         }
@@ -318,8 +320,7 @@ pub fn declare_entities(cfg: &AppConfig, brokers: &Brokers, lease: Duration) -> 
         }
     }
     for s in &cfg.eventgrid_subscriptions {
-        brokers.eg_subscribe(
-            &s.topic,
+        brokers.topic(&s.topic).subscribe(
             &s.function,
             EgSubscriptionOptions {
                 max_delivery_attempts: s.max_delivery_attempts,

@@ -45,22 +45,20 @@ impl Shared {
                         .into_bytes(),
                     MessageEncoding::None => bytes,
                 };
-                b.queue_put(q, &wire, 0).map(|_| ())
+                b.queue(q).put(&wire, 0).map(|_| ())
             }
             OutputTarget::ServiceBus(entity) => b
-                .sb_send(
-                    entity,
-                    crate::brokers::SbMessage {
-                        message_id: uuid::Uuid::new_v4().to_string(),
-                        body: bytes,
-                        ..Default::default()
-                    },
-                )
+                .service_bus(entity)
+                .send(crate::brokers::SbMessage {
+                    message_id: uuid::Uuid::new_v4().to_string(),
+                    body: bytes,
+                    ..Default::default()
+                })
                 .map(|_| ()),
-            OutputTarget::EventHub(hub) => b.eh_send(hub, None, &bytes, Map::new()).map(|_| ()),
+            OutputTarget::EventHub(hub) => b.hub(hub).send(None, &bytes, Map::new()).map(|_| ()),
             OutputTarget::EventGrid(topic) => {
                 let events = grid_events(&bytes, topic)?;
-                b.eg_publish(topic, events).map(|_| ())
+                b.topic(topic).publish(events).map(|_| ())
             }
             OutputTarget::Blob(path) => {
                 return write_blob(&self.opts.data_dir, path, &bytes);

@@ -1,6 +1,6 @@
 //! The Storage queue trigger loop.
 
-use super::shared::Shared;
+use super::shared::{log_unsettled, Shared};
 use crate::config::{MessageEncoding, Trigger};
 use crate::envelope::{encoded, iso};
 use crate::stats::Outcome;
@@ -24,7 +24,7 @@ pub(super) async fn queue_loop(s: Arc<Shared>, name: String) {
     let lease_ms = s.opts.lease.as_millis() as i64;
     let mut backoff = Duration::from_millis(10);
     while !s.stopping.load(Ordering::SeqCst) {
-        let batch = match s.brokers.queue_receive(queue, opts.batch_size, lease_ms) {
+        let batch = match s.brokers.queue(queue).receive(opts.batch_size, lease_ms) {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(queue = %queue, error = %e, "queue receive failed");
@@ -57,7 +57,7 @@ pub(super) async fn queue_loop(s: Arc<Shared>, name: String) {
                     Ok(t) => t,
                     Err(reason) => {
                         // The host cannot even build the invocation: straight to poison, as Functions does.
-                        let _ = s.brokers.queue_poison(&queue, &msg.id, &msg.pop_receipt, &reason);
+                        log_unsettled("poisoning", &queue, s.brokers.queue(&queue).poison(&msg.id, &msg.pop_receipt, &reason));
                         s.stats.record(&f.name, Outcome::Poisoned, 1, &reason);
                         return None;
                     }
@@ -80,10 +80,10 @@ pub(super) async fn queue_loop(s: Arc<Shared>, name: String) {
                     Err(failure) => {
                         let reason = format!("{} (status {:?}, delivery {})", failure.reason, failure.status, msg.dequeue_count);
                         if msg.dequeue_count >= opts.max_dequeue_count {
-                            let _ = s.brokers.queue_poison(&queue, &msg.id, &msg.pop_receipt, &reason);
+                            log_unsettled("poisoning", &queue, s.brokers.queue(&queue).poison(&msg.id, &msg.pop_receipt, &reason));
                             s.stats.record(&f.name, Outcome::Poisoned, 1, &for_log(&reason, 300));
                         } else {
-                            let _ = s.brokers.queue_release(&queue, &msg.id, &msg.pop_receipt, opts.visibility_timeout.as_millis() as i64);
+                            log_unsettled("releasing", &queue, s.brokers.queue(&queue).release(&msg.id, &msg.pop_receipt, opts.visibility_timeout.as_millis() as i64));
                             s.stats.record(&f.name, Outcome::Retried, 1, &for_log(&reason, 300));
                         }
                     }
@@ -99,7 +99,7 @@ pub(super) async fn queue_loop(s: Arc<Shared>, name: String) {
                 done.push(receipt);
             }
         }
-        if let Err(e) = s.brokers.queue_delete_many(queue, &done) {
+        if let Err(e) = s.brokers.queue(queue).delete_many(&done) {
             tracing::error!(queue = %queue, error = %e, "deleting delivered messages failed");
         }
     }

@@ -1,6 +1,6 @@
 //! The Service Bus trigger loop.
 
-use super::shared::Shared;
+use super::shared::{log_unsettled, Shared};
 use crate::config::Trigger;
 use crate::envelope::{encoded, iso};
 use crate::stats::Outcome;
@@ -26,7 +26,7 @@ pub(super) async fn service_bus_loop(s: Arc<Shared>, name: String) {
     let max = s.cfg.host.service_bus.max_concurrent_calls;
     let mut backoff = Duration::from_millis(10);
     while !s.stopping.load(Ordering::SeqCst) {
-        let batch = match s.brokers.sb_receive(entity, max) {
+        let batch = match s.brokers.service_bus(entity).receive(max) {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(entity = %entity, error = %e, "Service Bus receive failed");
@@ -82,7 +82,11 @@ pub(super) async fn service_bus_loop(s: Arc<Shared>, name: String) {
                             .await;
                         match result {
                             Ok(answer) => {
-                                let _ = s.brokers.sb_complete(&entity, &m.lock_token);
+                                log_unsettled(
+                                    "completing",
+                                    &entity,
+                                    s.brokers.service_bus(&entity).complete(&m.lock_token),
+                                );
                                 s.stats.record(
                                     &f.name,
                                     Outcome::Delivered,
@@ -95,10 +99,13 @@ pub(super) async fn service_bus_loop(s: Arc<Shared>, name: String) {
                                     "{} (status {:?}, delivery {})",
                                     failure.reason, failure.status, m.delivery_count
                                 );
-                                let dead = matches!(
-                                    s.brokers.sb_abandon(&entity, &m.lock_token, &reason),
-                                    Ok(true)
-                                );
+                                let dead = log_unsettled(
+                                    "abandoning",
+                                    &entity,
+                                    s.brokers
+                                        .service_bus(&entity)
+                                        .abandon(&m.lock_token, &reason),
+                                ) == Some(true);
                                 let outcome = if dead {
                                     Outcome::DeadLettered
                                 } else {
@@ -148,27 +155,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let b = crate::brokers::Brokers::open(dir.path(), Arc::new(crate::brokers::SystemClock))
             .unwrap();
-        b.sb_ensure_queue(
-            "q",
-            SbEntityOptions {
+        b.service_bus("q")
+            .ensure_queue(SbEntityOptions {
                 requires_session: sessions,
                 ..Default::default()
-            },
-        )
-        .unwrap();
+            })
+            .unwrap();
         for id in ["1", "2"] {
-            b.sb_send(
-                "q",
-                SbMessage {
+            b.service_bus("q")
+                .send(SbMessage {
                     message_id: id.into(),
                     body: b"{}".to_vec(),
                     session_id: Some("same".into()),
                     ..Default::default()
-                },
-            )
-            .unwrap();
+                })
+                .unwrap();
         }
-        b.sb_receive("q", 16).unwrap()
+        b.service_bus("q").receive(16).unwrap()
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What every trigger loop shares: the options `socwire up` runs under, the loaded app, the
 //! brokers, the handler and the counters; each delivery goes through [`Shared::deliver`].
 
-use crate::brokers::Brokers;
+use crate::brokers::{BrokerResult, Brokers};
 use crate::config::{AppConfig, FunctionDef};
 use crate::envelope::{self, Answer};
 use crate::stats::Stats;
@@ -13,6 +13,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+/// Logs a settlement (complete, release, poison, a failed attempt) the brokers could not
+/// record. Nothing is lost: the delivery stays leased and comes back when its lease ends, so
+/// the handler sees it again; the log says why. Gives the recorded answer, if any.
+pub(super) fn log_unsettled<T>(what: &str, entity: &str, result: BrokerResult<T>) -> Option<T> {
+    result
+        .inspect_err(|e| {
+            tracing::error!(entity = %entity, error = %e, "{what} could not be recorded; the delivery comes back after its lease");
+        })
+        .ok()
+}
 
 /// How `socwire up` runs.
 #[derive(Debug, Clone)]
@@ -117,7 +128,7 @@ impl Shared {
             tokio::select! {
                 result = &mut delivery => return result,
                 _ = ticker.tick(), if Instant::now() < renew_until => {
-                    match self.brokers.sb_renew_lock(entity, lock_token) {
+                    match self.brokers.service_bus(entity).renew_lock(lock_token) {
                         Ok(Some(_)) => {}
                         Ok(None) => tracing::warn!(entity = %entity, "message lock lost during the invocation"),
                         Err(e) => tracing::error!(entity = %entity, error = %e, "lock renewal failed"),

@@ -200,28 +200,48 @@ impl Brokers {
         )?;
         Ok(())
     }
+}
 
+/// One Service Bus entity (queue, topic or `topic/subscriptions/sub`), as `brokers.service_bus(entity)` gives it.
+pub struct ServiceBusEntity<'a> {
+    brokers: &'a Brokers,
+    name: &'a str,
+}
+
+impl Brokers {
+    /// The Service Bus entity `entity`: a queue, a topic or `topic/subscriptions/sub`.
+    pub fn service_bus<'a>(&'a self, name: &'a str) -> ServiceBusEntity<'a> {
+        ServiceBusEntity {
+            brokers: self,
+            name,
+        }
+    }
+}
+
+impl ServiceBusEntity<'_> {
     /// Creates (or updates the settings of) a queue.
-    pub fn sb_ensure_queue(&self, name: &str, options: SbEntityOptions) -> BrokerResult<()> {
-        self.sb_ensure(name, "queue", None, None, &options)
+    pub fn ensure_queue(&self, options: SbEntityOptions) -> BrokerResult<()> {
+        let name = self.name;
+        self.brokers.sb_ensure(name, "queue", None, None, &options)
     }
 
     /// Creates (or updates) a topic; its options govern duplicate detection.
-    pub fn sb_ensure_topic(&self, name: &str, options: SbEntityOptions) -> BrokerResult<()> {
-        self.sb_ensure(name, "topic", None, None, &options)
+    pub fn ensure_topic(&self, options: SbEntityOptions) -> BrokerResult<()> {
+        let name = self.name;
+        self.brokers.sb_ensure(name, "topic", None, None, &options)
     }
 
     /// Creates (or updates) a subscription `topic/subscriptions/sub`. With a SQL `filter`
     /// ([`SqlFilter`]), it takes only the messages the filter is true for; without, every
     /// message (Service Bus's default `1=1` rule). A filter this host cannot parse is refused.
-    pub fn sb_ensure_subscription(
+    pub fn ensure_subscription(
         &self,
-        topic: &str,
         sub: &str,
         filter: Option<&str>,
         options: SbEntityOptions,
     ) -> BrokerResult<()> {
-        self.sb_ensure(
+        let topic = self.name;
+        self.brokers.sb_ensure(
             &format!("{topic}/subscriptions/{sub}"),
             "subscription",
             Some(topic),
@@ -231,9 +251,10 @@ impl Brokers {
     }
 
     /// Sends to a queue or topic.
-    pub fn sb_send(&self, entity_name: &str, message: SbMessage) -> BrokerResult<SendOutcome> {
-        let now = self.now();
-        let mut conn = self.lock();
+    pub fn send(&self, message: SbMessage) -> BrokerResult<SendOutcome> {
+        let entity_name = self.name;
+        let now = self.brokers.now();
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
         let e = entity(&tx, entity_name)?;
         if e.kind == "subscription" {
@@ -327,29 +348,28 @@ mod tests {
     #[test]
     fn duplicate_message_ids_are_dropped_within_the_window_only() {
         let (_d, b, clock) = brokers();
-        b.sb_ensure_queue(
-            "q",
-            SbEntityOptions {
+        b.service_bus("q")
+            .ensure_queue(SbEntityOptions {
                 duplicate_detection_window_ms: 10_000,
                 ..Default::default()
-            },
-        )
-        .unwrap();
+            })
+            .unwrap();
         assert!(matches!(
-            b.sb_send("q", msg("same", "1")).unwrap(),
+            b.service_bus("q").send(msg("same", "1")).unwrap(),
             SendOutcome::Accepted { .. }
         ));
         assert_eq!(
-            b.sb_send("q", msg("same", "2")).unwrap(),
+            b.service_bus("q").send(msg("same", "2")).unwrap(),
             SendOutcome::Duplicate
         );
         clock.advance(10_000);
         assert!(matches!(
-            b.sb_send("q", msg("same", "3")).unwrap(),
+            b.service_bus("q").send(msg("same", "3")).unwrap(),
             SendOutcome::Accepted { .. }
         ));
         let got: Vec<Vec<u8>> = b
-            .sb_receive("q", 10)
+            .service_bus("q")
+            .receive(10)
             .unwrap()
             .into_iter()
             .map(|m| m.message.body)
@@ -360,77 +380,90 @@ mod tests {
     #[test]
     fn topic_fans_out_to_subscriptions_whose_filter_matches() {
         let (_d, b, _c) = brokers();
-        b.sb_ensure_topic("t", SbEntityOptions::default()).unwrap();
-        b.sb_ensure_subscription("t", "all", None, SbEntityOptions::default())
+        b.service_bus("t")
+            .ensure_topic(SbEntityOptions::default())
             .unwrap();
-        b.sb_ensure_subscription(
-            "t",
-            "gpu",
-            Some(&SqlFilter::subjects_in(&["provision".into()])),
-            SbEntityOptions::default(),
-        )
-        .unwrap();
-        b.sb_ensure_subscription(
-            "t",
-            "rest",
-            Some("sys.Label IS NULL OR sys.Label NOT IN ('provision')"),
-            SbEntityOptions::default(),
-        )
-        .unwrap();
+        b.service_bus("t")
+            .ensure_subscription("all", None, SbEntityOptions::default())
+            .unwrap();
+        b.service_bus("t")
+            .ensure_subscription(
+                "gpu",
+                Some(&SqlFilter::subjects_in(&["provision".into()])),
+                SbEntityOptions::default(),
+            )
+            .unwrap();
+        b.service_bus("t")
+            .ensure_subscription(
+                "rest",
+                Some("sys.Label IS NULL OR sys.Label NOT IN ('provision')"),
+                SbEntityOptions::default(),
+            )
+            .unwrap();
         assert!(b
-            .sb_ensure_subscription("t", "bad", Some("a +"), SbEntityOptions::default())
+            .service_bus("t")
+            .ensure_subscription("bad", Some("a +"), SbEntityOptions::default())
             .is_err());
         let with = |id: &str, subject: &str| SbMessage {
             subject: Some(subject.into()),
             ..msg(id, subject)
         };
         assert_eq!(
-            b.sb_send("t", with("1", "provision")).unwrap(),
+            b.service_bus("t").send(with("1", "provision")).unwrap(),
             SendOutcome::Accepted {
                 sequence_number: 1,
                 copies: 2
             }
         );
         assert_eq!(
-            b.sb_send("t", with("2", "export")).unwrap(),
+            b.service_bus("t").send(with("2", "export")).unwrap(),
             SendOutcome::Accepted {
                 sequence_number: 2,
                 copies: 2
             }
         );
-        assert_eq!(b.sb_receive("t/subscriptions/all", 10).unwrap().len(), 2);
-        let rest = b.sb_receive("t/subscriptions/rest", 10).unwrap();
+        assert_eq!(
+            b.service_bus("t/subscriptions/all")
+                .receive(10)
+                .unwrap()
+                .len(),
+            2
+        );
+        let rest = b.service_bus("t/subscriptions/rest").receive(10).unwrap();
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].message.subject.as_deref(), Some("export"));
-        let gpu = b.sb_receive("t/subscriptions/gpu", 10).unwrap();
+        let gpu = b.service_bus("t/subscriptions/gpu").receive(10).unwrap();
         assert_eq!(gpu.len(), 1);
         assert_eq!(gpu[0].message.subject.as_deref(), Some("provision"));
-        assert!(b.sb_receive("t", 1).is_err());
-        assert!(b.sb_send("t/subscriptions/all", msg("3", "x")).is_err());
+        assert!(b.service_bus("t").receive(1).is_err());
+        assert!(b
+            .service_bus("t/subscriptions/all")
+            .send(msg("3", "x"))
+            .is_err());
     }
 
     #[test]
     fn scheduled_messages_wait_for_their_time() {
         let (_d, b, clock) = brokers();
-        b.sb_ensure_queue("q", SbEntityOptions::default()).unwrap();
+        b.service_bus("q")
+            .ensure_queue(SbEntityOptions::default())
+            .unwrap();
         let at = clock.now_ms() + 5_000;
-        b.sb_send(
-            "q",
-            SbMessage {
+        b.service_bus("q")
+            .send(SbMessage {
                 scheduled_enqueue_ms: Some(at),
                 ..msg("later", "x")
-            },
-        )
-        .unwrap();
-        assert!(b.sb_receive("q", 1).unwrap().is_empty());
+            })
+            .unwrap();
+        assert!(b.service_bus("q").receive(1).unwrap().is_empty());
         clock.advance(5_000);
-        assert_eq!(b.sb_receive("q", 1).unwrap().len(), 1);
+        assert_eq!(b.service_bus("q").receive(1).unwrap().len(), 1);
     }
 
     #[test]
     fn unknown_entities_are_errors() {
         let (_d, b, _c) = brokers();
-        assert!(b.sb_send("nope", msg("1", "x")).is_err());
-        assert!(b.sb_receive("nope", 1).is_err());
+        assert!(b.service_bus("nope").send(msg("1", "x")).is_err());
+        assert!(b.service_bus("nope").receive(1).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! Peek-lock delivery on Service Bus entities: receive, lock renewal and settlement (complete,
 //! abandon, dead-letter).
 
-use super::{entity, SbMessage, SbReceived};
+use super::{entity, SbMessage, SbReceived, ServiceBusEntity};
 use crate::brokers::deadletter::{insert_dead_letter, DeadLetterKind};
 use crate::brokers::{new_token, BrokerError, BrokerResult, Brokers};
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -56,13 +56,28 @@ fn dead_letter_row(
 }
 
 impl Brokers {
+    fn locked(
+        &self,
+        tx: &Transaction<'_>,
+        entity_name: &str,
+        lock_token: &str,
+    ) -> BrokerResult<Option<(i64, u32)>> {
+        Ok(tx
+            .prepare_cached("SELECT id, delivery_count FROM sb_messages WHERE entity = ?1 AND lock_token = ?2 AND locked_until > ?3")?
+            .query_row(params![entity_name, lock_token, self.now()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+}
+
+impl ServiceBusEntity<'_> {
     /// Receives up to `max` messages under peek-lock, oldest first. On a session entity only
     /// the head message of each session that has nothing locked is given, so a session's
     /// messages are handled one at a time and in order. A message whose lock ran out as many
     /// times as `maxDeliveryCount` is dead-lettered instead of delivered.
-    pub fn sb_receive(&self, entity_name: &str, max: usize) -> BrokerResult<Vec<SbReceived>> {
-        let now = self.now();
-        let mut conn = self.lock();
+    pub fn receive(&self, max: usize) -> BrokerResult<Vec<SbReceived>> {
+        let entity_name = self.name;
+        let now = self.brokers.now();
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
         let e = entity(&tx, entity_name)?;
         if e.kind == "topic" {
@@ -168,27 +183,16 @@ impl Brokers {
         Ok(out)
     }
 
-    fn locked(
-        &self,
-        tx: &Transaction<'_>,
-        entity_name: &str,
-        lock_token: &str,
-    ) -> BrokerResult<Option<(i64, u32)>> {
-        Ok(tx
-            .prepare_cached("SELECT id, delivery_count FROM sb_messages WHERE entity = ?1 AND lock_token = ?2 AND locked_until > ?3")?
-            .query_row(params![entity_name, lock_token, self.now()], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
-    }
-
     /// Renews a held lock for the entity's lock duration from now (the Service Bus
     /// `RenewLock` operation the Functions host calls up to `maxAutoLockRenewalDuration`);
     /// returns the new expiry, or None when the lock was already lost.
-    pub fn sb_renew_lock(&self, entity_name: &str, lock_token: &str) -> BrokerResult<Option<i64>> {
-        let now = self.now();
-        let mut conn = self.lock();
+    pub fn renew_lock(&self, lock_token: &str) -> BrokerResult<Option<i64>> {
+        let entity_name = self.name;
+        let now = self.brokers.now();
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
         let e = entity(&tx, entity_name)?;
-        let Some((id, _)) = self.locked(&tx, entity_name, lock_token)? else {
+        let Some((id, _)) = self.brokers.locked(&tx, entity_name, lock_token)? else {
             return Ok(None);
         };
         let until = now + e.lock_ms;
@@ -201,10 +205,11 @@ impl Brokers {
     }
 
     /// Completes (removes) a locked message; false when the lock was lost.
-    pub fn sb_complete(&self, entity_name: &str, lock_token: &str) -> BrokerResult<bool> {
-        let mut conn = self.lock();
+    pub fn complete(&self, lock_token: &str) -> BrokerResult<bool> {
+        let entity_name = self.name;
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
-        let Some((id, _)) = self.locked(&tx, entity_name, lock_token)? else {
+        let Some((id, _)) = self.brokers.locked(&tx, entity_name, lock_token)? else {
             return Ok(false);
         };
         tx.execute("DELETE FROM sb_messages WHERE id = ?1", [id])?;
@@ -215,17 +220,13 @@ impl Brokers {
     /// Abandons a locked message after a failed delivery. When its delivery count has reached
     /// `maxDeliveryCount` it is dead-lettered (reason `MaxDeliveryCountExceeded`, description
     /// `error`) and this returns true; otherwise it is unlocked for redelivery.
-    pub fn sb_abandon(
-        &self,
-        entity_name: &str,
-        lock_token: &str,
-        error: &str,
-    ) -> BrokerResult<bool> {
-        let now = self.now();
-        let mut conn = self.lock();
+    pub fn abandon(&self, lock_token: &str, error: &str) -> BrokerResult<bool> {
+        let entity_name = self.name;
+        let now = self.brokers.now();
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
         let e = entity(&tx, entity_name)?;
-        let Some((id, count)) = self.locked(&tx, entity_name, lock_token)? else {
+        let Some((id, count)) = self.brokers.locked(&tx, entity_name, lock_token)? else {
             return Ok(false);
         };
         let dead = count >= e.max_delivery_count;
@@ -242,17 +243,17 @@ impl Brokers {
     }
 
     /// Dead-letters a locked message with a reason and description.
-    pub fn sb_dead_letter(
+    pub fn dead_letter(
         &self,
-        entity_name: &str,
         lock_token: &str,
         reason: &str,
         description: &str,
     ) -> BrokerResult<bool> {
-        let now = self.now();
-        let mut conn = self.lock();
+        let entity_name = self.name;
+        let now = self.brokers.now();
+        let mut conn = self.brokers.lock();
         let tx = conn.transaction()?;
-        let Some((id, _)) = self.locked(&tx, entity_name, lock_token)? else {
+        let Some((id, _)) = self.brokers.locked(&tx, entity_name, lock_token)? else {
             return Ok(false);
         };
         dead_letter_row(&tx, entity_name, id, reason, description, now)?;
@@ -271,54 +272,51 @@ mod tests {
     #[test]
     fn peek_lock_hides_a_message_until_its_lock_expires_and_counts_deliveries() {
         let (_d, b, clock) = brokers();
-        b.sb_ensure_queue(
-            "q",
-            SbEntityOptions {
+        b.service_bus("q")
+            .ensure_queue(SbEntityOptions {
                 lock_duration_ms: 30_000,
                 ..Default::default()
-            },
-        )
-        .unwrap();
-        b.sb_send("q", msg("a", "one")).unwrap();
-        let first = b.sb_receive("q", 10).unwrap();
+            })
+            .unwrap();
+        b.service_bus("q").send(msg("a", "one")).unwrap();
+        let first = b.service_bus("q").receive(10).unwrap();
         assert_eq!((first.len(), first[0].delivery_count), (1, 1));
-        assert!(b.sb_receive("q", 10).unwrap().is_empty());
+        assert!(b.service_bus("q").receive(10).unwrap().is_empty());
         clock.advance(30_000);
         assert!(
-            !b.sb_complete("q", &first[0].lock_token).unwrap(),
+            !b.service_bus("q").complete(&first[0].lock_token).unwrap(),
             "lock lost"
         );
-        let second = b.sb_receive("q", 10).unwrap();
+        let second = b.service_bus("q").receive(10).unwrap();
         assert_eq!(second[0].delivery_count, 2);
-        assert!(b.sb_complete("q", &second[0].lock_token).unwrap());
+        assert!(b.service_bus("q").complete(&second[0].lock_token).unwrap());
         clock.advance(60_000);
-        assert!(b.sb_receive("q", 10).unwrap().is_empty());
+        assert!(b.service_bus("q").receive(10).unwrap().is_empty());
     }
 
     #[test]
     fn abandon_up_to_max_delivery_count_then_dead_letter_with_reason() {
         let (_d, b, _c) = brokers();
-        b.sb_ensure_queue(
-            "q",
-            SbEntityOptions {
+        b.service_bus("q")
+            .ensure_queue(SbEntityOptions {
                 max_delivery_count: 3,
                 ..Default::default()
-            },
-        )
-        .unwrap();
-        b.sb_send("q", msg("a", "bad")).unwrap();
+            })
+            .unwrap();
+        b.service_bus("q").send(msg("a", "bad")).unwrap();
         let mut deliveries = 0;
         loop {
-            let m = b.sb_receive("q", 1).unwrap().remove(0);
+            let m = b.service_bus("q").receive(1).unwrap().remove(0);
             deliveries += 1;
-            if b.sb_abandon("q", &m.lock_token, "handler said 500")
+            if b.service_bus("q")
+                .abandon(&m.lock_token, "handler said 500")
                 .unwrap()
             {
                 break;
             }
         }
         assert_eq!(deliveries, 3);
-        assert!(b.sb_receive("q", 1).unwrap().is_empty());
+        assert!(b.service_bus("q").receive(1).unwrap().is_empty());
         let letters = b.dead_letters(Some(DeadLetterKind::ServiceBus)).unwrap();
         assert_eq!(letters.len(), 1);
         assert_eq!(
@@ -326,7 +324,7 @@ mod tests {
             ("MaxDeliveryCountExceeded", "handler said 500")
         );
         b.replay(&letters[0].id).unwrap();
-        let back = b.sb_receive("q", 1).unwrap().remove(0);
+        let back = b.service_bus("q").receive(1).unwrap().remove(0);
         assert_eq!(
             (
                 back.delivery_count,
@@ -340,21 +338,19 @@ mod tests {
     #[test]
     fn expired_locks_count_toward_max_delivery_count() {
         let (_d, b, clock) = brokers();
-        b.sb_ensure_queue(
-            "q",
-            SbEntityOptions {
+        b.service_bus("q")
+            .ensure_queue(SbEntityOptions {
                 max_delivery_count: 2,
                 lock_duration_ms: 1_000,
                 ..Default::default()
-            },
-        )
-        .unwrap();
-        b.sb_send("q", msg("a", "slow")).unwrap();
+            })
+            .unwrap();
+        b.service_bus("q").send(msg("a", "slow")).unwrap();
         for _ in 0..2 {
-            assert_eq!(b.sb_receive("q", 1).unwrap().len(), 1);
+            assert_eq!(b.service_bus("q").receive(1).unwrap().len(), 1);
             clock.advance(1_000);
         }
-        assert!(b.sb_receive("q", 1).unwrap().is_empty());
+        assert!(b.service_bus("q").receive(1).unwrap().is_empty());
         assert_eq!(
             b.dead_letters(None).unwrap()[0].reason,
             "MaxDeliveryCountExceeded"
@@ -364,11 +360,14 @@ mod tests {
     #[test]
     fn explicit_dead_letter_keeps_reason_and_description() {
         let (_d, b, _c) = brokers();
-        b.sb_ensure_queue("q", SbEntityOptions::default()).unwrap();
-        b.sb_send("q", msg("a", "{")).unwrap();
-        let m = b.sb_receive("q", 1).unwrap().remove(0);
+        b.service_bus("q")
+            .ensure_queue(SbEntityOptions::default())
+            .unwrap();
+        b.service_bus("q").send(msg("a", "{")).unwrap();
+        let m = b.service_bus("q").receive(1).unwrap().remove(0);
         assert!(b
-            .sb_dead_letter("q", &m.lock_token, "BadInput", "body is not JSON")
+            .service_bus("q")
+            .dead_letter(&m.lock_token, "BadInput", "body is not JSON")
             .unwrap());
         let l = &b.dead_letters(None).unwrap()[0];
         assert_eq!(
@@ -380,16 +379,14 @@ mod tests {
     #[test]
     fn sessions_deliver_one_message_at_a_time_in_order_per_session() {
         let (_d, b, _c) = brokers();
-        b.sb_ensure_queue(
-            "s",
-            SbEntityOptions {
+        b.service_bus("s")
+            .ensure_queue(SbEntityOptions {
                 requires_session: true,
                 ..Default::default()
-            },
-        )
-        .unwrap();
+            })
+            .unwrap();
         assert!(
-            b.sb_send("s", msg("no-session", "x")).is_err(),
+            b.service_bus("s").send(msg("no-session", "x")).is_err(),
             "SessionId required"
         );
         let in_session = |id: &str, s: &str| SbMessage {
@@ -397,51 +394,55 @@ mod tests {
             ..msg(id, id)
         };
         for (id, s) in [("a1", "A"), ("b1", "B"), ("a2", "A"), ("a3", "A")] {
-            b.sb_send("s", in_session(id, s)).unwrap();
+            b.service_bus("s").send(in_session(id, s)).unwrap();
         }
         let ids = |v: &[SbReceived]| {
             v.iter()
                 .map(|m| m.message.message_id.clone())
                 .collect::<Vec<_>>()
         };
-        let first = b.sb_receive("s", 10).unwrap();
+        let first = b.service_bus("s").receive(10).unwrap();
         assert_eq!(ids(&first), ["a1", "b1"]);
         assert!(
-            b.sb_receive("s", 10).unwrap().is_empty(),
+            b.service_bus("s").receive(10).unwrap().is_empty(),
             "both sessions are locked"
         );
-        b.sb_abandon("s", &first[0].lock_token, "retry").unwrap();
-        b.sb_complete("s", &first[1].lock_token).unwrap();
-        let second = b.sb_receive("s", 10).unwrap();
+        b.service_bus("s")
+            .abandon(&first[0].lock_token, "retry")
+            .unwrap();
+        b.service_bus("s").complete(&first[1].lock_token).unwrap();
+        let second = b.service_bus("s").receive(10).unwrap();
         assert_eq!(ids(&second), ["a1"], "a1 again, before a2");
-        b.sb_complete("s", &second[0].lock_token).unwrap();
-        assert_eq!(ids(&b.sb_receive("s", 10).unwrap()), ["a2"]);
+        b.service_bus("s").complete(&second[0].lock_token).unwrap();
+        assert_eq!(ids(&b.service_bus("s").receive(10).unwrap()), ["a2"]);
     }
 
     #[test]
     fn a_renewed_lock_outlives_its_first_expiry_and_a_lost_one_cannot_be_renewed() {
         let (_d, b, clock) = brokers();
-        b.sb_ensure_queue(
-            "q",
-            SbEntityOptions {
+        b.service_bus("q")
+            .ensure_queue(SbEntityOptions {
                 lock_duration_ms: 1_000,
                 ..SbEntityOptions::default()
-            },
-        )
-        .unwrap();
-        b.sb_send("q", msg("m1", "x")).unwrap();
-        let m = b.sb_receive("q", 1).unwrap().remove(0);
+            })
+            .unwrap();
+        b.service_bus("q").send(msg("m1", "x")).unwrap();
+        let m = b.service_bus("q").receive(1).unwrap().remove(0);
         clock.advance(800);
-        assert!(b.sb_renew_lock("q", &m.lock_token).unwrap().is_some());
+        assert!(b
+            .service_bus("q")
+            .renew_lock(&m.lock_token)
+            .unwrap()
+            .is_some());
         clock.advance(800);
         assert!(
-            b.sb_receive("q", 1).unwrap().is_empty(),
+            b.service_bus("q").receive(1).unwrap().is_empty(),
             "renewed: not redelivered"
         );
-        assert!(b.sb_complete("q", &m.lock_token).unwrap());
-        b.sb_send("q", msg("m2", "y")).unwrap();
-        let m2 = b.sb_receive("q", 1).unwrap().remove(0);
+        assert!(b.service_bus("q").complete(&m.lock_token).unwrap());
+        b.service_bus("q").send(msg("m2", "y")).unwrap();
+        let m2 = b.service_bus("q").receive(1).unwrap().remove(0);
         clock.advance(1_001);
-        assert_eq!(b.sb_renew_lock("q", &m2.lock_token).unwrap(), None);
+        assert_eq!(b.service_bus("q").renew_lock(&m2.lock_token).unwrap(), None);
     }
 }
