@@ -12,7 +12,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
-use socwire_host::brokers::{DeadLetter, FunctionTrigger};
+use socwire_host::brokers::{BrokerStatus, DeadLetter, FunctionTrigger, PartitionCounts};
 use socwire_host::stats::FunctionStats;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -59,20 +59,44 @@ fn fed(
     t
 }
 
+/// The broker page's tables, read from the brokers and this run's counters.
 fn tables(console: &Console) -> anyhow::Result<Vec<Table>> {
     let b = &console.brokers;
     let status = b.status()?;
     let partitions = b.partitions()?;
     let triggers = b.function_triggers()?;
     let stats = console.stats.snapshot();
-    let count = |key: String, v: i64| Col::Count(key, v);
-    let n = |v: u64| v as i64;
+    Ok(vec![
+        queue_table(&status, &stats, &triggers),
+        service_bus_table(&status, &stats, &triggers),
+        event_hub_table(&status, &stats, &triggers),
+        partition_table(&partitions),
+        event_grid_table(&status, &stats, &triggers),
+        function_table(&stats),
+    ])
+}
 
-    let queues = status
+/// Counts of one table cell, keyed for the live counters.
+fn count(key: String, v: i64) -> Col {
+    Col::Count(key, v)
+}
+
+/// A counter of this run (`u64`) as a cell value.
+fn n(v: u64) -> i64 {
+    v as i64
+}
+
+/// Storage queues: depth, and what their functions did with the messages.
+fn queue_table(
+    status: &BrokerStatus,
+    stats: &BTreeMap<String, FunctionStats>,
+    triggers: &[FunctionTrigger],
+) -> Table {
+    let rows = status
         .queues
         .iter()
         .map(|q| {
-            let f = fed(&stats, &triggers, "queue", &q.name);
+            let f = fed(stats, triggers, "queue", &q.name);
             let k = |c: &str| format!("q/{}/{c}", q.name);
             vec![
                 Col::Text(q.name.clone()),
@@ -85,11 +109,33 @@ fn tables(console: &Console) -> anyhow::Result<Vec<Table>> {
             ]
         })
         .collect();
-    let service_bus = status
+    Table {
+        id: "queues",
+        title: "Storage queues",
+        headers: &[
+            "Queue",
+            "Depth (visible)",
+            "In flight or waiting",
+            "Delivered",
+            "Retried",
+            "Poisoned",
+            "Rejected",
+        ],
+        rows,
+    }
+}
+
+/// Service Bus entities: depth, locks, schedules and outcomes.
+fn service_bus_table(
+    status: &BrokerStatus,
+    stats: &BTreeMap<String, FunctionStats>,
+    triggers: &[FunctionTrigger],
+) -> Table {
+    let rows = status
         .service_bus
         .iter()
         .map(|e| {
-            let f = fed(&stats, &triggers, "servicebus", &e.entity);
+            let f = fed(stats, triggers, "servicebus", &e.entity);
             let k = |c: &str| format!("sb/{}/{c}", e.entity);
             vec![
                 Col::Text(e.entity.clone()),
@@ -104,11 +150,35 @@ fn tables(console: &Console) -> anyhow::Result<Vec<Table>> {
             ]
         })
         .collect();
-    let hubs = status
+    Table {
+        id: "service-bus",
+        title: "Service Bus queues, topics and subscriptions",
+        headers: &[
+            "Entity",
+            "Kind",
+            "Depth (active)",
+            "In flight (locked)",
+            "Scheduled",
+            "Delivered",
+            "Retried",
+            "Dead-lettered",
+            "Rejected",
+        ],
+        rows,
+    }
+}
+
+/// Event hubs: retained events, backlog and outcomes.
+fn event_hub_table(
+    status: &BrokerStatus,
+    stats: &BTreeMap<String, FunctionStats>,
+    triggers: &[FunctionTrigger],
+) -> Table {
+    let rows = status
         .event_hubs
         .iter()
         .map(|h| {
-            let f = fed(&stats, &triggers, "eventhub", &h.hub);
+            let f = fed(stats, triggers, "eventhub", &h.hub);
             let k = |c: &str| format!("eh/{}/{c}", h.hub);
             let backlog: i64 = h.consumer_groups.iter().map(|g| g.unprocessed).sum();
             vec![
@@ -123,7 +193,26 @@ fn tables(console: &Console) -> anyhow::Result<Vec<Table>> {
             ]
         })
         .collect();
-    let partition_rows = partitions
+    Table {
+        id: "event-hubs",
+        title: "Event Hubs",
+        headers: &[
+            "Hub",
+            "Partitions",
+            "Events retained",
+            "Not yet processed",
+            "Delivered",
+            "Retried",
+            "Lost after retries",
+            "Rejected",
+        ],
+        rows,
+    }
+}
+
+/// Event Hubs partitions: events, last sequence number, backlog per consumer group.
+fn partition_table(partitions: &[PartitionCounts]) -> Table {
+    let rows = partitions
         .iter()
         .map(|p| {
             let k = |c: &str| format!("ehp/{}/{}/{c}", p.hub, p.partition);
@@ -145,11 +234,31 @@ fn tables(console: &Console) -> anyhow::Result<Vec<Table>> {
             row
         })
         .collect();
-    let event_grid = status
+    Table {
+        id: "partitions",
+        title: "Event Hubs partitions",
+        headers: &[
+            "Hub",
+            "Partition",
+            "Events",
+            "Last sequence",
+            "Not yet processed, per consumer group",
+        ],
+        rows,
+    }
+}
+
+/// Event Grid subscriptions: due, retrying and outcomes.
+fn event_grid_table(
+    status: &BrokerStatus,
+    stats: &BTreeMap<String, FunctionStats>,
+    triggers: &[FunctionTrigger],
+) -> Table {
+    let rows = status
         .event_grid
         .iter()
         .map(|s| {
-            let f = fed(&stats, &triggers, "eventgrid", &s.topic);
+            let f = fed(stats, triggers, "eventgrid", &s.topic);
             let k = |c: &str| format!("eg/{}/{}/{c}", s.topic, s.subscriber);
             vec![
                 Col::Text(format!("{} → {}", s.topic, s.subscriber)),
@@ -162,7 +271,25 @@ fn tables(console: &Console) -> anyhow::Result<Vec<Table>> {
             ]
         })
         .collect();
-    let functions = stats
+    Table {
+        id: "event-grid",
+        title: "Event Grid subscriptions",
+        headers: &[
+            "Topic → subscriber",
+            "Due or in flight",
+            "Waiting to retry",
+            "Delivered",
+            "Retried",
+            "Dead-lettered",
+            "Rejected",
+        ],
+        rows,
+    }
+}
+
+/// Functions: what each did this run.
+fn function_table(stats: &BTreeMap<String, FunctionStats>) -> Table {
+    let rows = stats
         .iter()
         .map(|(name, s)| {
             let k = |c: &str| format!("fn/{name}/{c}");
@@ -177,93 +304,20 @@ fn tables(console: &Console) -> anyhow::Result<Vec<Table>> {
             ]
         })
         .collect();
-    Ok(vec![
-        Table {
-            id: "queues",
-            title: "Storage queues",
-            headers: &[
-                "Queue",
-                "Depth (visible)",
-                "In flight or waiting",
-                "Delivered",
-                "Retried",
-                "Poisoned",
-                "Rejected",
-            ],
-            rows: queues,
-        },
-        Table {
-            id: "service-bus",
-            title: "Service Bus queues, topics and subscriptions",
-            headers: &[
-                "Entity",
-                "Kind",
-                "Depth (active)",
-                "In flight (locked)",
-                "Scheduled",
-                "Delivered",
-                "Retried",
-                "Dead-lettered",
-                "Rejected",
-            ],
-            rows: service_bus,
-        },
-        Table {
-            id: "event-hubs",
-            title: "Event Hubs",
-            headers: &[
-                "Hub",
-                "Partitions",
-                "Events retained",
-                "Not yet processed",
-                "Delivered",
-                "Retried",
-                "Lost after retries",
-                "Rejected",
-            ],
-            rows: hubs,
-        },
-        Table {
-            id: "partitions",
-            title: "Event Hubs partitions",
-            headers: &[
-                "Hub",
-                "Partition",
-                "Events",
-                "Last sequence",
-                "Not yet processed, per consumer group",
-            ],
-            rows: partition_rows,
-        },
-        Table {
-            id: "event-grid",
-            title: "Event Grid subscriptions",
-            headers: &[
-                "Topic → subscriber",
-                "Due or in flight",
-                "Waiting to retry",
-                "Delivered",
-                "Retried",
-                "Dead-lettered",
-                "Rejected",
-            ],
-            rows: event_grid,
-        },
-        Table {
-            id: "functions",
-            title: "Functions (this run)",
-            headers: &[
-                "Function",
-                "Delivered",
-                "Retried",
-                "Poisoned",
-                "Dead-lettered",
-                "Lost",
-                "Rejected",
-            ],
-            rows: functions,
-        },
-    ])
+    Table {
+        id: "functions",
+        title: "Functions (this run)",
+        headers: &[
+            "Function",
+            "Delivered",
+            "Retried",
+            "Poisoned",
+            "Dead-lettered",
+            "Lost",
+            "Rejected",
+        ],
+        rows,
+    }
 }
 
 fn render_table(t: &Table, out: &mut String) {

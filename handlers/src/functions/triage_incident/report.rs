@@ -150,9 +150,34 @@ fn alert_time(a: &Value) -> String {
 /// The standalone HTML report: findings, threat intelligence by provider, entities and the
 /// alerts' timeline.
 pub(super) fn render_report(incident: &Incident, g: &Gathered, d: &Decision) -> String {
-    let p = &incident.properties;
-    let e = escape_html;
     let mut html = String::with_capacity(16 * 1024);
+    write_head(&mut html, incident, d);
+    write_findings(&mut html, d);
+    write_threat_intelligence(&mut html, g);
+    write_not_asked(&mut html, g);
+    let unknown = write_entities(&mut html, g);
+    write_relations(&mut html, g);
+    if !unknown.is_empty() {
+        let list: Vec<String> = unknown.iter().map(|k| escape_html(k)).collect();
+        html.push_str(&format!(
+            "<p>Entity kinds this version does not read (listed, not assessed): {}</p>",
+            list.join(", ")
+        ));
+    }
+    write_timeline(&mut html, g);
+    html.push_str(&format!(
+        "</table><p><small>Decision {} at {}; incident {}</small></p></body></html>",
+        escape_html(&d.event_id),
+        escape_html(&d.decided_at),
+        escape_html(&d.incident_id)
+    ));
+    html
+}
+
+/// The page head, the incident, the verdict and its reasons.
+fn write_head(html: &mut String, incident: &Incident, d: &Decision) {
+    let e = escape_html;
+    let p = &incident.properties;
     html.push_str(&format!(
         "<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'>\
          <meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'\">\
@@ -171,6 +196,11 @@ pub(super) fn render_report(incident: &Incident, g: &Gathered, d: &Decision) -> 
     for r in &d.reasons {
         html.push_str(&format!("<li>{}</li>", e(r)));
     }
+}
+
+/// Findings: level, what about, which source, why, and the query behind it.
+fn write_findings(html: &mut String, d: &Decision) {
+    let e = escape_html;
     html.push_str("</ul><h2>Findings</h2><table><tr><th>Level</th><th>About</th><th>Source</th><th>Reason</th><th>Query</th></tr>");
     for f in &d.findings {
         let about = match &f.origin {
@@ -192,6 +222,11 @@ pub(super) fn render_report(incident: &Incident, g: &Gathered, d: &Decision) -> 
             lvl = f.severity.msticpy(),
         ));
     }
+}
+
+/// Each indicator with what each provider said of it.
+fn write_threat_intelligence(html: &mut String, g: &Gathered) {
+    let e = escape_html;
     html.push_str("</table><h2>Threat intelligence by provider</h2><table><tr><th>Indicator</th><th>Provider</th><th>Level</th><th>Details</th></tr>");
     for i in &g.indicators {
         let found: Vec<&TiFinding> = g.ti.iter().filter(|f| &f.indicator == i).collect();
@@ -219,6 +254,11 @@ pub(super) fn render_report(incident: &Incident, g: &Gathered, d: &Decision) -> 
         }
     }
     html.push_str("</table>");
+}
+
+/// What was kept from internet providers, providers not asked, indicators over the limit.
+fn write_not_asked(html: &mut String, g: &Gathered) {
+    let e = escape_html;
     if !g.withheld.is_empty() {
         html.push_str("<h2>Not sent to internet providers</h2><p>Offline lists and the workspace saw these; the internet providers did not.</p><ul>");
         for (i, why) in &g.withheld {
@@ -248,6 +288,11 @@ pub(super) fn render_report(incident: &Incident, g: &Gathered, d: &Decision) -> 
             g.skipped_indicators
         ));
     }
+}
+
+/// The entities with their indicators; gives the entity kinds this version does not read.
+fn write_entities(html: &mut String, g: &Gathered) -> BTreeSet<String> {
+    let e = escape_html;
     html.push_str(&format!(
         "<h2>Entities ({} of {})</h2><table><tr><th>Kind</th><th>Name</th><th>Indicators</th></tr>",
         g.entities.len(),
@@ -271,6 +316,12 @@ pub(super) fn render_report(incident: &Incident, g: &Gathered, d: &Decision) -> 
         ));
     }
     html.push_str("</table>");
+    unknown
+}
+
+/// How the entities relate: process sentences, then the relations.
+fn write_relations(html: &mut String, g: &Gathered) {
+    let e = escape_html;
     let sentences = process_sentences(g);
     if !g.relations.is_empty() {
         html.push_str("<h2>How the entities relate</h2><ul>");
@@ -289,13 +340,11 @@ pub(super) fn render_report(incident: &Incident, g: &Gathered, d: &Decision) -> 
         }
         html.push_str("</ul>");
     }
-    if !unknown.is_empty() {
-        let list: Vec<String> = unknown.iter().map(|k| e(k)).collect();
-        html.push_str(&format!(
-            "<p>Entity kinds this version does not read (listed, not assessed): {}</p>",
-            list.join(", ")
-        ));
-    }
+}
+
+/// The incident's alerts in time order.
+fn write_timeline(html: &mut String, g: &Gathered) {
+    let e = escape_html;
     let mut timeline: Vec<(String, String, String)> = g
         .alerts
         .iter()
@@ -323,13 +372,6 @@ pub(super) fn render_report(incident: &Incident, g: &Gathered, d: &Decision) -> 
             e(sev)
         ));
     }
-    html.push_str(&format!(
-        "</table><p><small>Decision {} at {}; incident {}</small></p></body></html>",
-        e(&d.event_id),
-        e(&d.decided_at),
-        e(&d.incident_id)
-    ));
-    html
 }
 
 #[cfg(test)]
