@@ -212,6 +212,101 @@ fn account_ref(e: &Entity) -> AccountRef {
     }
 }
 
+/// What each entity kind with more than one field to read contributes.
+impl Observed {
+    /// An account the workspace can be asked about, or why it cannot.
+    fn account(&mut self, e: &Entity, label: &str) {
+        let a = account_ref(e);
+        if a.is_askable() {
+            self.subjects.push(Subject::Account(a));
+        } else {
+            self.refused.push(format!(
+                "account {label}: no UPN, Azure AD object id, SID or domain; the workspace is not asked about a bare name"
+            ));
+        }
+    }
+
+    /// A mailbox's owner, by address or directory object id.
+    fn mailbox(&mut self, e: &Entity) {
+        let a = AccountRef {
+            upn: e
+                .field("upn")
+                .filter(|u| u.contains('@'))
+                .or_else(|| e.field("mailboxPrimaryAddress").filter(|u| u.contains('@')))
+                .map(str::to_ascii_lowercase),
+            object_id: e
+                .field("externalDirectoryObjectId")
+                .map(str::to_ascii_lowercase),
+            ..Default::default()
+        };
+        if a.is_askable() {
+            self.subjects.push(Subject::Account(a));
+        }
+    }
+
+    /// A process's command line, and the host it ran on (through its link).
+    fn process(&mut self, e: &Entity, links: &Links, label: &str) {
+        if let Some(c) = e.field("commandLine") {
+            self.texts
+                .push((format!("command line of process {label}"), c.to_string()));
+        }
+        if let Some(me) = links.entities().iter().position(|x| std::ptr::eq(x, e)) {
+            for host in links.linked(me, "hostEntityId") {
+                self.subjects.extend(host_ref(host).map(Subject::Host));
+            }
+        }
+    }
+
+    /// A mail message's senders, sender domains, sender IP, URLs and recipient.
+    fn mail_message(&mut self, e: &Entity) {
+        for field in ["p1Sender", "p2Sender"] {
+            if let Some(s) = e.field(field) {
+                if s.contains('@') {
+                    self.email(s, field);
+                }
+            }
+        }
+        for field in ["p1SenderDomain", "p2SenderDomain"] {
+            if let Some(d) = e.field(field).filter(|d| ioc::is_dns_name(d)) {
+                self.domain(d, field);
+            }
+        }
+        if let Some(ip) = e.field("senderIP") {
+            self.ip(ip, "sender IP");
+        }
+        for u in e.strings("urls", 16) {
+            self.url(&u, "mail URL");
+        }
+        if let Some(r) = e.field("recipient").filter(|r| r.contains('@')) {
+            self.subjects.push(Subject::Account(AccountRef {
+                upn: Some(r.to_ascii_lowercase()),
+                ..Default::default()
+            }));
+        }
+    }
+
+    /// A user-submitted mail's sender, sender IP and recipient.
+    fn submission_mail(&mut self, e: &Entity) {
+        match e.field("sender") {
+            Some(s) if s.contains('@') => self.email(s, "sender"),
+            Some(s) => self.refused.push(format!(
+                "submission mail sender {}: not an e-mail address",
+                socwire_common::text::for_log(s, 80)
+            )),
+            None => {}
+        }
+        if let Some(ip) = e.field("senderIp") {
+            self.ip(ip, "sender IP");
+        }
+        if let Some(r) = e.field("recipient").filter(|r| r.contains('@')) {
+            self.subjects.push(Subject::Account(AccountRef {
+                upn: Some(r.to_ascii_lowercase()),
+                ..Default::default()
+            }));
+        }
+    }
+}
+
 impl Entity {
     /// The indicators this entity carries (without resolving links).
     pub fn indicators(&self) -> Vec<Indicator> {
@@ -248,90 +343,16 @@ impl Entity {
                     .refused
                     .push(format!("host {label}: no hostName or netBiosName")),
             },
-            EntityKind::Account => {
-                let a = account_ref(self);
-                if a.is_askable() {
-                    out.subjects.push(Subject::Account(a));
-                } else {
-                    out.refused.push(format!(
-                        "account {label}: no UPN, Azure AD object id, SID or domain; the workspace is not asked about a bare name"
-                    ));
-                }
-            }
-            EntityKind::Mailbox => {
-                let a = AccountRef {
-                    upn: f("upn")
-                        .filter(|u| u.contains('@'))
-                        .or_else(|| f("mailboxPrimaryAddress").filter(|u| u.contains('@')))
-                        .map(str::to_ascii_lowercase),
-                    object_id: f("externalDirectoryObjectId").map(str::to_ascii_lowercase),
-                    ..Default::default()
-                };
-                if a.is_askable() {
-                    out.subjects.push(Subject::Account(a));
-                }
-            }
+            EntityKind::Account => out.account(self, &label),
+            EntityKind::Mailbox => out.mailbox(self),
             EntityKind::FileHash => {
                 if let Some(h) = f("hashValue") {
                     out.add("filehash", h, "file hash");
                 }
             }
-            EntityKind::Process => {
-                if let Some(c) = f("commandLine") {
-                    out.texts
-                        .push((format!("command line of process {label}"), c.to_string()));
-                }
-                if let Some(me) = links.entities().iter().position(|e| std::ptr::eq(e, self)) {
-                    for host in links.linked(me, "hostEntityId") {
-                        out.subjects.extend(host_ref(host).map(Subject::Host));
-                    }
-                }
-            }
-            EntityKind::MailMessage => {
-                for field in ["p1Sender", "p2Sender"] {
-                    if let Some(s) = f(field) {
-                        if s.contains('@') {
-                            out.email(s, field);
-                        }
-                    }
-                }
-                for field in ["p1SenderDomain", "p2SenderDomain"] {
-                    if let Some(d) = f(field).filter(|d| ioc::is_dns_name(d)) {
-                        out.domain(d, field);
-                    }
-                }
-                if let Some(ip) = f("senderIP") {
-                    out.ip(ip, "sender IP");
-                }
-                for u in self.strings("urls", 16) {
-                    out.url(&u, "mail URL");
-                }
-                if let Some(r) = f("recipient").filter(|r| r.contains('@')) {
-                    out.subjects.push(Subject::Account(AccountRef {
-                        upn: Some(r.to_ascii_lowercase()),
-                        ..Default::default()
-                    }));
-                }
-            }
-            EntityKind::SubmissionMail => {
-                match f("sender") {
-                    Some(s) if s.contains('@') => out.email(s, "sender"),
-                    Some(s) => out.refused.push(format!(
-                        "submission mail sender {}: not an e-mail address",
-                        socwire_common::text::for_log(s, 80)
-                    )),
-                    None => {}
-                }
-                if let Some(ip) = f("senderIp") {
-                    out.ip(ip, "sender IP");
-                }
-                if let Some(r) = f("recipient").filter(|r| r.contains('@')) {
-                    out.subjects.push(Subject::Account(AccountRef {
-                        upn: Some(r.to_ascii_lowercase()),
-                        ..Default::default()
-                    }));
-                }
-            }
+            EntityKind::Process => out.process(self, links, &label),
+            EntityKind::MailMessage => out.mail_message(self),
+            EntityKind::SubmissionMail => out.submission_mail(self),
             EntityKind::File
             | EntityKind::Malware
             | EntityKind::CloudApplication

@@ -58,7 +58,7 @@ pub fn domain_checks(domain: &str) -> Vec<Finding> {
 }
 
 /// Reads one number from a row.
-fn num(row: &serde_json::Map<String, Value>, column: &str) -> i64 {
+fn num(row: &Row, column: &str) -> i64 {
     match row.get(column) {
         Some(Value::Number(n)) => n.as_i64().unwrap_or(n.as_f64().unwrap_or(0.0) as i64),
         Some(Value::String(s)) => s.parse().unwrap_or(0),
@@ -143,125 +143,141 @@ fn sentinel_ti(
         .collect()
 }
 
+/// A workspace row, as the query answers it.
+type Row = serde_json::Map<String, Value>;
+
 /// The findings a workspace answer supports.
 fn interpret(question: &Question, answer: &crate::ports::Answer) -> Vec<Finding> {
-    let cite = Some(answer.query.clone());
-    let partial = if answer.warnings.is_empty() {
-        ""
-    } else {
-        " (partial answer: some tables did not answer)"
-    };
-    let finding = |about: String, severity, reason: String| Finding {
-        about,
-        source: format!("workspace:{}", question.name()),
-        severity,
-        reason: format!("{reason}{partial}"),
-        query: cite.clone(),
-        origin: None,
-    };
     let rows = &answer.rows;
-    match question {
-        Question::RecentAlertsForHost { host, days } if !rows.is_empty() => {
-            let high = rows
-                .iter()
-                .filter(|r| r.get("AlertSeverity").and_then(Value::as_str) == Some("High"))
-                .count();
-            vec![finding(
-                format!("host {}", host.label()),
-                TiSeverity::Information,
-                format!(
-                    "{}{} alert(s) in {days} days, {high} of them High",
-                    rows.len(),
-                    if answer.truncated { "+" } else { "" }
-                ),
-            )]
-        }
-        Question::SigninsForAccount { account, days } => {
-            let Some(row) = rows.first() else {
-                return Vec::new();
-            };
-            let (total, failures) = (num(row, "Total"), num(row, "Failures"));
-            if total == 0 {
-                return Vec::new();
-            }
-            let severity = if failures >= 10 && failures * 2 >= total {
-                TiSeverity::Warning
-            } else {
-                TiSeverity::Information
-            };
-            vec![finding(
-                format!("account {}", account.label()),
-                severity,
-                format!("{total} sign-in(s), {failures} failed, in {days} days"),
-            )]
-        }
+    let found = match question {
+        Question::RecentAlertsForHost { host, days } if !rows.is_empty() => Some((
+            format!("host {}", host.label()),
+            TiSeverity::Information,
+            recent_alerts(rows, answer.truncated, *days),
+        )),
+        Question::SigninsForAccount { account, days } => rows
+            .first()
+            .and_then(|row| signins(row, *days))
+            .map(|(severity, reason)| (format!("account {}", account.label()), severity, reason)),
         Question::FirstSeenIp { ip: v, days } | Question::FirstSeenDomain { domain: v, days } => {
-            let Some(row) = rows.first() else {
-                return Vec::new();
-            };
             let kind = if matches!(question, Question::FirstSeenIp { .. }) {
                 "ip"
             } else {
                 "domain"
             };
-            let first = row
-                .get("FirstSeen")
-                .and_then(Value::as_str)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-            let reason = match first {
-                None => format!("not seen in the workspace in {days} days"),
-                Some(t)
-                    if chrono::Utc::now() - t.with_timezone(&chrono::Utc)
-                        < chrono::Duration::hours(24) =>
-                {
-                    format!(
-                        "newly seen: first seen {} ({} sighting(s))",
-                        t.to_rfc3339(),
-                        num(row, "Count")
-                    )
-                }
-                Some(t) => format!(
-                    "first seen {} ({} sighting(s))",
-                    t.to_rfc3339(),
-                    num(row, "Count")
-                ),
-            };
-            vec![finding(
-                format!("{kind} {v}"),
-                TiSeverity::Information,
-                reason,
-            )]
+            rows.first().map(|row| {
+                (
+                    format!("{kind} {v}"),
+                    TiSeverity::Information,
+                    first_seen(row, *days),
+                )
+            })
         }
-        Question::ProcessesOnHost { host, days } if !rows.is_empty() => {
-            let names: Vec<String> = rows
-                .iter()
-                .take(5)
-                .filter_map(|r| r.get("FileName").and_then(Value::as_str))
-                .map(|s| s.chars().take(60).collect())
-                .collect();
-            let mut sources: Vec<&str> = rows
-                .iter()
-                .filter_map(|r| r.get("Source").and_then(Value::as_str))
-                .collect();
-            sources.sort_unstable();
-            sources.dedup();
-            vec![finding(
-                format!("host {}", host.label()),
-                TiSeverity::Information,
-                format!(
-                    "{} distinct process(es) in {days} days ({}); most frequent: {}",
-                    rows.len(),
-                    if sources.is_empty() {
-                        "DeviceProcessEvents".to_string()
-                    } else {
-                        sources.join(", ")
-                    },
-                    names.join(", ")
-                ),
-            )]
-        }
-        _ => Vec::new(),
+        Question::ProcessesOnHost { host, days } if !rows.is_empty() => Some((
+            format!("host {}", host.label()),
+            TiSeverity::Information,
+            processes(rows, *days),
+        )),
+        _ => None,
+    };
+    let partial = if answer.warnings.is_empty() {
+        ""
+    } else {
+        " (partial answer: some tables did not answer)"
+    };
+    found
+        .map(|(about, severity, reason)| Finding {
+            about,
+            source: format!("workspace:{}", question.name()),
+            severity,
+            reason: format!("{reason}{partial}"),
+            query: Some(answer.query.clone()),
+            origin: None,
+        })
+        .into_iter()
+        .collect()
+}
+
+/// How many alerts the host raised, and how many of them were High.
+fn recent_alerts(rows: &[Row], truncated: bool, days: u32) -> String {
+    let high = rows
+        .iter()
+        .filter(|r| r.get("AlertSeverity").and_then(Value::as_str) == Some("High"))
+        .count();
+    format!(
+        "{}{} alert(s) in {days} days, {high} of them High",
+        rows.len(),
+        if truncated { "+" } else { "" }
+    )
+}
+
+/// Sign-ins and failures; a warning when at least 10 failed and they are half or more.
+/// Nothing when the account never signed in.
+fn signins(row: &Row, days: u32) -> Option<(TiSeverity, String)> {
+    let (total, failures) = (num(row, "Total"), num(row, "Failures"));
+    if total == 0 {
+        return None;
     }
+    let severity = if failures >= 10 && failures * 2 >= total {
+        TiSeverity::Warning
+    } else {
+        TiSeverity::Information
+    };
+    Some((
+        severity,
+        format!("{total} sign-in(s), {failures} failed, in {days} days"),
+    ))
+}
+
+/// When the workspace first saw an address or domain; "newly seen" within a day.
+fn first_seen(row: &Row, days: u32) -> String {
+    let first = row
+        .get("FirstSeen")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    match first {
+        None => format!("not seen in the workspace in {days} days"),
+        Some(t)
+            if chrono::Utc::now() - t.with_timezone(&chrono::Utc) < chrono::Duration::hours(24) =>
+        {
+            format!(
+                "newly seen: first seen {} ({} sighting(s))",
+                t.to_rfc3339(),
+                num(row, "Count")
+            )
+        }
+        Some(t) => format!(
+            "first seen {} ({} sighting(s))",
+            t.to_rfc3339(),
+            num(row, "Count")
+        ),
+    }
+}
+
+/// The distinct processes seen on a host, which tables told, and the most frequent ones.
+fn processes(rows: &[Row], days: u32) -> String {
+    let names: Vec<String> = rows
+        .iter()
+        .take(5)
+        .filter_map(|r| r.get("FileName").and_then(Value::as_str))
+        .map(|s| s.chars().take(60).collect())
+        .collect();
+    let mut sources: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.get("Source").and_then(Value::as_str))
+        .collect();
+    sources.sort_unstable();
+    sources.dedup();
+    format!(
+        "{} distinct process(es) in {days} days ({}); most frequent: {}",
+        rows.len(),
+        if sources.is_empty() {
+            "DeviceProcessEvents".to_string()
+        } else {
+            sources.join(", ")
+        },
+        names.join(", ")
+    )
 }
 
 /// The workspace questions about what the entities name.
