@@ -9,6 +9,7 @@ use super::FunctionError;
 use crate::context::Context;
 use crate::ml::commands::{ExportModel, SCHEMA_VERSION};
 use crate::ml::{event, scale_back_pipeline, send_command};
+use crate::ports::JobInfo;
 use crate::protocol::{EventGridTrigger, InvocationRequest, InvocationResponse};
 use serde_json::{json, Value};
 
@@ -86,58 +87,9 @@ pub async fn run(
         return Ok(response);
     }
     match status.as_str() {
-        "Completed" => {
-            if job.tags.get("autoExport").is_some_and(|v| v == "false") {
-                response.log(format!("run {} completed; autoExport is off", job.id));
-            } else {
-                let export = ExportModel {
-                    command_id: format!("{command_id}:export"),
-                    schema_version: SCHEMA_VERSION,
-                    job_id: job.id.clone(),
-                    model_name: job.tags.get("model").cloned(),
-                };
-                send_command(
-                    ctx.commands.as_ref(),
-                    "ExportModel",
-                    export.command_id.clone(),
-                    serde_json::to_value(&export).unwrap_or_default(),
-                    None,
-                )
-                .await?;
-                response.log(format!(
-                    "run {} completed; sent ExportModel {}",
-                    job.id, export.command_id
-                ));
-            }
-        }
+        "Completed" => export_on_completion(ctx, &job, &command_id, &mut response).await?,
         "Failed" | "Canceled" => {
-            let reason = job
-                .error
-                .clone()
-                .unwrap_or_else(|| format!("the job ended {status}"));
-            response.messages(
-                EVENTS_OUT,
-                vec![event(
-                    "socwire.FineTuneFailed",
-                    &format!("ml/jobs/{}", job.id),
-                    &job.id,
-                    json!({ "jobId": job.id, "commandId": command_id, "status": status, "reason": reason }),
-                )],
-            );
-            response.log(format!(
-                "run {} {status}: {}",
-                job.id,
-                socwire_common::text::for_log(&reason, 200)
-            ));
-            if let Some(line) = scale_back_pipeline(
-                ctx.ml.as_ref(),
-                job.tags.get("parentCommandId").map(String::as_str),
-                &job.cluster,
-            )
-            .await
-            {
-                response.log(line);
-            }
+            report_failure(ctx, &job, &command_id, &status, &mut response).await
         }
         other => {
             response.log(format!("run {} is {other}", job.id));
@@ -146,6 +98,76 @@ pub async fn run(
     }
     ctx.ledger.record(&key, &status).await?;
     Ok(response)
+}
+
+/// A completed run: send `ExportModel` for it unless its `autoExport` tag is off.
+async fn export_on_completion(
+    ctx: &Context,
+    job: &JobInfo,
+    command_id: &str,
+    response: &mut InvocationResponse,
+) -> Result<(), FunctionError> {
+    if job.tags.get("autoExport").is_some_and(|v| v == "false") {
+        response.log(format!("run {} completed; autoExport is off", job.id));
+        return Ok(());
+    }
+    let export = ExportModel {
+        command_id: format!("{command_id}:export"),
+        schema_version: SCHEMA_VERSION,
+        job_id: job.id.clone(),
+        model_name: job.tags.get("model").cloned(),
+    };
+    send_command(
+        ctx.commands.as_ref(),
+        "ExportModel",
+        export.command_id.clone(),
+        serde_json::to_value(&export).unwrap_or_default(),
+        None,
+    )
+    .await?;
+    response.log(format!(
+        "run {} completed; sent ExportModel {}",
+        job.id, export.command_id
+    ));
+    Ok(())
+}
+
+/// A failed or cancelled run: `socwire.FineTuneFailed` with the reason, and the pipeline's
+/// cluster scaled back.
+async fn report_failure(
+    ctx: &Context,
+    job: &JobInfo,
+    command_id: &str,
+    status: &str,
+    response: &mut InvocationResponse,
+) {
+    let reason = job
+        .error
+        .clone()
+        .unwrap_or_else(|| format!("the job ended {status}"));
+    response.messages(
+        EVENTS_OUT,
+        vec![event(
+            "socwire.FineTuneFailed",
+            &format!("ml/jobs/{}", job.id),
+            &job.id,
+            json!({ "jobId": job.id, "commandId": command_id, "status": status, "reason": reason }),
+        )],
+    );
+    response.log(format!(
+        "run {} {status}: {}",
+        job.id,
+        socwire_common::text::for_log(&reason, 200)
+    ));
+    if let Some(line) = scale_back_pipeline(
+        ctx.ml.as_ref(),
+        job.tags.get("parentCommandId").map(String::as_str),
+        &job.cluster,
+    )
+    .await
+    {
+        response.log(line);
+    }
 }
 
 #[cfg(test)]

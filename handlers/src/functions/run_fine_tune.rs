@@ -221,51 +221,10 @@ async fn watch(
         response.log(format!("job {} {}", job.id, job.status));
         return Ok(response);
     }
-    let waiting = WAITING.contains(&job.status.as_str());
-    // A cluster that cannot add the node the job waits for says so in its errors while it
-    // still reads Succeeded: waiting out the queue deadline would only burn the time.
-    let scale_error = if waiting {
-        ctx.ml
-            .get_cluster(&job.cluster)
-            .await?
-            .and_then(|c| c.scale_error)
-    } else {
-        None
-    };
-    if let Some(cluster_reason) = scale_error {
+    if let Some((reason, events)) = why_cancel(ctx, cmd, f, &job).await? {
         ctx.ml.cancel_job(&job.id).await?;
-        let reason = format!(
-            "cluster {} cannot add nodes ({cluster_reason}); job {} cancelled",
-            job.cluster, job.id
-        );
         response.log(format!("job {}: {reason}", job.id));
-        response.messages(
-            EVENTS_OUT,
-            vec![
-                cluster_failed_event(cmd, &job.cluster, &cluster_reason),
-                failed_event(&job, &reason),
-            ],
-        );
-        if let Some(line) = scale_back_pipeline(
-            ctx.ml.as_ref(),
-            cmd.parent_command_id.as_deref(),
-            &job.cluster,
-        )
-        .await
-        {
-            response.log(line);
-        }
-        return Ok(response);
-    }
-    let waited_ms = now_ms() - f.started_ms;
-    if waiting && waited_ms > i64::from(cmd.spec.queue_deadline_minutes) * 60_000 {
-        ctx.ml.cancel_job(&job.id).await?;
-        let reason = format!(
-            "job stayed {} for more than queueDeadlineMinutes ({}); cancelled",
-            job.status, cmd.spec.queue_deadline_minutes
-        );
-        response.log(format!("job {}: {reason}", job.id));
-        response.messages(EVENTS_OUT, vec![failed_event(&job, &reason)]);
+        response.messages(EVENTS_OUT, events);
         if let Some(line) = scale_back_pipeline(
             ctx.ml.as_ref(),
             cmd.parent_command_id.as_deref(),
@@ -292,6 +251,47 @@ async fn watch(
         job.id, job.status
     ));
     Ok(response)
+}
+
+/// Why a job still waiting for a node should be cancelled now, with the events that say so:
+/// its cluster cannot add nodes, or it has waited past `queueDeadlineMinutes`.
+async fn why_cancel(
+    ctx: &Context,
+    cmd: &RunFineTune,
+    f: &FollowUp,
+    job: &JobInfo,
+) -> Result<Option<(String, Vec<serde_json::Value>)>, FunctionError> {
+    if !WAITING.contains(&job.status.as_str()) {
+        return Ok(None);
+    }
+    // A cluster that cannot add the node the job waits for says so in its errors while it
+    // still reads Succeeded: waiting out the queue deadline would only burn the time.
+    let scale_error = ctx
+        .ml
+        .get_cluster(&job.cluster)
+        .await?
+        .and_then(|c| c.scale_error);
+    if let Some(cluster_reason) = scale_error {
+        let reason = format!(
+            "cluster {} cannot add nodes ({cluster_reason}); job {} cancelled",
+            job.cluster, job.id
+        );
+        let events = vec![
+            cluster_failed_event(cmd, &job.cluster, &cluster_reason),
+            failed_event(job, &reason),
+        ];
+        return Ok(Some((reason, events)));
+    }
+    let waited_ms = now_ms() - f.started_ms;
+    if waited_ms > i64::from(cmd.spec.queue_deadline_minutes) * 60_000 {
+        let reason = format!(
+            "job stayed {} for more than queueDeadlineMinutes ({}); cancelled",
+            job.status, cmd.spec.queue_deadline_minutes
+        );
+        let events = vec![failed_event(job, &reason)];
+        return Ok(Some((reason, events)));
+    }
+    Ok(None)
 }
 
 /// Handles one command or follow-up. A refused fine-tune of a pipeline scales its cluster back

@@ -84,64 +84,104 @@ pub fn run_job(data_dir: &Path, job_id: &str) -> anyhow::Result<String> {
     let rel = inputs
         .strip_prefix("azureml://datastores/workspaceblobstore/paths/")
         .unwrap_or(&inputs);
-    let base = ws
-        .datastore()
-        .join(rel)
-        .join(spec.tags.get("baseModel").map(String::as_str).unwrap_or(""));
-    let (hyper, seed) = training_tags(&spec);
     let work_dir = ws.job_dir(job_id).join("outputs").join("model");
-    let job = JobSpec {
-        seed,
-        base_model: base,
-        hyper,
-        work_dir: work_dir.clone(),
-    };
-
     // A cancel asked for before the job started is honoured before any step.
-    let cancel = Arc::new(AtomicBool::new(ws.cancel_requested(job_id)?));
-    let finished = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let (cancel, finished, data_dir, id) = (
-            cancel.clone(),
-            finished.clone(),
-            data_dir.to_path_buf(),
-            job_id.to_string(),
-        );
-        std::thread::spawn(move || {
-            let Ok(ws) = workspace(&data_dir) else { return };
-            while !finished.load(Ordering::SeqCst) {
-                if ws.cancel_requested(&id).unwrap_or(false) {
-                    cancel.store(true, Ordering::SeqCst);
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        })
-    };
+    let watch = CancelWatch::start(data_dir, job_id, ws.cancel_requested(job_id)?);
     ws.set_job_status(job_id, "Running", None)?;
     publish("Running")?;
-    if spec.tags.get("trainer").is_some_and(|t| t == "container") {
+    let outcome = if spec.tags.get("trainer").is_some_and(|t| t == "container") {
         let assets = ws.datastore().join(rel);
-        let outcome = run_container(&ws, job_id, &spec, &assets, &work_dir, &cancel);
-        finished.store(true, Ordering::SeqCst);
-        let _ = watcher.join();
-        let status = match outcome {
-            Ok(()) => {
-                ws.set_job_status(job_id, "Completed", None)?;
-                "Completed"
-            }
-            Err(None) => {
-                ws.set_job_status(job_id, "Canceled", Some("cancelled on request (CancelJob)"))?;
-                "Canceled"
-            }
-            Err(Some(reason)) => {
-                ws.set_job_status(job_id, "Failed", Some(&reason))?;
-                "Failed"
-            }
+        let outcome = run_container(&ws, job_id, &spec, &assets, &work_dir, &watch.cancel);
+        watch.stop();
+        outcome
+    } else {
+        let (hyper, seed) = training_tags(&spec);
+        let job = JobSpec {
+            seed,
+            base_model: ws
+                .datastore()
+                .join(rel)
+                .join(spec.tags.get("baseModel").map(String::as_str).unwrap_or("")),
+            hyper,
+            work_dir,
         };
-        publish(status)?;
-        return Ok(status.to_string());
+        let outcome = train_locally(&brokers, job_id, &job, &watch.cancel);
+        watch.stop();
+        outcome?
+    };
+    let status = match outcome {
+        Ok(()) => {
+            ws.set_job_status(job_id, "Completed", None)?;
+            "Completed"
+        }
+        Err(None) => {
+            ws.set_job_status(job_id, "Canceled", Some("cancelled on request (CancelJob)"))?;
+            "Canceled"
+        }
+        Err(Some(reason)) => {
+            ws.set_job_status(job_id, "Failed", Some(&reason))?;
+            "Failed"
+        }
+    };
+    publish(status)?;
+    Ok(status.to_string())
+}
+
+/// Watches the workspace for a `CancelJob` while a job runs (every 100 ms) and raises
+/// `cancel` when one comes.
+struct CancelWatch {
+    cancel: Arc<AtomicBool>,
+    finished: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl CancelWatch {
+    /// Starts watching; `already` is whether a cancel was asked for before the job started.
+    fn start(data_dir: &Path, job_id: &str, already: bool) -> Self {
+        let cancel = Arc::new(AtomicBool::new(already));
+        let finished = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (cancel, finished, data_dir, id) = (
+                cancel.clone(),
+                finished.clone(),
+                data_dir.to_path_buf(),
+                job_id.to_string(),
+            );
+            std::thread::spawn(move || {
+                let Ok(ws) = workspace(&data_dir) else { return };
+                while !finished.load(Ordering::SeqCst) {
+                    if ws.cancel_requested(&id).unwrap_or(false) {
+                        cancel.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            })
+        };
+        Self {
+            cancel,
+            finished,
+            thread,
+        }
     }
+
+    /// The job has ended: stop watching.
+    fn stop(self) {
+        self.finished.store(true, Ordering::SeqCst);
+        let _ = self.thread.join();
+    }
+}
+
+/// Runs socwire's own trainer, sending its per-step telemetry to the telemetry hub in batches
+/// of 25. `Ok(Ok(()))` completed (result written), `Ok(Err(None))` cancelled,
+/// `Ok(Err(Some(reason)))` failed; `Err` when the last telemetry or the result could not be
+/// written.
+fn train_locally(
+    brokers: &Brokers,
+    job_id: &str,
+    job: &JobSpec,
+    cancel: &AtomicBool,
+) -> anyhow::Result<Result<(), Option<String>>> {
     let began = std::time::Instant::now();
     let mut pending: Vec<Vec<u8>> = Vec::new();
     let mut send_error = None;
@@ -157,7 +197,7 @@ pub fn run_job(data_dir: &Path, job_id: &str) -> anyhow::Result<String> {
         pending.clear();
         Ok(())
     };
-    let result = socwire_trainer::fine_tune(&job, &cancel, &mut |p: Progress| {
+    let result = socwire_trainer::fine_tune(job, cancel, &mut |p: Progress| {
         let body = super::job::telemetry_event(job_id, &p);
         pending.push(body.to_string().into_bytes());
         if pending.len() >= 25 {
@@ -167,14 +207,12 @@ pub fn run_job(data_dir: &Path, job_id: &str) -> anyhow::Result<String> {
         }
     });
     flush(&mut pending)?;
-    finished.store(true, Ordering::SeqCst);
-    let _ = watcher.join();
     if let Some(e) = send_error {
         tracing::warn!(error = %e, "some telemetry was not sent");
     }
-    let status = match result {
+    Ok(match result {
         Ok(r) => {
-            super::job::write_result(&work_dir, &r, began.elapsed().as_secs_f64())?;
+            super::job::write_result(&job.work_dir, &r, began.elapsed().as_secs_f64())?;
             println!(
                 "job {job_id}: AP {:.3} -> {:.3} in {} steps, {:.2} s",
                 r.average_precision_before,
@@ -182,20 +220,11 @@ pub fn run_job(data_dir: &Path, job_id: &str) -> anyhow::Result<String> {
                 r.steps,
                 began.elapsed().as_secs_f64()
             );
-            ws.set_job_status(job_id, "Completed", None)?;
-            "Completed"
+            Ok(())
         }
-        Err(TrainerError::Cancelled) => {
-            ws.set_job_status(job_id, "Canceled", Some("cancelled on request (CancelJob)"))?;
-            "Canceled"
-        }
-        Err(e) => {
-            ws.set_job_status(job_id, "Failed", Some(&e.to_string()))?;
-            "Failed"
-        }
-    };
-    publish(status)?;
-    Ok(status.to_string())
+        Err(TrainerError::Cancelled) => Err(None),
+        Err(e) => Err(Some(e.to_string())),
+    })
 }
 
 /// Runs a container job's command as a local process in the job's folder until it exits or
