@@ -196,18 +196,8 @@ pub async fn run(
     let state = engines.partitions.get_mut(&partition).expect("held above");
 
     // A redelivery: answer with the events already emitted for these sequence numbers.
-    let replayed: Vec<Value> = state
-        .recent
-        .iter()
-        .filter(|b| first_seq >= 0 && b.overlaps(first_seq, last_seq))
-        .flat_map(|b| b.events.iter())
-        .filter_map(|e| serde_json::from_str(e).ok())
-        .collect();
-    if state
-        .recent
-        .iter()
-        .any(|b| b.first_seq == first_seq && b.last_seq == last_seq && first_seq >= 0)
-    {
+    let (replayed, applied_already) = emitted_before(state, first_seq, last_seq);
+    if applied_already {
         let mut response = InvocationResponse::default();
         response.log(format!(
             "partition {partition} batch {first_seq}..{last_seq} was already applied; {} event(s) emitted again with their ids",
@@ -255,22 +245,64 @@ pub async fn run(
     batch.counts.rows = rows.len();
     batch.counts.events = events.len();
     let mut response = InvocationResponse::default();
-    let bound = if early.times > early_before.times {
-        let EarlyEvictions { alerts, .. } = early;
+    let held = Held {
+        early_before,
+        early,
+        partitions: partitions_held,
+        memory_bytes: ctx.settings.alerts.memory_bytes,
+    };
+    response.log(summary(&partition, state, &batch, &held));
+    events.extend(replayed);
+    if !events.is_empty() {
+        response.messages(EVENTS_OUT, events);
+    }
+    response.return_value = Some(serde_json::to_value(&batch.counts).unwrap_or_default());
+    Ok(response)
+}
+
+/// The events already emitted for the batches this one overlaps, and whether it is exactly one
+/// of them (a redelivery of a batch already applied).
+fn emitted_before(state: &PartitionState, first_seq: i64, last_seq: i64) -> (Vec<Value>, bool) {
+    let replayed = state
+        .recent
+        .iter()
+        .filter(|b| first_seq >= 0 && b.overlaps(first_seq, last_seq))
+        .flat_map(|b| b.events.iter())
+        .filter_map(|e| serde_json::from_str(e).ok())
+        .collect();
+    let applied = state
+        .recent
+        .iter()
+        .any(|b| b.first_seq == first_seq && b.last_seq == last_seq && first_seq >= 0);
+    (replayed, applied)
+}
+
+/// What the window bound did, for the batch's log line.
+struct Held {
+    early_before: EarlyEvictions,
+    early: EarlyEvictions,
+    partitions: usize,
+    memory_bytes: usize,
+}
+
+/// The batch's log line: alerts new, repeated and set aside, what the window holds, rows and
+/// events out, and what the window bound moved out early.
+fn summary(partition: &str, state: &PartitionState, batch: &Ingested, held: &Held) -> String {
+    let bound = if held.early.times > held.early_before.times {
         format!(
             "; the window bound ({} alerts, {} MB of this instance's {} MB for {} partition(s)) moved {} alert(s) out early so far ({} MB held)",
             state.engine.config().max_alerts,
             state.engine.config().max_bytes >> 20,
-            ctx.settings.alerts.memory_bytes >> 20,
-            partitions_held,
-            alerts,
+            held.memory_bytes >> 20,
+            held.partitions,
+            held.early.alerts,
             state.engine.held_bytes() >> 20
         )
     } else {
         String::new()
     };
     let counts = &batch.counts;
-    response.log(format!(
+    format!(
         "partition {partition}: {} alert(s): {} new, {} duplicate(s){}, {} set aside; {} held; {} final row(s), {} event(s){bound}",
         counts.alerts,
         counts.accepted,
@@ -280,13 +312,7 @@ pub async fn run(
         state.engine.held(),
         counts.rows,
         counts.events
-    ));
-    events.extend(replayed);
-    if !events.is_empty() {
-        response.messages(EVENTS_OUT, events);
-    }
-    response.return_value = Some(serde_json::to_value(counts).unwrap_or_default());
-    Ok(response)
+    )
 }
 
 /// The batch's partition id from its metadata ("0" when absent or not a plain id).
