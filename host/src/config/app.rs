@@ -109,103 +109,10 @@ impl AppConfig {
         let host = HostOptions::parse(&read_json(&host_path)?, &host_path)?;
         let effective = apply_local_settings(&load_settings(root)?, env);
         let settings = effective.values;
-        let defs_dir = if root.join("function-defs").is_dir() {
-            root.join("function-defs")
-        } else {
-            root.to_path_buf()
-        };
-        let mut functions = Vec::new();
-        let entries = std::fs::read_dir(&defs_dir).map_err(|e| err(&defs_dir, e.to_string()))?;
-        let mut dirs: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.join("function.json").is_file())
-            .collect();
-        dirs.sort();
-        for dir in dirs {
-            let name = dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_string();
-            let path = dir.join("function.json");
-            functions.push(FunctionDef::parse(
-                &name,
-                &read_json(&path)?,
-                &path,
-                &settings,
-            )?);
-        }
-        if functions.is_empty() {
-            return Err(err(&defs_dir, "no */function.json found"));
-        }
-        let subs_path = root.join("infra").join("eventgrid-subscriptions.json");
-        let eventgrid_subscriptions: Vec<EventGridSubscription> = if subs_path.is_file() {
-            serde_json::from_value(read_json(&subs_path)?)
-                .map_err(|e| err(&subs_path, e.to_string()))?
-        } else {
-            Vec::new()
-        };
-        for s in &eventgrid_subscriptions {
-            let known = functions
-                .iter()
-                .any(|f| f.name == s.function && matches!(f.trigger, Trigger::EventGrid { .. }));
-            if !known {
-                return Err(err(&subs_path, format!("subscription to {:?} names {:?}, which is not an eventGridTrigger function", s.topic, s.function)));
-            }
-            if !(1..=30).contains(&s.max_delivery_attempts) {
-                return Err(err(
-                    &subs_path,
-                    format!(
-                        "maxDeliveryAttempts {} is outside 1..=30",
-                        s.max_delivery_attempts
-                    ),
-                ));
-            }
-        }
-        let sb_path = root.join("infra").join("servicebus-subscriptions.json");
-        let servicebus_subscriptions: Vec<ServiceBusSubscription> = if sb_path.is_file() {
-            serde_json::from_value(read_json(&sb_path)?)
-                .map_err(|e| err(&sb_path, e.to_string()))?
-        } else {
-            Vec::new()
-        };
-        for s in &servicebus_subscriptions {
-            if s.max_delivery_count == Some(0) {
-                return Err(err(
-                    &sb_path,
-                    format!(
-                        "{}/{}: maxDeliveryCount must be at least 1",
-                        s.topic, s.subscription
-                    ),
-                ));
-            }
-        }
-        let eh_path = root.join("infra").join("eventhubs.json");
-        let event_hub_retention = if eh_path.is_file() {
-            let hubs: BTreeMap<String, EventHubSettings> =
-                serde_json::from_value(read_json(&eh_path)?)
-                    .map_err(|e| err(&eh_path, e.to_string()))?;
-            let mut out = BTreeMap::new();
-            for (hub, h) in hubs {
-                if !(1..=90).contains(&h.retention_days) {
-                    return Err(err(
-                        &eh_path,
-                        format!(
-                            "{hub}: retentionDays {} is outside 1..=90",
-                            h.retention_days
-                        ),
-                    ));
-                }
-                out.insert(
-                    hub,
-                    std::time::Duration::from_secs(u64::from(h.retention_days) * 86_400),
-                );
-            }
-            out
-        } else {
-            BTreeMap::new()
-        };
+        let functions = load_functions(root, &settings)?;
+        let eventgrid_subscriptions = load_eventgrid_subscriptions(root, &functions)?;
+        let servicebus_subscriptions = load_servicebus_subscriptions(root)?;
+        let event_hub_retention = load_event_hub_retention(root)?;
         Ok(Self {
             root: root.to_path_buf(),
             event_hub_retention,
@@ -257,6 +164,129 @@ impl AppConfig {
                 && (v.eq_ignore_ascii_case("true") || v == "1")
         })
     }
+}
+
+/// Every `function-defs/*/function.json` (or `*/function.json` at the root), by name.
+fn load_functions(
+    root: &Path,
+    settings: &BTreeMap<String, String>,
+) -> Result<Vec<FunctionDef>, ConfigError> {
+    let defs_dir = if root.join("function-defs").is_dir() {
+        root.join("function-defs")
+    } else {
+        root.to_path_buf()
+    };
+    let entries = std::fs::read_dir(&defs_dir).map_err(|e| err(&defs_dir, e.to_string()))?;
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("function.json").is_file())
+        .collect();
+    dirs.sort();
+    let mut functions = Vec::new();
+    for dir in dirs {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let path = dir.join("function.json");
+        functions.push(FunctionDef::parse(
+            &name,
+            &read_json(&path)?,
+            &path,
+            settings,
+        )?);
+    }
+    if functions.is_empty() {
+        return Err(err(&defs_dir, "no */function.json found"));
+    }
+    Ok(functions)
+}
+
+/// An `infra/` file read as `T`, or `T::default()` when there is none.
+fn read_infra<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, ConfigError> {
+    if !path.is_file() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(read_json(path)?).map_err(|e| err(path, e.to_string()))
+}
+
+/// `infra/eventgrid-subscriptions.json`: each names an Event Grid function of this app and
+/// asks for 1 to 30 delivery attempts.
+fn load_eventgrid_subscriptions(
+    root: &Path,
+    functions: &[FunctionDef],
+) -> Result<Vec<EventGridSubscription>, ConfigError> {
+    let subs_path = root.join("infra").join("eventgrid-subscriptions.json");
+    let subscriptions: Vec<EventGridSubscription> = read_infra(&subs_path)?;
+    for s in &subscriptions {
+        let known = functions
+            .iter()
+            .any(|f| f.name == s.function && matches!(f.trigger, Trigger::EventGrid { .. }));
+        if !known {
+            return Err(err(
+                &subs_path,
+                format!(
+                    "subscription to {:?} names {:?}, which is not an eventGridTrigger function",
+                    s.topic, s.function
+                ),
+            ));
+        }
+        if !(1..=30).contains(&s.max_delivery_attempts) {
+            return Err(err(
+                &subs_path,
+                format!(
+                    "maxDeliveryAttempts {} is outside 1..=30",
+                    s.max_delivery_attempts
+                ),
+            ));
+        }
+    }
+    Ok(subscriptions)
+}
+
+/// `infra/servicebus-subscriptions.json`: a max delivery count, where given, is at least 1.
+fn load_servicebus_subscriptions(root: &Path) -> Result<Vec<ServiceBusSubscription>, ConfigError> {
+    let sb_path = root.join("infra").join("servicebus-subscriptions.json");
+    let subscriptions: Vec<ServiceBusSubscription> = read_infra(&sb_path)?;
+    for s in &subscriptions {
+        if s.max_delivery_count == Some(0) {
+            return Err(err(
+                &sb_path,
+                format!(
+                    "{}/{}: maxDeliveryCount must be at least 1",
+                    s.topic, s.subscription
+                ),
+            ));
+        }
+    }
+    Ok(subscriptions)
+}
+
+/// `infra/eventhubs.json`: each hub's retention, 1 to 90 days.
+fn load_event_hub_retention(
+    root: &Path,
+) -> Result<BTreeMap<String, std::time::Duration>, ConfigError> {
+    let eh_path = root.join("infra").join("eventhubs.json");
+    let hubs: BTreeMap<String, EventHubSettings> = read_infra(&eh_path)?;
+    let mut out = BTreeMap::new();
+    for (hub, h) in hubs {
+        if !(1..=90).contains(&h.retention_days) {
+            return Err(err(
+                &eh_path,
+                format!(
+                    "{hub}: retentionDays {} is outside 1..=90",
+                    h.retention_days
+                ),
+            ));
+        }
+        out.insert(
+            hub,
+            std::time::Duration::from_secs(u64::from(h.retention_days) * 86_400),
+        );
+    }
+    Ok(out)
 }
 
 /// The `Values` of local.settings.json (or the example file); `None` for a JSON null.

@@ -124,6 +124,94 @@ impl Trigger {
             | Trigger::Http { name, .. } => name,
         }
     }
+
+    /// The trigger a `*Trigger` binding declares; `function` names the function (an HTTP
+    /// trigger's default route).
+    fn parse(
+        b: &Value,
+        kind: &str,
+        bname: String,
+        function: &str,
+        path: &Path,
+    ) -> Result<Self, ConfigError> {
+        Ok(match kind {
+            "queueTrigger" => Trigger::Queue {
+                name: bname,
+                queue: str_field(b, "queueName", path)?,
+            },
+            "serviceBusTrigger" => {
+                let (entity, topic) = match b.get("queueName").and_then(Value::as_str) {
+                    Some(q) => (q.to_string(), None),
+                    None => {
+                        let topic = str_field(b, "topicName", path)?;
+                        let sub = str_field(b, "subscriptionName", path)?;
+                        (format!("{topic}/subscriptions/{sub}"), Some(topic))
+                    }
+                };
+                Trigger::ServiceBus {
+                    name: bname,
+                    entity,
+                    topic,
+                    sessions: b
+                        .get("isSessionsEnabled")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                }
+            }
+            "eventHubTrigger" => Trigger::EventHub {
+                name: bname,
+                hub: str_field(b, "eventHubName", path)?,
+                consumer_group: b
+                    .get("consumerGroup")
+                    .and_then(Value::as_str)
+                    .unwrap_or("$Default")
+                    .to_string(),
+                many: b
+                    .get("cardinality")
+                    .and_then(Value::as_str)
+                    .is_some_and(|c| c.eq_ignore_ascii_case("many")),
+                data_type: DataType::parse(b.get("dataType"), path)?,
+            },
+            "eventGridTrigger" => Trigger::EventGrid { name: bname },
+            "timerTrigger" => Trigger::Timer {
+                name: bname,
+                schedule: str_field(b, "schedule", path)?,
+                run_on_startup: b
+                    .get("runOnStartup")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            },
+            "httpTrigger" => Trigger::Http {
+                name: bname,
+                methods: b
+                    .get("methods")
+                    .and_then(Value::as_array)
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_ascii_uppercase)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                route: b
+                    .get("route")
+                    .and_then(Value::as_str)
+                    .unwrap_or(function)
+                    .to_string(),
+                auth_level: b
+                    .get("authLevel")
+                    .and_then(Value::as_str)
+                    .unwrap_or("function")
+                    .to_ascii_lowercase(),
+            },
+            other => {
+                return Err(err(
+                    path,
+                    format!("trigger type {other:?} is not supported by the local host"),
+                ))
+            }
+        })
+    }
 }
 
 /// An output binding.
@@ -244,6 +332,45 @@ fn eventgrid_output_topic(
     }
 }
 
+impl OutputTarget {
+    /// Where an `out` binding of this `type` writes.
+    fn parse(
+        b: &Value,
+        kind: &str,
+        bname: &str,
+        path: &Path,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        Ok(match kind {
+            "queue" => OutputTarget::Queue(str_field(b, "queueName", path)?),
+            "serviceBus" => OutputTarget::ServiceBus(
+                b.get("queueName")
+                    .or_else(|| b.get("topicName"))
+                    .and_then(Value::as_str)
+                    .map(String::from)
+                    .ok_or_else(|| {
+                        err(
+                            path,
+                            format!("binding {bname:?} needs queueName or topicName"),
+                        )
+                    })?,
+            ),
+            "eventHub" => OutputTarget::EventHub(str_field(b, "eventHubName", path)?),
+            "eventGrid" => {
+                OutputTarget::EventGrid(eventgrid_output_topic(b, bname, path, settings)?)
+            }
+            "blob" => OutputTarget::Blob(str_field(b, "path", path)?),
+            "http" => OutputTarget::Http,
+            other => {
+                return Err(err(
+                    path,
+                    format!("output type {other:?} is not supported by the local host"),
+                ))
+            }
+        })
+    }
+}
+
 impl FunctionDef {
     /// Parses one `function.json`.
     pub fn parse(
@@ -266,111 +393,9 @@ impl FunctionDef {
                 if trigger.is_some() {
                     return Err(err(path, "more than one trigger binding"));
                 }
-                trigger = Some(match kind {
-                    "queueTrigger" => Trigger::Queue {
-                        name: bname,
-                        queue: str_field(b, "queueName", path)?,
-                    },
-                    "serviceBusTrigger" => {
-                        let (entity, topic) = match b.get("queueName").and_then(Value::as_str) {
-                            Some(q) => (q.to_string(), None),
-                            None => {
-                                let topic = str_field(b, "topicName", path)?;
-                                let sub = str_field(b, "subscriptionName", path)?;
-                                (format!("{topic}/subscriptions/{sub}"), Some(topic))
-                            }
-                        };
-                        Trigger::ServiceBus {
-                            name: bname,
-                            entity,
-                            topic,
-                            sessions: b
-                                .get("isSessionsEnabled")
-                                .and_then(Value::as_bool)
-                                .unwrap_or(false),
-                        }
-                    }
-                    "eventHubTrigger" => Trigger::EventHub {
-                        name: bname,
-                        hub: str_field(b, "eventHubName", path)?,
-                        consumer_group: b
-                            .get("consumerGroup")
-                            .and_then(Value::as_str)
-                            .unwrap_or("$Default")
-                            .to_string(),
-                        many: b
-                            .get("cardinality")
-                            .and_then(Value::as_str)
-                            .is_some_and(|c| c.eq_ignore_ascii_case("many")),
-                        data_type: DataType::parse(b.get("dataType"), path)?,
-                    },
-                    "eventGridTrigger" => Trigger::EventGrid { name: bname },
-                    "timerTrigger" => Trigger::Timer {
-                        name: bname,
-                        schedule: str_field(b, "schedule", path)?,
-                        run_on_startup: b
-                            .get("runOnStartup")
-                            .and_then(Value::as_bool)
-                            .unwrap_or(false),
-                    },
-                    "httpTrigger" => Trigger::Http {
-                        name: bname,
-                        methods: b
-                            .get("methods")
-                            .and_then(Value::as_array)
-                            .map(|m| {
-                                m.iter()
-                                    .filter_map(Value::as_str)
-                                    .map(str::to_ascii_uppercase)
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                        route: b
-                            .get("route")
-                            .and_then(Value::as_str)
-                            .unwrap_or(name)
-                            .to_string(),
-                        auth_level: b
-                            .get("authLevel")
-                            .and_then(Value::as_str)
-                            .unwrap_or("function")
-                            .to_ascii_lowercase(),
-                    },
-                    other => {
-                        return Err(err(
-                            path,
-                            format!("trigger type {other:?} is not supported by the local host"),
-                        ))
-                    }
-                });
+                trigger = Some(Trigger::parse(b, kind, bname, name, path)?);
             } else if direction == "out" {
-                let target = match kind {
-                    "queue" => OutputTarget::Queue(str_field(b, "queueName", path)?),
-                    "serviceBus" => OutputTarget::ServiceBus(
-                        b.get("queueName")
-                            .or_else(|| b.get("topicName"))
-                            .and_then(Value::as_str)
-                            .map(String::from)
-                            .ok_or_else(|| {
-                                err(
-                                    path,
-                                    format!("binding {bname:?} needs queueName or topicName"),
-                                )
-                            })?,
-                    ),
-                    "eventHub" => OutputTarget::EventHub(str_field(b, "eventHubName", path)?),
-                    "eventGrid" => {
-                        OutputTarget::EventGrid(eventgrid_output_topic(b, &bname, path, settings)?)
-                    }
-                    "blob" => OutputTarget::Blob(str_field(b, "path", path)?),
-                    "http" => OutputTarget::Http,
-                    other => {
-                        return Err(err(
-                            path,
-                            format!("output type {other:?} is not supported by the local host"),
-                        ))
-                    }
-                };
+                let target = OutputTarget::parse(b, kind, &bname, path, settings)?;
                 outputs.push(OutputBinding {
                     name: bname,
                     target,
