@@ -97,6 +97,21 @@ impl HostOptions {
                     .collect()
             })
             .unwrap_or_default();
+        Ok(Self {
+            executable,
+            arguments,
+            queues: QueueOptions::parse(v, path)?,
+            service_bus: ServiceBusOptions::parse(v, path)?,
+            event_hubs: EventHubOptions::parse(v, path)?,
+            function_timeout: duration_at(v, "/functionTimeout", Duration::from_secs(300), path)?,
+            retry: parse_retry(v.get("retry"), path)?,
+        })
+    }
+}
+
+impl QueueOptions {
+    /// `extensions.queues`: batch size, dequeue count, visibility, polling and encoding.
+    fn parse(v: &Value, path: &Path) -> Result<Self, ConfigError> {
         let message_encoding = match v
             .pointer("/extensions/queues/messageEncoding")
             .and_then(Value::as_str)
@@ -120,6 +135,30 @@ impl HostOptions {
                 format!("extensions.queues.batchSize {batch_size} is outside 1..=32 (the host refuses it)"),
             ));
         }
+        Ok(Self {
+            batch_size: batch_size as usize,
+            max_dequeue_count: u64_at(v, "/extensions/queues/maxDequeueCount", 5, path)?.max(1)
+                as u32,
+            visibility_timeout: duration_at(
+                v,
+                "/extensions/queues/visibilityTimeout",
+                Duration::ZERO,
+                path,
+            )?,
+            max_polling_interval: duration_at(
+                v,
+                "/extensions/queues/maxPollingInterval",
+                Duration::from_secs(2),
+                path,
+            )?,
+            message_encoding,
+        })
+    }
+}
+
+impl ServiceBusOptions {
+    /// `extensions.serviceBus`: concurrency and lock renewal.
+    fn parse(v: &Value, path: &Path) -> Result<Self, ConfigError> {
         // Not a host option: the Service Bus extension has no maxDeliveryCount (it is a property
         // of the queue or subscription, infra/servicebus-subscriptions.json), so Azure would
         // ignore it while the local host used it. Refused rather than honoured.
@@ -132,55 +171,27 @@ impl HostOptions {
             ));
         }
         Ok(Self {
-            executable,
-            arguments,
-            queues: QueueOptions {
-                batch_size: batch_size as usize,
-                max_dequeue_count: u64_at(v, "/extensions/queues/maxDequeueCount", 5, path)?.max(1)
-                    as u32,
-                visibility_timeout: duration_at(
-                    v,
-                    "/extensions/queues/visibilityTimeout",
-                    Duration::ZERO,
-                    path,
-                )?,
-                max_polling_interval: duration_at(
-                    v,
-                    "/extensions/queues/maxPollingInterval",
-                    Duration::from_secs(2),
-                    path,
-                )?,
-                message_encoding,
-            },
-            service_bus: ServiceBusOptions {
-                max_concurrent_calls: u64_at(
-                    v,
-                    "/extensions/serviceBus/maxConcurrentCalls",
-                    16,
-                    path,
-                )?
+            max_concurrent_calls: u64_at(v, "/extensions/serviceBus/maxConcurrentCalls", 16, path)?
                 .max(1) as usize,
-                // Service Bus's own default for an entity created without one.
-                max_delivery_count: 10,
-                max_auto_lock_renewal: duration_at(
-                    v,
-                    "/extensions/serviceBus/maxAutoLockRenewalDuration",
-                    Duration::from_secs(300),
-                    path,
-                )?,
-            },
-            event_hubs: EventHubOptions {
-                max_event_batch_size: u64_at(
-                    v,
-                    "/extensions/eventHubs/maxEventBatchSize",
-                    100,
-                    path,
-                )?
+            // Service Bus's own default for an entity created without one.
+            max_delivery_count: 10,
+            max_auto_lock_renewal: duration_at(
+                v,
+                "/extensions/serviceBus/maxAutoLockRenewalDuration",
+                Duration::from_secs(300),
+                path,
+            )?,
+        })
+    }
+}
+
+impl EventHubOptions {
+    /// `extensions.eventHubs`: the batch size.
+    fn parse(v: &Value, path: &Path) -> Result<Self, ConfigError> {
+        Ok(Self {
+            max_event_batch_size: u64_at(v, "/extensions/eventHubs/maxEventBatchSize", 100, path)?
                 .max(1) as usize,
-                partitions: 4,
-            },
-            function_timeout: duration_at(v, "/functionTimeout", Duration::from_secs(300), path)?,
-            retry: parse_retry(v.get("retry"), path)?,
+            partitions: 4,
         })
     }
 }
