@@ -309,52 +309,19 @@ async fn api(
         return StatusCode::NOT_FOUND.into_response();
     };
     let query: BTreeMap<String, String> = uri.query().map(url_pairs).unwrap_or_default();
-    if auth_level != "anonymous" {
-        let given = headers
-            .get("x-functions-key")
-            .and_then(|v| v.to_str().ok())
-            .map(String::from)
-            .or_else(|| query.get("code").cloned());
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong function key (x-functions-key header or ?code=)",
-            )
-                .into_response();
-        }
+    if auth_level != "anonymous" && !key_given(&headers, &query, &key) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong function key (x-functions-key header or ?code=)",
+        )
+            .into_response();
     }
-    let mut header_map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (k, v) in &headers {
-        if k.as_str().eq_ignore_ascii_case("x-functions-key") {
-            continue;
-        }
-        header_map
-            .entry(k.as_str().to_string())
-            .or_default()
-            .push(String::from_utf8_lossy(v.as_bytes()).to_string());
-    }
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let body_value = if body.is_empty() {
-        Value::Null
-    } else if content_type.starts_with("application/octet-stream")
-        || content_type.starts_with("multipart/")
-    {
-        use base64::Engine as _;
-        Value::String(base64::engine::general_purpose::STANDARD.encode(&body))
-    } else {
-        match std::str::from_utf8(&body) {
-            Ok(text) => Value::String(text.to_string()),
-            Err(_) => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    "body is not UTF-8 text; send application/octet-stream for bytes",
-                )
-                    .into_response()
-            }
-        }
+    let Some(body_value) = body_value(&headers, &body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "body is not UTF-8 text; send application/octet-stream for bytes",
+        )
+            .into_response();
     };
     let mut query_no_code = query.clone();
     query_no_code.remove("code");
@@ -362,7 +329,7 @@ async fn api(
         "Url": request_url(headers.get("host").and_then(|h| h.to_str().ok()), &uri),
         "Method": method.as_str(),
         "Query": query_no_code,
-        "Headers": header_map,
+        "Headers": header_lists(&headers),
         "Params": params,
         "Identities": [],
     });
@@ -406,6 +373,54 @@ async fn api(
     match http_binding.and_then(|b| answer.output(&b).cloned()) {
         Some(v) => http_response(&v),
         None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// Whether the request carries the function key (`x-functions-key` or `?code=`).
+fn key_given(headers: &HeaderMap, query: &BTreeMap<String, String>, key: &str) -> bool {
+    let given = headers
+        .get("x-functions-key")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+        .or_else(|| query.get("code").cloned());
+    given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()))
+}
+
+/// The request's headers as the host hands them on (a list per name), less the function key.
+fn header_lists(headers: &HeaderMap) -> BTreeMap<String, Vec<String>> {
+    let mut header_map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in headers {
+        if k.as_str().eq_ignore_ascii_case("x-functions-key") {
+            continue;
+        }
+        header_map
+            .entry(k.as_str().to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).to_string());
+    }
+    header_map
+}
+
+/// The body as the host binds it: null when empty, base64 for bytes and multipart, text
+/// otherwise; `None` when a text body is not UTF-8.
+fn body_value(headers: &HeaderMap, body: &Bytes) -> Option<Value> {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if body.is_empty() {
+        Some(Value::Null)
+    } else if content_type.starts_with("application/octet-stream")
+        || content_type.starts_with("multipart/")
+    {
+        use base64::Engine as _;
+        Some(Value::String(
+            base64::engine::general_purpose::STANDARD.encode(body),
+        ))
+    } else {
+        std::str::from_utf8(body)
+            .ok()
+            .map(|text| Value::String(text.to_string()))
     }
 }
 

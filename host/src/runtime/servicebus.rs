@@ -1,7 +1,8 @@
 //! The Service Bus trigger loop.
 
 use super::shared::{log_unsettled, Shared};
-use crate::config::Trigger;
+use crate::brokers::SbReceived;
+use crate::config::{FunctionDef, Trigger};
 use crate::envelope::{encoded, iso};
 use crate::stats::Outcome;
 use serde_json::{Map, Value};
@@ -41,87 +42,94 @@ pub(super) async fn service_bus_loop(s: Arc<Shared>, name: String) {
         }
         backoff = Duration::from_millis(10);
         let mut set = tokio::task::JoinSet::new();
-        {
-            for group in delivery_groups(batch, sessions) {
-                let s = s.clone();
-                let f = f.clone();
-                let binding = binding.clone();
-                let entity = entity.clone();
-                set.spawn(async move {
-                    for m in group {
-                        let body = String::from_utf8_lossy(&m.message.body).to_string();
-                        let mut data = Map::new();
-                        data.insert(binding.clone(), encoded(&body));
-                        let mut meta = Map::new();
-                        meta.insert("DeliveryCount".into(), encoded(m.delivery_count));
-                        meta.insert("MessageId".into(), encoded(&m.message.message_id));
-                        meta.insert("SequenceNumber".into(), encoded(m.sequence_number));
-                        meta.insert("EnqueuedTimeUtc".into(), iso(m.enqueued_ms));
-                        meta.insert("LockToken".into(), encoded(&m.lock_token));
-                        for (key, value) in [
-                            ("Subject", &m.message.subject),
-                            ("Label", &m.message.subject),
-                            ("SessionId", &m.message.session_id),
-                            ("CorrelationId", &m.message.correlation_id),
-                            ("ContentType", &m.message.content_type),
-                        ] {
-                            if let Some(v) = value {
-                                meta.insert(key.into(), encoded(v));
-                            }
-                        }
-                        meta.insert(
-                            "ApplicationProperties".into(),
-                            Value::Object(m.message.application_properties.clone()),
-                        );
-                        meta.insert(
-                            "UserProperties".into(),
-                            Value::Object(m.message.application_properties.clone()),
-                        );
-                        let result = s
-                            .deliver_renewing_lock(&f, data, meta, &entity, &m.lock_token)
-                            .await;
-                        match result {
-                            Ok(answer) => {
-                                log_unsettled(
-                                    "completing",
-                                    &entity,
-                                    s.brokers.service_bus(&entity).complete(&m.lock_token),
-                                );
-                                s.stats.record(
-                                    &f.name,
-                                    Outcome::Delivered,
-                                    1,
-                                    &Shared::log_lines(&answer),
-                                );
-                            }
-                            Err(failure) => {
-                                let reason = format!(
-                                    "{} (status {:?}, delivery {})",
-                                    failure.reason, failure.status, m.delivery_count
-                                );
-                                let dead = log_unsettled(
-                                    "abandoning",
-                                    &entity,
-                                    s.brokers
-                                        .service_bus(&entity)
-                                        .abandon(&m.lock_token, &reason),
-                                ) == Some(true);
-                                let outcome = if dead {
-                                    Outcome::DeadLettered
-                                } else {
-                                    Outcome::Retried
-                                };
-                                s.stats.record(&f.name, outcome, 1, &for_log(&reason, 300));
-                                // Later messages of the session wait for this one's redelivery.
-                                break;
-                            }
-                        }
+        for group in delivery_groups(batch, sessions) {
+            let s = s.clone();
+            let f = f.clone();
+            let binding = binding.clone();
+            let entity = entity.clone();
+            set.spawn(async move {
+                for m in group {
+                    if !deliver(&s, &f, &binding, &entity, &m).await {
+                        // Later messages of the session wait for this one's redelivery.
+                        break;
                     }
-                });
-            }
+                }
+            });
         }
         while set.join_next().await.is_some() {}
     }
+}
+
+/// Delivers one message and settles it: completed on success, abandoned (dead-lettered at the
+/// entity's max delivery count) on failure. True when it succeeded.
+async fn deliver(s: &Shared, f: &FunctionDef, binding: &str, entity: &str, m: &SbReceived) -> bool {
+    let body = String::from_utf8_lossy(&m.message.body).to_string();
+    let mut data = Map::new();
+    data.insert(binding.to_string(), encoded(&body));
+    let result = s
+        .deliver_renewing_lock(f, data, metadata(m), entity, &m.lock_token)
+        .await;
+    let failure = match result {
+        Ok(answer) => {
+            log_unsettled(
+                "completing",
+                entity,
+                s.brokers.service_bus(entity).complete(&m.lock_token),
+            );
+            s.stats
+                .record(&f.name, Outcome::Delivered, 1, &Shared::log_lines(&answer));
+            return true;
+        }
+        Err(failure) => failure,
+    };
+    let reason = format!(
+        "{} (status {:?}, delivery {})",
+        failure.reason, failure.status, m.delivery_count
+    );
+    let dead = log_unsettled(
+        "abandoning",
+        entity,
+        s.brokers
+            .service_bus(entity)
+            .abandon(&m.lock_token, &reason),
+    ) == Some(true);
+    let outcome = if dead {
+        Outcome::DeadLettered
+    } else {
+        Outcome::Retried
+    };
+    s.stats.record(&f.name, outcome, 1, &for_log(&reason, 300));
+    false
+}
+
+/// The metadata the Service Bus extension binds beside the message.
+fn metadata(m: &SbReceived) -> Map<String, Value> {
+    let mut meta = Map::new();
+    meta.insert("DeliveryCount".into(), encoded(m.delivery_count));
+    meta.insert("MessageId".into(), encoded(&m.message.message_id));
+    meta.insert("SequenceNumber".into(), encoded(m.sequence_number));
+    meta.insert("EnqueuedTimeUtc".into(), iso(m.enqueued_ms));
+    meta.insert("LockToken".into(), encoded(&m.lock_token));
+    for (key, value) in [
+        ("Subject", &m.message.subject),
+        ("Label", &m.message.subject),
+        ("SessionId", &m.message.session_id),
+        ("CorrelationId", &m.message.correlation_id),
+        ("ContentType", &m.message.content_type),
+    ] {
+        if let Some(v) = value {
+            meta.insert(key.into(), encoded(v));
+        }
+    }
+    meta.insert(
+        "ApplicationProperties".into(),
+        Value::Object(m.message.application_properties.clone()),
+    );
+    meta.insert(
+        "UserProperties".into(),
+        Value::Object(m.message.application_properties.clone()),
+    );
+    meta
 }
 
 /// How a received batch runs: only a trigger with `isSessionsEnabled` takes a session's messages
@@ -129,14 +137,11 @@ pub(super) async fn service_bus_loop(s: Arc<Shared>, name: String) {
 /// SessionId means nothing to the trigger and every message runs at once, up to
 /// `maxConcurrentCalls` (azure-sdk-for-net, Microsoft.Azure.WebJobs.Extensions.ServiceBus,
 /// `ServiceBusListener`: `ServiceBusSessionProcessor` only when `IsSessionsEnabled`).
-fn delivery_groups(
-    batch: Vec<crate::brokers::SbReceived>,
-    sessions: bool,
-) -> Vec<Vec<crate::brokers::SbReceived>> {
+fn delivery_groups(batch: Vec<SbReceived>, sessions: bool) -> Vec<Vec<SbReceived>> {
     if !sessions {
         return batch.into_iter().map(|m| vec![m]).collect();
     }
-    let mut by_session: BTreeMap<Option<String>, Vec<crate::brokers::SbReceived>> = BTreeMap::new();
+    let mut by_session: BTreeMap<Option<String>, Vec<SbReceived>> = BTreeMap::new();
     for m in batch {
         by_session
             .entry(m.message.session_id.clone())
@@ -151,7 +156,7 @@ mod tests {
     use super::*;
     use crate::brokers::{SbEntityOptions, SbMessage};
 
-    fn received(sessions: bool) -> Vec<crate::brokers::SbReceived> {
+    fn received(sessions: bool) -> Vec<SbReceived> {
         let dir = tempfile::tempdir().unwrap();
         let b = crate::brokers::Brokers::open(dir.path(), Arc::new(crate::brokers::SystemClock))
             .unwrap();
