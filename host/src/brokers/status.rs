@@ -1,6 +1,7 @@
 //! Counts for `socwire status`, and the pending-work check behind `--exit-when-idle`.
 
 use super::{BrokerResult, Brokers};
+use rusqlite::Connection;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use std::fmt;
@@ -209,102 +210,16 @@ impl Brokers {
     pub fn status(&self) -> BrokerResult<BrokerStatus> {
         let now = self.now();
         let conn = self.lock();
-        let queues = {
-            let mut stmt = conn.prepare(
-                "SELECT q.name, (SELECT COUNT(*) FROM queue_messages m WHERE m.queue = q.name AND m.next_visible_ms <= ?1),
-                    (SELECT COUNT(*) FROM queue_messages m WHERE m.queue = q.name AND m.next_visible_ms > ?1)
-                 FROM queues q ORDER BY q.name",
-            )?;
-            let rows = stmt.query_map([now], |r| {
-                Ok(QueueCounts {
-                    name: r.get(0)?,
-                    visible: r.get(1)?,
-                    invisible: r.get(2)?,
-                })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        let service_bus = {
-            let mut stmt = conn.prepare(
-                "SELECT e.name, e.kind,
-                    (SELECT COUNT(*) FROM sb_messages m WHERE m.entity = e.name AND m.visible_ms <= ?1 AND (m.locked_until IS NULL OR m.locked_until <= ?1)),
-                    (SELECT COUNT(*) FROM sb_messages m WHERE m.entity = e.name AND m.locked_until > ?1),
-                    (SELECT COUNT(*) FROM sb_messages m WHERE m.entity = e.name AND m.visible_ms > ?1),
-                    (SELECT COUNT(*) FROM dead_letters d WHERE d.kind = 'sb' AND d.source = e.name)
-                 FROM sb_entities e ORDER BY e.name",
-            )?;
-            let rows = stmt.query_map([now], |r| {
-                Ok(ServiceBusCounts {
-                    entity: r.get(0)?,
-                    kind: r.get(1)?,
-                    active: r.get(2)?,
-                    locked: r.get(3)?,
-                    scheduled: r.get(4)?,
-                    dead_lettered: r.get(5)?,
-                })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        let mut event_hubs = {
-            let mut stmt = conn.prepare("SELECT h.name, h.partitions, (SELECT COUNT(*) FROM eh_events e WHERE e.hub = h.name) FROM eh_hubs h ORDER BY h.name")?;
-            let rows = stmt.query_map([], |r| {
-                Ok(HubCounts {
-                    hub: r.get(0)?,
-                    partitions: r.get(1)?,
-                    events: r.get(2)?,
-                    consumer_groups: Vec::new(),
-                })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        for h in &mut event_hubs {
-            let mut stmt = conn.prepare(
-                "SELECT g.consumer_group, (SELECT COUNT(*) FROM eh_events e WHERE e.hub = ?1 AND e.seq > COALESCE(
-                    (SELECT c.seq FROM eh_checkpoints c WHERE c.hub = ?1 AND c.consumer_group = g.consumer_group AND c.partition = e.partition), -1))
-                 FROM (SELECT DISTINCT consumer_group FROM eh_checkpoints WHERE hub = ?1) g ORDER BY g.consumer_group",
-            )?;
-            let rows = stmt.query_map([&h.hub], |r| {
-                Ok(ConsumerCounts {
-                    consumer_group: r.get(0)?,
-                    unprocessed: r.get(1)?,
-                })
-            })?;
-            h.consumer_groups = rows.collect::<Result<Vec<_>, _>>()?;
-        }
-        let event_grid = {
-            let mut stmt = conn.prepare(
-                "SELECT s.topic, s.subscriber,
-                    (SELECT COUNT(*) FROM eg_deliveries d WHERE d.topic = s.topic AND d.subscriber = s.subscriber AND d.next_ms <= ?1),
-                    (SELECT COUNT(*) FROM eg_deliveries d WHERE d.topic = s.topic AND d.subscriber = s.subscriber AND d.next_ms > ?1)
-                 FROM eg_subscriptions s ORDER BY s.topic, s.subscriber",
-            )?;
-            let rows = stmt.query_map([now], |r| {
-                Ok(EventGridCounts {
-                    topic: r.get(0)?,
-                    subscriber: r.get(1)?,
-                    due: r.get(2)?,
-                    retrying: r.get(3)?,
-                })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
+        let queues = queue_counts(&conn, now)?;
+        let service_bus = service_bus_counts(&conn, now)?;
+        let event_hubs = hub_counts(&conn)?;
+        let event_grid = event_grid_counts(&conn, now)?;
         let event_grid_unrouted = conn.query_row(
             "SELECT COALESCE(SUM(events), 0) FROM eg_unrouted",
             [],
             |r| r.get(0),
         )?;
-        let mut dead_letters = DeadLetterCounts::default();
-        {
-            let mut stmt = conn.prepare("SELECT kind, COUNT(*) FROM dead_letters GROUP BY kind")?;
-            for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-                let (kind, n) = row?;
-                match kind.as_str() {
-                    "q" => dead_letters.queue_poison = n,
-                    "sb" => dead_letters.service_bus = n,
-                    _ => dead_letters.event_grid = n,
-                }
-            }
-        }
+        let dead_letters = dead_letter_counts(&conn)?;
         Ok(BrokerStatus {
             queues,
             service_bus,
@@ -314,6 +229,109 @@ impl Brokers {
             dead_letters,
         })
     }
+}
+
+/// Visible and invisible messages per storage queue.
+fn queue_counts(conn: &Connection, now: i64) -> BrokerResult<Vec<QueueCounts>> {
+    let mut stmt = conn.prepare(
+            "SELECT q.name, (SELECT COUNT(*) FROM queue_messages m WHERE m.queue = q.name AND m.next_visible_ms <= ?1),
+                (SELECT COUNT(*) FROM queue_messages m WHERE m.queue = q.name AND m.next_visible_ms > ?1)
+             FROM queues q ORDER BY q.name",
+        )?;
+    let rows = stmt.query_map([now], |r| {
+        Ok(QueueCounts {
+            name: r.get(0)?,
+            visible: r.get(1)?,
+            invisible: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Active, locked, scheduled and dead-lettered messages per Service Bus entity.
+fn service_bus_counts(conn: &Connection, now: i64) -> BrokerResult<Vec<ServiceBusCounts>> {
+    let mut stmt = conn.prepare(
+            "SELECT e.name, e.kind,
+                (SELECT COUNT(*) FROM sb_messages m WHERE m.entity = e.name AND m.visible_ms <= ?1 AND (m.locked_until IS NULL OR m.locked_until <= ?1)),
+                (SELECT COUNT(*) FROM sb_messages m WHERE m.entity = e.name AND m.locked_until > ?1),
+                (SELECT COUNT(*) FROM sb_messages m WHERE m.entity = e.name AND m.visible_ms > ?1),
+                (SELECT COUNT(*) FROM dead_letters d WHERE d.kind = 'sb' AND d.source = e.name)
+             FROM sb_entities e ORDER BY e.name",
+        )?;
+    let rows = stmt.query_map([now], |r| {
+        Ok(ServiceBusCounts {
+            entity: r.get(0)?,
+            kind: r.get(1)?,
+            active: r.get(2)?,
+            locked: r.get(3)?,
+            scheduled: r.get(4)?,
+            dead_lettered: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Events per hub, and what each consumer group has not processed yet.
+fn hub_counts(conn: &Connection) -> BrokerResult<Vec<HubCounts>> {
+    let mut stmt = conn.prepare("SELECT h.name, h.partitions, (SELECT COUNT(*) FROM eh_events e WHERE e.hub = h.name) FROM eh_hubs h ORDER BY h.name")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(HubCounts {
+            hub: r.get(0)?,
+            partitions: r.get(1)?,
+            events: r.get(2)?,
+            consumer_groups: Vec::new(),
+        })
+    })?;
+    let mut event_hubs = rows.collect::<Result<Vec<_>, _>>()?;
+    for h in &mut event_hubs {
+        let mut stmt = conn.prepare(
+            "SELECT g.consumer_group, (SELECT COUNT(*) FROM eh_events e WHERE e.hub = ?1 AND e.seq > COALESCE(
+                (SELECT c.seq FROM eh_checkpoints c WHERE c.hub = ?1 AND c.consumer_group = g.consumer_group AND c.partition = e.partition), -1))
+             FROM (SELECT DISTINCT consumer_group FROM eh_checkpoints WHERE hub = ?1) g ORDER BY g.consumer_group",
+        )?;
+        let rows = stmt.query_map([&h.hub], |r| {
+            Ok(ConsumerCounts {
+                consumer_group: r.get(0)?,
+                unprocessed: r.get(1)?,
+            })
+        })?;
+        h.consumer_groups = rows.collect::<Result<Vec<_>, _>>()?;
+    }
+    Ok(event_hubs)
+}
+
+/// Due and retrying deliveries per Event Grid subscription.
+fn event_grid_counts(conn: &Connection, now: i64) -> BrokerResult<Vec<EventGridCounts>> {
+    let mut stmt = conn.prepare(
+            "SELECT s.topic, s.subscriber,
+                (SELECT COUNT(*) FROM eg_deliveries d WHERE d.topic = s.topic AND d.subscriber = s.subscriber AND d.next_ms <= ?1),
+                (SELECT COUNT(*) FROM eg_deliveries d WHERE d.topic = s.topic AND d.subscriber = s.subscriber AND d.next_ms > ?1)
+             FROM eg_subscriptions s ORDER BY s.topic, s.subscriber",
+        )?;
+    let rows = stmt.query_map([now], |r| {
+        Ok(EventGridCounts {
+            topic: r.get(0)?,
+            subscriber: r.get(1)?,
+            due: r.get(2)?,
+            retrying: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Dead letters by kind.
+fn dead_letter_counts(conn: &Connection) -> BrokerResult<DeadLetterCounts> {
+    let mut dead_letters = DeadLetterCounts::default();
+    let mut stmt = conn.prepare("SELECT kind, COUNT(*) FROM dead_letters GROUP BY kind")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (kind, n) = row?;
+        match kind.as_str() {
+            "q" => dead_letters.queue_poison = n,
+            "sb" => dead_letters.service_bus = n,
+            _ => dead_letters.event_grid = n,
+        }
+    }
+    Ok(dead_letters)
 }
 
 impl fmt::Display for BrokerStatus {
