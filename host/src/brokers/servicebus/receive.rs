@@ -85,41 +85,19 @@ impl ServiceBusEntity<'_> {
                 "{entity_name:?} is a topic: receive from a subscription"
             )));
         }
-        let mut blocked: HashSet<String> = HashSet::new();
-        if e.requires_session {
-            let mut stmt = tx.prepare_cached("SELECT DISTINCT session_id FROM sb_messages WHERE entity = ?1 AND locked_until > ?2")?;
-            for s in stmt.query_map(params![entity_name, now], |r| r.get::<_, Option<String>>(0))? {
-                blocked.extend(s?);
-            }
-        }
-        type Row = (
-            i64,
-            i64,
-            String,
-            Vec<u8>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            String,
-            i64,
-            u32,
-        );
-        let rows: Vec<Row> = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id, seq, message_id, body, subject, session_id, correlation_id, content_type, props, enqueued_ms, delivery_count
-                 FROM sb_messages WHERE entity = ?1 AND visible_ms <= ?2 AND (locked_until IS NULL OR locked_until <= ?2)
-                 ORDER BY seq LIMIT ?3",
-            )?;
-            // Sessions can hide messages behind their heads, so look further than `max`.
-            let limit = if e.requires_session {
-                (max * 16).max(256)
-            } else {
-                max
-            } as i64;
-            let rows = stmt.query_map(params![entity_name, now, limit], |r| r.try_into())?;
-            rows.collect::<Result<_, _>>()?
+        // A session with a message under lock gives nothing more until it is settled.
+        let mut blocked = if e.requires_session {
+            locked_sessions(&tx, entity_name, now)?
+        } else {
+            HashSet::new()
         };
+        // Sessions can hide messages behind their heads, so look further than `max`.
+        let limit = if e.requires_session {
+            (max * 16).max(256)
+        } else {
+            max
+        };
+        let rows = unlocked(&tx, entity_name, now, limit)?;
         let mut out = Vec::new();
         for (
             id,
@@ -260,6 +238,45 @@ impl ServiceBusEntity<'_> {
         tx.commit()?;
         Ok(true)
     }
+}
+
+/// The sessions of an entity that have a message under lock now.
+fn locked_sessions(tx: &Transaction<'_>, entity: &str, now: i64) -> BrokerResult<HashSet<String>> {
+    let mut blocked = HashSet::new();
+    let mut stmt = tx.prepare_cached(
+        "SELECT DISTINCT session_id FROM sb_messages WHERE entity = ?1 AND locked_until > ?2",
+    )?;
+    for s in stmt.query_map(params![entity, now], |r| r.get::<_, Option<String>>(0))? {
+        blocked.extend(s?);
+    }
+    Ok(blocked)
+}
+
+/// A stored message as `unlocked` reads it: id, seq, message id, body, subject, session id,
+/// correlation id, content type, properties, enqueued time, deliveries so far.
+type Row = (
+    i64,
+    i64,
+    String,
+    Vec<u8>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+    u32,
+);
+
+/// Up to `limit` visible messages of an entity that nobody holds, in sequence order.
+fn unlocked(tx: &Transaction<'_>, entity: &str, now: i64, limit: usize) -> BrokerResult<Vec<Row>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, seq, message_id, body, subject, session_id, correlation_id, content_type, props, enqueued_ms, delivery_count
+         FROM sb_messages WHERE entity = ?1 AND visible_ms <= ?2 AND (locked_until IS NULL OR locked_until <= ?2)
+         ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![entity, now, limit as i64], |r| r.try_into())?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 #[cfg(test)]
