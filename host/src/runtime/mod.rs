@@ -257,30 +257,7 @@ pub fn declare_entities(cfg: &AppConfig, brokers: &Brokers, lease: Duration) -> 
                     ..sb_opts.clone()
                 };
                 match topic {
-                    Some(t) => {
-                        brokers.service_bus(t).ensure_topic(o.clone())?;
-                        let sub = entity.rsplit('/').next().unwrap_or(entity);
-                        // infra/servicebus-subscriptions.json: Subject filter, delivery count.
-                        let declared = cfg.servicebus_subscription(t, sub);
-                        let o = SbEntityOptions {
-                            max_delivery_count: declared
-                                .and_then(|d| d.max_delivery_count)
-                                .unwrap_or(o.max_delivery_count),
-                            ..o
-                        };
-                        // The rule Bicep deploys: the declared SQL filter, else
-                        // `sys.Label IN (subjects)`, else none (every message).
-                        let filter = declared.and_then(|d| {
-                            d.sql_filter.clone().or_else(|| {
-                                d.subjects
-                                    .as_deref()
-                                    .map(crate::brokers::SqlFilter::subjects_in)
-                            })
-                        });
-                        brokers
-                            .service_bus(t)
-                            .ensure_subscription(sub, filter.as_deref(), o)?;
-                    }
+                    Some(t) => declare_subscription(cfg, brokers, t, entity, o)?,
                     None => brokers.service_bus(entity).ensure_queue(o)?,
                 }
             }
@@ -328,6 +305,40 @@ pub fn declare_entities(cfg: &AppConfig, brokers: &Brokers, lease: Duration) -> 
             },
         )?;
     }
+    Ok(())
+}
+
+/// A Service Bus topic and one subscription of it (`entity` is `topic/subscriptions/sub`),
+/// with the filter and delivery count `infra/servicebus-subscriptions.json` declares.
+fn declare_subscription(
+    cfg: &AppConfig,
+    brokers: &Brokers,
+    t: &str,
+    entity: &str,
+    o: crate::brokers::SbEntityOptions,
+) -> anyhow::Result<()> {
+    brokers.service_bus(t).ensure_topic(o.clone())?;
+    let sub = entity.rsplit('/').next().unwrap_or(entity);
+    // infra/servicebus-subscriptions.json: Subject filter, delivery count.
+    let declared = cfg.servicebus_subscription(t, sub);
+    let o = crate::brokers::SbEntityOptions {
+        max_delivery_count: declared
+            .and_then(|d| d.max_delivery_count)
+            .unwrap_or(o.max_delivery_count),
+        ..o
+    };
+    // The rule Bicep deploys: the declared SQL filter, else
+    // `sys.Label IN (subjects)`, else none (every message).
+    let filter = declared.and_then(|d| {
+        d.sql_filter.clone().or_else(|| {
+            d.subjects
+                .as_deref()
+                .map(crate::brokers::SqlFilter::subjects_in)
+        })
+    });
+    brokers
+        .service_bus(t)
+        .ensure_subscription(sub, filter.as_deref(), o)?;
     Ok(())
 }
 
