@@ -111,9 +111,10 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     let body = read_input(&args.file)?;
     let brokers = open_brokers(&args.data.data_dir)?;
     // Declare the app's entities first, as a deployment would, so this message is routed.
-    match socwire_host::config::AppConfig::load(&args.app_root) {
+    let app = socwire_host::config::AppConfig::load(&args.app_root);
+    match &app {
         Ok(cfg) => {
-            socwire_host::runtime::declare_entities(&cfg, &brokers, Duration::from_secs(300))?
+            socwire_host::runtime::declare_entities(cfg, &brokers, Duration::from_secs(300))?
         }
         Err(e) => eprintln!(
             "note: no app at {} ({e:#}); sending without declaring its entities",
@@ -126,34 +127,19 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
             delay_secs,
             storage,
         } => {
-            let base64 = socwire_host::config::AppConfig::load(&args.app_root)
-                .map(|c| {
-                    c.host.queues.message_encoding == socwire_host::config::MessageEncoding::Base64
-                })
-                .unwrap_or(true);
-            let wire = if base64 {
-                use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD
-                    .encode(&body)
-                    .into_bytes()
-            } else {
-                body
-            };
-            if let Some(storage) = storage {
-                let text = String::from_utf8(wire).map_err(|_| anyhow::anyhow!("an Azure queue message must be UTF-8 text (or set messageEncoding to base64)"))?;
-                let account = socwire::azure::StorageAccount::parse(&storage)?;
-                let queue = socwire::azure::AzureQueue::new(&account, &name)?;
-                queue.create_if_missing().await?;
-                let id = queue
-                    .put(&text, u32::try_from(delay_secs).unwrap_or(u32::MAX))
-                    .await?;
-                println!("queued {id} on {name} at {}", account.queue_endpoint);
-                return Ok(());
-            }
-            let id = brokers
-                .queue(&name)
-                .put(&wire, (delay_secs * 1000) as i64)?;
-            println!("queued {id} on {name}");
+            // host.json's queue encoding (base64 when there is no app).
+            let base64 = app.as_ref().map_or(true, |c| {
+                c.host.queues.message_encoding == socwire_host::config::MessageEncoding::Base64
+            });
+            send_to_queue(
+                &brokers,
+                &name,
+                body,
+                base64,
+                delay_secs,
+                storage.as_deref(),
+            )
+            .await?;
         }
         SendTarget::Servicebus {
             entity,
@@ -169,13 +155,8 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
                 vec![body]
             };
             for (n, body) in bodies.into_iter().enumerate() {
-                let message_id = match (&message_id, lines) {
-                    (Some(id), true) => format!("{id}-{}", n + 1),
-                    (Some(id), false) => id.clone(),
-                    (None, _) => uuid::Uuid::new_v4().to_string(),
-                };
                 let message = SbMessage {
-                    message_id,
+                    message_id: line_message_id(message_id.as_deref(), lines, n),
                     body,
                     subject: subject.clone(),
                     session_id: session_id.clone(),
@@ -215,4 +196,52 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Puts one message on a storage queue: the local broker's, or with `storage` an Azure
+/// Storage account's (Azurite under `func start`).
+async fn send_to_queue(
+    brokers: &socwire_host::brokers::Brokers,
+    name: &str,
+    body: Vec<u8>,
+    base64: bool,
+    delay_secs: u64,
+    storage: Option<&str>,
+) -> anyhow::Result<()> {
+    let wire = if base64 {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .encode(&body)
+            .into_bytes()
+    } else {
+        body
+    };
+    if let Some(storage) = storage {
+        let text = String::from_utf8(wire).map_err(|_| {
+            anyhow::anyhow!(
+                "an Azure queue message must be UTF-8 text (or set messageEncoding to base64)"
+            )
+        })?;
+        let account = socwire::azure::StorageAccount::parse(storage)?;
+        let queue = socwire::azure::AzureQueue::new(&account, name)?;
+        queue.create_if_missing().await?;
+        let id = queue
+            .put(&text, u32::try_from(delay_secs).unwrap_or(u32::MAX))
+            .await?;
+        println!("queued {id} on {name} at {}", account.queue_endpoint);
+        return Ok(());
+    }
+    let id = brokers.queue(name).put(&wire, (delay_secs * 1000) as i64)?;
+    println!("queued {id} on {name}");
+    Ok(())
+}
+
+/// The MessageId of the `n`th message (from 0): the given id, suffixed `-{n+1}` when one
+/// message is sent per line; a new UUID when none is given.
+fn line_message_id(given: Option<&str>, lines: bool, n: usize) -> String {
+    match (given, lines) {
+        (Some(id), true) => format!("{id}-{}", n + 1),
+        (Some(id), false) => id.to_string(),
+        (None, _) => uuid::Uuid::new_v4().to_string(),
+    }
 }
