@@ -171,6 +171,16 @@ pub async fn recorded_decision(
     }
 }
 
+/// What [`assess`] decides: the verdict, whether it matters, the new severity and status (only
+/// where they change), and the reasons.
+pub type Assessment = (
+    Option<TiSeverity>,
+    bool,
+    Option<Severity>,
+    Option<String>,
+    Vec<String>,
+);
+
 /// Decides from the findings under `rule`. Closed incidents are never touched.
 ///
 /// [`TriageRule::Notebook`] is the Sentinel incident-triage notebook's rule: its verdict is
@@ -183,54 +193,66 @@ pub fn assess(
     indicators: &[Indicator],
     ti: &[TiFinding],
     findings: &[Finding],
-) -> (
-    Option<TiSeverity>,
-    bool,
-    Option<Severity>,
-    Option<String>,
-    Vec<String>,
-) {
+) -> Assessment {
+    match rule {
+        TriageRule::Notebook => assess_notebook(incident, ti, findings),
+        TriageRule::Graded => assess_graded(incident, indicators, ti, findings),
+    }
+}
+
+/// The notebook's rule: the strongest threat-intelligence level on IP addresses and URLs.
+fn assess_notebook(incident: &Incident, ti: &[TiFinding], findings: &[Finding]) -> Assessment {
     let p = &incident.properties;
     let mut reasons = Vec::new();
     let count = |s: TiSeverity| findings.iter().filter(|f| f.severity == s).count();
-    if rule == TriageRule::Notebook {
-        let acted_on: Vec<&TiFinding> = ti
-            .iter()
-            .filter(|f| notebook_kind(&f.indicator.kind) && f.severity != TiSeverity::Benign)
-            .collect();
-        let verdict = acted_on.iter().map(|f| f.severity).max();
-        if p.status.eq_ignore_ascii_case("Closed") {
-            reasons.push("the incident is closed: left alone".into());
-            return (verdict, false, None, None, reasons);
-        }
-        let significant = verdict >= Some(TiSeverity::Warning);
-        if significant {
-            let n = |s: TiSeverity| acted_on.iter().filter(|f| f.severity == s).count();
-            reasons.push(format!(
-                "threat intelligence rates IP addresses or URLs: {} high and {} warning (rule: notebook)",
-                n(TiSeverity::High),
-                n(TiSeverity::Warning)
-            ));
-        } else {
-            reasons.push(
-                "no threat intelligence rates an IP address or URL high or warning (rule: notebook)"
-                    .into(),
-            );
-            let other = count(TiSeverity::High) + count(TiSeverity::Warning);
-            if other > 0 {
-                reasons.push(format!(
-                    "{other} other finding(s) rated warning or high (domains, hashes, workspace) are recorded, not acted on"
-                ));
-            }
-        }
-        let severity = significant
-            .then_some(Severity::High)
-            .filter(|t| *t != p.severity);
-        let status = significant
-            .then(|| "New".to_string())
-            .filter(|s| !s.eq_ignore_ascii_case(&p.status));
-        return (verdict, significant, severity, status, reasons);
+    let acted_on: Vec<&TiFinding> = ti
+        .iter()
+        .filter(|f| notebook_kind(&f.indicator.kind) && f.severity != TiSeverity::Benign)
+        .collect();
+    let verdict = acted_on.iter().map(|f| f.severity).max();
+    if p.status.eq_ignore_ascii_case("Closed") {
+        reasons.push("the incident is closed: left alone".into());
+        return (verdict, false, None, None, reasons);
     }
+    let significant = verdict >= Some(TiSeverity::Warning);
+    if significant {
+        let n = |s: TiSeverity| acted_on.iter().filter(|f| f.severity == s).count();
+        reasons.push(format!(
+            "threat intelligence rates IP addresses or URLs: {} high and {} warning (rule: notebook)",
+            n(TiSeverity::High),
+            n(TiSeverity::Warning)
+        ));
+    } else {
+        reasons.push(
+            "no threat intelligence rates an IP address or URL high or warning (rule: notebook)"
+                .into(),
+        );
+        let other = count(TiSeverity::High) + count(TiSeverity::Warning);
+        if other > 0 {
+            reasons.push(format!(
+                "{other} other finding(s) rated warning or high (domains, hashes, workspace) are recorded, not acted on"
+            ));
+        }
+    }
+    let severity = significant
+        .then_some(Severity::High)
+        .filter(|t| *t != p.severity);
+    let status = significant
+        .then(|| "New".to_string())
+        .filter(|s| !s.eq_ignore_ascii_case(&p.status));
+    (verdict, significant, severity, status, reasons)
+}
+
+/// The graded rule: every finding weighs; all indicators allow-listed lowers severity.
+fn assess_graded(
+    incident: &Incident,
+    indicators: &[Indicator],
+    ti: &[TiFinding],
+    findings: &[Finding],
+) -> Assessment {
+    let p = &incident.properties;
+    let mut reasons = Vec::new();
+    let count = |s: TiSeverity| findings.iter().filter(|f| f.severity == s).count();
     let worst = findings
         .iter()
         .map(|f| f.severity)
