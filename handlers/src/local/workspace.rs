@@ -196,6 +196,76 @@ fn host_params(host: &HostRef) -> (String, String) {
     )
 }
 
+impl SqliteWorkspace {
+    /// Sign-ins of an account (Entra ID sign-ins, Windows logons 4624/4625): total, failures
+    /// and the last one, in one row.
+    fn signins(
+        &self,
+        account: &crate::sentinel::AccountRef,
+        days: u32,
+    ) -> PortResult<Vec<Map<String, Value>>> {
+        let conn = self.pool.lock();
+        // `ResultType` is a string in SigninLogs ("0" is success) but rows imported by
+        // hand may hold the number 0: compared as text, both read as success.
+        let (total, failures, last): (i64, i64, Option<i64>) = conn
+                .prepare_cached(
+                    "SELECT COUNT(*),
+                            COALESCE(SUM(CASE WHEN table_name = 'SigninLogs'
+                                              THEN CAST(COALESCE(json_extract(body, '$.ResultType'), 0) AS TEXT) != '0'
+                                              ELSE CAST(json_extract(body, '$.EventID') AS TEXT) = '4625' END), 0),
+                            MAX(time_ms)
+                     FROM la_rows
+                     WHERE time_ms > ?1 AND (
+                           (table_name = 'SigninLogs' AND ((?2 IS NOT NULL AND account = ?2)
+                              OR (?3 IS NOT NULL AND lower(json_extract(body, '$.UserId')) = ?3)))
+                        OR (table_name = 'SecurityEvent' AND CAST(json_extract(body, '$.EventID') AS TEXT) IN ('4624', '4625') AND (
+                              (?4 IS NOT NULL AND upper(json_extract(body, '$.TargetUserSid')) = ?4)
+                           OR (?5 IS NOT NULL AND ?6 IS NOT NULL AND lower(json_extract(body, '$.TargetUserName')) = ?5
+                               AND lower(json_extract(body, '$.TargetDomainName')) = ?6))))",
+                )
+                .and_then(|mut stmt| stmt.query_row(
+                    rusqlite::params![
+                        since_ms(days),
+                        account.upn.as_deref().map(str::to_ascii_lowercase),
+                        account.object_id.as_deref().map(str::to_ascii_lowercase),
+                        account.sid.as_deref().map(str::to_ascii_uppercase),
+                        account.name.as_deref().map(str::to_ascii_lowercase),
+                        account.domain.as_deref().map(str::to_ascii_lowercase),
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                ))
+                .map_err(sqlite_error)?;
+        Ok(vec![object(json!({
+            "Total": total, "Failures": failures,
+            "Last": last.map(rfc3339).unwrap_or(Value::Null)
+        }))])
+    }
+
+    /// When an address or domain (`column`) was first seen, and how often, in one row.
+    fn first_seen(
+        &self,
+        column: &str,
+        value: &str,
+        days: u32,
+    ) -> PortResult<Vec<Map<String, Value>>> {
+        let conn = self.pool.lock();
+        let (first, count): (Option<i64>, i64) = conn
+            .prepare_cached(&format!(
+                "SELECT MIN(time_ms), COUNT(*) FROM la_rows WHERE {column} = ?1 AND time_ms > ?2"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    rusqlite::params![value.to_ascii_lowercase(), since_ms(days)],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
+            .map_err(sqlite_error)?;
+        Ok(vec![object(json!({
+            "FirstSeen": first.map(rfc3339).unwrap_or(Value::Null), "Count": count
+        }))])
+    }
+}
+
 #[async_trait]
 impl WorkspaceQueries for SqliteWorkspace {
     async fn ask(&self, question: &Question) -> PortResult<Answer> {
@@ -224,43 +294,7 @@ impl WorkspaceQueries for SqliteWorkspace {
                     &[&fqdn, &name, &since_ms(*days), &limit],
                 )?
             }
-            Question::SigninsForAccount { account, days } => {
-                let conn = self.pool.lock();
-                // `ResultType` is a string in SigninLogs ("0" is success) but rows imported by
-                // hand may hold the number 0: compared as text, both read as success.
-                let (total, failures, last): (i64, i64, Option<i64>) = conn
-                    .prepare_cached(
-                        "SELECT COUNT(*),
-                                COALESCE(SUM(CASE WHEN table_name = 'SigninLogs'
-                                                  THEN CAST(COALESCE(json_extract(body, '$.ResultType'), 0) AS TEXT) != '0'
-                                                  ELSE CAST(json_extract(body, '$.EventID') AS TEXT) = '4625' END), 0),
-                                MAX(time_ms)
-                         FROM la_rows
-                         WHERE time_ms > ?1 AND (
-                               (table_name = 'SigninLogs' AND ((?2 IS NOT NULL AND account = ?2)
-                                  OR (?3 IS NOT NULL AND lower(json_extract(body, '$.UserId')) = ?3)))
-                            OR (table_name = 'SecurityEvent' AND CAST(json_extract(body, '$.EventID') AS TEXT) IN ('4624', '4625') AND (
-                                  (?4 IS NOT NULL AND upper(json_extract(body, '$.TargetUserSid')) = ?4)
-                               OR (?5 IS NOT NULL AND ?6 IS NOT NULL AND lower(json_extract(body, '$.TargetUserName')) = ?5
-                                   AND lower(json_extract(body, '$.TargetDomainName')) = ?6))))",
-                    )
-                    .and_then(|mut stmt| stmt.query_row(
-                        rusqlite::params![
-                            since_ms(*days),
-                            account.upn.as_deref().map(str::to_ascii_lowercase),
-                            account.object_id.as_deref().map(str::to_ascii_lowercase),
-                            account.sid.as_deref().map(str::to_ascii_uppercase),
-                            account.name.as_deref().map(str::to_ascii_lowercase),
-                            account.domain.as_deref().map(str::to_ascii_lowercase),
-                        ],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    ))
-                    .map_err(sqlite_error)?;
-                vec![object(json!({
-                    "Total": total, "Failures": failures,
-                    "Last": last.map(rfc3339).unwrap_or(Value::Null)
-                }))]
-            }
+            Question::SigninsForAccount { account, days } => self.signins(account, *days)?,
             Question::FirstSeenIp { ip: value, days }
             | Question::FirstSeenDomain {
                 domain: value,
@@ -271,17 +305,7 @@ impl WorkspaceQueries for SqliteWorkspace {
                 } else {
                     "domain"
                 };
-                let conn = self.pool.lock();
-                let (first, count): (Option<i64>, i64) = conn
-                    .prepare_cached(&format!("SELECT MIN(time_ms), COUNT(*) FROM la_rows WHERE {column} = ?1 AND time_ms > ?2"))
-                    .and_then(|mut stmt| stmt.query_row(
-                        rusqlite::params![value.to_ascii_lowercase(), since_ms(*days)],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    ))
-                    .map_err(sqlite_error)?;
-                vec![object(json!({
-                    "FirstSeen": first.map(rfc3339).unwrap_or(Value::Null), "Count": count
-                }))]
+                self.first_seen(column, value, *days)?
             }
             Question::ThreatIndicator { indicator, .. } => self.bodies(
                 "SELECT body FROM la_ti WHERE kind = ?1 AND value = ?2 LIMIT ?3",
