@@ -96,109 +96,117 @@ fn in_v6(ip: Ipv6Addr, net: [u16; 8], prefix: u32) -> bool {
 /// special-purpose address registries ("globally reachable: false") plus multicast.
 pub fn not_global(ip: &IpAddr) -> Option<&'static str> {
     match ip {
-        IpAddr::V4(v4) => {
-            let v4 = *v4;
-            const RANGES: &[([u8; 4], u32, &str)] = &[
-                ([0, 0, 0, 0], 8, "\"this network\" (0.0.0.0/8)"),
-                ([10, 0, 0, 0], 8, "a private address (10.0.0.0/8)"),
-                ([100, 64, 0, 0], 10, "shared address space (100.64.0.0/10)"),
-                ([127, 0, 0, 0], 8, "a loopback address"),
-                ([169, 254, 0, 0], 16, "a link-local address"),
-                ([172, 16, 0, 0], 12, "a private address (172.16.0.0/12)"),
-                ([192, 0, 2, 0], 24, "a documentation address (192.0.2.0/24)"),
-                ([192, 88, 99, 0], 24, "the deprecated 6to4 relay range"),
-                ([192, 168, 0, 0], 16, "a private address (192.168.0.0/16)"),
-                (
-                    [198, 18, 0, 0],
-                    15,
-                    "the benchmarking range (198.18.0.0/15)",
-                ),
-                (
-                    [198, 51, 100, 0],
-                    24,
-                    "a documentation address (198.51.100.0/24)",
-                ),
-                (
-                    [203, 0, 113, 0],
-                    24,
-                    "a documentation address (203.0.113.0/24)",
-                ),
-                ([224, 0, 0, 0], 4, "a multicast address"),
-                ([240, 0, 0, 0], 4, "a reserved address (240.0.0.0/4)"),
-            ];
-            // 192.0.0.9 and 192.0.0.10 (PCP and TURN anycast) are the registry's two globally
-            // reachable exceptions in 192.0.0.0/24.
-            if in_v4(v4, [192, 0, 0, 0], 24) && !matches!(v4.octets()[3], 9 | 10) {
-                return Some("an IETF protocol assignment (192.0.0.0/24)");
-            }
-            RANGES
-                .iter()
-                .find(|(net, prefix, _)| in_v4(v4, *net, *prefix))
-                .map(|(_, _, why)| *why)
-        }
-        IpAddr::V6(v6) => {
-            let v6 = *v6;
-            if v6.is_unspecified() {
-                return Some("the unspecified address");
-            }
-            if v6.is_loopback() {
-                return Some("a loopback address");
-            }
-            const RANGES: &[([u16; 8], u32, &str)] = &[
-                (
-                    [0x64, 0xff9b, 1, 0, 0, 0, 0, 0],
-                    48,
-                    "a local-use NAT64 address",
-                ),
-                (
-                    [0x100, 0, 0, 0, 0, 0, 0, 0],
-                    64,
-                    "a discard-only address (100::/64)",
-                ),
-                (
-                    [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0],
-                    32,
-                    "a documentation address (2001:db8::/32)",
-                ),
-                (
-                    [0x3fff, 0, 0, 0, 0, 0, 0, 0],
-                    20,
-                    "a documentation address (3fff::/20)",
-                ),
-                (
-                    [0x2002, 0, 0, 0, 0, 0, 0, 0],
-                    16,
-                    "a 6to4 address (2002::/16)",
-                ),
-                (
-                    [0x2001, 0, 0, 0, 0, 0, 0, 0],
-                    23,
-                    "an IETF protocol assignment (2001::/23)",
-                ),
-                (
-                    [0x5f00, 0, 0, 0, 0, 0, 0, 0],
-                    16,
-                    "a segment-routing SID (5f00::/16)",
-                ),
-                (
-                    [0xfc00, 0, 0, 0, 0, 0, 0, 0],
-                    7,
-                    "a unique local address (fc00::/7)",
-                ),
-                ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10, "a link-local address"),
-                ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10, "a site-local address"),
-                ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8, "a multicast address"),
-            ];
-            if let Some((_, _, why)) = RANGES.iter().find(|(net, p, _)| in_v6(v6, *net, *p)) {
-                return Some(why);
-            }
-            // Global unicast is 2000::/3; everything else is unassigned or special.
-            if !in_v6(v6, [0x2000, 0, 0, 0, 0, 0, 0, 0], 3) {
-                return Some("not in the global unicast range (2000::/3)");
-            }
-            None
-        }
+        IpAddr::V4(v4) => not_global_v4(*v4),
+        IpAddr::V6(v6) => not_global_v6(*v6),
     }
+}
+
+/// IANA's IPv4 special-purpose ranges that are not globally reachable, plus multicast.
+const V4_SPECIAL: &[([u8; 4], u32, &str)] = &[
+    ([0, 0, 0, 0], 8, "\"this network\" (0.0.0.0/8)"),
+    ([10, 0, 0, 0], 8, "a private address (10.0.0.0/8)"),
+    ([100, 64, 0, 0], 10, "shared address space (100.64.0.0/10)"),
+    ([127, 0, 0, 0], 8, "a loopback address"),
+    ([169, 254, 0, 0], 16, "a link-local address"),
+    ([172, 16, 0, 0], 12, "a private address (172.16.0.0/12)"),
+    ([192, 0, 2, 0], 24, "a documentation address (192.0.2.0/24)"),
+    ([192, 88, 99, 0], 24, "the deprecated 6to4 relay range"),
+    ([192, 168, 0, 0], 16, "a private address (192.168.0.0/16)"),
+    (
+        [198, 18, 0, 0],
+        15,
+        "the benchmarking range (198.18.0.0/15)",
+    ),
+    (
+        [198, 51, 100, 0],
+        24,
+        "a documentation address (198.51.100.0/24)",
+    ),
+    (
+        [203, 0, 113, 0],
+        24,
+        "a documentation address (203.0.113.0/24)",
+    ),
+    ([224, 0, 0, 0], 4, "a multicast address"),
+    ([240, 0, 0, 0], 4, "a reserved address (240.0.0.0/4)"),
+];
+
+/// IANA's IPv6 special-purpose ranges that are not globally reachable, plus multicast.
+const V6_SPECIAL: &[([u16; 8], u32, &str)] = &[
+    (
+        [0x64, 0xff9b, 1, 0, 0, 0, 0, 0],
+        48,
+        "a local-use NAT64 address",
+    ),
+    (
+        [0x100, 0, 0, 0, 0, 0, 0, 0],
+        64,
+        "a discard-only address (100::/64)",
+    ),
+    (
+        [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0],
+        32,
+        "a documentation address (2001:db8::/32)",
+    ),
+    (
+        [0x3fff, 0, 0, 0, 0, 0, 0, 0],
+        20,
+        "a documentation address (3fff::/20)",
+    ),
+    (
+        [0x2002, 0, 0, 0, 0, 0, 0, 0],
+        16,
+        "a 6to4 address (2002::/16)",
+    ),
+    (
+        [0x2001, 0, 0, 0, 0, 0, 0, 0],
+        23,
+        "an IETF protocol assignment (2001::/23)",
+    ),
+    (
+        [0x5f00, 0, 0, 0, 0, 0, 0, 0],
+        16,
+        "a segment-routing SID (5f00::/16)",
+    ),
+    (
+        [0xfc00, 0, 0, 0, 0, 0, 0, 0],
+        7,
+        "a unique local address (fc00::/7)",
+    ),
+    ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10, "a link-local address"),
+    ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10, "a site-local address"),
+    ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8, "a multicast address"),
+];
+
+/// [`not_global`] for IPv4.
+fn not_global_v4(v4: Ipv4Addr) -> Option<&'static str> {
+    // 192.0.0.9 and 192.0.0.10 (PCP and TURN anycast) are the registry's two globally
+    // reachable exceptions in 192.0.0.0/24.
+    if in_v4(v4, [192, 0, 0, 0], 24) && !matches!(v4.octets()[3], 9 | 10) {
+        return Some("an IETF protocol assignment (192.0.0.0/24)");
+    }
+    V4_SPECIAL
+        .iter()
+        .find(|(net, prefix, _)| in_v4(v4, *net, *prefix))
+        .map(|(_, _, why)| *why)
+}
+
+/// [`not_global`] for IPv6.
+fn not_global_v6(v6: Ipv6Addr) -> Option<&'static str> {
+    if v6.is_unspecified() {
+        return Some("the unspecified address");
+    }
+    if v6.is_loopback() {
+        return Some("a loopback address");
+    }
+    if let Some((_, _, why)) = V6_SPECIAL.iter().find(|(net, p, _)| in_v6(v6, *net, *p)) {
+        return Some(why);
+    }
+    // Global unicast is 2000::/3; everything else is unassigned or special.
+    if !in_v6(v6, [0x2000, 0, 0, 0, 0, 0, 0, 0], 3) {
+        return Some("not in the global unicast range (2000::/3)");
+    }
+    None
 }
 
 #[cfg(test)]
