@@ -20,12 +20,68 @@ pub enum PortError {
     /// Retrying will not help (bad request, forbidden, bad configuration).
     #[error("{0}")]
     Permanent(String),
+    /// A local store (a SQLite database, a file of the data folder) failed: `what` says what
+    /// was being done, the store's own error is the `source()`.
+    #[error("{what}: {source}")]
+    Store {
+        /// What was being done (`sqlite`, `writing the job's spec`…).
+        what: String,
+        /// Whether a retry may succeed (a busy database, a file error).
+        transient: bool,
+        /// The store's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl PortError {
     /// True when a later retry may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, PortError::Transient(_) | PortError::Conflict(_))
+        matches!(
+            self,
+            PortError::Transient(_)
+                | PortError::Conflict(_)
+                | PortError::Store {
+                    transient: true,
+                    ..
+                }
+        )
+    }
+
+    /// A SQLite failure: worth retrying when the database is busy or locked, not otherwise.
+    pub fn sqlite(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        let transient = matches!(
+            e.sqlite_error_code(),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        );
+        PortError::Store {
+            what: "sqlite".into(),
+            transient,
+            source: Box::new(e),
+        }
+    }
+
+    /// A file of the data folder could not be read or written while doing `what` (worth
+    /// retrying: a full disk or a missing folder may be fixed).
+    pub fn file(what: impl Into<String>, e: std::io::Error) -> Self {
+        PortError::Store {
+            what: what.into(),
+            transient: true,
+            source: Box::new(e),
+        }
+    }
+
+    /// The reason to give when retrying cannot help, `None` when it may (or the thing is
+    /// missing): what a function sets the input aside with.
+    pub fn permanent_reason(&self) -> Option<String> {
+        match self {
+            PortError::Permanent(reason) => Some(reason.clone()),
+            PortError::Store {
+                transient: false, ..
+            } => Some(self.to_string()),
+            _ => None,
+        }
     }
 }
 

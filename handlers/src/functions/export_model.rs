@@ -232,9 +232,15 @@ pub async fn run(
     ctx.ml
         .download_job_output(&job.id, &output, ctx.settings.ml.max_unpacked_bytes)
         .await
-        .map_err(|e| match e {
-            PortError::NotFound(r) | PortError::Permanent(r) => refuse(format!("ExportModel: {r}")),
-            other => other.into(),
+        .map_err(|e| {
+            let reason = match &e {
+                PortError::NotFound(r) => Some(r.clone()),
+                other => other.permanent_reason(),
+            };
+            match reason {
+                Some(r) => refuse(format!("ExportModel: {r}")),
+                None => e.into(),
+            }
         })?;
     std::fs::create_dir_all(&folder).map_err(|e| FunctionError::Failed(e.to_string()))?;
     let container = job.tags.get("trainer").is_some_and(|t| t == "container");

@@ -76,13 +76,17 @@ impl FunctionError {
     }
 
     /// The error and its causes, outermost first, joined by ": " (for logs and the response
-    /// body; `Display` alone says only the outermost).
+    /// body; `Display` alone says only the outermost). A cause its error already quotes (a
+    /// store failure prints the store's error) is not repeated.
     pub fn report(&self) -> String {
         let mut out = self.to_string();
         let mut cause = std::error::Error::source(self);
         while let Some(c) = cause {
-            out.push_str(": ");
-            out.push_str(&c.to_string());
+            let text = c.to_string();
+            if !out.ends_with(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
             cause = c.source();
         }
         out
@@ -288,5 +292,41 @@ mod tests {
             503,
             "a lost optimistic-concurrency race is retried"
         );
+    }
+
+    #[test]
+    fn a_store_failure_keeps_the_store_error_as_its_source() {
+        // A real SQLite failure: a table that does not exist.
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let failure = conn.execute("DELETE FROM missing", []).unwrap_err();
+        let text = failure.to_string();
+        let e = through_question_mark(PortError::sqlite(failure)).unwrap_err();
+        assert_eq!(
+            e.status(),
+            500,
+            "not busy or locked: retrying will not help"
+        );
+        let port = std::error::Error::source(&e).unwrap();
+        let store = port.source().expect("the SQLite error is kept");
+        assert!(store.downcast_ref::<rusqlite::Error>().is_some());
+        // The chain goes on into SQLite's own code; the message itself is said once.
+        let report = e.report();
+        assert!(
+            report.starts_with(&format!("failed: sqlite: {text}")),
+            "{report}"
+        );
+        assert_eq!(report.matches(text.as_str()).count(), 1, "{report}");
+
+        // A busy database may pass on a retry; a file error too.
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(PortError::sqlite(busy).is_transient());
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = PortError::file("job 7's log", missing);
+        assert!(e.is_transient());
+        assert!(e.to_string().starts_with("job 7's log: "));
+        assert_eq!(e.permanent_reason(), None);
     }
 }

@@ -14,7 +14,7 @@ use crate::ml::commands::{
     expect_subject, FollowUp, FollowUpKind, ProvisionGpuCluster, RunFineTune, SCHEMA_VERSION,
 };
 use crate::ml::{event, now_ms, send_command};
-use crate::ports::{ClusterInfo, ClusterSpec, OperationStatus, PortError, Provisioning};
+use crate::ports::{ClusterInfo, ClusterSpec, OperationStatus, Provisioning};
 use crate::protocol::{InvocationRequest, InvocationResponse, ServiceBusTrigger};
 use serde_json::json;
 
@@ -125,8 +125,10 @@ async fn create(ctx: &Context, spec: &ClusterSpec) -> Result<Outcome, FunctionEr
             operation,
             retry_after_secs,
         }) => Outcome::Wait(operation, retry_after_secs),
-        Err(PortError::Permanent(reason)) => Outcome::Failed(reason),
-        Err(e) => return Err(e.into()),
+        Err(e) => match e.permanent_reason() {
+            Some(reason) => Outcome::Failed(reason),
+            None => return Err(e.into()),
+        },
     })
 }
 

@@ -1,4 +1,5 @@
-use super::{sqlite_error, SqlitePool};
+use super::SqlitePool;
+use crate::ports::PortError;
 use crate::ports::{Ledger, PortResult};
 use async_trait::async_trait;
 use rusqlite::OptionalExtension;
@@ -35,7 +36,7 @@ impl SqliteLedger {
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u64)
-            .map_err(sqlite_error)
+            .map_err(PortError::sqlite)
         })
     }
 }
@@ -48,7 +49,7 @@ impl Ledger for SqliteLedger {
                 r.get(0)
             })
             .optional()
-            .map_err(sqlite_error)
+            .map_err(PortError::sqlite)
         })
     }
 
@@ -60,7 +61,7 @@ impl Ledger for SqliteLedger {
                 rusqlite::params![key, detail, now],
             )
             .map(|n| n == 1)
-            .map_err(sqlite_error)
+            .map_err(PortError::sqlite)
         })
     }
 }

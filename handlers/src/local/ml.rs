@@ -6,7 +6,7 @@
 //! a model registry of folders under `<data-dir>/models/<name>/<version>/`. Commands go to the
 //! local broker.
 
-use super::{sqlite_error, SqlitePool};
+use super::SqlitePool;
 use crate::ports::{
     ClusterInfo, ClusterSpec, CommandBus, JobInfo, JobSubmission, MetricPoint, MlWorkspace,
     ModelRegistration, OperationStatus, OutgoingCommand, PortError, PortResult, Provisioning,
@@ -98,7 +98,7 @@ impl LocalWorkspace {
             .lock()
             .query_row("SELECT spec FROM jobs WHERE id = ?1", [id], |r| r.get(0))
             .optional()
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         spec.map(|s| serde_json::from_str(&s).map_err(|e| PortError::Permanent(e.to_string())))
             .transpose()
     }
@@ -111,7 +111,7 @@ impl LocalWorkspace {
                 params![id, status, error, now_ms()],
             )
             .map(|_| ())
-            .map_err(sqlite_error)
+            .map_err(PortError::sqlite)
     }
 
     /// True once someone asked the job to stop.
@@ -125,7 +125,7 @@ impl LocalWorkspace {
             )
             .optional()
             .map(|v| v.unwrap_or(false))
-            .map_err(sqlite_error)
+            .map_err(PortError::sqlite)
     }
 
     /// Every cluster (state brought up to date).
@@ -134,9 +134,11 @@ impl LocalWorkspace {
             let conn = self.pool.lock();
             let mut stmt = conn
                 .prepare("SELECT name FROM clusters ORDER BY name")
-                .map_err(sqlite_error)?;
-            let rows = stmt.query_map([], |r| r.get(0)).map_err(sqlite_error)?;
-            rows.collect::<Result<_, _>>().map_err(sqlite_error)?
+                .map_err(PortError::sqlite)?;
+            let rows = stmt
+                .query_map([], |r| r.get(0))
+                .map_err(PortError::sqlite)?;
+            rows.collect::<Result<_, _>>().map_err(PortError::sqlite)?
         };
         let mut out = Vec::new();
         for n in names {
@@ -153,9 +155,11 @@ impl LocalWorkspace {
             let conn = self.pool.lock();
             let mut stmt = conn
                 .prepare("SELECT id FROM jobs ORDER BY created_ms, id")
-                .map_err(sqlite_error)?;
-            let rows = stmt.query_map([], |r| r.get(0)).map_err(sqlite_error)?;
-            rows.collect::<Result<_, _>>().map_err(sqlite_error)?
+                .map_err(PortError::sqlite)?;
+            let rows = stmt
+                .query_map([], |r| r.get(0))
+                .map_err(PortError::sqlite)?;
+            rows.collect::<Result<_, _>>().map_err(PortError::sqlite)?
         };
         let mut out = Vec::new();
         for id in ids {
@@ -171,7 +175,7 @@ impl LocalWorkspace {
         let conn = self.pool.lock();
         let mut stmt = conn
             .prepare("SELECT name, version, folder, job_id FROM models ORDER BY name, created_ms")
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(LocalModel {
@@ -181,8 +185,8 @@ impl LocalWorkspace {
                     job_id: r.get(3)?,
                 })
             })
-            .map_err(sqlite_error)?;
-        rows.collect::<Result<_, _>>().map_err(sqlite_error)
+            .map_err(PortError::sqlite)?;
+        rows.collect::<Result<_, _>>().map_err(PortError::sqlite)
     }
 
     fn cluster(&self, name: &str) -> PortResult<Option<ClusterInfo>> {
@@ -194,7 +198,7 @@ impl LocalWorkspace {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         let Some((spec, mut state, ready_ms, error)) = row else {
             return Ok(None);
         };
@@ -206,7 +210,7 @@ impl LocalWorkspace {
                 "UPDATE clusters SET state = ?2 WHERE name = ?1",
                 params![name, state],
             )
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         }
         let (running, queued): (u32, u32) = conn
             .query_row(
@@ -215,7 +219,7 @@ impl LocalWorkspace {
                 [name],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         let target = running.clamp(spec.min_nodes, spec.max_nodes);
         let nodes = if state == "Succeeded" { target } else { 0 };
         let wanted = (running + queued).clamp(spec.min_nodes, spec.max_nodes);
@@ -253,7 +257,7 @@ impl LocalWorkspace {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         let Some((spec, status, error, created_ms)) = row else {
             return Ok(None);
         };
@@ -278,7 +282,7 @@ impl LocalWorkspace {
                 [cluster],
                 |r| r.get(0),
             )
-            .map_err(sqlite_error)
+            .map_err(PortError::sqlite)
     }
 
     /// Sets a cluster's scale settings.
@@ -291,7 +295,7 @@ impl LocalWorkspace {
                 params![name, text],
             )
             .map(|_| ())
-            .map_err(sqlite_error)
+            .map_err(PortError::sqlite)
     }
 
     fn cluster_spec(&self, name: &str) -> PortResult<Option<ClusterSpec>> {
@@ -302,7 +306,7 @@ impl LocalWorkspace {
                 r.get(0)
             })
             .optional()
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         spec.map(|s| serde_json::from_str(&s).map_err(|e| PortError::Permanent(e.to_string())))
             .transpose()
     }
@@ -312,12 +316,10 @@ impl LocalWorkspace {
             return Ok(());
         };
         let dir = self.job_dir(id);
-        std::fs::create_dir_all(&dir).map_err(|e| PortError::Transient(e.to_string()))?;
-        let log = std::fs::File::create(dir.join("job.log"))
-            .map_err(|e| PortError::Transient(e.to_string()))?;
-        let err = log
-            .try_clone()
-            .map_err(|e| PortError::Transient(e.to_string()))?;
+        let log_file = |e| PortError::file(format!("job {id}'s log"), e);
+        std::fs::create_dir_all(&dir).map_err(log_file)?;
+        let log = std::fs::File::create(dir.join("job.log")).map_err(log_file)?;
+        let err = log.try_clone().map_err(log_file)?;
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("ml")
             .arg("run-job")
@@ -335,7 +337,7 @@ impl LocalWorkspace {
         }
         let mut child = cmd
             .spawn()
-            .map_err(|e| PortError::Transient(format!("starting job {id}: {e}")))?;
+            .map_err(|e| PortError::file(format!("starting job {id}"), e))?;
         // Reap it when it ends; the invocation does not wait.
         std::thread::spawn(move || {
             let _ = child.wait();
@@ -449,7 +451,7 @@ impl MlWorkspace for LocalWorkspace {
                     "INSERT OR IGNORE INTO clusters (name, spec, state, ready_ms) VALUES (?1, ?2, 'Creating', ?3)",
                     params![spec.name, text, now_ms() + self.opts.provision_ms],
                 )
-                .map_err(sqlite_error)?;
+                .map_err(PortError::sqlite)?;
         }
         Ok(Provisioning::InProgress {
             operation: Some(format!("local:{}", spec.name)),
@@ -484,7 +486,7 @@ impl MlWorkspace for LocalWorkspace {
         if dest != folder {
             let _ = std::fs::remove_dir_all(&dest);
             copy_dir(folder, &dest)
-                .map_err(|e| PortError::Transient(format!("datastore {}: {e}", dest.display())))?;
+                .map_err(|e| PortError::file(format!("datastore {}", dest.display()), e))?;
         }
         Ok(format!(
             "azureml://datastores/workspaceblobstore/paths/{path}"
@@ -497,7 +499,7 @@ impl MlWorkspace for LocalWorkspace {
                 "INSERT INTO environments (name, image) VALUES (?1, ?2) ON CONFLICT DO UPDATE SET image = ?2",
                 params![name, image],
             )
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         Ok(format!("azureml:{name}:1"))
     }
 
@@ -511,7 +513,7 @@ impl MlWorkspace for LocalWorkspace {
                 "INSERT OR IGNORE INTO jobs (id, spec, status, created_ms, updated_ms) VALUES (?1, ?2, 'Queued', ?3, ?3)",
                 params![job.id, text, now],
             )
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         // A job starts only when a node fits the quota; otherwise it stays Queued and the
         // cluster reports the scale error, as Azure ML does.
         if inserted == 1 && self.busy_nodes(&job.cluster)? < self.opts.max_nodes_quota {
@@ -538,7 +540,7 @@ impl MlWorkspace for LocalWorkspace {
                  WHEN ?2 AND status = 'Queued' THEN 'Canceled' ELSE 'CancelRequested' END WHERE id = ?1",
                 params![id, never_started],
             )
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         if n == 0 {
             return Err(PortError::NotFound(format!("job {id}")));
         }
@@ -550,18 +552,19 @@ impl MlWorkspace for LocalWorkspace {
         if !src.is_dir() {
             return Err(PortError::NotFound(format!("job {id} has no model output")));
         }
-        let size = dir_size(&src).map_err(|e| PortError::Transient(e.to_string()))?;
+        let output = |e| PortError::file(format!("job {id}'s model output"), e);
+        let size = dir_size(&src).map_err(output)?;
         if size > max_bytes {
             return Err(PortError::Permanent(format!(
                 "job {id}'s model output is {size} bytes; at most {max_bytes} are exported"
             )));
         }
-        copy_dir(&src, dest).map_err(|e| PortError::Transient(e.to_string()))
+        copy_dir(&src, dest).map_err(output)
     }
 
     async fn metric_history(&self, id: &str, key: &str) -> PortResult<Vec<MetricPoint>> {
         read_mlflow_file_store(&self.job_dir(id).join("mlruns"), key)
-            .map_err(|e| PortError::Transient(format!("job {id} MLflow metrics: {e}")))
+            .map_err(|e| PortError::file(format!("job {id} MLflow metrics"), e))
     }
 
     async fn register_model(&self, model: &ModelRegistration) -> PortResult<String> {
@@ -572,14 +575,13 @@ impl MlWorkspace for LocalWorkspace {
             .join(&model.version);
         if dest != model.folder {
             if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| PortError::Transient(e.to_string()))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| PortError::file(format!("model folder {}", dest.display()), e))?;
             }
             let _ = std::fs::remove_dir_all(&dest);
             std::fs::rename(&model.folder, &dest)
                 .or_else(|_| copy_dir(&model.folder, &dest))
-                .map_err(|e| {
-                    PortError::Transient(format!("model folder {}: {e}", dest.display()))
-                })?;
+                .map_err(|e| PortError::file(format!("model folder {}", dest.display()), e))?;
         }
         let folder = std::path::absolute(&dest)
             .unwrap_or(dest)
@@ -590,7 +592,7 @@ impl MlWorkspace for LocalWorkspace {
                 "INSERT OR IGNORE INTO models (name, version, folder, job_id, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![model.name, model.version, folder, model.job_id, now_ms()],
             )
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         Ok(folder)
     }
 }

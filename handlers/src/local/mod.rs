@@ -31,12 +31,14 @@ use std::sync::{Mutex, MutexGuard};
 /// creates `schema`.
 fn open_sqlite(path: &Path, schema: &str) -> Result<rusqlite::Connection, PortError> {
     let conn = socwire_common::sqlite::open(path).map_err(|e| match e {
-        OpenError::File(e) => {
-            PortError::Permanent(format!("cannot create {}: {e}", path.display()))
-        }
-        OpenError::Sqlite(e) => sqlite_error(e),
+        OpenError::File(e) => PortError::Store {
+            what: format!("cannot create {}", path.display()),
+            transient: false,
+            source: Box::new(e),
+        },
+        OpenError::Sqlite(e) => PortError::sqlite(e),
     })?;
-    conn.execute_batch(schema).map_err(sqlite_error)?;
+    conn.execute_batch(schema).map_err(PortError::sqlite)?;
     Ok(conn)
 }
 
@@ -79,17 +81,6 @@ impl SqlitePool {
     /// Runs `f` on a connection from [`SqlitePool::lock`].
     pub(crate) fn with<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
         f(&self.lock())
-    }
-}
-
-/// Maps a SQLite error: a busy or locked database is worth a retry, anything else is not.
-pub(crate) fn sqlite_error(e: rusqlite::Error) -> PortError {
-    use rusqlite::ErrorCode;
-    match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            PortError::Transient(format!("sqlite: {e}"))
-        }
-        _ => PortError::Permanent(format!("sqlite: {e}")),
     }
 }
 

@@ -42,16 +42,16 @@ impl ReportStore for FileReportStore {
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent)
                 .await
-                .map_err(|e| PortError::Transient(format!("create {}: {e}", parent.display())))?;
+                .map_err(|e| PortError::file(format!("create {}", parent.display()), e))?;
         }
         // Write then rename, so a reader never sees half a report.
         let tmp = path.with_extension("html.tmp");
         tokio::fs::write(&tmp, html)
             .await
-            .map_err(|e| PortError::Transient(format!("write {}: {e}", tmp.display())))?;
+            .map_err(|e| PortError::file(format!("write {}", tmp.display()), e))?;
         tokio::fs::rename(&tmp, &path)
             .await
-            .map_err(|e| PortError::Transient(format!("rename {}: {e}", path.display())))?;
+            .map_err(|e| PortError::file(format!("rename {}", path.display()), e))?;
         Ok(format!("{}/{name}", self.base_url))
     }
 }

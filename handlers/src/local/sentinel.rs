@@ -1,4 +1,4 @@
-use super::{sqlite_error, SqlitePool};
+use super::SqlitePool;
 use crate::ports::{IncidentStore, PortError, PortResult};
 use crate::sentinel::{Entity, Incident, IncidentId, WorkspaceRef};
 use async_trait::async_trait;
@@ -65,12 +65,12 @@ impl SqliteIncidentStore {
         what: &str,
     ) -> PortResult<Vec<T>> {
         let conn = self.pool.lock();
-        let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
+        let mut stmt = conn.prepare_cached(sql).map_err(PortError::sqlite)?;
         let rows = stmt
             .query_map([id.key()], |r| r.get::<_, String>(0))
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         rows.map(|row| {
-            let body = row.map_err(sqlite_error)?;
+            let body = row.map_err(PortError::sqlite)?;
             serde_json::from_str(&body)
                 .map_err(|e| PortError::Permanent(format!("stored {what} is corrupt: {e}")))
         })
@@ -102,7 +102,7 @@ impl SqliteIncidentStore {
         other.entry("createdTimeUtc").or_insert_with(|| now.clone());
         other.entry("lastModifiedTimeUtc").or_insert(now);
         let mut conn = self.pool.lock();
-        let tx = conn.transaction().map_err(sqlite_error)?;
+        let tx = conn.transaction().map_err(PortError::sqlite)?;
         let body =
             serde_json::to_string(&stored).map_err(|e| PortError::Permanent(e.to_string()))?;
         tx.execute(
@@ -110,7 +110,7 @@ impl SqliteIncidentStore {
              ON CONFLICT (key) DO UPDATE SET body = excluded.body, version = version + 1",
             rusqlite::params![id.key(), body],
         )
-        .map_err(sqlite_error)?;
+        .map_err(PortError::sqlite)?;
         for (table, items) in [
             (
                 "entities",
@@ -129,16 +129,16 @@ impl SqliteIncidentStore {
         ] {
             let items = items.map_err(|e| PortError::Permanent(e.to_string()))?;
             tx.execute(&format!("DELETE FROM {table} WHERE key = ?1"), [id.key()])
-                .map_err(sqlite_error)?;
+                .map_err(PortError::sqlite)?;
             for (position, body) in items.iter().enumerate() {
                 tx.execute(
                     &format!("INSERT INTO {table} (key, position, body) VALUES (?1, ?2, ?3)"),
                     rusqlite::params![id.key(), position as i64, body],
                 )
-                .map_err(sqlite_error)?;
+                .map_err(PortError::sqlite)?;
             }
         }
-        tx.commit().map_err(sqlite_error)?;
+        tx.commit().map_err(PortError::sqlite)?;
         Ok(id)
     }
 
@@ -162,7 +162,7 @@ impl SqliteIncidentStore {
             .prepare_cached(
                 "SELECT comment_id, message FROM comments WHERE key = ?1 ORDER BY comment_id",
             )
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         let rows = stmt
             .query_map([id.key()], |r| {
                 Ok(StoredComment {
@@ -170,8 +170,8 @@ impl SqliteIncidentStore {
                     message: r.get(1)?,
                 })
             })
-            .map_err(sqlite_error)?;
-        rows.collect::<Result<_, _>>().map_err(sqlite_error)
+            .map_err(PortError::sqlite)?;
+        rows.collect::<Result<_, _>>().map_err(PortError::sqlite)
     }
 
     /// Every incident, in key order.
@@ -179,12 +179,12 @@ impl SqliteIncidentStore {
         let conn = self.pool.lock();
         let mut stmt = conn
             .prepare_cached("SELECT body, version FROM incidents ORDER BY key")
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         rows.map(|row| {
-            let (body, version) = row.map_err(sqlite_error)?;
+            let (body, version) = row.map_err(PortError::sqlite)?;
             decode_incident(&body, version)
         })
         .collect()
@@ -200,7 +200,7 @@ impl SqliteIncidentStore {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         let version = current.ok_or_else(|| PortError::NotFound(id.to_string()))?;
         if let Some(etag) = &incident.etag {
             if *etag != etag_of(version) {
@@ -222,7 +222,7 @@ impl SqliteIncidentStore {
             "UPDATE incidents SET body = ?2, version = version + 1 WHERE key = ?1",
             rusqlite::params![id.key(), body],
         )
-        .map_err(sqlite_error)?;
+        .map_err(PortError::sqlite)?;
         Ok(())
     }
 }
@@ -240,7 +240,7 @@ fn futures_lite_get(store: &SqliteIncidentStore, id: &IncidentId) -> PortResult<
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
-        .map_err(sqlite_error)?;
+        .map_err(PortError::sqlite)?;
     let (body, version) = row.ok_or_else(|| PortError::NotFound(id.to_string()))?;
     decode_incident(&body, version)
 }
@@ -335,7 +335,7 @@ impl IncidentStore for SqliteIncidentStore {
                 Ok(true)
             })
             .optional()
-            .map_err(sqlite_error)?
+            .map_err(PortError::sqlite)?
             .unwrap_or(false);
         if !exists {
             return Err(PortError::NotFound(id.to_string()));
@@ -345,7 +345,7 @@ impl IncidentStore for SqliteIncidentStore {
              ON CONFLICT (key, comment_id) DO UPDATE SET message = excluded.message",
             rusqlite::params![id.key(), comment_id, message],
         )
-        .map_err(sqlite_error)?;
+        .map_err(PortError::sqlite)?;
         Ok(())
     }
 }

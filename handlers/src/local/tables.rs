@@ -1,4 +1,4 @@
-use super::{sqlite_error, SqlitePool};
+use super::SqlitePool;
 use crate::ports::{LogsIngestion, PortError, PortResult, StateStore};
 use async_trait::async_trait;
 use rusqlite::OptionalExtension;
@@ -42,12 +42,12 @@ impl SqliteTables {
         let conn = self.pool.lock();
         let mut stmt = conn
             .prepare_cached("SELECT body FROM rows WHERE stream = ?1 ORDER BY seq")
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         let rows = stmt
             .query_map([stream], |r| r.get::<_, String>(0))
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         rows.map(|r| {
-            let text = r.map_err(sqlite_error)?;
+            let text = r.map_err(PortError::sqlite)?;
             serde_json::from_str(&text)
                 .map_err(|e| PortError::Permanent(format!("stored row is corrupt: {e}")))
         })
@@ -59,16 +59,16 @@ impl SqliteTables {
 impl LogsIngestion for SqliteTables {
     async fn upload(&self, stream: &str, rows: &[Value]) -> PortResult<usize> {
         let mut conn = self.pool.lock();
-        let tx = conn.transaction().map_err(sqlite_error)?;
+        let tx = conn.transaction().map_err(PortError::sqlite)?;
         for row in rows {
             let key = row.get("RowKey").and_then(Value::as_str);
             tx.execute(
                 "INSERT OR IGNORE INTO rows (stream, row_key, body) VALUES (?1, ?2, ?3)",
                 rusqlite::params![stream, key, row.to_string()],
             )
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         }
-        tx.commit().map_err(sqlite_error)?;
+        tx.commit().map_err(PortError::sqlite)?;
         Ok(1)
     }
 }
@@ -82,7 +82,7 @@ impl StateStore for SqliteTables {
                 r.get(0)
             })
             .optional()
-            .map_err(sqlite_error)
+            .map_err(PortError::sqlite)
     }
 
     async fn save(&self, key: &str, bytes: &[u8]) -> PortResult<()> {
@@ -92,7 +92,7 @@ impl StateStore for SqliteTables {
                 rusqlite::params![key, bytes],
             )
             .map(|_| ())
-            .map_err(sqlite_error)
+            .map_err(PortError::sqlite)
     }
 
     async fn create(&self, key: &str, bytes: &[u8]) -> PortResult<bool> {
@@ -103,7 +103,7 @@ impl StateStore for SqliteTables {
                 rusqlite::params![key, bytes],
             )
             .map(|changed| changed == 1)
-            .map_err(sqlite_error)
+            .map_err(PortError::sqlite)
     }
 
     async fn delete(&self, key: &str) -> PortResult<()> {
@@ -111,6 +111,6 @@ impl StateStore for SqliteTables {
             .lock()
             .execute("DELETE FROM state WHERE key = ?1", [key])
             .map(|_| ())
-            .map_err(sqlite_error)
+            .map_err(PortError::sqlite)
     }
 }

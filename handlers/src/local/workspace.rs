@@ -2,7 +2,7 @@
 //! network sightings, threat indicators) in SQLite, filled by `socwire sentinel import` and the
 //! demo, answering the same typed [`Question`]s the Azure adapter renders as KQL.
 
-use super::{sqlite_error, SqlitePool};
+use super::SqlitePool;
 use crate::ports::{Answer, PortError, PortResult, Question, WorkspaceQueries};
 use crate::sentinel::HostRef;
 use async_trait::async_trait;
@@ -107,7 +107,7 @@ impl SqliteWorkspace {
     /// Adds rows; a row with the same table, time and body is stored once.
     pub fn add_rows(&self, rows: &[LogRow]) -> PortResult<()> {
         let mut conn = self.pool.lock();
-        let tx = conn.transaction().map_err(sqlite_error)?;
+        let tx = conn.transaction().map_err(PortError::sqlite)?;
         for r in rows {
             let body = Value::Object(r.body.clone()).to_string();
             let key = crate::ids::stable_id(
@@ -119,9 +119,9 @@ impl SqliteWorkspace {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 rusqlite::params![key, r.table, r.host, r.account, r.ip, r.domain, r.time_ms, body],
             )
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         }
-        tx.commit().map_err(sqlite_error)
+        tx.commit().map_err(PortError::sqlite)
     }
 
     /// Adds (or replaces) an entry of the local threat-intelligence table (rows in the shape
@@ -143,7 +143,7 @@ impl SqliteWorkspace {
                 ],
             )
             .map(|_| ())
-            .map_err(sqlite_error)
+            .map_err(PortError::sqlite)
     }
 
     fn bodies(
@@ -152,12 +152,12 @@ impl SqliteWorkspace {
         params: &[&dyn rusqlite::ToSql],
     ) -> PortResult<Vec<Map<String, Value>>> {
         let conn = self.pool.lock();
-        let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
+        let mut stmt = conn.prepare_cached(sql).map_err(PortError::sqlite)?;
         let rows = stmt
             .query_map(params, |r| r.get::<_, String>(0))
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         rows.map(|r| {
-            let text = r.map_err(sqlite_error)?;
+            let text = r.map_err(PortError::sqlite)?;
             match serde_json::from_str(&text) {
                 Ok(Value::Object(m)) => Ok(m),
                 _ => Err(PortError::Permanent(
@@ -234,7 +234,7 @@ impl SqliteWorkspace {
                     ],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 ))
-                .map_err(sqlite_error)?;
+                .map_err(PortError::sqlite)?;
         Ok(vec![object(json!({
             "Total": total, "Failures": failures,
             "Last": last.map(rfc3339).unwrap_or(Value::Null)
@@ -259,7 +259,7 @@ impl SqliteWorkspace {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
             })
-            .map_err(sqlite_error)?;
+            .map_err(PortError::sqlite)?;
         Ok(vec![object(json!({
             "FirstSeen": first.map(rfc3339).unwrap_or(Value::Null), "Count": count
         }))])
