@@ -532,6 +532,16 @@ mod tests {
         assert!(svg.contains("3× SMB · LateralMovement"));
     }
 
+    /// The fixture story drawn byte for byte as before `render_story` was cut into steps
+    /// (`tests/pinned/story.svg`).
+    #[test]
+    fn the_fixture_story_draws_as_pinned() {
+        assert_eq!(
+            render_story(&story(), &zones()),
+            include_str!("../tests/pinned/story.svg")
+        );
+    }
+
     #[test]
     fn attacker_text_is_escaped() {
         let svg = render_story(&story(), &Zones::default());
