@@ -226,10 +226,77 @@ const MAX_LANES: usize = 60;
 /// Arrows drawn at most.
 const MAX_EDGES: usize = 150;
 
+/// Left end of the time axis.
+const AXIS_START: f64 = LABELS + 24.0;
+/// Right end of the time axis.
+const AXIS_END: f64 = WIDTH - 40.0;
+
 /// Renders `s` with its hosts placed by `zones`.
 pub fn render_story(s: &Story, zones: &Zones) -> String {
-    // Lanes: hosts that carry an edge first (by alert volume), then the rest, at most
-    // MAX_LANES; then grouped and ordered.
+    let lanes = Lanes::of(s, zones);
+    let (axis, arrows) = place_arrows(s, &lanes);
+    let mut svg = String::new();
+    write_header(&mut svg, s, lanes.height);
+    write_time_axis(&mut svg, &axis, &lanes);
+    write_lanes(&mut svg, &lanes);
+    for arrow in &arrows {
+        write_arrow(&mut svg, s, &lanes, arrow);
+    }
+    write_legend(&mut svg, lanes.height);
+    svg
+}
+
+/// The lanes of a drawing, top to bottom, with their group headings.
+struct Lanes<'a> {
+    /// Hosts in lane order.
+    nodes: Vec<&'a StoryNode>,
+    /// The y of every lane's line, by address.
+    lane_y: Vec<(&'a str, f64)>,
+    /// Group headings: top edge and text.
+    headings: Vec<(f64, String)>,
+    /// Top of the first heading (below the title and reasons).
+    top: f64,
+    /// Height of the whole drawing.
+    height: f64,
+}
+
+impl<'a> Lanes<'a> {
+    /// Chooses, groups and orders the lanes of `s`, and places them below its reasons.
+    fn of(s: &'a Story, zones: &Zones) -> Self {
+        let top = 34.0 + 16.0 * s.reasons.len().min(4) as f64 + 30.0;
+        let lanes = ordered_lanes(s, zones);
+        // y of every lane, with a heading row before each new group.
+        let mut y = top;
+        let mut lane_y: Vec<(&str, f64)> = Vec::new();
+        let mut headings: Vec<(f64, String)> = Vec::new();
+        let mut last_group: Option<&str> = None;
+        for (heading, _, node) in &lanes {
+            if last_group != Some(heading.as_str()) {
+                headings.push((y, heading.clone()));
+                y += HEADING;
+                last_group = Some(heading);
+            }
+            lane_y.push((&node.ip, y + LANE / 2.0));
+            y += LANE;
+        }
+        Lanes {
+            nodes: lanes.iter().map(|(_, _, n)| *n).collect(),
+            lane_y,
+            headings,
+            top,
+            height: y + 50.0,
+        }
+    }
+
+    /// The y of the lane of `ip`, when it has one.
+    fn y_of(&self, ip: &str) -> Option<f64> {
+        self.lane_y.iter().find(|(i, _)| *i == ip).map(|(_, y)| *y)
+    }
+}
+
+/// Hosts that carry an edge first (by alert volume), then the rest, at most [`MAX_LANES`];
+/// then grouped and ordered, each with its group's heading and sort key.
+fn ordered_lanes<'a>(s: &'a Story, zones: &Zones) -> Vec<(String, (u8, i32), &'a StoryNode)> {
     let mut weight: std::collections::HashMap<&str, u64> = Default::default();
     for e in &s.edges {
         *weight.entry(&e.src).or_default() += u64::from(e.alerts);
@@ -246,56 +313,78 @@ pub fn render_story(s: &Story, zones: &Zones) -> String {
         })
         .collect();
     lanes.sort_by(|a, b| (a.1, &a.0, &a.2.ip).cmp(&(b.1, &b.0, &b.2.ip)));
+    lanes
+}
 
-    let reasons: Vec<&String> = s.reasons.iter().take(4).collect();
-    let top = 34.0 + 16.0 * reasons.len() as f64 + 30.0;
-    // y of every lane, with a heading row before each new group.
-    let mut y = top;
-    let mut lane_y: Vec<(&str, f64)> = Vec::new();
-    let mut headings: Vec<(f64, &str)> = Vec::new();
-    let mut last_group: Option<&str> = None;
-    for (heading, _, node) in &lanes {
-        if last_group != Some(heading.as_str()) {
-            headings.push((y, heading));
-            y += HEADING;
-            last_group = Some(heading);
-        }
-        lane_y.push((&node.ip, y + LANE / 2.0));
-        y += LANE;
+/// The time axis: the first alert drawn and the end of the axis (unix milliseconds).
+struct TimeAxis {
+    /// Time at the left end.
+    t0: i64,
+    /// Time at the right end.
+    t1: i64,
+}
+
+impl TimeAxis {
+    /// The x of time `t`.
+    fn x_of(&self, t: i64) -> f64 {
+        AXIS_START + (AXIS_END - AXIS_START) * (t - self.t0) as f64 / (self.t1 - self.t0) as f64
     }
-    let height = y + 50.0;
-    let lane_of = |ip: &str| lane_y.iter().find(|(i, _)| *i == ip).map(|(_, y)| *y);
+}
 
-    // Time axis over the edges' first alerts.
+/// A communication pair drawn as an arrow.
+struct Arrow<'a> {
+    /// The pair.
+    edge: &'a StoryEdge,
+    /// Its first alert (unix milliseconds).
+    time: i64,
+    /// Where it is drawn.
+    x: f64,
+}
+
+/// The pairs with a known time whose hosts both have a lane, in time order, at most
+/// [`MAX_EDGES`], placed on a time axis over their first alerts.
+fn place_arrows<'a>(s: &'a Story, lanes: &Lanes<'_>) -> (TimeAxis, Vec<Arrow<'a>>) {
     let mut edges: Vec<(&StoryEdge, i64)> = s
         .edges
         .iter()
         .filter_map(|e| Some((e, millis(&e.first_seen)?)))
-        .filter(|(e, _)| lane_of(&e.src).is_some() && lane_of(&e.dst).is_some())
+        .filter(|(e, _)| lanes.y_of(&e.src).is_some() && lanes.y_of(&e.dst).is_some())
         .collect();
     edges.sort_by_key(|(e, t)| (*t, e.src.clone(), e.dst.clone()));
     edges.truncate(MAX_EDGES);
     let t0 = edges.first().map_or(0, |e| e.1);
     let t1 = edges.last().map_or(t0, |e| e.1).max(t0 + 60_000);
-    let (x0, x1) = (LABELS + 24.0, WIDTH - 40.0);
-    let x_of = |t: i64| x0 + (x1 - x0) * (t - t0) as f64 / (t1 - t0) as f64;
-    // Arrows at nearly the same time are spread apart so each stays clickable.
-    let mut xs: Vec<f64> = Vec::with_capacity(edges.len());
-    for (_, t) in &edges {
-        let x = x_of(*t).max(xs.last().map_or(f64::MIN, |p| p + 7.0));
+    let axis = TimeAxis { t0, t1 };
+    let xs = spread_apart(edges.iter().map(|(_, t)| axis.x_of(*t)));
+    let arrows = edges
+        .into_iter()
+        .zip(xs)
+        .map(|((edge, time), x)| Arrow { edge, time, x })
+        .collect();
+    (axis, arrows)
+}
+
+/// Arrows at nearly the same time spread apart so each stays clickable (then squeezed back
+/// onto the axis when that pushed the last one past its end).
+fn spread_apart(at: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut xs: Vec<f64> = Vec::with_capacity(at.size_hint().0);
+    for x in at {
+        let x = x.max(xs.last().map_or(f64::MIN, |p| p + 7.0));
         xs.push(x);
     }
     if let Some(&last) = xs.last() {
-        if last > x1 {
-            let scale = (x1 - x0) / (last - x0).max(1.0);
+        if last > AXIS_END {
+            let scale = (AXIS_END - AXIS_START) / (last - AXIS_START).max(1.0);
             for x in &mut xs {
-                *x = x0 + (*x - x0) * scale;
+                *x = AXIS_START + (*x - AXIS_START) * scale;
             }
         }
     }
-    let on_path = |a: &str, b: &str| s.path.windows(2).any(|w| w[0] == a && w[1] == b);
+    xs
+}
 
-    let mut svg = String::new();
+/// Writes the opening of the SVG, the title line and the first reasons.
+fn write_header(svg: &mut String, s: &Story, height: f64) {
     let _ = write!(
         svg,
         r##"<svg xmlns="http://www.w3.org/2000/svg" class="story" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12" role="group" aria-label="Alert story: score {score:.2}">
@@ -319,7 +408,7 @@ pub fn render_story(s: &Story, zones: &Zones) -> String {
             ""
         },
     );
-    for (i, reason) in reasons.iter().enumerate() {
+    for (i, reason) in s.reasons.iter().take(4).enumerate() {
         let _ = writeln!(
             svg,
             r##"<text x="12" y="{}" fill="#333">• {}</text>"##,
@@ -327,28 +416,37 @@ pub fn render_story(s: &Story, zones: &Zones) -> String {
             escape_html(reason)
         );
     }
-    // Time axis.
-    let axis_y = top - 12.0;
+}
+
+/// Writes the time axis above the lanes, with five ticks and their grid lines.
+fn write_time_axis(svg: &mut String, axis: &TimeAxis, lanes: &Lanes<'_>) {
+    let (x0, x1) = (AXIS_START, AXIS_END);
+    let axis_y = lanes.top - 12.0;
     let _ = writeln!(
         svg,
         r##"<line x1="{x0}" y1="{axis_y}" x2="{x1}" y2="{axis_y}" stroke="#555"/><text x="{x1}" y="{ay}" text-anchor="end" fill="#333">time (UTC) →</text>"##,
         ay = axis_y - 6.0
     );
+    let TimeAxis { t0, t1 } = *axis;
     for k in 0..=4 {
         let t = t0 + (t1 - t0) * k / 4;
-        let x = x_of(t);
+        let x = axis.x_of(t);
         let label = chrono::DateTime::from_timestamp_millis(t)
             .map(|d| d.format("%d %H:%M").to_string())
             .unwrap_or_default();
         let _ = writeln!(
             svg,
             r##"<line x1="{x:.1}" y1="{axis_y}" x2="{x:.1}" y2="{}" stroke="#ddd"/><text x="{x:.1}" y="{}" text-anchor="middle" fill="#333" font-size="11">{label}</text>"##,
-            height - 44.0,
+            lanes.height - 44.0,
             axis_y - 6.0 - if k == 4 { 12.0 } else { 0.0 },
         );
     }
-    // Group headings and lanes.
-    for (hy, heading) in &headings {
+}
+
+/// Writes the group headings, then every lane: its host's mark, name and line.
+fn write_lanes(svg: &mut String, lanes: &Lanes<'_>) {
+    let (x0, x1) = (AXIS_START, AXIS_END);
+    for (hy, heading) in &lanes.headings {
         let _ = writeln!(
             svg,
             r##"<rect x="0" y="{hy}" width="{WIDTH}" height="{HEADING}" fill="#eef1f5"/><text x="12" y="{ty}" font-weight="bold" fill="#1f2937">{h}</text>"##,
@@ -356,8 +454,8 @@ pub fn render_story(s: &Story, zones: &Zones) -> String {
             h = escape_html(heading)
         );
     }
-    for (_, _, node) in &lanes {
-        let Some(ly) = lane_of(&node.ip) else {
+    for node in &lanes.nodes {
+        let Some(ly) = lanes.y_of(&node.ip) else {
             continue;
         };
         let name = match &node.host {
@@ -379,76 +477,89 @@ pub fn render_story(s: &Story, zones: &Zones) -> String {
             escape_html(&name)
         );
     }
-    // Arrows.
-    for ((e, t), x) in edges.iter().zip(&xs) {
-        let (Some(ya), Some(yb)) = (lane_of(&e.src), lane_of(&e.dst)) else {
-            continue;
-        };
-        let when = chrono::DateTime::from_timestamp_millis(*t)
-            .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
-            .unwrap_or_default();
-        let what: Vec<&str> = e
-            .protocols
-            .iter()
-            .chain(&e.tactics)
-            .map(String::as_str)
-            .collect();
-        let label = format!("{}× {}", e.alerts, what.join(" · "));
-        let describe = format!(
-            "{} → {}: {} alert(s) from {when} UTC; {}",
-            e.src,
-            e.dst,
-            e.alerts,
-            what.join(", ")
-        );
-        let path = on_path(&e.src, &e.dst);
-        let (colour, marker, width) = if path {
-            ("#b00020", "arrow-path", 2.5)
-        } else {
-            ("#333333", "arrow", 1.4)
-        };
+}
+
+/// Writes one clickable arrow: from its source lane to its destination lane (a diamond for
+/// host-only alerts), red when it is a hop of the row's path, with its label.
+fn write_arrow(svg: &mut String, s: &Story, lanes: &Lanes<'_>, arrow: &Arrow<'_>) {
+    let Arrow { edge: e, time, x } = *arrow;
+    let (Some(ya), Some(yb)) = (lanes.y_of(&e.src), lanes.y_of(&e.dst)) else {
+        return;
+    };
+    let (label, describe) = arrow_text(e, time);
+    let path = s.path.windows(2).any(|w| w[0] == e.src && w[1] == e.dst);
+    let (colour, marker, width) = if path {
+        ("#b00020", "arrow-path", 2.5)
+    } else {
+        ("#333333", "arrow", 1.4)
+    };
+    let _ = write!(
+        svg,
+        r##"<g class="edge{cls}" tabindex="0" role="button" data-src="{src}" data-dst="{dst}" aria-label="{desc}"><title>{desc}</title>"##,
+        cls = if path { " on-path" } else { "" },
+        src = escape_html(&e.src),
+        dst = escape_html(&e.dst),
+        desc = escape_html(&describe),
+    );
+    if e.src == e.dst {
         let _ = write!(
             svg,
-            r##"<g class="edge{cls}" tabindex="0" role="button" data-src="{src}" data-dst="{dst}" aria-label="{desc}"><title>{desc}</title>"##,
-            cls = if path { " on-path" } else { "" },
-            src = escape_html(&e.src),
-            dst = escape_html(&e.dst),
-            desc = escape_html(&describe),
+            r##"<path d="M{x:.1},{a:.1} l6,6 l-6,6 l-6,-6 z" fill="{colour}"/><rect x="{rx:.1}" y="{ry:.1}" width="16" height="20" fill="transparent"/>"##,
+            a = ya - 6.0,
+            rx = x - 8.0,
+            ry = ya - 10.0,
         );
-        if e.src == e.dst {
-            let _ = write!(
-                svg,
-                r##"<path d="M{x:.1},{a:.1} l6,6 l-6,6 l-6,-6 z" fill="{colour}"/><rect x="{rx:.1}" y="{ry:.1}" width="16" height="20" fill="transparent"/>"##,
-                a = ya - 6.0,
-                rx = x - 8.0,
-                ry = ya - 10.0,
-            );
-        } else {
-            let end = if yb > ya { yb - 6.0 } else { yb + 6.0 };
-            let _ = write!(
-                svg,
-                r##"<line x1="{x:.1}" y1="{ya:.1}" x2="{x:.1}" y2="{end:.1}" stroke="transparent" stroke-width="12"/><line x1="{x:.1}" y1="{ya:.1}" x2="{x:.1}" y2="{end:.1}" stroke="{colour}" stroke-width="{width}" marker-end="url(#{marker})"/><circle cx="{x:.1}" cy="{ya:.1}" r="3" fill="{colour}"/>"##,
-            );
-        }
-        // Labels go right of their arrow, or left of it near the right edge.
-        let (tx, anchor) = if *x > x1 - 160.0 {
-            (x - 6.0, "end")
-        } else {
-            (x + 4.0, "start")
-        };
-        let _ = writeln!(
+    } else {
+        let end = if yb > ya { yb - 6.0 } else { yb + 6.0 };
+        let _ = write!(
             svg,
-            r##"<text x="{tx:.1}" y="{ty:.1}" fill="{colour}" font-size="10" text-anchor="{anchor}">{l}</text></g>"##,
-            ty = (ya + yb) / 2.0 - 2.0,
-            l = escape_html(&label),
+            r##"<line x1="{x:.1}" y1="{ya:.1}" x2="{x:.1}" y2="{end:.1}" stroke="transparent" stroke-width="12"/><line x1="{x:.1}" y1="{ya:.1}" x2="{x:.1}" y2="{end:.1}" stroke="{colour}" stroke-width="{width}" marker-end="url(#{marker})"/><circle cx="{x:.1}" cy="{ya:.1}" r="3" fill="{colour}"/>"##,
         );
     }
+    // Labels go right of their arrow, or left of it near the right edge.
+    let (tx, anchor) = if x > AXIS_END - 160.0 {
+        (x - 6.0, "end")
+    } else {
+        (x + 4.0, "start")
+    };
+    let _ = writeln!(
+        svg,
+        r##"<text x="{tx:.1}" y="{ty:.1}" fill="{colour}" font-size="10" text-anchor="{anchor}">{l}</text></g>"##,
+        ty = (ya + yb) / 2.0 - 2.0,
+        l = escape_html(&label),
+    );
+}
+
+/// An arrow's label (count, protocols, tactics) and its description for the tooltip and
+/// screen readers (unescaped).
+fn arrow_text(e: &StoryEdge, time: i64) -> (String, String) {
+    let when = chrono::DateTime::from_timestamp_millis(time)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default();
+    let what: Vec<&str> = e
+        .protocols
+        .iter()
+        .chain(&e.tactics)
+        .map(String::as_str)
+        .collect();
+    let label = format!("{}× {}", e.alerts, what.join(" · "));
+    let describe = format!(
+        "{} → {}: {} alert(s) from {when} UTC; {}",
+        e.src,
+        e.dst,
+        e.alerts,
+        what.join(", ")
+    );
+    (label, describe)
+}
+
+/// Writes the legend at the foot and closes the SVG.
+fn write_legend(svg: &mut String, height: f64) {
     let _ = writeln!(
         svg,
         r##"<text x="12" y="{}" fill="#333"><tspan fill="#1d4ed8">●</tspan> IT host  <tspan fill="#b45309">■</tspan> OT host  <tspan fill="#b00020">→</tspan> the row's path  ◆ alerts about one host; an arrow sits at its pair's first alert</text></svg>"##,
         height - 14.0
     );
-    svg
 }
 
 #[cfg(test)]
@@ -530,6 +641,16 @@ mod tests {
         // Both hops of the path are red.
         assert_eq!(svg.matches("edge on-path").count(), 2);
         assert!(svg.contains("3× SMB · LateralMovement"));
+    }
+
+    /// The fixture story drawn byte for byte as before `render_story` was cut into steps
+    /// (`tests/pinned/story.svg`).
+    #[test]
+    fn the_fixture_story_draws_as_pinned() {
+        assert_eq!(
+            render_story(&story(), &zones()),
+            include_str!("../tests/pinned/story.svg")
+        );
     }
 
     #[test]

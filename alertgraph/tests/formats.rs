@@ -392,3 +392,134 @@ fn a_mixed_stream_in_every_format_loses_nothing() {
     );
     assert!(seen.values().all(|&n| n == 1), "and in one row only");
 }
+
+/// What the readers make of every fixture record and of variants that take each branch of
+/// their mapping (peers, entities, levels, refusals), one line per record: the alert, or why
+/// not. Pinned to the output captured before the readers were cut into steps
+/// (`tests/pinned/formats-read.jsonl`), so a refactor that changes a byte fails here.
+#[test]
+fn the_fixtures_read_as_pinned() {
+    let parse = |text: &str| -> Value { serde_json::from_str(text).expect("JSON") };
+    let mut inputs: Vec<(Value, Format)> = Vec::new();
+    for name in ["suricata-eve.jsonl", "sentinel-securityalert.jsonl"] {
+        inputs.extend(fixture(name).lines().map(|l| (parse(l), Format::Auto)));
+    }
+    inputs.push((
+        parse(&fixture("loganalytics-query-response.json")),
+        Format::Auto,
+    ));
+
+    let eve = parse(fixture("suricata-eve.jsonl").lines().next().unwrap());
+    let mut v = eve.clone();
+    v["alert"]["metadata"] = json!({"mitre_tactic_name": ["Lateral_Movement"],
+        "mitre_technique_id": ["T1021", 7, "T1021.002"]});
+    v["host"] = "sensor-1".into();
+    v["direction"] = "to_client".into();
+    inputs.push((v, Format::Auto));
+    let mut v = eve.clone();
+    v["app_proto"] = "failed".into();
+    v["dest_port"] = 502.into();
+    v["alert"]["severity"] = 4.into();
+    inputs.push((v, Format::Auto));
+    let mut v = eve.clone();
+    v.as_object_mut().unwrap().remove("alert");
+    inputs.push((v, Format::Auto));
+    let mut v = eve;
+    v.as_object_mut().unwrap().remove("event_type");
+    inputs.push((v, Format::Suricata));
+
+    let row = parse(
+        fixture("sentinel-securityalert.jsonl")
+            .lines()
+            .next()
+            .unwrap(),
+    );
+    let mut v = row.clone();
+    v["Entities"] = "[{\"$id\":\"2\",".into();
+    inputs.push((v.clone(), Format::Auto));
+    v["CompromisedEntity"] = "".into();
+    inputs.push((v, Format::Auto));
+    for entities in [
+        json!([{"$id": "1", "Type": "ip", "Address": "10.0.0.1"}]),
+        json!([{"$id": "1", "Type": "ip", "Address": "10.0.0.1"},
+               {"$id": "2", "Type": "ip", "Address": "not an address"},
+               {"$id": "3", "Type": "ip", "Address": "10.0.0.2"},
+               {"$id": "4", "Type": "url", "Url": "http://x.example/a"},
+               {"$id": "5", "Type": "account", "Name": "bob", "UPNSuffix": "corp.example"}]),
+        json!([{"$id": "1", "Type": "host", "NetBiosName": "PLC-GW"},
+               {"$id": "2", "Type": "ip", "Address": "192.168.10.100"},
+               {"$id": "3", "Type": "process", "CommandLine": "cmd /c whoami",
+                "ImageFile": {"$id": "4", "Type": "file", "Name": "cmd.exe"}}]),
+    ] {
+        let mut v = row.clone();
+        v["Entities"] = entities.to_string().into();
+        v["CompromisedEntity"] = "".into();
+        v["ProductName"] = "Microsoft Defender for IoT".into();
+        v["Techniques"] = "[\"T1059\"]".into();
+        inputs.push((v, Format::Auto));
+    }
+    let mut v = row.clone();
+    v["Techniques"] = json!(["T1496"]);
+    v["Tactics"] = " , Impact, Execution".into();
+    v.as_object_mut().unwrap().remove("StartTime");
+    inputs.push((v, Format::Auto));
+    let mut v = row.clone();
+    v["Techniques"] = "T1496 (text)".into();
+    v.as_object_mut().unwrap().remove("ProductName");
+    inputs.push((v, Format::Auto));
+    let mut v = row;
+    v["Type"] = "SecurityIncident".into();
+    inputs.push((v, Format::Auto));
+
+    let sudo = wazuh("1705.1", 3, "Successful sudo to ROOT executed.", None);
+    let brute = wazuh("1705.2", 10, "sshd: brute force", Some("203.0.113.9"));
+    inputs.push((sudo.clone(), Format::Auto));
+    let mut v = brute.clone();
+    v["data"]["srcport"] = "51000".into();
+    v["data"]["dstport"] = 22.into();
+    inputs.push((v.clone(), Format::Auto));
+    v["agent"].as_object_mut().unwrap().remove("ip");
+    inputs.push((v, Format::Auto));
+    let mut v = brute.clone();
+    v["data"]["srcip"] = "10.1.2.3".into();
+    v["rule"]["level"] = "13".into();
+    v["data"]["url"] = "/login?user=admin".into();
+    v.as_object_mut().unwrap().remove("id");
+    v.as_object_mut().unwrap().remove("manager");
+    inputs.push((v, Format::Auto));
+    let mut v = sudo.clone();
+    v["data"] = json!({"win": {"eventdata": {"targetUserName": "alice",
+        "targetDomainName": "CORP", "subjectLogonId": "0x3e7",
+        "image": "C:\\Windows\\System32\\cmd.exe", "commandLine": "cmd /c whoami"}}});
+    v["rule"]["level"] = 5.into();
+    v["rule"].as_object_mut().unwrap().remove("mitre");
+    inputs.push((v, Format::Auto));
+    let mut v = sudo.clone();
+    v["data"] = json!({"audit": {"exe": "/usr/bin/curl", "command": "curl http://x"}});
+    v["rule"]["groups"] = json!([]);
+    inputs.push((v, Format::Auto));
+    let mut v = sudo.clone();
+    v.as_object_mut().unwrap().remove("agent");
+    inputs.push((v, Format::Auto));
+    let mut v = sudo;
+    v["rule"] = "not an object".into();
+    inputs.push((v, Format::Wazuh));
+
+    let got: String = inputs
+        .iter()
+        .flat_map(|(v, format)| alerts_of_value(v, *format, None))
+        .map(|item| {
+            let line = match item.result {
+                Ok(a) => json!({ "Alert": a }),
+                Err(r) => json!({ "Rejected": r.reason }),
+            };
+            format!("{line}\n")
+        })
+        .collect();
+    let pinned = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/pinned/formats-read.jsonl"
+    ))
+    .expect("pinned output");
+    assert_eq!(got, pinned);
+}

@@ -1,11 +1,13 @@
 //! The engine on the public labelled sets (`../shared/data`; see `tests/real_data`): issue
 //! #20's targets, held on every CPTC-2017 team (alone and merged) and on the four AIT-ADS
 //! scenarios read here. The figures with their baselines: `cargo bench -p alertgraph -- --real`.
+//! Also the drawing of every merged CPTC row, pinned.
 
 mod real_data;
 
 use alertgraph::eval::rank_stream;
 use alertgraph::{Config, Engine};
+use sha2::{Digest, Sha256};
 
 fn check(d: &real_data::Dataset) {
     assert!(d.refused.is_empty(), "{}: {:?}", d.name, d.refused.first());
@@ -51,4 +53,26 @@ fn the_four_ait_scenarios_meet_the_targets() {
     for scenario in real_data::AIT_SCENARIOS {
         check(&real_data::ait(scenario));
     }
+}
+
+/// Every row of the merged CPTC stream drawn as SVG: SHA-256 (first 8 bytes) of the drawings,
+/// in sorted order, pinned to what `svg::render` drew before it was cut into steps.
+#[test]
+fn the_cptc_rows_draw_as_pinned() {
+    let cfg = Config {
+        history_seed: 7,
+        ..Config::default()
+    };
+    let (rows, _) = rank_stream(&mut Engine::new(cfg), &real_data::cptc_all().alerts);
+    let mut drawings: Vec<String> = rows.iter().map(alertgraph::svg::render).collect();
+    drawings.sort();
+    let mut h = Sha256::new();
+    for d in &drawings {
+        h.update(d);
+    }
+    let hex: String = h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!((rows.len(), hex.as_str()), (777, "da09d1bbbd62959e"));
 }

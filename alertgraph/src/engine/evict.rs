@@ -276,6 +276,23 @@ impl Engine {
     /// anywhere.
     pub(super) fn compact_groups_now(&mut self) {
         let n = self.groups.len();
+        self.point_at_roots();
+        // A group id stays when it is a live root. What names an emitted group (a pair whose
+        // alerts in the window joined other groups, a remembered incoming alert) names no
+        // group from now on, which `live_root` reads as it read the emitted group: "none".
+        // Nothing is removed, so compaction never changes what the engine decides.
+        let mut keep = vec![false; n];
+        for s in self.slots.iter().flatten() {
+            keep[s.group as usize] = true;
+        }
+        self.forget_groups_not_kept(&keep);
+        self.free_groups = (0..n as u32).rev().filter(|&g| !keep[g as usize]).collect();
+        self.groups_after_compaction = n - self.free_groups.len();
+    }
+
+    /// Points every group id held (slots, pairs, incoming alerts, evidence, episodes, stars,
+    /// scheduled checks) at the root of its group.
+    fn point_at_roots(&mut self) {
         for i in 0..self.slots.len() {
             if let Some(g) = self.slots[i].as_ref().map(|s| s.group) {
                 let root = self.find(g);
@@ -334,14 +351,11 @@ impl Engine {
             let root = self.find(g);
             self.checks.push(Reverse((due, root)));
         }
-        // A group id stays when it is a live root. What names an emitted group (a pair whose
-        // alerts in the window joined other groups, a remembered incoming alert) names no
-        // group from now on, which `live_root` reads as it read the emitted group: "none".
-        // Nothing is removed, so compaction never changes what the engine decides.
-        let mut keep = vec![false; n];
-        for s in self.slots.iter().flatten() {
-            keep[s.group as usize] = true;
-        }
+    }
+
+    /// Makes every id of a group not in `keep` name no group, and drops the stars and checks
+    /// of such groups.
+    fn forget_groups_not_kept(&mut self, keep: &[bool]) {
         let dead = |g: u32| g != NO_GROUP && !keep[g as usize];
         for node in &mut self.nodes {
             for i in node
@@ -375,7 +389,5 @@ impl Engine {
         checks.sort_unstable();
         checks.dedup();
         self.checks = checks.into();
-        self.free_groups = (0..n as u32).rev().filter(|&g| !keep[g as usize]).collect();
-        self.groups_after_compaction = n - self.free_groups.len();
     }
 }

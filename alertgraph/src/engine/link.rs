@@ -54,6 +54,36 @@ fn keep_by_identity(kept: &mut Vec<Incoming>, old: Incoming) {
 /// Most share of a node's alerts an identity may have for reusing it to single out a story.
 const SHARED_IDENTITY: f64 = 0.1;
 
+/// The stories (groups) behind the incoming alerts the link test looked at, each counted once.
+struct Stories {
+    /// The groups met, then [`NO_GROUP`].
+    seen: [u32; RECENT_IN + 1],
+    /// How many.
+    count: f64,
+}
+
+impl Default for Stories {
+    fn default() -> Self {
+        Stories {
+            seen: [NO_GROUP; RECENT_IN + 1],
+            count: 0.0,
+        }
+    }
+}
+
+impl Stories {
+    /// Counts `root` unless it was met already (or no room is left).
+    #[inline]
+    fn note(&mut self, root: u32) {
+        if let Some(free) = self.seen.iter().position(|&g| g == root || g == NO_GROUP) {
+            if self.seen[free] == NO_GROUP {
+                self.seen[free] = root;
+                self.count += 1.0;
+            }
+        }
+    }
+}
+
 /// What the link test reads of an arriving alert.
 pub(super) struct Arrival {
     pub(super) time: i64,
@@ -157,10 +187,85 @@ impl Engine {
     /// command line) of the incoming alert it would follow is that much less likely by chance:
     /// the share of the node's alerts that carry that identity.
     pub(super) fn best_link(&mut self, node: u32, a: &Arrival, opens: bool) -> Option<Link> {
-        let (time, name, kind, identity) = (a.time, a.name, a.kind, &a.identity);
+        let (time, identity) = (a.time, &a.identity);
         if self.window.len() < MIN_BACKGROUND || self.nodes[node as usize].campaign {
             return None;
         }
+        let rate = self.routine_rate(node, a, opens);
+        let sent = f64::from(self.nodes[node as usize].sent);
+        let start = self.window_start().max(time - self.cfg.flow_gap_ms);
+        let mut best: Option<(Link, f64, bool)> = None;
+        // Groups behind the incoming alerts looked at: a story that reached the node with two
+        // alerts (a share enumeration, then the hop) is one chance, not two.
+        let mut stories = Stories::default();
+        // Of them, those whose identity the alert reuses: when the best continuation is one,
+        // only they are chances (an alert that reuses a stolen account can only continue a
+        // story that used it).
+        let mut sharing = Stories::default();
+        let recent = self.nodes[node as usize].recent_in.len();
+        let kept = self.nodes[node as usize].recent_by_identity.len();
+        for i in 0..recent + kept {
+            let inc = *self.incoming(node, i);
+            // Beyond the recent ones, only those whose account this alert reuses.
+            if i >= recent && (identity.account == 0 || inc.identity.account != identity.account) {
+                continue;
+            }
+            if inc.time > time || inc.time < start {
+                continue;
+            }
+            let Some(root) = self.live_root(inc.group) else {
+                continue;
+            };
+            if self.groups[root as usize].live > MAX_LINKED_GROUP {
+                continue;
+            }
+            // Alerts that arrived in between, at least a few (a minimum time resolution).
+            let between = (self.arrivals.saturating_sub(inc.seq) as f64).max(MIN_BETWEEN);
+            let reuse = match inc.identity.shared_with(identity) {
+                None => 1.0,
+                Some(0) => self.account_share(node, identity.account, sent),
+                // A logon session or command line is the node's own: one of its alerts.
+                Some(_) => 1.0 / (sent + 1.0),
+            };
+            let expected = rate * between * f64::from(inc.chance) * reuse;
+            stories.note(root);
+            // An identity the node uses all the time (a workstation's own user) is no sign
+            // of the same actor; one it rarely or never carries is.
+            let shared = reuse <= SHARED_IDENTITY;
+            if shared {
+                sharing.note(root);
+            }
+            let live = self.groups[root as usize].live;
+            if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                t.seen.push((inc.seq, expected, live));
+            }
+            if expected >= LINK_CHANCE {
+                continue;
+            }
+            // Of two stories the alert could continue, it continues the one whose identity it
+            // reuses (the same stolen account is the same actor), else the rarer.
+            let joint = expected * f64::from(inc.share) * if shared { 1e-9 } else { 1.0 };
+            if best.is_none_or(|(_, b, _)| joint < b) {
+                best = Some((
+                    Link {
+                        group: root,
+                        info: 0.0,
+                        entry: i,
+                        expected,
+                    },
+                    joint,
+                    shared,
+                ));
+            }
+        }
+        self.settle_link(best, rate, &stories, &sharing)
+    }
+
+    /// The share of the window's alerts that are `node` sending `a`'s kind by routine (per
+    /// arrival); for the first alert to a peer (`opens`), times the chance that its next alert
+    /// opens a pair.
+    fn routine_rate(&mut self, node: u32, a: &Arrival, opens: bool) -> f64 {
+        let (name, kind) = (a.name, a.kind);
         let total = self.window.len() as f64 + 1.0;
         // The share of the window's alerts that are this node sending this rule: its own count,
         // plus what it sends (plus one) times the rule's share times the rule's spread (distinct
@@ -198,96 +303,31 @@ impl Engine {
                 t.pair_factor = factor;
             }
         }
-        let start = self.window_start().max(time - self.cfg.flow_gap_ms);
-        let mut best: Option<(Link, f64, bool)> = None;
-        // Groups behind the incoming alerts looked at: a story that reached the node with two
-        // alerts (a share enumeration, then the hop) is one chance, not two.
-        let mut stories = [NO_GROUP; RECENT_IN + 1];
-        let mut candidates = 0.0;
-        // Of them, those whose identity the alert reuses: when the best continuation is one,
-        // only they are chances (an alert that reuses a stolen account can only continue a
-        // story that used it).
-        let mut sharing = [NO_GROUP; RECENT_IN + 1];
-        let mut sharing_candidates = 0.0;
-        let recent = self.nodes[node as usize].recent_in.len();
-        let kept = self.nodes[node as usize].recent_by_identity.len();
-        for i in 0..recent + kept {
-            let inc = *self.incoming(node, i);
-            // Beyond the recent ones, only those whose account this alert reuses.
-            if i >= recent && (identity.account == 0 || inc.identity.account != identity.account) {
-                continue;
-            }
-            if inc.time > time || inc.time < start {
-                continue;
-            }
-            let Some(root) = self.live_root(inc.group) else {
-                continue;
-            };
-            if self.groups[root as usize].live > MAX_LINKED_GROUP {
-                continue;
-            }
-            // Alerts that arrived in between, at least a few (a minimum time resolution).
-            let between = (self.arrivals.saturating_sub(inc.seq) as f64).max(MIN_BETWEEN);
-            let reuse = match inc.identity.shared_with(identity) {
-                None => 1.0,
-                Some(0) => self.account_share(node, identity.account, sent),
-                // A logon session or command line is the node's own: one of its alerts.
-                Some(_) => 1.0 / (sent + 1.0),
-            };
-            let expected = rate * between * f64::from(inc.chance) * reuse;
-            if let Some(free) = stories.iter().position(|&g| g == root || g == NO_GROUP) {
-                if stories[free] == NO_GROUP {
-                    stories[free] = root;
-                    candidates += 1.0;
-                }
-            }
-            // An identity the node uses all the time (a workstation's own user) is no sign
-            // of the same actor; one it rarely or never carries is.
-            let shared = reuse <= SHARED_IDENTITY;
-            if shared {
-                if let Some(free) = sharing.iter().position(|&g| g == root || g == NO_GROUP) {
-                    if sharing[free] == NO_GROUP {
-                        sharing[free] = root;
-                        sharing_candidates += 1.0;
-                    }
-                }
-            }
-            let live = self.groups[root as usize].live;
-            if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
-                t.seen.push((inc.seq, expected, live));
-            }
-            if expected >= LINK_CHANCE {
-                continue;
-            }
-            // Of two stories the alert could continue, it continues the one whose identity it
-            // reuses (the same stolen account is the same actor), else the rarer.
-            let joint = expected * f64::from(inc.share) * if shared { 1e-9 } else { 1.0 };
-            if best.is_none_or(|(_, b, _)| joint < b) {
-                best = Some((
-                    Link {
-                        group: root,
-                        info: 0.0,
-                        entry: i,
-                        expected,
-                    },
-                    joint,
-                    shared,
-                ));
-            }
-        }
+        rate
+    }
+
+    /// The `best` continuation found, its chance times the stories it was chosen among, when
+    /// that is still below [`LINK_CHANCE`]; with its information. Records the test in the trace.
+    fn settle_link(
+        &mut self,
+        best: Option<(Link, f64, bool)>,
+        rate: f64,
+        stories: &Stories,
+        sharing: &Stories,
+    ) -> Option<Link> {
         // The continuation was looked for behind every recent incoming alert of the node: the
         // chance that one of them is followed this closely is that many times larger (a busy
         // node with many incoming alerts gets many chances).
         let chances = |shared: bool| {
             if shared {
-                sharing_candidates
+                sharing.count
             } else {
-                candidates
+                stories.count
             }
         };
         if let Some(t) = self.trace.as_mut().and_then(|t| t.last_mut()) {
             t.rate = rate;
-            t.candidates = candidates as u32;
+            t.candidates = stories.count as u32;
             t.expected = best.map(|(l, _, shared)| l.expected * chances(shared));
         }
         let (mut link, _, shared) = best?;

@@ -427,5 +427,44 @@ pub(crate) fn put(out: &mut Map<String, Value>, key: &str, value: Option<impl In
     }
 }
 
+/// Sets TimeGenerated from the object's `timestamp` (`+0000`-style offsets accepted).
+pub(crate) fn put_timestamp(out: &mut Map<String, Value>, object: &Map<String, Value>) {
+    put(
+        out,
+        "TimeGenerated",
+        text_at(object, &["timestamp"]).map(|t| rfc3339(&t)),
+    );
+}
+
+/// Sets Techniques to the text ids of `ids` (at most [`crate::alert::MAX_TECHNIQUES`]), if any.
+pub(crate) fn put_techniques(out: &mut Map<String, Value>, ids: Option<&Vec<Value>>) {
+    let ids: Vec<Value> = ids
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter(|v| v.is_string())
+        .take(crate::alert::MAX_TECHNIQUES)
+        .cloned()
+        .collect();
+    if !ids.is_empty() {
+        out.insert("Techniques".into(), Value::Array(ids));
+    }
+}
+
+/// The Sensor of a `product` alert: `{product} {name}` (cut to the field limit) when the record
+/// names its sensor, else `product`.
+pub(crate) fn sensor(product: &str, name: Option<String>) -> String {
+    name.map_or_else(
+        || product.to_string(),
+        |n| clipped(&format!("{product} {n}")),
+    )
+}
+
+/// Sets Extra to `extra` when it holds anything.
+pub(crate) fn put_extra(out: &mut Map<String, Value>, extra: Map<String, Value>) {
+    if !extra.is_empty() {
+        out.insert("Extra".into(), Value::Object(extra));
+    }
+}
+
 #[cfg(test)]
 mod tests;

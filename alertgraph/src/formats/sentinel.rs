@@ -23,8 +23,8 @@
 //! ignored. `Entities` that is not valid JSON is read as no entities: the row still yields an
 //! alert when another column names its host, and is refused with that reason otherwise.
 
-use super::{clipped, command_line_hash, put, text_at};
-use serde_json::{json, Map, Value};
+use super::{clipped, command_line_hash, put, put_extra, text_at};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 /// Most entities read from one alert.
@@ -106,38 +106,70 @@ impl Entities {
 }
 
 pub(super) fn to_contract(row: &Map<String, Value>) -> Result<Map<String, Value>, String> {
-    if let Some(t) = row.get("Type").and_then(Value::as_str) {
-        if t != "SecurityAlert" {
-            return Err(format!(
-                "a record of type {:?} is not a SecurityAlert",
-                t.chars().take(40).collect::<String>()
-            ));
-        }
-    }
+    check_type(row)?;
     let mut out = Map::new();
-    put(
-        &mut out,
-        "TimeGenerated",
-        text_at(row, &["StartTime"]).or_else(|| text_at(row, &["TimeGenerated"])),
-    );
-    put(&mut out, "AlertId", text_at(row, &["SystemAlertId"]));
-    put(
-        &mut out,
-        "AlertName",
-        text_at(row, &["AlertName"]).or_else(|| text_at(row, &["DisplayName"])),
-    );
-    put(&mut out, "Severity", text_at(row, &["AlertSeverity"]));
-    put(
-        &mut out,
-        "Category",
-        text_at(row, &["AlertType"]).map(|c| clipped(&c)),
-    );
+    read_alert(&mut out, row);
     let product = text_at(row, &["ProductName"]).or_else(|| text_at(row, &["ProviderName"]));
     let ot = product
         .as_deref()
         .is_some_and(|p| p.contains("IoT") || p.contains("OT "));
     out.insert("Domain".into(), if ot { "OT" } else { "IT" }.into());
     put(&mut out, "Sensor", product.as_deref().map(clipped));
+    read_tactics(&mut out, row);
+    let (entities, entities_error) = match Entities::parse(row.get("Entities")) {
+        Ok(e) => (e, None),
+        Err(reason) => (Entities::parse(None).expect("empty"), Some(reason)),
+    };
+    let compromised = text_at(row, &["CompromisedEntity"]);
+    read_hosts(
+        &mut out,
+        &entities,
+        compromised.as_deref(),
+        entities_error.as_deref(),
+    )?;
+    read_identity(&mut out, &entities);
+    put_extra(
+        &mut out,
+        extra(product.as_deref(), compromised, &entities, entities_error),
+    );
+    Ok(out)
+}
+
+/// Refuses a record of another table (a row that names no type is taken as a SecurityAlert).
+fn check_type(row: &Map<String, Value>) -> Result<(), String> {
+    match row.get("Type").and_then(Value::as_str) {
+        Some(t) if t != "SecurityAlert" => Err(format!(
+            "a record of type {:?} is not a SecurityAlert",
+            t.chars().take(40).collect::<String>()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the alert's own columns: time, id, name, severity and type.
+fn read_alert(out: &mut Map<String, Value>, row: &Map<String, Value>) {
+    put(
+        out,
+        "TimeGenerated",
+        text_at(row, &["StartTime"]).or_else(|| text_at(row, &["TimeGenerated"])),
+    );
+    put(out, "AlertId", text_at(row, &["SystemAlertId"]));
+    put(
+        out,
+        "AlertName",
+        text_at(row, &["AlertName"]).or_else(|| text_at(row, &["DisplayName"])),
+    );
+    put(out, "Severity", text_at(row, &["AlertSeverity"]));
+    put(
+        out,
+        "Category",
+        text_at(row, &["AlertType"]).map(|c| clipped(&c)),
+    );
+}
+
+/// Reads the first of the comma-separated tactics, and the techniques (a JSON array, or its
+/// text).
+fn read_tactics(out: &mut Map<String, Value>, row: &Map<String, Value>) {
     if let Some(tactic) = text_at(row, &["Tactics"]).and_then(|t| {
         t.split(',')
             .map(str::trim)
@@ -157,14 +189,17 @@ pub(super) fn to_contract(row: &Map<String, Value>) -> Result<Map<String, Value>
     if let Some(t) = techniques.filter(|t| t.as_str().is_none_or(|s| !s.trim().is_empty())) {
         out.insert("Techniques".into(), t);
     }
+}
 
-    let entities = Entities::parse(row.get("Entities"));
-    let compromised = text_at(row, &["CompromisedEntity"]);
-    let (entities, entities_error) = match entities {
-        Ok(e) => (e, None),
-        Err(reason) => (Entities::parse(None).expect("empty"), Some(reason)),
-    };
-    let host = compromised.clone().or_else(|| {
+/// Reads the host the alert is about (CompromisedEntity, else the first host entity) and the
+/// addresses of its ip entities; refuses a row that names neither, saying why.
+fn read_hosts(
+    out: &mut Map<String, Value>,
+    entities: &Entities,
+    compromised: Option<&str>,
+    entities_error: Option<&str>,
+) -> Result<(), String> {
+    let host = compromised.map(str::to_string).or_else(|| {
         entities
             .of_type("host")
             .find_map(|h| text_at(h, &["HostName"]).or_else(|| text_at(h, &["NetBiosName"])))
@@ -198,14 +233,20 @@ pub(super) fn to_contract(row: &Map<String, Value>) -> Result<Map<String, Value>
             out.insert("DstIp".into(), dst.clone().into());
         }
     }
+    Ok(())
+}
+
+/// Reads the first account entity (name, domain) and the first process entity (image file,
+/// hash of the command line).
+fn read_identity(out: &mut Map<String, Value>, entities: &Entities) {
     if let Some(account) = entities.of_type("account").next() {
         put(
-            &mut out,
+            out,
             "Account",
             text_at(account, &["Name"]).map(|a| clipped(&a)),
         );
         put(
-            &mut out,
+            out,
             "AccountDomain",
             text_at(account, &["NTDomain"])
                 .or_else(|| text_at(account, &["UPNSuffix"]))
@@ -216,15 +257,25 @@ pub(super) fn to_contract(row: &Map<String, Value>) -> Result<Map<String, Value>
         let image = entities
             .resolve(process.get("ImageFile"))
             .and_then(|f| text_at(f, &["Name"]));
-        put(&mut out, "ProcessImage", image.map(|i| clipped(&i)));
+        put(out, "ProcessImage", image.map(|i| clipped(&i)));
         put(
-            &mut out,
+            out,
             "CommandLineHash",
             text_at(process, &["CommandLine"]).map(|c| command_line_hash(&c)),
         );
     }
+}
+
+/// The product, the CompromisedEntity, the first url entity and why Entities was not read, cut
+/// to the field limit.
+fn extra(
+    product: Option<&str>,
+    compromised: Option<String>,
+    entities: &Entities,
+    entities_error: Option<String>,
+) -> Map<String, Value> {
     let mut extra = Map::new();
-    put(&mut extra, "Product", product.as_deref().map(clipped));
+    put(&mut extra, "Product", product.map(clipped));
     put(
         &mut extra,
         "CompromisedEntity",
@@ -243,8 +294,5 @@ pub(super) fn to_contract(row: &Map<String, Value>) -> Result<Map<String, Value>
         "EntitiesError",
         entities_error.map(|e| clipped(&e)),
     );
-    if !extra.is_empty() {
-        out.insert("Extra".into(), json!(extra));
-    }
-    Ok(out)
+    extra
 }

@@ -19,8 +19,11 @@
 //! | `manager.name` | Sensor `wazuh {manager}` |
 //! | `location`, `full_log`, `data.url` | Extra (cut to 256 characters) |
 
-use super::{clipped, command_line_hash, content_id, printable, put, rfc3339, text_at};
-use serde_json::{json, Map, Value};
+use super::{
+    clipped, command_line_hash, content_id, printable, put, put_extra, put_techniques,
+    put_timestamp, sensor, text_at,
+};
+use serde_json::{Map, Value};
 
 pub(super) fn to_contract(w: &Map<String, Value>) -> Result<Map<String, Value>, String> {
     let rule = w
@@ -28,22 +31,47 @@ pub(super) fn to_contract(w: &Map<String, Value>) -> Result<Map<String, Value>, 
         .and_then(Value::as_object)
         .ok_or("a Wazuh alert needs a rule object")?;
     let mut out = Map::new();
-    put(
-        &mut out,
-        "TimeGenerated",
-        text_at(w, &["timestamp"]).map(|t| rfc3339(&t)),
-    );
+    put_timestamp(&mut out, w);
     let id = text_at(w, &["id"]).map_or_else(|| content_id("wazuh", w), |id| format!("wazuh-{id}"));
     out.insert("AlertId".into(), id.into());
-    put(&mut out, "AlertName", text_at(rule, &["description"]));
-    put(&mut out, "SignatureId", text_at(rule, &["id"]));
+    read_rule(&mut out, rule);
+    read_hosts(&mut out, w)?;
+    read_identity(&mut out, w);
+    out.insert(
+        "Sensor".into(),
+        sensor("wazuh", text_at(w, &["manager", "name"])).into(),
+    );
+    put_extra(&mut out, extra(w));
+    Ok(out)
+}
+
+/// Reads the rule: name, id, groups, severity by level, and its MITRE tactic and techniques.
+fn read_rule(out: &mut Map<String, Value>, rule: &Map<String, Value>) {
+    put(out, "AlertName", text_at(rule, &["description"]));
+    put(out, "SignatureId", text_at(rule, &["id"]));
     if let Some(groups) = rule.get("groups").and_then(Value::as_array) {
         let joined: Vec<&str> = groups.iter().filter_map(Value::as_str).collect();
         if !joined.is_empty() {
             out.insert("Category".into(), clipped(&joined.join(",")).into());
         }
     }
-    let severity = match rule.get("level").and_then(|l| {
+    out.insert("Severity".into(), severity(rule).into());
+    out.insert("Domain".into(), "IT".into());
+    if let Some(mitre) = rule.get("mitre").and_then(Value::as_object) {
+        let tactic = mitre
+            .get("tactic")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().find_map(Value::as_str));
+        if let Some(t) = tactic {
+            out.insert("Tactic".into(), t.replace(' ', "").into());
+        }
+        put_techniques(out, mitre.get("id").and_then(Value::as_array));
+    }
+}
+
+/// The severity of the rule's level (a number, or its text).
+fn severity(rule: &Map<String, Value>) -> &'static str {
+    match rule.get("level").and_then(|l| {
         l.as_u64()
             .or_else(|| l.as_str().and_then(|s| s.parse().ok()))
     }) {
@@ -51,28 +79,12 @@ pub(super) fn to_contract(w: &Map<String, Value>) -> Result<Map<String, Value>, 
         Some(4..=6) => "Low",
         Some(7..=11) => "Medium",
         Some(_) => "High",
-    };
-    out.insert("Severity".into(), severity.into());
-    out.insert("Domain".into(), "IT".into());
-    if let Some(mitre) = rule.get("mitre").and_then(Value::as_object) {
-        let list = |k: &str| -> Vec<Value> {
-            mitre
-                .get(k)
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter(|v| v.is_string()).cloned().collect())
-                .unwrap_or_default()
-        };
-        if let Some(t) = list("tactic").first().and_then(Value::as_str) {
-            out.insert("Tactic".into(), t.replace(' ', "").into());
-        }
-        let ids: Vec<Value> = list("id")
-            .into_iter()
-            .take(crate::alert::MAX_TECHNIQUES)
-            .collect();
-        if !ids.is_empty() {
-            out.insert("Techniques".into(), Value::Array(ids));
-        }
     }
+}
+
+/// Reads the host the alert is about (the agent) and its peer (`data.srcip`) with their ports;
+/// refuses an alert that names neither.
+fn read_hosts(out: &mut Map<String, Value>, w: &Map<String, Value>) -> Result<(), String> {
     let agent_ip = text_at(w, &["agent", "ip"]).filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
     let agent_name = text_at(w, &["agent", "name"]);
     let peer = text_at(w, &["data", "srcip"])
@@ -84,15 +96,15 @@ pub(super) fn to_contract(w: &Map<String, Value>) -> Result<Map<String, Value>, 
         Some(peer) if agent_ip.is_some() || agent_name.is_some() => {
             let named_only = agent_ip.is_none();
             out.insert("SrcIp".into(), peer.into());
-            put(&mut out, "DstIp", agent_ip);
-            put(&mut out, "DstHost", agent_name.map(|n| clipped(&n)));
+            put(out, "DstIp", agent_ip);
+            put(out, "DstHost", agent_name.map(|n| clipped(&n)));
             put(
-                &mut out,
+                out,
                 "SrcPort",
                 text_at(w, &["data", "srcport"]).and_then(|p| p.parse::<u16>().ok()),
             );
             put(
-                &mut out,
+                out,
                 "DstPort",
                 text_at(w, &["data", "dstport"]).and_then(|p| p.parse::<u16>().ok()),
             );
@@ -102,14 +114,19 @@ pub(super) fn to_contract(w: &Map<String, Value>) -> Result<Map<String, Value>, 
             }
         }
         _ => {
-            put(&mut out, "SrcIp", agent_ip);
-            put(&mut out, "SrcHost", agent_name.map(|n| clipped(&n)));
+            put(out, "SrcIp", agent_ip);
+            put(out, "SrcHost", agent_name.map(|n| clipped(&n)));
         }
     }
-    let eventdata = ["data", "win", "eventdata"];
-    let win = |k: &str| text_at(w, &[eventdata[0], eventdata[1], eventdata[2], k]);
+    Ok(())
+}
+
+/// Reads who and what ran: account and its domain, logon session, process image and the hash
+/// of its command line (Windows event data, else Linux audit).
+fn read_identity(out: &mut Map<String, Value>, w: &Map<String, Value>) {
+    let win = |k: &str| text_at(w, &["data", "win", "eventdata", k]);
     put(
-        &mut out,
+        out,
         "Account",
         text_at(w, &["data", "srcuser"])
             .or_else(|| text_at(w, &["data", "dstuser"]))
@@ -117,35 +134,33 @@ pub(super) fn to_contract(w: &Map<String, Value>) -> Result<Map<String, Value>, 
             .map(|a| clipped(&a)),
     );
     put(
-        &mut out,
+        out,
         "AccountDomain",
         win("targetDomainName").map(|d| clipped(&d)),
     );
     put(
-        &mut out,
+        out,
         "LogonId",
         win("targetLogonId").or_else(|| win("subjectLogonId")),
     );
     put(
-        &mut out,
+        out,
         "ProcessImage",
         win("image")
             .or_else(|| text_at(w, &["data", "audit", "exe"]))
             .map(|p| clipped(&p)),
     );
     put(
-        &mut out,
+        out,
         "CommandLineHash",
         win("commandLine")
             .or_else(|| text_at(w, &["data", "audit", "command"]))
             .map(|c| command_line_hash(&c)),
     );
-    out.insert(
-        "Sensor".into(),
-        text_at(w, &["manager", "name"])
-            .map_or_else(|| "wazuh".to_string(), |m| clipped(&format!("wazuh {m}")))
-            .into(),
-    );
+}
+
+/// The location, log line (control characters as spaces) and URL, cut to the field limit.
+fn extra(w: &Map<String, Value>) -> Map<String, Value> {
     let mut extra = Map::new();
     put(
         &mut extra,
@@ -162,8 +177,5 @@ pub(super) fn to_contract(w: &Map<String, Value>) -> Result<Map<String, Value>, 
         "Url",
         text_at(w, &["data", "url"]).map(|t| clipped(&t)),
     );
-    if !extra.is_empty() {
-        out.insert("Extra".into(), json!(extra));
-    }
-    Ok(out)
+    extra
 }
