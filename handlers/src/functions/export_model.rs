@@ -229,19 +229,7 @@ pub async fn run(
     let _ = std::fs::remove_dir_all(&work);
     let output = work.join("output");
     let folder = work.join("version");
-    ctx.ml
-        .download_job_output(&job.id, &output, ctx.settings.ml.max_unpacked_bytes)
-        .await
-        .map_err(|e| {
-            let reason = match &e {
-                PortError::NotFound(r) => Some(r.clone()),
-                other => other.permanent_reason(),
-            };
-            match reason {
-                Some(r) => refuse(format!("ExportModel: {r}")),
-                None => e.into(),
-            }
-        })?;
+    download_output(ctx, &job.id, &output).await?;
     std::fs::create_dir_all(&folder).map_err(|e| FunctionError::Failed(e.to_string()))?;
     let container = job.tags.get("trainer").is_some_and(|t| t == "container");
     let exported = if container {
@@ -305,6 +293,25 @@ pub async fn run(
     ctx.ledger.record(&key, &location).await?;
     response.log(format!("exported {name} version {version} to {location}"));
     Ok(response)
+}
+
+/// Downloads the job's output folder. Missing or refused for good (too large) sets the
+/// command aside; anything else is retried.
+async fn download_output(ctx: &Context, job_id: &str, output: &Path) -> Result<(), FunctionError> {
+    let max = ctx.settings.ml.max_unpacked_bytes;
+    ctx.ml
+        .download_job_output(job_id, output, max)
+        .await
+        .map_err(|e| {
+            let reason = match &e {
+                PortError::NotFound(r) => Some(r.clone()),
+                other => other.permanent_reason(),
+            };
+            match reason {
+                Some(r) => refuse(format!("ExportModel: {r}")),
+                None => e.into(),
+            }
+        })
 }
 
 /// The job to export: it must exist and have completed. Failed or canceled never will
