@@ -2,6 +2,8 @@
 //! (`.ci/run` starts one on 127.0.0.1:10000-10001 and sets `SOCWIRE_TEST_AZURITE=1`), and the
 //! Sentinel REST adapter against a local HTTP server answering with documented payloads.
 
+mod support;
+
 use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -17,6 +19,7 @@ use socwire::ports::{IncidentStore, Ledger, ReportStore, StateStore};
 use socwire::sentinel::{IncidentId, Severity};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use support::arm::fixture;
 
 /// The Azurite account, or None (test skipped) when Azurite is not running and CI did not
 /// ask for it. With `SOCWIRE_TEST_AZURITE=1` a missing Azurite is a failure.
@@ -225,15 +228,7 @@ async fn list_entities(
 ) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
     check(&headers, &q)?;
     // Shape from Incidents_ListEntities (SecurityInsights REST, GetAllIncidentEntities example).
-    Ok(Json(json!({
-        "entities": [
-            {"id": "e1", "name": "e1", "type": "Microsoft.SecurityInsights/Entities", "kind": "Ip",
-             "properties": {"address": "203.0.113.7", "friendlyName": "203.0.113.7"}},
-            {"id": "e2", "name": "e2", "type": "Microsoft.SecurityInsights/Entities", "kind": "Url",
-             "properties": {"url": "http://malicious.example/x", "friendlyName": "http://malicious.example/x"}}
-        ],
-        "metaData": [{"entityKind": "Ip", "count": 1}, {"entityKind": "Url", "count": 1}]
-    })))
+    Ok(Json(fixture("incident-entities-200")))
 }
 
 async fn not_found() -> (StatusCode, Json<Value>) {
@@ -288,20 +283,7 @@ async fn fake_arm(arm: Arc<Arm>) -> String {
 }
 
 fn incident_body() -> Value {
-    json!({
-        "id": INCIDENT,
-        "name": "73e01a99-5cd7-4139-a149-9f2736ff2ab5",
-        "etag": "\"0300bf09-0000-0000-0000-5c37296e0000\"",
-        "type": "Microsoft.SecurityInsights/Incidents",
-        "properties": {
-            "title": "Suspicious sign-in <script>",
-            "severity": "Medium",
-            "status": "New",
-            "incidentNumber": 42,
-            "labels": [{"labelName": "kept", "labelType": "User"}],
-            "owner": {"objectId": null}
-        }
-    })
+    fixture("incident-get-200")
 }
 
 #[tokio::test]

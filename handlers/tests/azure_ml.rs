@@ -23,6 +23,7 @@ use socwire::ports::{
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::arm::fixture;
 use support::tokens::Tokens;
 
 const WS: &str = "/subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourceGroups/testrg123/providers/Microsoft.MachineLearningServices/workspaces/workspaces123";
@@ -250,16 +251,19 @@ fn with_headers(status: u16, headers: &[(&'static str, String)], body: Value) ->
 
 /// `Compute/createOrUpdate/BasicAmlCompute.json`, response 201.
 fn creating() -> Value {
-    json!({"id": format!("{WS}/computes/compute123"), "type": "Microsoft.MachineLearningServices/workspaces/computes",
-           "name": "compute123", "location": "eastus", "properties": {"computeType": "AmlCompute", "provisioningState": "Creating"}})
+    fixture("compute-create-201")
 }
 
 /// `Compute/get/AmlCompute.json`, response 200.
 fn succeeded() -> Value {
-    json!({"id": format!("{WS}/computes/compute123"), "name": "compute123", "location": "eastus2",
-        "properties": {"computeType": "AmlCompute", "provisioningState": "Succeeded",
-            "properties": {"vmSize": "STANDARD_NC6", "vmPriority": "Dedicated", "scaleSettings": {"maxNodeCount": 1, "minNodeCount": 0, "nodeIdleTimeBeforeScaleDown": "PT5M"},
-                "allocationState": "Resizing", "errors": null, "currentNodeCount": 0, "targetNodeCount": 1}}})
+    fixture("compute-get-200")
+}
+
+/// `Jobs_Get` of job-1, a Command job, with this status.
+fn job_with_status(status: &str) -> Value {
+    let mut job = fixture("job-get-200");
+    job["properties"]["status"] = json!(status);
+    job
 }
 
 fn spec() -> ClusterSpec {
@@ -451,13 +455,7 @@ async fn an_expired_token_is_replaced_once() {
 #[tokio::test]
 async fn jobs_are_submitted_once_and_followed_through_their_statuses() {
     let (arm, ml, _, _) = adapter().await;
-    let job = |status: &str| {
-        ok(
-            200,
-            json!({"name": "job-1", "properties": {"jobType": "Command", "status": status,
-        "computeId": format!("{WS}/computes/gpu-a"), "tags": {"commandId": "c-1"}}}),
-        )
-    };
+    let job = |status: &str| ok(200, job_with_status(status));
     script(
         &arm,
         "GET job job-1",
@@ -473,14 +471,7 @@ async fn jobs_are_submitted_once_and_followed_through_their_statuses() {
             job("Running"),
         ],
     );
-    script(
-        &arm,
-        "PUT job job-1",
-        vec![ok(
-            201,
-            json!({"name": "job-1", "properties": {"status": "NotStarted", "computeId": format!("{WS}/computes/gpu-a")}}),
-        )],
-    );
+    script(&arm, "PUT job job-1", vec![ok(201, fixture("job-put-201"))]);
     script(&arm, "POST cancel job-1", vec![ok(202, Value::Null)]);
     let submission = JobSubmission {
         id: "job-1".into(),
@@ -605,9 +596,7 @@ fn updating(base: &str) -> Response {
             "azure-asyncoperation",
             format!("{base}/operations/op-2?api-version={ML_API_VERSION}"),
         )],
-        json!({"id": format!("{WS}/computes/compute123"), "type": "Microsoft.MachineLearningServices/workspaces/computes",
-               "name": "compute123", "location": "eastus2",
-               "properties": {"description": "some compute", "computeType": "AmlCompute", "provisioningState": "Updating"}}),
+        fixture("compute-patch-200"),
     )
 }
 
@@ -715,24 +704,13 @@ async fn a_failed_jobs_error_comes_from_run_history() {
     let ml = ml
         .with_tracking_uri(Some(&format!("{base}/mlflow/v1.0{WS}")))
         .unwrap();
-    let failed = || {
-        ok(
-            200,
-            json!({"name": "job-1", "properties": {"jobType": "Command", "status": "Failed",
-                "computeId": format!("{WS}/computes/gpu-a"), "tags": {"commandId": "c-1"}}}),
-        )
-    };
+    let failed = || ok(200, job_with_status("Failed"));
     script(&arm, "GET job job-1", vec![failed(), failed()]);
     script(
         &arm,
         "GET run details job-1",
         vec![
-            ok(
-                200,
-                json!({"runId": "job-1", "status": "Failed", "error": {"error": {
-                    "code": "UserError", "severity": null,
-                    "message": "Execution failed. User process 'python3' exited with status code 1: CUDA out of memory"}}}),
-            ),
+            ok(200, fixture("run-details-failed")),
             ok(
                 503,
                 json!({"error": {"code": "ServiceUnavailable", "message": "later"}}),

@@ -13,18 +13,18 @@ use socwire::sentinel::{HostRef, IncidentId, Indicator, Severity};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::arm::fixture;
 use support::fault_server::{Answer, Fault, FaultServer, Seen};
 use support::tokens::Tokens;
 
 const INCIDENT: &str = "/subscriptions/0000/resourceGroups/soc/providers/Microsoft.OperationalInsights/workspaces/ws/providers/Microsoft.SecurityInsights/incidents/73e01a99-5cd7-4139-a149-9f2736ff2ab5";
 
+/// `Incidents_Get` (fixture), its title plain and number 1.
 fn incident() -> Value {
-    json!({
-        "id": INCIDENT, "name": "73e01a99-5cd7-4139-a149-9f2736ff2ab5",
-        "etag": "\"0300bf09-0000-0000-0000-5c37296e0000\"",
-        "type": "Microsoft.SecurityInsights/Incidents",
-        "properties": {"title": "t", "severity": "Medium", "status": "New", "incidentNumber": 1}
-    })
+    let mut v = fixture("incident-get-200");
+    v["properties"]["title"] = json!("t");
+    v["properties"]["incidentNumber"] = json!(1);
+    v
 }
 
 /// Sentinel and the Log Analytics query API in memory: comments are kept by id (a second PUT
@@ -47,12 +47,7 @@ fn arm_service(comments: Arc<Mutex<HashMap<String, String>>>) -> impl Fn(&Seen) 
         }
         if req.path.ends_with("/query") {
             // Log Analytics query API answer shape (Azure Monitor "Log Analytics API response format").
-            return json(
-                200,
-                json!({"tables": [{"name": "PrimaryResult",
-                "columns": [{"name": "TimeGenerated", "type": "datetime"}, {"name": "AlertName", "type": "string"}, {"name": "AlertSeverity", "type": "string"}],
-                "rows": [["2026-11-28T10:00:00Z", "Beacon <script>", "High"], ["2026-11-27T10:00:00Z", "Scan", "Low"]]}]}),
-            );
+            return json(200, fixture("log-analytics-query-200"));
         }
         json(200, incident())
     }
