@@ -1,12 +1,14 @@
 //! The handler service driven in-process (axum `oneshot`), with the real local adapters in a
 //! temporary directory: routing, bad input, panics, and exactly-once triage under redelivery.
 
+mod support;
+
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use socwire::context::Context;
-use socwire::local::{FileReportStore, OfflineThreatIntel, SqliteIncidentStore, SqliteLedger};
+use socwire::local::{OfflineThreatIntel, SqliteIncidentStore, SqliteLedger};
 use socwire::ports::{IncidentStore, Ledger, PortError, PortResult, ThreatIntel, TiAnswer};
 use socwire::sentinel::{Entity, Incident, IncidentId, IncidentProperties, Indicator, Severity};
 use std::sync::Arc;
@@ -34,39 +36,11 @@ fn fixture_with(
     ti: Arc<dyn ThreatIntel>,
 ) -> Fixture {
     let ledger = Arc::new(SqliteLedger::open(&dir.path().join("ledger.sqlite3")).unwrap());
-    let tables =
-        Arc::new(socwire::local::SqliteTables::open(&dir.path().join("tables.sqlite3")).unwrap());
     let ctx = Arc::new(Context {
         incidents,
-        workspace: Arc::new(
-            socwire::local::SqliteWorkspace::open(&dir.path().join("workspace.sqlite3")).unwrap(),
-        ),
         threat_intel: ti,
         ledger: ledger.clone(),
-        reports: Arc::new(FileReportStore::new(
-            dir.path().join("reports"),
-            "http://127.0.0.1:7071/reports",
-        )),
-        state: tables.clone(),
-        logs: tables,
-        alert_engine: Arc::default(),
-        ml: Arc::new(
-            socwire::local::LocalWorkspace::open(
-                dir.path(),
-                socwire::local::LocalMlOptions {
-                    provision_ms: 0,
-                    max_nodes_quota: 8,
-                    runner: None,
-                },
-            )
-            .unwrap(),
-        ),
-        commands: Arc::new(
-            socwire::local::LocalCommandBus::open(dir.path(), "ml-commands").unwrap(),
-        ),
-        assets: Arc::new(socwire::azure::AllowListedFetcher::new(vec![], vec![])),
-        settings: Arc::new(socwire::settings::Settings::from_lookup(|_| None).unwrap()),
-        adapters: vec![],
+        ..support::context::local(dir.path())
     });
     Fixture {
         _dir: dir,

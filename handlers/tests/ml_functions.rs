@@ -3,10 +3,12 @@
 //! path from ProvisionGpuCluster to a model folder, `trainer: "container"` jobs running a small
 //! shell command of this test's own (no socwire trainer in it), and every kind of bad input.
 
+mod support;
+
 use serde_json::{json, Value};
 use socwire::context::Context;
 use socwire::functions::dispatch;
-use socwire::local::{LocalCommandBus, LocalMlOptions, LocalWorkspace, SqliteLedger, SqliteTables};
+use socwire::local::{LocalMlOptions, LocalWorkspace};
 use socwire::ports::MlWorkspace;
 use socwire::protocol::{InvocationRequest, InvocationResponse};
 use socwire_host::brokers::{Brokers, SbEntityOptions, SystemClock};
@@ -58,32 +60,14 @@ fn fixture_with(quota: u32) -> Fixture {
         _ => None,
     })
     .unwrap();
-    let tables = Arc::new(SqliteTables::open(&dir.path().join("tables.sqlite3")).unwrap());
     let ctx = Context {
-        incidents: Arc::new(
-            socwire::local::SqliteIncidentStore::open(&dir.path().join("sentinel.sqlite3"))
-                .unwrap(),
-        ),
-        threat_intel: Arc::new(socwire::local::OfflineThreatIntel::from_json("[]").unwrap()),
-        ledger: Arc::new(SqliteLedger::open(&dir.path().join("ledger.sqlite3")).unwrap()),
-        reports: Arc::new(socwire::local::FileReportStore::new(
-            dir.path().join("reports"),
-            "http://x",
-        )),
-        state: tables.clone(),
-        logs: tables,
-        workspace: Arc::new(
-            socwire::local::SqliteWorkspace::open(&dir.path().join("workspace.sqlite3")).unwrap(),
-        ),
-        alert_engine: Arc::default(),
         ml: ws.clone(),
-        commands: Arc::new(LocalCommandBus::open(dir.path(), "ml-commands").unwrap()),
         assets: Arc::new(socwire::azure::AllowListedFetcher::new(
             settings.ml.ngc_allowed_hosts.clone(),
             settings.ml.local_asset_dirs.clone(),
         )),
         settings: Arc::new(settings),
-        adapters: vec![],
+        ..support::context::local(dir.path())
     };
     Fixture {
         dir,

@@ -2,6 +2,8 @@
 //! specification's examples), with internet providers on a local mock: what reaches the
 //! providers, what is found in free text, and what the report and comment say.
 
+mod support;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{Request, StatusCode};
@@ -9,7 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use socwire::context::Context;
-use socwire::local::{FileReportStore, OfflineThreatIntel, SqliteIncidentStore, SqliteLedger};
+use socwire::local::{OfflineThreatIntel, SqliteIncidentStore};
 use socwire::ports::{IncidentStore, ThreatIntel};
 use socwire::providers::{CacheLimits, Provider, ProviderChain, Quota, Secret, VirusTotal};
 use socwire::sentinel::{Entity, Incident, IncidentId, IncidentProperties, Severity};
@@ -28,39 +30,10 @@ struct Fixture {
 fn fixture(ti: Arc<dyn ThreatIntel>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteIncidentStore::open(&dir.path().join("sentinel.sqlite3")).unwrap());
-    let tables =
-        Arc::new(socwire::local::SqliteTables::open(&dir.path().join("tables.sqlite3")).unwrap());
     let ctx = Arc::new(Context {
         incidents: store.clone(),
-        workspace: Arc::new(
-            socwire::local::SqliteWorkspace::open(&dir.path().join("workspace.sqlite3")).unwrap(),
-        ),
         threat_intel: ti,
-        ledger: Arc::new(SqliteLedger::open(&dir.path().join("ledger.sqlite3")).unwrap()),
-        reports: Arc::new(FileReportStore::new(
-            dir.path().join("reports"),
-            "http://127.0.0.1:7071/reports",
-        )),
-        state: tables.clone(),
-        logs: tables,
-        alert_engine: Arc::default(),
-        ml: Arc::new(
-            socwire::local::LocalWorkspace::open(
-                dir.path(),
-                socwire::local::LocalMlOptions {
-                    provision_ms: 0,
-                    max_nodes_quota: 8,
-                    runner: None,
-                },
-            )
-            .unwrap(),
-        ),
-        commands: Arc::new(
-            socwire::local::LocalCommandBus::open(dir.path(), "ml-commands").unwrap(),
-        ),
-        assets: Arc::new(socwire::azure::AllowListedFetcher::new(vec![], vec![])),
-        settings: Arc::new(socwire::settings::Settings::from_lookup(|_| None).unwrap()),
-        adapters: vec![],
+        ..support::context::local(dir.path())
     });
     Fixture { dir, store, ctx }
 }

@@ -130,44 +130,30 @@ impl LocalWorkspace {
 
     /// Every cluster (state brought up to date).
     pub fn clusters(&self) -> PortResult<Vec<ClusterInfo>> {
-        let names: Vec<String> = {
-            let conn = self.pool.lock();
-            let mut stmt = conn
-                .prepare("SELECT name FROM clusters ORDER BY name")
-                .map_err(PortError::sqlite)?;
-            let rows = stmt
-                .query_map([], |r| r.get(0))
-                .map_err(PortError::sqlite)?;
-            rows.collect::<Result<_, _>>().map_err(PortError::sqlite)?
-        };
         let mut out = Vec::new();
-        for n in names {
-            if let Some(c) = self.cluster(&n)? {
-                out.push(c);
-            }
+        for name in self.first_column("SELECT name FROM clusters ORDER BY name")? {
+            out.extend(self.cluster(&name)?);
         }
         Ok(out)
     }
 
     /// Every job, oldest first.
     pub fn jobs(&self) -> PortResult<Vec<JobInfo>> {
-        let ids: Vec<String> = {
-            let conn = self.pool.lock();
-            let mut stmt = conn
-                .prepare("SELECT id FROM jobs ORDER BY created_ms, id")
-                .map_err(PortError::sqlite)?;
-            let rows = stmt
-                .query_map([], |r| r.get(0))
-                .map_err(PortError::sqlite)?;
-            rows.collect::<Result<_, _>>().map_err(PortError::sqlite)?
-        };
         let mut out = Vec::new();
-        for id in ids {
-            if let Some(j) = self.job(&id)? {
-                out.push(j);
-            }
+        for id in self.first_column("SELECT id FROM jobs ORDER BY created_ms, id")? {
+            out.extend(self.job(&id)?);
         }
         Ok(out)
+    }
+
+    /// The first column of a query's rows, as text.
+    fn first_column(&self, sql: &str) -> PortResult<Vec<String>> {
+        let conn = self.pool.lock();
+        let mut stmt = conn.prepare(sql).map_err(PortError::sqlite)?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(PortError::sqlite)?;
+        rows.collect::<Result<_, _>>().map_err(PortError::sqlite)
     }
 
     /// Every registered model version.

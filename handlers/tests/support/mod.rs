@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod arm;
+pub mod context;
 pub mod fault_server;
 pub mod tokens;
