@@ -152,20 +152,13 @@ impl Trigger {
                     name: bname,
                     entity,
                     topic,
-                    sessions: b
-                        .get("isSessionsEnabled")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false),
+                    sessions: flag(b, "isSessionsEnabled"),
                 }
             }
             "eventHubTrigger" => Trigger::EventHub {
                 name: bname,
                 hub: str_field(b, "eventHubName", path)?,
-                consumer_group: b
-                    .get("consumerGroup")
-                    .and_then(Value::as_str)
-                    .unwrap_or("$Default")
-                    .to_string(),
+                consumer_group: text_or(b, "consumerGroup", "$Default"),
                 many: b
                     .get("cardinality")
                     .and_then(Value::as_str)
@@ -176,10 +169,7 @@ impl Trigger {
             "timerTrigger" => Trigger::Timer {
                 name: bname,
                 schedule: str_field(b, "schedule", path)?,
-                run_on_startup: b
-                    .get("runOnStartup")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
+                run_on_startup: flag(b, "runOnStartup"),
             },
             "httpTrigger" => Trigger::Http {
                 name: bname,
@@ -193,16 +183,8 @@ impl Trigger {
                             .collect()
                     })
                     .unwrap_or_default(),
-                route: b
-                    .get("route")
-                    .and_then(Value::as_str)
-                    .unwrap_or(function)
-                    .to_string(),
-                auth_level: b
-                    .get("authLevel")
-                    .and_then(Value::as_str)
-                    .unwrap_or("function")
-                    .to_ascii_lowercase(),
+                route: text_or(b, "route", function),
+                auth_level: text_or(b, "authLevel", "function").to_ascii_lowercase(),
             },
             other => {
                 return Err(err(
@@ -241,6 +223,19 @@ pub enum OutputTarget {
     Blob(String),
     /// `http` response.
     Http,
+}
+
+/// A binding's boolean `key`, false when absent.
+fn flag(b: &Value, key: &str) -> bool {
+    b.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// A binding's text `key`, or `default` when absent.
+fn text_or(b: &Value, key: &str, default: &str) -> String {
+    b.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or(default)
+        .to_string()
 }
 
 fn str_field(b: &Value, key: &str, path: &Path) -> Result<String, ConfigError> {
