@@ -253,7 +253,9 @@ fn run_container(
     });
     let dir = ws.job_dir(job_id);
     let store = crate::local::mlflow_store(&dir);
-    let _ = std::fs::create_dir_all(&store);
+    if let Err(e) = std::fs::create_dir_all(&store) {
+        return Err(Some(format!("MLflow store {}: {e}", store.display())));
+    }
     if cancel.load(Ordering::SeqCst) {
         return Err(None);
     }
