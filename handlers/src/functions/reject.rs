@@ -69,23 +69,11 @@ impl RejectRecord {
             Some(other) => other.clone(),
             None => Value::Null,
         };
-        let key = key_of(&raw);
-        let (input, truncated) = bounded(raw);
         let metadata = KEPT_METADATA
             .iter()
             .filter_map(|k| request.metadata.get(*k).map(|v| (k.to_string(), v.clone())))
             .collect();
-        Self {
-            schema: "socwire.reject.v1".into(),
-            function: function.into(),
-            binding: binding.into(),
-            reason: reason.chars().take(2048).collect(),
-            key,
-            rejected_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            input,
-            truncated,
-            metadata,
-        }
+        Self::for_item(function, binding, reason, raw, metadata)
     }
 
     /// A record for one item of a batch (an Event Hubs event), so the rest of the batch goes on.

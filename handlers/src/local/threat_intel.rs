@@ -36,15 +36,7 @@ impl OfflineThreatIntel {
     pub fn from_json(text: &str) -> PortResult<Self> {
         let list: Vec<TiEntry> = serde_json::from_str(text)
             .map_err(|e| PortError::Permanent(format!("threat-intel list: {e}")))?;
-        let mut entries: HashMap<(String, String), Vec<TiEntry>> = HashMap::new();
-        for entry in list {
-            let key = (
-                entry.kind.to_ascii_lowercase(),
-                normalise(&entry.kind, &entry.value),
-            );
-            entries.entry(key).or_default().push(entry);
-        }
-        Ok(Self { entries })
+        Self::from_entries(list)
     }
 
     /// Parses a feed in any supported format: our JSON list (`[…]`), a STIX 2.1 bundle
