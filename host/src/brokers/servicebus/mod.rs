@@ -181,7 +181,8 @@ pub(super) fn restore(
 }
 
 impl Brokers {
-    fn sb_ensure(
+    /// Creates a Service Bus entity of `kind` (queue, topic, subscription), or updates its settings.
+    fn ensure_entity(
         &self,
         name: &str,
         kind: &str,
@@ -209,7 +210,7 @@ pub struct ServiceBusEntity<'a> {
 }
 
 impl Brokers {
-    /// The Service Bus entity `entity`: a queue, a topic or `topic/subscriptions/sub`.
+    /// The Service Bus entity `name`: a queue, a topic or `topic/subscriptions/sub`.
     pub fn service_bus<'a>(&'a self, name: &'a str) -> ServiceBusEntity<'a> {
         ServiceBusEntity {
             brokers: self,
@@ -221,17 +222,17 @@ impl Brokers {
 impl ServiceBusEntity<'_> {
     /// Creates (or updates the settings of) a queue.
     pub fn ensure_queue(&self, options: SbEntityOptions) -> BrokerResult<()> {
-        let name = self.name;
-        self.brokers.sb_ensure(name, "queue", None, None, &options)
+        self.brokers
+            .ensure_entity(self.name, "queue", None, None, &options)
     }
 
     /// Creates (or updates) a topic; its options govern duplicate detection.
     pub fn ensure_topic(&self, options: SbEntityOptions) -> BrokerResult<()> {
-        let name = self.name;
-        self.brokers.sb_ensure(name, "topic", None, None, &options)
+        self.brokers
+            .ensure_entity(self.name, "topic", None, None, &options)
     }
 
-    /// Creates (or updates) a subscription `topic/subscriptions/sub`. With a SQL `filter`
+    /// Creates (or updates) subscription `sub` of this topic (`topic/subscriptions/sub`). With a SQL `filter`
     /// ([`SqlFilter`]), it takes only the messages the filter is true for; without, every
     /// message (Service Bus's default `1=1` rule). A filter this host cannot parse is refused.
     pub fn ensure_subscription(
@@ -241,7 +242,7 @@ impl ServiceBusEntity<'_> {
         options: SbEntityOptions,
     ) -> BrokerResult<()> {
         let topic = self.name;
-        self.brokers.sb_ensure(
+        self.brokers.ensure_entity(
             &format!("{topic}/subscriptions/{sub}"),
             "subscription",
             Some(topic),
