@@ -4,6 +4,8 @@
 //! attacks (lateral movement, IT into OT) first. Pure: no I/O, no clocks, no randomness
 //! except the seeded generator.
 #![warn(missing_docs)]
+// No function over 100 lines of code outside tests (decision 0017).
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 pub mod alert;
 pub mod batch;

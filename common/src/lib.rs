@@ -3,6 +3,8 @@
 //! HTTP listener with connection and time bounds (`listener`, the default feature of the same
 //! name).
 #![warn(missing_docs)]
+// No function over 100 lines of code outside tests (decision 0017).
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 pub mod fs;
 #[cfg(feature = "listener")]

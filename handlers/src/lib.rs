@@ -4,6 +4,8 @@
 //! [`ports`] with [`local`] and [`azure`] adapters, and [`serve`] (the HTTP server the host
 //! starts). The local Functions host lives in the `socwire-host` crate.
 #![warn(missing_docs)]
+// No function over 100 lines of code outside tests (decision 0017).
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 pub mod azure;
 pub mod console;

@@ -1,6 +1,9 @@
 //! The `socwire` command: the custom handler (`serve`), the local Functions host (`up`), and
 //! tools for its brokers and the alert graph engine.
 
+// No function over 100 lines of code outside tests (decision 0017).
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 use clap::{Parser, Subcommand};
 use socwire::{serve, settings::Settings};
 use std::process::ExitCode;

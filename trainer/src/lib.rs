@@ -42,6 +42,8 @@
 //! `eval.safetensors` (`inputs` f32 `[n, 1, e, e, e]`, `labels` f32 `[n]`) and, through
 //! [`export_onnx`], `model.onnx` whose output is the sigmoid probability.
 #![warn(missing_docs)]
+// No function over 100 lines of code outside tests (decision 0017).
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 // Without `train` the volume generator and the hyper-parameter checks have no caller.
 #![cfg_attr(not(feature = "train"), allow(dead_code))]
 

@@ -66,6 +66,10 @@ const LATERAL_NAMES: [&str; 5] = [
 ];
 
 /// The drafts of a family A stream (chains first).
+#[allow(
+    clippy::too_many_lines,
+    reason = "the chains' steps as data, one draft each: a table read top to bottom"
+)]
 pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
     let net = Net::new();
     let mut drafts: Vec<Draft> = Vec::with_capacity(cfg.alerts);

@@ -97,6 +97,10 @@ fn assign_accounts(drafts: &mut [Draft]) {
 }
 
 /// The drafts of a family B stream (chains first).
+#[allow(
+    clippy::too_many_lines,
+    reason = "the chains' steps as data, one draft each: a table read top to bottom"
+)]
 pub(super) fn drafts(cfg: &GenConfig, rng: &mut Rng) -> Vec<Draft> {
     let net_map = Net::new();
     let n = &net_map;
