@@ -43,14 +43,21 @@ impl Summary {
     pub fn total(&self) -> FunctionStats {
         let mut t = FunctionStats::default();
         for s in self.functions.values() {
-            t.delivered += s.delivered;
-            t.retried += s.retried;
-            t.poisoned += s.poisoned;
-            t.dead_lettered += s.dead_lettered;
-            t.lost_after_retries += s.lost_after_retries;
-            t.set_aside += s.set_aside;
+            t += s;
         }
         t
+    }
+}
+
+impl std::ops::AddAssign<&FunctionStats> for FunctionStats {
+    /// Adds another function's counters to these.
+    fn add_assign(&mut self, s: &FunctionStats) {
+        self.delivered += s.delivered;
+        self.retried += s.retried;
+        self.poisoned += s.poisoned;
+        self.dead_lettered += s.dead_lettered;
+        self.lost_after_retries += s.lost_after_retries;
+        self.set_aside += s.set_aside;
     }
 }
 
@@ -185,5 +192,36 @@ mod tests {
             (summary.total().delivered, summary.total().poisoned),
             (2, 1)
         );
+    }
+
+    #[test]
+    fn every_counter_is_summed() {
+        let stats = Stats::new(true);
+        for (n, (function, outcome)) in [
+            ("a", Outcome::Delivered),
+            ("b", Outcome::Retried),
+            ("a", Outcome::Poisoned),
+            ("b", Outcome::DeadLettered),
+            ("a", Outcome::Lost),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            stats.record(function, outcome, n as u64 + 1, "");
+        }
+        stats.set_aside("b", 6);
+        let summary = Summary {
+            functions: stats.snapshot(),
+            ..Default::default()
+        };
+        let expected = FunctionStats {
+            delivered: 1,
+            retried: 2,
+            poisoned: 3,
+            dead_lettered: 4,
+            lost_after_retries: 5,
+            set_aside: 6,
+        };
+        assert_eq!(summary.total(), expected);
     }
 }

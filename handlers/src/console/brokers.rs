@@ -48,12 +48,7 @@ fn fed(
         .filter(|t| t.kind == kind && t.source == source)
     {
         if let Some(s) = stats.get(&f.function) {
-            t.delivered += s.delivered;
-            t.retried += s.retried;
-            t.poisoned += s.poisoned;
-            t.dead_lettered += s.dead_lettered;
-            t.lost_after_retries += s.lost_after_retries;
-            t.set_aside += s.set_aside;
+            t += s;
         }
     }
     t
