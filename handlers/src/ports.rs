@@ -24,7 +24,7 @@ pub enum PortError {
     /// was being done, the store's own error is the `source()`.
     #[error("{what}: {source}")]
     Store {
-        /// What was being done (`sqlite`, `writing the job's spec`…).
+        /// What was being done (`sqlite`, `job 7's log`, `model folder …`).
         what: String,
         /// Whether a retry may succeed (a busy database, a file error).
         transient: bool,
